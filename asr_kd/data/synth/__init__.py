@@ -1,0 +1,1 @@
+"""Offline speech synthesis (eSpeak NG) and the embedded digit-string corpus."""

@@ -1,0 +1,56 @@
+"""Atomic writes and completion markers: a killed stage never leaves a half-written file behind."""
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+PathLike = Union[str, Path]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary name keeps the suffixes of ``path`` so writers that infer the format
+    from the extension (lhotse's ``to_file``) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: PathLike, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-serialisable object (a config, a list of inputs)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def is_done(directory: PathLike, key: str = "") -> bool:
+    """True when ``directory/.done`` exists and was written for the same ``key``."""
+    marker = Path(directory) / ".done"
+    return marker.is_file() and marker.read_text().strip() == key
+
+
+def mark_done(directory: PathLike, key: str = "") -> None:
+    """Write the completion marker; call it last, after every output is in place."""
+    write_text_atomic(Path(directory) / ".done", key + "\n")
