@@ -1,6 +1,7 @@
 """Signal degradations for synthetic speech: additive coloured noise at a given SNR,
 synthetic reverberation and telephone band-limiting. Every function takes an explicit
 ``numpy.random.Generator`` so the corpus is a pure function of its seed."""
+import functools
 from typing import Tuple
 
 import numpy as np
@@ -65,8 +66,15 @@ def band_limit(x: np.ndarray, sample_rate: int, band: Tuple[float, float] = (300
     return t[0].numpy()
 
 
+@functools.lru_cache(maxsize=8)
+def _resampler(orig_sr: int, new_sr: int):
+    import torchaudio.transforms as AT
+
+    return AT.Resample(orig_sr, new_sr)  # builds its sinc kernel once
+
+
 def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     if orig_sr == new_sr:
         return x.astype(np.float32)
-    t = torch.from_numpy(x.astype(np.float32))[None]
-    return AF.resample(t, orig_sr, new_sr)[0].numpy()
+    with torch.no_grad():
+        return _resampler(orig_sr, new_sr)(torch.from_numpy(x.astype(np.float32))[None])[0].numpy()

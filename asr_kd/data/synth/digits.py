@@ -195,6 +195,12 @@ def _job(args) -> Dict:
     return meta
 
 
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
+
+
 def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict[str, int]:
     """Generate (or finish generating) the corpus; returns utterance counts per split."""
     out_dir = Path(out_dir)
@@ -214,7 +220,7 @@ def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict
                 metas.append(_job(j))
                 bar.update()
         else:
-            with ProcessPoolExecutor(num_jobs) as ex:
+            with ProcessPoolExecutor(num_jobs, initializer=_init_worker) as ex:
                 for m in ex.map(_job, jobs, chunksize=16):
                     metas.append(m)
                     bar.update()

@@ -1,0 +1,174 @@
+"""lhotse manifests (RecordingSet, SupervisionSet, CutSet) and the checks that keep bad input out.
+
+Manifests live in one folder, named like lhotse's recipes::
+
+    <corpus>_recordings_<split>.jsonl.gz
+    <corpus>_supervisions_<split>.jsonl.gz
+    <corpus>_cuts_<split>.jsonl.gz
+
+Bad input policy: an unreadable/empty audio file or an empty transcript is a logged skip,
+counted in ``<out>/<corpus>_<split>.skipped.json`` with the file it came from; a sample rate
+other than the expected one is an error naming the file (pass ``resample=True`` to convert
+on the fly instead); words outside a given vocabulary are an error naming the utterance.
+"""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.supervision import AlignmentItem
+
+from asr_kd.utils.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+class CorpusError(ValueError):
+    """Input that cannot be used; the message names the file or utterance."""
+
+
+@dataclass
+class SkipReport:
+    """Counted, logged skips of one split."""
+
+    skipped: List[Dict[str, str]] = field(default_factory=list)
+
+    def add(self, item_id: str, source: str, reason: str) -> None:
+        log.warning("skipping %s (%s): %s", item_id, source, reason)
+        self.skipped.append({"id": item_id, "source": source, "reason": reason})
+
+    def __len__(self) -> int:
+        return len(self.skipped)
+
+
+def manifest_paths(out_dir, corpus: str, split: str) -> Dict[str, Path]:
+    out_dir = Path(out_dir)
+    return {kind: out_dir / f"{corpus}_{kind}_{split}.jsonl.gz" for kind in ("recordings", "supervisions", "cuts")}
+
+
+def load_recording(audio_path, recording_id: str, expected_sr: Optional[int], resample: bool, report: SkipReport) -> Optional[Recording]:
+    """Open ``audio_path`` as a lhotse Recording; None (and a counted skip) when it is unreadable or empty."""
+    audio_path = Path(audio_path)
+    if not audio_path.is_file():
+        report.add(recording_id, str(audio_path), "audio file is missing")
+        return None
+    try:
+        rec = Recording.from_file(audio_path, recording_id=recording_id)
+    except Exception as e:  # soundfile/lhotse raise various types for corrupt headers
+        report.add(recording_id, str(audio_path), f"unreadable audio ({type(e).__name__}: {e})")
+        return None
+    if rec.num_samples == 0 or rec.duration <= 0:
+        report.add(recording_id, str(audio_path), "audio file holds no samples")
+        return None
+    try:  # the header can be fine while the data is truncated
+        rec.load_audio(offset=max(0.0, rec.duration - 0.05))
+    except Exception as e:
+        report.add(recording_id, str(audio_path), f"audio data cannot be decoded ({type(e).__name__}: {e})")
+        return None
+    if expected_sr is not None and rec.sampling_rate != expected_sr:
+        if not resample:
+            raise CorpusError(
+                f"{audio_path}: sample rate {rec.sampling_rate} Hz, expected {expected_sr} Hz "
+                f"(resample the corpus, or allow on-the-fly resampling with --resample)"
+            )
+        rec = rec.resample(expected_sr)
+    return rec
+
+
+def check_transcript(utt_id: str, text: Optional[str], vocabulary: Optional[set], source: str, report: SkipReport) -> Optional[str]:
+    """Normalised transcript, or None (a counted skip) when it is empty. OOV words raise."""
+    words = (text or "").split()
+    if not words:
+        report.add(utt_id, source, "empty transcript")
+        return None
+    if vocabulary is not None:
+        oov = sorted({w for w in words if w not in vocabulary})
+        if oov:
+            raise CorpusError(f"utterance {utt_id} ({source}): word(s) {oov} are not in the lexicon")
+    return " ".join(words)
+
+
+def build_manifests(
+    items: Iterable[Dict],
+    *,
+    expected_sr: Optional[int] = None,
+    resample: bool = False,
+    vocabulary: Optional[set] = None,
+) -> Tuple[RecordingSet, SupervisionSet, SkipReport]:
+    """Manifests from items with keys id, audio, text, speaker and optional alignment / custom.
+
+    ``alignment`` is a dict like ``{"word": [[sym, start, end], ...], "phone": [...]}`` (seconds).
+    """
+    report = SkipReport()
+    recordings, supervisions = [], []
+    for item in items:
+        utt_id = item["id"]
+        text = check_transcript(utt_id, item.get("text"), vocabulary, str(item["audio"]), report)
+        if text is None:
+            continue
+        rec = load_recording(item["audio"], utt_id, expected_sr, resample, report)
+        if rec is None:
+            continue
+        alignment = None
+        if item.get("alignment"):
+            alignment = {
+                kind: [AlignmentItem(symbol=s, start=round(b, 4), duration=round(e - b, 4)) for s, b, e in segs]
+                for kind, segs in item["alignment"].items()
+            }
+        recordings.append(rec)
+        supervisions.append(
+            SupervisionSegment(
+                id=utt_id, recording_id=utt_id, start=0.0, duration=rec.duration, channel=0,
+                text=text, speaker=item.get("speaker"), language=item.get("language", "English"),
+                alignment=alignment, custom=item.get("custom"),
+            )
+        )
+    return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions), report
+
+
+def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, supervisions: SupervisionSet,
+                    report: Optional[SkipReport] = None) -> CutSet:
+    """Validate, build the CutSet and write all three manifests atomically."""
+    from lhotse.qa import validate_recordings_and_supervisions
+
+    validate_recordings_and_supervisions(recordings, supervisions)
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).sort_by_recording_id()
+    paths = manifest_paths(out_dir, corpus, split)
+    for kind, manifest in (("recordings", recordings), ("supervisions", supervisions), ("cuts", cuts)):
+        with atomic_path(paths[kind]) as tmp:
+            manifest.to_file(tmp)
+    if report is not None:
+        write_json_atomic(Path(out_dir) / f"{corpus}_{split}.skipped.json", {"count": len(report), "items": report.skipped})
+        if len(report):
+            log.warning("%s/%s: %d item(s) skipped, listed in %s_%s.skipped.json", corpus, split, len(report), corpus, split)
+    return cuts
+
+
+def digits_items(corpus_dir, split: str) -> List[Dict]:
+    """Items of the embedded digits corpus (see asr_kd.data.synth.digits)."""
+    from asr_kd.data.synth.digits import read_split
+
+    corpus_dir = Path(corpus_dir)
+    return [
+        {
+            "id": m["id"], "audio": corpus_dir / m["wav"], "text": m["text"], "speaker": m["speaker"],
+            "alignment": {"word": m["words"], "phone": m["phones"]},
+            "custom": {"accent": m["accent"], "degradation": m["degradation"]},
+        }
+        for m in read_split(corpus_dir, split)
+    ]
+
+
+def prepare_digits(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000) -> Dict[str, int]:
+    """Manifests for the embedded corpus; returns the number of cuts per split."""
+    from asr_kd.data.synth.digits import DIGIT_WORDS
+
+    vocab = {w.upper() for w in DIGIT_WORDS}
+    counts = {}
+    for split in splits:
+        recs, sups, report = build_manifests(digits_items(corpus_dir, split), expected_sr=sample_rate, vocabulary=vocab)
+        cuts = write_manifests(out_dir, "digits", split, recs, sups, report)
+        counts[split] = len(cuts)
+        log.info("digits/%s: %d cuts, %.3f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
+    return counts

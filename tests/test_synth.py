@@ -1,0 +1,78 @@
+"""The embedded corpus generator: determinism, speaker-disjoint splits, oracle timestamps."""
+import json
+
+import numpy as np
+import soundfile as sf
+
+from asr_kd.data.synth.digits import DIGIT_WORDS, SPLITS, DigitsCorpusConfig, make_speakers, read_split, synthesize_utterance
+
+
+def test_same_seed_same_audio_and_other_seed_differs(tiny_config):
+    spk = make_speakers(tiny_config)[0]
+    a, meta_a = synthesize_utterance(tiny_config, spk, 0, 3)
+    b, meta_b = synthesize_utterance(tiny_config, spk, 0, 3)
+    assert np.array_equal(a, b) and meta_a == meta_b
+    other = DigitsCorpusConfig(**{**tiny_config.__dict__, "seed": tiny_config.seed + 1})
+    c, _ = synthesize_utterance(other, make_speakers(other)[0], 0, 3)
+    assert len(a) != len(c) or not np.array_equal(a, c)
+
+
+def test_generated_wavs_are_identical_across_runs(tiny_corpus, tmp_path, tiny_config):
+    from asr_kd.data.synth.digits import generate_corpus
+
+    generate_corpus(tiny_config, tmp_path, num_jobs=1)  # serial run vs the fixture's 2 processes
+    for split in SPLITS:
+        for m in read_split(tiny_corpus, split):
+            assert (tmp_path / m["wav"]).read_bytes() == (tiny_corpus / m["wav"]).read_bytes(), m["id"]
+
+
+def test_splits_are_speaker_disjoint_and_test_holds_out_an_accent(tiny_corpus, tiny_config):
+    speakers = {s: {m["speaker"] for m in read_split(tiny_corpus, s)} for s in SPLITS}
+    assert not speakers["train"] & speakers["dev"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["dev"] & speakers["test"]
+    accents = {s: {m["accent"] for m in read_split(tiny_corpus, s)} for s in SPLITS}
+    held = set(tiny_config.held_out_accents)
+    assert accents["test"] & held
+    assert not (accents["train"] | accents["dev"]) & held
+    voices = json.loads((tiny_corpus / "speakers.json").read_text())
+    assert len({(v["accent"], v["variant"], v["rate"], v["pitch"]) for v in voices}) == len(voices)
+
+
+def test_transcripts_and_audio_format(tiny_corpus, tiny_config):
+    vocab = {w.upper() for w in DIGIT_WORDS}
+    for split in SPLITS:
+        for m in read_split(tiny_corpus, split):
+            words = m["text"].split()
+            assert tiny_config.min_words <= len(words) <= tiny_config.max_words
+            assert set(words) <= vocab
+            info = sf.info(str(tiny_corpus / m["wav"]))
+            assert info.samplerate == 16000 and info.subtype == "PCM_16"
+            assert abs(info.duration - m["duration"]) < 1e-3
+
+
+def test_oracle_timestamps_inside_audio_and_in_order(tiny_corpus):
+    for split in SPLITS:
+        for m in read_split(tiny_corpus, split):
+            phones, words = m["phones"], m["words"]
+            assert [w[0] for w in words] == m["text"].split()
+            for seq in (phones, words):
+                for sym, start, end in seq:
+                    assert 0.0 < start < end <= m["duration"], (m["id"], sym, start, end)
+                for (_, _, e1), (_, s2, _) in zip(seq, seq[1:]):
+                    assert e1 <= s2 + 1e-6, m["id"]
+            # every phone lies in exactly one word
+            for sym, start, end in phones:
+                assert sum(ws - 1e-6 <= start and end <= we + 1e-6 for _, ws, we in words) == 1, (m["id"], sym)
+            # leading silence really is quieter than speech (the oracle points at the speech)
+            x, sr = sf.read(str(tiny_corpus / m["wav"]))
+            assert words[0][1] >= 0.09
+
+
+def test_noise_snr_covers_low_values():
+    from asr_kd.data.synth.digits import _utterance_plan
+
+    cfg = DigitsCorpusConfig()
+    snrs = [p["noise"]["snr_db"] for p in (_utterance_plan(cfg, 0, u) for u in range(300)) if p["noise"]]
+    assert min(snrs) < 0.0 and max(snrs) > 15.0
+    assert min(snrs) >= cfg.snr_db[0]

@@ -1,0 +1,35 @@
+# Stage runner shared by every recipe's run.sh. Source after parse_options.sh.
+# Needs: stage, stop_stage, exp (log + marker folder), stage_key (changes invalidate markers).
+#
+#   run_stage N NAME COMMAND [ARGS...]
+# runs COMMAND when stage <= N <= stop_stage, logging to $exp/log/stage_N_NAME.log, and
+# writes the marker $exp/done/stage_N_NAME last; a stage whose marker matches stage_key
+# is skipped, so rerunning a recipe only does what is left.
+#   pending_stage N NAME ISSUE
+# a stage whose implementation has not landed: says so and fails, never pretends.
+
+run_stage() {
+  local n=$1 name=$2; shift 2
+  if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
+  local marker="$exp/done/stage_${n}_${name}" log="$exp/log/stage_${n}_${name}.log"
+  mkdir -p "$exp/done" "$exp/log"
+  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stage_key" ]; then
+    echo "stage $n ($name): done before, skipping (remove $marker to redo)"
+    return 0
+  fi
+  echo "stage $n ($name): started $(date '+%F %T'), log: $log"
+  local t0=$SECONDS
+  if ! ( set -o pipefail; "$@" 2>&1 | tee "$log" ); then
+    echo "stage $n ($name): FAILED, see $log" >&2
+    exit 1
+  fi
+  echo "$stage_key" > "$marker.tmp" && mv "$marker.tmp" "$marker"
+  echo "stage $n ($name): finished in $((SECONDS - t0)) s"
+}
+
+pending_stage() {
+  local n=$1 name=$2 issue=$3
+  if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
+  echo "stage $n ($name): not implemented yet (issue #$issue has not landed); stopping here." >&2
+  exit 1
+}
