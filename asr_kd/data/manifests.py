@@ -133,7 +133,9 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
     from lhotse.qa import validate_recordings_and_supervisions
 
     validate_recordings_and_supervisions(recordings, supervisions)
-    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).sort_by_recording_id()
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    # one supervision per recording here: the cut id is the utterance id (Kaldi's utt-id)
+    cuts = CutSet.from_cuts(c.with_id(c.supervisions[0].id) for c in cuts).sort_by_recording_id()
     paths = manifest_paths(out_dir, corpus, split)
     for kind, manifest in (("recordings", recordings), ("supervisions", supervisions), ("cuts", cuts)):
         with atomic_path(paths[kind]) as tmp:

@@ -142,8 +142,10 @@ def synthesize_utterance(cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: i
     x = np.concatenate([np.zeros(lead, np.float32), x, np.zeros(trail, np.float32)])
     active = np.zeros(len(x), bool)
     active[lead : lead + int(speech_dur * sr)] = True
-    # PHONEME events for pauses ("_", "_:") are silence, not phones.
+    # PHONEME events for pauses ("_", "_:") are silence, not phones; modifier events without
+    # letters (";" palatalisation) belong to the phone before them.
     phones = [(p.replace("'", "").replace(",", ""), t) for p, t in syn.phones]
+    phones = [(p, t) for p, t in phones if p.startswith("_") or any(ch.isalnum() for ch in p)]
     phone_segs = [s for s in _segments(phones, speech_dur, plan["lead"]) if not s[0].startswith("_")]
     # Word events fire up to ~15 ms before the word's first phone; phone events are within
     # ~3 ms of the audio. So a word spans its own phones: each phone goes to the last word

@@ -1,0 +1,34 @@
+"""GMM features derived from the stored fbank: CMVN -> DCT (MFCC-like cepstra) -> deltas.
+
+Diagonal-covariance GMMs want decorrelated features, so the GMM sees cepstra (the DCT of
+the normalised log-mel energies, i.e. MFCCs without liftering) with delta and delta-delta
+coefficients, as Kaldi's monophone systems do; kaldi-hmm-gmm has no delta code, so it is
+here. They are computed frame by frame from the same lhotse features as the DNN inputs,
+so frame counts agree exactly.
+"""
+import numpy as np
+
+
+def dct_matrix(num_in: int, num_out: int) -> np.ndarray:
+    """Orthonormal DCT-II basis, shape (num_in, num_out)."""
+    n = np.arange(num_in)
+    k = np.arange(num_out)
+    m = np.cos(np.pi / num_in * (n[:, None] + 0.5) * k[None, :]) * np.sqrt(2.0 / num_in)
+    m[:, 0] /= np.sqrt(2.0)
+    return m.astype(np.float32)
+
+
+def deltas(x: np.ndarray, window: int = 2) -> np.ndarray:
+    """Regression deltas with edge frames replicated (Kaldi's DeltaFeatures, one order)."""
+    t = x.shape[0]
+    padded = np.concatenate([np.repeat(x[:1], window, 0), x, np.repeat(x[-1:], window, 0)])
+    num = sum(n * (padded[window + n : window + n + t] - padded[window - n : window - n + t]) for n in range(1, window + 1))
+    return (num / (2 * sum(n * n for n in range(1, window + 1)))).astype(np.float32)
+
+
+def gmm_features(normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True) -> np.ndarray:
+    c = normalized_fbank @ dct_matrix(normalized_fbank.shape[1], num_cepstra)
+    if not use_deltas:
+        return np.ascontiguousarray(c, dtype=np.float32)
+    d = deltas(c)
+    return np.ascontiguousarray(np.concatenate([c, d, deltas(d)], axis=1), dtype=np.float32)

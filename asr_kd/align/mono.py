@@ -1,0 +1,282 @@
+"""Monophone GMM-HMM training from a flat start and forced alignment (Kaldi's train_mono.sh
+and align_si.sh) with kaldi-hmm-gmm.
+
+Schedule: one Gaussian per pdf at the global mean/variance -> equal alignment -> Viterbi EM
+(realign on ``realign_iters``), Gaussians split by occupancy up to ``total_gauss``.
+Training graphs are compiled with transition_scale = self_loop_scale = 0 and transition
+probabilities are added at alignment time (so they are not counted twice).
+
+Alignment runs in ``nj`` forked processes over utterances (kaldi-hmm-gmm holds the GIL);
+statistics are accumulated in the parent from the returned alignments. An utterance that
+fails at ``beam`` is retried at ``retry_beam`` (Kaldi's AlignConfig); one that fails both is
+counted, logged by id, and left out of that iteration, never silently.
+"""
+import json
+import logging
+import multiprocessing as mp
+import pickle
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from asr_kd.utils.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonoConfig:
+    num_iters: int = 25
+    max_iter_inc: int = 18  # Gaussians grow until this iteration
+    total_gauss: int = 1000
+    realign_iters: Tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 23)
+    beam: float = 10.0
+    retry_beam: float = 40.0
+    acoustic_scale: float = 0.1
+    transition_scale: float = 1.0
+    self_loop_scale: float = 0.1
+    power: float = 0.25  # Gaussians per pdf ~ occupancy^power
+    min_gaussian_occupancy: float = 3.0
+    perturb_factor: float = 0.01
+    num_cepstra: int = 13
+    use_deltas: bool = True
+    seed: int = 3  # equal alignment picks a random path among equal-length ones
+
+
+# -- worker side (forked; globals are inherited, not pickled) ----------------------------------
+_W: Dict = {}
+
+
+def _worker_init(lang_dir: str, tm_bytes: bytes, tree_bytes: bytes) -> None:
+    import kaldi_hmm_gmm as khg  # noqa: F401  (before kaldifst)
+
+    from asr_kd.lang.prepare_lang import Lang
+
+    lang = Lang(lang_dir)
+    tm, tree = pickle.loads(tm_bytes), pickle.loads(tree_bytes)
+    opts = khg.TrainingGraphCompilerOptions()
+    opts.transition_scale = 0.0
+    opts.self_loop_scale = 0.0
+    lex = lang.lexicon_fst(disambig=True)
+    # the compiler keeps pointers to tm, tree and lex without owning them: keep them alive
+    _W.update(lang=lang, tm=tm, tree=tree, lex=lex, opts=opts, graphs={}, compiler=khg.TrainingGraphCompiler(
+        trans_model=tm, ctx_dep=tree, lex_fst=lex, disambig_syms=lang.disambig_ids, opts=opts))
+
+
+def _graph(utt: str):
+    g = _W["graphs"].get(utt)
+    if g is None:
+        words = _DATA["texts"][utt].split()
+        g = _W["compiler"].compile_graph_from_text(_W["lang"].word_ids(words, utt))
+        _W["graphs"][utt] = g
+    return g
+
+
+def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
+    """Returns (utt, transition-ids or None, log-likelihood, retried) per utterance."""
+    import kaldi_hmm_gmm as khg
+    import kaldifst
+
+    mode, model_bytes, utts, cfg = task
+    out = []
+    if mode == "equal":
+        for utt in utts:
+            n = _DATA["feats"][utt].shape[0]
+            ok, path = kaldifst.equal_align(ifst=_graph(utt), length=n, rand_seed=cfg.seed, num_retries=10)
+            ali = None
+            if ok:
+                ok, ali, _, _ = kaldifst.get_linear_symbol_sequence(path)
+            out.append((utt, list(ali) if ok else None, 0.0, False))
+        return out
+    tm, am = pickle.loads(model_bytes)
+    acfg = khg.AlignConfig()
+    acfg.beam, acfg.retry_beam, acfg.careful = cfg.beam, cfg.retry_beam, False
+    for utt in utts:
+        fst = _graph(utt).copy()
+        khg.add_transition_probs(trans_model=tm, transition_scale=cfg.transition_scale,
+                                 self_loop_scale=cfg.self_loop_scale, fst=fst)
+        dec = khg.DecodableAmDiagGmmScaled(am=am, tm=tm, feats=_DATA["feats"][utt], scale=cfg.acoustic_scale)
+        done, err, retried, like, _, ali, _ = khg.align_utterance_wrapper(
+            config=acfg, utt=utt, acoustic_scale=cfg.acoustic_scale, fst=fst, decodable=dec,
+            num_done=0, num_error=0, num_retried=0, tot_like=0.0, frame_count=0)
+        ok = done == 1 and err == 0 and len(ali) == _DATA["feats"][utt].shape[0]
+        out.append((utt, list(ali) if ok else None, float(like), retried > 0))
+    return out
+
+
+# Features and transcripts for the workers: set in the parent before forking.
+_DATA: Dict = {"feats": {}, "texts": {}}
+
+
+class AlignmentFailures(RuntimeError):
+    pass
+
+
+@dataclass
+class AlignPassResult:
+    alignments: Dict[str, List[int]]
+    failed: List[str]
+    retried: List[str]
+    log_like: float
+
+
+class MonophoneAligner:
+    """Owns the model (TransitionModel, tree, AmDiagGmm) and a pool of alignment workers."""
+
+    def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1):
+        import kaldi_hmm_gmm as khg
+
+        from asr_kd.lang.prepare_lang import Lang
+
+        self.cfg, self.nj, self.lang_dir = cfg, max(1, nj), str(lang_dir)
+        self.lang = Lang(lang_dir)
+        topo = self.lang.topology()
+        self.tree = khg.monophone_context_dependency(phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes())
+        self.tm = khg.TransitionModel(ctx_dep=self.tree, hmm_topo=topo)
+        self.am = None
+        self._pool = None
+
+    # -- data and processes ------------------------------------------------------------------
+    def set_data(self, feats: Dict[str, np.ndarray], texts: Dict[str, str]) -> None:
+        for utt, text in texts.items():
+            self.lang.word_ids(text.split(), utt)  # OOV -> clear error before any work starts
+        self.close()
+        _DATA["feats"], _DATA["texts"] = feats, texts
+
+    def _pool_(self):
+        if self._pool is None:
+            # concurrent.futures, not multiprocessing.Pool: a crashed worker raises
+            # BrokenProcessPool instead of hanging the stage forever
+            self._pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("fork"), initializer=_worker_init,
+                                             initargs=(self.lang_dir, pickle.dumps(self.tm), pickle.dumps(self.tree)))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def align(self, utts: Sequence[str], mode: str = "viterbi") -> AlignPassResult:
+        utts = sorted(utts, key=lambda u: -_DATA["feats"][u].shape[0])
+        chunks = [utts[i :: self.nj * 4] for i in range(self.nj * 4)]  # longest first, balanced
+        model = pickle.dumps((self.tm, self.am)) if mode != "equal" else b""
+        results = list(self._pool_().map(_align_chunk, [(mode, model, c, self.cfg) for c in chunks if c]))
+        ali, failed, retried, like = {}, [], [], 0.0
+        for chunk in results:
+            for utt, a, ll, r in chunk:
+                if a is None:
+                    failed.append(utt)
+                else:
+                    ali[utt] = a
+                    like += ll
+                if r:
+                    retried.append(utt)
+        if failed:
+            log.warning("alignment failed for %d of %d utterances (after retry beam %.0f): %s",
+                        len(failed), len(utts), self.cfg.retry_beam, ", ".join(sorted(failed)[:20]))
+        return AlignPassResult(ali, sorted(failed), sorted(retried), like)
+
+    # -- model -------------------------------------------------------------------------------
+    def init_model(self, feats: Sequence[np.ndarray]) -> None:
+        import kaldi_hmm_gmm as khg
+        import torch
+
+        x = np.concatenate(feats).astype(np.float64)
+        mean, var = x.mean(0), np.maximum(x.var(0), 1e-4)
+        g = khg.DiagGmm(nmix=1, dim=x.shape[1])
+        g.set_weights(torch.ones(1))
+        g.set_means(torch.from_numpy(mean[None].astype(np.float32)))
+        g.set_invvars(torch.from_numpy((1.0 / var)[None].astype(np.float32)))
+        g.compute_gconsts()
+        self.am = khg.AmDiagGmm()
+        for _ in range(self.tree.num_pdfs):
+            self.am.add_pdf(g)
+
+    def accumulate_and_update(self, alignments: Dict[str, List[int]], mixup: int) -> Tuple[float, int]:
+        """One ML re-estimation from hard alignments; returns (average log-likelihood per frame, frames)."""
+        import kaldi_hmm_gmm as khg
+        import torch
+
+        acc = khg.AccumAmDiagGmm()
+        acc.init(model=self.am, flags=khg.GmmUpdateFlags.kGmmAll)
+        id2pdf = np.asarray(self.tm.id2pdf_id)
+        tstats = np.zeros(self.tm.num_transition_ids + 1, np.float64)
+        like, frames = 0.0, 0
+        for utt, ali in alignments.items():
+            x = _DATA["feats"][utt]
+            tids = np.asarray(ali)
+            tstats += np.bincount(tids, minlength=len(tstats))
+            for t, pdf in enumerate(id2pdf[tids]):
+                like += acc.accumulate_for_gmm(model=self.am, data=x[t], gmm_index=int(pdf), weight=1.0)
+            frames += len(tids)
+        if frames == 0:
+            raise AlignmentFailures("no utterance could be aligned: nothing to train on")
+        self.tm.mle_update(torch.from_numpy(tstats), khg.MleTransitionUpdateConfig())
+        opts = khg.MleDiagGmmOptions()
+        opts.min_gaussian_occupancy = self.cfg.min_gaussian_occupancy
+        khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=acc, flags=khg.str_to_gmm_flags("mvwt"), am_gmm=self.am)
+        if mixup > self.am.num_gauss:
+            occs = torch.tensor([acc.get_acc(i).occupancy.sum().item() for i in range(acc.num_accs)], dtype=torch.float32)
+            self.am.split_by_count(state_occs=occs, target_components=mixup, perturb_factor=self.cfg.perturb_factor,
+                                   power=self.cfg.power, min_count=20.0)
+        return like / frames, frames
+
+    def train(self, train_utts: Sequence[str], log_path=None) -> List[Dict]:
+        """Flat start + Viterbi EM. Returns the per-iteration history (also written to ``log_path``)."""
+        cfg = self.cfg
+        self.init_model([_DATA["feats"][u] for u in train_utts])
+        history = []
+        t0 = time.time()
+        res = self.align(train_utts, mode="equal")
+        if res.failed:
+            log.warning("equal alignment failed for %d utterance(s) (too short for their transcript?)", len(res.failed))
+        ali = res.alignments
+        num_gauss = self.am.num_gauss
+        inc = max(0, (cfg.total_gauss - num_gauss) // max(1, cfg.max_iter_inc))
+        like, frames = self.accumulate_and_update(ali, num_gauss)
+        history.append({"iter": 0, "align": "equal", "log_like": like, "frames": frames, "gauss": self.am.num_gauss,
+                        "failed": len(res.failed), "align_seconds": 0.0, "update_seconds": round(time.time() - t0, 3)})
+        log.info("iter 0 (equal align): %.3f per frame over %d frames", like, frames)
+        for it in range(1, cfg.num_iters):
+            t_align = time.time()
+            failed = retried = 0
+            if it in cfg.realign_iters:
+                res = self.align(train_utts)
+                ali, failed, retried = res.alignments, len(res.failed), len(res.retried)
+            t_upd = time.time()
+            if it <= cfg.max_iter_inc:
+                num_gauss += inc
+            like, frames = self.accumulate_and_update(ali, num_gauss)
+            rec = {"iter": it, "align": "viterbi" if it in cfg.realign_iters else "none", "log_like": like,
+                   "frames": frames, "gauss": self.am.num_gauss, "failed": failed, "retried": retried,
+                   "align_seconds": round(t_upd - t_align, 3), "update_seconds": round(time.time() - t_upd, 3)}
+            history.append(rec)
+            log.info("iter %d: %.3f per frame, %d Gaussians, align %.1f s, update %.1f s%s", it, like, rec["gauss"],
+                     rec["align_seconds"], rec["update_seconds"], f", {failed} failed" if failed else "")
+            if log_path:
+                write_json_atomic(log_path, history)
+        return history
+
+    def state_occupancy(self, alignments: Dict[str, List[int]]) -> np.ndarray:
+        id2pdf = np.asarray(self.tm.id2pdf_id)
+        return np.bincount(np.concatenate([id2pdf[np.asarray(a)] for a in alignments.values()]), minlength=self.tm.num_pdfs)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                pickle.dump({"tm": self.tm, "tree": self.tree, "am": self.am, "cfg": asdict(self.cfg),
+                             "lang_dir": self.lang_dir}, f)
+
+    @classmethod
+    def load(cls, path, lang_dir=None, nj: int = 1) -> "MonophoneAligner":
+        with open(path, "rb") as f:
+            d = pickle.load(f)
+        cfg = MonoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["cfg"].items()})
+        obj = cls(lang_dir or d["lang_dir"], cfg, nj)
+        obj.tm, obj.tree, obj.am = d["tm"], d["tree"], d["am"]
+        return obj
