@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=2        # the last stage that is implemented today; later ones say they are pending
+stop_stage=4        # the last stage that is implemented today; later ones say they are pending
 nj=2                # parallel processes
 config=conf/default.yaml
 data=data           # corpus, manifests, features
@@ -23,8 +23,9 @@ Stages:
   0  corpus       synthesise the digit-string corpus (local/make_corpus.sh)
   1  manifests    lhotse recordings/supervisions/cuts per split (local/prepare_manifests.sh)
   2  features     log-mel fbank with lhotse + CMVN statistics
-  3  lang         lexicon, phones, L.fst, HMM topology               (pending: issue #3)
-  4  align        monophone GMM-HMM training and forced alignment     (pending: issue #3)
+  3  lang         lexicon (eSpeak G2P), phones, L.fst, HMM topology (data/lang)
+  4  align        monophone GMM-HMM from a flat start; pdf/phone labels for every split
+                  stored with lhotse, pdf counts, report vs. eSpeak's oracle (exp/mono)
   5  ensemble     DNN acoustic-model ensemble                         (pending: issue #4)
   6  soft-targets ensemble posteriors at temperature T                (pending: issue #4)
   7  distill      distilled student                                   (pending: issue #4)
@@ -42,8 +43,10 @@ run_stage 0 corpus    local/make_corpus.sh --config "$config" --nj "$nj" "$data/
 run_stage 1 manifests local/prepare_manifests.sh --config "$config" "$data/corpus" "$data/manifests"
 run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
                         --manifest-dir "$data/manifests" --out "$data/fbank" --corpus digits
-pending_stage 3 lang 3
-pending_stage 4 align 3
+run_stage 3 lang      python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
+                        --corpus digits --dict-dir "$data/local/dict" --out "$data/lang"
+run_stage 4 align     python -m asr_kd train-mono --config "$config" --nj "$nj" --fbank-dir "$data/fbank" \
+                        --corpus digits --lang "$data/lang" --exp "$exp/mono"
 pending_stage 5 ensemble 4
 pending_stage 6 soft-targets 4
 pending_stage 7 distill 4

@@ -37,22 +37,26 @@ def tiny_run(tmp_path_factory):
 
 def test_stages_produce_features_logs_and_markers(tiny_run):
     root, _, first = tiny_run
-    for n, name in ((0, "corpus"), (1, "manifests"), (2, "features")):
+    for n, name in ((0, "corpus"), (1, "manifests"), (2, "features"), (3, "lang"), (4, "align")):
         assert (root / "exp" / "done" / f"stage_{n}_{name}").is_file()
         assert (root / "exp" / "log" / f"stage_{n}_{name}.log").stat().st_size > 0
     cuts = CutSet.from_file(root / "data" / "fbank" / "digits_cuts_train.jsonl.gz")
     assert len(cuts) == 4 * 5  # conf/tiny.yaml: 4 train speakers x 5 utterances and cuts[0].load_features().shape[1] == 40
     assert (root / "data" / "fbank" / "cmvn.npz").is_file()
+    assert (root / "data" / "lang" / "L_disambig.fst").is_file()
+    ali = CutSet.from_file(root / "exp" / "mono" / "digits_train_cuts.jsonl.gz")
+    assert len(ali) + len((root / "exp" / "mono" / "digits_train_failed.txt").read_text().split()) == len(cuts)
+    assert (root / "exp" / "mono" / "alignment_report.md").is_file()
 
 
 def test_rerun_skips_finished_stages(tiny_run):
     root, args, _ = tiny_run
     again = run(args)
     assert again.returncode == 0
-    assert again.stdout.count("done before, skipping") == 3
+    assert again.stdout.count("done before, skipping") == 5
 
 
 def test_pending_stage_says_so_and_fails(tiny_run):
     root, args, _ = tiny_run
-    r = run(args + ["--stage", "3", "--stop-stage", "3"])
+    r = run(args + ["--stage", "5", "--stop-stage", "5"])
     assert r.returncode != 0 and "not implemented yet" in r.stderr

@@ -45,6 +45,13 @@ class MonoConfig:
     num_cepstra: int = 13
     use_deltas: bool = True
     seed: int = 3  # equal alignment picks a random path among equal-length ones
+    # Flat start: "equal" is Kaldi's (frames shared equally along a random graph path, the
+    # silences included); "vad" first finds the speech by frame energy, gives the frames
+    # outside it to SIL and shares the speech frames equally among the states of the
+    # transcript's phones (first pronunciation). "vad" avoids models that settle shifted
+    # into the neighbouring phone when leading/trailing silences are long.
+    flat_start: str = "vad"
+    vad_min_range: float = 3.0  # utterances whose log-energy range (p95 - p10) is smaller are left out of pass 0
 
 
 # -- worker side (forked; globals are inherited, not pickled) ----------------------------------
@@ -196,6 +203,54 @@ class MonophoneAligner:
         for _ in range(self.tree.num_pdfs):
             self.am.add_pdf(g)
 
+    def vad_flat_start_labels(self, utts: Sequence[str], log_energy: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """pdf-id per frame for pass 0 (see MonoConfig.flat_start)."""
+        from asr_kd.align.labels import label_maps
+
+        maps = label_maps(self.tm)
+        phone_pdfs: Dict[int, set] = {}
+        for tid in range(1, self.tm.num_transition_ids + 1):
+            phone_pdfs.setdefault(int(maps["phone"][tid]), set()).add(int(maps["pdf"][tid]))
+        phone_pdfs = {p: sorted(v) for p, v in phone_pdfs.items()}  # monophone pdfs come in state order
+        prons = self.lang.first_pronunciations()
+        sil = phone_pdfs[self.lang.phone2id["SIL"]]
+        out = {}
+        for utt in utts:
+            e = log_energy[utt]
+            lo, hi = np.percentile(e, 10), np.percentile(e, 95)
+            if hi - lo < self.cfg.vad_min_range:
+                continue
+            speech = np.flatnonzero(e > lo + 0.3 * (hi - lo))
+            start, end = int(speech[0]), int(speech[-1]) + 1
+            states = [pdf for w in _DATA["texts"][utt].split() for ph in prons[w] for pdf in phone_pdfs[self.lang.phone2id[ph]]]
+            if end - start < len(states):
+                continue
+            lab = np.empty(len(e), np.int64)
+            lab[:start] = np.array(sil)[(np.arange(start) * len(sil)) // max(start, 1)]
+            lab[end:] = np.array(sil)[(np.arange(len(e) - end) * len(sil)) // max(len(e) - end, 1)]
+            lab[start:end] = np.array(states)[(np.arange(end - start) * len(states)) // (end - start)]
+            out[utt] = lab
+        return out
+
+    def update_from_pdf_labels(self, labels: Dict[str, np.ndarray]) -> Tuple[float, int]:
+        """GMM re-estimation from per-frame pdf labels (transition probabilities stay at the topology's)."""
+        import kaldi_hmm_gmm as khg
+
+        acc = khg.AccumAmDiagGmm()
+        acc.init(model=self.am, flags=khg.GmmUpdateFlags.kGmmAll)
+        like, frames = 0.0, 0
+        for utt, lab in labels.items():
+            x = _DATA["feats"][utt]
+            for t, pdf in enumerate(lab):
+                like += acc.accumulate_for_gmm(model=self.am, data=x[t], gmm_index=int(pdf), weight=1.0)
+            frames += len(lab)
+        if frames == 0:
+            raise AlignmentFailures("flat start: no utterance has a usable speech/silence contrast; use flat_start: equal")
+        opts = khg.MleDiagGmmOptions()
+        opts.min_gaussian_occupancy = self.cfg.min_gaussian_occupancy
+        khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=acc, flags=khg.str_to_gmm_flags("mvw"), am_gmm=self.am)
+        return like / frames, frames
+
     def accumulate_and_update(self, alignments: Dict[str, List[int]], mixup: int) -> Tuple[float, int]:
         """One ML re-estimation from hard alignments; returns (average log-likelihood per frame, frames)."""
         import kaldi_hmm_gmm as khg
@@ -225,23 +280,36 @@ class MonophoneAligner:
                                    power=self.cfg.power, min_count=20.0)
         return like / frames, frames
 
-    def train(self, train_utts: Sequence[str], log_path=None) -> List[Dict]:
-        """Flat start + Viterbi EM. Returns the per-iteration history (also written to ``log_path``)."""
+    def train(self, train_utts: Sequence[str], log_path=None, log_energy: Optional[Dict[str, np.ndarray]] = None) -> List[Dict]:
+        """Flat start + Viterbi EM. Returns the per-iteration history (also written to ``log_path``).
+        ``log_energy`` (per-frame log energy by utterance) is needed for ``flat_start: vad``."""
         cfg = self.cfg
         self.init_model([_DATA["feats"][u] for u in train_utts])
         history = []
         t0 = time.time()
-        res = self.align(train_utts, mode="equal")
-        if res.failed:
-            log.warning("equal alignment failed for %d utterance(s) (too short for their transcript?)", len(res.failed))
-        ali = res.alignments
         num_gauss = self.am.num_gauss
         inc = max(0, (cfg.total_gauss - num_gauss) // max(1, cfg.max_iter_inc))
-        like, frames = self.accumulate_and_update(ali, num_gauss)
-        history.append({"iter": 0, "align": "equal", "log_like": like, "frames": frames, "gauss": self.am.num_gauss,
-                        "failed": len(res.failed), "align_seconds": 0.0, "update_seconds": round(time.time() - t0, 3)})
-        log.info("iter 0 (equal align): %.3f per frame over %d frames", like, frames)
+        if cfg.flat_start == "vad":
+            if log_energy is None:
+                raise ValueError("flat_start 'vad' needs per-frame log energies")
+            labels = self.vad_flat_start_labels(train_utts, log_energy)
+            like, frames = self.update_from_pdf_labels(labels)
+            failed = len(train_utts) - len(labels)
+            ali = {}
+        elif cfg.flat_start == "equal":
+            res = self.align(train_utts, mode="equal")
+            if res.failed:
+                log.warning("equal alignment failed for %d utterance(s) (too short for their transcript?)", len(res.failed))
+            ali, failed = res.alignments, len(res.failed)
+            like, frames = self.accumulate_and_update(ali, num_gauss)
+        else:
+            raise ValueError(f"flat_start must be 'vad' or 'equal', not {cfg.flat_start!r}")
+        history.append({"iter": 0, "align": cfg.flat_start, "log_like": like, "frames": frames, "gauss": self.am.num_gauss,
+                        "failed": failed, "align_seconds": 0.0, "update_seconds": round(time.time() - t0, 3)})
+        log.info("iter 0 (%s flat start): %.3f per frame over %d frames (%d utterances left out)", cfg.flat_start, like, frames, failed)
         for it in range(1, cfg.num_iters):
+            if it == 1 and not ali:  # the vad start has no transition-level alignment yet
+                ali = self.align(train_utts).alignments
             t_align = time.time()
             failed = retried = 0
             if it in cfg.realign_iters:

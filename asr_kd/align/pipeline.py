@@ -23,11 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def load_gmm_inputs(cuts: CutSet, normalizer: FeatureNormalizer, cfg: MonoConfig):
-    feats, texts = {}, {}
+    """GMM features, transcripts and per-frame log energy (mean log-mel) by cut id."""
+    feats, texts, energy = {}, {}, {}
     for cut in cuts:
-        feats[cut.id] = gmm_features(normalizer.normalize_cut(cut), cfg.num_cepstra, cfg.use_deltas)
+        fbank = cut.load_features()
+        feats[cut.id] = gmm_features(normalizer(fbank, cut.supervisions[0].speaker), cfg.num_cepstra, cfg.use_deltas)
         texts[cut.id] = cut.supervisions[0].text
-    return feats, texts
+        energy[cut.id] = fbank.mean(axis=1)
+    return feats, texts, energy
 
 
 def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp_dir, cfg: MonoConfig,
@@ -41,11 +44,12 @@ def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp
     normalizer = FeatureNormalizer.load(fbank_dir / "cmvn.npz", mode=cmvn_mode)
     cuts = {s: CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)) for s in splits}
     t0 = time.time()
-    feats, texts = {}, {}
+    feats, texts, energy = {}, {}, {}
     for s in splits:
-        f, t = load_gmm_inputs(cuts[s], normalizer, cfg)
+        f, t, e = load_gmm_inputs(cuts[s], normalizer, cfg)
         feats.update(f)
         texts.update(t)
+        energy.update(e)
     log.info("GMM features for %d cuts (%d-dim) in %.1f s", len(feats), next(iter(feats.values())).shape[1], time.time() - t0)
 
     key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]),
@@ -60,7 +64,8 @@ def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp
         aligner = MonophoneAligner(lang_dir, cfg, nj)
         aligner.set_data(feats, texts)
         t_train = time.time()
-        history = aligner.train([c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json")
+        history = aligner.train([c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json",
+                                log_energy=energy)
         aligner.save(model_path)
         em = [h for h in history[1:]]
         realign = [h["align_seconds"] for h in em if h["align"] == "viterbi"]

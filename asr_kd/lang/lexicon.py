@@ -155,7 +155,7 @@ def grapheme_lexicon(words: Iterable[str]) -> Lexicon:
     return lex
 
 
-def train_bpe(texts: Iterable[str], model_prefix, vocab_size: int = 200, seed: int = 0) -> Path:
+def train_bpe(texts: Iterable[str], model_prefix, vocab_size: int = 200) -> Path:
     """Train a sentencepiece BPE model on transcripts; returns the .model path."""
     import sentencepiece as spm
 
@@ -166,7 +166,7 @@ def train_bpe(texts: Iterable[str], model_prefix, vocab_size: int = 200, seed: i
     spm.SentencePieceTrainer.train(
         input=str(text_file), model_prefix=str(model_prefix), vocab_size=vocab_size, model_type="bpe",
         character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0, hard_vocab_limit=False,
-        random_seed=seed, num_threads=1, minloglevel=2,
+        num_threads=1, minloglevel=2,  # single-threaded BPE training is deterministic
     )
     return model_prefix.with_suffix(".model")
 

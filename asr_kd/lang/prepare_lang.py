@@ -179,6 +179,15 @@ class Lang:
         oov = (self.dir / "oov.txt").read_text().strip() if (self.dir / "oov.txt").is_file() else ""
         self.oov_word = oov or None
 
+    def first_pronunciations(self) -> Dict[str, List[str]]:
+        """word -> its most likely pronunciation (from lexiconp.txt)."""
+        best: Dict[str, tuple] = {}
+        for line in open(self.dir / "lexiconp.txt", encoding="utf-8"):
+            f = line.split()
+            if f and (f[0] not in best or float(f[1]) > best[f[0]][0]):
+                best[f[0]] = (float(f[1]), f[2:])
+        return {w: p for w, (_, p) in best.items()}
+
     def _ints(self, name: str) -> List[int]:
         return [int(x) for x in (self.dir / "phones" / f"{name}.int").read_text().split()]
 

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SPLITS = ("train", "dev", "test")
+# Bumped whenever the generator's output changes for the same config (invalidates old corpora).
+GENERATOR_VERSION = 2
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3")
 
 
@@ -206,7 +208,7 @@ def _init_worker() -> None:
 def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict[str, int]:
     """Generate (or finish generating) the corpus; returns utterance counts per split."""
     out_dir = Path(out_dir)
-    key = fingerprint(asdict(cfg))
+    key = fingerprint({"config": asdict(cfg), "generator": GENERATOR_VERSION})
     if is_done(out_dir, key):
         log.info("%s is complete (config %s); nothing to do", out_dir, key)
         return {s: sum(1 for _ in open(out_dir / f"{s}.jsonl")) for s in SPLITS}

@@ -1,0 +1,80 @@
+"""Monophone GMM-HMM training and forced alignment on the tiny corpus."""
+import json
+
+import numpy as np
+import pytest
+from lhotse import CutSet
+
+from asr_kd.align.labels import read_pdf_counts
+from asr_kd.align.mono import MonoConfig
+
+TINY_MONO = MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5, 6), total_gauss=150)
+
+
+@pytest.fixture(scope="module")
+def aligned(tiny_features, tmp_path_factory):
+    import kaldi_hmm_gmm  # noqa: F401
+
+    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.lang.lexicon import build_lexicon
+    from asr_kd.lang.prepare_lang import prepare_lang
+    from asr_kd.data.synth.digits import DIGIT_WORDS
+
+    root = tmp_path_factory.mktemp("align")
+    lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us", "en"])
+    prepare_lang(lex, root / "lang")
+    summary = train_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
+                              TINY_MONO, nj=2, held_out_accents=("en-gb-scotland", "en-029"))
+    return root, summary
+
+
+def test_likelihood_rises_during_training(aligned):
+    root, _ = aligned
+    history = json.loads((root / "exp" / "train_history.json").read_text())
+    likes = [h["log_like"] for h in history]
+    assert len(likes) == TINY_MONO.num_iters
+    assert likes[-1] > likes[1] > likes[0]
+    for a, b in zip(likes[1:], likes[2:]):
+        assert b >= a - 0.05, likes  # Viterbi EM: non-decreasing up to small noise from realignment
+
+
+def test_labels_cover_every_frame_of_every_cut(aligned, tiny_features):
+    root, summary = aligned
+    for split in ("train", "dev", "test"):
+        cuts = CutSet.from_file(root / "exp" / f"digits_{split}_cuts.jsonl.gz")
+        failed = (root / "exp" / f"digits_{split}_failed.txt").read_text().split()
+        feats = CutSet.from_file(tiny_features / "fbank" / f"digits_cuts_{split}.jsonl.gz")
+        assert len(cuts) + len(failed) == len(feats)
+        for cut in cuts:
+            pdf, phone, tid = cut.load_pdf_ali(), cut.load_phone_ali(), cut.load_tid_ali()
+            assert len(pdf) == len(phone) == len(tid) == cut.num_frames == cut.load_features().shape[0]
+            assert pdf.min() >= 0 and pdf.max() < summary["num_pdfs"]
+
+
+def test_pdf_counts_and_map(aligned):
+    root, summary = aligned
+    counts = read_pdf_counts(root / "exp" / "pdf_counts.txt")
+    assert len(counts) == summary["num_pdfs"] and counts.sum() > 0
+    pdf2phone = dict(line.split() for line in (root / "exp" / "pdf_to_phone.txt").read_text().splitlines())
+    assert len(pdf2phone) == summary["num_pdfs"]
+    assert sum(1 for p in pdf2phone.values() if p == "SIL") == 5
+
+
+def test_report_and_picture(aligned):
+    root, summary = aligned
+    report = json.loads((root / "exp" / "alignment_report.json").read_text())
+    for split in ("train", "dev", "test"):
+        r = report["splits"][split]["all"]
+        assert 0.0 < r["boundary_accuracy"] <= 1.0 and 0.0 < r["frame_agreement"] <= 1.0
+    assert "held_out_accents" in report["splits"]["test"]
+    png = root / "exp" / "alignment_example.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_transcript_with_oov_word_is_rejected_before_training(aligned):
+    from asr_kd.align.mono import MonophoneAligner
+
+    root, _ = aligned
+    aligner = MonophoneAligner(root / "lang", TINY_MONO, nj=1)
+    with pytest.raises(ValueError, match=r"utterance bad-utt: word\(s\) \['ELEVEN'\]"):
+        aligner.set_data({"bad-utt": np.zeros((50, 39), np.float32)}, {"bad-utt": "ONE ELEVEN"})
