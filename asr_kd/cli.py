@@ -7,6 +7,9 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   compute-fbank    asr_kd.data.features.compute_fbank (+ compute_cmvn)
   prepare-lang     asr_kd.lang.lexicon.build_lexicon + asr_kd.lang.prepare_lang.prepare_lang
   train-mono       asr_kd.align.pipeline.train_and_align (monophone GMM-HMM, labels, report)
+  train-dnn        asr_kd.nnet.train.train_model (hard labels, or soft targets with a distillation loss)
+  soft-targets     asr_kd.distill.speech.write_soft_targets (ensemble posteriors at T)
+  speech-table     asr_kd.distill.speech.evaluate over baseline / ensemble / student -> tables
 """
 import argparse
 import json
@@ -91,6 +94,55 @@ def cmd_train_mono(args) -> None:
              json.dumps(summary["failed"]), args.exp)
 
 
+def cmd_train_dnn(args) -> None:
+    from asr_kd.distill.losses import DistillConfig, ensemble_soft_targets
+    from asr_kd.distill.speech import load_split, num_pdfs, read_soft_targets, teacher_logits
+    from asr_kd.nnet.models import ModelConfig
+    from asr_kd.nnet.train import TrainConfig, train_model
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    mcfg = section(args.config, "model", ModelConfig)
+    tcfg = section(args.config, "train", TrainConfig)
+    tcfg.threads = args.threads
+    dcfg = section(args.config, "distill", DistillConfig) if (args.soft_targets or args.teachers) else DistillConfig(loss="ce")
+    if args.temperature is not None:
+        dcfg.temperature = args.temperature
+    if args.loss is not None:
+        dcfg.loss = args.loss
+    n = num_pdfs(args.ali_dir)
+    train = load_split(args.ali_dir, args.fbank_dir, args.corpus, "train", args.fraction, seed=args.subset_seed)
+    dev = load_split(args.ali_dir, args.fbank_dir, args.corpus, "dev")
+    if args.soft_targets:
+        train.soft = read_soft_targets(args.soft_targets, train, n)
+    elif args.teachers:  # soft targets on the fly from the teachers
+        logits = teacher_logits(args.teachers, train)
+        train.soft = logits.mean(0) if dcfg.loss == "logit_match" else ensemble_soft_targets(logits, dcfg.temperature)
+    log.info("training %s (%s, loss %s) on %d frames, %d pdfs", args.out, mcfg.name, dcfg.loss, len(train), n)
+    res = train_model(train, dev, n, args.out, mcfg, tcfg, dcfg, seed=args.seed)
+    log.info("best dev frame accuracy %.4f", res["best_dev_frame_acc"])
+
+
+def cmd_soft_targets(args) -> None:
+    from asr_kd.distill.losses import ensemble_soft_targets
+    from asr_kd.distill.speech import load_split, teacher_logits, write_soft_targets
+
+    train = load_split(args.ali_dir, args.fbank_dir, args.corpus, "train")
+    probs = ensemble_soft_targets(teacher_logits(args.teachers, train), args.temperature, args.combine)
+    meta = write_soft_targets(train, probs, args.out, args.temperature, args.topk)
+    log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
+             f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
+
+
+def cmd_speech_table(args) -> None:
+    from asr_kd.distill.speech import load_split
+    from asr_kd.distill.report import speech_table
+
+    test = load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split)
+    speech_table(args.baselines, args.students, test, args.out, args.results_md, title=args.title)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -136,6 +188,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exp", required=True)
     s.add_argument("--nj", type=int, default=1)
     s.set_defaults(func=cmd_train_mono)
+
+    s = sub.add_parser("train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)")
+    s.add_argument("--config", help="YAML config (sections 'model', 'train', 'distill')")
+    s.add_argument("--ali-dir", required=True, help="alignment stage output (labels, pdf counts)")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training cuts")
+    s.add_argument("--subset-seed", type=int, default=0, help="which fraction (same seed, same cuts)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--soft-targets", help="stored soft targets (soft-targets command) -> distillation")
+    g.add_argument("--teachers", nargs="+", help="teacher checkpoints: soft targets computed on the fly")
+    s.add_argument("--loss", choices=["kd", "logit_match", "ce"], help="override distill.loss")
+    s.add_argument("--temperature", type=float, help="override distill.temperature")
+    s.set_defaults(func=cmd_train_dnn)
+
+    s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
+    s.add_argument("--teachers", nargs="+", required=True)
+    s.add_argument("--ali-dir", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--temperature", type=float, default=2.0)
+    s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
+    s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_soft_targets)
+
+    s = sub.add_parser("speech-table", help="test frame accuracy: baselines, their ensemble, distilled students")
+    s.add_argument("--baselines", nargs="+", required=True, help="ensemble members (each also a baseline)")
+    s.add_argument("--students", nargs="+", required=True)
+    s.add_argument("--ali-dir", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--split", default="test")
+    s.add_argument("--title", default="Baseline vs. ensemble vs. distilled student")
+    s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
+    s.add_argument("--results-md", help="also append the table to this RESULTS.md")
+    s.set_defaults(func=cmd_speech_table)
     return p
 
 
@@ -144,7 +236,7 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
         # input problems: one clear line, no traceback (use -v for the traceback)
         if args.verbose:
             raise

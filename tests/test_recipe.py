@@ -29,7 +29,8 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     cfg = root / "tiny.yaml"
     cfg.write_text((REPO / "conf" / "tiny.yaml").read_text())
-    args = ["--config", str(cfg), "--data", str(root / "data"), "--exp", str(root / "exp"), "--nj", "2"]
+    args = ["--config", str(cfg), "--data", str(root / "data"), "--exp", str(root / "exp"), "--nj", "2",
+            "--ensemble-size", "2"]
     first = run(args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return root, args, first
@@ -37,7 +38,8 @@ def tiny_run(tmp_path_factory):
 
 def test_stages_produce_features_logs_and_markers(tiny_run):
     root, _, first = tiny_run
-    for n, name in ((0, "corpus"), (1, "manifests"), (2, "features"), (3, "lang"), (4, "align")):
+    for n, name in ((0, "corpus"), (1, "manifests"), (2, "features"), (3, "lang"), (4, "align"), (5, "ensemble"),
+                    (6, "soft-targets"), (7, "distill"), (8, "results")):
         assert (root / "exp" / "done" / f"stage_{n}_{name}").is_file()
         assert (root / "exp" / "log" / f"stage_{n}_{name}.log").stat().st_size > 0
     cuts = CutSet.from_file(root / "data" / "fbank" / "digits_cuts_train.jsonl.gz")
@@ -47,16 +49,26 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     ali = CutSet.from_file(root / "exp" / "mono" / "digits_train_cuts.jsonl.gz")
     assert len(ali) + len((root / "exp" / "mono" / "digits_train_failed.txt").read_text().split()) == len(cuts)
     assert (root / "exp" / "mono" / "alignment_report.md").is_file()
+    for member in ("seed1", "seed2"):
+        assert (root / "exp" / "dnn" / member / "best.pt").is_file()
+    assert (root / "exp" / "soft_T2" / "soft_targets.h5").is_file()
+    assert (root / "exp" / "student_T2" / "best.pt").is_file()
+    import json
+
+    table = json.loads((root / "exp" / "kd" / "table_5a.json").read_text())
+    assert len(table["baseline"]["single"]) == 2 and 0 < table["baseline"]["ensemble"] <= 1
+    assert 0 < table["student"]["single_mean"] <= 1
+    assert "ensemble" in (root / "exp" / "kd" / "RESULTS.md").read_text()
 
 
 def test_rerun_skips_finished_stages(tiny_run):
     root, args, _ = tiny_run
     again = run(args)
     assert again.returncode == 0
-    assert again.stdout.count("done before, skipping") == 5
+    assert again.stdout.count("done before, skipping") == 9
 
 
 def test_pending_stage_says_so_and_fails(tiny_run):
     root, args, _ = tiny_run
-    r = run(args + ["--stage", "5", "--stop-stage", "5"])
+    r = run(args + ["--stage", "9", "--stop-stage", "9"])
     assert r.returncode != 0 and "not implemented yet" in r.stderr

@@ -1,0 +1,99 @@
+"""The paper's speech experiment, glued from the shared parts: frame data from the alignment
+stage, ensemble soft targets at T stored per cut with lhotse (dense or top-k HDF5
+TemporalArrays), and frame-accuracy evaluation of single models and ensembles."""
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from lhotse import CutSet, NumpyHdf5Writer
+
+from asr_kd.data.features import FeatureNormalizer
+from asr_kd.distill.losses import dense_from_topk, ensemble_soft_targets, topk_targets
+from asr_kd.nnet.data import FrameData, load_frames, subset_cuts
+from asr_kd.nnet.train import frame_accuracy, load_model, predict_logits
+from asr_kd.utils.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def ali_cuts(ali_dir, corpus: str, split: str) -> CutSet:
+    path = Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the alignment stage first")
+    return CutSet.from_file(path).to_eager()
+
+
+def num_pdfs(ali_dir) -> int:
+    from asr_kd.align.labels import read_pdf_counts
+
+    return len(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
+
+
+def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
+    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
+    return load_frames(subset_cuts(ali_cuts(ali_dir, corpus, split), fraction, seed), normalizer)
+
+
+def teacher_logits(teachers: Sequence, data: FrameData) -> torch.Tensor:
+    """(members, N, C) logits of the teacher checkpoints on ``data``."""
+    return torch.stack([predict_logits(load_model(t), data) for t in teachers])
+
+
+def write_soft_targets(data: FrameData, probs: torch.Tensor, out_dir, temperature: float, topk: int = 0) -> Dict:
+    """One HDF5 file of per-cut TemporalArrays (``soft_probs`` dense, or ``soft_idx`` +
+    ``soft_logp`` top-k) and the cut manifest pointing at them. Returns storage figures."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    h5 = out_dir / "soft_targets.h5"
+    cuts = {}
+    with atomic_path(h5) as tmp:
+        with NumpyHdf5Writer(tmp) as w:
+            for i, cid in enumerate(data.cut_ids):
+                p = probs[data.utterance(i)]
+                if topk:
+                    idx, logp = topk_targets(p, topk)
+                    cuts[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(np.int32), frame_shift=0.01, temporal_dim=0),
+                                 "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
+                else:
+                    cuts[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
+    for arrays in cuts.values():
+        for a in arrays.values():
+            a.array.storage_path = str(h5)
+    meta = {"temperature": temperature, "topk": topk, "num_frames": len(data), "bytes": os.path.getsize(h5),
+            "hours": len(data) * 0.01 / 3600}
+    meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
+    write_json_atomic(out_dir / "soft_targets.json", {**meta, "arrays": {c: {k: v.to_dict() for k, v in a.items()} for c, a in cuts.items()}})
+    return meta
+
+
+def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tensor:
+    """Dense (N, C) soft targets for ``data`` (a top-k store is expanded)."""
+    from lhotse.array import TemporalArray
+
+    meta = json.loads((Path(soft_dir) / "soft_targets.json").read_text())
+    out = torch.zeros(len(data), num_classes)
+    for i, cid in enumerate(data.cut_ids):
+        if cid not in meta["arrays"]:
+            raise KeyError(f"no soft targets for cut {cid} in {soft_dir}")
+        arrays = {k: TemporalArray.from_dict(v).load() for k, v in meta["arrays"][cid].items()}
+        sl = data.utterance(i)
+        if "soft_probs" in arrays:
+            out[sl] = torch.from_numpy(arrays["soft_probs"])
+        else:
+            out[sl] = dense_from_topk(torch.from_numpy(arrays["soft_idx"]), torch.from_numpy(arrays["soft_logp"]), num_classes)
+    return out
+
+
+def evaluate(models: Sequence, data: FrameData) -> Dict[str, float]:
+    """Frame accuracy of each model and of their ensemble (mean of softmaxes at T = 1)."""
+    logits = teacher_logits(models, data)
+    single = [frame_accuracy(l, data.labels) for l in logits]
+    res = {"single": single, "single_mean": float(np.mean(single)), "single_std": float(np.std(single))}
+    if len(models) > 1:
+        avg = ensemble_soft_targets(logits, 1.0).log()
+        res["ensemble"] = frame_accuracy(avg, data.labels)
+    return res

@@ -1,0 +1,74 @@
+"""Frames in memory for frame-level training: normalised features, pdf labels, utterance
+bounds (context windows never cross an utterance edge: edge frames are repeated, as Kaldi's
+splicing does), and optional per-frame soft targets."""
+import logging
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from lhotse import CutSet
+
+from asr_kd.data.features import FeatureNormalizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameData:
+    feats: torch.Tensor  # (N, D) float32
+    labels: torch.Tensor  # (N,) int64 pdf-ids
+    start: torch.Tensor  # (N,) first frame of the frame's utterance
+    end: torch.Tensor  # (N,) one past its last frame
+    cut_ids: List[str]
+    offsets: np.ndarray  # (num_cuts + 1,) frame offset of each cut
+    soft: Optional[torch.Tensor] = None  # (N, C) soft targets, if any
+
+    def __len__(self) -> int:
+        return self.feats.shape[0]
+
+    @property
+    def feat_dim(self) -> int:
+        return self.feats.shape[1]
+
+    def windows(self, idx: torch.Tensor, context: int) -> torch.Tensor:
+        """(B, 2C+1, D) feature windows centred on frames ``idx``."""
+        off = torch.arange(-context, context + 1)
+        pos = idx[:, None] + off[None, :]
+        pos = torch.maximum(torch.minimum(pos, (self.end[idx] - 1)[:, None]), self.start[idx][:, None])
+        return self.feats[pos]
+
+    def utterance(self, i: int) -> slice:
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+
+def load_frames(cuts: CutSet, normalizer: FeatureNormalizer, with_labels: bool = True) -> FrameData:
+    feats, labels, starts, ends, ids, offsets = [], [], [], [], [], [0]
+    n = 0
+    for cut in cuts:
+        x = normalizer.normalize_cut(cut)
+        t = x.shape[0]
+        y = cut.load_pdf_ali().astype(np.int64) if with_labels else np.full(t, -100, np.int64)
+        if len(y) != t:
+            raise ValueError(f"{cut.id}: {len(y)} labels for {t} frames")
+        feats.append(x)
+        labels.append(y)
+        starts.append(np.full(t, n, np.int64))
+        ends.append(np.full(t, n + t, np.int64))
+        ids.append(cut.id)
+        n += t
+        offsets.append(n)
+    if not ids:
+        raise ValueError("no cuts to load")
+    return FrameData(torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(labels)),
+                     torch.from_numpy(np.concatenate(starts)), torch.from_numpy(np.concatenate(ends)), ids, np.array(offsets))
+
+
+def subset_cuts(cuts: CutSet, fraction: float, seed: int) -> CutSet:
+    """A seeded random fraction of the cuts (the paper's 3% experiment)."""
+    if fraction >= 1.0:
+        return cuts
+    ids = sorted(c.id for c in cuts)
+    rng = np.random.default_rng(seed)
+    keep = set(rng.choice(ids, size=max(1, int(round(fraction * len(ids)))), replace=False).tolist())
+    return cuts.filter(lambda c: c.id in keep).to_eager()

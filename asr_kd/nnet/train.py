@@ -1,0 +1,158 @@
+"""Frame-level training of one acoustic model: hard labels (baseline, ensemble members) or
+soft targets (distilled student), the loss chosen by name (asr_kd.distill.losses).
+
+Per epoch: a seeded shuffle of all training frames, Adam, dev frame accuracy, and a
+checkpoint ``epoch-N.pt`` written atomically (model, optimiser, learning rate, history); the
+learning rate halves when dev accuracy stops improving (Kaldi's "newbob"). ``best.pt`` is the
+epoch with the best dev accuracy. A killed run resumes from its last checkpoint. TensorBoard
+scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
+"""
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from asr_kd.distill.losses import DistillConfig, DistillationLoss
+from asr_kd.nnet.data import FrameData
+from asr_kd.nnet.models import ModelConfig, build_model
+from asr_kd.utils.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 6
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_decay: float = 0.5
+    weight_decay: float = 0.0
+    threads: int = 1  # torch intra-op threads (ensemble members run one process per core)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def save_checkpoint(path, model, model_cfg: ModelConfig, feat_dim: int, num_pdfs: int, extra: Dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "model_cfg": asdict(model_cfg), "feat_dim": feat_dim,
+                    "num_pdfs": num_pdfs, **extra}, tmp)
+
+
+def load_model(path, device=None) -> torch.nn.Module:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ModelConfig(**{k: tuple(tuple(x) for x in v) if k == "tdnn_layers" else v for k, v in ck["model_cfg"].items()})
+    model = build_model(cfg, ck["feat_dim"], ck["num_pdfs"])
+    model.load_state_dict(ck["model"])
+    model.context = cfg.context
+    return model.to(device or "cpu").eval()
+
+
+@torch.no_grad()
+def predict_logits(model, data: FrameData, batch_size: int = 4096) -> torch.Tensor:
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for s in range(0, len(data), batch_size):
+        idx = torch.arange(s, min(s + batch_size, len(data)))
+        out.append(model(data.windows(idx, model.context).to(dev)).float().cpu())
+    return torch.cat(out)
+
+
+def frame_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    keep = labels >= 0
+    return float((logits[keep].argmax(-1) == labels[keep]).float().mean())
+
+
+def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_cfg: ModelConfig, cfg: TrainConfig,
+                loss_cfg: DistillConfig = DistillConfig(loss="ce"), seed: int = 0) -> Dict:
+    """Train (or resume) and return the history; best model in ``out_dir/best.pt``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    device = _device()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = build_model(model_cfg, train.feat_dim, num_pdfs).to(device)
+    model.context = model_cfg.context
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    criterion = DistillationLoss(loss_cfg)
+    if loss_cfg.loss != "ce" and train.soft is None:
+        raise ValueError(f"loss {loss_cfg.loss!r} needs soft targets (run the soft-targets stage)")
+    history: List[Dict] = []
+    lr, best_acc, start_epoch = cfg.lr, -1.0, 1
+    done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    if done:  # resume after a kill
+        ck = torch.load(done[-1], map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        history, lr, best_acc = ck["history"], ck["lr"], ck["best_acc"]
+        start_epoch = ck["epoch"] + 1
+        torch.set_rng_state(ck["rng"])
+        log.info("resuming %s after epoch %d", out_dir, ck["epoch"])
+    tb = _tensorboard(out_dir)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(start_epoch - 1):  # the shuffles a resumed run would have drawn
+        torch.randperm(len(train), generator=gen)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        perm = torch.randperm(len(train), generator=gen)
+        t0, tot, nb = time.time(), 0.0, 0
+        for b, s in enumerate(tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch}", mininterval=10,
+                                   leave=False, disable=None)):
+            idx = perm[s : s + cfg.batch_size]
+            x = train.windows(idx, model_cfg.context).to(device)
+            y = train.labels[idx].to(device)
+            teacher = train.soft[idx].to(device) if train.soft is not None else None
+            loss = criterion(model(x), y, teacher)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{out_dir}: loss is {loss.item()} at epoch {epoch}, batch {b}; "
+                                         f"lower the learning rate (now {lr}) or check the inputs")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += loss.item()
+            nb += 1
+        secs = time.time() - t0
+        dev_acc = frame_accuracy(predict_logits(model, dev), dev.labels)
+        rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
+               "seconds": round(secs, 2), "frames_per_second": round(len(train) / secs, 1)}
+        history.append(rec)
+        log.info("%s epoch %d: loss %.4f, dev frame accuracy %.4f, lr %.2g, %.0f frames/s", out_dir.name, epoch,
+                 rec["loss"], dev_acc, lr, rec["frames_per_second"])
+        if tb is not None:
+            for k in ("loss", "dev_frame_acc", "lr", "frames_per_second"):
+                tb.add_scalar(k, rec[k], epoch)
+            tb.flush()
+        improved = dev_acc > best_acc
+        if improved:
+            best_acc = dev_acc
+            save_checkpoint(out_dir / "best.pt", model, model_cfg, train.feat_dim, num_pdfs, {"epoch": epoch, "dev_frame_acc": dev_acc})
+        else:
+            lr *= cfg.lr_decay
+        save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, model_cfg, train.feat_dim, num_pdfs,
+                        {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
+                         "epoch": epoch, "rng": torch.get_rng_state()})
+    write_json_atomic(out_dir / "history.json", history)
+    if tb is not None:
+        tb.close()
+    return {"history": history, "best_dev_frame_acc": best_acc}
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a declared dependency; tolerate its absence anyway
+        log.warning("tensorboard is not installed: no TensorBoard scalars")
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
