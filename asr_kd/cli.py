@@ -141,6 +141,7 @@ def cmd_speech_table(args) -> None:
 
     test = load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split)
     speech_table(args.baselines, args.students, test, args.out, args.results_md, title=args.title)
+    print(Path(args.out).with_suffix(".md").read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
