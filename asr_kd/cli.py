@@ -109,6 +109,8 @@ def cmd_train_dnn(args) -> None:
     dcfg = section(args.config, "distill", DistillConfig) if (args.soft_targets or args.teachers) else DistillConfig(loss="ce")
     if args.temperature is not None:
         dcfg.temperature = args.temperature
+    if args.epochs is not None:
+        tcfg.epochs = args.epochs
     if args.loss is not None:
         dcfg.loss = args.loss
     n = num_pdfs(args.ali_dir)
@@ -125,12 +127,12 @@ def cmd_train_dnn(args) -> None:
 
 
 def cmd_soft_targets(args) -> None:
-    from asr_kd.distill.losses import ensemble_soft_targets
-    from asr_kd.distill.speech import load_split, teacher_logits, write_soft_targets
+    from asr_kd.data.features import FeatureNormalizer
+    from asr_kd.distill.speech import ali_cuts, write_soft_targets
 
-    train = load_split(args.ali_dir, args.fbank_dir, args.corpus, "train")
-    probs = ensemble_soft_targets(teacher_logits(args.teachers, train), args.temperature, args.combine)
-    meta = write_soft_targets(train, probs, args.out, args.temperature, args.topk)
+    meta = write_soft_targets(ali_cuts(args.ali_dir, args.corpus, args.split),
+                              FeatureNormalizer.load(Path(args.fbank_dir) / "cmvn.npz"), args.teachers, args.out,
+                              args.temperature, args.topk, args.combine)
     log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
              f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
 
@@ -142,6 +144,73 @@ def cmd_speech_table(args) -> None:
     test = load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split)
     speech_table(args.baselines, args.students, test, args.out, args.results_md, title=args.title)
     print(Path(args.out).with_suffix(".md").read_text())
+
+
+def cmd_frame_table(args) -> None:
+    import json as _json
+
+    from asr_kd.distill.report import rows_table
+    from asr_kd.distill.speech import load_split
+
+    rows = []
+    for spec in args.rows:
+        name, _, paths = spec.rpartition("=")
+        rows.append((name, [p for p in paths.split(",") if p]))
+    columns = [(f"{args.split} frame accuracy", load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split))]
+    if args.train_fraction:
+        subset = load_split(args.ali_dir, args.fbank_dir, args.corpus, "train", args.train_fraction, seed=args.subset_seed)
+        columns.insert(0, (f"train frame accuracy ({100 * args.train_fraction:g}% subset)", subset))
+    extra = {}
+    for spec in args.storage or []:  # NAME=soft-target dir: add its storage per hour of audio
+        name, _, d = spec.rpartition("=")
+        meta = _json.loads((Path(d) / "soft_targets.json").read_text())
+        extra[name] = {"soft-target storage (MB per hour of audio)": f"{meta['mb_per_hour']:.1f}"}
+    rows_table(rows, columns, args.out, args.results_md, args.title, extra, args.note or "")
+    print(Path(args.out).with_suffix(".md").read_text())
+
+
+def cmd_realign_dnn(args) -> None:
+    import kaldi_hmm_gmm  # noqa: F401  (import order)
+
+    from asr_kd.align.dnn_align import realign
+    from asr_kd.data.synth.digits import DigitsCorpusConfig
+
+    held_out = section(args.config, "corpus", DigitsCorpusConfig).held_out_accents if args.corpus == "digits" else ()
+    s = realign(args.models, args.gmm_dir, args.lang, args.fbank_dir, args.corpus, args.splits.split(","), args.out,
+                acoustic_scale=args.acoustic_scale, held_out_accents=held_out)
+    log.info("DNN realignment: failures %s; report: %s/alignment_report.md", json.dumps(s["failed"]), args.out)
+
+
+def cmd_alignment_table(args) -> None:
+    """Alignments compared by their oracle boundaries and by the DNNs trained on them."""
+    from lhotse import CutSet
+
+    from asr_kd.align.dnn_align import oracle_phone_accuracy
+    from asr_kd.data.features import FeatureNormalizer
+    from asr_kd.utils.io import write_json_atomic, write_text_atomic
+
+    normalizer = FeatureNormalizer.load(Path(args.fbank_dir) / "cmvn.npz")
+    rows, lines = [], [f"### {args.title}", "",
+                       "| alignment | test boundaries within 20 ms | test frame phone agreement | DNN trained on it: test frames whose predicted pdf is the oracle's phone |",
+                       "|---|---|---|---|"]
+    for spec in args.rows:  # NAME=ALI_DIR=CKPT[,CKPT]
+        name, ali_dir, ckpts = spec.split("=")
+        ali_dir = Path(ali_dir)
+        rep = json.loads((ali_dir / "alignment_report.json").read_text())["splits"]["test"]["all"]
+        pdf2phone = {int(a): b for a, b in (l.split() for l in (ali_dir / "pdf_to_phone.txt").read_text().splitlines())}
+        cuts = CutSet.from_file(ali_dir / f"{args.corpus}_test_cuts.jsonl.gz").to_eager()
+        acc = oracle_phone_accuracy(ckpts.split(","), cuts, normalizer, pdf2phone)
+        rows.append({"name": name, "ali_dir": str(ali_dir), "checkpoints": ckpts.split(","), "boundary_accuracy": rep["boundary_accuracy"],
+                     "frame_agreement": rep["frame_agreement"], "dnn_oracle_phone_accuracy": acc})
+        lines.append(f"| {name} | {100 * rep['boundary_accuracy']:.1f}% | {100 * rep['frame_agreement']:.1f}% | {100 * acc:.2f}% |")
+    lines.append("")
+    write_json_atomic(Path(args.out).with_suffix(".json"), rows)
+    write_text_atomic(Path(args.out).with_suffix(".md"), "\n".join(lines))
+    if args.results_md:
+        from asr_kd.distill.report import update_results_md
+
+        update_results_md(args.results_md, args.title, lines)
+    print("\n".join(lines))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--teachers", nargs="+", help="teacher checkpoints: soft targets computed on the fly")
     s.add_argument("--loss", choices=["kd", "logit_match", "ce"], help="override distill.loss")
     s.add_argument("--temperature", type=float, help="override distill.temperature")
+    s.add_argument("--epochs", type=int, help="override train.epochs")
     s.set_defaults(func=cmd_train_dnn)
 
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
@@ -215,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=2.0)
     s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
     s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
+    s.add_argument("--split", default="train")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_soft_targets)
 
@@ -229,6 +300,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
     s.add_argument("--results-md", help="also append the table to this RESULTS.md")
     s.set_defaults(func=cmd_speech_table)
+
+    s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
+    s.add_argument("--rows", nargs="+", required=True)
+    s.add_argument("--ali-dir", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--split", default="test")
+    s.add_argument("--train-fraction", type=float, default=0.0, help="also score this training subset")
+    s.add_argument("--subset-seed", type=int, default=0)
+    s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
+    s.add_argument("--title", default="")
+    s.add_argument("--note", default="")
+    s.add_argument("--out", required=True)
+    s.add_argument("--results-md")
+    s.set_defaults(func=cmd_frame_table)
+
+    s = sub.add_parser("realign-dnn", help="realign every split with trained DNNs (hybrid likelihoods, GMM graphs)")
+    s.add_argument("--config", help="YAML config (section 'corpus' for the held-out accents)")
+    s.add_argument("--models", nargs="+", required=True)
+    s.add_argument("--gmm-dir", required=True, help="the GMM alignment folder (final.mdl, pdf_counts.txt)")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--splits", default="train,dev,test")
+    s.add_argument("--acoustic-scale", type=float, default=0.1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_realign_dnn)
+
+    s = sub.add_parser("alignment-table", help="compare alignments: oracle boundaries and the DNNs they give")
+    s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...]")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--title", default="Which alignment gives the better DNN")
+    s.add_argument("--out", required=True)
+    s.add_argument("--results-md")
+    s.set_defaults(func=cmd_alignment_table)
     return p
 
 

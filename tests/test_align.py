@@ -78,3 +78,25 @@ def test_transcript_with_oov_word_is_rejected_before_training(aligned):
     aligner = MonophoneAligner(root / "lang", TINY_MONO, nj=1)
     with pytest.raises(ValueError, match=r"utterance bad-utt: word\(s\) \['ELEVEN'\]"):
         aligner.set_data({"bad-utt": np.zeros((50, 39), np.float32)}, {"bad-utt": "ONE ELEVEN"})
+
+
+def test_one_hot_loglikes_from_an_alignment_realign_to_it(aligned, tiny_features):
+    """Hybrid-style alignment through DecodableCtc (one column per transition-id) gives back the
+    GMM's own alignment when the log-likelihoods are one-hot on its pdfs."""
+    from asr_kd.align.dnn_align import align_with_loglikes
+    from asr_kd.align.mono import MonophoneAligner
+
+    root, summary = aligned
+    aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
+    cuts = CutSet.from_file(root / "exp" / "digits_dev_cuts.jsonl.gz").to_eager()
+    loglikes = {}
+    for cut in cuts:
+        pdf = cut.load_pdf_ali()
+        m = np.full((len(pdf), summary["num_pdfs"]), -20.0, np.float32)
+        m[np.arange(len(pdf)), pdf] = 0.0
+        loglikes[cut.id] = m
+    ali, failed, _ = align_with_loglikes(aligner, cuts, loglikes, acoustic_scale=1.0)
+    assert not failed
+    id2pdf = np.asarray(aligner.tm.id2pdf_id)
+    for cut in cuts:
+        assert np.array_equal(id2pdf[np.asarray(ali[cut.id])], cut.load_pdf_ali()), cut.id

@@ -30,7 +30,8 @@ def tiny_run(tmp_path_factory):
     cfg = root / "tiny.yaml"
     cfg.write_text((REPO / "conf" / "tiny.yaml").read_text())
     args = ["--config", str(cfg), "--data", str(root / "data"), "--exp", str(root / "exp"), "--nj", "2",
-            "--ensemble-size", "2"]
+            "--ensemble-size", "2", "--student-seeds", "2", "--sweep-temperatures", "1 2", "--topk-values", "3",
+            "--small-fraction", "0.3"]
     first = run(args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return root, args, first
@@ -39,7 +40,8 @@ def tiny_run(tmp_path_factory):
 def test_stages_produce_features_logs_and_markers(tiny_run):
     root, _, first = tiny_run
     for n, name in ((0, "corpus"), (1, "manifests"), (2, "features"), (3, "lang"), (4, "align"), (5, "ensemble"),
-                    (6, "soft-targets"), (7, "distill"), (8, "results")):
+                    (6, "soft-targets"), (7, "distill"), (8, "results"), (9, "t-sweep"), (10, "small-data"),
+                    (11, "topk"), (12, "realign")):
         assert (root / "exp" / "done" / f"stage_{n}_{name}").is_file()
         assert (root / "exp" / "log" / f"stage_{n}_{name}.log").stat().st_size > 0
     cuts = CutSet.from_file(root / "data" / "fbank" / "digits_cuts_train.jsonl.gz")
@@ -52,23 +54,37 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     for member in ("seed1", "seed2"):
         assert (root / "exp" / "dnn" / member / "best.pt").is_file()
     assert (root / "exp" / "soft_T2" / "soft_targets.h5").is_file()
-    assert (root / "exp" / "student_T2" / "best.pt").is_file()
+    assert (root / "exp" / "student_T2" / "seed101" / "best.pt").is_file()
+    assert (root / "exp" / "student_T2" / "seed102" / "best.pt").is_file()
     import json
 
     table = json.loads((root / "exp" / "kd" / "table_5a.json").read_text())
     assert len(table["baseline"]["single"]) == 2 and 0 < table["baseline"]["ensemble"] <= 1
     assert 0 < table["student"]["single_mean"] <= 1
-    assert "ensemble" in (root / "exp" / "kd" / "RESULTS.md").read_text()
+    assert len(table["student"]["single"]) == 2
+    results = (root / "exp" / "kd" / "RESULTS.md").read_text()
+    for heading in ("(5a)", "(5b)", "(5c)", "(5d)"):
+        assert heading in results
+    sweep = json.loads((root / "exp" / "kd" / "table_5b_temperature.json").read_text())
+    assert [r["name"] for r in sweep["rows"]] == ["T=1", "T=2"]
+    small = json.loads((root / "exp" / "kd" / "table_5c_small_data.json").read_text())
+    assert len(small["rows"]) == 3 and "train frame accuracy (30% subset)" in small["rows"][1]
+    topk = json.loads((root / "exp" / "kd" / "table_5d_topk.json").read_text())
+    mb = [float(r["soft-target storage (MB per hour of audio)"]) for r in topk["rows"]]
+    assert mb[1] < mb[0]  # top-3 stores less than dense
+    rows = json.loads((root / "exp" / "kd" / "table_alignments.json").read_text())
+    assert len(rows) == 2 and all(0 < r["dnn_oracle_phone_accuracy"] <= 1 for r in rows)
+    assert (root / "exp" / "dnn_ali" / "digits_test_cuts.jsonl.gz").is_file()
 
 
 def test_rerun_skips_finished_stages(tiny_run):
     root, args, _ = tiny_run
     again = run(args)
     assert again.returncode == 0
-    assert again.stdout.count("done before, skipping") == 9
+    assert again.stdout.count("done before, skipping") == 13
 
 
 def test_pending_stage_says_so_and_fails(tiny_run):
     root, args, _ = tiny_run
-    r = run(args + ["--stage", "9", "--stop-stage", "9"])
+    r = run(args + ["--stage", "13", "--stop-stage", "13"])
     assert r.returncode != 0 and "not implemented yet" in r.stderr

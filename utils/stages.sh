@@ -33,3 +33,18 @@ pending_stage() {
   echo "stage $n ($name): not implemented yet (issue #$issue has not landed); stopping here." >&2
   exit 1
 }
+
+# Background jobs, at most $nj at a time:  bg_job LOG CMD...; ...; bg_wait
+_bg_pids=()
+bg_job() {
+  local log=$1; shift
+  while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 1; done
+  "$@" > "$log" 2>&1 &
+  _bg_pids+=($!)
+}
+bg_wait() {
+  local pid failed=0
+  for pid in "${_bg_pids[@]}"; do wait "$pid" || failed=1; done
+  _bg_pids=()
+  return $failed
+}

@@ -70,7 +70,7 @@ def _worker_init(lang_dir: str, tm_bytes: bytes, tree_bytes: bytes) -> None:
     opts.self_loop_scale = 0.0
     lex = lang.lexicon_fst(disambig=True)
     # the compiler keeps pointers to tm, tree and lex without owning them: keep them alive
-    _W.update(lang=lang, tm=tm, tree=tree, lex=lex, opts=opts, graphs={}, compiler=khg.TrainingGraphCompiler(
+    _W.update(lang_dir=str(lang_dir), lang=lang, tm=tm, tree=tree, lex=lex, opts=opts, graphs={}, compiler=khg.TrainingGraphCompiler(
         trans_model=tm, ctx_dep=tree, lex_fst=lex, disambig_syms=lang.disambig_ids, opts=opts))
 
 

@@ -8,6 +8,20 @@ import numpy as np
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
 
 
+def update_results_md(path, key: str, lines) -> None:
+    """Put a table into a RESULTS.md, replacing the block of an earlier run with the same key."""
+    p = Path(path)
+    text = p.read_text() if p.is_file() else "# RESULTS\n\n"
+    begin, end = f"<!-- begin: {key} -->", f"<!-- end: {key} -->"
+    block = f"{begin}\n<!-- written {datetime.date.today()} -->\n" + "\n".join(lines) + f"\n{end}\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text + block + "\n"
+    write_text_atomic(p, text)
+
+
 def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "") -> dict:
     from asr_kd.distill.speech import evaluate
 
@@ -29,7 +43,42 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
     write_json_atomic(out_stem.with_suffix(".json"), res)
     write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
     if results_md:
-        p = Path(results_md)
-        old = p.read_text() if p.is_file() else "# RESULTS\n\n"
-        write_text_atomic(p, old + f"<!-- {datetime.date.today()} -->\n" + "\n".join(lines) + "\n")
+        update_results_md(results_md, title, lines)
+    return res
+
+
+def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "") -> dict:
+    """Frame accuracy of named systems on named data sets.
+
+    ``rows``: [(name, [checkpoints])] (several checkpoints: mean ± std over them);
+    ``columns``: [(column name, FrameData)]; ``extra``: {row name: {column: text}} added as is.
+    """
+    from asr_kd.distill.speech import evaluate
+
+    extra = extra or {}
+    extra_cols = sorted({c for v in extra.values() for c in v})
+    res = {"title": title, "rows": []}
+    lines = [f"### {title}", "", "| system | " + " | ".join([c for c, _ in columns] + extra_cols) + " |",
+             "|---|" + "---|" * (len(columns) + len(extra_cols))]
+    for name, ckpts in rows:
+        row = {"name": name, "checkpoints": [str(c) for c in ckpts]}
+        cells = []
+        for col, data in columns:
+            r = evaluate(ckpts, data)
+            row[col] = r
+            sd = f" ± {100 * r['single_std']:.2f}" if len(ckpts) > 1 else ""
+            cells.append(f"{100 * r['single_mean']:.2f}%{sd}")
+        for c in extra_cols:
+            row[c] = extra.get(name, {}).get(c, "")
+            cells.append(str(row[c]))
+        res["rows"].append(row)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if note:
+        lines += ["", note]
+    lines.append("")
+    out_stem = Path(out_stem)
+    write_json_atomic(out_stem.with_suffix(".json"), res)
+    write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
+    if results_md:
+        update_results_md(results_md, title, lines)
     return res

@@ -43,30 +43,40 @@ def teacher_logits(teachers: Sequence, data: FrameData) -> torch.Tensor:
     return torch.stack([predict_logits(load_model(t), data) for t in teachers])
 
 
-def write_soft_targets(data: FrameData, probs: torch.Tensor, out_dir, temperature: float, topk: int = 0) -> Dict:
-    """One HDF5 file of per-cut TemporalArrays (``soft_probs`` dense, or ``soft_idx`` +
-    ``soft_logp`` top-k) and the cut manifest pointing at them. Returns storage figures."""
+def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Sequence, out_dir, temperature: float,
+                       topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64) -> Dict:
+    """Stream over ``cuts`` (``chunk_cuts`` at a time, so peak memory does not grow with the corpus):
+    the teachers' soft targets at T go into one HDF5 file of per-cut TemporalArrays (``soft_probs``
+    dense, or ``soft_idx`` + ``soft_logp`` top-k), indexed by ``soft_targets.json``.
+    Returns the storage figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    models = [load_model(t) for t in teachers]
     h5 = out_dir / "soft_targets.h5"
-    cuts = {}
+    arrays, frames = {}, 0
+    cut_list = list(cuts)
     with atomic_path(h5) as tmp:
         with NumpyHdf5Writer(tmp) as w:
-            for i, cid in enumerate(data.cut_ids):
-                p = probs[data.utterance(i)]
-                if topk:
-                    idx, logp = topk_targets(p, topk)
-                    cuts[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(np.int32), frame_shift=0.01, temporal_dim=0),
-                                 "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
-                else:
-                    cuts[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
-    for arrays in cuts.values():
-        for a in arrays.values():
+            for start in range(0, len(cut_list), chunk_cuts):
+                data = load_frames(CutSet.from_cuts(cut_list[start : start + chunk_cuts]), normalizer, with_labels=False)
+                logits = torch.stack([predict_logits(m, data) for m in models])
+                probs = ensemble_soft_targets(logits, temperature, combine)
+                frames += len(data)
+                for i, cid in enumerate(data.cut_ids):
+                    p = probs[data.utterance(i)]
+                    if topk:
+                        idx, logp = topk_targets(p, topk)
+                        arrays[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(np.int32), frame_shift=0.01, temporal_dim=0),
+                                       "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
+                    else:
+                        arrays[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
+    for per_cut in arrays.values():  # point at the final file, not the temporary one
+        for a in per_cut.values():
             a.array.storage_path = str(h5)
-    meta = {"temperature": temperature, "topk": topk, "num_frames": len(data), "bytes": os.path.getsize(h5),
-            "hours": len(data) * 0.01 / 3600}
+    meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames,
+            "bytes": os.path.getsize(h5), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers]}
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
-    write_json_atomic(out_dir / "soft_targets.json", {**meta, "arrays": {c: {k: v.to_dict() for k, v in a.items()} for c, a in cuts.items()}})
+    write_json_atomic(out_dir / "soft_targets.json", {**meta, "arrays": {c: {k: v.to_dict() for k, v in a.items()} for c, a in arrays.items()}})
     return meta
 
 
