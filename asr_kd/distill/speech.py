@@ -58,6 +58,7 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     with atomic_path(h5) as tmp:
         with NumpyHdf5Writer(tmp) as w:
             for start in range(0, len(cut_list), chunk_cuts):
+                _release_freed_memory()
                 data = load_frames(CutSet.from_cuts(cut_list[start : start + chunk_cuts]), normalizer, with_labels=False)
                 logits = torch.stack([predict_logits(m, data) for m in models])
                 probs = ensemble_soft_targets(logits, temperature, combine)
@@ -78,6 +79,17 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
     write_json_atomic(out_dir / "soft_targets.json", {**meta, "arrays": {c: {k: v.to_dict() for k, v in a.items()} for c, a in arrays.items()}})
     return meta
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap back to the OS between chunks (glibc keeps it otherwise, and the mix of
+    torch and HDF5 allocations of varying sizes fragments it): keeps the streaming flat."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tensor:
