@@ -47,7 +47,8 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
                        topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64) -> Dict:
     """Stream over ``cuts`` (``chunk_cuts`` at a time, so peak memory does not grow with the corpus):
     the teachers' soft targets at T go into one HDF5 file of per-cut TemporalArrays (``soft_probs``
-    dense, or ``soft_idx`` + ``soft_logp`` top-k), indexed by ``soft_targets.json``.
+    dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to the cuts of ``cuts.jsonl.gz``;
+    ``soft_targets.json`` holds T, k and the storage figures.
     Returns the storage figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,15 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames,
             "bytes": os.path.getsize(h5), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers]}
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
-    write_json_atomic(out_dir / "soft_targets.json", {**meta, "arrays": {c: {k: v.to_dict() for k, v in a.items()} for c, a in arrays.items()}})
+    write_json_atomic(out_dir / "soft_targets.json", meta)
+    # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
+    with_targets = []
+    for cut in cut_list:
+        for name, arr in arrays.get(cut.id, {}).items():
+            cut = cut.with_custom(name, arr)
+        with_targets.append(cut)
+    with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:
+        CutSet.from_cuts(with_targets).to_file(tmp)
     return meta
 
 
@@ -93,20 +102,18 @@ def _release_freed_memory() -> None:
 
 
 def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tensor:
-    """Dense (N, C) soft targets for ``data`` (a top-k store is expanded)."""
-    from lhotse.array import TemporalArray
-
-    meta = json.loads((Path(soft_dir) / "soft_targets.json").read_text())
+    """Dense (N, C) soft targets for ``data`` from ``soft_dir/cuts.jsonl.gz`` (top-k is expanded)."""
+    cuts = CutSet.from_file(Path(soft_dir) / "cuts.jsonl.gz").to_eager()
     out = torch.zeros(len(data), num_classes)
     for i, cid in enumerate(data.cut_ids):
-        if cid not in meta["arrays"]:
+        if cid not in cuts:
             raise KeyError(f"no soft targets for cut {cid} in {soft_dir}")
-        arrays = {k: TemporalArray.from_dict(v).load() for k, v in meta["arrays"][cid].items()}
+        cut = cuts[cid]
         sl = data.utterance(i)
-        if "soft_probs" in arrays:
-            out[sl] = torch.from_numpy(arrays["soft_probs"])
+        if cut.has_custom("soft_probs"):
+            out[sl] = torch.from_numpy(cut.load_soft_probs())
         else:
-            out[sl] = dense_from_topk(torch.from_numpy(arrays["soft_idx"]), torch.from_numpy(arrays["soft_logp"]), num_classes)
+            out[sl] = dense_from_topk(torch.from_numpy(cut.load_soft_idx()), torch.from_numpy(cut.load_soft_logp()), num_classes)
     return out
 
 
