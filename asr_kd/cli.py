@@ -187,8 +187,6 @@ def cmd_alignment_table(args) -> None:
 
     from asr_kd.align.dnn_align import oracle_phone_accuracy
     from asr_kd.data.features import FeatureNormalizer
-    from asr_kd.utils.io import write_json_atomic, write_text_atomic
-
     normalizer = FeatureNormalizer.load(Path(args.fbank_dir) / "cmvn.npz")
     rows, lines = [], [f"### {args.title}", "",
                        "| alignment | test boundaries within 20 ms | test frame phone agreement | DNN trained on it: test frames whose predicted pdf is the oracle's phone |",
@@ -204,12 +202,9 @@ def cmd_alignment_table(args) -> None:
                      "frame_agreement": rep["frame_agreement"], "dnn_oracle_phone_accuracy": acc})
         lines.append(f"| {name} | {100 * rep['boundary_accuracy']:.1f}% | {100 * rep['frame_agreement']:.1f}% | {100 * acc:.2f}% |")
     lines.append("")
-    write_json_atomic(Path(args.out).with_suffix(".json"), rows)
-    write_text_atomic(Path(args.out).with_suffix(".md"), "\n".join(lines))
-    if args.results_md:
-        from asr_kd.distill.report import update_results_md
+    from asr_kd.distill.report import write_table
 
-        update_results_md(args.results_md, args.title, lines)
+    write_table(args.out, rows, lines, args.results_md, args.title)
     print("\n".join(lines))
 
 

@@ -22,6 +22,15 @@ def update_results_md(path, key: str, lines) -> None:
     write_text_atomic(p, text)
 
 
+def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") -> None:
+    """OUT.json (the numbers), OUT.md (the table) and the RESULTS.md block."""
+    out_stem = Path(out_stem)
+    write_json_atomic(out_stem.with_suffix(".json"), res)
+    write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
+    if results_md:
+        update_results_md(results_md, title, lines)
+
+
 def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "") -> dict:
     from asr_kd.distill.speech import evaluate
 
@@ -39,11 +48,7 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
              f"| {len(baselines)}-model ensemble | {100 * e:.2f}% |",
              f"| distilled single model | {pm(s, stud['single_std'], len(students))} |", "",
              f"Share of the ensemble's gain kept by the student: {100 * kept:.1f}% (paper: over 80%).", ""]
-    out_stem = Path(out_stem)
-    write_json_atomic(out_stem.with_suffix(".json"), res)
-    write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
-    if results_md:
-        update_results_md(results_md, title, lines)
+    write_table(out_stem, res, lines, results_md, title)
     return res
 
 
@@ -76,9 +81,5 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
     if note:
         lines += ["", note]
     lines.append("")
-    out_stem = Path(out_stem)
-    write_json_atomic(out_stem.with_suffix(".json"), res)
-    write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
-    if results_md:
-        update_results_md(results_md, title, lines)
+    write_table(out_stem, res, lines, results_md, title)
     return res

@@ -143,8 +143,10 @@ class ESpeak:
                 phones.append((name.decode("utf-8", "replace"), t))
         return Synthesis(samples.astype(np.int16), words, phones)
 
-    def synthesize(self, text: str, voice: Voice, seed: int) -> Synthesis:
-        """Synthesise ``text`` in a forked child so that the output depends only on the arguments."""
+    @staticmethod
+    def _in_child(fn, what: str):
+        """Run ``fn()`` in a forked child and return its (picklable) result: the library's state
+        in this process never changes, so every call starts from the same state."""
         rfd, wfd = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
@@ -152,7 +154,7 @@ class ESpeak:
             try:
                 os.close(rfd)
                 try:
-                    payload = pickle.dumps(("ok", self._synth_here(text, voice, seed)))
+                    payload = pickle.dumps(("ok", fn()))
                 except BaseException as e:  # report, do not raise in the child
                     payload = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
                 with os.fdopen(wfd, "wb") as f:
@@ -168,34 +170,26 @@ class ESpeak:
             body = f.read(struct.unpack("<Q", head)[0]) if len(head) == 8 else b""
         _, status = os.waitpid(pid, 0)
         if not body:
-            raise RuntimeError(f"eSpeak child died (status {status}) synthesising {text!r} with {voice.name}")
+            raise RuntimeError(f"eSpeak child died (status {status}) {what}")
         kind, value = pickle.loads(body)
         if kind != "ok":
-            raise RuntimeError(f"eSpeak failed on {text!r} with {voice.name}: {value}")
+            raise RuntimeError(f"eSpeak failed {what}: {value}")
         return value
+
+    def synthesize(self, text: str, voice: Voice, seed: int) -> Synthesis:
+        """Synthesise ``text``; the output depends only on the arguments."""
+        return self._in_child(lambda: self._synth_here(text, voice, seed), f"synthesising {text!r} with {voice.name}")
 
     def phonemes(self, word: str, voice: str = "en-us") -> List[str]:
         """eSpeak's pronunciation of one word as phoneme names, stress marks removed."""
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                os.close(rfd)
-                self.lib.espeak_SetVoiceByName(voice.encode())
-                ptr = ctypes.c_char_p(word.encode("utf-8"))
-                # phonememode: ASCII names, separator '_' in bits 8-23
-                out = self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, ord("_") << 8)
-                with os.fdopen(wfd, "wb") as f:
-                    f.write(out or b"")
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(wfd)
-        with os.fdopen(rfd, "rb") as f:
-            out = f.read().decode("utf-8", "replace")
-        os.waitpid(pid, 0)
+
+        def here() -> str:
+            self.lib.espeak_SetVoiceByName(voice.encode())
+            ptr = ctypes.c_char_p(word.encode("utf-8"))
+            # phonememode: ASCII names, separator '_' in bits 8-23
+            return (self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, ord("_") << 8) or b"").decode("utf-8", "replace")
+
+        out = self._in_child(here, f"transcribing {word!r} with {voice}")
         phones = []
         for p in out.replace(" ", "_").split("_"):
             p = p.replace("'", "").replace(",", "").strip()
