@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=12       # the last stage that is implemented today; later ones say they are pending
+stop_stage=13       # the last stage that is implemented today; later ones say they are pending
 nj=2                # parallel processes
 config=conf/default.yaml
 data=data           # corpus, manifests, features
@@ -47,7 +47,9 @@ Stages:
   11 topk         (5d) top-k vs. dense soft targets: accuracy and storage
   12 realign      realign every split with the ensemble (exp/dnn_ali); a DNN trained on it vs.
                   one trained on the GMM alignment, both scored against eSpeak's oracle phones
-  13 decode       HCLG, hybrid decoding and WER                       (pending: issue #5)
+  13 decode       bigram LM, HCLG, hybrid decoding of dev and test; LM weight and insertion
+                  penalty tuned on dev; WER of baseline / ensemble / student (exp/decode)
+  14 k2-decode    the same graph decoded with k2                      (pending: issue #6)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 . ./path.sh
@@ -159,5 +161,12 @@ run_stage 9 t-sweep      temperature_sweep
 run_stage 10 small-data  small_data
 run_stage 11 topk        topk_compare
 run_stage 12 realign     realign_and_compare
-pending_stage 13 decode 5
+run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
+                           --fbank-dir "$data/fbank" --corpus digits --graph-dir "$exp/graph" --out "$exp/decode" \
+                           --nj "$nj" --lmwt 2,3,5,7,10 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
+                           --models "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
+                                    "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
+                                    "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
+                           --title "WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"
+pending_stage 14 k2-decode 6
 echo "$0: stages $stage..$stop_stage done"

@@ -208,6 +208,34 @@ def cmd_alignment_table(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_decode(args) -> None:
+    from asr_kd.decode.decode import build_graph, decode_models
+    from asr_kd.distill.report import write_table
+
+    g = build_graph(args.lang, args.ali_dir, args.manifest_dir, args.corpus, args.graph_dir, args.lm_order, args.arpa)
+    rows = []
+    for spec in args.models:
+        name, _, paths = spec.rpartition("=")
+        rows.append((name, paths.split(",")))
+    res = decode_models(rows, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out,
+                        lmwts=[float(x) for x in args.lmwt.split(",")], penalties=[float(x) for x in args.wip.split(",")],
+                        beam=args.beam, max_active=args.max_active, nj=args.nj)
+    h = g["hclg"]
+    lines = [f"### {args.title}", "",
+             f"LM: {g['lm_order']}-gram ({g['estimator']}), perplexity dev {g['perplexity']['dev']:.2f} / test "
+             f"{g['perplexity']['test']:.2f}; HCLG {h['states']} states, {h['arcs']} arcs, built in {h['seconds']:.2f} s. "
+             "LM weight and insertion penalty chosen on dev, applied to test.", "",
+             "| system | LM weight | ins. penalty | dev WER | test WER | test ins / del / sub / words | test RTF |",
+             "|---|---|---|---|---|---|---|"]
+    for r in res:
+        lines.append(f"| {r['name']} | {r['best_lmwt']:g} | {r['best_wip']:g} | {100 * r['dev_wer']:.2f}% | "
+                     f"{100 * r['test_wer']:.2f}% | {r['test_ins']} / {r['test_del']} / {r['test_sub']} / {r['test_words']} | "
+                     f"{r['rtf_test']:.4f} (nj={r['nj']}) |")
+    lines.append("")
+    write_table(args.out + "/wer_table", {"graph": g, "rows": res}, lines, args.results_md, args.title)
+    print("\n".join(lines))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -331,6 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--results-md")
     s.set_defaults(func=cmd_alignment_table)
+
+    s = sub.add_parser("decode", help="n-gram LM, HCLG, hybrid decoding of dev/test and WER (tuned on dev)")
+    s.add_argument("--models", nargs="+", required=True, help="NAME=CKPT[,CKPT...] (several: ensemble posteriors)")
+    s.add_argument("--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--manifest-dir", required=True, help="transcripts for the LM and the perplexities")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--lm-order", type=int, default=2)
+    s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
+    s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
+    s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
+    s.add_argument("--beam", type=float, default=13.0)
+    s.add_argument("--max-active", type=int, default=7000)
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--title", default="WER (hybrid decoding with HCLG)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--results-md")
+    s.set_defaults(func=cmd_decode)
     return p
 
 

@@ -41,7 +41,7 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     root, _, first = tiny_run
     for n, name in ((0, "corpus"), (1, "manifests"), (2, "features"), (3, "lang"), (4, "align"), (5, "ensemble"),
                     (6, "soft-targets"), (7, "distill"), (8, "results"), (9, "t-sweep"), (10, "small-data"),
-                    (11, "topk"), (12, "realign")):
+                    (11, "topk"), (12, "realign"), (13, "decode")):
         assert (root / "exp" / "done" / f"stage_{n}_{name}").is_file()
         assert (root / "exp" / "log" / f"stage_{n}_{name}.log").stat().st_size > 0
     cuts = CutSet.from_file(root / "data" / "fbank" / "digits_cuts_train.jsonl.gz")
@@ -75,16 +75,21 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     rows = json.loads((root / "exp" / "kd" / "table_alignments.json").read_text())
     assert len(rows) == 2 and all(0 < r["dnn_oracle_phone_accuracy"] <= 1 for r in rows)
     assert (root / "exp" / "dnn_ali" / "digits_test_cuts.jsonl.gz").is_file()
+    wer = json.loads((root / "exp" / "decode" / "wer_table.json").read_text())
+    assert len(wer["rows"]) == 3 and all(0.0 <= r["test_wer"] <= 2.0 for r in wer["rows"])
+    assert (root / "exp" / "graph" / "HCLG.fst").is_file()
+    hyp = (root / "exp" / "decode" / "baseline (seed 1)" / "test.hyp.txt").read_text().splitlines()
+    assert len(hyp) == 2 * 5  # conf/tiny.yaml: 2 test speakers x 5 utterances
 
 
 def test_rerun_skips_finished_stages(tiny_run):
     root, args, _ = tiny_run
     again = run(args)
     assert again.returncode == 0
-    assert again.stdout.count("done before, skipping") == 13
+    assert again.stdout.count("done before, skipping") == 14
 
 
 def test_pending_stage_says_so_and_fails(tiny_run):
     root, args, _ = tiny_run
-    r = run(args + ["--stage", "13", "--stop-stage", "13"])
+    r = run(args + ["--stage", "14", "--stop-stage", "14"])
     assert r.returncode != 0 and "not implemented yet" in r.stderr

@@ -1,0 +1,238 @@
+"""Hybrid decoding with Kaldi's LatticeFasterDecoder (kaldi-hmm-gmm) over an HCLG whose input
+labels are transition-ids, and WER scoring like Kaldi's score_kaldi_wer.sh.
+
+    loglik = acoustic_scale * (log posterior - log prior)     (priors: the alignment's pdf counts)
+
+The decodable gets one column per transition-id (``loglik[:, id2pdf[1:]]``; DecodableCtc reads
+column ``ilabel - 1``). Utterances are decoded in ``nj`` forked processes, each reading the graph
+from disk (FSTs do not pickle). Scoring: a grid over LM weight (= 1 / acoustic scale) and word
+insertion penalty, the best pair chosen on dev and applied unchanged to test.
+"""
+import logging
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from asr_kd.utils.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+_D: Dict = {}
+
+
+def with_word_penalty(fst, penalty: float):
+    """A copy of ``fst`` whose word-emitting arcs cost ``penalty`` more (Kaldi's word insertion penalty)."""
+    import kaldifst
+
+    out = kaldifst.StdVectorFst()
+    for _ in range(fst.num_states):
+        out.add_state()
+    out.start = fst.start
+    for s in range(fst.num_states):
+        final = fst.final(s)
+        if final != kaldifst.TropicalWeight.zero:
+            out.set_final(state=s, weight=final)
+        for arc in kaldifst.ArcIterator(fst, s):
+            w = arc.weight.value + (penalty if arc.olabel != 0 else 0.0)
+            out.add_arc(state=s, arc=kaldifst.StdArc(ilabel=arc.ilabel, olabel=arc.olabel, weight=w, nextstate=arc.nextstate))
+    return out
+
+
+def _init(graph_path: str, tm_bytes: bytes, beam: float, max_active: int, lattice_beam: float, penalty: float) -> None:
+    import pickle
+
+    import kaldi_hmm_gmm as khg
+    import kaldifst
+
+    g = kaldifst.StdVectorFst.read(graph_path)
+    if penalty:
+        g = with_word_penalty(g, penalty)
+    cfg = khg.LatticeFasterDecoderConfig(beam=beam, max_active=max_active, lattice_beam=lattice_beam)
+    tm = pickle.loads(tm_bytes)
+    _D.update(graph=g, tm=tm, id2pdf=np.asarray(tm.id2pdf_id), decoder=khg.LatticeFasterDecoder(g, cfg))
+
+
+def _decode_chunk(items: List[Tuple[str, np.ndarray]]) -> List[Tuple[str, List[int], List[int], float, bool]]:
+    import kaldi_hmm_gmm as khg
+
+    out = []
+    for utt, loglik in items:
+        if not np.isfinite(loglik).all():
+            raise FloatingPointError(f"utterance {utt}: log-likelihoods contain NaN or inf")
+        mat = np.ascontiguousarray(loglik[:, _D["id2pdf"][1:]], dtype=np.float32)
+        ok, ali, words, like = khg.decode_utterance_lattice_faster(
+            decoder=_D["decoder"], decodable=khg.DecodableCtc(mat), trans_model=_D["tm"], utt=utt, allow_partial=True)
+        out.append((utt, list(words), list(ali), float(like), bool(ok)))
+    return out
+
+
+def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, max_active: int = 7000,
+           lattice_beam: float = 6.0, word_penalty: float = 0.0, nj: int = 1) -> Dict[str, Dict]:
+    """1-best words (ids) and alignment per utterance. ``loglikes`` are already scaled, per pdf."""
+    import pickle
+
+    for utt, m in loglikes.items():
+        if not np.isfinite(m).all():
+            raise FloatingPointError(f"utterance {utt}: log-likelihoods contain NaN or inf")
+    utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
+    chunks = [[(u, loglikes[u]) for u in utts[i :: nj * 4]] for i in range(nj * 4)]
+    args = (str(graph_path), pickle.dumps(tm), beam, max_active, lattice_beam, word_penalty)
+    results = {}
+    if nj <= 1:
+        _init(*args)
+        parts = [_decode_chunk(c) for c in chunks if c]
+    else:
+        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_init, initargs=args) as ex:
+            parts = list(ex.map(_decode_chunk, [c for c in chunks if c]))
+    for part in parts:
+        for utt, words, ali, like, ok in part:
+            results[utt] = {"words": words, "alignment": ali, "log_like": like, "reached_final": ok}
+    return results
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def wer_details(refs: Dict[str, List[str]], hyps: Dict[str, List[str]], speakers: Dict[str, str] = None) -> Dict:
+    import kaldialign
+
+    tot = {"ins": 0, "del": 0, "sub": 0, "ref_len": 0}
+    per_spk: Dict[str, Dict[str, int]] = {}
+    per_utt = {}
+    for utt, ref in refs.items():
+        hyp = hyps.get(utt, [])
+        e = kaldialign.edit_distance(ref, hyp)
+        per_utt[utt] = {"ref": ref, "hyp": hyp, "ins": e["ins"], "del": e["del"], "sub": e["sub"],
+                        "alignment": kaldialign.align(ref, hyp, "*")}
+        for k in tot:
+            tot[k] += e[k]
+        if speakers:
+            s = per_spk.setdefault(speakers[utt], {"ins": 0, "del": 0, "sub": 0, "ref_len": 0})
+            for k in s:
+                s[k] += e[k]
+    errors = tot["ins"] + tot["del"] + tot["sub"]
+    res = {**tot, "errors": errors, "wer": errors / max(tot["ref_len"], 1), "utterances": len(refs),
+           "sentence_errors": sum(1 for r in per_utt.values() if r["ins"] + r["del"] + r["sub"] > 0), "per_utt": per_utt}
+    res["per_speaker"] = {s: {**v, "wer": (v["ins"] + v["del"] + v["sub"]) / max(v["ref_len"], 1)} for s, v in per_spk.items()}
+    return res
+
+
+def write_scoring(out_dir, name: str, details: Dict) -> None:
+    """Kaldi-style outputs: hyp text (utt-id words), per_utt alignments, per-speaker WER, summary."""
+    out_dir = Path(out_dir)
+    utts = sorted(details["per_utt"])
+    write_text_atomic(out_dir / f"{name}.hyp.txt", "".join(f"{u} {' '.join(details['per_utt'][u]['hyp'])}\n" for u in utts))
+    write_text_atomic(out_dir / f"{name}.hyp.trn", "".join(f"{' '.join(details['per_utt'][u]['hyp'])} ({u})\n" for u in utts))
+    lines = []
+    for u in utts:
+        ali = details["per_utt"][u]["alignment"]
+        lines.append(f"{u} ref  {' '.join(r for r, _ in ali)}")
+        lines.append(f"{u} hyp  {' '.join(h for _, h in ali)}")
+        lines.append(f"{u} op   {' '.join('C' if r == h else ('I' if r == '*' else ('D' if h == '*' else 'S')) for r, h in ali)}")
+    write_text_atomic(out_dir / f"{name}.per_utt.txt", "\n".join(lines) + "\n")
+    write_text_atomic(out_dir / f"{name}.per_spk.txt", "".join(
+        f"{s} {v['ref_len']} ins {v['ins']} del {v['del']} sub {v['sub']} wer {100 * v['wer']:.2f}\n"
+        for s, v in sorted(details["per_speaker"].items())))
+    summary = {k: v for k, v in details.items() if k not in ("per_utt",)}
+    write_json_atomic(out_dir / f"{name}.wer.json", summary)
+
+
+# -- the decode stage -------------------------------------------------------------------------
+def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_order: int = 2, arpa=None) -> Dict:
+    """LM (or a given ARPA), perplexities, G.fst and HCLG.fst in ``graph_dir`` (kept if present)."""
+    import kaldi_hmm_gmm  # noqa: F401  (import order)
+    from lhotse import SupervisionSet
+
+    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.data.manifests import manifest_paths
+    from asr_kd.decode.graph import make_hclg
+    from asr_kd.decode.lm import arpa_to_G, perplexity, train_arpa
+    from asr_kd.lang.prepare_lang import Lang
+
+    graph_dir = Path(graph_dir)
+    info_path = graph_dir / "graph_summary.json"
+    if info_path.is_file() and (graph_dir / "HCLG.fst").is_file():
+        import json
+
+        return json.loads(info_path.read_text())
+    texts = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, s)["supervisions"])]
+             for s in ("train", "dev", "test")}
+    graph_dir.mkdir(parents=True, exist_ok=True)
+    if arpa:
+        estimator, arpa_path = "given", Path(arpa)
+    else:
+        arpa_path = graph_dir / f"lm_{lm_order}gram.arpa"
+        estimator = train_arpa(texts["train"], lm_order, arpa_path)
+    ppl = {s: perplexity(arpa_path, texts[s]) for s in ("dev", "test")}
+    arpa_to_G(arpa_path, Path(lang_dir) / "words.txt", graph_dir / "G.fst")
+    aligner = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
+    _, info = make_hclg(Lang(lang_dir), aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
+    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "perplexity": ppl, "hclg": info}
+    write_json_atomic(info_path, summary)
+    log.info("LM (%s, order %d): perplexity dev %.2f, test %.2f", estimator, lm_order, ppl["dev"], ppl["test"])
+    return summary
+
+
+def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
+                  lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
+                  beam: float = 13.0, max_active: int = 7000, nj: int = 1) -> List[Dict]:
+    """For each (name, checkpoints): posteriors on dev and test; the (LM weight, insertion penalty)
+    with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``."""
+    import kaldi_hmm_gmm  # noqa: F401
+    from lhotse import CutSet
+
+    from asr_kd.align.dnn_align import dnn_logposteriors, log_priors
+    from asr_kd.align.labels import read_pdf_counts
+    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
+    from asr_kd.lang.prepare_lang import Lang
+    from asr_kd.nnet.data import load_frames
+    from asr_kd.nnet.train import load_model
+
+    lang = Lang(lang_dir)
+    tm = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir).tm
+    priors = log_priors(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
+    norm = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
+    splits = {}
+    for s in ("dev", "test"):
+        cuts = CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)).to_eager()
+        splits[s] = (cuts, load_frames(cuts, norm, with_labels=False))
+    graph = Path(graph_dir) / "HCLG.fst"
+    out = []
+    for name, ckpts in rows:
+        models = [load_model(c) for c in ckpts]
+        lp = {s: dnn_logposteriors(models, d).numpy() - priors for s, (_, d) in splits.items()}
+
+        def run(split, lmwt, wip):
+            cuts, data = splits[split]
+            ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
+            t0 = time.time()
+            res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj)
+            secs = time.time() - t0
+            refs = {c.id: c.supervisions[0].text.split() for c in cuts}
+            hyps = {u: [lang.id2word[w] for w in r["words"]] for u, r in res.items()}
+            spk = {c.id: c.supervisions[0].speaker for c in cuts}
+            return wer_details(refs, hyps, spk), secs / (len(data) * 0.01)
+
+        grid = []
+        for lmwt in lmwts:
+            for wip in penalties:
+                d, _ = run("dev", lmwt, wip)
+                grid.append({"lmwt": lmwt, "wip": wip, "wer": d["wer"]})
+        best = min(grid, key=lambda g: (g["wer"], g["lmwt"], g["wip"]))
+        dev, rtf_dev = run("dev", best["lmwt"], best["wip"])
+        test, rtf = run("test", best["lmwt"], best["wip"])
+        d = Path(out_dir) / name
+        write_scoring(d, "dev", dev)
+        write_scoring(d, "test", test)
+        write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best})
+        row = {"name": name, "checkpoints": list(ckpts), "best_lmwt": best["lmwt"], "best_wip": best["wip"],
+               "dev_wer": dev["wer"], "test_wer": test["wer"], "test_ins": test["ins"], "test_del": test["del"],
+               "test_sub": test["sub"], "test_words": test["ref_len"], "rtf_test": rtf, "nj": nj}
+        out.append(row)
+        log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
+                 name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],
+                 test["sub"], test["ref_len"], rtf)
+    return out

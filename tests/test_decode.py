@@ -1,0 +1,98 @@
+"""LM, HCLG, hybrid decoding and WER scoring."""
+import math
+
+import numpy as np
+import pytest
+
+from asr_kd.decode.decode import wer_details
+from asr_kd.decode.lm import kneser_ney_arpa, perplexity, train_arpa
+
+
+def test_wer_scorer_matches_hand_counts():
+    refs = {"a": "ONE TWO THREE".split(), "b": "FOUR FIVE".split(), "c": "SIX".split()}
+    hyps = {"a": "ONE TOO THREE".split(), "b": "FOUR FIVE FIVE".split(), "c": []}
+    d = wer_details(refs, hyps, {"a": "s1", "b": "s1", "c": "s2"})
+    assert (d["sub"], d["ins"], d["del"], d["ref_len"]) == (1, 1, 1, 6)
+    assert d["wer"] == pytest.approx(3 / 6)
+    assert d["per_speaker"]["s2"]["wer"] == 1.0 and d["per_speaker"]["s1"]["wer"] == pytest.approx(2 / 5)
+    assert d["sentence_errors"] == 3
+
+
+def test_kneser_ney_arpa_is_normalised(tmp_path):
+    texts = ["ONE TWO THREE", "ONE TWO", "TWO THREE ONE", "THREE"] * 3
+    path = tmp_path / "lm.arpa"
+    assert train_arpa(texts, 3, path) in ("python-kneser-ney", "lmplz")
+    import kenlm
+
+    model = kenlm.Model(str(path))
+    vocab = ["ONE", "TWO", "THREE", "</s>"]
+    for ctx in (["ONE"], ["ONE", "TWO"], ["THREE", "ONE"]):
+        total = 0.0
+        for w in vocab:
+            state, out = kenlm.State(), kenlm.State()
+            model.BeginSentenceWrite(state)
+            for c in ctx:
+                nxt = kenlm.State()
+                model.BaseScore(state, c, nxt)
+                state = nxt
+            total += 10 ** model.BaseScore(state, w, out)
+        assert total == pytest.approx(1.0, abs=1e-3), ctx
+    assert 1.0 < perplexity(path, ["ONE TWO THREE"]) < 4.0
+    with pytest.raises(ValueError, match="at least 2"):
+        train_arpa(texts, 1, path)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory, tiny_features):
+    import kaldi_hmm_gmm  # noqa: F401
+
+    from asr_kd.align.mono import MonoConfig
+    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.data.synth.digits import DIGIT_WORDS
+    from asr_kd.decode.decode import build_graph
+    from asr_kd.lang.lexicon import build_lexicon
+    from asr_kd.lang.prepare_lang import prepare_lang
+
+    root = tmp_path_factory.mktemp("decode")
+    lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us"])
+    prepare_lang(lex, root / "lang")
+    train_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
+                    MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120), nj=1)
+    info = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", root / "graph", lm_order=2)
+    return root, info
+
+
+def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
+    from lhotse import CutSet
+
+    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.decode.decode import decode
+    from asr_kd.lang.prepare_lang import Lang
+
+    root, info = graph
+    assert info["hclg"]["states"] > 0 and info["perplexity"]["dev"] > 1
+    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    lang = Lang(root / "lang")
+    cuts = CutSet.from_file(root / "exp" / "digits_test_cuts.jsonl.gz").to_eager()
+    loglikes = {}
+    for cut in cuts:
+        pdf = cut.load_pdf_ali()
+        m = np.full((len(pdf), tm.num_pdfs), -30.0, np.float32)
+        m[np.arange(len(pdf)), pdf] = 0.0
+        loglikes[cut.id] = m
+    res = decode(root / "graph" / "HCLG.fst", tm, loglikes, nj=2)
+    for cut in cuts:
+        assert [lang.id2word[w] for w in res[cut.id]["words"]] == cut.supervisions[0].text.split(), cut.id
+        assert res[cut.id]["reached_final"]
+
+
+def test_nan_loglikes_are_a_clear_error(graph):
+    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.decode.decode import decode
+
+    root, _ = graph
+    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    m = np.zeros((20, tm.num_pdfs), np.float32)
+    m[5, 3] = np.nan
+    with pytest.raises(FloatingPointError, match="utterance bad-utt: log-likelihoods contain NaN"):
+        decode(root / "graph" / "HCLG.fst", tm, {"bad-utt": m})
