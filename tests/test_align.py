@@ -100,3 +100,15 @@ def test_one_hot_loglikes_from_an_alignment_realign_to_it(aligned, tiny_features
     id2pdf = np.asarray(aligner.tm.id2pdf_id)
     for cut in cuts:
         assert np.array_equal(id2pdf[np.asarray(ali[cut.id])], cut.load_pdf_ali()), cut.id
+
+
+def test_training_is_reproducible(aligned, tiny_features, tmp_path):
+    """A rerun gives the same model: Gaussian splitting must not use an unseeded generator."""
+    from asr_kd.align.pipeline import train_and_align
+
+    root, _ = aligned
+    train_and_align(tiny_features / "fbank", "digits", ["train"], root / "lang", tmp_path / "again", TINY_MONO, nj=2)
+    first = json.loads((root / "exp" / "train_history.json").read_text())
+    again = json.loads((tmp_path / "again" / "train_history.json").read_text())
+    assert [h["log_like"] for h in first] == [h["log_like"] for h in again]
+    assert (root / "exp" / "pdf_counts.txt").read_text() == (tmp_path / "again" / "pdf_counts.txt").read_text()

@@ -276,8 +276,18 @@ class MonophoneAligner:
         khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=acc, flags=khg.str_to_gmm_flags("mvwt"), am_gmm=self.am)
         if mixup > self.am.num_gauss:
             occs = torch.tensor([acc.get_acc(i).occupancy.sum().item() for i in range(acc.num_accs)], dtype=torch.float32)
-            self.am.split_by_count(state_occs=occs, target_components=mixup, perturb_factor=self.cfg.perturb_factor,
+            before = [self.am.num_gauss_in_pdf(i) for i in range(self.am.num_pdfs)]
+            # The library perturbs split means with an unseeded generator, so reruns would drift
+            # apart: split without perturbation, then perturb the split pdfs with a seeded one.
+            self.am.split_by_count(state_occs=occs, target_components=mixup, perturb_factor=0.0,
                                    power=self.cfg.power, min_count=20.0)
+            rng = np.random.default_rng([self.cfg.seed, self.am.num_gauss])
+            for i in range(self.am.num_pdfs):
+                if self.am.num_gauss_in_pdf(i) != before[i]:
+                    g = self.am.get_pdf(i)  # a reference into the model
+                    means, std = np.asarray(g.means), np.sqrt(np.asarray(g.vars))
+                    g.set_means(torch.from_numpy((means + self.cfg.perturb_factor * std * rng.standard_normal(means.shape)).astype(np.float32)))
+                    g.compute_gconsts()
         return like / frames, frames
 
     def train(self, train_utts: Sequence[str], log_path=None, log_energy: Optional[Dict[str, np.ndarray]] = None) -> List[Dict]:
