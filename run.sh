@@ -163,7 +163,7 @@ run_stage 11 topk        topk_compare
 run_stage 12 realign     realign_and_compare
 run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
                            --fbank-dir "$data/fbank" --corpus digits --graph-dir "$exp/graph" --out "$exp/decode" \
-                           --nj "$nj" --lmwt 2,3,5,7,10 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
+                           --nj "$nj" --lmwt 1,1.5,2,3,5,7,10 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
                            --models "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
                                     "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
                                     "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
