@@ -26,20 +26,9 @@ _D: Dict = {}
 
 def with_word_penalty(fst, penalty: float):
     """A copy of ``fst`` whose word-emitting arcs cost ``penalty`` more (Kaldi's word insertion penalty)."""
-    import kaldifst
+    from asr_kd.decode.graph import map_arcs
 
-    out = kaldifst.StdVectorFst()
-    for _ in range(fst.num_states):
-        out.add_state()
-    out.start = fst.start
-    for s in range(fst.num_states):
-        final = fst.final(s)
-        if final != kaldifst.TropicalWeight.zero:
-            out.set_final(state=s, weight=final)
-        for arc in kaldifst.ArcIterator(fst, s):
-            w = arc.weight.value + (penalty if arc.olabel != 0 else 0.0)
-            out.add_arc(state=s, arc=kaldifst.StdArc(ilabel=arc.ilabel, olabel=arc.olabel, weight=w, nextstate=arc.nextstate))
-    return out
+    return map_arcs(fst, lambda a: (a.ilabel, a.olabel, a.weight.value + (penalty if a.olabel != 0 else 0.0)))
 
 
 def _init(graph_path: str, tm_bytes: bytes, beam: float, max_active: int, lattice_beam: float, penalty: float) -> None:

@@ -18,8 +18,9 @@ from asr_kd.utils.io import atomic_path, write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def _relabel_input(fst, mapping):
-    """A copy of ``fst`` with input labels mapped (FSTs cannot be edited in place here)."""
+def map_arcs(fst, arc_fn):
+    """A copy of ``fst`` with every arc replaced by ``arc_fn(arc)`` -> (ilabel, olabel, weight)
+    (FSTs cannot be edited in place through these bindings)."""
     import kaldifst
 
     out = kaldifst.StdVectorFst()
@@ -31,8 +32,8 @@ def _relabel_input(fst, mapping):
         if final != kaldifst.TropicalWeight.zero:
             out.set_final(state=s, weight=final)
         for arc in kaldifst.ArcIterator(fst, s):
-            out.add_arc(state=s, arc=kaldifst.StdArc(ilabel=mapping.get(arc.ilabel, arc.ilabel), olabel=arc.olabel,
-                                                     weight=arc.weight, nextstate=arc.nextstate))
+            ilabel, olabel, weight = arc_fn(arc)
+            out.add_arc(state=s, arc=kaldifst.StdArc(ilabel=ilabel, olabel=olabel, weight=weight, nextstate=arc.nextstate))
     return out
 
 
@@ -59,7 +60,8 @@ def make_hclg(lang, tm, tree, G_path, out_dir, self_loop_scale: float = 0.1, tra
     HCLGa = kaldifst.compose(H, CLG)
     if kaldifst.determinize_star(HCLGa, use_log=True):
         raise RuntimeError("determinize_star(H o CLG) did not finish")
-    HCLGa = _relabel_input(HCLGa, {t: 0 for t in disambig_tids})  # fstrmsymbols
+    drop = set(disambig_tids)  # fstrmsymbols: disambiguation transition-ids become epsilon
+    HCLGa = map_arcs(HCLGa, lambda a: (0 if a.ilabel in drop else a.ilabel, a.olabel, a.weight))
     kaldifst.rmepsilon(HCLGa)
     kaldifst.minimize_encoded(HCLGa)
     HCLG = khg.add_self_loops(self_loop_scale=self_loop_scale, disambig_syms=[], reorder=True, trans_model=tm, ifst=HCLGa)
