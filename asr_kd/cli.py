@@ -236,6 +236,13 @@ def cmd_decode(args) -> None:
     print("\n".join(lines))
 
 
+def _labelled_data_args(s) -> None:
+    """The options every command on aligned data shares."""
+    s.add_argument("--ali-dir", required=True, help="alignment folder (labelled cuts, pdf_counts.txt)")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -302,9 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
     s.add_argument("--teachers", nargs="+", required=True)
-    s.add_argument("--ali-dir", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    _labelled_data_args(s)
     s.add_argument("--temperature", type=float, default=2.0)
     s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
     s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
@@ -315,9 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("speech-table", help="test frame accuracy: baselines, their ensemble, distilled students")
     s.add_argument("--baselines", nargs="+", required=True, help="ensemble members (each also a baseline)")
     s.add_argument("--students", nargs="+", required=True)
-    s.add_argument("--ali-dir", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    _labelled_data_args(s)
     s.add_argument("--split", default="test")
     s.add_argument("--title", default="Baseline vs. ensemble vs. distilled student")
     s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
@@ -326,9 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
     s.add_argument("--rows", nargs="+", required=True)
-    s.add_argument("--ali-dir", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    _labelled_data_args(s)
     s.add_argument("--split", default="test")
     s.add_argument("--train-fraction", type=float, default=0.0, help="also score this training subset")
     s.add_argument("--subset-seed", type=int, default=0)
