@@ -48,7 +48,7 @@ Stages:
   12 realign      realign every split with the ensemble (exp/dnn_ali); a DNN trained on it vs.
                   one trained on the GMM alignment, both scored against eSpeak's oracle phones
   13 decode       bigram LM, HCLG, hybrid decoding of dev and test; LM weight and insertion
-                  penalty tuned on dev; WER of baseline / ensemble / student (exp/decode)
+                  penalty tuned on dev; WER of GMM / baseline / ensemble / student (exp/decode)
   14 k2-decode    the same graph decoded with k2                      (pending: issue #6)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
@@ -163,8 +163,8 @@ run_stage 11 topk        topk_compare
 run_stage 12 realign     realign_and_compare
 run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
                            --fbank-dir "$data/fbank" --corpus digits --graph-dir "$exp/graph" --out "$exp/decode" \
-                           --nj "$nj" --lmwt 1,1.5,2,3,5,7,10 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
-                           --models "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
+                           --nj "$nj" --lmwt 1,1.5,2,3,5,7,10,14,20 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
+                           --models "GMM (monophone)=$exp/mono/final.mdl" "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
                                     "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
                                     "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
                            --title "WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"

@@ -96,3 +96,24 @@ def test_nan_loglikes_are_a_clear_error(graph):
     m[5, 3] = np.nan
     with pytest.raises(FloatingPointError, match="utterance bad-utt: log-likelihoods contain NaN"):
         decode(root / "graph" / "HCLG.fst", tm, {"bad-utt": m})
+
+
+def test_gmm_loglikes_match_the_library(graph, tiny_features):
+    import pickle
+
+    from lhotse import CutSet
+
+    from asr_kd.align.gmm_features import gmm_features
+    from asr_kd.data.features import FeatureNormalizer
+    from asr_kd.decode.decode import gmm_loglikes
+    from asr_kd.nnet.data import load_frames
+
+    root, _ = graph
+    cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_dev.jsonl.gz").to_eager()
+    data = load_frames(cuts, FeatureNormalizer.load(tiny_features / "fbank" / "cmvn.npz"), with_labels=False)
+    ll = gmm_loglikes(root / "exp" / "final.mdl", data, cuts)
+    am = pickle.load(open(root / "exp" / "final.mdl", "rb"))["am"]
+    x = gmm_features(data.feats[data.utterance(0)].numpy())
+    for t in (0, 7, len(x) - 1):
+        for pdf in (0, 3, am.num_pdfs - 1):
+            assert ll[t, pdf] == pytest.approx(am.log_likelihood(pdf, x[t]), rel=1e-4, abs=1e-3)

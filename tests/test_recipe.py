@@ -76,7 +76,7 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     assert len(rows) == 2 and all(0 < r["dnn_oracle_phone_accuracy"] <= 1 for r in rows)
     assert (root / "exp" / "dnn_ali" / "digits_test_cuts.jsonl.gz").is_file()
     wer = json.loads((root / "exp" / "decode" / "wer_table.json").read_text())
-    assert len(wer["rows"]) == 3 and all(0.0 <= r["test_wer"] <= 2.0 for r in wer["rows"])
+    assert len(wer["rows"]) == 4 and all(0.0 <= r["test_wer"] <= 2.0 for r in wer["rows"])
     assert (root / "exp" / "graph" / "HCLG.fst").is_file()
     hyp = (root / "exp" / "decode" / "baseline (seed 1)" / "test.hyp.txt").read_text().splitlines()
     assert len(hyp) == 2 * 5  # conf/tiny.yaml: 2 test speakers x 5 utterances

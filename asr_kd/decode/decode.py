@@ -128,6 +128,28 @@ def write_scoring(out_dir, name: str, details: Dict) -> None:
     write_json_atomic(out_dir / f"{name}.wer.json", summary)
 
 
+def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
+    """(frames, pdfs) GMM log-likelihoods on the GMM's own features, in ``data``'s frame order."""
+    import pickle
+
+    from asr_kd.align.gmm_features import gmm_features
+    from asr_kd.align.mono import MonoConfig
+
+    with open(model_path, "rb") as f:
+        m = pickle.load(f)
+    cfg = MonoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in m["cfg"].items()})
+    am = m["am"]
+    out = np.empty((len(data), am.num_pdfs), np.float32)
+    for i, cut in enumerate(cuts):
+        sl = data.utterance(i)
+        x = gmm_features(data.feats[sl].numpy(), cfg.num_cepstra, cfg.use_deltas)  # data holds normalised fbank
+        for p in range(am.num_pdfs):
+            comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)
+            top = comp.max(1, keepdims=True)
+            out[sl, p] = (top + np.log(np.exp(comp - top).sum(1, keepdims=True)))[:, 0]
+    return out
+
+
 # -- the decode stage -------------------------------------------------------------------------
 def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_order: int = 2, arpa=None) -> Dict:
     """LM (or a given ARPA), perplexities, G.fst and HCLG.fst in ``graph_dir`` (kept if present)."""
@@ -167,7 +189,8 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
                   beam: float = 13.0, max_active: int = 7000, nj: int = 1) -> List[Dict]:
-    """For each (name, checkpoints): posteriors on dev and test; the (LM weight, insertion penalty)
+    """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
+    GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``."""
     import kaldi_hmm_gmm  # noqa: F401
     from lhotse import CutSet
@@ -191,8 +214,11 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
     graph = Path(graph_dir) / "HCLG.fst"
     out = []
     for name, ckpts in rows:
-        models = [load_model(c) for c in ckpts]
-        lp = {s: dnn_logposteriors(models, d).numpy() - priors for s, (_, d) in splits.items()}
+        if len(ckpts) == 1 and str(ckpts[0]).endswith(".mdl"):  # a GMM: its own likelihoods, no priors
+            lp = {s: gmm_loglikes(ckpts[0], d, cuts) for s, (cuts, d) in splits.items()}
+        else:
+            models = [load_model(c) for c in ckpts]
+            lp = {s: dnn_logposteriors(models, d).numpy() - priors for s, (_, d) in splits.items()}
 
         def run(split, lmwt, wip):
             cuts, data = splits[split]
