@@ -108,10 +108,10 @@ temperature_sweep() {
 small_data() {
   local f=$small_fraction
   [ -f "$exp/small/hard/history.json" ] || \
-    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 30 --out "$exp/small/hard" \
+    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$exp/small/hard" \
       > "$exp/log/small_hard.log" 2>&1
   [ -f "$exp/small/soft/history.json" ] || \
-    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 30 --temperature "$temperature" \
+    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
       --soft-targets "$exp/soft_T$temperature" --out "$exp/small/soft" > "$exp/log/small_soft.log" 2>&1
   python -m asr_kd frame-table "${table_args[@]}" --train-fraction "$f" \
     --rows "baseline, 100% of the training data=$(members | paste -sd, -)" \
@@ -163,7 +163,7 @@ run_stage 11 topk        topk_compare
 run_stage 12 realign     realign_and_compare
 run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
                            --fbank-dir "$data/fbank" --corpus digits --graph-dir "$exp/graph" --out "$exp/decode" \
-                           --nj "$nj" --lmwt 1,1.5,2,3,5,7,10,14,20 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
+                           --nj "$nj" --lmwt 1,2,3,5,7,10,14 --wip 0,1 --results-md "$exp/kd/RESULTS.md" \
                            --models "GMM (monophone)=$exp/mono/final.mdl" "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
                                     "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
                                     "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
