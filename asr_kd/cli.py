@@ -243,6 +243,13 @@ def _labelled_data_args(s) -> None:
     s.add_argument("--corpus", default="digits")
 
 
+def _table_output_args(s, title: str) -> None:
+    """The options every command that writes a result table shares."""
+    s.add_argument("--title", default=title)
+    s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
+    s.add_argument("--results-md", help="also put the table into this RESULTS.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -322,9 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--students", nargs="+", required=True)
     _labelled_data_args(s)
     s.add_argument("--split", default="test")
-    s.add_argument("--title", default="Baseline vs. ensemble vs. distilled student")
-    s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
-    s.add_argument("--results-md", help="also append the table to this RESULTS.md")
+    _table_output_args(s, 'Baseline vs. ensemble vs. distilled student')
     s.set_defaults(func=cmd_speech_table)
 
     s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
@@ -334,10 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-fraction", type=float, default=0.0, help="also score this training subset")
     s.add_argument("--subset-seed", type=int, default=0)
     s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
-    s.add_argument("--title", default="")
     s.add_argument("--note", default="")
-    s.add_argument("--out", required=True)
-    s.add_argument("--results-md")
+    _table_output_args(s, '')
     s.set_defaults(func=cmd_frame_table)
 
     s = sub.add_parser("realign-dnn", help="realign every split with trained DNNs (hybrid likelihoods, GMM graphs)")
@@ -356,9 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...]")
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
-    s.add_argument("--title", default="Which alignment gives the better DNN")
-    s.add_argument("--out", required=True)
-    s.add_argument("--results-md")
+    _table_output_args(s, 'Which alignment gives the better DNN')
     s.set_defaults(func=cmd_alignment_table)
 
     s = sub.add_parser("decode", help="n-gram LM, HCLG, hybrid decoding of dev/test and WER (tuned on dev)")
@@ -376,9 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beam", type=float, default=13.0)
     s.add_argument("--max-active", type=int, default=7000)
     s.add_argument("--nj", type=int, default=1)
-    s.add_argument("--title", default="WER (hybrid decoding with HCLG)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--results-md")
+    _table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=cmd_decode)
     return p
 

@@ -9,7 +9,6 @@ each one's peak resident memory (ru_maxrss) and the ratio to the smallest.
 """
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path

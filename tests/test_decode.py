@@ -1,11 +1,10 @@
 """LM, HCLG, hybrid decoding and WER scoring."""
-import math
 
 import numpy as np
 import pytest
 
 from asr_kd.decode.decode import wer_details
-from asr_kd.decode.lm import kneser_ney_arpa, perplexity, train_arpa
+from asr_kd.decode.lm import perplexity, train_arpa
 
 
 def test_wer_scorer_matches_hand_counts():

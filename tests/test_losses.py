@@ -48,7 +48,6 @@ def test_high_temperature_gradient_approaches_logit_matching():
     z, v = torch.randn(n, c), torch.randn(n, c)
     z, v = z - z.mean(-1, keepdim=True), v - v.mean(-1, keepdim=True)
     p = F.softmax(v / T, -1)
-    y = torch.zeros(n, dtype=torch.long)
     g = _grad(lambda zz: soft_cross_entropy(zz, p, T).sum(), z)  # unscaled soft CE, summed over frames
     expected = (z - v) / (c * T**2)  # the paper's eq. 3 limit: (z - v) / (N T^2)
     assert torch.allclose(g, expected, rtol=2e-2, atol=1e-7)

@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 
-from asr_kd.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from asr_kd.utils.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 

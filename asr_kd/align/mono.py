@@ -11,14 +11,12 @@ statistics are accumulated in the parent from the returned alignments. An uttera
 fails at ``beam`` is retried at ``retry_beam`` (Kaldi's AlignConfig); one that fails both is
 counted, logged by id, and left out of that iteration, never silently.
 """
-import json
 import logging
 import multiprocessing as mp
 import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+from lhotse import CutSet
 
 from asr_kd.align.labels import label_maps, phone_segments
 from asr_kd.utils.io import atomic_path, write_json_atomic, write_text_atomic
@@ -58,7 +59,7 @@ def score_cut(cut, maps, id2phone, tolerance: float, frame_shift: float) -> Dict
             "mean_abs_ms": float(np.mean(np.minimum(dist, 1.0)) * 1000) if len(dist) else 0.0}
 
 
-def alignment_report(cuts_by_split: Dict[str, "CutSet"], tm, lang, out_dir, held_out_accents=(),
+def alignment_report(cuts_by_split: Dict[str, CutSet], tm, lang, out_dir, held_out_accents=(),
                      tolerance: float = 0.02, frame_shift: float = 0.01) -> Dict:
     maps = label_maps(tm)
     report = {"tolerance_ms": tolerance * 1000, "splits": {}}

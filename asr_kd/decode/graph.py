@@ -8,7 +8,6 @@
 The graph keeps transition-ids as input labels (so decoding returns alignments); its output
 labels are word ids of ``words.txt``. Saved as OpenFst binary with size and build time logged.
 """
-import json
 import logging
 import time
 from pathlib import Path

@@ -3,7 +3,6 @@ import datetime
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
 

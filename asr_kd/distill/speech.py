@@ -1,11 +1,10 @@
 """The paper's speech experiment, glued from the shared parts: frame data from the alignment
 stage, ensemble soft targets at T stored per cut with lhotse (dense or top-k HDF5
 TemporalArrays), and frame-accuracy evaluation of single models and ensembles."""
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch

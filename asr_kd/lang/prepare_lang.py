@@ -105,7 +105,6 @@ def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> P
     """Write a lang directory for ``lexicon`` (which must not contain SIL as a word phone
     other than for silence words). Returns ``out_dir``."""
     import kaldi_hmm_gmm  # noqa: F401  (import before kaldifst: see README, import order)
-    import kaldifst
 
     out_dir = Path(out_dir)
     (out_dir / "phones").mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ bounds (context windows never cross an utterance edge: edge frames are repeated,
 splicing does), and optional per-frame soft targets."""
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 import torch

@@ -6,7 +6,7 @@ Every model maps a window of ``2 * context + 1`` normalised feature frames, shap
 ``dnn``: the paper's kind: spliced frames -> fully connected ReLU layers.
 ``tdnn``: 1-D convolutions over time (dilated, no padding) that shrink the window to one frame.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch

@@ -7,13 +7,11 @@ learning rate halves when dev accuracy stops improving (Kaldi's "newbob"). ``bes
 epoch with the best dev accuracy. A killed run resumes from its last checkpoint. TensorBoard
 scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
-import json
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List
 
 import numpy as np
 import torch
