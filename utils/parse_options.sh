@@ -2,7 +2,6 @@
 # Kaldi-style option parsing, sourced by recipe scripts after they set their defaults:
 #   --some-option VALUE   sets the shell variable some_option (which must already exist)
 #   --some-option=VALUE   same
-#   --config FILE         sources FILE first (lines like some_option=value)
 #   --help / -h           prints $help_message and exits 0
 # Unknown options are an error; remaining positional arguments are left in "$@".
 while true; do

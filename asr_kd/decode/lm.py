@@ -1,6 +1,7 @@
 """n-gram language models in ARPA format, and G.fst.
 
-``train_arpa`` uses kenlm's ``lmplz`` when it is on PATH (or ``$LMPLZ``); without it, a
+``train_arpa`` uses kenlm's ``lmplz`` when it is found (``$LMPLZ``, next to the running Python,
+as ``./setup.sh`` installs it, or on PATH); without it, a
 pure-Python interpolated Kneser-Ney estimator writes the ARPA, and the log says so. Perplexity
 comes from the kenlm Python module. G.fst is made by kaldilm in a subprocess (kaldilm must
 not be imported next to kaldi_hmm_gmm/kaldifst: the import order can deadlock).
@@ -23,22 +24,33 @@ BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
 
 def lmplz_path():
-    return os.environ.get("LMPLZ") or shutil.which("lmplz")
+    beside_python = Path(sys.executable).parent / "lmplz"
+    if os.environ.get("LMPLZ"):
+        return os.environ["LMPLZ"]
+    return str(beside_python) if os.access(beside_python, os.X_OK) else shutil.which("lmplz")
 
 
-def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7) -> str:
-    """Write an ARPA LM of ``order`` over ``texts``; returns the estimator used."""
+def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7, estimator: str = "auto") -> str:
+    """Write an ARPA LM of ``order`` over ``texts``; returns the estimator used.
+
+    ``estimator``: ``auto`` (lmplz when found, else the fallback, logged), ``lmplz`` (required) or
+    ``python`` (the fallback)."""
     out_path = Path(out_path)
     if order < 2:
         raise ValueError("n-gram order must be at least 2 (kenlm reads bigrams and up)")
-    lmplz = lmplz_path()
+    if estimator not in ("auto", "lmplz", "python"):
+        raise ValueError(f"estimator must be auto, lmplz or python, not {estimator!r}")
+    lmplz = lmplz_path() if estimator != "python" else None
+    if estimator == "lmplz" and not lmplz:
+        raise FileNotFoundError("lmplz not found: run ./setup.sh (tools/install_lmplz.sh) or set $LMPLZ")
     if lmplz:
         with atomic_path(out_path) as tmp:
             with open(tmp, "w") as f:
                 subprocess.run([lmplz, "-o", str(order), "--discount_fallback", "-S", "10%", "-T", str(out_path.parent)],
                                input="\n".join(texts) + "\n", text=True, stdout=f, stderr=subprocess.PIPE, check=True)
         return "lmplz"
-    log.warning("lmplz not found: estimating the %d-gram with asr_kd's pure-Python Kneser-Ney fallback", order)
+    if estimator == "auto":
+        log.warning("lmplz not found: estimating the %d-gram with asr_kd's pure-Python Kneser-Ney fallback", order)
     write_text_atomic(out_path, kneser_ney_arpa([t.split() for t in texts], order, discount))
     return "python-kneser-ney"
 

@@ -19,7 +19,8 @@ class ModelConfig:
     context: int = 5  # frames each side
     hidden: int = 512
     num_layers: int = 4
-    dropout: float = 0.0
+    dropout: float = 0.0  # after each hidden layer
+    input_dropout: float = 0.0  # on the input (the paper's MNIST teacher: about 0.2)
     # tdnn only: (kernel, dilation) per conv layer; the receptive field must equal 2 * context + 1
     tdnn_layers: Tuple[Tuple[int, int], ...] = ((3, 1), (3, 1), (3, 2), (3, 2))
 
@@ -28,7 +29,7 @@ class SplicedDNN(nn.Module):
     def __init__(self, feat_dim: int, num_pdfs: int, cfg: ModelConfig):
         super().__init__()
         window = 2 * cfg.context + 1
-        layers: List[nn.Module] = []
+        layers: List[nn.Module] = [nn.Dropout(cfg.input_dropout)] if cfg.input_dropout else []
         dim = window * feat_dim
         for _ in range(cfg.num_layers):
             layers += [nn.Linear(dim, cfg.hidden), nn.ReLU()]

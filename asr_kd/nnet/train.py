@@ -1,13 +1,17 @@
-"""Frame-level training of one acoustic model: hard labels (baseline, ensemble members) or
-soft targets (distilled student), the loss chosen by name (asr_kd.distill.losses).
+"""Training of one model: hard labels (baseline, ensemble members) or soft targets (distilled
+student), the loss chosen by name (asr_kd.distill.losses). Speech frames (asr_kd.nnet.data.FrameData)
+and images (asr_kd.images.data.ImageData) share this loop: the data object gives ``windows``,
+``labels``, ``soft`` and, optionally, a training-time ``augment``.
 
-Per epoch: a seeded shuffle of all training frames, Adam, dev frame accuracy, and a
+Per epoch: a seeded shuffle of all training examples, Adam (or SGD), dev accuracy, and a
 checkpoint ``epoch-N.pt`` written atomically (model, optimiser, learning rate, history); the
-learning rate halves when dev accuracy stops improving (Kaldi's "newbob"). ``best.pt`` is the
+learning rate halves when dev accuracy stops improving (Kaldi's "newbob"; or a cosine
+schedule for fixed-length runs). ``best.pt`` is the
 epoch with the best dev accuracy. A killed run resumes from its last checkpoint. TensorBoard
 scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +37,8 @@ class TrainConfig:
     lr_decay: float = 0.5
     weight_decay: float = 0.0
     threads: int = 1  # torch intra-op threads (ensemble members run one process per core)
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
+    schedule: str = "newbob"  # newbob: halve lr when dev accuracy stalls | cosine: anneal to 0 over the epochs
 
 
 def _device() -> torch.device:
@@ -81,7 +87,14 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     np.random.seed(seed)
     model = build_model(model_cfg, train.feat_dim, num_pdfs).to(device)
     model.context = model_cfg.context
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
+    if cfg.schedule not in ("newbob", "cosine"):
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose newbob or cosine")
     criterion = DistillationLoss(loss_cfg)
     if loss_cfg.loss != "ce" and train.soft is None:
         raise ValueError(f"loss {loss_cfg.loss!r} needs soft targets (run the soft-targets stage)")
@@ -101,6 +114,8 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     for _ in range(start_epoch - 1):  # the shuffles a resumed run would have drawn
         torch.randperm(len(train), generator=gen)
     for epoch in range(start_epoch, cfg.epochs + 1):
+        if cfg.schedule == "cosine":
+            lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
@@ -109,7 +124,10 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         for b, s in enumerate(tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch}", mininterval=10,
                                    leave=False, disable=None)):
             idx = perm[s : s + cfg.batch_size]
-            x = train.windows(idx, model_cfg.context).to(device)
+            x = train.windows(idx, model_cfg.context)
+            if hasattr(train, "augment"):  # e.g. image jitter; draws from the checkpointed torch RNG
+                x = train.augment(x)
+            x = x.to(device)
             y = train.labels[idx].to(device)
             teacher = train.soft[idx].to(device) if train.soft is not None else None
             loss = criterion(model(x), y, teacher)
@@ -136,7 +154,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         if improved:
             best_acc = dev_acc
             save_checkpoint(out_dir / "best.pt", model, model_cfg, train.feat_dim, num_pdfs, {"epoch": epoch, "dev_frame_acc": dev_acc})
-        else:
+        elif cfg.schedule == "newbob":
             lr *= cfg.lr_decay
         save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, model_cfg, train.feat_dim, num_pdfs,
                         {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
