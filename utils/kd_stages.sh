@@ -1,0 +1,120 @@
+# The shared speech pipeline, stages 2-14, sourced by every speech recipe's run.sh after its
+# corpus stages (0 corpus/download, 1 manifests) wrote lhotse manifests to $data/manifests as
+# <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
+# Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
+#   sweep_temperatures small_fraction topk_values, and run_stage from utils/stages.sh.
+# Optional: sample_rate (features; default from the config), analysis (true: the paper's
+#   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid).
+analysis=${analysis:-true}
+decode_lmwt=${decode_lmwt:-1,2,3,5,7,10,14}
+decode_wip=${decode_wip:-0,1}
+sample_rate=${sample_rate:-}
+
+run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
+                        --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"}
+run_stage 3 lang      python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
+                        --corpus "$corpus" --dict-dir "$data/local/dict" --out "$data/lang"
+run_stage 4 align     python -m asr_kd train-mono --config "$config" --nj "$nj" --fbank-dir "$data/fbank" \
+                        --corpus "$corpus" --lang "$data/lang" --exp "$exp/mono"
+dnn_args=(--config "$config" --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")
+
+members() { for seed in $(seq 1 "$ensemble_size"); do echo "$exp/dnn/seed$seed/best.pt"; done; }
+soft_args=(--teachers $(members) --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")
+table_args=(--ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --results-md "$exp/kd/RESULTS.md")
+
+train_ensemble() {  # members are separate processes, at most $nj at a time
+  local seed
+  for seed in $(seq 1 "$ensemble_size"); do
+    bg_job "$exp/log/dnn_seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --out "$exp/dnn/seed$seed"
+  done
+  bg_wait || { tail -n 5 "$exp"/log/dnn_seed*.log; return 1; }
+  grep -H "best dev frame accuracy" "$exp"/log/dnn_seed*.log
+}
+train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn args]
+  local soft=$1 out=$2 n=$3 seed; shift 3
+  local threads=$(( nj / n > 1 ? nj / n : 1 ))  # a lone student uses every core
+  for seed in $(seq 101 $((100 + n))); do
+    bg_job "$out.seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --threads "$threads" \
+      --soft-targets "$soft" --out "$out/seed$seed" "$@"
+  done
+  bg_wait || { tail -n 5 "$out".seed*.log; return 1; }
+  grep -H "best dev frame accuracy" "$out".seed*.log
+}
+students() { ls "$1"/seed*/best.pt | paste -sd, -; }
+
+temperature_sweep() {
+  local t rows=()
+  for t in $sweep_temperatures; do
+    [ -f "$exp/soft_T$t/soft_targets.json" ] || \
+      python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$exp/soft_T$t"
+    [ -f "$exp/student_T$t/seed101/history.json" ] || train_students "$exp/soft_T$t" "$exp/student_T$t" 1 --temperature "$t"
+    rows+=("T=$t=$(students "$exp/student_T$t")")
+  done
+  python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --out "$exp/kd/table_5b_temperature" \
+    --title "(5b) Distilled students by soft-target temperature (hard weight 0.5, T^2-scaled soft term)"
+}
+
+small_data() {
+  local f=$small_fraction
+  [ -f "$exp/small/hard/history.json" ] || \
+    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$exp/small/hard" \
+      > "$exp/log/small_hard.log" 2>&1
+  [ -f "$exp/small/soft/history.json" ] || \
+    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
+      --soft-targets "$exp/soft_T$temperature" --out "$exp/small/soft" > "$exp/log/small_soft.log" 2>&1
+  python -m asr_kd frame-table "${table_args[@]}" --train-fraction "$f" \
+    --rows "baseline, 100% of the training data=$(members | paste -sd, -)" \
+           "hard labels, $f of the data=$exp/small/hard/best.pt" \
+           "soft targets of the full-data ensemble, $f of the data=$exp/small/soft/best.pt" \
+    --out "$exp/kd/table_5c_small_data" \
+    --title "(5c) Soft targets as a regulariser: $f of the training data" \
+    --note "The baseline row's train column is measured on the same subset (it saw all of the data)."
+}
+
+topk_compare() {
+  local k rows=("dense=$(students "$exp/student_T$temperature")") storage=("dense=$exp/soft_T$temperature")
+  for k in $topk_values; do
+    [ -f "$exp/soft_T${temperature}_top$k/soft_targets.json" ] || \
+      python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$exp/soft_T${temperature}_top$k"
+    [ -f "$exp/student_T${temperature}_top$k/seed101/history.json" ] || \
+      train_students "$exp/soft_T${temperature}_top$k" "$exp/student_T${temperature}_top$k" 1 --temperature "$temperature"
+    rows+=("top-$k=$(students "$exp/student_T${temperature}_top$k")")
+    storage+=("top-$k=$exp/soft_T${temperature}_top$k")
+  done
+  python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --storage "${storage[@]}" \
+    --out "$exp/kd/table_5d_topk" --title "(5d) Top-k vs. dense soft targets (T=$temperature)"
+}
+
+realign_and_compare() {
+  [ -f "$exp/dnn_ali/summary.json" ] || python -m asr_kd realign-dnn --config "$config" --models $(members) --gmm-dir "$exp/mono" --lang "$data/lang" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --out "$exp/dnn_ali"
+  # same seed and threads as exp/dnn/seed1, so only the labels differ
+  [ -f "$exp/dnn_realigned/seed1/history.json" ] || python -m asr_kd train-dnn --config "$config" --ali-dir "$exp/dnn_ali" --fbank-dir "$data/fbank" --corpus "$corpus" \
+    --seed 1 --out "$exp/dnn_realigned/seed1" > "$exp/log/dnn_realigned_seed1.log" 2>&1
+  python -m asr_kd alignment-table --fbank-dir "$data/fbank" --corpus "$corpus" \
+    --rows "GMM (monophone)=$exp/mono=$exp/dnn/seed1/best.pt" \
+           "realigned with the $ensemble_size-DNN ensemble=$exp/dnn_ali=$exp/dnn_realigned/seed1/best.pt" \
+    --out "$exp/kd/table_alignments" --results-md "$exp/kd/RESULTS.md" \
+    --title "Which alignment gives the better DNN (test set; DNNs with seed 1)"
+}
+
+run_stage 5 ensemble     train_ensemble
+run_stage 6 soft-targets python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --out "$exp/soft_T$temperature"
+run_stage 7 distill      train_students "$exp/soft_T$temperature" "$exp/student_T$temperature" "$student_seeds" --temperature "$temperature"
+run_stage 8 results      python -m asr_kd speech-table --baselines $(members) \
+                           --students $(students "$exp/student_T$temperature" | tr , ' ') \
+                           --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --out "$exp/kd/table_5a" \
+                           --results-md "$exp/kd/RESULTS.md" \
+                           --title "(5a) Baseline vs. $ensemble_size-model ensemble vs. distilled student (T=$temperature)"
+$analysis && run_stage 9 t-sweep      temperature_sweep
+$analysis && run_stage 10 small-data  small_data
+$analysis && run_stage 11 topk        topk_compare
+$analysis && run_stage 12 realign     realign_and_compare
+run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
+                           --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode" \
+                           --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" --results-md "$exp/kd/RESULTS.md" \
+                           --models "GMM (monophone)=$exp/mono/final.mdl" "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
+                                    "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
+                                    "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
+                           --title "WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"
+pending_stage 14 k2-decode 6
