@@ -70,6 +70,10 @@ def cmd_prepare_lang(args) -> None:
     from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
 
     lcfg = section(args.config, "lexicon", LexiconConfig)
+    if args.dictionary:
+        lcfg.dictionary = args.dictionary
+    if args.units:
+        lcfg.units = args.units
     words, train_texts = set(), []
     for split in args.splits.split(","):
         sups = SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, split)["supervisions"])
@@ -344,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest-dir", required=True, help="supervision manifests give the word list")
     s.add_argument("--corpus", default="digits")
     s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first trains BPE units")
+    s.add_argument("--dictionary", help="pronunciation dictionary (Kaldi lexicon.txt); overrides the config")
+    s.add_argument("--units", choices=["phones", "graphemes", "bpe"], help="overrides the config's lexicon units")
     s.add_argument("--dict-dir", required=True, help="where lexicon.txt is written (Kaldi's data/local/dict)")
     s.add_argument("--out", required=True, help="the lang directory")
     s.set_defaults(func=cmd_prepare_lang)

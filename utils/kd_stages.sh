@@ -3,17 +3,18 @@
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
 #   sweep_temperatures small_fraction topk_values, and run_stage from utils/stages.sh.
-# Optional: sample_rate (features; default from the config), analysis (true: the paper's
+# Optional: sample_rate (features; default from the config), lang_opts, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid).
 analysis=${analysis:-true}
 decode_lmwt=${decode_lmwt:-1,2,3,5,7,10,14}
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
+lang_opts=${lang_opts:-}   # extra prepare-lang options, e.g. "--dictionary FILE" or "--units bpe"
 
 run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
                         --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"}
 run_stage 3 lang      python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
-                        --corpus "$corpus" --dict-dir "$data/local/dict" --out "$data/lang"
+                        --corpus "$corpus" --dict-dir "$data/local/dict" --out "$data/lang" $lang_opts
 run_stage 4 align     python -m asr_kd train-mono --config "$config" --nj "$nj" --fbank-dir "$data/fbank" \
                         --corpus "$corpus" --lang "$data/lang" --exp "$exp/mono"
 dnn_args=(--config "$config" --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")

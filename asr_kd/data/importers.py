@@ -16,6 +16,8 @@ Decisions:
 """
 import logging
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -26,6 +28,7 @@ from asr_kd.data.manifests import CorpusError, SkipReport, build_manifests, writ
 log = logging.getLogger(__name__)
 
 YESNO_WORDS = {"0": "NO", "1": "YES"}
+SEGMENT_TOLERANCE = 0.05  # seconds a Kaldi segment may run past its recording (rounding) before it is skipped
 
 
 def yesno_items(corpus_dir, report: Optional[SkipReport] = None) -> Dict[str, List[Dict]]:
@@ -81,10 +84,29 @@ def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: in
     for required in ("wav.scp", "text"):
         if not (data_dir / required).is_file():
             raise CorpusError(f"{data_dir}: not a Kaldi data directory (missing {required})")
-    recordings, supervisions, _ = load_kaldi_data_dir(data_dir, sampling_rate=sample_rate)
+    report = SkipReport()
+    with tempfile.TemporaryDirectory() as tmp:
+        # lhotse stops at the first missing file: read a copy whose wav.scp lists only openable audio
+        for f in data_dir.iterdir():
+            if f.is_file() and f.name not in ("wav.scp", "reco2dur"):
+                shutil.copy(f, tmp)
+        wav_lines = _openable_wav_scp(data_dir / "wav.scp", report)
+        (Path(tmp) / "wav.scp").write_text("".join(line + "\n" for line in wav_lines))
+        kept = {line.split(maxsplit=1)[0] for line in wav_lines}
+        # utterances of dropped recordings go too (keyed by recording: column 2 of segments, else the utt id)
+        has_segments = (Path(tmp) / "segments").is_file()
+        if has_segments:
+            segs = [ln for ln in (Path(tmp) / "segments").read_text().splitlines() if ln.strip()]
+            utts = {ln.split()[0] for ln in segs if len(ln.split()) > 1 and ln.split()[1] in kept}
+        else:
+            utts = kept
+        for name in ("segments", "utt2spk", "text", "utt2lang", "utt2gender"):
+            f = Path(tmp) / name
+            if f.is_file():
+                f.write_text("".join(ln + "\n" for ln in f.read_text().splitlines() if ln.split() and ln.split()[0] in utts))
+        recordings, supervisions, _ = load_kaldi_data_dir(tmp, sampling_rate=sample_rate)
     if supervisions is None:
         raise CorpusError(f"{data_dir}: no supervisions (text/segments) could be read")
-    report = SkipReport()
     recordings = _readable(recordings, report, sample_rate)
     keep = []
     for s in supervisions:
@@ -92,11 +114,36 @@ def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: in
             report.add(s.id, str(data_dir / "wav.scp"), f"recording {s.recording_id} missing or unreadable")
         elif not (s.text or "").strip():
             report.add(s.id, str(data_dir / "text"), "empty transcript")
-        else:
-            keep.append(s)
+        elif s.end > recordings[s.recording_id].duration + SEGMENT_TOLERANCE:
+            report.add(s.id, str(data_dir / "segments"), f"segment ends at {s.end:.3f} s, after its recording "
+                       f"({recordings[s.recording_id].duration:.3f} s)")
+        else:  # Kaldi rounds segment times: clip a small overrun to the recording's end
+            keep.append(s.trim(recordings[s.recording_id].duration) if s.end > recordings[s.recording_id].duration else s)
     cuts = write_manifests(out_dir, corpus, split, recordings, SupervisionSet.from_segments(keep), report)
     log.info("%s/%s from %s: %d cuts (%d skipped)", corpus, split, data_dir, len(cuts), len(report))
     return len(cuts)
+
+
+def _openable_wav_scp(wav_scp: Path, report: SkipReport) -> List[str]:
+    """wav.scp lines whose audio exists (a command ending in '|' is kept: lhotse runs it)."""
+    import soundfile
+
+    keep = []
+    for line in wav_scp.read_text().splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) != 2:
+            if parts:
+                report.add(parts[0], str(wav_scp), "wav.scp line without a file")
+            continue
+        rec_id, spec = parts
+        if not spec.rstrip().endswith("|"):
+            try:
+                soundfile.info(spec)
+            except Exception as e:
+                report.add(rec_id, spec, f"audio file missing or unreadable ({type(e).__name__})")
+                continue
+        keep.append(line.strip())
+    return keep
 
 
 def _readable(recordings: RecordingSet, report: SkipReport, sample_rate: int) -> RecordingSet:

@@ -1,0 +1,152 @@
+"""Real and user corpora: OpenSLR yesno, Kaldi data directories, audio folders, and the recipes
+that run the whole pipeline on them (yesno; the 'any corpus' recipe on a Kaldi-format copy)."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from lhotse import CutSet, RecordingSet, SupervisionSet
+
+from asr_kd.data.importers import import_audio_folder, import_kaldi_dir, prepare_yesno
+from asr_kd.data.manifests import CorpusError, manifest_paths
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def yesno_dir() -> Path:
+    """The local copy named in the README: $ASR_KD_YESNO, else ../shared/corpora/waves_yesno."""
+    for cand in (os.environ.get("ASR_KD_YESNO"), REPO.parent / "shared" / "corpora" / "waves_yesno",
+                 Path("/work/shared/corpora/waves_yesno")):
+        if cand and Path(cand).is_dir() and len(list(Path(cand).glob("*.wav"))) == 60:
+            return Path(cand)
+    raise FileNotFoundError("the yesno corpus was not found: set ASR_KD_YESNO to its folder of 60 wav files")
+
+
+def test_yesno_manifests(tmp_path):
+    counts = prepare_yesno(yesno_dir(), tmp_path)
+    assert counts == {"train": 24, "dev": 6, "test": 30}
+    sups = SupervisionSet.from_file(manifest_paths(tmp_path, "yesno", "test")["supervisions"]).to_eager()
+    s = sups["0_0_0_1_0_0_0_1"]
+    assert s.text == "NO NO NO YES NO NO NO YES"
+    recs = RecordingSet.from_file(manifest_paths(tmp_path, "yesno", "train")["recordings"]).to_eager()
+    assert {r.sampling_rate for r in recs} == {8000}
+    with pytest.raises(CorpusError, match="16000 Hz"):
+        prepare_yesno(yesno_dir(), tmp_path / "x", sample_rate=16000)
+
+
+def test_bad_yesno_copy_is_reported_not_fatal(tmp_path):
+    src = tmp_path / "waves"
+    shutil.copytree(yesno_dir(), src)
+    wavs = sorted(src.glob("*.wav"))
+    wavs[0].write_bytes(wavs[0].read_bytes()[:30])  # a corrupt header, in the train half
+    (src / "0_1_x.wav").write_bytes(wavs[1].read_bytes())  # a name that is no transcript
+    counts = prepare_yesno(src, tmp_path / "m")
+    assert counts["train"] + counts["dev"] == 29 and counts["test"] == 30
+    skipped = json.loads((tmp_path / "m" / "yesno_train.skipped.json").read_text())
+    reasons = {i["id"]: i["reason"] for i in skipped["items"]}
+    assert skipped["count"] == 2 and wavs[0].stem in reasons and "0_1_x" in reasons
+
+
+def kaldi_copy(features_root: Path, split: str, out: Path, segments: bool = False) -> Path:
+    """A Kaldi data directory holding the tiny corpus' split (optionally as two segments per file)."""
+    recs = RecordingSet.from_file(manifest_paths(features_root / "manifests", "digits", split)["recordings"]).to_eager()
+    sups = SupervisionSet.from_file(manifest_paths(features_root / "manifests", "digits", split)["supervisions"]).to_eager()
+    out.mkdir(parents=True)
+    wav, text, u2s, seg = [], [], [], []
+    for s in sups:
+        wav.append(f"{s.recording_id} {recs[s.recording_id].sources[0].source}")
+        if segments:
+            half = round(s.duration / 2, 2)
+            for k, (b, e) in enumerate(((0.0, half), (half, round(s.duration, 2)))):
+                uid = f"{s.id}-seg{k}"
+                seg.append(f"{uid} {s.recording_id} {b:.2f} {e:.2f}")
+                text.append(f"{uid} {s.text}")
+                u2s.append(f"{uid} {s.speaker}")
+        else:
+            text.append(f"{s.id} {s.text}")
+            u2s.append(f"{s.id} {s.speaker}")
+    (out / "wav.scp").write_text("\n".join(sorted(wav)) + "\n")
+    (out / "text").write_text("\n".join(sorted(text)) + "\n")
+    (out / "utt2spk").write_text("\n".join(sorted(u2s)) + "\n")
+    if segments:
+        (out / "segments").write_text("\n".join(sorted(seg)) + "\n")
+    return out
+
+
+def test_kaldi_data_dir_import(tiny_features, tmp_path):
+    src = kaldi_copy(tiny_features, "dev", tmp_path / "dev")
+    n = import_kaldi_dir(src, tmp_path / "m", "mine", "dev", 16000)
+    orig = CutSet.from_file(manifest_paths(tiny_features / "manifests", "digits", "dev")["cuts"]).to_eager()
+    cuts = CutSet.from_file(manifest_paths(tmp_path / "m", "mine", "dev")["cuts"]).to_eager()
+    assert n == len(orig) == len(cuts)
+    assert {c.id: c.supervisions[0].text for c in cuts} == {c.id: c.supervisions[0].text for c in orig}
+    # segments: one cut per segment, with the segment's duration
+    seg = kaldi_copy(tiny_features, "dev", tmp_path / "dev_seg", segments=True)
+    assert import_kaldi_dir(seg, tmp_path / "s", "mine", "dev", 16000) == 2 * len(orig)
+    cuts = CutSet.from_file(manifest_paths(tmp_path / "s", "mine", "dev")["cuts"]).to_eager()
+    dur = {c.id: c.duration for c in orig}
+    assert all(c.id.endswith(("-seg0", "-seg1")) and c.duration < 0.5 * dur[c.id.rsplit("-seg", 1)[0]] + 0.02
+               for c in cuts)
+    # a missing recording is a counted skip; the rest stays usable
+    lines = (src / "wav.scp").read_text().splitlines()
+    lines[0] = lines[0].split()[0] + " /nonexistent/file.wav"
+    (src / "wav.scp").write_text("\n".join(lines) + "\n")
+    assert import_kaldi_dir(src, tmp_path / "b", "mine", "dev", 16000) == len(orig) - 1
+    assert json.loads((tmp_path / "b" / "mine_dev.skipped.json").read_text())["count"] == 1
+    with pytest.raises(CorpusError, match="missing wav.scp"):
+        import_kaldi_dir(tmp_path, tmp_path / "c", "mine", "dev", 16000)
+
+
+def test_audio_folder_import(tiny_features, tmp_path):
+    sups = SupervisionSet.from_file(manifest_paths(tiny_features / "manifests", "digits", "test")["supervisions"]).to_eager()
+    recs = RecordingSet.from_file(manifest_paths(tiny_features / "manifests", "digits", "test")["recordings"]).to_eager()
+    folder = tmp_path / "audio"
+    lines = []
+    for i, s in enumerate(sups):
+        d = folder / s.speaker
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(recs[s.recording_id].sources[0].source, d / f"{s.id}.wav")
+        if i % 2:
+            (d / f"{s.id}.txt").write_text(s.text + "\n")
+        else:
+            lines.append(f"{s.id} {s.text}")
+    (folder / "text").write_text("\n".join(lines) + "\n")
+    assert import_audio_folder(folder, tmp_path / "m", "mine", "test", 16000) == len(sups)
+    got = SupervisionSet.from_file(manifest_paths(tmp_path / "m", "mine", "test")["supervisions"]).to_eager()
+    assert {s.id: (s.text, s.speaker) for s in got} == {s.id: (s.text, s.speaker) for s in sups}
+    with pytest.raises(CorpusError, match="8000 Hz"):
+        import_audio_folder(folder, tmp_path / "x", "mine", "test", 8000)
+
+
+def _wer_rows(exp: Path):
+    return {r["name"]: r for r in json.loads((exp / "decode" / "wer_table.json").read_text())["rows"]}
+
+
+def test_yesno_recipe_end_to_end(tmp_path):
+    args = ["bash", str(REPO / "recipes" / "yesno" / "run.sh"), "--corpus-dir", str(yesno_dir()),
+            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = _wer_rows(tmp_path / "exp")
+    assert len(rows) == 4
+    for name, row in rows.items():
+        assert row["test_words"] == 240 and row["test_wer"] < 0.15, (name, row["test_wer"])
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("done before, skipping") == 10  # stages 0-8 and 13
+
+
+def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
+    """The README's swap: Kaldi data directories in, WER out, without touching the library."""
+    dirs = {s: kaldi_copy(tiny_features, s, tmp_path / "kaldi" / s) for s in ("train", "dev", "test")}
+    args = ["bash", str(REPO / "recipes" / "custom" / "run.sh"), "--train-dir", str(dirs["train"]),
+            "--dev-dir", str(dirs["dev"]), "--test-dir", str(dirs["test"]), "--corpus", "mine",
+            "--config", str(REPO / "conf" / "tiny.yaml"), "--ensemble-size", "2", "--student-seeds", "1",
+            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (tmp_path / "data" / "manifests" / "mine_cuts_train.jsonl.gz").is_file()
+    rows = _wer_rows(tmp_path / "exp")
+    assert len(rows) == 4 and all(0.0 <= row["test_wer"] <= 1.0 for row in rows.values())
+    assert (tmp_path / "exp" / "kd" / "RESULTS.md").read_text().count("test WER") >= 1
