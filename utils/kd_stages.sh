@@ -3,12 +3,13 @@
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
 #   sweep_temperatures small_fraction topk_values, and run_stage from utils/stages.sh.
-# Optional: sample_rate (features; default from the config), lang_opts, analysis (true: the paper's
+# Optional: sample_rate (features; default from the config), lang_opts, decode_opts, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid).
 analysis=${analysis:-true}
 decode_lmwt=${decode_lmwt:-1,2,3,5,7,10,14}
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
+decode_opts=${decode_opts:-}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa"
 lang_opts=${lang_opts:-}   # extra prepare-lang options, e.g. "--dictionary FILE" or "--units bpe"
 
 run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
@@ -113,7 +114,7 @@ $analysis && run_stage 11 topk        topk_compare
 $analysis && run_stage 12 realign     realign_and_compare
 run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
                            --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode" \
-                           --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" --results-md "$exp/kd/RESULTS.md" \
+                           --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
                            --models "GMM (monophone)=$exp/mono/final.mdl" "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
                                     "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
                                     "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
