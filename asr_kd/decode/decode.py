@@ -84,6 +84,12 @@ def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, 
 
 
 # -- scoring ----------------------------------------------------------------------------------
+def torch_device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def read_score_map(path) -> Dict[str, str]:
     """Lines ``FROM TO`` (or ``FROM`` alone: the token is deleted before scoring)."""
     out = {}
@@ -196,34 +202,54 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     return summary
 
 
-def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
-                  lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
-                  beam: float = 13.0, max_active: int = 7000, nj: int = 1,
-                  score_map: Optional[Dict[str, str]] = None) -> List[Dict]:
-    """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
-    GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
-    with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
-    ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
-    token), e.g. TIMIT's 48 -> 39 phone folding for PER."""
+def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("dev", "test")):
+    """(lang, transition model, log priors, {split: (cuts, frames)}) for decoding."""
     import kaldi_hmm_gmm  # noqa: F401
     from lhotse import CutSet
 
-    from asr_kd.align.dnn_align import dnn_logposteriors, log_priors
+    from asr_kd.align.dnn_align import log_priors
     from asr_kd.align.labels import read_pdf_counts
     from asr_kd.align.mono import MonophoneAligner
     from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
     from asr_kd.lang.prepare_lang import Lang
     from asr_kd.nnet.data import load_frames
-    from asr_kd.nnet.train import load_model
 
     lang = Lang(lang_dir)
     tm = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir).tm
     priors = log_priors(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
     norm = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
     splits = {}
-    for s in ("dev", "test"):
+    for s in split_names:
         cuts = CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)).to_eager()
         splits[s] = (cuts, load_frames(cuts, norm, with_labels=False))
+    return lang, tm, priors, splits
+
+
+def model_loglikes(ckpts: Sequence[str], splits: Dict, priors: np.ndarray) -> Dict[str, np.ndarray]:
+    """Unscaled (frames, pdfs) log-likelihoods per split: a single ``.mdl`` is the GMM (its own
+    likelihoods, no priors); ``.pt`` checkpoints are networks (their averaged posteriors over priors)."""
+    from asr_kd.align.dnn_align import dnn_logposteriors
+    from asr_kd.nnet.train import load_model
+
+    if len(ckpts) == 1 and str(ckpts[0]).endswith(".mdl"):
+        return {s: gmm_loglikes(ckpts[0], d, cuts) for s, (cuts, d) in splits.items()}
+    models = [load_model(c) for c in ckpts]
+    return {s: dnn_logposteriors(models, d).numpy() - priors for s, (_, d) in splits.items()}
+
+
+def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
+                  lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
+                  beam: float = 13.0, max_active: int = 7000, nj: int = 1,
+                  score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi") -> List[Dict]:
+    """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
+    GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
+    with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
+    ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
+    token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``kaldi`` (LatticeFasterDecoder)
+    or ``k2`` (asr_kd.decode.k2_decode, same graph and likelihoods)."""
+    if decoder not in ("kaldi", "k2"):
+        raise ValueError(f"decoder must be kaldi or k2, not {decoder!r}")
+    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus)
     graph = Path(graph_dir) / "HCLG.fst"
 
     def fold(tokens):
@@ -231,19 +257,22 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             return tokens
         return [m for m in (score_map.get(t, t) for t in tokens) if m]
 
-    out = []
+    out, k2_graphs = [], {}
     for name, ckpts in rows:
-        if len(ckpts) == 1 and str(ckpts[0]).endswith(".mdl"):  # a GMM: its own likelihoods, no priors
-            lp = {s: gmm_loglikes(ckpts[0], d, cuts) for s, (cuts, d) in splits.items()}
-        else:
-            models = [load_model(c) for c in ckpts]
-            lp = {s: dnn_logposteriors(models, d).numpy() - priors for s, (_, d) in splits.items()}
+        lp = model_loglikes(ckpts, splits, priors)
 
         def run(split, lmwt, wip):
             cuts, data = splits[split]
             ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
             t0 = time.time()
-            res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj)
+            if decoder == "k2":
+                from asr_kd.decode.k2_decode import decode_k2, load_k2_graph
+
+                if wip not in k2_graphs:
+                    k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
+                res = decode_k2(k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active)
+            else:
+                res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj)
             secs = time.time() - t0
             refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
             hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
@@ -264,7 +293,8 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best})
         row = {"name": name, "checkpoints": list(ckpts), "best_lmwt": best["lmwt"], "best_wip": best["wip"],
                "dev_wer": dev["wer"], "test_wer": test["wer"], "test_ins": test["ins"], "test_del": test["del"],
-               "test_sub": test["sub"], "test_words": test["ref_len"], "rtf_test": rtf, "nj": nj}
+               "test_sub": test["sub"], "test_words": test["ref_len"], "rtf_test": rtf, "nj": nj if decoder == "kaldi" else 1,
+               "decoder": decoder}
         out.append(row)
         log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
                  name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],

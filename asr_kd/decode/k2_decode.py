@@ -1,0 +1,113 @@
+"""The k2 decoding backend: the same HCLG and the same scaled log-likelihoods as the Kaldi
+decoder (asr_kd.decode.decode), searched with k2.
+
+Graph: HCLG (OpenFst, from kaldifst) -> text -> ``k2.Fsa.from_openfst`` (input labels =
+transition-ids, aux labels = words) -> ``remove_epsilon`` (k2 would treat label 0 as a symbol that
+consumes a frame) -> ``arc_sort``, cached as ``HCLG.k2.pt`` (one file per word insertion penalty).
+Search: utterances are batched into a ``DenseFsaVec`` whose column t holds the score of
+transition-id t (the log-likelihood of its pdf; column 0 is unused), intersected with
+``intersect_dense_pruned`` and reduced with ``shortest_path``.
+
+Runs on k2 1.23.4 (the PyPI release: Python 3.9, torch 1.13.1) and on 1.24.x: only calls common
+to both are used, and aux labels are read whether they come back as a tensor or a RaggedTensor.
+"""
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def k2_version() -> str:
+    import importlib
+
+    import k2
+
+    try:  # 1.23.4 keeps it in the k2.version module (not imported by ``import k2``)
+        return importlib.import_module("k2.version").__version__
+    except (ImportError, AttributeError):
+        return getattr(k2, "__version__", "unknown")
+
+
+def hclg_to_k2(hclg_path, word_penalty: float = 0.0):
+    import kaldi_hmm_gmm  # noqa: F401  (import order: before kaldifst)
+    import k2
+    import kaldifst
+
+    from asr_kd.decode.decode import with_word_penalty
+
+    g = kaldifst.StdVectorFst.read(str(hclg_path))
+    if word_penalty:
+        g = with_word_penalty(g, word_penalty)
+    fsa = k2.Fsa.from_openfst(g.to_str(), acceptor=False)
+    fsa = k2.remove_epsilon(fsa)
+    return k2.arc_sort(fsa)
+
+
+def load_k2_graph(hclg_path, word_penalty: float = 0.0, device: Optional[torch.device] = None):
+    """The k2 graph for ``hclg_path``, built once and cached next to it."""
+    import k2
+
+    hclg_path = Path(hclg_path)
+    cache = hclg_path.with_name(f"{hclg_path.stem}.k2.wip{word_penalty:g}.pt")
+    if cache.is_file() and cache.stat().st_mtime >= hclg_path.stat().st_mtime:
+        fsa = k2.Fsa.from_dict(torch.load(cache, map_location="cpu"))
+    else:
+        t0 = time.time()
+        fsa = hclg_to_k2(hclg_path, word_penalty)
+        from asr_kd.utils.io import atomic_path
+
+        with atomic_path(cache) as tmp:
+            torch.save(fsa.as_dict(), tmp)
+        log.info("k2 graph from %s: %d states, %d arcs, %.2f s", hclg_path, fsa.shape[0], fsa.num_arcs, time.time() - t0)
+    return fsa.to(device or "cpu")
+
+
+def _words(fsa) -> List[int]:
+    aux = fsa.aux_labels
+    values = aux.values if hasattr(aux, "values") and not isinstance(aux, torch.Tensor) else aux
+    return [int(w) for w in values.tolist() if w > 0]
+
+
+def decode_k2(graph, id2pdf: np.ndarray, loglikes: Dict[str, np.ndarray], search_beam: float = 20.0,
+              output_beam: float = 8.0, min_active: int = 30, max_active: int = 10000,
+              max_frames_per_batch: int = 20000, device: Optional[torch.device] = None) -> Dict[str, Dict]:
+    """1-best word ids, transition-id alignment (one per frame) and path score per utterance;
+    ``loglikes`` (frames x pdfs) are already scaled."""
+    import k2
+
+    device = device or graph.device
+    for utt, m in loglikes.items():
+        if not np.isfinite(m).all():
+            raise FloatingPointError(f"utterance {utt}: log-likelihoods contain NaN or inf")
+    cols = torch.from_numpy(np.asarray(id2pdf[1:], dtype=np.int64))
+    utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])  # DenseFsaVec wants decreasing lengths
+    out: Dict[str, Dict] = {}
+    start = 0
+    while start < len(utts):
+        batch, frames = [], 0
+        while start < len(utts) and (not batch or frames + loglikes[utts[start]].shape[0] <= max_frames_per_batch):
+            batch.append(utts[start])
+            frames += loglikes[utts[start]].shape[0]
+            start += 1
+        t_max = loglikes[batch[0]].shape[0]
+        dense = torch.full((len(batch), t_max, len(id2pdf)), -1e10, dtype=torch.float32)
+        for i, u in enumerate(batch):
+            m = torch.from_numpy(np.asarray(loglikes[u], dtype=np.float32))
+            dense[i, : m.shape[0], 1:] = m[:, cols]
+            dense[i, :, 0] = 0.0
+        segs = torch.tensor([[i, 0, loglikes[u].shape[0]] for i, u in enumerate(batch)], dtype=torch.int32)
+        dense_vec = k2.DenseFsaVec(dense.to(device), segs)
+        lattice = k2.intersect_dense_pruned(graph, dense_vec, search_beam, output_beam, min_active, max_active)
+        best = k2.shortest_path(lattice, use_double_scores=True)
+        scores = best.get_tot_scores(use_double_scores=True, log_semiring=False).cpu()
+        for i, u in enumerate(batch):
+            ok = bool(torch.isfinite(scores[i]))
+            path = best[i]
+            out[u] = {"words": _words(path) if ok else [], "score": float(scores[i]), "reached_final": ok,
+                      "alignment": [int(t) for t in path.labels.tolist() if t > 0] if ok else []}
+    return out
