@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=13       # the last stage that is implemented today; later ones say they are pending
+stop_stage=13       # stage 14 (k2) needs the k2 environment: tools/k2_lane.sh --setup, then --stop-stage 14
 nj=2                # parallel processes
 config=conf/default.yaml
 data=data           # corpus, manifests, features
@@ -49,7 +49,8 @@ Stages:
                   one trained on the GMM alignment, both scored against eSpeak's oracle phones
   13 decode       bigram LM, HCLG, hybrid decoding of dev and test; LM weight and insertion
                   penalty tuned on dev; WER of GMM / baseline / ensemble / student (exp/decode)
-  14 k2-decode    the same graph decoded with k2                      (pending: issue #6)
+  14 k2-decode    the same graph and likelihoods decoded with k2 and with Kaldi's decoder: agreement,
+                  WER and RTF of both (needs .venv-k2: tools/k2_lane.sh --setup)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 . ./path.sh

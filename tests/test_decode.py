@@ -68,23 +68,8 @@ def test_lmplz_and_python_estimators_agree(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def graph(tmp_path_factory, tiny_features):
-    import kaldi_hmm_gmm  # noqa: F401
-
-    from asr_kd.align.mono import MonoConfig
-    from asr_kd.align.pipeline import train_and_align
-    from asr_kd.data.synth.digits import DIGIT_WORDS
-    from asr_kd.decode.decode import build_graph
-    from asr_kd.lang.lexicon import build_lexicon
-    from asr_kd.lang.prepare_lang import prepare_lang
-
-    root = tmp_path_factory.mktemp("decode")
-    lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us"])
-    prepare_lang(lex, root / "lang")
-    train_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
-                    MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120), nj=1)
-    info = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", root / "graph", lm_order=2)
-    return root, info
+def graph(tiny_graph):
+    return tiny_graph
 
 
 def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):

@@ -89,7 +89,10 @@ def test_rerun_skips_finished_stages(tiny_run):
     assert again.stdout.count("done before, skipping") == 14
 
 
-def test_pending_stage_says_so_and_fails(tiny_run):
+def test_k2_stage_without_the_k2_environment_says_so_and_fails(tiny_run):
+    import os
+
     root, args, _ = tiny_run
-    r = run(args + ["--stage", "14", "--stop-stage", "14"])
-    assert r.returncode != 0 and "not implemented yet" in r.stderr
+    r = run(args + ["--stage", "14", "--stop-stage", "14"], env={**os.environ, "ASR_KD_K2_PYTHON": "/nonexistent/python"})
+    assert r.returncode != 0 and "needs the k2 environment" in r.stderr
+    assert not (root / "exp" / "done" / "stage_14_k2-decode").exists()

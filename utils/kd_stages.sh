@@ -3,9 +3,12 @@
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
 #   sweep_temperatures small_fraction topk_values, and run_stage from utils/stages.sh.
+# Stage 14 (k2 decoding and its agreement with Kaldi's) runs in the k2 environment, .venv-k2
+# (tools/k2_lane.sh --setup) or $ASR_KD_K2_PYTHON.
 # Optional: sample_rate (features; default from the config), lang_opts, decode_opts, decode_title, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid).
 analysis=${analysis:-true}
+k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2/bin/python}
 decode_lmwt=${decode_lmwt:-1,2,3,5,7,10,14}
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
@@ -120,4 +123,10 @@ run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$
                                     "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
                                     "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
                            --title "$decode_title"
-pending_stage 14 k2-decode 6
+k2_decode() {  # needs the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4): tools/k2_lane.sh --setup
+  [ -x "$k2_python" ] || { echo "stage 14 needs the k2 environment ($k2_python): run tools/k2_lane.sh --setup" >&2; return 1; }
+  "$k2_python" -m asr_kd decoder-agreement --decode-dir "$exp/decode" --ali-dir "$exp/mono" --lang "$data/lang" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode_k2/agreement" \
+    --results-md "$exp/kd/RESULTS.md" --title "k2 vs. Kaldi decoder: same graph, same likelihoods (test set)"
+}
+run_stage 14 k2-decode   k2_decode

@@ -5,8 +5,6 @@
 # runs COMMAND when stage <= N <= stop_stage, logging to $exp/log/stage_N_NAME.log, and
 # writes the marker $exp/done/stage_N_NAME last; a stage whose marker matches stage_key
 # is skipped, so rerunning a recipe only does what is left.
-#   pending_stage N NAME ISSUE
-# a stage whose implementation has not landed: says so and fails, never pretends.
 
 run_stage() {
   local n=$1 name=$2; shift 2
@@ -25,13 +23,6 @@ run_stage() {
   fi
   echo "$stage_key" > "$marker.tmp" && mv "$marker.tmp" "$marker"
   echo "stage $n ($name): finished in $((SECONDS - t0)) s"
-}
-
-pending_stage() {
-  local n=$1 name=$2 issue=$3
-  if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
-  echo "stage $n ($name): not implemented yet (issue #$issue has not landed); stopping here." >&2
-  exit 1
 }
 
 # Background jobs, at most $nj at a time:  bg_job LOG CMD...; ...; bg_wait

@@ -6,7 +6,9 @@ transition-ids, aux labels = words) -> ``remove_epsilon`` (k2 would treat label 
 consumes a frame) -> ``arc_sort``, cached as ``HCLG.k2.pt`` (one file per word insertion penalty).
 Search: utterances are batched into a ``DenseFsaVec`` whose column t holds the score of
 transition-id t (the log-likelihood of its pdf; column 0 is unused), intersected with
-``intersect_dense_pruned`` and reduced with ``shortest_path``.
+``intersect_dense_pruned`` and reduced with ``shortest_path``. ``min_active`` defaults to 200, as
+Kaldi's decoders: with k2's usual 30 the dynamic beam narrows early and, on the default graph,
+lost better paths that Kaldi's decoder kept (measured: 2 of 360 test utterances differed).
 
 Runs on k2 1.23.4 (the PyPI release: Python 3.9, torch 1.13.1) and on 1.24.x: only calls common
 to both are used, and aux labels are read whether they come back as a tensor or a RaggedTensor.
@@ -74,7 +76,7 @@ def _words(fsa) -> List[int]:
 
 
 def decode_k2(graph, id2pdf: np.ndarray, loglikes: Dict[str, np.ndarray], search_beam: float = 20.0,
-              output_beam: float = 8.0, min_active: int = 30, max_active: int = 10000,
+              output_beam: float = 8.0, min_active: int = 200, max_active: int = 10000,
               max_frames_per_batch: int = 20000, device: Optional[torch.device] = None) -> Dict[str, Dict]:
     """1-best word ids, transition-id alignment (one per frame) and path score per utterance;
     ``loglikes`` (frames x pdfs) are already scaled."""

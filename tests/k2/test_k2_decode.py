@@ -1,0 +1,103 @@
+"""The k2 backend against the Kaldi decoder (the k2 lane: tools/k2_lane.sh)."""
+import numpy as np
+import pytest
+from lhotse import CutSet
+
+from asr_kd.align.mono import MonophoneAligner
+from asr_kd.decode.agreement import compare_decoders
+from asr_kd.decode.decode import decode_models, load_decode_data, model_loglikes
+from asr_kd.decode.k2_decode import decode_k2, k2_version, load_k2_graph
+from asr_kd.lang.prepare_lang import Lang
+
+
+def test_k2_version_is_known():
+    assert k2_version()[:4] in ("1.23", "1.24")
+
+
+def test_graph_is_epsilon_free_sorted_and_cached(tiny_graph):
+    root, _ = tiny_graph
+    hclg = root / "graph" / "HCLG.fst"
+    g = load_k2_graph(hclg)
+    labels = g.labels
+    assert int((labels == 0).sum()) == 0 and int((labels == -1).sum()) >= 1  # only final arcs are special
+    cache = root / "graph" / "HCLG.k2.wip0.pt"
+    assert cache.is_file()
+    mtime = cache.stat().st_mtime
+    again = load_k2_graph(hclg)
+    assert cache.stat().st_mtime == mtime and again.num_arcs == g.num_arcs
+    penalised = load_k2_graph(hclg, word_penalty=1.0)
+    assert float(penalised.scores.sum()) < float(g.scores.sum())  # every word arc costs 1 more
+
+
+def _oracle(root, tm):
+    cuts = CutSet.from_file(root / "exp" / "digits_test_cuts.jsonl.gz").to_eager()
+    loglikes = {}
+    for cut in cuts:
+        pdf = cut.load_pdf_ali()
+        m = np.full((len(pdf), tm.num_pdfs), -30.0, np.float32)
+        m[np.arange(len(pdf)), pdf] = 0.0
+        loglikes[cut.id] = m
+    return cuts, loglikes
+
+
+def test_oracle_loglikes_give_the_reference_with_both_decoders(tiny_graph):
+    root, _ = tiny_graph
+    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    lang = Lang(root / "lang")
+    cuts, loglikes = _oracle(root, tm)
+    refs = {c.id: c.supervisions[0].text.split() for c in cuts}
+    res = decode_k2(load_k2_graph(root / "graph" / "HCLG.fst"), np.asarray(tm.id2pdf_id), loglikes)
+    for c in cuts:
+        assert [lang.id2word[w] for w in res[c.id]["words"]] == refs[c.id], c.id
+    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, refs, lang.id2word)
+    assert agree["wer_kaldi"] == agree["wer_k2"] == 0.0 and agree["same_share"] == 1.0
+
+
+def test_k2_agrees_with_kaldi_on_a_real_decode(tiny_graph, tiny_features):
+    root, _ = tiny_graph
+    lang, tm, priors, splits = load_decode_data(root / "exp", root / "lang", tiny_features / "fbank", "digits")
+    lp = model_loglikes([str(root / "exp" / "final.mdl")], splits, priors)
+    loglikes, refs = {}, {}
+    for s, (cuts, data) in splits.items():
+        for i, c in enumerate(cuts):
+            loglikes[c.id] = lp[s][data.utterance(i)] / 7.0
+            refs[c.id] = c.supervisions[0].text.split()
+    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, refs, lang.id2word, beam=20.0, word_penalty=0.5)
+    assert agree["same_share"] >= 0.99, agree
+    assert agree["same_paths"] > 0 and agree["max_score_diff"] < 1e-3, agree
+    assert agree["wer_k2"] == pytest.approx(agree["wer_kaldi"], abs=0.02)
+
+
+def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_features, tmp_path):
+    root, _ = tiny_graph
+    rows = [("GMM", [str(root / "exp" / "final.mdl")])]
+    common = dict(lmwts=(5, 10), penalties=(0.0, 1.0), beam=20.0)
+    kaldi = decode_models(rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph",
+                          tmp_path / "kaldi", **common)
+    k2 = decode_models(rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph",
+                       tmp_path / "k2", decoder="k2", **common)
+    assert k2[0]["decoder"] == "k2" and (tmp_path / "k2" / "GMM" / "test.hyp.txt").is_file()
+    assert (k2[0]["best_lmwt"], k2[0]["best_wip"]) == (kaldi[0]["best_lmwt"], kaldi[0]["best_wip"])
+    assert k2[0]["test_wer"] == pytest.approx(kaldi[0]["test_wer"], abs=1e-9)
+    # the run.sh stage 14 command, on this decode
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "kaldi" / "wer_table.json").write_text(json.dumps({"rows": kaldi}))
+    r = subprocess.run([sys.executable, "-m", "asr_kd", "decoder-agreement", "--decode-dir", str(tmp_path / "kaldi"),
+                        "--ali-dir", str(root / "exp"), "--lang", str(root / "lang"), "--fbank-dir",
+                        str(tiny_features / "fbank"), "--graph-dir", str(root / "graph"), "--out", str(tmp_path / "agreement")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads((tmp_path / "agreement.json").read_text())["rows"][0]
+    assert row["same_share"] >= 0.99 and row["wer_k2"] == pytest.approx(row["wer_kaldi"], abs=0.02)
+
+
+def test_nan_loglikes_are_a_clear_error(tiny_graph):
+    root, _ = tiny_graph
+    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    m = np.zeros((20, tm.num_pdfs), np.float32)
+    m[4, 2] = np.nan
+    with pytest.raises(FloatingPointError, match="utterance bad: log-likelihoods contain NaN"):
+        decode_k2(load_k2_graph(root / "graph" / "HCLG.fst"), np.asarray(tm.id2pdf_id), {"bad": m})
