@@ -77,11 +77,13 @@ def cmd_prepare_lang(args) -> None:
         lcfg.dictionary = args.dictionary
     if args.units:
         lcfg.units = args.units
-    words, train_texts = set(), []
+    words, train_texts, utts_of = set(), [], {}
     for split in args.splits.split(","):
         sups = SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, split)["supervisions"])
         for s in sups:
             words.update(s.text.split())
+            for w in set(s.text.split()):
+                utts_of.setdefault(w, []).append(s.id)
             if split == args.splits.split(",")[0]:
                 train_texts.append(s.text)
     bpe_model = None
@@ -90,8 +92,23 @@ def cmd_prepare_lang(args) -> None:
     lexicon, stats = build_lexicon(sorted(words), dictionary=lcfg.dictionary, g2p_voices=lcfg.g2p_voices,
                                    units=lcfg.units, bpe_model=bpe_model)
     lexicon.write(Path(args.dict_dir) / "lexicon.txt")
+    uncovered = stats.pop("uncovered_words")
     log.info("lexicon: %d words, %d pronunciations, sources %s", len(lexicon), sum(1 for _ in lexicon), stats)
-    prepare_lang(lexicon, args.out, section(args.config, "lang", LangConfig))
+    lang_cfg = section(args.config, "lang", LangConfig)
+    report = Path(args.dict_dir) / "uncovered_words.txt"
+    if uncovered:
+        # Kaldi's way: such words become the OOV word (<UNK>, pronounced SPN), so their utterances stay usable
+        lang_cfg.oov_word = lang_cfg.oov_word or "<UNK>"
+        lines = [f"{w}\t{len(utts_of.get(w, []))} utterance(s), e.g. {' '.join(utts_of.get(w, [])[:3])}" for w in uncovered]
+        from asr_kd.utils.io import write_text_atomic
+
+        write_text_atomic(report, "\n".join(lines) + "\n")
+        log.warning("%d word(s) have no pronunciation (listed with their utterances in %s); they map to %s (SPN) in "
+                    "%d utterance(s)", len(uncovered), report, lang_cfg.oov_word,
+                    len({u for w in uncovered for u in utts_of.get(w, [])}))
+    elif report.exists():
+        report.unlink()
+    prepare_lang(lexicon, args.out, lang_cfg)
 
 
 def cmd_train_mono(args) -> None:

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,28 @@ def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
     rows = _wer_rows(tmp_path / "exp")
     assert len(rows) == 4 and all(0.0 <= row["test_wer"] <= 1.0 for row in rows.values())
     assert (tmp_path / "exp" / "kd" / "RESULTS.md").read_text().count("test WER") >= 1
+
+
+def test_words_without_pronunciation_are_reported_and_map_to_unk(tmp_path):
+    """A transcript token eSpeak cannot pronounce ("--") is listed with its utterances and becomes
+    <UNK> (SPN), so the rest of the corpus stays usable."""
+    from asr_kd.lang.prepare_lang import Lang
+
+    m = tmp_path / "m"
+    prepare_yesno(yesno_dir(), m)
+    path = manifest_paths(m, "yesno", "train")["supervisions"]
+    sups = SupervisionSet.from_file(path).to_eager()
+    first = next(iter(sups)).id
+    sups = SupervisionSet.from_segments(s.transform_text(lambda t: t + " --") if s.id == first else s for s in sups)
+    sups.to_file(path)
+    r = subprocess.run([sys.executable, "-m", "asr_kd", "prepare-lang", "--manifest-dir", str(m), "--corpus", "yesno",
+                        "--dictionary", str(REPO / "recipes" / "yesno" / "local" / "lexicon.txt"),
+                        "--dict-dir", str(tmp_path / "dict"), "--out", str(tmp_path / "lang")],
+                       capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "1 word(s) have no pronunciation" in r.stderr
+    report = (tmp_path / "dict" / "uncovered_words.txt").read_text()
+    assert report.startswith("--\t1 utterance(s)") and first in report
+    lang = Lang(tmp_path / "lang")
+    assert lang.oov_word == "<UNK>"
+    assert lang.word_ids(["YES", "--"], first) == [lang.word2id["YES"], lang.word2id["<UNK>"]]

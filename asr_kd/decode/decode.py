@@ -186,6 +186,10 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
         return json.loads(info_path.read_text())
     texts = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, s)["supervisions"])]
              for s in ("train", "dev", "test")}
+    lang = Lang(lang_dir)
+    if lang.oov_word:  # words without a pronunciation are the OOV word in G too
+        texts = {s: [" ".join(w if w in lang.word2id else lang.oov_word for w in t.split()) for t in ts]
+                 for s, ts in texts.items()}
     graph_dir.mkdir(parents=True, exist_ok=True)
     if arpa:
         estimator, arpa_path = "given", Path(arpa)

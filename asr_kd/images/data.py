@@ -1,6 +1,7 @@
 """Images in memory for the shared training loop (asr_kd.nnet.train): the same interface as
 speech frames (``windows``, ``labels``, ``soft``), a window of one flattened image, and an
-optional training-time jitter (random shifts of up to ``jitter`` pixels, as the paper's teacher)."""
+optional training-time jitter (random shifts of up to ``jitter`` pixels, as the paper's teacher).
+With a ``teacher_model`` the soft targets are computed online, on the jittered batch itself."""
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,6 +18,8 @@ class ImageData:
     height: int = 28
     width: int = 28
     jitter: int = 0  # pixels; applied by ``augment`` during training only
+    teacher_model: Optional[torch.nn.Module] = None  # online soft targets on the jittered batch
+    teacher_temperature: float = 1.0
 
     @classmethod
     def from_numpy(cls, x: np.ndarray, y: np.ndarray, soft=None, jitter: int = 0, height: int = 28, width: int = 28):
@@ -34,6 +37,12 @@ class ImageData:
         if context:
             raise ValueError("image models take one image per example: set the model's context to 0")
         return self.feats[idx][:, None, :]
+
+    @torch.no_grad()
+    def teacher_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(teacher logits / T) for the batch as the student sees it (jittered)."""
+        self.teacher_model.eval()
+        return torch.softmax(self.teacher_model(x) / self.teacher_temperature, dim=-1)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Shift each image by an independent random (dy, dx) in [-jitter, jitter], zero fill."""

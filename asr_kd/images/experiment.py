@@ -38,6 +38,7 @@ class RoleConfig:
     model: ModelConfig
     train: TrainConfig
     jitter: int = 0
+    online_teacher: bool = False  # distilled only: teacher targets on each jittered batch, not cached logits
 
 
 @dataclass
@@ -59,7 +60,7 @@ class MnistConfig:
             r = d.get(role, {})
             base = getattr(c, role)
             setattr(c, role, RoleConfig(replace(base.model, **r.get("model", {})), replace(base.train, **r.get("train", {})),
-                                        r.get("jitter", base.jitter)))
+                                        r.get("jitter", base.jitter), r.get("online_teacher", base.online_teacher)))
         c.distill = replace(c.distill, **d.get("distill", {}))
         c.train_subset = d.get("train_subset", c.train_subset)
         return c
@@ -112,6 +113,10 @@ def train_role(npz, out_dir, role: str, cfg: MnistConfig, seed: int, teacher_dir
         soft = torch.softmax(logits / loss_cfg.temperature, dim=-1).numpy()
     mask = class_mask(s.y_train, keep, drop)
     train = ImageData.from_numpy(s.x_train[mask], s.y_train[mask], None if soft is None else soft[mask], jitter=rc.jitter)
+    if role == "distilled" and rc.online_teacher:
+        train.soft = None
+        train.teacher_model = load_model(Path(teacher_dir) / "best.pt")
+        train.teacher_temperature = loss_cfg.temperature
     valid = ImageData.from_numpy(s.x_valid, s.y_valid)
     log.info("%s %s seed %d: %d training images%s", role, out_dir, seed, len(train),
              f", T={loss_cfg.temperature}" if role == "distilled" else "")
@@ -120,7 +125,8 @@ def train_role(npz, out_dir, role: str, cfg: MnistConfig, seed: int, teacher_dir
     ev.update({"role": role, "seed": seed, "keep": list(keep), "drop": list(drop), "train_images": len(train),
                "temperature": loss_cfg.temperature if role == "distilled" else None, "hidden": model_cfg.hidden,
                "epochs": len(res["history"]), "train_seconds": round(sum(h["seconds"] for h in res["history"]), 1),
-               "config": {"model": asdict(model_cfg), "train": asdict(rc.train), "loss": asdict(loss_cfg), "jitter": rc.jitter}})
+               "config": {"model": asdict(model_cfg), "train": asdict(rc.train), "loss": asdict(loss_cfg), "jitter": rc.jitter,
+                          "online_teacher": rc.online_teacher}})
     write_json_atomic(Path(out_dir) / "eval.json", ev)
     return ev
 

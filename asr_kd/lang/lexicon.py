@@ -128,18 +128,22 @@ def add_disambig(lexicon: Lexicon) -> Tuple[List[Tuple[str, float, Pron]], int]:
 
 
 # -- sources ----------------------------------------------------------------------------------
-def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",)) -> Lexicon:
+def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",), uncovered: Optional[List[str]] = None) -> Lexicon:
     """eSpeak NG pronunciations (eSpeak's ASCII phoneme names, stress removed), one per distinct
-    pronunciation over ``voices``; the first voice's pronunciation is the most likely."""
+    pronunciation over ``voices``; the first voice's pronunciation is the most likely. A word eSpeak
+    cannot pronounce (e.g. "--") raises, or is appended to ``uncovered`` when that list is given."""
     from asr_kd.data.synth.espeak import get_espeak
 
     espeak = get_espeak()
     lex = Lexicon()
     for word in words:
-        for k, voice in enumerate(voices):
-            phones = espeak.phonemes(word.lower(), voice)
-            if not phones:
-                raise ValueError(f"eSpeak gave no pronunciation for {word!r} with voice {voice}")
+        prons = [espeak.phonemes(word.lower(), voice) for voice in voices]
+        if not all(prons):
+            if uncovered is None:
+                raise ValueError(f"eSpeak gave no pronunciation for {word!r} with voice {voices[prons.index([])]}")
+            uncovered.append(word)
+            continue
+        for k, phones in enumerate(prons):
             lex.add(word, phones, 1.0 if k == 0 else 0.5)
     return lex
 
@@ -189,7 +193,7 @@ def build_lexicon(words: Iterable[str], dictionary=None, g2p_voices: Optional[Se
     """The lexicon for ``words``: dictionary entries first, then eSpeak G2P for the rest
     (``units='phones'``), or grapheme / BPE units. Returns (lexicon, source counts)."""
     words = sorted(set(words))
-    stats = {"dictionary": 0, "g2p": 0, "graphemes": 0, "bpe": 0}
+    stats = {"dictionary": 0, "g2p": 0, "graphemes": 0, "bpe": 0, "uncovered": 0, "uncovered_words": []}
     if units == "graphemes":
         stats["graphemes"] = len(words)
         return grapheme_lexicon(words), stats
@@ -213,11 +217,14 @@ def build_lexicon(words: Iterable[str], dictionary=None, g2p_voices: Optional[Se
     if missing:
         if not g2p_voices:
             raise ValueError(f"{len(missing)} word(s) have no pronunciation and G2P is off: {missing[:10]}")
-        g2p = g2p_espeak(missing, g2p_voices)
+        uncovered: List[str] = []
+        g2p = g2p_espeak(missing, g2p_voices, uncovered)
         for w, p, phones in g2p:
             lex.add(w, phones, p)
-        stats["g2p"] = len(missing)
-        log.info("eSpeak G2P gave pronunciations for %d word(s)", len(missing))
+        stats["g2p"] = len(missing) - len(uncovered)
+        stats["uncovered"] = len(uncovered)
+        stats["uncovered_words"] = uncovered
+        log.info("eSpeak G2P gave pronunciations for %d word(s)", stats["g2p"])
     return lex, stats
 
 

@@ -1,7 +1,8 @@
 """Training of one model: hard labels (baseline, ensemble members) or soft targets (distilled
 student), the loss chosen by name (asr_kd.distill.losses). Speech frames (asr_kd.nnet.data.FrameData)
 and images (asr_kd.images.data.ImageData) share this loop: the data object gives ``windows``,
-``labels``, ``soft`` and, optionally, a training-time ``augment``.
+``labels``, ``soft`` and, optionally, a training-time ``augment`` and a ``teacher_model`` whose
+``teacher_targets`` give soft targets for the (augmented) batch itself.
 
 Per epoch: a seeded shuffle of all training examples, Adam (or SGD), dev accuracy, and a
 checkpoint ``epoch-N.pt`` written atomically (model, optimiser, learning rate, history); the
@@ -96,7 +97,8 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     if cfg.schedule not in ("newbob", "cosine"):
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose newbob or cosine")
     criterion = DistillationLoss(loss_cfg)
-    if loss_cfg.loss != "ce" and train.soft is None:
+    online = getattr(train, "teacher_model", None) is not None  # soft targets computed per batch
+    if loss_cfg.loss != "ce" and train.soft is None and not online:
         raise ValueError(f"loss {loss_cfg.loss!r} needs soft targets (run the soft-targets stage)")
     history: List[Dict] = []
     lr, best_acc, start_epoch = cfg.lr, -1.0, 1
@@ -129,7 +131,10 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
                 x = train.augment(x)
             x = x.to(device)
             y = train.labels[idx].to(device)
-            teacher = train.soft[idx].to(device) if train.soft is not None else None
+            if online:
+                teacher = train.teacher_targets(x).to(device)
+            else:
+                teacher = train.soft[idx].to(device) if train.soft is not None else None
             loss = criterion(model(x), y, teacher)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{out_dir}: loss is {loss.item()} at epoch {epoch}, batch {b}; "
