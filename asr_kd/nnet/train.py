@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -78,15 +78,20 @@ def frame_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_cfg: ModelConfig, cfg: TrainConfig,
-                loss_cfg: DistillConfig = DistillConfig(loss="ce"), seed: int = 0) -> Dict:
-    """Train (or resume) and return the history; best model in ``out_dir/best.pt``."""
+                loss_cfg: DistillConfig = DistillConfig(loss="ce"), seed: int = 0, init_state: Optional[Dict] = None) -> Dict:
+    """Train (or resume) and return the history; best model in ``out_dir/best.pt``. ``init_state``
+    (a state dict) initialises the model instead of random weights (e.g. a specialist from its
+    generalist)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     device = _device()
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = build_model(model_cfg, train.feat_dim, num_pdfs).to(device)
+    model = build_model(model_cfg, train.feat_dim, num_pdfs)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     model.context = model_cfg.context
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
