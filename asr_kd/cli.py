@@ -373,6 +373,18 @@ def cmd_specialists(args) -> None:
         print((Path(args.exp) / "specialists_table.md").read_text())
 
 
+def cmd_specialists_speech(args) -> None:
+    from asr_kd.distill.report import write_table
+    from asr_kd.nnet.train import TrainConfig
+    from asr_kd.specialists.speech import speech_specialists, table_lines
+
+    res = speech_specialists(args.generalist, args.ali_dir, args.fbank_dir, args.corpus, args.out_dir, args.num_clusters,
+                             args.num_clusterings, TrainConfig(epochs=args.epochs, lr=args.lr), seed=args.seed)
+    lines = table_lines(res, args.title)
+    write_table(args.out, res, lines, args.results_md, args.title)
+    print("\n".join(lines))
+
+
 def cmd_mnist_prepare(args) -> None:
     from asr_kd.images.mnist import prepare_mnist
 
@@ -550,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_commands(sub)
     _add_k2_commands(sub)
     _add_specialist_commands(sub)
+    _add_speech_specialist_command(sub)
     _add_mnist_commands(sub)
     return p
 
@@ -637,6 +650,22 @@ def _add_specialist_commands(sub) -> None:
         if step == "report":
             s.add_argument("--results-md")
         s.set_defaults(func=cmd_specialists, step=step)
+
+
+def _add_speech_specialist_command(sub) -> None:
+    s = sub.add_parser("specialists-speech", help="specialists over HMM states: clusters, specialists, KL-combined frame accuracy")
+    s.add_argument("--generalist", required=True, help="a frame-level DNN checkpoint (e.g. exp/dnn/seed1/best.pt)")
+    s.add_argument("--ali-dir", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--num-clusters", type=int, default=6)
+    s.add_argument("--num-clusterings", type=int, default=1)
+    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--lr", type=float, default=3e-4)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--out-dir", required=True, help="specialist checkpoints")
+    _table_output_args(s, "Specialists over HMM states (embedded corpus)")
+    s.set_defaults(func=cmd_specialists_speech)
 
 
 def _add_mnist_commands(sub) -> None:

@@ -96,3 +96,21 @@ def test_k2_stage_without_the_k2_environment_says_so_and_fails(tiny_run):
     r = run(args + ["--stage", "14", "--stop-stage", "14"], env={**os.environ, "ASR_KD_K2_PYTHON": "/nonexistent/python"})
     assert r.returncode != 0 and "needs the k2 environment" in r.stderr
     assert not (root / "exp" / "done" / "stage_14_k2-decode").exists()
+
+
+def test_state_specialists_on_the_recipe_outputs(tiny_run):
+    """The specialist code over HMM states: clusters of pdfs, specialists, KL-combined frame accuracy."""
+    import json
+    import sys
+
+    root, _, _ = tiny_run
+    r = subprocess.run([sys.executable, "-m", "asr_kd", "specialists-speech", "--generalist",
+                        str(root / "exp" / "dnn" / "seed1" / "best.pt"), "--ali-dir", str(root / "exp" / "mono"),
+                        "--fbank-dir", str(root / "data" / "fbank"), "--num-clusters", "3", "--epochs", "1",
+                        "--out-dir", str(root / "exp" / "state_specialists"), "--out", str(root / "exp" / "kd" / "states")],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((root / "exp" / "kd" / "states.json").read_text())
+    assert res["clusters"] and all(len(c) >= 2 for c in res["clusters"])
+    assert 0 < res["generalist_accuracy"] <= 1 and 0 < res["combined_accuracy"] <= 1
+    assert sum(row["examples"] for row in res["by_coverage"]) == res["examples"]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The k2 lane: a Python 3.9 environment (.venv-k2) with torch 1.13.1, torchaudio 0.13.1, k2 1.23.4
 # and numpy<2 (tools/k2-requirements.txt) plus asr_kd itself (--no-deps: its main pins are torch
-# 2.9.1), then the k2 tests (tests/k2). Idempotent: a stamp skips the install when nothing changed.
-#   tools/k2_lane.sh            set up and run tests/k2
+# 2.9.1), then the k2 tests (tests/k2_lane). Idempotent: a stamp skips the install when nothing changed.
+#   tools/k2_lane.sh            set up and run tests/k2_lane
 #   tools/k2_lane.sh --setup    set up only (run.sh stage 14 and the k2 benchmark use .venv-k2)
 # Python 3.9 is found as $PYTHON39, python3.9 on PATH, or pyenv's 3.9.x.
 set -euo pipefail
@@ -33,4 +33,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 $setup_only && exit 0
-exec "$venv/bin/python" -m pytest tests/k2 "${@}"
+exec "$venv/bin/python" -m pytest tests/k2_lane "${@}"

@@ -13,6 +13,18 @@ def prediction_covariance(probs: np.ndarray) -> np.ndarray:
     return p.T @ p / max(len(p) - 1, 1)
 
 
+def class_vectors(cov: np.ndarray) -> np.ndarray:
+    """Columns of the covariance made comparable: a class's own variance would make its column
+    point at itself (all columns nearly orthogonal), so the diagonal is replaced by the column's
+    largest covariance with another class; negative covariances (classes that exclude each other)
+    are clipped to zero; each column is scaled to unit length (pattern, not volume)."""
+    c = np.array(cov, dtype=np.float64, copy=True)
+    np.fill_diagonal(c, 0.0)
+    c = np.clip(c, 0.0, None)
+    np.fill_diagonal(c, c.max(axis=0))
+    return c / np.maximum(np.linalg.norm(c, axis=0, keepdims=True), 1e-12)
+
+
 def online_kmeans(points: np.ndarray, k: int, seed: int = 0, epochs: int = 50) -> np.ndarray:
     """Sequential (MacQueen) k-means: each point, in a seeded random order, moves its nearest centre
     by 1/count of that centre. Centres start at k distinct points (k-means++ seeding). Returns labels."""
@@ -44,9 +56,7 @@ def online_kmeans(points: np.ndarray, k: int, seed: int = 0, epochs: int = 50) -
 def confusable_clusters(probs: np.ndarray, k: int, seed: int = 0, min_size: int = 2) -> List[List[int]]:
     """Clusters (lists of class ids) from the generalist's predictions; singletons are dropped, as
     a one-class specialist has nothing to separate."""
-    cov = prediction_covariance(probs)
-    cols = cov / np.maximum(np.linalg.norm(cov, axis=0, keepdims=True), 1e-12)  # direction, not scale
-    labels = online_kmeans(cols.T, k, seed)
+    labels = online_kmeans(class_vectors(prediction_covariance(probs)).T, k, seed)
     clusters = [sorted(np.flatnonzero(labels == j).tolist()) for j in range(k)]
     return [c for c in clusters if len(c) >= min_size]
 

@@ -125,6 +125,20 @@ def specialist_training_set(y: np.ndarray, cluster, seed: int):
     return idx, labels
 
 
+def specialist_init(generalist_ckpt, cluster):
+    """(state dict, model config) of a specialist initialised from its generalist: hidden layers as
+    they are, output rows of the cluster's classes copied, the dustbin row the mean of the others."""
+    gen = torch.load(generalist_ckpt, map_location="cpu", weights_only=False)
+    state = dict(gen["model"])
+    w_key = [k for k in state if k.endswith("weight")][-1]
+    b_key = w_key[: -len("weight")] + "bias"
+    others = [c for c in range(state[w_key].shape[0]) if c not in cluster]
+    state[w_key] = torch.cat([state[w_key][cluster], state[w_key][others].mean(0, keepdim=True)])
+    state[b_key] = torch.cat([state[b_key][cluster], state[b_key][others].mean(0, keepdim=True)])
+    cfg = {k: tuple(tuple(x) for x in v) if k == "tdnn_layers" else v for k, v in gen["model_cfg"].items()}
+    return state, ModelConfig(**cfg)
+
+
 def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_dir, cfg: SpecialistConfig,
                      soft_targets: bool = False) -> Dict:
     d = sdata.load(data_npz)
@@ -139,16 +153,7 @@ def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_di
         pg = np.load(Path(generalist_dir) / "train_probs.npy")[idx]
         soft = pg @ fold_matrix(pg.shape[1], cluster).numpy()
         loss = DistillConfig(loss="kd", temperature=1.0, soft_weight=cfg.soft_weight, hard_weight=1.0)
-    # initialise from the generalist: hidden layers as they are; output rows of the cluster's
-    # classes copied, the dustbin row the mean of the others
-    gen = torch.load(Path(generalist_dir) / "best.pt", map_location="cpu", weights_only=False)
-    state = dict(gen["model"])
-    w_key = [k for k in state if k.endswith("weight")][-1]
-    b_key = w_key[: -len("weight")] + "bias"
-    others = [c for c in range(state[w_key].shape[0]) if c not in cluster]
-    state[w_key] = torch.cat([state[w_key][cluster], state[w_key][others].mean(0, keepdim=True)])
-    state[b_key] = torch.cat([state[b_key][cluster], state[b_key][others].mean(0, keepdim=True)])
-    model_cfg = ModelConfig(**gen["model_cfg"])
+    state, model_cfg = specialist_init(Path(generalist_dir) / "best.pt", cluster)
     res = train_model(ImageData.from_numpy(xt[idx], labels, soft), ImageData.from_numpy(xv[vidx], vlabels),
                       len(cluster) + 1, out_dir, model_cfg, cfg.specialist_train, loss, seed=cfg.seed + index,
                       init_state=state)
@@ -166,16 +171,8 @@ def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_di
     return info
 
 
-def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -> Dict:
-    """Generalist vs. generalist + specialists (``exp/<variant>/m``), and the per-coverage table."""
-    exp = Path(exp)
-    d = sdata.load(data_npz)
-    y = d[f"y_{split}"]
-    clusters = json.loads((exp / "clusters.json").read_text())["clusters"]
-    pg = np.load(exp / "generalist" / f"{split}_probs.npy")
-    if len(pg) != len(y):
-        raise ValueError(f"{split} probabilities ({len(pg)}) do not match the data ({len(y)})")
-    sp = [np.load(exp / variant / str(m) / f"{split}_probs.npy") for m in range(len(clusters))]
+def combined_accuracy(pg: np.ndarray, sp, clusters, y: np.ndarray, top_n: int = 1) -> Dict:
+    """Generalist vs. KL-combined accuracy and the per-coverage table, from probability arrays."""
     active = active_specialists(pg, clusters, top_n)
     q = combine(pg, sp, clusters, active)
     before, after = pg.argmax(1) == y, q.argmax(1) == y
@@ -186,8 +183,21 @@ def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -
         b, a = int(before[sel].sum()), int(after[sel].sum())
         rows.append({"specialists_covering": k, "examples": int(sel.sum()), "delta_correct": a - b,
                      "relative_change": (a - b) / b if b else float("nan")})
-    return {"variant": variant, "generalist_accuracy": float(before.mean()), "combined_accuracy": float(after.mean()),
+    return {"generalist_accuracy": float(before.mean()), "combined_accuracy": float(after.mean()),
             "examples": int(len(y)), "active_rate": float(active.any(1).mean()), "by_coverage": rows}
+
+
+def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -> Dict:
+    """Generalist vs. generalist + specialists (``exp/<variant>/m``), and the per-coverage table."""
+    exp = Path(exp)
+    d = sdata.load(data_npz)
+    y = d[f"y_{split}"]
+    clusters = json.loads((exp / "clusters.json").read_text())["clusters"]
+    pg = np.load(exp / "generalist" / f"{split}_probs.npy")
+    if len(pg) != len(y):
+        raise ValueError(f"{split} probabilities ({len(pg)}) do not match the data ({len(y)})")
+    sp = [np.load(exp / variant / str(m) / f"{split}_probs.npy") for m in range(len(clusters))]
+    return {"variant": variant, **combined_accuracy(pg, sp, clusters, y, top_n)}
 
 
 def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: int = 1, results_md=None) -> Dict:
