@@ -72,7 +72,7 @@ def test_lexicon_round_trip_and_sources(tmp_path):
     assert list(again) == list(lex)
     (tmp_path / "dict.txt").write_text("ONE w V n\nTWO t u:\n")
     built, stats = build_lexicon(["ONE", "TWO", "SEVEN"], dictionary=tmp_path / "dict.txt", g2p_voices=["en-us"])
-    assert stats == {"dictionary": 2, "g2p": 1, "graphemes": 0, "bpe": 0}
+    assert stats == {"dictionary": 2, "g2p": 1, "graphemes": 0, "bpe": 0, "uncovered": 0, "uncovered_words": []}
     assert built.entries["SEVEN"][0][1] == ("s", "E", "v", "@", "n")  # eSpeak NG G2P
     with pytest.raises(ValueError, match="no pronunciation and G2P is off"):
         build_lexicon(["SEVEN"], dictionary=tmp_path / "dict.txt", g2p_voices=None)
