@@ -34,31 +34,50 @@ def fold_matrix(num_classes: int, cluster: Sequence[int]) -> torch.Tensor:
 
 
 def combine(p_general: np.ndarray, specialist_probs: Sequence[Optional[np.ndarray]], clusters: Sequence[Sequence[int]],
-            active: np.ndarray, steps: int = 300, lr: float = 0.1, eps: float = 1e-8) -> np.ndarray:
+            active: np.ndarray, steps: int = 300, lr: float = 0.1, eps: float = 1e-8, chunk: int = 8192,
+            tol: float = 1e-6) -> np.ndarray:
     """q (N, C). ``specialist_probs[m]`` is (N, |cluster m| + 1) (dustbin last); rows where no
-    specialist is active come back as p_g exactly."""
-    pg = torch.as_tensor(p_general, dtype=torch.float64)
-    q_out = pg.clone()
+    specialist is active come back as p_g exactly. Rows are solved in chunks; a chunk stops early
+    once no element of q moves by more than ``tol`` in a step."""
+    q_out = np.array(p_general, dtype=np.float64, copy=True)
     rows = np.flatnonzero(active.any(axis=1))
-    if len(rows) == 0:
-        return q_out.numpy()
-    r = torch.as_tensor(rows)
-    z = torch.log(pg[r] + eps).clone().requires_grad_(True)
-    folds: List[torch.Tensor] = [fold_matrix(pg.shape[1], cl).double() for cl in clusters]
-    terms = [(folds[m], torch.as_tensor(specialist_probs[m][rows], dtype=torch.float64),
-              torch.as_tensor(active[rows, m], dtype=torch.float64)) for m in range(len(clusters))]
-    opt = torch.optim.Adam([z], lr=lr)
-    for _ in range(steps):
-        logq = torch.log_softmax(z, dim=1)
-        loss = -(pg[r] * logq).sum(1)
-        q = logq.exp()
-        for fold, pm, on in terms:
-            loss = loss - on * (pm * torch.log(q @ fold + eps)).sum(1)
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    q_out[r] = torch.softmax(z.detach(), dim=1)
-    return q_out.numpy()
+    # rows with the same active specialists together: a chunk then carries only its own terms
+    rows = rows[np.lexsort(active[rows].T[::-1])] if len(rows) else rows
+    folds = [fold_matrix(q_out.shape[1], cl).double() for cl in clusters]
+    bounds = _chunks(active[rows], chunk)
+    for a, b in bounds:
+        r = rows[a:b]
+        pg = torch.as_tensor(q_out[r])
+        terms = [(folds[m], torch.as_tensor(np.asarray(specialist_probs[m][r], dtype=np.float64)),
+                  torch.as_tensor(active[r, m], dtype=torch.float64)) for m in range(len(clusters)) if active[r, m].any()]
+        z = torch.log(pg + eps).clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        prev = torch.softmax(z.detach(), dim=1)
+        for _ in range(steps):
+            logq = torch.log_softmax(z, dim=1)
+            loss = -(pg * logq).sum(1)
+            q = logq.exp()
+            for fold, pm, on in terms:
+                loss = loss - on * (pm * torch.log(q @ fold + eps)).sum(1)
+            opt.zero_grad()
+            loss.sum().backward()
+            opt.step()
+            now = torch.softmax(z.detach(), dim=1)
+            if float((now - prev).abs().max()) < tol:
+                break
+            prev = now
+        q_out[r] = torch.softmax(z.detach(), dim=1).numpy()
+    return q_out
+
+
+def _chunks(flags: np.ndarray, size: int):
+    """(start, end) ranges of at most ``size`` rows that do not cross a change of activation pattern."""
+    out, start = [], 0
+    for i in range(1, len(flags) + 1):
+        if i == len(flags) or i - start >= size or not np.array_equal(flags[i], flags[start]):
+            out.append((start, i))
+            start = i
+    return out
 
 
 def objective(q: np.ndarray, p_general: np.ndarray, specialist_probs, clusters, active, eps: float = 1e-12) -> np.ndarray:
