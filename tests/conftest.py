@@ -63,3 +63,18 @@ def tiny_graph(tmp_path_factory, tiny_features):
                     MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120), nj=1)
     info = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", root / "graph", lm_order=2)
     return root, info
+
+
+def oracle_loglikes(ali_dir, tm, split: str = "test"):
+    """One-hot log-likelihoods from the forced alignment of ``split``: (cuts, {cut id: frames x pdfs})."""
+    import numpy as np
+    from lhotse import CutSet
+
+    cuts = CutSet.from_file(Path(ali_dir) / f"digits_{split}_cuts.jsonl.gz").to_eager()
+    loglikes = {}
+    for cut in cuts:
+        pdf = cut.load_pdf_ali()
+        m = np.full((len(pdf), tm.num_pdfs), -30.0, np.float32)
+        m[np.arange(len(pdf)), pdf] = 0.0
+        loglikes[cut.id] = m
+    return cuts, loglikes

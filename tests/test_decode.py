@@ -73,7 +73,7 @@ def graph(tiny_graph):
 
 
 def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
-    from lhotse import CutSet
+    from conftest import oracle_loglikes
 
     from asr_kd.align.mono import MonophoneAligner
     from asr_kd.decode.decode import decode
@@ -83,13 +83,7 @@ def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
     assert info["hclg"]["states"] > 0 and info["perplexity"]["dev"] > 1
     tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
     lang = Lang(root / "lang")
-    cuts = CutSet.from_file(root / "exp" / "digits_test_cuts.jsonl.gz").to_eager()
-    loglikes = {}
-    for cut in cuts:
-        pdf = cut.load_pdf_ali()
-        m = np.full((len(pdf), tm.num_pdfs), -30.0, np.float32)
-        m[np.arange(len(pdf)), pdf] = 0.0
-        loglikes[cut.id] = m
+    cuts, loglikes = oracle_loglikes(root / "exp", tm)
     res = decode(root / "graph" / "HCLG.fst", tm, loglikes, nj=2)
     for cut in cuts:
         assert [lang.id2word[w] for w in res[cut.id]["words"]] == cut.supervisions[0].text.split(), cut.id

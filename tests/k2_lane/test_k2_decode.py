@@ -1,13 +1,13 @@
 """The k2 backend against the Kaldi decoder (the k2 lane: tools/k2_lane.sh)."""
 import numpy as np
 import pytest
-from lhotse import CutSet
 
 from asr_kd.align.mono import MonophoneAligner
 from asr_kd.decode.agreement import compare_decoders
 from asr_kd.decode.decode import decode_models, load_decode_data, model_loglikes
 from asr_kd.decode.k2_decode import decode_k2, k2_version, load_k2_graph
 from asr_kd.lang.prepare_lang import Lang
+from conftest import oracle_loglikes
 
 
 def test_k2_version_is_known():
@@ -29,22 +29,11 @@ def test_graph_is_epsilon_free_sorted_and_cached(tiny_graph):
     assert float(penalised.scores.sum()) < float(g.scores.sum())  # every word arc costs 1 more
 
 
-def _oracle(root, tm):
-    cuts = CutSet.from_file(root / "exp" / "digits_test_cuts.jsonl.gz").to_eager()
-    loglikes = {}
-    for cut in cuts:
-        pdf = cut.load_pdf_ali()
-        m = np.full((len(pdf), tm.num_pdfs), -30.0, np.float32)
-        m[np.arange(len(pdf)), pdf] = 0.0
-        loglikes[cut.id] = m
-    return cuts, loglikes
-
-
 def test_oracle_loglikes_give_the_reference_with_both_decoders(tiny_graph):
     root, _ = tiny_graph
     tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
     lang = Lang(root / "lang")
-    cuts, loglikes = _oracle(root, tm)
+    cuts, loglikes = oracle_loglikes(root / "exp", tm)
     refs = {c.id: c.supervisions[0].text.split() for c in cuts}
     res = decode_k2(load_k2_graph(root / "graph" / "HCLG.fst"), np.asarray(tm.id2pdf_id), loglikes)
     for c in cuts:
