@@ -16,12 +16,11 @@ def prediction_covariance(probs: np.ndarray) -> np.ndarray:
 def class_vectors(cov: np.ndarray) -> np.ndarray:
     """Columns of the covariance made comparable: a class's own variance would make its column
     point at itself (all columns nearly orthogonal), so the diagonal is replaced by the column's
-    largest covariance with another class; negative covariances (classes that exclude each other)
-    are clipped to zero; each column is scaled to unit length (pattern, not volume)."""
+    largest absolute covariance with another class; each column is then scaled to unit length
+    (its pattern of co-prediction and exclusion, not its volume)."""
     c = np.array(cov, dtype=np.float64, copy=True)
     np.fill_diagonal(c, 0.0)
-    c = np.clip(c, 0.0, None)
-    np.fill_diagonal(c, c.max(axis=0))
+    np.fill_diagonal(c, np.abs(c).max(axis=0))
     return c / np.maximum(np.linalg.norm(c, axis=0, keepdims=True), 1e-12)
 
 
