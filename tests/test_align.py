@@ -112,3 +112,28 @@ def test_training_is_reproducible(aligned, tiny_features, tmp_path):
     again = json.loads((tmp_path / "again" / "train_history.json").read_text())
     assert [h["log_like"] for h in first] == [h["log_like"] for h in again]
     assert (root / "exp" / "pdf_counts.txt").read_text() == (tmp_path / "again" / "pdf_counts.txt").read_text()
+
+
+def test_phone_segments_agree_with_frame_labels(aligned):
+    """Phone segments (boundaries for the report and the picture) tile the utterance and every frame
+    of a segment carries that segment's phone: the training graphs are reordered, so a phone's
+    exit transition is followed by its last state's self-loops, which still belong to it."""
+    import kaldi_hmm_gmm  # noqa: F401
+
+    from asr_kd.align.labels import label_maps, phone_segments
+    from asr_kd.align.mono import MonophoneAligner
+
+    root, _ = aligned
+    aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
+    maps = label_maps(aligner.tm)
+    trailing_self_loops = 0
+    for cut in CutSet.from_file(root / "exp" / "digits_dev_cuts.jsonl.gz"):
+        tids, phones = cut.load_tid_ali(), cut.load_phone_ali()
+        segs = phone_segments(tids, maps)
+        assert segs[0][1] == 0 and segs[-1][2] == len(tids)
+        assert all(a[2] == b[1] for a, b in zip(segs, segs[1:]))
+        for p, s, e in segs:
+            assert (phones[s:e] == p).all(), (cut.id, p, s, e)
+            assert maps["final"][tids[s:e]].sum() == 1
+        trailing_self_loops += sum(1 for t, u in zip(tids, tids[1:]) if maps["final"][t] and maps["self_loop"][u])
+    assert trailing_self_loops > 0  # the alignments are reordered, so the case above is exercised

@@ -20,12 +20,15 @@ LABEL_NAMES = ("tid_ali", "pdf_ali", "phone_ali")
 
 
 def label_maps(tm) -> Dict[str, np.ndarray]:
-    """Arrays indexed by transition-id (index 0 is a dummy): pdf, phone, is-final."""
+    """Arrays indexed by transition-id (index 0 is a dummy): pdf, phone, is-final, is-self-loop and
+    transition-state."""
     n = tm.num_transition_ids + 1
     return {
         "pdf": np.asarray(tm.id2pdf_id, dtype=np.int32),
         "phone": np.array([0] + [tm.transition_id_to_phone(t) for t in range(1, n)], dtype=np.int32),
         "final": np.array([False] + [tm.is_final(t) for t in range(1, n)]),
+        "self_loop": np.array([False] + [tm.is_self_loop(t) for t in range(1, n)]),
+        "tstate": np.asarray(tm.id2state, dtype=np.int64)[:n],
     }
 
 
@@ -89,13 +92,20 @@ def read_pdf_counts(path) -> np.ndarray:
 
 
 def phone_segments(tids: Sequence[int], maps: Dict[str, np.ndarray]) -> List[tuple]:
-    """(phone id, first frame, last frame + 1) per phone instance; a phone ends on the frame whose
-    transition-id leaves its HMM (Kaldi's SplitToPhones), so repeated phones stay apart."""
-    segs, start = [], 0
-    for t, tid in enumerate(tids):
+    """(phone id, first frame, last frame + 1) per phone instance, as Kaldi's SplitToPhones does for
+    reordered alignments: the training graphs are compiled with ``reorder`` (Kaldi's default), which
+    puts each state's forward transition before its self-loops, so a phone's exit transition is
+    followed by the self-loop frames of its last state. A phone ends after those, not at the exit
+    transition (cutting there would move every boundary early by the last state's duration)."""
+    segs, start, t, n = [], 0, 0, len(tids)
+    while t < n:
+        tid = tids[t]
+        t += 1
         if maps["final"][tid]:
-            segs.append((int(maps["phone"][tid]), start, t + 1))
-            start = t + 1
-    if start < len(tids):  # should not happen for a complete alignment
-        segs.append((int(maps["phone"][tids[-1]]), start, len(tids)))
+            while t < n and maps["self_loop"][tids[t]] and maps["tstate"][tids[t]] == maps["tstate"][tid]:
+                t += 1
+            segs.append((int(maps["phone"][tid]), start, t))
+            start = t
+    if start < n:  # should not happen for a complete alignment
+        segs.append((int(maps["phone"][tids[-1]]), start, n))
     return segs
