@@ -53,6 +53,29 @@ def test_features_stage_is_resumable(tiny_features, caplog):
     assert (tiny_features / "fbank" / "digits_train" / ".done").stat().st_mtime_ns == before
 
 
+def test_features_rerun_takes_the_current_supervisions(tiny_features, tmp_path):
+    """A changed manifest (here a corrected transcript) reaches the feature cuts on rerun without
+    recomputing the features."""
+    import shutil
+
+    from asr_kd.data.features import FeatureConfig, compute_fbank
+    from lhotse.utils import fastcopy
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_features, root)
+    path = manifest_paths(root / "manifests", "digits", "dev")["cuts"]
+    cuts = CutSet.from_file(path).to_eager()
+    first = cuts[0]
+    changed = fastcopy(first, supervisions=[fastcopy(first.supervisions[0], text="OH OH")])
+    CutSet.from_cuts([changed] + list(cuts)[1:]).to_file(path)
+    before = (root / "fbank" / "digits_dev" / ".done").stat().st_mtime_ns
+    out = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"]
+    assert (root / "fbank" / "digits_dev" / ".done").stat().st_mtime_ns == before
+    for c in (out, CutSet.from_file(feature_cuts_path(root / "fbank", "digits", "dev")).to_eager()):
+        assert c[first.id].supervisions[0].text == "OH OH"
+        assert c[first.id].load_features().shape[0] == c[first.id].num_frames
+
+
 def _write_wav(path, sr=16000, seconds=0.5):
     sf.write(str(path), (0.1 * np.random.default_rng(0).standard_normal(int(sr * seconds))).astype(np.float32), sr)
 

@@ -76,3 +76,13 @@ def test_noise_snr_covers_low_values():
     snrs = [p["noise"]["snr_db"] for p in (_utterance_plan(cfg, 0, u) for u in range(300)) if p["noise"]]
     assert min(snrs) < 0.0 and max(snrs) > 15.0
     assert min(snrs) >= cfg.snr_db[0]
+
+
+def test_oracle_keeps_the_schwa(tiny_corpus):
+    """eSpeak names its schwa "@" (no letter): it is a phone, not a modifier of the phone before."""
+    sevens = [m for s in SPLITS for m in read_split(tiny_corpus, s) if "SEVEN" in m["text"].split()]
+    assert sevens
+    for m in sevens:
+        for w, ws, we in m["words"]:
+            if w == "SEVEN":
+                assert "@" in [p for p, s, e in m["phones"] if ws - 1e-6 <= s and e <= we + 1e-6], m["id"]

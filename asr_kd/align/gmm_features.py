@@ -26,8 +26,11 @@ def deltas(x: np.ndarray, window: int = 2) -> np.ndarray:
     return (num / (2 * sum(n * n for n in range(1, window + 1)))).astype(np.float32)
 
 
-def gmm_features(normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True) -> np.ndarray:
+def gmm_features(normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True,
+                 utterance_cmvn: bool = False) -> np.ndarray:
     c = normalized_fbank @ dct_matrix(normalized_fbank.shape[1], num_cepstra)
+    if utterance_cmvn:
+        c = (c - c.mean(0)) / np.maximum(c.std(0), 1e-3)
     if not use_deltas:
         return np.ascontiguousarray(c, dtype=np.float32)
     d = deltas(c)

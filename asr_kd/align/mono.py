@@ -42,6 +42,7 @@ class MonoConfig:
     perturb_factor: float = 0.01
     num_cepstra: int = 13
     use_deltas: bool = True
+    utterance_cmvn: bool = False  # cepstral mean/variance normalisation per utterance (channels differ per utterance)
     seed: int = 3  # equal alignment picks a random path among equal-length ones
     # Flat start: "equal" is Kaldi's (frames shared equally along a random graph path, the
     # silences included); "vad" first finds the speech by frame energy, gives the frames

@@ -27,7 +27,8 @@ def load_gmm_inputs(cuts: CutSet, normalizer: FeatureNormalizer, cfg: MonoConfig
     feats, texts, energy = {}, {}, {}
     for cut in cuts:
         fbank = cut.load_features()
-        feats[cut.id] = gmm_features(normalizer(fbank, cut.supervisions[0].speaker), cfg.num_cepstra, cfg.use_deltas)
+        feats[cut.id] = gmm_features(normalizer(fbank, cut.supervisions[0].speaker), cfg.num_cepstra, cfg.use_deltas,
+                                     cfg.utterance_cmvn)
         texts[cut.id] = cut.supervisions[0].text
         energy[cut.id] = fbank.mean(axis=1)
     return feats, texts, energy

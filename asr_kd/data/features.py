@@ -44,10 +44,11 @@ def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg
     for split in splits:
         split_dir = out_dir / f"{corpus}_{split}"
         cuts_in = CutSet.from_file(manifest_paths(manifest_dir, corpus, split)["cuts"])
-        key = fingerprint({"cfg": asdict(cfg), "cuts": sorted(c.id for c in cuts_in), "sr": sample_rate})
+        # the features depend on the audio only; supervisions (texts, oracle times) are re-attached
+        key = fingerprint({"cfg": asdict(cfg), "cuts": sorted((c.id, c.num_samples) for c in cuts_in), "sr": sample_rate})
         if is_done(split_dir, key) and feature_cuts_path(out_dir, corpus, split).is_file():
             log.info("fbank %s/%s is complete; skipping", corpus, split)
-            result[split] = CutSet.from_file(feature_cuts_path(out_dir, corpus, split))
+            result[split] = _with_current_supervisions(feature_cuts_path(out_dir, corpus, split), cuts_in)
             continue
         tmp_dir = out_dir / f".{corpus}_{split}.tmp"
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -69,6 +70,22 @@ def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg
         mark_done(split_dir, key)
         result[split] = cuts
     return result
+
+
+def _with_current_supervisions(path: Path, cuts_in: CutSet) -> CutSet:
+    """Stored feature cuts with the supervisions of the current manifests: a rerun after the
+    manifests changed (a corrected transcript or oracle alignment) must not keep stale ones."""
+    from lhotse.utils import fastcopy
+
+    current = {c.id: c.supervisions for c in cuts_in}
+    stored = CutSet.from_file(path).to_eager()
+    if all(c.supervisions == current[c.id] for c in stored):
+        return stored
+    cuts = CutSet.from_cuts(fastcopy(c, supervisions=current[c.id]) for c in stored)
+    with atomic_path(path) as tmp:
+        cuts.to_file(tmp)
+    log.info("%s: supervisions refreshed from the manifests", path)
+    return cuts
 
 
 def _relocate(cut, old: str, new: str):

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SPLITS = ("train", "dev", "test")
 # Bumped whenever the generator's output changes for the same config (invalidates old corpora).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: schwa ('@') phone events kept in the oracle
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3")
 
 
@@ -145,9 +145,9 @@ def synthesize_utterance(cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: i
     active = np.zeros(len(x), bool)
     active[lead : lead + int(speech_dur * sr)] = True
     # PHONEME events for pauses ("_", "_:") are silence, not phones; modifier events without
-    # letters (";" palatalisation) belong to the phone before them.
+    # a phone symbol (";" palatalisation) belong to the phone before them. eSpeak's schwa is "@".
     phones = [(p.replace("'", "").replace(",", ""), t) for p, t in syn.phones]
-    phones = [(p, t) for p, t in phones if p.startswith("_") or any(ch.isalnum() for ch in p)]
+    phones = [(p, t) for p, t in phones if p.startswith("_") or any(ch.isalnum() or ch == "@" for ch in p)]
     phone_segs = [s for s in _segments(phones, speech_dur, plan["lead"]) if not s[0].startswith("_")]
     # Word events fire up to ~15 ms before the word's first phone; phone events are within
     # ~3 ms of the audio. So a word spans its own phones: each phone goes to the last word
