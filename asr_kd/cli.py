@@ -7,6 +7,7 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   compute-fbank    asr_kd.data.features.compute_fbank (+ compute_cmvn)
   prepare-lang     asr_kd.lang.lexicon.build_lexicon + asr_kd.lang.prepare_lang.prepare_lang
   train-mono       asr_kd.align.pipeline.train_and_align (monophone GMM-HMM, labels, report)
+  train-oracle-gmm asr_kd.align.pipeline.train_oracle_reference (the same GMM trained on oracle phone times)
   train-dnn        asr_kd.nnet.train.train_model (hard labels, or soft targets with a distillation loss)
   soft-targets     asr_kd.distill.speech.write_soft_targets (ensemble posteriors at T)
   speech-table     asr_kd.distill.speech.evaluate over baseline / ensemble / student -> tables
@@ -123,6 +124,19 @@ def cmd_train_mono(args) -> None:
     summary = train_and_align(args.fbank_dir, args.corpus, args.splits.split(","), args.lang, args.exp, cfg,
                               nj=args.nj, held_out_accents=held_out)
     log.info("pdfs: %d, alignment failures: %s; report: %s/alignment_report.md", summary["num_pdfs"],
+             json.dumps(summary["failed"]), args.exp)
+
+
+def cmd_train_oracle_gmm(args) -> None:
+    from asr_kd.align.mono import MonoConfig
+    from asr_kd.align.pipeline import train_oracle_reference
+    from asr_kd.data.synth.digits import DigitsCorpusConfig
+
+    cfg = section(args.config, "mono", MonoConfig)
+    held_out = section(args.config, "corpus", DigitsCorpusConfig).held_out_accents if args.corpus == "digits" else ()
+    summary = train_oracle_reference(args.fbank_dir, args.corpus, args.splits.split(","), args.lang, args.exp, cfg,
+                                     nj=args.nj, held_out_accents=held_out)
+    log.info("oracle-trained GMM: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", summary["num_pdfs"],
              json.dumps(summary["failed"]), args.exp)
 
 
@@ -473,6 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exp", required=True)
     s.add_argument("--nj", type=int, default=1)
     s.set_defaults(func=cmd_train_mono)
+
+    s = sub.add_parser("train-oracle-gmm", help="reference: the monophone GMM-HMM trained on oracle phone times, then aligning")
+    s.add_argument("--config", help="YAML config (section 'mono')")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--exp", required=True)
+    s.add_argument("--nj", type=int, default=1)
+    s.set_defaults(func=cmd_train_oracle_gmm)
 
     s = sub.add_parser("train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)")
     s.add_argument("--config", help="YAML config (sections 'model', 'train', 'distill')")

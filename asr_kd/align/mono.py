@@ -202,15 +202,51 @@ class MonophoneAligner:
         for _ in range(self.tree.num_pdfs):
             self.am.add_pdf(g)
 
-    def vad_flat_start_labels(self, utts: Sequence[str], log_energy: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """pdf-id per frame for pass 0 (see MonoConfig.flat_start)."""
+    def phone_pdfs(self) -> Dict[int, List[int]]:
+        """phone id -> its pdf-ids in HMM-state order (monophone tree)."""
         from asr_kd.align.labels import label_maps
 
         maps = label_maps(self.tm)
         phone_pdfs: Dict[int, set] = {}
         for tid in range(1, self.tm.num_transition_ids + 1):
             phone_pdfs.setdefault(int(maps["phone"][tid]), set()).add(int(maps["pdf"][tid]))
-        phone_pdfs = {p: sorted(v) for p, v in phone_pdfs.items()}  # monophone pdfs come in state order
+        return {p: sorted(v) for p, v in phone_pdfs.items()}  # monophone pdfs come in state order
+
+    def oracle_pdf_labels(self, cut, frame_shift: float = 0.01) -> Optional[np.ndarray]:
+        """pdf-id per frame from the cut's oracle phone times (``supervision.alignment["phone"]``):
+        each phone's frames (by frame centre) shared equally among its states, SIL in the gaps (a
+        gap too short for SIL's states goes to the phone before it). None when the cut has no
+        phone times or a phone is not in the lang or has fewer frames than states."""
+        ali = cut.supervisions[0].alignment or {}
+        if not ali.get("phone") or any(a.symbol not in self.lang.phone2id for a in ali["phone"]):
+            return None
+        pdfs, phone2id = self.phone_pdfs(), self.lang.phone2id
+        sil = pdfs[phone2id["SIL"]]
+        frame = lambda t: int(np.clip(np.floor(t / frame_shift + 0.5), 0, cut.num_frames))  # first frame whose centre is >= t
+        segs, t = [], 0
+        for a in ali["phone"]:
+            start, end = frame(a.start), frame(a.end)
+            if start - t >= len(sil) or not segs:
+                segs.append(("SIL", t, start))
+            else:
+                segs[-1] = (segs[-1][0], segs[-1][1], start)
+            segs.append((a.symbol, start, end))
+            t = end
+        segs.append(("SIL", t, cut.num_frames))
+        lab = np.full(cut.num_frames, -1, np.int64)
+        for phone, start, end in segs:
+            states, n = pdfs[phone2id[phone]], end - start
+            if n < len(states):
+                if phone == "SIL" and n == 0:
+                    continue
+                return None
+            lab[start:end] = np.array(states)[(np.arange(n) * len(states)) // n]
+        return lab if (lab >= 0).all() else None
+
+    def vad_flat_start_labels(self, utts: Sequence[str], log_energy: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """pdf-id per frame for pass 0 (see MonoConfig.flat_start)."""
+
+        phone_pdfs = self.phone_pdfs()
         prons = self.lang.first_pronunciations()
         sil = phone_pdfs[self.lang.phone2id["SIL"]]
         out = {}
@@ -274,20 +310,46 @@ class MonophoneAligner:
         opts.min_gaussian_occupancy = self.cfg.min_gaussian_occupancy
         khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=acc, flags=khg.str_to_gmm_flags("mvwt"), am_gmm=self.am)
         if mixup > self.am.num_gauss:
-            occs = torch.tensor([acc.get_acc(i).occupancy.sum().item() for i in range(acc.num_accs)], dtype=torch.float32)
-            before = [self.am.num_gauss_in_pdf(i) for i in range(self.am.num_pdfs)]
-            # The library perturbs split means with an unseeded generator, so reruns would drift
-            # apart: split without perturbation, then perturb the split pdfs with a seeded one.
-            self.am.split_by_count(state_occs=occs, target_components=mixup, perturb_factor=0.0,
-                                   power=self.cfg.power, min_count=20.0)
-            rng = np.random.default_rng([self.cfg.seed, self.am.num_gauss])
-            for i in range(self.am.num_pdfs):
-                if self.am.num_gauss_in_pdf(i) != before[i]:
-                    g = self.am.get_pdf(i)  # a reference into the model
-                    means, std = np.asarray(g.means), np.sqrt(np.asarray(g.vars))
-                    g.set_means(torch.from_numpy((means + self.cfg.perturb_factor * std * rng.standard_normal(means.shape)).astype(np.float32)))
-                    g.compute_gconsts()
+            self._mix_up(np.array([acc.get_acc(i).occupancy.sum().item() for i in range(acc.num_accs)]), mixup)
         return like / frames, frames
+
+    def _mix_up(self, occupancy: np.ndarray, target: int) -> None:
+        """Split Gaussians by state occupancy up to ``target`` components."""
+        import torch
+
+        before = [self.am.num_gauss_in_pdf(i) for i in range(self.am.num_pdfs)]
+        # The library perturbs split means with an unseeded generator, so reruns would drift
+        # apart: split without perturbation, then perturb the split pdfs with a seeded one.
+        self.am.split_by_count(state_occs=torch.tensor(occupancy, dtype=torch.float32), target_components=target,
+                               perturb_factor=0.0, power=self.cfg.power, min_count=20.0)
+        rng = np.random.default_rng([self.cfg.seed, self.am.num_gauss])
+        for i in range(self.am.num_pdfs):
+            if self.am.num_gauss_in_pdf(i) != before[i]:
+                g = self.am.get_pdf(i)  # a reference into the model
+                means, std = np.asarray(g.means), np.sqrt(np.asarray(g.vars))
+                g.set_means(torch.from_numpy((means + self.cfg.perturb_factor * std * rng.standard_normal(means.shape)).astype(np.float32)))
+                g.compute_gconsts()
+
+    def train_from_pdf_labels(self, labels: Dict[str, np.ndarray], log_path=None) -> List[Dict]:
+        """Supervised training from fixed per-frame pdf labels (e.g. from oracle phone times): ML
+        re-estimation with Gaussian splitting on the MonoConfig schedule, no realignment."""
+        cfg = self.cfg
+        self.init_model([_DATA["feats"][u] for u in labels])
+        occupancy = np.bincount(np.concatenate(list(labels.values())), minlength=self.tm.num_pdfs).astype(np.float64)
+        num_gauss = self.am.num_gauss
+        inc = max(0, (cfg.total_gauss - num_gauss) // max(1, cfg.max_iter_inc))
+        history = []
+        for it in range(cfg.num_iters):
+            t0 = time.time()
+            like, frames = self.update_from_pdf_labels(labels)
+            if it < cfg.max_iter_inc:
+                num_gauss += inc
+                self._mix_up(occupancy, num_gauss)
+            history.append({"iter": it, "align": "fixed labels", "log_like": like, "frames": frames, "gauss": self.am.num_gauss,
+                            "update_seconds": round(time.time() - t0, 3)})
+            if log_path:
+                write_json_atomic(log_path, history)
+        return history
 
     def train(self, train_utts: Sequence[str], log_path=None, log_energy: Optional[Dict[str, np.ndarray]] = None) -> List[Dict]:
         """Flat start + Viterbi EM. Returns the per-iteration history (also written to ``log_path``).
