@@ -235,8 +235,8 @@ def cmd_alignment_table(args) -> None:
     from asr_kd.data.features import FeatureNormalizer
     normalizer = FeatureNormalizer.load(Path(args.fbank_dir) / "cmvn.npz")
     rows, lines = [], [f"### {args.title}", "",
-                       "| alignment | test boundaries within 20 ms | test frame phone agreement | DNN trained on it: test frames whose predicted pdf is the oracle's phone |",
-                       "|---|---|---|---|"]
+                       "| alignment | test boundaries within 20 ms | at word edges | inside words | test frame phone agreement | DNN trained on it: test frames whose predicted pdf is the oracle's phone |",
+                       "|---|---|---|---|---|---|"]
     for spec in args.rows:  # NAME=ALI_DIR=CKPT[,CKPT]
         name, ali_dir, ckpts = spec.split("=")
         ali_dir = Path(ali_dir)
@@ -246,7 +246,8 @@ def cmd_alignment_table(args) -> None:
         acc = oracle_phone_accuracy(ckpts.split(","), cuts, normalizer, pdf2phone)
         rows.append({"name": name, "ali_dir": str(ali_dir), "checkpoints": ckpts.split(","), "boundary_accuracy": rep["boundary_accuracy"],
                      "frame_agreement": rep["frame_agreement"], "dnn_oracle_phone_accuracy": acc})
-        lines.append(f"| {name} | {100 * rep['boundary_accuracy']:.1f}% | {100 * rep['frame_agreement']:.1f}% | {100 * acc:.2f}% |")
+        lines.append(f"| {name} | {100 * rep['boundary_accuracy']:.1f}% | {100 * rep['boundary_accuracy_word_edges']:.1f}% | "
+                     f"{100 * rep['boundary_accuracy_inside_words']:.1f}% | {100 * rep['frame_agreement']:.1f}% | {100 * acc:.2f}% |")
     lines.append("")
     from asr_kd.distill.report import write_table
 

@@ -6,8 +6,10 @@
 # Stage 14 (k2 decoding and its agreement with Kaldi's) runs in the k2 environment, .venv-k2
 # (tools/k2_lane.sh --setup) or $ASR_KD_K2_PYTHON.
 # Optional: sample_rate (features; default from the config), lang_opts, decode_opts, decode_title, analysis (true: the paper's
-#   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid).
+#   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid), oracle_reference
+#   (true for corpora with oracle phone times: stage 4 also trains the GMM on them, exp/mono_oracle, as a reference).
 analysis=${analysis:-true}
+oracle_reference=${oracle_reference:-false}
 k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2/bin/python}
 decode_lmwt=${decode_lmwt:-1,2,3,5,7,10,14}
 decode_wip=${decode_wip:-0,1}
@@ -20,8 +22,15 @@ run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$n
                         --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"}
 run_stage 3 lang      python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
                         --corpus "$corpus" --dict-dir "$data/local/dict" --out "$data/lang" $lang_opts
-run_stage 4 align     python -m asr_kd train-mono --config "$config" --nj "$nj" --fbank-dir "$data/fbank" \
-                        --corpus "$corpus" --lang "$data/lang" --exp "$exp/mono"
+align_splits() {
+  python -m asr_kd train-mono --config "$config" --nj "$nj" --fbank-dir "$data/fbank" --corpus "$corpus" \
+    --lang "$data/lang" --exp "$exp/mono" || return 1
+  if $oracle_reference; then
+    python -m asr_kd train-oracle-gmm --config "$config" --nj "$nj" --fbank-dir "$data/fbank" --corpus "$corpus" \
+      --lang "$data/lang" --exp "$exp/mono_oracle"
+  fi
+}
+run_stage 4 align     align_splits
 dnn_args=(--config "$config" --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")
 
 members() { for seed in $(seq 1 "$ensemble_size"); do echo "$exp/dnn/seed$seed/best.pt"; done; }
@@ -97,9 +106,14 @@ realign_and_compare() {
   # same seed and threads as exp/dnn/seed1, so only the labels differ
   [ -f "$exp/dnn_realigned/seed1/history.json" ] || python -m asr_kd train-dnn --config "$config" --ali-dir "$exp/dnn_ali" --fbank-dir "$data/fbank" --corpus "$corpus" \
     --seed 1 --out "$exp/dnn_realigned/seed1" > "$exp/log/dnn_realigned_seed1.log" 2>&1
-  python -m asr_kd alignment-table --fbank-dir "$data/fbank" --corpus "$corpus" \
-    --rows "GMM (monophone)=$exp/mono=$exp/dnn/seed1/best.pt" \
-           "realigned with the $ensemble_size-DNN ensemble=$exp/dnn_ali=$exp/dnn_realigned/seed1/best.pt" \
+  local rows=("GMM (monophone, flat start)=$exp/mono=$exp/dnn/seed1/best.pt"
+              "realigned with the $ensemble_size-DNN ensemble=$exp/dnn_ali=$exp/dnn_realigned/seed1/best.pt")
+  if $oracle_reference; then  # reference: what the oracle's own boundary conventions give
+    [ -f "$exp/dnn_oracle_gmm/seed1/history.json" ] || python -m asr_kd train-dnn --config "$config" --ali-dir "$exp/mono_oracle" --fbank-dir "$data/fbank" \
+      --corpus "$corpus" --seed 1 --out "$exp/dnn_oracle_gmm/seed1" > "$exp/log/dnn_oracle_gmm_seed1.log" 2>&1
+    rows+=("reference: GMM trained on oracle phone times=$exp/mono_oracle=$exp/dnn_oracle_gmm/seed1/best.pt")
+  fi
+  python -m asr_kd alignment-table --fbank-dir "$data/fbank" --corpus "$corpus" --rows "${rows[@]}" \
     --out "$exp/kd/table_alignments" --results-md "$exp/kd/RESULTS.md" \
     --title "Which alignment gives the better DNN (test set; DNNs with seed 1)"
 }
