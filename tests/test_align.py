@@ -137,3 +137,39 @@ def test_phone_segments_agree_with_frame_labels(aligned):
             assert maps["final"][tids[s:e]].sum() == 1
         trailing_self_loops += sum(1 for t, u in zip(tids, tids[1:]) if maps["final"][t] and maps["self_loop"][u])
     assert trailing_self_loops > 0  # the alignments are reordered, so the case above is exercised
+
+
+def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, tmp_path):
+    """Labels from oracle phone times put every oracle phone frame in that phone; the GMM trained on
+    them (the reference of the alignment report) then aligns closer to the oracle than the flat start."""
+    import kaldi_hmm_gmm  # noqa: F401
+
+    from asr_kd.align.labels import label_maps
+    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.align.pipeline import train_oracle_reference
+    from asr_kd.data.features import feature_cuts_path
+
+    root, flat = aligned
+    aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
+    maps = label_maps(aligner.tm)
+    pdf2phone = {int(maps["pdf"][t]): aligner.lang.id2phone[int(maps["phone"][t])] for t in range(1, len(maps["pdf"]))}
+    usable = 0
+    cuts = CutSet.from_file(feature_cuts_path(tiny_features / "fbank", "digits", "train"))
+    for cut in cuts:
+        lab = aligner.oracle_pdf_labels(cut)
+        if lab is None:
+            continue
+        usable += 1
+        assert len(lab) == cut.num_frames
+        centres = (np.arange(cut.num_frames) + 0.5) * 0.01
+        labelled = np.array([pdf2phone[p] for p in lab])
+        for a in cut.supervisions[0].alignment["phone"]:
+            inside = (centres >= a.start) & (centres < a.end)
+            assert (labelled[inside] == a.symbol).all(), (cut.id, a.symbol)
+        assert labelled[0] == labelled[-1] == "SIL"
+    assert usable >= 0.8 * len(cuts)
+    ref = train_oracle_reference(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tmp_path / "ref",
+                                 TINY_MONO, nj=2)
+    assert (tmp_path / "ref" / "alignment_report.md").is_file()
+    got = ref["report"]["train"]["all"]["boundary_accuracy"]
+    assert got > flat["report"]["train"]["all"]["boundary_accuracy"] + 0.05 and got > 0.6, got

@@ -222,7 +222,9 @@ class MonophoneAligner:
             return None
         pdfs, phone2id = self.phone_pdfs(), self.lang.phone2id
         sil = pdfs[phone2id["SIL"]]
-        frame = lambda t: int(np.clip(np.floor(t / frame_shift + 0.5), 0, cut.num_frames))  # first frame whose centre is >= t
+        def frame(t: float) -> int:  # the first frame whose centre is at or after t
+            return int(np.clip(np.ceil(t / frame_shift - 0.5 - 1e-6), 0, cut.num_frames))
+
         segs, t = [], 0
         for a in ali["phone"]:
             start, end = frame(a.start), frame(a.end)
