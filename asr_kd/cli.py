@@ -115,28 +115,17 @@ def cmd_prepare_lang(args) -> None:
 
 
 def cmd_train_mono(args) -> None:
+    """train-mono (flat start) and train-oracle-gmm (the reference trained on oracle phone times)."""
     from asr_kd.align.mono import MonoConfig
-    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.align.pipeline import train_and_align, train_oracle_reference
     from asr_kd.data.synth.digits import DigitsCorpusConfig
 
     cfg = section(args.config, "mono", MonoConfig)
     held_out = section(args.config, "corpus", DigitsCorpusConfig).held_out_accents if args.corpus == "digits" else ()
-    summary = train_and_align(args.fbank_dir, args.corpus, args.splits.split(","), args.lang, args.exp, cfg,
-                              nj=args.nj, held_out_accents=held_out)
-    log.info("pdfs: %d, alignment failures: %s; report: %s/alignment_report.md", summary["num_pdfs"],
-             json.dumps(summary["failed"]), args.exp)
-
-
-def cmd_train_oracle_gmm(args) -> None:
-    from asr_kd.align.mono import MonoConfig
-    from asr_kd.align.pipeline import train_oracle_reference
-    from asr_kd.data.synth.digits import DigitsCorpusConfig
-
-    cfg = section(args.config, "mono", MonoConfig)
-    held_out = section(args.config, "corpus", DigitsCorpusConfig).held_out_accents if args.corpus == "digits" else ()
-    summary = train_oracle_reference(args.fbank_dir, args.corpus, args.splits.split(","), args.lang, args.exp, cfg,
-                                     nj=args.nj, held_out_accents=held_out)
-    log.info("oracle-trained GMM: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", summary["num_pdfs"],
+    trainer = train_oracle_reference if args.oracle else train_and_align
+    summary = trainer(args.fbank_dir, args.corpus, args.splits.split(","), args.lang, args.exp, cfg,
+                      nj=args.nj, held_out_accents=held_out)
+    log.info("%s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.command, summary["num_pdfs"],
              json.dumps(summary["failed"]), args.exp)
 
 
@@ -479,25 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the lang directory")
     s.set_defaults(func=cmd_prepare_lang)
 
-    s = sub.add_parser("train-mono", help="monophone GMM-HMM from a flat start; align every split")
-    s.add_argument("--config", help="YAML config (section 'mono')")
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
-    s.add_argument("--lang", required=True)
-    s.add_argument("--exp", required=True)
-    s.add_argument("--nj", type=int, default=1)
-    s.set_defaults(func=cmd_train_mono)
-
-    s = sub.add_parser("train-oracle-gmm", help="reference: the monophone GMM-HMM trained on oracle phone times, then aligning")
-    s.add_argument("--config", help="YAML config (section 'mono')")
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
-    s.add_argument("--lang", required=True)
-    s.add_argument("--exp", required=True)
-    s.add_argument("--nj", type=int, default=1)
-    s.set_defaults(func=cmd_train_oracle_gmm)
+    for name, oracle, text in (("train-mono", False, "monophone GMM-HMM from a flat start; align every split"),
+                               ("train-oracle-gmm", True, "reference: the monophone GMM-HMM trained on oracle phone times, then aligning")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", help="YAML config (section 'mono')")
+        s.add_argument("--fbank-dir", required=True)
+        s.add_argument("--corpus", default="digits")
+        s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
+        s.add_argument("--lang", required=True)
+        s.add_argument("--exp", required=True)
+        s.add_argument("--nj", type=int, default=1)
+        s.set_defaults(func=cmd_train_mono, oracle=oracle)
 
     s = sub.add_parser("train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)")
     s.add_argument("--config", help="YAML config (sections 'model', 'train', 'distill')")

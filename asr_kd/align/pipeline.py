@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Callable, Dict, Sequence
 
 import numpy as np
 from lhotse import CutSet
@@ -57,29 +57,38 @@ def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp
     cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
     key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]), "texts": sorted(texts.items()),
                        "lang": (Path(lang_dir) / "phones.txt").read_text()})
+
+    def train(aligner: MonophoneAligner) -> Dict:
+        history = aligner.train([c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json", log_energy=energy)
+        em = history[1:]
+        realign = [h["align_seconds"] for h in em if h["align"] == "viterbi"]
+        return {"mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
+                "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None}
+
+    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
+    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
+
+
+def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, feats, texts,
+                   train: Callable[[MonophoneAligner], Dict]):
+    """The model in ``exp_dir`` if it was trained with the same key, else ``train(aligner)`` on a
+    new one, saved with timings.json; returns (aligner with the data set, timings)."""
     model_path = exp_dir / "final.mdl"
     if is_done(exp_dir, key) and model_path.is_file():
         log.info("%s is trained; loading it", model_path)
         aligner = MonophoneAligner.load(model_path, lang_dir, nj)
         aligner.set_data(feats, texts)
-        timings = json.loads((exp_dir / "timings.json").read_text())
-    else:
-        aligner = MonophoneAligner(lang_dir, cfg, nj)
-        aligner.set_data(feats, texts)
-        t_train = time.time()
-        history = aligner.train([c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json",
-                                log_energy=energy)
-        aligner.save(model_path)
-        em = [h for h in history[1:]]
-        realign = [h["align_seconds"] for h in em if h["align"] == "viterbi"]
-        timings = {"train_seconds": round(time.time() - t_train, 2),
-                   "mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
-                   "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
-                   "num_pdfs": aligner.tm.num_pdfs, "num_gauss": aligner.am.num_gauss, "nj": nj}
-        write_json_atomic(exp_dir / "timings.json", timings)
-        mark_done(exp_dir, key)
-
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
+        return aligner, json.loads((exp_dir / "timings.json").read_text())
+    aligner = MonophoneAligner(lang_dir, cfg, nj)
+    aligner.set_data(feats, texts)
+    t0 = time.time()
+    extra = train(aligner)
+    aligner.save(model_path)
+    timings = {"train_seconds": round(time.time() - t0, 2), **extra,
+               "num_pdfs": aligner.tm.num_pdfs, "num_gauss": aligner.am.num_gauss, "nj": nj}
+    write_json_atomic(exp_dir / "timings.json", timings)
+    mark_done(exp_dir, key)
+    return aligner, timings
 
 
 def _align_and_report(aligner: MonophoneAligner, cuts: Dict[str, CutSet], splits: Sequence[str], corpus: str,
@@ -135,14 +144,8 @@ def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_d
     oracle = [[(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])] for c in cuts[splits[0]]]
     key = fingerprint({"cfg": cfg.__dict__, "oracle": oracle, "train": sorted(c.id for c in cuts[splits[0]]),
                        "texts": sorted(texts.items()), "lang": (Path(lang_dir) / "phones.txt").read_text()})
-    model_path = exp_dir / "final.mdl"
-    if is_done(exp_dir, key) and model_path.is_file():
-        aligner = MonophoneAligner.load(model_path, lang_dir, nj)
-        aligner.set_data(feats, texts)
-        timings = json.loads((exp_dir / "timings.json").read_text())
-    else:
-        aligner = MonophoneAligner(lang_dir, cfg, nj)
-        aligner.set_data(feats, texts)
+
+    def train(aligner: MonophoneAligner) -> Dict:
         labels = {}
         for cut in cuts[splits[0]]:
             lab = aligner.oracle_pdf_labels(cut)
@@ -151,11 +154,8 @@ def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_d
         if not labels:
             raise ValueError(f"no {corpus} {splits[0]} cut has usable oracle phone times (supervision.alignment['phone'])")
         log.info("oracle phone times for %d of %d training cuts", len(labels), len(cuts[splits[0]]))
-        t0 = time.time()
         aligner.train_from_pdf_labels(labels, log_path=exp_dir / "train_history.json")
-        aligner.save(model_path)
-        timings = {"train_seconds": round(time.time() - t0, 2), "training_cuts_with_oracle_times": len(labels),
-                   "num_pdfs": aligner.tm.num_pdfs, "num_gauss": aligner.am.num_gauss, "nj": nj}
-        write_json_atomic(exp_dir / "timings.json", timings)
-        mark_done(exp_dir, key)
+        return {"training_cuts_with_oracle_times": len(labels)}
+
+    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
     return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
