@@ -121,3 +121,33 @@ def test_gmm_loglikes_match_the_library(graph, tiny_features):
     for t in (0, 7, len(x) - 1):
         for pdf in (0, 3, am.num_pdfs - 1):
             assert ll[t, pdf] == pytest.approx(am.log_likelihood(pdf, x[t]), rel=1e-4, abs=1e-3)
+
+
+def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_features, tmp_path):
+    """A GMM trained on static cepstra with per-utterance CMVN is decoded on the same features
+    (the decoder reads the feature settings from the model)."""
+    import pickle
+
+    import kaldi_hmm_gmm  # noqa: F401
+    from lhotse import CutSet
+
+    from asr_kd.align.mono import MonoConfig
+    from asr_kd.align.pipeline import load_gmm_inputs, train_and_align
+    from asr_kd.data.features import FeatureNormalizer
+    from asr_kd.decode.decode import gmm_loglikes
+    from asr_kd.nnet.data import load_frames
+
+    root, _ = graph
+    cfg = MonoConfig(num_iters=3, max_iter_inc=2, realign_iters=(1, 2), total_gauss=100, use_deltas=False, utterance_cmvn=True)
+    train_and_align(tiny_features / "fbank", "digits", ["train", "dev"], root / "lang", tmp_path / "exp", cfg, nj=1)
+    normalizer = FeatureNormalizer.load(tiny_features / "fbank" / "cmvn.npz")
+    cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_dev.jsonl.gz").to_eager()
+    data = load_frames(cuts, normalizer, with_labels=False)
+    ll = gmm_loglikes(tmp_path / "exp" / "final.mdl", data, cuts)
+    am = pickle.load(open(tmp_path / "exp" / "final.mdl", "rb"))["am"]
+    feats, _, _ = load_gmm_inputs(cuts, normalizer, cfg)
+    x = feats[cuts[0].id]
+    assert x.shape[1] == 13
+    for t in (0, 7, len(x) - 1):
+        for pdf in (0, 3, am.num_pdfs - 1):
+            assert ll[t, pdf] == pytest.approx(am.log_likelihood(pdf, x[t]), rel=1e-4, abs=1e-3)

@@ -35,3 +35,8 @@ def gmm_features(normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas
         return np.ascontiguousarray(c, dtype=np.float32)
     d = deltas(c)
     return np.ascontiguousarray(np.concatenate([c, d, deltas(d)], axis=1), dtype=np.float32)
+
+
+def gmm_features_for(normalized_fbank: np.ndarray, cfg) -> np.ndarray:
+    """The features a GMM trained with MonoConfig ``cfg`` sees (alignment and decoding alike)."""
+    return gmm_features(normalized_fbank, cfg.num_cepstra, cfg.use_deltas, cfg.utterance_cmvn)

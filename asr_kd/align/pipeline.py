@@ -13,7 +13,7 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 from lhotse import CutSet
 
-from asr_kd.align.gmm_features import gmm_features
+from asr_kd.align.gmm_features import gmm_features_for
 from asr_kd.align.labels import store_alignments, write_pdf_stats
 from asr_kd.align.mono import MonoConfig, MonophoneAligner
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
@@ -27,8 +27,7 @@ def load_gmm_inputs(cuts: CutSet, normalizer: FeatureNormalizer, cfg: MonoConfig
     feats, texts, energy = {}, {}, {}
     for cut in cuts:
         fbank = cut.load_features()
-        feats[cut.id] = gmm_features(normalizer(fbank, cut.supervisions[0].speaker), cfg.num_cepstra, cfg.use_deltas,
-                                     cfg.utterance_cmvn)
+        feats[cut.id] = gmm_features_for(normalizer(fbank, cut.supervisions[0].speaker), cfg)
         texts[cut.id] = cut.supervisions[0].text
         energy[cut.id] = fbank.mean(axis=1)
     return feats, texts, energy

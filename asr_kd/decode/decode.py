@@ -148,7 +148,7 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
     """(frames, pdfs) GMM log-likelihoods on the GMM's own features, in ``data``'s frame order."""
     import pickle
 
-    from asr_kd.align.gmm_features import gmm_features
+    from asr_kd.align.gmm_features import gmm_features_for
     from asr_kd.align.mono import MonoConfig
 
     with open(model_path, "rb") as f:
@@ -158,7 +158,7 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
     out = np.empty((len(data), am.num_pdfs), np.float32)
     for i, cut in enumerate(cuts):
         sl = data.utterance(i)
-        x = gmm_features(data.feats[sl].numpy(), cfg.num_cepstra, cfg.use_deltas)  # data holds normalised fbank
+        x = gmm_features_for(data.feats[sl].numpy(), cfg)  # data holds normalised fbank
         for p in range(am.num_pdfs):
             comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)
             top = comp.max(1, keepdims=True)
