@@ -222,6 +222,7 @@ class MonophoneAligner:
             return None
         pdfs, phone2id = self.phone_pdfs(), self.lang.phone2id
         sil = pdfs[phone2id["SIL"]]
+
         def frame(t: float) -> int:  # the first frame whose centre is at or after t
             return int(np.clip(np.ceil(t / frame_shift - 0.5 - 1e-6), 0, cut.num_frames))
 
@@ -247,7 +248,6 @@ class MonophoneAligner:
 
     def vad_flat_start_labels(self, utts: Sequence[str], log_energy: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """pdf-id per frame for pass 0 (see MonoConfig.flat_start)."""
-
         phone_pdfs = self.phone_pdfs()
         prons = self.lang.first_pronunciations()
         sil = phone_pdfs[self.lang.phone2id["SIL"]]
