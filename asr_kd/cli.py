@@ -217,35 +217,24 @@ def cmd_realign_dnn(args) -> None:
 
 
 def cmd_alignment_table(args) -> None:
-    """Alignments compared by their oracle boundaries and by the DNNs trained on them."""
-    from lhotse import CutSet
-
-    from asr_kd.align.dnn_align import oracle_phone_accuracy
-    from asr_kd.data.features import FeatureNormalizer
-    normalizer = FeatureNormalizer.load(Path(args.fbank_dir) / "cmvn.npz")
-    rows, lines = [], [f"### {args.title}", "",
-                       "| alignment | test boundaries within 20 ms | at word edges | inside words | test frame phone agreement | DNN trained on it: test frames whose predicted pdf is the oracle's phone |",
-                       "|---|---|---|---|---|---|"]
-    for spec in args.rows:  # NAME=ALI_DIR=CKPT[,CKPT]
-        name, ali_dir, ckpts = spec.split("=")
-        ali_dir = Path(ali_dir)
-        rep = json.loads((ali_dir / "alignment_report.json").read_text())["splits"]["test"]["all"]
-        pdf2phone = {int(a): b for a, b in (l.split() for l in (ali_dir / "pdf_to_phone.txt").read_text().splitlines())}
-        cuts = CutSet.from_file(ali_dir / f"{args.corpus}_test_cuts.jsonl.gz").to_eager()
-        acc = oracle_phone_accuracy(ckpts.split(","), cuts, normalizer, pdf2phone)
-        rows.append({"name": name, "ali_dir": str(ali_dir), "checkpoints": ckpts.split(","), "boundary_accuracy": rep["boundary_accuracy"],
-                     "frame_agreement": rep["frame_agreement"], "dnn_oracle_phone_accuracy": acc})
-        lines.append(f"| {name} | {100 * rep['boundary_accuracy']:.1f}% | {100 * rep['boundary_accuracy_word_edges']:.1f}% | "
-                     f"{100 * rep['boundary_accuracy_inside_words']:.1f}% | {100 * rep['frame_agreement']:.1f}% | {100 * acc:.2f}% |")
-    lines.append("")
+    """Alignments compared by their oracle boundaries and by the DNNs trained on them (asr_kd.align.compare)."""
+    from asr_kd.align.compare import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
     from asr_kd.distill.report import write_table
 
-    write_table(args.out, rows, lines, args.results_md, args.title)
+    decode = None
+    if args.graph_dir:
+        if not (args.lang and args.manifest_dir):
+            raise SystemExit("alignment-table: --graph-dir needs --lang and --manifest-dir")
+        decode = DecodeSettings(args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **_search_settings(args))
+    rows = [AlignmentRow.parse(spec) for spec in args.rows]
+    results = compare_alignments(rows, args.fbank_dir, args.corpus, f"{args.out}_decode", decode)
+    lines = alignment_table_lines(results, args.title)
+    write_table(args.out, results, lines, args.results_md, args.title)
     print("\n".join(lines))
 
 
 def cmd_decode(args) -> None:
-    from asr_kd.decode.decode import build_graph, decode_models, read_score_map
+    from asr_kd.decode.decode import build_graph, decode_models
     from asr_kd.distill.report import write_table
 
     g = build_graph(args.lang, args.ali_dir, args.manifest_dir, args.corpus, args.graph_dir, args.lm_order, args.arpa)
@@ -254,9 +243,7 @@ def cmd_decode(args) -> None:
         name, _, paths = spec.rpartition("=")
         rows.append((name, paths.split(",")))
     res = decode_models(rows, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out,
-                        lmwts=[float(x) for x in args.lmwt.split(",")], penalties=[float(x) for x in args.wip.split(",")],
-                        beam=args.beam, max_active=args.max_active, nj=args.nj,
-                        score_map=read_score_map(args.score_map) if args.score_map else None, decoder=args.decoder)
+                        decoder=args.decoder, **_search_settings(args))
     from asr_kd.distill.speech import evaluate, load_split
 
     test = load_split(args.ali_dir, args.fbank_dir, args.corpus, "test")
@@ -423,6 +410,27 @@ def _labelled_data_args(s) -> None:
     s.add_argument("--corpus", default="digits")
 
 
+def _decode_search_args(s, manifest_required: bool = False) -> None:
+    """The LM, tuning grid and search options shared by ``decode`` and ``alignment-table``."""
+    s.add_argument("--manifest-dir", required=manifest_required, help="transcripts for the LM and the perplexities")
+    s.add_argument("--lm-order", type=int, default=2)
+    s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
+    s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
+    s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
+    s.add_argument("--score-map", help="token map applied to ref and hyp before scoring (FROM TO, or FROM: delete)")
+    s.add_argument("--beam", type=float, default=13.0)
+    s.add_argument("--max-active", type=int, default=7000)
+    s.add_argument("--nj", type=int, default=1)
+
+
+def _search_settings(args) -> dict:
+    from asr_kd.decode.decode import read_score_map
+
+    return {"lmwts": [float(x) for x in args.lmwt.split(",")], "penalties": [float(x) for x in args.wip.split(",")],
+            "beam": args.beam, "max_active": args.max_active, "nj": args.nj,
+            "score_map": read_score_map(args.score_map) if args.score_map else None}
+
+
 def _table_output_args(s, title: str) -> None:
     """The options every command that writes a result table shares."""
     s.add_argument("--title", default=title)
@@ -540,9 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_realign_dnn)
 
     s = sub.add_parser("alignment-table", help="compare alignments: oracle boundaries and the DNNs they give")
-    s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...]")
+    s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...] (several: one DNN per seed)")
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
+    s.add_argument("--lang", help="lang folder (with --graph-dir)")
+    s.add_argument("--graph-dir", help="decode every DNN with this HCLG (built here if missing) for a WER column")
+    _decode_search_args(s)
     _table_output_args(s, 'Which alignment gives the better DNN')
     s.set_defaults(func=cmd_alignment_table)
 
@@ -550,19 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", required=True, help="NAME=CKPT[,CKPT...] (several: ensemble posteriors)")
     s.add_argument("--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt")
     s.add_argument("--lang", required=True)
-    s.add_argument("--manifest-dir", required=True, help="transcripts for the LM and the perplexities")
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
     s.add_argument("--graph-dir", required=True)
-    s.add_argument("--lm-order", type=int, default=2)
-    s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
-    s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
-    s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
     s.add_argument("--decoder", choices=["kaldi", "k2"], default="kaldi", help="search backend (k2: the k2 environment)")
-    s.add_argument("--score-map", help="token map applied to ref and hyp before scoring (FROM TO, or FROM: delete)")
-    s.add_argument("--beam", type=float, default=13.0)
-    s.add_argument("--max-active", type=int, default=7000)
-    s.add_argument("--nj", type=int, default=1)
+    _decode_search_args(s, manifest_required=True)
     _table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=cmd_decode)
     _add_import_commands(sub)

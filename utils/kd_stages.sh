@@ -100,22 +100,30 @@ topk_compare() {
     --out "$exp/kd/table_5d_topk" --title "(5d) Top-k vs. dense soft targets (T=$temperature)"
 }
 
-realign_and_compare() {
+realign_and_compare() {  # DNNs on each alignment's labels, seeds 1..min(3, ensemble size), one process per core
+  local seeds=$(seq 1 $(( ensemble_size < 3 ? ensemble_size : 3 ))) seed
   [ -f "$exp/dnn_ali/summary.json" ] || python -m asr_kd realign-dnn --config "$config" --models $(members) --gmm-dir "$exp/mono" --lang "$data/lang" \
     --fbank-dir "$data/fbank" --corpus "$corpus" --out "$exp/dnn_ali"
-  # same seed and threads as exp/dnn/seed1, so only the labels differ
-  [ -f "$exp/dnn_realigned/seed1/history.json" ] || python -m asr_kd train-dnn --config "$config" --ali-dir "$exp/dnn_ali" --fbank-dir "$data/fbank" --corpus "$corpus" \
-    --seed 1 --out "$exp/dnn_realigned/seed1" > "$exp/log/dnn_realigned_seed1.log" 2>&1
-  local rows=("GMM (monophone, flat start)=$exp/mono=$exp/dnn/seed1/best.pt"
-              "realigned with the $ensemble_size-DNN ensemble=$exp/dnn_ali=$exp/dnn_realigned/seed1/best.pt")
-  if $oracle_reference; then  # reference: what the oracle's own boundary conventions give
-    [ -f "$exp/dnn_oracle_gmm/seed1/history.json" ] || python -m asr_kd train-dnn --config "$config" --ali-dir "$exp/mono_oracle" --fbank-dir "$data/fbank" \
-      --corpus "$corpus" --seed 1 --out "$exp/dnn_oracle_gmm/seed1" > "$exp/log/dnn_oracle_gmm_seed1.log" 2>&1
-    rows+=("reference: GMM trained on oracle phone times=$exp/mono_oracle=$exp/dnn_oracle_gmm/seed1/best.pt")
-  fi
+  local labels=("$exp/dnn_ali=$exp/dnn_realigned")
+  $oracle_reference && labels+=("$exp/mono_oracle=$exp/dnn_oracle_gmm")
+  local pair ali out
+  for pair in "${labels[@]}"; do
+    ali=${pair%%=*} out=${pair#*=}
+    for seed in $seeds; do  # same seeds and threads as the ensemble's members, so only the labels differ
+      [ -f "$out/seed$seed/history.json" ] || bg_job "$exp/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn \
+        --config "$config" --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --seed "$seed" --out "$out/seed$seed"
+    done
+  done
+  bg_wait || { tail -n 5 "$exp"/log/dnn_realigned_seed*.log "$exp"/log/dnn_oracle_gmm_seed*.log 2>/dev/null; return 1; }
+  ckpts() { for seed in $seeds; do echo "$1/seed$seed/best.pt"; done | paste -sd, -; }
+  local rows=("GMM (monophone, flat start)=$exp/mono=$(ckpts "$exp/dnn")"
+              "realigned with the $ensemble_size-DNN ensemble=$exp/dnn_ali=$(ckpts "$exp/dnn_realigned")")
+  $oracle_reference && rows+=("reference: GMM trained on oracle phone times=$exp/mono_oracle=$(ckpts "$exp/dnn_oracle_gmm")")
   python -m asr_kd alignment-table --fbank-dir "$data/fbank" --corpus "$corpus" --rows "${rows[@]}" \
+    --lang "$data/lang" --manifest-dir "$data/manifests" --graph-dir "$exp/graph" --nj "$nj" \
+    --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts \
     --out "$exp/kd/table_alignments" --results-md "$exp/kd/RESULTS.md" \
-    --title "Which alignment gives the better DNN (test set; DNNs with seed 1)"
+    --title "Which alignment gives the better DNN (test set)"
 }
 
 run_stage 5 ensemble     train_ensemble

@@ -1,0 +1,145 @@
+"""Which alignment gives the better DNN: alignments compared by their labels and by the DNNs they train.
+
+Each row is an alignment folder (``final.mdl``, ``pdf_counts.txt``, test cuts, ``alignment_report.json``)
+and the checkpoints of DNNs trained on its labels, one per seed. Per row:
+
+* the alignment's own figures against the corpus's oracle phone times (the embedded corpus, TIMIT),
+  when the report has them;
+* per DNN, the share of test frames whose predicted pdf belongs to the oracle's phone (a measure that
+  does not depend on which alignment trained the DNN);
+* per DNN, with a decoding graph, word error rate: the LM weight and insertion penalty chosen on dev,
+  test decoded with them, each DNN over the priors of its own alignment. This is the yardstick that
+  needs no oracle, as Kaldi compares alignments by the WER of the systems they train.
+
+Decision: a row's several checkpoints are seeds (mean ± sample std over them), not an ensemble; the
+rows should use the same seeds so that only the labels differ. Every row shares one HCLG, built from
+the first row's transition model: realignment and the oracle-trained reference keep the GMM's tree
+and topology, so their transition-ids are the same (checked).
+"""
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AlignmentRow:
+    name: str
+    ali_dir: Path
+    checkpoints: List[str]
+
+    @classmethod
+    def parse(cls, spec: str) -> "AlignmentRow":
+        """``NAME=ALI_DIR=CKPT[,CKPT...]``."""
+        parts = spec.split("=")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"alignment row {spec!r}: expected NAME=ALI_DIR=CKPT[,CKPT...]")
+        return cls(parts[0], Path(parts[1]), parts[2].split(","))
+
+
+@dataclass
+class DecodeSettings:
+    """Where and how to decode (the options of ``asr_kd decode``)."""
+    lang_dir: str
+    manifest_dir: str
+    graph_dir: str
+    lm_order: int = 2
+    arpa: Optional[str] = None
+    lmwts: Sequence[float] = (5, 7, 10, 14, 20)
+    penalties: Sequence[float] = (0.0, 0.5, 1.0)
+    beam: float = 13.0
+    max_active: int = 7000
+    nj: int = 1
+    score_map: Optional[Dict[str, str]] = field(default=None, repr=False)
+
+
+def _mean_std(values: Sequence[float]) -> Dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v), "values": [float(x) for x in v]}
+
+
+def _pm(s: Optional[Dict], digits: int = 2) -> str:
+    if s is None:
+        return "-"
+    out = f"{100 * s['mean']:.{digits}f}%"
+    return out + (f" ± {100 * s['std']:.{digits}f}" if s["n"] > 1 else "")
+
+
+def _oracle_report(ali_dir: Path) -> Optional[Dict]:
+    path = ali_dir / "alignment_report.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("splits", {}).get("test", {}).get("all")
+
+
+def _same_transition_ids(a: Path, b: Path, lang_dir) -> bool:
+    import kaldi_hmm_gmm  # noqa: F401  (import order)
+
+    from asr_kd.align.mono import MonophoneAligner
+
+    def ids(d):
+        return list(MonophoneAligner.load(d / "final.mdl", lang_dir).tm.id2pdf_id)
+
+    return ids(a) == ids(b)
+
+
+def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_dir,
+                       decode: Optional[DecodeSettings] = None) -> List[Dict]:
+    """One result dict per row (see the module docstring); decoding output goes under ``out_dir``."""
+    import kaldi_hmm_gmm  # noqa: F401  (import order)
+    from lhotse import CutSet
+
+    from asr_kd.align.dnn_align import oracle_phone_accuracy
+    from asr_kd.data.features import FeatureNormalizer
+
+    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
+    if decode is not None:
+        from asr_kd.decode.decode import build_graph
+
+        build_graph(decode.lang_dir, rows[0].ali_dir, decode.manifest_dir, corpus, decode.graph_dir, decode.lm_order, decode.arpa)
+    results = []
+    for i, row in enumerate(rows):
+        res = {"name": row.name, "ali_dir": str(row.ali_dir), "checkpoints": list(row.checkpoints),
+               "oracle": _oracle_report(row.ali_dir)}
+        cuts = CutSet.from_file(row.ali_dir / f"{corpus}_test_cuts.jsonl.gz").to_eager()
+        if all((c.supervisions[0].alignment or {}).get("phone") for c in cuts):
+            pdf2phone = {int(a): b for a, b in (l.split() for l in (row.ali_dir / "pdf_to_phone.txt").read_text().splitlines())}
+            res["dnn_oracle_phone_accuracy"] = _mean_std([oracle_phone_accuracy([c], cuts, normalizer, pdf2phone) for c in row.checkpoints])
+        if decode is not None:
+            if i > 0 and not _same_transition_ids(rows[0].ali_dir, row.ali_dir, decode.lang_dir):
+                raise ValueError(f"{row.ali_dir}: its transition model differs from {rows[0].ali_dir}'s, so the shared graph does not fit it")
+            from asr_kd.decode.decode import decode_models
+
+            dec = decode_models([(f"row{i}_seed{k}", [c]) for k, c in enumerate(row.checkpoints)], row.ali_dir,
+                                decode.lang_dir, fbank_dir, corpus, decode.graph_dir, out_dir,
+                                lmwts=decode.lmwts, penalties=decode.penalties, beam=decode.beam,
+                                max_active=decode.max_active, nj=decode.nj, score_map=decode.score_map)
+            res["decode"] = dec
+            res["dev_wer"] = _mean_std([d["dev_wer"] for d in dec])
+            res["test_wer"] = _mean_std([d["test_wer"] for d in dec])
+        log.info("%s: %s", row.name, {k: v for k, v in res.items() if k in ("dnn_oracle_phone_accuracy", "test_wer")})
+        results.append(res)
+    return results
+
+
+def alignment_table_lines(results: Sequence[Dict], title: str) -> List[str]:
+    n = max(len(r["checkpoints"]) for r in results)
+    seeds = f"mean ± std over {n} seeds" if n > 1 else "one seed"
+    lines = [f"### {title}", "",
+             "| alignment | test boundaries within 20 ms | at word edges | inside words | test frame phone agreement "
+             f"| DNN trained on it: test frames whose predicted pdf is the oracle's phone ({seeds}) | DNN: dev WER | DNN: test WER |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        o = r["oracle"]
+        cells = ["-"] * 4 if o is None else [f"{100 * o[k]:.1f}%" for k in ("boundary_accuracy", "boundary_accuracy_word_edges",
+                                                                            "boundary_accuracy_inside_words", "frame_agreement")]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {_pm(r.get('dnn_oracle_phone_accuracy'))} | "
+                     f"{_pm(r.get('dev_wer'))} | {_pm(r.get('test_wer'))} |")
+    lines += ["", "Boundaries and agreement: the alignment against the oracle phone times (- where the corpus has "
+              "none). WER: each DNN over its own alignment's priors, LM weight and insertion penalty chosen on dev.", ""]
+    return lines

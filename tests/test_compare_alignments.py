@@ -1,0 +1,77 @@
+"""Alignments compared by the DNNs they train (asr_kd.align.compare), with and without oracle times."""
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def dnn_on_gmm_labels(tiny_graph, tiny_features):
+    from asr_kd.distill.speech import load_split, num_pdfs
+    from asr_kd.nnet.models import ModelConfig
+    from asr_kd.nnet.train import TrainConfig, train_model
+
+    root, _ = tiny_graph
+    ali = root / "exp"
+    train = load_split(ali, tiny_features / "fbank", "digits", "train")
+    dev = load_split(ali, tiny_features / "fbank", "digits", "dev")
+    ckpts = []
+    for seed in (1, 2):
+        train_model(train, dev, num_pdfs(ali), root / f"dnn{seed}", ModelConfig(hidden=64, num_layers=1, context=2),
+                    TrainConfig(epochs=2, batch_size=128, lr=0.003), seed=seed)
+        ckpts.append(str(root / f"dnn{seed}" / "best.pt"))
+    return root, ckpts
+
+
+def _without_oracle(src, dst):
+    """The alignment folder as a corpus without phone times would have it (LibriSpeech)."""
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    shutil.copytree(src, dst)
+    (dst / "alignment_report.json").unlink()
+    for split in ("train", "dev", "test"):
+        path = dst / f"digits_{split}_cuts.jsonl.gz"
+        cuts = CutSet.from_file(path).to_eager().map(lambda c: c.map_supervisions(lambda s: fastcopy(s, alignment=None)))
+        cuts.to_file(path)
+    return dst
+
+
+def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_times(dnn_on_gmm_labels, tiny_features, tmp_path):
+    from asr_kd.align.compare import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
+
+    root, ckpts = dnn_on_gmm_labels
+    plain = _without_oracle(root / "exp", tmp_path / "no_oracle")
+    decode = DecodeSettings(str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1, 3), penalties=(0.0,))
+    rows = [AlignmentRow("with oracle", root / "exp", ckpts), AlignmentRow("no oracle", plain, ckpts[:1])]
+    res = compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)
+    assert res[0]["oracle"] is not None and 0 < res[0]["oracle"]["boundary_accuracy"] <= 1
+    assert res[0]["dnn_oracle_phone_accuracy"]["n"] == 2 and 0 < res[0]["dnn_oracle_phone_accuracy"]["mean"] <= 1
+    assert res[0]["test_wer"]["n"] == 2 and len(res[0]["decode"]) == 2
+    assert res[1]["oracle"] is None and "dnn_oracle_phone_accuracy" not in res[1]
+    # same labels, same seed, same priors: the one DNN of row 2 decodes exactly as row 1's first
+    assert res[1]["test_wer"]["values"] == res[0]["test_wer"]["values"][:1]
+    lines = alignment_table_lines(res, "t")
+    assert lines[4].startswith("| with oracle | ") and " ± " in lines[4]
+    assert lines[5].startswith("| no oracle | - | - | - | - | - | ")
+
+
+def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_features, tmp_path):
+    import kaldi_hmm_gmm  # noqa: F401
+
+    from asr_kd.align.compare import AlignmentRow, DecodeSettings, compare_alignments
+    from asr_kd.align.mono import MonoConfig, MonophoneAligner
+    from asr_kd.lang.lexicon import Lexicon
+    from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
+
+    root, ckpts = dnn_on_gmm_labels
+    with pytest.raises(ValueError, match="NAME=ALI_DIR"):
+        AlignmentRow.parse("only=two")
+    # the same phones with 2-state HMMs: other transition-ids, so the shared HCLG would misread them
+    lang2 = prepare_lang(Lexicon.read(root / "lang" / "lexiconp.txt"), tmp_path / "lang2", LangConfig(num_nonsil_states=2))
+    other = tmp_path / "other"
+    shutil.copytree(root / "exp", other)
+    MonophoneAligner(lang2, MonoConfig()).save(other / "final.mdl")
+    decode = DecodeSettings(str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1,), penalties=(0.0,))
+    rows = [AlignmentRow("gmm", root / "exp", ckpts[:1]), AlignmentRow("other", other, ckpts[:1])]
+    with pytest.raises(ValueError, match="transition model differs"):
+        compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)
