@@ -109,7 +109,7 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
         cuts = CutSet.from_file(row.ali_dir / f"{corpus}_test_cuts.jsonl.gz").to_eager()
         if all((c.supervisions[0].alignment or {}).get("phone") for c in cuts):
             pdf2phone = {int(a): b for a, b in (l.split() for l in (row.ali_dir / "pdf_to_phone.txt").read_text().splitlines())}
-            res["dnn_oracle_phone_accuracy"] = _mean_std([oracle_phone_accuracy([c], cuts, normalizer, pdf2phone) for c in row.checkpoints])
+            res["dnn_oracle_phone_accuracy"] = _mean_std(oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf2phone))
         if decode is not None:
             if i > 0 and not _same_transition_ids(rows[0].ali_dir, row.ali_dir, decode.lang_dir):
                 raise ValueError(f"{row.ali_dir}: its transition model differs from {rows[0].ali_dir}'s, so the shared graph does not fit it")

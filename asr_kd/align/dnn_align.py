@@ -14,7 +14,7 @@ import logging
 import pickle
 import time
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -110,22 +110,22 @@ def align_with_loglikes(aligner: MonophoneAligner, cuts, loglikes: Dict[str, np.
     return alignments, failed, retried
 
 
-def oracle_phone_accuracy(model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, pdf_to_phone: Dict[int, str]) -> float:
-    """Share of frames whose most likely pdf (mean posterior of the models) belongs to the phone that
-    eSpeak's oracle puts at the frame centre (SIL outside the oracle's phones). It does not depend on
-    which alignment trained the models, so it compares alignments by the DNNs they give."""
-    models = [load_model(p) for p in model_paths]
+def oracle_phone_accuracy(model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, pdf_to_phone: Dict[int, str]) -> List[float]:
+    """Per model: the share of frames whose most likely pdf belongs to the phone that eSpeak's
+    oracle puts at the frame centre (SIL outside the oracle's phones). It does not depend on which
+    alignment trained the model, so it compares alignments by the DNNs they give. The frames and
+    the oracle labels are read once for all models."""
     data = load_frames(cuts, normalizer, with_labels=False)
-    pred = dnn_logposteriors(models, data).argmax(-1).numpy()
-    right = total = 0
+    oracle = np.array(["SIL"] * len(data), dtype=object)
     for i, cut in enumerate(cuts):
         sl = data.utterance(i)
-        n = sl.stop - sl.start
-        centres = (np.arange(n) + 0.5) * 0.01
-        oracle = np.array(["SIL"] * n, dtype=object)
+        centres = (np.arange(sl.stop - sl.start) + 0.5) * 0.01
+        lab = oracle[sl]  # a view: filled in place
         for a in cut.supervisions[0].alignment["phone"]:
-            oracle[(centres >= a.start) & (centres < a.end)] = a.symbol
-        hyp = np.array([pdf_to_phone[int(p)] for p in pred[sl]], dtype=object)
-        right += int((hyp == oracle).sum())
-        total += n
-    return right / max(total, 1)
+            lab[(centres >= a.start) & (centres < a.end)] = a.symbol
+    pdf_phone = np.array([pdf_to_phone[p] for p in range(max(pdf_to_phone) + 1)], dtype=object)
+    out = []
+    for path in model_paths:
+        pred = dnn_logposteriors([load_model(path)], data).argmax(-1).numpy()
+        out.append(float((pdf_phone[pred] == oracle).sum()) / max(len(oracle), 1))
+    return out
