@@ -66,9 +66,37 @@ def test_report_and_picture(aligned):
     for split in ("train", "dev", "test"):
         r = report["splits"][split]["all"]
         assert 0.0 < r["boundary_accuracy"] <= 1.0 and 0.0 < r["frame_agreement"] <= 1.0
-    assert "held_out_accents" in report["splits"]["test"]
+    test = report["splits"]["test"]
+    assert test["seen_accents"]["utterances"] + test["held_out_accents"]["utterances"] == test["all"]["utterances"]
+    for groups in report["splits"].values():
+        assert all(g["utterances"] < groups["all"]["utterances"] for name, g in groups.items() if name != "all")
     png = root / "exp" / "alignment_example.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_subsets_by_accent_and_recording_condition():
+    from asr_kd.align.report import subsets_of
+
+    clean = {"accent": "en-029", "degradation": {"noise": None, "reverb_rt60": None}}
+    assert subsets_of(clean, ["en-029"]) == ["held_out_accents", "no_added_noise"]
+    noisy = {"accent": "en-us", "degradation": {"noise": {"snr_db": 4.9}, "reverb_rt60": 0.4}}
+    assert subsets_of(noisy, ["en-029"]) == ["seen_accents", "snr_below_5db", "reverberant"]
+    assert subsets_of({"degradation": {"noise": {"snr_db": 5.0}, "reverb_rt60": None}}) == []
+    assert subsets_of({}) == []  # real corpora: no subsets
+
+
+def test_reference_config_is_the_flat_start_config_with_overrides(tmp_path):
+    from asr_kd.align.mono import MonoConfig
+    from asr_kd.utils.config import section
+
+    path = tmp_path / "c.yaml"
+    path.write_text("mono:\n  total_gauss: 300\n  use_deltas: false\nmono_reference:\n  use_deltas: true\n")
+    flat, ref = section(path, "mono", MonoConfig), section(path, "mono_reference", MonoConfig, base="mono")
+    assert (flat.total_gauss, flat.use_deltas) == (300, False)
+    assert (ref.total_gauss, ref.use_deltas) == (300, True)
+    path.write_text("mono:\n  total_gauss: 300\nmono_reference:\n  no_such_key: 1\n")
+    with pytest.raises(ValueError, match="no_such_key"):
+        section(path, "mono_reference", MonoConfig, base="mono")
 
 
 def test_transcript_with_oov_word_is_rejected_before_training(aligned):

@@ -151,3 +151,18 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
     for t in (0, 7, len(x) - 1):
         for pdf in (0, 3, am.num_pdfs - 1):
             assert ll[t, pdf] == pytest.approx(am.log_likelihood(pdf, x[t]), rel=1e-4, abs=1e-3)
+
+
+def test_graph_is_reused_only_when_built_from_the_same_inputs(graph, tiny_features, tmp_path):
+    import shutil
+
+    from asr_kd.decode.decode import build_graph
+
+    root, info = graph
+    shutil.copytree(root / "graph", tmp_path / "graph")
+    hclg = tmp_path / "graph" / "HCLG.fst"
+    built = hclg.stat().st_mtime_ns
+    same = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=2)
+    assert same == info and hclg.stat().st_mtime_ns == built
+    trigram = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=3)
+    assert trigram["lm_order"] == 3 and trigram["key"] != info["key"] and hclg.stat().st_mtime_ns != built

@@ -53,6 +53,28 @@ def test_training_learns_and_resumes_to_the_same_model(tmp_path):
     assert predict_logits(model, dev).shape == (len(dev), 5)
 
 
+def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
+    """A rerun after the alignment changed trains from scratch; resuming would keep a stale model."""
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    mcfg, tcfg = ModelConfig(context=1, hidden=32, num_layers=1), TrainConfig(epochs=2, batch_size=32, lr=0.01)
+    train_model(train, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)
+    relabelled = toy_frames(seed=0)
+    relabelled.labels = (relabelled.labels + 1) % 5
+    fresh = train_model(relabelled, dev, 5, tmp_path / "fresh", mcfg, tcfg, seed=3)
+    rerun = train_model(relabelled, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)
+    assert "training from scratch" in caplog.text
+    def curve(run):
+        return [(h["epoch"], h["loss"], h["dev_frame_acc"]) for h in run["history"]]
+
+    assert curve(rerun) == curve(fresh) and len(curve(fresh)) == 2
+    a = torch.load(tmp_path / "fresh" / "epoch-2.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "run" / "epoch-2.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    caplog.clear()
+    again = train_model(relabelled, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)  # same inputs: nothing to redo
+    assert curve(again) == curve(rerun) and "training from scratch" not in caplog.text
+
+
 def test_nan_loss_is_a_clear_error(tmp_path):
     train = toy_frames()
     train.feats[3, 0] = float("nan")

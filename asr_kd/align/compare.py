@@ -99,9 +99,10 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
 
     normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
     if decode is not None:
-        from asr_kd.decode.decode import build_graph
+        from asr_kd.decode.decode import build_graph, decode_models, load_decode_splits
 
         build_graph(decode.lang_dir, rows[0].ali_dir, decode.manifest_dir, corpus, decode.graph_dir, decode.lm_order, decode.arpa)
+        decode_splits = load_decode_splits(fbank_dir, corpus)  # the same frames for every row
     results = []
     for i, row in enumerate(rows):
         res = {"name": row.name, "ali_dir": str(row.ali_dir), "checkpoints": list(row.checkpoints),
@@ -113,12 +114,11 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
         if decode is not None:
             if i > 0 and not _same_transition_ids(rows[0].ali_dir, row.ali_dir, decode.lang_dir):
                 raise ValueError(f"{row.ali_dir}: its transition model differs from {rows[0].ali_dir}'s, so the shared graph does not fit it")
-            from asr_kd.decode.decode import decode_models
-
             dec = decode_models([(f"row{i}_seed{k}", [c]) for k, c in enumerate(row.checkpoints)], row.ali_dir,
                                 decode.lang_dir, fbank_dir, corpus, decode.graph_dir, out_dir,
                                 lmwts=decode.lmwts, penalties=decode.penalties, beam=decode.beam,
-                                max_active=decode.max_active, nj=decode.nj, score_map=decode.score_map)
+                                max_active=decode.max_active, nj=decode.nj, score_map=decode.score_map,
+                                splits=decode_splits)
             res["decode"] = dec
             res["dev_wer"] = _mean_std([d["dev_wer"] for d in dec])
             res["test_wer"] = _mean_std([d["test_wer"] for d in dec])

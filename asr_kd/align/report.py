@@ -2,8 +2,9 @@
 
 Per split: the share of oracle phone boundaries (every phone's start and end) that have a
 forced-alignment phone boundary within ``tolerance`` seconds, and frame-level phone agreement
-(a frame's oracle phone is the one covering its centre, SIL outside all phones). Test
-speakers with held-out accents are also reported separately: their oracle phones may come
+(a frame's oracle phone is the one covering its centre, SIL outside all phones). Subsets of
+each split are reported too (``subsets_of``): by recording condition, and test speakers with
+held-out accents apart from the others, whose oracle phones may come
 from eSpeak's accent-specific inventory (e.g. ``aI2``), which lowers frame agreement but not
 boundary accuracy. Stop onsets are also reported excluded (see STOPS), and boundaries at word
 edges (a word's first phone start or last phone end) apart from those inside words: with a small
@@ -67,6 +68,31 @@ def score_cut(cut, maps, id2phone, tolerance: float, frame_shift: float) -> Dict
             "mean_abs_ms": float(np.mean(np.minimum(dist, 1.0)) * 1000) if len(dist) else 0.0}
 
 
+SNR_LOW_DB = 5.0
+SUBSETS = ("all", "seen_accents", "held_out_accents", "no_added_noise", "snr_below_5db", "reverberant")
+
+
+def subsets_of(custom: Dict, held_out_accents=()) -> List[str]:
+    """The subsets an utterance is also reported in, read from its supervision's custom fields:
+    seen or held-out accent, and for the embedded corpus the degradation it was synthesised with
+    (no added noise, SNR below 5 dB, reverberation), which shows how much of the gap to the oracle
+    is the recording condition rather than the aligner."""
+    out = []
+    accent = custom.get("accent")
+    if held_out_accents and accent is not None:
+        out.append("held_out_accents" if accent in held_out_accents else "seen_accents")
+    degradation = custom.get("degradation")
+    if degradation:
+        noise = degradation.get("noise")
+        if not noise:
+            out.append("no_added_noise")
+        elif noise["snr_db"] < SNR_LOW_DB:
+            out.append("snr_below_5db")
+        if degradation.get("reverb_rt60"):
+            out.append("reverberant")
+    return out
+
+
 def alignment_report(cuts_by_split: Dict[str, CutSet], tm, lang, out_dir, held_out_accents=(),
                      tolerance: float = 0.02, frame_shift: float = 0.01) -> Dict:
     maps = label_maps(tm)
@@ -77,15 +103,15 @@ def alignment_report(cuts_by_split: Dict[str, CutSet], tm, lang, out_dir, held_o
             if not cut.supervisions[0].alignment:
                 continue
             s = score_cut(cut, maps, lang.id2phone, tolerance, frame_shift)
-            groups["all"].append(s)
-            accent = (cut.supervisions[0].custom or {}).get("accent")
-            if held_out_accents and accent is not None:
-                groups.setdefault("held_out_accents" if accent in held_out_accents else "seen_accents", []).append(s)
-        report["splits"][split] = {name: _summary(rows) for name, rows in groups.items() if rows}
+            for name in ["all"] + subsets_of(cut.supervisions[0].custom or {}, held_out_accents):
+                groups.setdefault(name, []).append(s)
+        # a subset holding the whole split would repeat the "all" row
+        report["splits"][split] = {name: _summary(groups[name]) for name in SUBSETS if groups.get(name)
+                                   and (name == "all" or len(groups[name]) < len(groups["all"]))}
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "alignment_report.json", report)
     lines = [f"# Forced alignment vs. eSpeak oracle (boundary tolerance {tolerance * 1000:.0f} ms)", "",
-             "| split | speakers | utterances | boundaries within tolerance | same, stop onsets excluded | at word edges | inside words | mean abs. boundary error (ms) | frame phone agreement |",
+             "| split | subset | utterances | boundaries within tolerance | same, stop onsets excluded | at word edges | inside words | mean abs. boundary error (ms) | frame phone agreement |",
              "|---|---|---|---|---|---|---|---|---|"]
     for split, groups in report["splits"].items():
         for name, s in groups.items():

@@ -8,6 +8,8 @@ column ``ilabel - 1``). Utterances are decoded in ``nj`` forked processes, each 
 from disk (FSTs do not pickle). Scoring: a grid over LM weight (= 1 / acoustic scale) and word
 insertion penalty, the best pair chosen on dev and applied unchanged to test.
 """
+import hashlib
+import json
 import logging
 import multiprocessing as mp
 import time
@@ -17,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asr_kd.utils.io import write_json_atomic, write_text_atomic
+from asr_kd.utils.io import fingerprint, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,8 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
 
 # -- the decode stage -------------------------------------------------------------------------
 def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_order: int = 2, arpa=None) -> Dict:
-    """LM (or a given ARPA), perplexities, G.fst and HCLG.fst in ``graph_dir`` (kept if present)."""
+    """LM (or a given ARPA), perplexities, G.fst and HCLG.fst in ``graph_dir`` (kept if built from
+    the same lang, transition model, LM text and order or ARPA)."""
     import kaldi_hmm_gmm  # noqa: F401  (import order)
     from lhotse import SupervisionSet
 
@@ -180,12 +183,19 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
 
     graph_dir = Path(graph_dir)
     info_path = graph_dir / "graph_summary.json"
-    if info_path.is_file() and (graph_dir / "HCLG.fst").is_file():
-        import json
-
-        return json.loads(info_path.read_text())
     texts = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, s)["supervisions"])]
              for s in ("train", "dev", "test")}
+    aligner = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
+    # what the graph is built from: a graph of another lang, transition model, LM or LM text is rebuilt
+    key = fingerprint({"lang": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(lang_dir).rglob("*"))
+                                if f.is_file()},
+                       "transition_ids": list(aligner.tm.id2pdf_id), "texts": texts, "lm_order": lm_order,
+                       "arpa": hashlib.sha256(Path(arpa).read_bytes()).hexdigest() if arpa else None})
+    if info_path.is_file() and (graph_dir / "HCLG.fst").is_file():
+        summary = json.loads(info_path.read_text())
+        if summary.get("key") == key:
+            return summary
+        log.info("%s was built from other inputs: rebuilding it", graph_dir)
     lang = Lang(lang_dir)
     if lang.oov_word:  # words without a pronunciation are the OOV word in G too
         texts = {s: [" ".join(w if w in lang.word2id else lang.oov_word for w in t.split()) for t in ts]
@@ -198,35 +208,42 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
         estimator = train_arpa(texts["train"], lm_order, arpa_path)
     ppl = {s: perplexity(arpa_path, texts[s]) for s in ("dev", "test")}
     arpa_to_G(arpa_path, Path(lang_dir) / "words.txt", graph_dir / "G.fst")
-    aligner = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
-    _, info = make_hclg(Lang(lang_dir), aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
-    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "perplexity": ppl, "hclg": info}
+    _, info = make_hclg(lang, aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
+    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "perplexity": ppl, "hclg": info, "key": key}
     write_json_atomic(info_path, summary)
     log.info("LM (%s, order %d): perplexity dev %.2f, test %.2f", estimator, lm_order, ppl["dev"], ppl["test"])
     return summary
 
 
-def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("dev", "test")):
-    """(lang, transition model, log priors, {split: (cuts, frames)}) for decoding."""
-    import kaldi_hmm_gmm  # noqa: F401
+def load_decode_splits(fbank_dir, corpus: str, split_names=("dev", "test")) -> Dict:
+    """{split: (cuts, normalised frames)}: the input of every model decoded on these splits."""
     from lhotse import CutSet
 
-    from asr_kd.align.dnn_align import log_priors
-    from asr_kd.align.labels import read_pdf_counts
-    from asr_kd.align.mono import MonophoneAligner
     from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
-    from asr_kd.lang.prepare_lang import Lang
     from asr_kd.nnet.data import load_frames
 
-    lang = Lang(lang_dir)
-    tm = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir).tm
-    priors = log_priors(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
     norm = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
     splits = {}
     for s in split_names:
         cuts = CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)).to_eager()
         splits[s] = (cuts, load_frames(cuts, norm, with_labels=False))
-    return lang, tm, priors, splits
+    return splits
+
+
+def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("dev", "test"), splits: Optional[Dict] = None):
+    """(lang, transition model, log priors, {split: (cuts, frames)}) for decoding; ``splits``, when
+    given, is a ``load_decode_splits`` result reused instead of reading the frames again."""
+    import kaldi_hmm_gmm  # noqa: F401
+
+    from asr_kd.align.dnn_align import log_priors
+    from asr_kd.align.labels import read_pdf_counts
+    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.lang.prepare_lang import Lang
+
+    lang = Lang(lang_dir)
+    tm = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir).tm
+    priors = log_priors(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
+    return lang, tm, priors, splits if splits is not None else load_decode_splits(fbank_dir, corpus, split_names)
 
 
 def model_loglikes(ckpts: Sequence[str], splits: Dict, priors: np.ndarray) -> Dict[str, np.ndarray]:
@@ -244,16 +261,18 @@ def model_loglikes(ckpts: Sequence[str], splits: Dict, priors: np.ndarray) -> Di
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
                   beam: float = 13.0, max_active: int = 7000, nj: int = 1,
-                  score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi") -> List[Dict]:
+                  score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi",
+                  splits: Optional[Dict] = None) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
     ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
     token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``kaldi`` (LatticeFasterDecoder)
-    or ``k2`` (asr_kd.decode.k2_decode, same graph and likelihoods)."""
+    or ``k2`` (asr_kd.decode.k2_decode, same graph and likelihoods). ``splits``: dev and test frames
+    already read by ``load_decode_splits`` (callers decoding several alignments read them once)."""
     if decoder not in ("kaldi", "k2"):
         raise ValueError(f"decoder must be kaldi or k2, not {decoder!r}")
-    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus)
+    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
 
     def fold(tokens):

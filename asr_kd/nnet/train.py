@@ -8,9 +8,11 @@ Per epoch: a seeded shuffle of all training examples, Adam (or SGD), dev accurac
 checkpoint ``epoch-N.pt`` written atomically (model, optimiser, learning rate, history); the
 learning rate halves when dev accuracy stops improving (Kaldi's "newbob"; or a cosine
 schedule for fixed-length runs). ``best.pt`` is the
-epoch with the best dev accuracy. A killed run resumes from its last checkpoint. TensorBoard
+epoch with the best dev accuracy. A killed run resumes from its last checkpoint (one trained on other data or with another config is
+discarded, see ``run_fingerprint``). TensorBoard
 scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
+import hashlib
 import logging
 import math
 import time
@@ -25,7 +27,7 @@ from tqdm import tqdm
 from asr_kd.distill.losses import DistillConfig, DistillationLoss
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.models import ModelConfig, build_model
-from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.io import atomic_path, fingerprint, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,28 @@ class TrainConfig:
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: DistillConfig,
+                    seed: int, init_state: Optional[Dict] = None) -> str:
+    """What a run trains on and how: the configs (thread count aside, and the epoch count unless the
+    schedule depends on it: a longer newbob run continues a shorter one), seed, and digests of the
+    training and dev tensors (features, labels, soft targets, a teacher's or initial weights) and the
+    data's scalar settings (e.g. image jitter).
+    Checkpoints carry it, so a rerun after the labels or the config changed starts over instead of
+    resuming a stale model."""
+    h = hashlib.sha256()
+    tensors = [train.feats, train.labels, dev.feats, dev.labels]
+    if train.soft is not None:
+        tensors.append(train.soft)
+    teacher = getattr(train, "teacher_model", None)
+    for state in (teacher.state_dict() if teacher is not None else {}, init_state or {}):
+        tensors += [state[k] for k in sorted(state)]
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(fingerprint({"model": asdict(model_cfg), "train": {**asdict(cfg), "threads": None, "epochs": cfg.epochs if cfg.schedule == "cosine" else None}, "loss": asdict(loss_cfg),
+                          "seed": seed, "num_pdfs": num_pdfs, "data_settings": {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str))}}).encode())
+    return h.hexdigest()[:16]
 
 
 def save_checkpoint(path, model, model_cfg: ModelConfig, feat_dim: int, num_pdfs: int, extra: Dict) -> None:
@@ -107,7 +131,13 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         raise ValueError(f"loss {loss_cfg.loss!r} needs soft targets (run the soft-targets stage)")
     history: List[Dict] = []
     lr, best_acc, start_epoch = cfg.lr, -1.0, 1
+    key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, loss_cfg, seed, init_state)
     done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    if done and torch.load(done[-1], map_location="cpu", weights_only=False).get("fingerprint") != key:
+        log.warning("%s: its checkpoints were trained on other data or with another config: training from scratch", out_dir)
+        for p in done + [out_dir / "best.pt", out_dir / "history.json"]:
+            p.unlink(missing_ok=True)
+        done = []
     if done:  # resume after a kill
         ck = torch.load(done[-1], map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -168,7 +198,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             lr *= cfg.lr_decay
         save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, model_cfg, train.feat_dim, num_pdfs,
                         {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
-                         "epoch": epoch, "rng": torch.get_rng_state()})
+                         "epoch": epoch, "rng": torch.get_rng_state(), "fingerprint": key})
     write_json_atomic(out_dir / "history.json", history)
     if tb is not None:
         tb.close()

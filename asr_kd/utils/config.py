@@ -30,9 +30,11 @@ def from_dict(cls: Type[T], data: Dict[str, Any], where: str = "") -> T:
     return cls(**kwargs)
 
 
-def section(path, name: str, cls: Type[T]) -> T:
-    """Read section ``name`` of the YAML file at ``path`` (missing section -> defaults)."""
+def section(path, name: str, cls: Type[T], base: str = None) -> T:
+    """Read section ``name`` of the YAML file at ``path`` (missing section -> defaults). With
+    ``base``, that section's keys come first and ``name``'s override them (a variant of a section)."""
     if path is None:
         return cls()
-    data = load_yaml(path).get(name, {}) or {}
+    config = load_yaml(path)
+    data = {**(config.get(base, {}) or {}), **(config.get(name, {}) or {})} if base else config.get(name, {}) or {}
     return from_dict(cls, data, where=f"{Path(path).name}:{name}")
