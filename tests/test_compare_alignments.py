@@ -80,3 +80,16 @@ def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_
     rows = [AlignmentRow("gmm", root / "exp", ckpts[:1]), AlignmentRow("other", other, ckpts[:1])]
     with pytest.raises(ValueError, match="transition model differs"):
         compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)
+
+
+def test_realignment_is_kept_for_the_same_models_and_redone_for_others(dnn_on_gmm_labels, tiny_features, tmp_path):
+    from asr_kd.align.dnn_align import realign
+
+    root, ckpts = dnn_on_gmm_labels
+    args = (root / "exp", root / "lang", tiny_features / "fbank", "digits", ["train", "dev", "test"], tmp_path / "ali")
+    first = realign(ckpts, *args)
+    h5 = tmp_path / "ali" / "digits_train_ali.h5"
+    written = h5.stat().st_mtime_ns
+    assert realign(ckpts, *args) == first and h5.stat().st_mtime_ns == written
+    other = realign(ckpts[:1], *args)
+    assert other["key"] != first["key"] and other["models"] == ckpts[:1] and h5.stat().st_mtime_ns != written

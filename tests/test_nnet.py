@@ -120,6 +120,16 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
         assert ((back > 0).sum(-1) == 3).all() and torch.allclose(back.sum(-1), torch.ones(len(data)))
         assert torch.equal(back.topk(3, -1).indices.sort(-1).values, expected.topk(3, -1).indices.sort(-1).values)
     assert meta["num_frames"] == len(data) and meta["mb_per_hour"] > 0
+    # a rerun keeps targets of the same teachers and settings, and redoes them when a teacher changed
+    h5 = tmp_path / "soft" / "soft_targets.h5"
+    written = h5.stat().st_mtime_ns
+    assert write_soft_targets(cuts, norm, teachers, tmp_path / "soft", 2.0, topk=topk, chunk_cuts=3) == meta
+    assert h5.stat().st_mtime_ns == written
+    torch.manual_seed(3)
+    save_checkpoint(teachers[1], build_model(cfg, 40, 6), cfg, 40, 6, {})
+    again = write_soft_targets(cuts, norm, teachers, tmp_path / "soft", 2.0, topk=topk, chunk_cuts=3)
+    assert again["key"] != meta["key"] and h5.stat().st_mtime_ns != written
+    assert not torch.equal(read_soft_targets(tmp_path / "soft", data, 6), back)
 
 
 def test_results_md_blocks_are_replaced_not_duplicated(tmp_path):

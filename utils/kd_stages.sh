@@ -60,9 +60,8 @@ students() { ls "$1"/seed*/best.pt | paste -sd, -; }
 temperature_sweep() {
   local t rows=()
   for t in $sweep_temperatures; do
-    [ -f "$exp/soft_T$t/soft_targets.json" ] || \
-      python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$exp/soft_T$t"
-    [ -f "$exp/student_T$t/seed101/history.json" ] || train_students "$exp/soft_T$t" "$exp/student_T$t" 1 --temperature "$t"
+    python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$exp/soft_T$t"
+    train_students "$exp/soft_T$t" "$exp/student_T$t" 1 --temperature "$t"
     rows+=("T=$t=$(students "$exp/student_T$t")")
   done
   python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --out "$exp/kd/table_5b_temperature" \
@@ -71,11 +70,9 @@ temperature_sweep() {
 
 small_data() {
   local f=$small_fraction
-  [ -f "$exp/small/hard/history.json" ] || \
-    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$exp/small/hard" \
+  python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$exp/small/hard" \
       > "$exp/log/small_hard.log" 2>&1
-  [ -f "$exp/small/soft/history.json" ] || \
-    python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
+  python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
       --soft-targets "$exp/soft_T$temperature" --out "$exp/small/soft" > "$exp/log/small_soft.log" 2>&1
   python -m asr_kd frame-table "${table_args[@]}" --train-fraction "$f" \
     --rows "baseline, 100% of the training data=$(members | paste -sd, -)" \
@@ -89,10 +86,8 @@ small_data() {
 topk_compare() {
   local k rows=("dense=$(students "$exp/student_T$temperature")") storage=("dense=$exp/soft_T$temperature")
   for k in $topk_values; do
-    [ -f "$exp/soft_T${temperature}_top$k/soft_targets.json" ] || \
-      python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$exp/soft_T${temperature}_top$k"
-    [ -f "$exp/student_T${temperature}_top$k/seed101/history.json" ] || \
-      train_students "$exp/soft_T${temperature}_top$k" "$exp/student_T${temperature}_top$k" 1 --temperature "$temperature"
+    python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$exp/soft_T${temperature}_top$k"
+    train_students "$exp/soft_T${temperature}_top$k" "$exp/student_T${temperature}_top$k" 1 --temperature "$temperature"
     rows+=("top-$k=$(students "$exp/student_T${temperature}_top$k")")
     storage+=("top-$k=$exp/soft_T${temperature}_top$k")
   done
@@ -102,7 +97,7 @@ topk_compare() {
 
 realign_and_compare() {  # DNNs on each alignment's labels, seeds 1..min(3, ensemble size), one process per core
   local seeds=$(seq 1 $(( ensemble_size < 3 ? ensemble_size : 3 ))) seed
-  [ -f "$exp/dnn_ali/summary.json" ] || python -m asr_kd realign-dnn --config "$config" --models $(members) --gmm-dir "$exp/mono" --lang "$data/lang" \
+  python -m asr_kd realign-dnn --config "$config" --models $(members) --gmm-dir "$exp/mono" --lang "$data/lang" \
     --fbank-dir "$data/fbank" --corpus "$corpus" --out "$exp/dnn_ali"
   local labels=("$exp/dnn_ali=$exp/dnn_realigned")
   $oracle_reference && labels+=("$exp/mono_oracle=$exp/dnn_oracle_gmm")
@@ -110,7 +105,7 @@ realign_and_compare() {  # DNNs on each alignment's labels, seeds 1..min(3, ense
   for pair in "${labels[@]}"; do
     ali=${pair%%=*} out=${pair#*=}
     for seed in $seeds; do  # same seeds and threads as the ensemble's members, so only the labels differ
-      [ -f "$out/seed$seed/history.json" ] || bg_job "$exp/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn \
+      bg_job "$exp/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn \
         --config "$config" --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --seed "$seed" --out "$out/seed$seed"
     done
   done

@@ -10,6 +10,7 @@ transition-id (``loglik[:, id2pdf[1:]]``: DecodableCtc reads column ``ilabel - 1
 Also: the label-independent measure used to compare alignments by the DNNs they give, the
 share of test frames whose predicted pdf belongs to the oracle's phone.
 """
+import json
 import logging
 import pickle
 import time
@@ -25,7 +26,7 @@ from asr_kd.align.mono import MonophoneAligner, _graph, _worker_init
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
 from asr_kd.nnet.data import load_frames
 from asr_kd.nnet.train import load_model, predict_logits
-from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.io import dir_digest, file_digest, fingerprint, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,17 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
     from asr_kd.align.report import alignment_report, plot_alignment
 
     gmm_dir, out_dir = Path(gmm_dir), Path(out_dir)
+    # a rerun keeps a realignment made from the same models, GMM, lang, features and settings
+    key = fingerprint({"models": [file_digest(p) for p in model_paths], "gmm": file_digest(gmm_dir / "final.mdl"),
+                       "pdf_counts": file_digest(gmm_dir / "pdf_counts.txt"), "lang": dir_digest(lang_dir),
+                       "cmvn": file_digest(Path(fbank_dir) / "cmvn.npz"),
+                       "cuts": {s: file_digest(feature_cuts_path(fbank_dir, corpus, s)) for s in splits},
+                       "settings": [acoustic_scale, beam, retry_beam, list(held_out_accents)]})
+    if (out_dir / "summary.json").is_file():
+        summary = json.loads((out_dir / "summary.json").read_text())
+        if summary.get("key") == key:
+            log.info("%s: realigned before with these models and settings; keeping it", out_dir)
+            return summary
     aligner = MonophoneAligner.load(gmm_dir / "final.mdl", lang_dir, nj=1)
     tm = aligner.tm
     priors = log_priors(read_pdf_counts(gmm_dir / "pdf_counts.txt"))
@@ -73,7 +85,7 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
         plot_alignment(example, tm, aligner.lang, out_dir / "alignment_example.png")
     # downstream stages load the GMM (transition model) from the alignment folder
     (out_dir / "final.mdl").write_bytes((gmm_dir / "final.mdl").read_bytes())
-    summary.update({"models": [str(p) for p in model_paths], "num_pdfs": int(len(counts)), "report": report["splits"]})
+    summary.update({"models": [str(p) for p in model_paths], "num_pdfs": int(len(counts)), "report": report["splits"], "key": key})
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 
-from asr_kd.utils.io import atomic_path, write_text_atomic
+from asr_kd.utils.io import atomic_path, forget_open_arrays, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def store_alignments(cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir
                 for key, arr in (("tid_ali", tids), ("pdf_ali", maps["pdf"][tids]), ("phone_ali", maps["phone"][tids])):
                     c = c.with_custom(key, writer.store_array(cut.id + "/" + key, arr, frame_shift=frame_shift, temporal_dim=0))
                 kept.append(c)
+    forget_open_arrays()
     # the arrays point at the temporary name until now: repoint them at the final file
     kept = [_repoint(c, h5) for c in kept]
     out = CutSet.from_cuts(kept)

@@ -125,6 +125,12 @@ class FeatureNormalizer:
     def dim(self) -> int:
         return int(self.global_mean.shape[0])
 
+    def fingerprint(self) -> str:
+        """A short hash of the statistics: an input of what is computed from normalised features."""
+        spk = sorted(self.speaker_stats)
+        arrays = [self.global_mean, self.global_std] + [np.asarray(x, np.float32) for s in spk for x in self.speaker_stats[s]]
+        return fingerprint([self.mode, spk, [a.tobytes().hex() for a in arrays]])
+
     def save(self, path) -> None:
         spk = sorted(self.speaker_stats)
         with atomic_path(path) as tmp:

@@ -8,7 +8,6 @@ column ``ilabel - 1``). Utterances are decoded in ``nj`` forked processes, each 
 from disk (FSTs do not pickle). Scoring: a grid over LM weight (= 1 / acoustic scale) and word
 insertion penalty, the best pair chosen on dev and applied unchanged to test.
 """
-import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -19,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asr_kd.utils.io import fingerprint, write_json_atomic, write_text_atomic
+from asr_kd.utils.io import dir_digest, file_digest, fingerprint, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +186,9 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
              for s in ("train", "dev", "test")}
     aligner = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
     # what the graph is built from: a graph of another lang, transition model, LM or LM text is rebuilt
-    key = fingerprint({"lang": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(lang_dir).rglob("*"))
-                                if f.is_file()},
+    key = fingerprint({"lang": dir_digest(lang_dir),
                        "transition_ids": list(aligner.tm.id2pdf_id), "texts": texts, "lm_order": lm_order,
-                       "arpa": hashlib.sha256(Path(arpa).read_bytes()).hexdigest() if arpa else None})
+                       "arpa": file_digest(arpa) if arpa else None})
     if info_path.is_file() and (graph_dir / "HCLG.fst").is_file():
         summary = json.loads(info_path.read_text())
         if summary.get("key") == key:

@@ -1,6 +1,7 @@
 """The paper's speech experiment, glued from the shared parts: frame data from the alignment
 stage, ensemble soft targets at T stored per cut with lhotse (dense or top-k HDF5
 TemporalArrays), and frame-accuracy evaluation of single models and ensembles."""
+import json
 import logging
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from asr_kd.data.features import FeatureNormalizer
 from asr_kd.distill.losses import dense_from_topk, ensemble_soft_targets, topk_targets
 from asr_kd.nnet.data import FrameData, load_frames, subset_cuts
 from asr_kd.nnet.train import frame_accuracy, load_model, predict_logits
-from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.io import atomic_path, file_digest, fingerprint, forget_open_arrays, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,23 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     """Stream over ``cuts`` (``chunk_cuts`` at a time, so peak memory does not grow with the corpus):
     the teachers' soft targets at T go into one HDF5 file of per-cut TemporalArrays (``soft_probs``
     dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to the cuts of ``cuts.jsonl.gz``;
-    ``soft_targets.json`` holds T, k and the storage figures.
-    Returns the storage figures."""
+    ``soft_targets.json`` holds T, k and the storage figures; it is written last, with a key of the
+    inputs (teacher checkpoints, T, k, cuts, feature statistics), and targets of the same key are
+    kept on a rerun. Returns the storage figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cut_list = list(cuts)
+    key = fingerprint({"teachers": [file_digest(t) for t in teachers], "temperature": temperature, "topk": topk,
+                       "combine": combine, "cuts": [(c.id, c.num_frames) for c in cut_list], "cmvn": normalizer.fingerprint()})
+    meta_path = out_dir / "soft_targets.json"
+    if meta_path.is_file() and (out_dir / "cuts.jsonl.gz").is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
+            return meta
     models = [load_model(t) for t in teachers]
     h5 = out_dir / "soft_targets.h5"
     arrays, frames = {}, 0
-    cut_list = list(cuts)
     with atomic_path(h5) as tmp:
         with NumpyHdf5Writer(tmp) as w:
             for start in range(0, len(cut_list), chunk_cuts):
@@ -75,9 +85,8 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
         for a in per_cut.values():
             a.array.storage_path = str(h5)
     meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames,
-            "bytes": os.path.getsize(h5), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers]}
+            "bytes": os.path.getsize(h5), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers], "key": key}
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
-    write_json_atomic(out_dir / "soft_targets.json", meta)
     # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
     with_targets = []
     for cut in cut_list:
@@ -86,6 +95,8 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
         with_targets.append(cut)
     with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:
         CutSet.from_cuts(with_targets).to_file(tmp)
+    forget_open_arrays()
+    write_json_atomic(meta_path, meta)
     return meta
 
 

@@ -36,6 +36,14 @@ def write_text_atomic(path: PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def forget_open_arrays() -> None:
+    """Close lhotse's cached HDF5 handles: after an array file is replaced, a handle opened before
+    would go on reading the old file in this process."""
+    from lhotse.features.io import close_cached_file_handles
+
+    close_cached_file_handles()
+
+
 def write_json_atomic(path: PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
@@ -43,6 +51,21 @@ def write_json_atomic(path: PathLike, obj: Any) -> None:
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-serialisable object (a config, a list of inputs)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: PathLike) -> str:
+    """sha256 of a file's bytes: an input of a fingerprint (a checkpoint, a model, an LM)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dir_digest(directory: PathLike) -> str:
+    """A short hash of every file below ``directory`` (names and bytes), e.g. a lang directory."""
+    root = Path(directory)
+    return fingerprint({str(f.relative_to(root)): file_digest(f) for f in sorted(root.rglob("*")) if f.is_file()})
 
 
 def is_done(directory: PathLike, key: str = "") -> bool:
