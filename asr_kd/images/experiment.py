@@ -11,6 +11,7 @@ hidden size or temperature (the T sweep). Every run writes ``eval.json`` (valida
 errors out of 10,000, per-class test errors) next to its checkpoints; the teacher also caches its
 logits on the training images (``train_logits.npy``) for distillation.
 """
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from asr_kd.images.data import ImageData
 from asr_kd.images.mnist import MnistSplits, class_mask, load_mnist
 from asr_kd.nnet.models import ModelConfig
 from asr_kd.nnet.train import TrainConfig, load_model, predict_logits, train_model
-from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.io import atomic_path, file_digest, fingerprint, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +82,18 @@ def _splits(npz, cfg: MnistConfig) -> MnistSplits:
 
 
 def teacher_train_logits(teacher_dir, x_train: np.ndarray) -> np.ndarray:
-    """The teacher's logits on the (unjittered) training images, cached in the teacher's folder."""
-    path = Path(teacher_dir) / "train_logits.npy"
-    if path.exists():
-        cached = np.load(path)
-        if cached.shape[0] == len(x_train):
-            return cached
+    """The teacher's logits on the (unjittered) training images, cached in the teacher's folder
+    with a key of the checkpoint and the images (a retrained teacher gets new logits)."""
+    path, key_path = Path(teacher_dir) / "train_logits.npy", Path(teacher_dir) / "train_logits.key"
+    key = fingerprint([file_digest(Path(teacher_dir) / "best.pt"), hashlib.sha256(np.ascontiguousarray(x_train).tobytes()).hexdigest()])
+    if path.exists() and key_path.exists() and key_path.read_text().strip() == key:
+        return np.load(path)
     model = load_model(Path(teacher_dir) / "best.pt")
     logits = predict_logits(model, ImageData.from_numpy(x_train, np.zeros(len(x_train)))).numpy()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, logits)
+    write_text_atomic(key_path, key + "\n")
     return logits
 
 

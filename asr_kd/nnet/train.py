@@ -134,7 +134,8 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, loss_cfg, seed, init_state)
     done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if done and torch.load(done[-1], map_location="cpu", weights_only=False).get("fingerprint") != key:
-        log.warning("%s: its checkpoints were trained on other data or with another config: training from scratch", out_dir)
+        log.warning("%s: its checkpoints were not made from these inputs (data, labels, config or seed differ, or they "
+                    "carry no fingerprint): training from scratch", out_dir)
         for p in done + [out_dir / "best.pt", out_dir / "history.json"]:
             p.unlink(missing_ok=True)
         done = []

@@ -61,7 +61,6 @@ get_data() {
 train_seeds() {  # train_seeds ROLE [extra mnist-train args]; seed N of a distilled net uses teacher N
   local role=$1 seed; shift
   for seed in $(seq 1 "$seeds"); do
-    [ -f "$exp/$role/seed$seed/eval.json" ] && continue
     local extra=()
     [ "$role" = distilled ] && extra=(--teacher "$exp/teacher/seed$seed")
     bg_job "$exp/log/${role}_seed$seed.log" "${train[@]}" --role "$role" --seed "$seed" "${extra[@]}" \
@@ -72,9 +71,9 @@ train_seeds() {  # train_seeds ROLE [extra mnist-train args]; seed N of a distil
 }
 
 transfer() {
-  [ -f "$exp/transfer_no3/eval.json" ] || bg_job "$exp/log/transfer_no3.log" "${train[@]}" --role distilled \
+  bg_job "$exp/log/transfer_no3.log" "${train[@]}" --role distilled \
     --seed 1 --teacher "$exp/teacher/seed1" --drop 3 --out "$exp/transfer_no3"
-  [ -f "$exp/transfer_78/eval.json" ] || bg_job "$exp/log/transfer_78.log" "${train[@]}" --role distilled \
+  bg_job "$exp/log/transfer_78.log" "${train[@]}" --role distilled \
     --seed 1 --teacher "$exp/teacher/seed1" --keep 7 8 --out "$exp/transfer_78"
   bg_wait || { tail -n 5 "$exp"/log/transfer_*.log; return 1; }
   grep -h "test errors" "$exp"/log/transfer_*.log
@@ -84,7 +83,6 @@ tsweep() {
   local h t
   for h in $sweep_sizes; do
     for t in $sweep_temperatures; do
-      [ -f "$exp/tsweep/h${h}_T$t/eval.json" ] && continue
       bg_job "$exp/log/tsweep_h${h}_T$t.log" "${train[@]}" --role distilled --seed 1 --teacher "$exp/teacher/seed1" \
         --hidden "$h" --temperature "$t" --out "$exp/tsweep/h${h}_T$t"
     done
