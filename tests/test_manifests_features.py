@@ -76,6 +76,29 @@ def test_features_rerun_takes_the_current_supervisions(tiny_features, tmp_path):
         assert c[first.id].load_features().shape[0] == c[first.id].num_frames
 
 
+def test_features_are_recomputed_when_the_audio_is_rewritten(tiny_features, tmp_path):
+    """Same ids and lengths, new audio (e.g. the corpus regenerated at another SNR): not stale features."""
+    import shutil
+
+    from asr_kd.data.features import FeatureConfig, compute_fbank
+    from lhotse.utils import fastcopy
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_features, root)
+    path = manifest_paths(root / "manifests", "digits", "dev")["cuts"]
+    cuts = CutSet.from_file(path).to_eager()
+    first = cuts[0]
+    wav = tmp_path / "first.wav"
+    shutil.copy(first.recording.sources[0].source, wav)
+    rec = fastcopy(first.recording, sources=[fastcopy(first.recording.sources[0], source=str(wav))])
+    CutSet.from_cuts([fastcopy(first, recording=rec)] + list(cuts)[1:]).to_file(path)
+    before = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][first.id].load_features()
+    audio, sr = sf.read(str(wav))
+    sf.write(str(wav), 0.5 * audio, sr, subtype="PCM_16")  # same length, 6 dB quieter
+    after = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][first.id].load_features()
+    assert after.shape == before.shape and np.abs(after - before).mean() > 0.5
+
+
 def _write_wav(path, sr=16000, seconds=0.5):
     sf.write(str(path), (0.1 * np.random.default_rng(0).standard_normal(int(sr * seconds))).astype(np.float32), sr)
 

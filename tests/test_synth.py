@@ -26,6 +26,23 @@ def test_generated_wavs_are_identical_across_runs(tiny_corpus, tmp_path, tiny_co
             assert (tmp_path / m["wav"]).read_bytes() == (tiny_corpus / m["wav"]).read_bytes(), m["id"]
 
 
+def test_a_changed_config_does_not_keep_the_old_utterances(tiny_corpus, tmp_path, tiny_config):
+    """A rerun into the same folder after a config change re-synthesises; a kill only keeps its own."""
+    import shutil
+
+    from asr_kd.data.synth.digits import generate_corpus
+
+    shutil.copytree(tiny_corpus, tmp_path / "c")
+    quiet = DigitsCorpusConfig(**{**tiny_config.__dict__, "noise_prob": 0.0})
+    generate_corpus(quiet, tmp_path / "c", num_jobs=2)
+    generate_corpus(quiet, tmp_path / "fresh", num_jobs=2)
+    for split in SPLITS:
+        rows = read_split(tmp_path / "c", split)
+        assert rows == read_split(tmp_path / "fresh", split) and all(m["degradation"]["noise"] is None for m in rows)
+        for m in rows:
+            assert (tmp_path / "c" / m["wav"]).read_bytes() == (tmp_path / "fresh" / m["wav"]).read_bytes(), m["id"]
+
+
 def test_splits_are_speaker_disjoint_and_test_holds_out_an_accent(tiny_corpus, tiny_config):
     speakers = {s: {m["speaker"] for m in read_split(tiny_corpus, s)} for s in SPLITS}
     assert not speakers["train"] & speakers["dev"]

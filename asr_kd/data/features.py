@@ -34,6 +34,16 @@ def feature_cuts_path(out_dir, corpus: str, split: str) -> Path:
     return Path(out_dir) / f"{corpus}_cuts_{split}.jsonl.gz"
 
 
+def _audio_stamp(cut) -> list:
+    """(source, size, mtime) of each of the cut's audio files; other sources (URLs, commands) by name."""
+    out = []
+    for src in cut.recording.sources:
+        path = Path(src.source) if src.type == "file" else None
+        st = path.stat() if path is not None and path.is_file() else None
+        out.append([str(src.source), st.st_size if st else None, st.st_mtime_ns if st else None])
+    return out
+
+
 def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg: FeatureConfig,
                   sample_rate: int = 16000, num_jobs: int = 1) -> Dict[str, CutSet]:
     """Compute and store fbank for each split (skipping splits already done), then CMVN stats."""
@@ -44,8 +54,10 @@ def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg
     for split in splits:
         split_dir = out_dir / f"{corpus}_{split}"
         cuts_in = CutSet.from_file(manifest_paths(manifest_dir, corpus, split)["cuts"])
-        # the features depend on the audio only; supervisions (texts, oracle times) are re-attached
-        key = fingerprint({"cfg": asdict(cfg), "cuts": sorted((c.id, c.num_samples) for c in cuts_in), "sr": sample_rate})
+        # the features depend on the audio only (supervisions, texts and oracle times, are re-attached):
+        # its files' sizes and modification times stand for their contents, as in make
+        key = fingerprint({"cfg": asdict(cfg), "cuts": sorted((c.id, c.num_samples, _audio_stamp(c)) for c in cuts_in),
+                           "sr": sample_rate})
         if is_done(split_dir, key) and feature_cuts_path(out_dir, corpus, split).is_file():
             log.info("fbank %s/%s is complete; skipping", corpus, split)
             result[split] = _with_current_supervisions(feature_cuts_path(out_dir, corpus, split), cuts_in)

@@ -16,6 +16,7 @@ Output layout under ``out_dir``::
 import json
 import logging
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -212,8 +213,15 @@ def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict
     if is_done(out_dir, key):
         log.info("%s is complete (config %s); nothing to do", out_dir, key)
         return {s: sum(1 for _ in open(out_dir / f"{s}.jsonl")) for s in SPLITS}
+    # finished utterances are kept across a killed run, but only those of this config
+    stamp = out_dir / "meta" / ".config_key"
+    if (out_dir / "meta").is_dir() and (not stamp.is_file() or stamp.read_text().strip() != key):
+        log.warning("%s holds utterances of another corpus config: synthesising every utterance anew", out_dir)
+        for sub in ("wav", "meta"):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
     (out_dir / "wav").mkdir(parents=True, exist_ok=True)
     (out_dir / "meta").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(stamp, key + "\n")
     speakers = make_speakers(cfg)
     write_json_atomic(out_dir / "speakers.json", [{"id": s.id, "split": s.split, **asdict(s.voice)} for s in speakers])
     jobs = [(cfg, s, i, u, out_dir) for i, s in enumerate(speakers) for u in range(cfg.utts_per_speaker)]
