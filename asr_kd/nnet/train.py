@@ -57,17 +57,24 @@ def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: Trai
     Checkpoints carry it, so a rerun after the labels or the config changed starts over instead of
     resuming a stale model."""
     h = hashlib.sha256()
-    tensors = [train.feats, train.labels, dev.feats, dev.labels]
-    if train.soft is not None:
-        tensors.append(train.soft)
+    tensors = _data_tensors(train) + _data_tensors(dev)
     teacher = getattr(train, "teacher_model", None)
     for state in (teacher.state_dict() if teacher is not None else {}, init_state or {}):
         tensors += [state[k] for k in sorted(state)]
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    h.update(fingerprint({"model": asdict(model_cfg), "train": {**asdict(cfg), "threads": None, "epochs": cfg.epochs if cfg.schedule == "cosine" else None}, "loss": asdict(loss_cfg),
-                          "seed": seed, "num_pdfs": num_pdfs, "data_settings": {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str))}}).encode())
+    settings = {"model": asdict(model_cfg), "loss": asdict(loss_cfg), "seed": seed, "num_pdfs": num_pdfs,
+                "train": {**asdict(cfg), "threads": None, "epochs": cfg.epochs if cfg.schedule == "cosine" else None},
+                "data": {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str))}}
+    h.update(fingerprint(settings).encode())
     return h.hexdigest()[:16]
+
+
+def _data_tensors(data) -> List[torch.Tensor]:
+    """The tensors that define a data set: its own and, for a subset view, its base's."""
+    base = getattr(data, "base", None)
+    out = _data_tensors(base) if base is not None else []
+    return out + [t for t in (getattr(data, n, None) for n in ("feats", "start", "end", "idx", "labels", "soft")) if isinstance(t, torch.Tensor)]
 
 
 def save_checkpoint(path, model, model_cfg: ModelConfig, feat_dim: int, num_pdfs: int, extra: Dict) -> None:

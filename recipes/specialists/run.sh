@@ -61,9 +61,9 @@ train_specialists() {
   local m n
   n=$(python -c "import json; print(len(json.load(open('$exp/clusters.json'))['clusters']))")
   for m in $(seq 0 $((n - 1))); do
-    [ -f "$exp/specialists/$m/eval.json" ] || bg_job "$exp/log/specialist_$m.log" \
+    bg_job "$exp/log/specialist_$m.log" \
       python -m asr_kd specialists-train --config "$config" --data "$npz" --exp "$exp" --index "$m"
-    [ -f "$exp/specialists_soft/$m/eval.json" ] || bg_job "$exp/log/specialist_soft_$m.log" \
+    bg_job "$exp/log/specialist_soft_$m.log" \
       python -m asr_kd specialists-train --config "$config" --data "$npz" --exp "$exp" --index "$m" --soft-targets
   done
   bg_wait || { tail -n 5 "$exp"/log/specialist_*.log; return 1; }
