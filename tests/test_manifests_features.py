@@ -1,4 +1,6 @@
 """lhotse manifests, fbank features, CMVN and the bad-input policy."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -97,6 +99,21 @@ def test_features_are_recomputed_when_the_audio_is_rewritten(tiny_features, tmp_
     sf.write(str(wav), 0.5 * audio, sr, subtype="PCM_16")  # same length, 6 dB quieter
     after = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][first.id].load_features()
     assert after.shape == before.shape and np.abs(after - before).mean() > 0.5
+
+
+def test_audio_stamp_covers_every_track_of_a_mixed_cut(tmp_path):
+    """MUSAN-mixed training cuts (LibriSpeech recipe) read two files: both stand for the features."""
+    from lhotse import Recording
+
+    from asr_kd.data.features import _audio_stamp
+
+    _write_wav(tmp_path / "speech.wav", seconds=1.0)
+    _write_wav(tmp_path / "noise.wav", seconds=0.3)
+    speech, noise = (Recording.from_file(tmp_path / f"{n}.wav").to_cut() for n in ("speech", "noise"))
+    mixed = speech.mix(noise, snr=10, allow_padding=True)
+    stamps = _audio_stamp(mixed)
+    assert [Path(s[0]).name for s in stamps] == ["speech.wav", "noise.wav"]
+    assert all(s[1] == (tmp_path / Path(s[0]).name).stat().st_size for s in stamps)
 
 
 def _write_wav(path, sr=16000, seconds=0.5):

@@ -35,12 +35,15 @@ def feature_cuts_path(out_dir, corpus: str, split: str) -> Path:
 
 
 def _audio_stamp(cut) -> list:
-    """(source, size, mtime) of each of the cut's audio files; other sources (URLs, commands) by name."""
+    """(source, size, mtime) of each audio file the cut reads, every track of a mixed cut (MUSAN)
+    included; other sources (URLs, commands) by name."""
     out = []
-    for src in cut.recording.sources:
-        path = Path(src.source) if src.type == "file" else None
-        st = path.stat() if path is not None and path.is_file() else None
-        out.append([str(src.source), st.st_size if st else None, st.st_mtime_ns if st else None])
+    for track in [t.cut for t in cut.tracks] if hasattr(cut, "tracks") else [cut]:
+        recording = getattr(track, "recording", None)  # none for padding
+        for src in recording.sources if recording is not None else []:
+            path = Path(src.source) if src.type == "file" else None
+            st = path.stat() if path is not None and path.is_file() else None
+            out.append([str(src.source), st.st_size if st else None, st.st_mtime_ns if st else None])
     return out
 
 
