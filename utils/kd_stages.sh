@@ -55,7 +55,11 @@ train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn a
   bg_wait || { tail -n 5 "$out".seed*.log; return 1; }
   grep -H "best dev frame accuracy" "$out".seed*.log
 }
-students() { ls "$1"/seed*/best.pt | paste -sd, -; }
+students() {  # students DIR: the checkpoints of this run's seeds in DIR (not leftovers of a run with more seeds)
+  local n=1
+  [ "$1" = "$exp/student_T$temperature" ] && n=$student_seeds  # stage 7's students; other folders hold one
+  seq 101 $((100 + n)) | sed "s|^|$1/seed|; s|\$|/best.pt|" | paste -sd, -
+}
 
 temperature_sweep() {
   local t rows=()
