@@ -10,7 +10,6 @@ transition-id (``loglik[:, id2pdf[1:]]``: DecodableCtc reads column ``ilabel - 1
 Also: the label-independent measure used to compare alignments by the DNNs they give, the
 share of test frames whose predicted pdf belongs to the oracle's phone.
 """
-import json
 import logging
 import pickle
 import time
@@ -26,7 +25,7 @@ from asr_kd.align.mono import MonophoneAligner, _graph, _worker_init
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
 from asr_kd.nnet.data import load_frames
 from asr_kd.nnet.train import load_model, predict_logits
-from asr_kd.utils.io import dir_digest, file_digest, fingerprint, write_json_atomic
+from asr_kd.utils.io import dir_digest, file_digest, fingerprint, kept_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,10 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
                        "cmvn": file_digest(Path(fbank_dir) / "cmvn.npz"),
                        "cuts": {s: file_digest(feature_cuts_path(fbank_dir, corpus, s)) for s in splits},
                        "settings": [acoustic_scale, beam, retry_beam, list(held_out_accents)]})
-    if (out_dir / "summary.json").is_file():
-        summary = json.loads((out_dir / "summary.json").read_text())
-        if summary.get("key") == key:
-            log.info("%s: realigned before with these models and settings; keeping it", out_dir)
-            return summary
+    kept = kept_summary(out_dir / "summary.json", key)
+    if kept is not None:
+        log.info("%s: realigned before with these models and settings; keeping it", out_dir)
+        return kept
     aligner = MonophoneAligner.load(gmm_dir / "final.mdl", lang_dir, nj=1)
     tm = aligner.tm
     priors = log_priors(read_pdf_counts(gmm_dir / "pdf_counts.txt"))

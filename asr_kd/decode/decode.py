@@ -8,7 +8,6 @@ column ``ilabel - 1``). Utterances are decoded in ``nj`` forked processes, each 
 from disk (FSTs do not pickle). Scoring: a grid over LM weight (= 1 / acoustic scale) and word
 insertion penalty, the best pair chosen on dev and applied unchanged to test.
 """
-import json
 import logging
 import multiprocessing as mp
 import time
@@ -18,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asr_kd.utils.io import dir_digest, file_digest, fingerprint, write_json_atomic, write_text_atomic
+from asr_kd.utils.io import dir_digest, file_digest, fingerprint, kept_summary, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +188,10 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     key = fingerprint({"lang": dir_digest(lang_dir),
                        "transition_ids": list(aligner.tm.id2pdf_id), "texts": texts, "lm_order": lm_order,
                        "arpa": file_digest(arpa) if arpa else None})
-    if info_path.is_file() and (graph_dir / "HCLG.fst").is_file():
-        summary = json.loads(info_path.read_text())
-        if summary.get("key") == key:
-            return summary
+    kept = kept_summary(info_path, key)
+    if kept is not None and (graph_dir / "HCLG.fst").is_file():
+        return kept
+    if info_path.is_file():
         log.info("%s was built from other inputs: rebuilding it", graph_dir)
     lang = Lang(lang_dir)
     if lang.oov_word:  # words without a pronunciation are the OOV word in G too

@@ -1,7 +1,6 @@
 """The paper's speech experiment, glued from the shared parts: frame data from the alignment
 stage, ensemble soft targets at T stored per cut with lhotse (dense or top-k HDF5
 TemporalArrays), and frame-accuracy evaluation of single models and ensembles."""
-import json
 import logging
 import os
 from pathlib import Path
@@ -15,7 +14,7 @@ from asr_kd.data.features import FeatureNormalizer
 from asr_kd.distill.losses import dense_from_topk, ensemble_soft_targets, topk_targets
 from asr_kd.nnet.data import FrameData, load_frames, subset_cuts
 from asr_kd.nnet.train import frame_accuracy, load_model, predict_logits
-from asr_kd.utils.io import atomic_path, file_digest, fingerprint, forget_open_arrays, write_json_atomic
+from asr_kd.utils.io import atomic_path, file_digest, fingerprint, forget_open_arrays, kept_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,10 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     key = fingerprint({"teachers": [file_digest(t) for t in teachers], "temperature": temperature, "topk": topk,
                        "combine": combine, "cuts": [(c.id, c.num_frames) for c in cut_list], "cmvn": normalizer.fingerprint()})
     meta_path = out_dir / "soft_targets.json"
-    if meta_path.is_file() and (out_dir / "cuts.jsonl.gz").is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
-            log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
-            return meta
+    kept = kept_summary(meta_path, key)
+    if kept is not None and (out_dir / "cuts.jsonl.gz").is_file():
+        log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
+        return kept
     models = [load_model(t) for t in teachers]
     h5 = out_dir / "soft_targets.h5"
     arrays, frames = {}, 0

@@ -7,10 +7,9 @@ and images (asr_kd.images.data.ImageData) share this loop: the data object gives
 Per epoch: a seeded shuffle of all training examples, Adam (or SGD), dev accuracy, and a
 checkpoint ``epoch-N.pt`` written atomically (model, optimiser, learning rate, history); the
 learning rate halves when dev accuracy stops improving (Kaldi's "newbob"; or a cosine
-schedule for fixed-length runs). ``best.pt`` is the
-epoch with the best dev accuracy. A killed run resumes from its last checkpoint (one trained on other data or with another config is
-discarded, see ``run_fingerprint``). TensorBoard
-scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
+schedule for fixed-length runs). ``best.pt`` is the epoch with the best dev accuracy. A killed
+run resumes from its last checkpoint; checkpoints of other inputs (data, labels, config, seed) are
+discarded instead (``run_fingerprint``). TensorBoard scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
 import hashlib
 import logging

@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -66,6 +66,16 @@ def dir_digest(directory: PathLike) -> str:
     """A short hash of every file below ``directory`` (names and bytes), e.g. a lang directory."""
     root = Path(directory)
     return fingerprint({str(f.relative_to(root)): file_digest(f) for f in sorted(root.rglob("*")) if f.is_file()})
+
+
+def kept_summary(path: PathLike, key: str) -> Optional[Dict]:
+    """The JSON summary at ``path`` if it was written for inputs of this ``key`` (its "key"
+    field), else None: how a step finds that its earlier output still stands."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("key") == key else None
 
 
 def is_done(directory: PathLike, key: str = "") -> bool:
