@@ -47,10 +47,11 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
     from asr_kd.align.report import alignment_report, plot_alignment
 
     gmm_dir, out_dir = Path(gmm_dir), Path(out_dir)
+    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
     # a rerun keeps a realignment made from the same models, GMM, lang, features and settings
     key = fingerprint({"models": [file_digest(p) for p in model_paths], "gmm": file_digest(gmm_dir / "final.mdl"),
                        "pdf_counts": file_digest(gmm_dir / "pdf_counts.txt"), "lang": dir_digest(lang_dir),
-                       "cmvn": file_digest(Path(fbank_dir) / "cmvn.npz"),
+                       "cmvn": normalizer.fingerprint(),
                        "cuts": {s: file_digest(feature_cuts_path(fbank_dir, corpus, s)) for s in splits},
                        "settings": [acoustic_scale, beam, retry_beam, list(held_out_accents)]})
     kept = kept_summary(out_dir / "summary.json", key)
@@ -60,7 +61,6 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
     aligner = MonophoneAligner.load(gmm_dir / "final.mdl", lang_dir, nj=1)
     tm = aligner.tm
     priors = log_priors(read_pdf_counts(gmm_dir / "pdf_counts.txt"))
-    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
     models = [load_model(p) for p in model_paths]
     ali_cuts, summary = {}, {"failed": {}, "retried": {}, "seconds": {}}
     for split in splits:
