@@ -5,7 +5,7 @@ Each command is a thin wrapper over one library function, so the CLI mirrors the
   synth-digits     asr_kd.data.synth.digits.generate_corpus
   prepare-digits   asr_kd.data.manifests.prepare_digits
   compute-fbank    asr_kd.data.features.compute_fbank (+ compute_cmvn)
-  prepare-lang     asr_kd.lang.lexicon.build_lexicon + asr_kd.lang.prepare_lang.prepare_lang
+  prepare-lang     asr_kd.lang.pipeline.prepare_lang_from_manifests (training vocabulary, lexicon, OOV report, lang)
   train-mono       asr_kd.align.pipeline.train_and_align (monophone GMM-HMM, labels, report)
   train-oracle-gmm asr_kd.align.pipeline.train_oracle_reference (the same GMM trained on oracle phone times)
   train-dnn        asr_kd.nnet.train.train_model (hard labels, or soft targets with a distillation loss)
@@ -68,50 +68,17 @@ def cmd_compute_fbank(args) -> None:
 
 
 def cmd_prepare_lang(args) -> None:
-    import kaldi_hmm_gmm  # noqa: F401  (import order: kaldi_hmm_gmm before kaldifst)
-    from lhotse import SupervisionSet
-
-    from asr_kd.data.manifests import manifest_paths
-    from asr_kd.lang.lexicon import LexiconConfig, build_lexicon, train_bpe
-    from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
+    from asr_kd.lang.lexicon import LexiconConfig
+    from asr_kd.lang.pipeline import prepare_lang_from_manifests
+    from asr_kd.lang.prepare_lang import LangConfig
 
     lcfg = section(args.config, "lexicon", LexiconConfig)
     if args.dictionary:
         lcfg.dictionary = args.dictionary
     if args.units:
         lcfg.units = args.units
-    words, train_texts, utts_of = set(), [], {}
-    for split in args.splits.split(","):
-        sups = SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, split)["supervisions"])
-        for s in sups:
-            words.update(s.text.split())
-            for w in set(s.text.split()):
-                utts_of.setdefault(w, []).append(s.id)
-            if split == args.splits.split(",")[0]:
-                train_texts.append(s.text)
-    bpe_model = None
-    if lcfg.units == "bpe":
-        bpe_model = train_bpe(train_texts, Path(args.dict_dir) / "bpe", lcfg.bpe_vocab_size)
-    lexicon, stats = build_lexicon(sorted(words), dictionary=lcfg.dictionary, g2p_voices=lcfg.g2p_voices,
-                                   units=lcfg.units, bpe_model=bpe_model)
-    lexicon.write(Path(args.dict_dir) / "lexicon.txt")
-    uncovered = stats.pop("uncovered_words")
-    log.info("lexicon: %d words, %d pronunciations, sources %s", len(lexicon), sum(1 for _ in lexicon), stats)
-    lang_cfg = section(args.config, "lang", LangConfig)
-    report = Path(args.dict_dir) / "uncovered_words.txt"
-    if uncovered:
-        # Kaldi's way: such words become the OOV word (<UNK>, pronounced SPN), so their utterances stay usable
-        lang_cfg.oov_word = lang_cfg.oov_word or "<UNK>"
-        lines = [f"{w}\t{len(utts_of.get(w, []))} utterance(s), e.g. {' '.join(utts_of.get(w, [])[:3])}" for w in uncovered]
-        from asr_kd.utils.io import write_text_atomic
-
-        write_text_atomic(report, "\n".join(lines) + "\n")
-        log.warning("%d word(s) have no pronunciation (listed with their utterances in %s); they map to %s (SPN) in "
-                    "%d utterance(s)", len(uncovered), report, lang_cfg.oov_word,
-                    len({u for w in uncovered for u in utts_of.get(w, [])}))
-    elif report.exists():
-        report.unlink()
-    prepare_lang(lexicon, args.out, lang_cfg)
+    prepare_lang_from_manifests(args.manifest_dir, args.corpus, args.splits.split(","), args.dict_dir, args.out, lcfg,
+                                section(args.config, "lang", LangConfig), lm_vocab=args.lm_vocab)
 
 
 def cmd_train_mono(args) -> None:
@@ -132,7 +99,7 @@ def cmd_train_mono(args) -> None:
 
 def cmd_train_dnn(args) -> None:
     from asr_kd.distill.losses import DistillConfig, ensemble_soft_targets
-    from asr_kd.distill.speech import load_split, num_pdfs, read_soft_targets, teacher_logits
+    from asr_kd.distill.speech import check_soft_targets, load_split, num_pdfs, read_soft_targets, teacher_logits
     from asr_kd.nnet.models import ModelConfig
     from asr_kd.nnet.train import TrainConfig, train_model
 
@@ -149,6 +116,8 @@ def cmd_train_dnn(args) -> None:
         tcfg.epochs = args.epochs
     if args.loss is not None:
         dcfg.loss = args.loss
+    if args.soft_targets:
+        check_soft_targets(args.soft_targets, dcfg)  # before any data is read
     n = num_pdfs(args.ali_dir)
     train = load_split(args.ali_dir, args.fbank_dir, args.corpus, "train", args.fraction, seed=args.subset_seed)
     dev = load_split(args.ali_dir, args.fbank_dir, args.corpus, "dev")
@@ -235,37 +204,20 @@ def cmd_alignment_table(args) -> None:
 
 
 def cmd_decode(args) -> None:
-    from asr_kd.decode.decode import build_graph, decode_models
     from asr_kd.distill.report import write_table
+    from asr_kd.scoring.wer_table import decode_table
 
-    g = build_graph(args.lang, args.ali_dir, args.manifest_dir, args.corpus, args.graph_dir, args.lm_order, args.arpa)
-    rows = []
-    for spec in args.models:
-        name, _, paths = spec.rpartition("=")
-        rows.append((name, paths.split(",")))
-    res = decode_models(rows, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out,
-                        decoder=args.decoder, **_search_settings(args))
-    from asr_kd.distill.speech import evaluate, load_split
+    def names(spec, n):
+        parts = spec.split("|")
+        if len(parts) != n:
+            raise SystemExit(f"decode: {spec!r} should name {n} systems separated by '|'")
+        return tuple(parts)
 
-    test = load_split(args.ali_dir, args.fbank_dir, args.corpus, "test")
-    for r, (_, paths) in zip(res, rows):  # frame accuracy beside WER (networks only; a GMM has no posteriors here)
-        if all(p.endswith(".pt") for p in paths):
-            ev = evaluate(paths, test)
-            r["test_frame_acc"] = ev.get("ensemble", ev["single_mean"])
-    h = g["hclg"]
-    lines = [f"### {args.title}", "",
-             f"LM: {g['lm_order']}-gram ({g['estimator']}), perplexity dev {g['perplexity']['dev']:.2f} / test "
-             f"{g['perplexity']['test']:.2f}; HCLG {h['states']} states, {h['arcs']} arcs, built in {h['seconds']:.2f} s. "
-             "LM weight and insertion penalty chosen on dev, applied to test.", "",
-             "| system | test frame accuracy | LM weight | ins. penalty | dev WER | test WER | test ins / del / sub / words "
-             "| test RTF |", "|---|---|---|---|---|---|---|---|"]
-    for r in res:
-        acc = f"{100 * r['test_frame_acc']:.2f}%" if "test_frame_acc" in r else "-"
-        lines.append(f"| {r['name']} | {acc} | {r['best_lmwt']:g} | {r['best_wip']:g} | {100 * r['dev_wer']:.2f}% | "
-                     f"{100 * r['test_wer']:.2f}% | {r['test_ins']} / {r['test_del']} / {r['test_sub']} / {r['test_words']} | "
-                     f"{r['rtf_test']:.4f} ({r['decoder']}, nj={r['nj']}) |")
-    lines.append("")
-    write_table(args.out + "/wer_table", {"graph": g, "rows": res}, lines, args.results_md, args.title)
+    res, lines = decode_table(args.models, args.ali_dir, args.lang, args.manifest_dir, args.fbank_dir, args.corpus,
+                              args.graph_dir, args.out, args.title, [names(c, 2) for c in args.compare or []],
+                              names(args.gain_kept, 3) if args.gain_kept else None, args.lm_order, args.arpa,
+                              decoder=args.decoder, **_search_settings(args))
+    write_table(args.out + "/wer_table", res, lines, args.results_md, args.title)
     print("\n".join(lines))
 
 
@@ -320,7 +272,7 @@ def cmd_decoder_agreement(args) -> None:
     cuts, data = splits["test"]
     refs = {c.id: c.supervisions[0].text.split() for c in cuts}
     rows = []
-    for r in table["rows"]:
+    for r in (m for row in table["rows"] for m in row["members"]):  # every decoded seed of every system
         lp = model_loglikes(r["checkpoints"], splits, priors)["test"]
         ll = {c.id: lp[data.utterance(i)] / r["best_lmwt"] for i, c in enumerate(cuts)}
         res = compare_decoders(Path(args.graph_dir) / "HCLG.fst", tm, ll, refs, lang.id2word, beam=args.beam,
@@ -470,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML config (sections 'lexicon', 'lang')")
     s.add_argument("--manifest-dir", required=True, help="supervision manifests give the word list")
     s.add_argument("--corpus", default="digits")
-    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first trains BPE units")
+    s.add_argument("--splits", default="train,dev,test",
+                   help="comma-separated; the first (training) split gives the vocabulary, the others are counted for OOVs")
+    s.add_argument("--lm-vocab", help="an ARPA file or LM text whose words join the vocabulary")
     s.add_argument("--dictionary", help="pronunciation dictionary (Kaldi lexicon.txt); overrides the config")
     s.add_argument("--units", choices=["phones", "graphemes", "bpe"], help="overrides the config's lexicon units")
     s.add_argument("--dict-dir", required=True, help="where lexicon.txt is written (Kaldi's data/local/dict)")
@@ -561,7 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_alignment_table)
 
     s = sub.add_parser("decode", help="n-gram LM, HCLG, hybrid decoding of dev/test and WER (tuned on dev)")
-    s.add_argument("--models", nargs="+", required=True, help="NAME=CKPT[,CKPT...] (several: ensemble posteriors)")
+    s.add_argument("--models", nargs="+", required=True,
+                   help="NAME=CKPT[,CKPT...] (several checkpoints: ensemble posteriors); repeat a NAME for its seeds")
+    s.add_argument("--compare", nargs="*", metavar="A|B", help="paired-bootstrap comparisons: is system B better than A?")
+    s.add_argument("--gain-kept", metavar="BASE|ENSEMBLE|STUDENT", help="share of the ensemble's gain kept by the student")
     s.add_argument("--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt")
     s.add_argument("--lang", required=True)
     s.add_argument("--fbank-dir", required=True)
@@ -710,11 +667,13 @@ def _add_mnist_commands(sub) -> None:
 
 
 def main(argv=None) -> int:
+    from asr_kd.align.mono import AlignmentFailures
+
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, KeyError, FloatingPointError, AlignmentFailures) as e:
         # input problems: one clear line, no traceback (use -v for the traceback)
         if args.verbose:
             raise

@@ -137,13 +137,19 @@ $analysis && run_stage 9 t-sweep      temperature_sweep
 $analysis && run_stage 10 small-data  small_data
 $analysis && run_stage 11 topk        topk_compare
 $analysis && run_stage 12 realign     realign_and_compare
-run_stage 13 decode      python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
-                           --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode" \
-                           --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
-                           --models "GMM (monophone)=$exp/mono/final.mdl" "baseline (seed 1)=$exp/dnn/seed1/best.pt" \
-                                    "$ensemble_size-model ensemble=$(members | paste -sd, -)" \
-                                    "distilled student (T=$temperature, seed 101)=$exp/student_T$temperature/seed101/best.pt" \
-                           --title "$decode_title"
+decode_all() {  # every baseline seed and every student seed is decoded (and tuned on dev) on its own
+  local ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)" models=("GMM (monophone)=$exp/mono/final.mdl")
+  local m s
+  for m in $(members); do models+=("baseline=$m"); done
+  models+=("$ens=$(members | paste -sd, -)")
+  for s in $(students "$exp/student_T$temperature" | tr , ' '); do models+=("$stud=$s"); done
+  python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode" \
+    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
+    --models "${models[@]}" --compare "baseline|$ens" "baseline|$stud" "$ens|$stud" --gain-kept "baseline|$ens|$stud" \
+    --title "$decode_title"
+}
+run_stage 13 decode      decode_all
 k2_decode() {  # needs the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4): tools/k2_lane.sh --setup
   [ -x "$k2_python" ] || { echo "stage 14 needs the k2 environment ($k2_python): run tools/k2_lane.sh --setup" >&2; return 1; }
   "$k2_python" -m asr_kd decoder-agreement --decode-dir "$exp/decode" --ali-dir "$exp/mono" --lang "$data/lang" \

@@ -67,7 +67,10 @@ def _pm(s: Optional[Dict], digits: int = 2) -> str:
     if s is None:
         return "-"
     out = f"{100 * s['mean']:.{digits}f}%"
-    return out + (f" ± {100 * s['std']:.{digits}f}" if s["n"] > 1 else "")
+    out += f" ± {100 * s['std']:.{digits}f}" if s["n"] > 1 else ""
+    if "ci95" in s:
+        out += f" [{100 * s['ci95'][0]:.{digits}f}, {100 * s['ci95'][1]:.{digits}f}]"
+    return out
 
 
 def _oracle_report(ali_dir: Path) -> Optional[Dict]:
@@ -103,7 +106,7 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
 
         build_graph(decode.lang_dir, rows[0].ali_dir, decode.manifest_dir, corpus, decode.graph_dir, decode.lm_order, decode.arpa)
         decode_splits = load_decode_splits(fbank_dir, corpus)  # the same frames for every row
-    results = []
+    results, counts = [], {}
     for i, row in enumerate(rows):
         res = {"name": row.name, "ali_dir": str(row.ali_dir), "checkpoints": list(row.checkpoints),
                "oracle": _oracle_report(row.ali_dir)}
@@ -119,11 +122,23 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
                                 lmwts=decode.lmwts, penalties=decode.penalties, beam=decode.beam,
                                 max_active=decode.max_active, nj=decode.nj, score_map=decode.score_map,
                                 splits=decode_splits)
-            res["decode"] = dec
+            from asr_kd.scoring.significance import summarise
+            from asr_kd.scoring.wer_table import group_counts
+
+            counts[row.name] = group_counts(dec, "test")
+            res["decode"] = [{k: v for k, v in d.items() if k != "counts"} for d in dec]
             res["dev_wer"] = _mean_std([d["dev_wer"] for d in dec])
             res["test_wer"] = _mean_std([d["test_wer"] for d in dec])
+            res["test_wer"]["ci95"] = summarise(counts[row.name])["ci95"]
         log.info("%s: %s", row.name, {k: v for k, v in res.items() if k in ("dnn_oracle_phone_accuracy", "test_wer")})
         results.append(res)
+    if len(counts) > 1:  # every row against the first (paired over test utterances and seeds)
+        from asr_kd.scoring.significance import compare
+
+        first = rows[0].name
+        sig = compare(counts, [(first, r.name) for r in rows[1:]])
+        for res, p in zip(results[1:], sig["pairs"]):
+            res["test_wer_vs_first"] = p
     return results
 
 
@@ -141,5 +156,12 @@ def alignment_table_lines(results: Sequence[Dict], title: str) -> List[str]:
         lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {_pm(r.get('dnn_oracle_phone_accuracy'))} | "
                      f"{_pm(r.get('dev_wer'))} | {_pm(r.get('test_wer'))} |")
     lines += ["", "Boundaries and agreement: the alignment against the oracle phone times (- where the corpus has "
-              "none). WER: each DNN over its own alignment's priors, LM weight and insertion penalty chosen on dev.", ""]
+              "none). WER: each DNN over its own alignment's priors, LM weight and insertion penalty chosen on dev; "
+              "mean ± sample std over seeds, [95% bootstrap interval of the seed mean over test utterances].", ""]
+    pairs = [r["test_wer_vs_first"] for r in results if "test_wer_vs_first" in r]
+    if pairs:
+        from asr_kd.scoring.significance import pair_sentence
+
+        lines += ["Test WER against the first row (paired bootstrap over test utterances and seeds): " +
+                  "; ".join(pair_sentence(p, "test WER") for p in pairs) + ".", ""]
     return lines

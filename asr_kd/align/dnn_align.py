@@ -44,7 +44,7 @@ def dnn_logposteriors(models, data) -> torch.Tensor:
 def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, splits: Sequence[str], out_dir,
             acoustic_scale: float = 0.1, beam: float = 10.0, retry_beam: float = 40.0,
             held_out_accents: Sequence[str] = ()) -> Dict:
-    from asr_kd.align.report import alignment_report, plot_alignment
+    from asr_kd.align.report import alignment_report, example_cut, plot_alignment
 
     gmm_dir, out_dir = Path(gmm_dir), Path(out_dir)
     normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
@@ -78,7 +78,7 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
         log.info("realigned %s with %d DNN(s): %d ok, %d failed, %.1f s", split, len(models), len(alignments), len(failed), time.time() - t0)
     counts = write_pdf_stats(ali_cuts[splits[0]], tm, aligner.lang, out_dir)
     report = alignment_report(ali_cuts, tm, aligner.lang, out_dir, held_out_accents)
-    example = next((c for c in ali_cuts[splits[-1]] if len(c.supervisions[0].text.split()) >= 3), None)
+    example = example_cut(ali_cuts[splits[-1]])
     if example is not None:
         plot_alignment(example, tm, aligner.lang, out_dir / "alignment_example.png")
     # downstream stages load the GMM (transition model) from the alignment folder

@@ -52,7 +52,10 @@ def store_alignments(cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir
                     raise ValueError(f"{cut.id}: alignment has {len(tids)} frames, features {cut.num_frames}")
                 c = cut
                 for key, arr in (("tid_ali", tids), ("pdf_ali", maps["pdf"][tids]), ("phone_ali", maps["phone"][tids])):
-                    c = c.with_custom(key, writer.store_array(cut.id + "/" + key, arr, frame_shift=frame_shift, temporal_dim=0))
+                    # start=cut.start: lhotse reads a cut's array from the cut's offset in its recording
+                    # (a Kaldi segment starts inside it); at 0 a segment would read past the array's end
+                    c = c.with_custom(key, writer.store_array(cut.id + "/" + key, arr, frame_shift=frame_shift,
+                                                              temporal_dim=0, start=cut.start))
                 kept.append(c)
     forget_open_arrays()
     # the arrays point at the temporary name until now: repoint them at the final file

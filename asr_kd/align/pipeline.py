@@ -46,6 +46,8 @@ def _load_inputs(fbank_dir, corpus: str, splits: Sequence[str], exp_dir: Path, c
         feats.update(f)
         texts.update(t)
         energy.update(e)
+    if not feats:
+        raise ValueError(f"no {corpus} cuts with features in {fbank_dir} for splits {list(splits)}")
     log.info("GMM features for %d cuts (%d-dim) in %.1f s", len(feats), next(iter(feats.values())).shape[1], time.time() - t0)
     return cuts, feats, texts, energy
 
@@ -94,7 +96,7 @@ def _align_and_report(aligner: MonophoneAligner, cuts: Dict[str, CutSet], splits
                       exp_dir: Path, key: str, timings: Dict, held_out_accents: Sequence[str]) -> Dict:
     """Align every split (resumable per split), store the labels, pdf statistics, the report
     against the oracle and its picture, and summary.json."""
-    from asr_kd.align.report import alignment_report, plot_alignment
+    from asr_kd.align.report import alignment_report, example_cut, plot_alignment
 
     ali_cuts, failures = {}, {}
     for s in splits:
@@ -119,7 +121,7 @@ def _align_and_report(aligner: MonophoneAligner, cuts: Dict[str, CutSet], splits
     if occupied < len(counts):
         log.warning("%d of %d pdfs have no training frames", len(counts) - occupied, len(counts))
     report = alignment_report(ali_cuts, aligner.tm, aligner.lang, exp_dir, held_out_accents)
-    example = next(c for c in ali_cuts[splits[-1]] if len(c.supervisions[0].text.split()) >= 3) if len(ali_cuts[splits[-1]]) else None
+    example = example_cut(ali_cuts[splits[-1]])
     if example is not None:
         plot_alignment(example, aligner.tm, aligner.lang, exp_dir / "alignment_example.png")
     summary = {"timings": timings, "num_pdfs": int(len(counts)), "pdfs_with_frames": occupied,

@@ -139,6 +139,19 @@ def _summary(rows: List[Dict]) -> Dict:
             "mean_abs_ms": float(np.mean([r["mean_abs_ms"] for r in rows]))}
 
 
+def example_cut(cuts, min_words: int = 3):
+    """The cut to draw: the first with at least ``min_words`` words, else the one with the most words
+    (isolated-word corpora have none longer than one), else None (no cuts)."""
+    best = None
+    for c in cuts:
+        n = len(c.supervisions[0].text.split()) if c.supervisions else 0
+        if n >= min_words:
+            return c
+        if best is None or n > best[0]:
+            best = (n, c)
+    return best[1] if best else None
+
+
 def plot_alignment(cut, tm, lang, path, frame_shift: float = 0.01) -> None:
     """Spectrogram (log-mel) with the oracle and the forced phone segments underneath."""
     import matplotlib

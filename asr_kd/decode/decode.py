@@ -84,6 +84,57 @@ def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, 
 
 
 # -- scoring ----------------------------------------------------------------------------------
+def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], max_widen: int = 4):
+    """The (LM weight, insertion penalty) with the lowest ``dev_wer(lmwt, wip)`` over the grid
+    ``lmwts`` x ``penalties``. Where the optimum sits on an edge of the grid (and no interior point
+    ties with it), the grid widens past that edge (LM weight / 1.5 or x 1.5, penalty by its spacing,
+    at most ``max_widen`` times per edge) and the new row or column is decoded, until the optimum
+    is inside. Ties prefer interior points, then the lower LM weight and penalty.
+    Returns (grid [{lmwt, wip, wer}], best, widened [(axis, value)])."""
+    lm, wp = sorted(set(lmwts)), sorted(set(penalties))
+    scores: Dict[Tuple[float, float], float] = {}
+    widened: List[Tuple[str, float]] = []
+    counts = {"lmwt_low": 0, "lmwt_high": 0, "wip_low": 0, "wip_high": 0}
+
+    def edge(k):
+        return (len(lm) > 1 and k[0] in (lm[0], lm[-1])) or (len(wp) > 1 and k[1] in (wp[0], wp[-1]))
+
+    while True:
+        for a in lm:
+            for b in wp:
+                if (a, b) not in scores:
+                    scores[(a, b)] = dev_wer(a, b)
+        best = min(scores, key=lambda k: (scores[k], edge(k), k[0], k[1]))
+        moves = []
+        if edge(best):
+            if len(lm) > 1 and best[0] == lm[0] and counts["lmwt_low"] < max_widen:
+                moves.append(("lmwt_low", round(lm[0] / 1.5, 3)))
+            elif len(lm) > 1 and best[0] == lm[-1] and counts["lmwt_high"] < max_widen:
+                moves.append(("lmwt_high", round(lm[-1] * 1.5, 3)))
+            if len(wp) > 1 and best[1] == wp[0] and counts["wip_low"] < max_widen:
+                moves.append(("wip_low", round(wp[0] - (wp[1] - wp[0]), 3)))
+            elif len(wp) > 1 and best[1] == wp[-1] and counts["wip_high"] < max_widen:
+                moves.append(("wip_high", round(wp[-1] + (wp[-1] - wp[-2]), 3)))
+        if not moves:
+            break
+        for side, value in moves:
+            counts[side] += 1
+            (lm if side.startswith("lmwt") else wp).append(value)
+            widened.append((side.split("_")[0], value))
+        lm.sort()
+        wp.sort()
+    grid = [{"lmwt": a, "wip": b, "wer": w} for (a, b), w in sorted(scores.items())]
+    return grid, {"lmwt": best[0], "wip": best[1], "wer": scores[best]}, widened
+
+
+def utterance_counts(details: Dict) -> Dict[str, List]:
+    """Per utterance (sorted ids): word errors and reference words, for the significance tests."""
+    utts = sorted(details["per_utt"])
+    pu = details["per_utt"]
+    return {"utts": utts, "errors": [pu[u]["ins"] + pu[u]["del"] + pu[u]["sub"] for u in utts],
+            "words": [len(pu[u]["ref"]) for u in utts]}
+
+
 def torch_device():
     import torch
 
@@ -297,24 +348,25 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
             hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
             spk = {c.id: c.supervisions[0].speaker for c in cuts}
-            return wer_details(refs, hyps, spk), secs / (len(data) * 0.01)
+            details = wer_details(refs, hyps, spk)
+            # OOV words (outside words.txt) stay in the references: no hypothesis can hold them, so they count as errors
+            details["oov_tokens"] = sum(1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id)
+            return details, secs / max(len(data) * 0.01, 1e-9)
 
-        grid = []
-        for lmwt in lmwts:
-            for wip in penalties:
-                d, _ = run("dev", lmwt, wip)
-                grid.append({"lmwt": lmwt, "wip": wip, "wer": d["wer"]})
-        best = min(grid, key=lambda g: (g["wer"], g["lmwt"], g["wip"]))
+        grid, best, widened = tune_on_dev(lambda lmwt, wip: run("dev", lmwt, wip)[0]["wer"], lmwts, penalties)
+        if widened:
+            log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", name, widened)
         dev, rtf_dev = run("dev", best["lmwt"], best["wip"])
         test, rtf = run("test", best["lmwt"], best["wip"])
         d = Path(out_dir) / name
         write_scoring(d, "dev", dev)
         write_scoring(d, "test", test)
-        write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best})
+        write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best, "widened": widened})
         row = {"name": name, "checkpoints": list(ckpts), "best_lmwt": best["lmwt"], "best_wip": best["wip"],
-               "dev_wer": dev["wer"], "test_wer": test["wer"], "test_ins": test["ins"], "test_del": test["del"],
-               "test_sub": test["sub"], "test_words": test["ref_len"], "rtf_test": rtf, "nj": nj if decoder == "kaldi" else 1,
-               "decoder": decoder}
+               "grid_widened": widened, "dev_wer": dev["wer"], "test_wer": test["wer"], "test_ins": test["ins"],
+               "test_del": test["del"], "test_sub": test["sub"], "test_words": test["ref_len"],
+               "test_oov_tokens": test["oov_tokens"], "rtf_test": rtf, "nj": nj if decoder == "kaldi" else 1,
+               "decoder": decoder, "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)}}
         out.append(row)
         log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
                  name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],

@@ -8,8 +8,10 @@ where p_T = softmax(v / T) are the teacher's (ensemble's) soft targets, q_T = so
 the student's, y the hard label. The T^2 factor keeps the soft term's gradient magnitude
 roughly independent of T: d/dz [T^2 CE(p_T, q_T)] = T (q_T - p_T).
 
-``logit_match``: the high-temperature limit, 1/2 * mean over classes-summed (z - v)^2 with
-both logit vectors shifted to zero mean (the paper's eq. 3 regime), plus the hard term.
+``logit_match``: the high-temperature limit, w_soft * 1/2 * mean over classes-summed (z - v)^2
+with both logit vectors shifted to zero mean (the paper's eq. 3 regime), plus the hard term. It
+needs the teachers' *logits* (``train-dnn --teachers``): stored soft targets are probabilities at
+T and are refused for it (``asr_kd.distill.speech.check_soft_targets``).
 
 ``ce``: plain cross-entropy on hard labels (the baseline).
 
@@ -49,14 +51,15 @@ def kd_loss(student_logits, labels, teacher_probs, temperature: float, soft_weig
     return loss
 
 
-def logit_match_loss(student_logits, labels, teacher_logits, hard_weight: float, ignore_index: int = -100) -> torch.Tensor:
+def logit_match_loss(student_logits, labels, teacher_logits, hard_weight: float, ignore_index: int = -100,
+                     soft_weight: float = 1.0) -> torch.Tensor:
     mask = labels != ignore_index
     z, v, y = student_logits[mask], teacher_logits[mask], labels[mask]
     if z.numel() == 0:
         return student_logits.sum() * 0.0
     z0 = z - z.mean(dim=-1, keepdim=True)
     v0 = v - v.mean(dim=-1, keepdim=True)
-    loss = 0.5 * ((z0 - v0) ** 2).sum(dim=-1).mean()
+    loss = soft_weight * 0.5 * ((z0 - v0) ** 2).sum(dim=-1).mean()
     if hard_weight:
         loss = loss + hard_weight * F.cross_entropy(z, y)
     return loss
@@ -82,7 +85,7 @@ class DistillationLoss(torch.nn.Module):
             raise ValueError(f"loss {c.loss!r} needs teacher outputs")
         if c.loss == "kd":
             return kd_loss(student_logits, labels, teacher, c.temperature, c.soft_weight, c.hard_weight, self.ignore_index)
-        return logit_match_loss(student_logits, labels, teacher, c.hard_weight, self.ignore_index)
+        return logit_match_loss(student_logits, labels, teacher, c.hard_weight, self.ignore_index, c.soft_weight)
 
 
 LOSSES = {"kd": "soft targets at T (T^2-scaled) + hard labels", "logit_match": "high-temperature limit",
@@ -106,6 +109,6 @@ def topk_targets(probs: torch.Tensor, k: int):
 
 
 def dense_from_topk(idx: torch.Tensor, logp: torch.Tensor, num_classes: int) -> torch.Tensor:
-    out = torch.zeros(idx.shape[0], num_classes, dtype=logp.dtype)
+    out = torch.zeros(idx.shape[0], num_classes, dtype=logp.dtype, device=logp.device)
     out.scatter_(1, idx.long(), logp.exp())
     return out

@@ -31,22 +31,36 @@ def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") ->
 
 
 def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "") -> dict:
-    from asr_kd.distill.speech import evaluate
+    """(5a): baseline seeds, their ensemble and the student seeds on the test frames, with 95%
+    bootstrap intervals over test utterances and paired-bootstrap comparisons (asr_kd.scoring)."""
+    from asr_kd.distill.speech import evaluate, without_counts
+    from asr_kd.scoring.significance import compare, fmt_accuracy, significance_lines, summarise
 
     base = evaluate(baselines, test)
     stud = evaluate(students, test)
-    b, e, s = base["single_mean"], base.get("ensemble", base["single_mean"]), stud["single_mean"]
-    kept = (s - b) / (e - b) if e != b else float("nan")
-    res = {"baseline": base, "student": stud, "gain_kept": kept, "num_members": len(baselines),
-           "frames": len(test), "baselines": [str(p) for p in baselines], "students": [str(p) for p in students]}
-    def pm(m, sd, n):
-        return f"{100 * m:.2f}%" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
-    lines = [f"### {title}", "", f"Test frame accuracy on {len(test)} frames (pdf targets from the GMM alignment).", "",
+    systems = {"baseline": base["counts"]["single"], "student": stud["counts"]["single"]}
+    if "ensemble" in base["counts"]:
+        systems["ensemble"] = base["counts"]["ensemble"]
+    summary = {k: summarise(v) for k, v in systems.items()}
+    pairs = [("baseline", "student")]
+    if "ensemble" in systems:
+        pairs = [("baseline", "ensemble"), ("baseline", "student"), ("ensemble", "student")]
+    sig = compare(systems, pairs, gain_kept=("baseline", "ensemble", "student") if "ensemble" in systems else None)
+    b, s = base["single_mean"], stud["single_mean"]
+    e = base.get("ensemble", b)
+    res = {"baseline": without_counts(base), "student": without_counts(stud), "summary": summary, "significance": sig,
+           "gain_kept": sig.get("gain_kept", {}).get("share"), "num_members": len(baselines),
+           "frames": len(test), "utterances": len(test.cut_ids),
+           "baselines": [str(p) for p in baselines], "students": [str(p) for p in students]}
+    lines = [f"### {title}", "",
+             f"Test frame accuracy on {len(test)} frames of {len(test.cut_ids)} utterances (pdf targets from the GMM "
+             "alignment): mean ± sample std over seeds, [95% bootstrap interval over test utterances].", "",
              "| system | test frame accuracy |", "|---|---|",
-             f"| baseline (single model, mean ± std over seeds) | {pm(b, base['single_std'], len(baselines))} |",
-             f"| {len(baselines)}-model ensemble | {100 * e:.2f}% |",
-             f"| distilled single model | {pm(s, stud['single_std'], len(students))} |", "",
-             f"Share of the ensemble's gain kept by the student: {100 * kept:.1f}% (paper: over 80%).", ""]
+             f"| baseline (single model, {len(baselines)} seeds) | {fmt_accuracy(summary['baseline'])} |"]
+    if "ensemble" in summary:
+        lines.append(f"| {len(baselines)}-model ensemble | {fmt_accuracy(summary['ensemble'])} |")
+    lines += [f"| distilled single model ({len(students)} seeds) | {fmt_accuracy(summary['student'])} |", ""]
+    lines += significance_lines(sig, "frame error rate")
     write_table(out_stem, res, lines, results_md, title)
     return res
 
@@ -54,24 +68,27 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
 def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "") -> dict:
     """Frame accuracy of named systems on named data sets.
 
-    ``rows``: [(name, [checkpoints])] (several checkpoints: mean ± std over them);
+    ``rows``: [(name, [checkpoints])] (several checkpoints: seeds, mean ± std over them);
     ``columns``: [(column name, FrameData)]; ``extra``: {row name: {column: text}} added as is.
+    Each cell has its 95% bootstrap interval over the column's utterances.
     """
-    from asr_kd.distill.speech import evaluate
+    from asr_kd.distill.speech import evaluate, without_counts
+    from asr_kd.scoring.significance import fmt_accuracy, summarise
 
     extra = extra or {}
     extra_cols = sorted({c for v in extra.values() for c in v})
     res = {"title": title, "rows": []}
-    lines = [f"### {title}", "", "| system | " + " | ".join([c for c, _ in columns] + extra_cols) + " |",
+    lines = [f"### {title}", "", "Frame accuracy: mean ± sample std over seeds, [95% bootstrap interval over utterances].", "",
+             "| system | " + " | ".join([c for c, _ in columns] + extra_cols) + " |",
              "|---|" + "---|" * (len(columns) + len(extra_cols))]
     for name, ckpts in rows:
         row = {"name": name, "checkpoints": [str(c) for c in ckpts]}
         cells = []
         for col, data in columns:
             r = evaluate(ckpts, data)
-            row[col] = r
-            sd = f" ± {100 * r['single_std']:.2f}" if len(ckpts) > 1 else ""
-            cells.append(f"{100 * r['single_mean']:.2f}%{sd}")
+            summary = summarise(r["counts"]["single"])
+            row[col] = {**without_counts(r), "summary": summary}
+            cells.append(fmt_accuracy(summary))
         for c in extra_cols:
             row[c] = extra.get(name, {}).get(c, "")
             cells.append(str(row[c]))

@@ -61,6 +61,7 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
         log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
         return kept
     models = [load_model(t) for t in teachers]
+    starts = {c.id: c.start for c in cut_list}  # arrays start where their cut does (Kaldi segments)
     h5 = out_dir / "soft_targets.h5"
     arrays, frames = {}, 0
     with atomic_path(h5) as tmp:
@@ -70,15 +71,19 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
                 data = load_frames(CutSet.from_cuts(cut_list[start : start + chunk_cuts]), normalizer, with_labels=False)
                 logits = torch.stack([predict_logits(m, data) for m in models])
                 probs = ensemble_soft_targets(logits, temperature, combine)
+                if topk > probs.shape[-1]:  # top-k of k > C classes is every class: store them all, and say so
+                    log.warning("top-%d soft targets asked for, but the teachers have %d classes: storing all of them",
+                                topk, probs.shape[-1])
+                    topk = probs.shape[-1]
                 frames += len(data)
                 for i, cid in enumerate(data.cut_ids):
                     p = probs[data.utterance(i)]
                     if topk:
                         idx, logp = topk_targets(p, topk)
-                        arrays[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(np.int32), frame_shift=0.01, temporal_dim=0),
-                                       "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
+                        arrays[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(np.int32), frame_shift=0.01, temporal_dim=0, start=starts[cid]),
+                                       "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
                     else:
-                        arrays[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0)}
+                        arrays[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
     for per_cut in arrays.values():  # point at the final file, not the temporary one
         for a in per_cut.values():
             a.array.storage_path = str(h5)
@@ -109,6 +114,26 @@ def _release_freed_memory() -> None:
         pass
 
 
+def check_soft_targets(soft_dir, loss_cfg) -> Dict:
+    """Refuse stored soft targets that do not fit the loss: they are probabilities at the temperature
+    they were made at, so logit matching (which needs logits) and a kd loss at another temperature
+    would silently train on the wrong targets. Returns their ``soft_targets.json``."""
+    import json
+
+    meta_path = Path(soft_dir) / "soft_targets.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} is missing: run the soft-targets stage (or it was killed before finishing)")
+    meta = json.loads(meta_path.read_text())
+    if loss_cfg.loss == "logit_match":
+        raise ValueError(f"loss logit_match needs teacher logits, but {soft_dir} holds probabilities at T={meta['temperature']:g}: "
+                         "give the teachers instead (train-dnn --teachers CKPT ...), or use loss kd")
+    if loss_cfg.loss == "kd" and abs(float(meta["temperature"]) - float(loss_cfg.temperature)) > 1e-9:
+        raise ValueError(f"{soft_dir} holds soft targets at T={meta['temperature']:g} but training asks for "
+                         f"T={loss_cfg.temperature:g}: pass --temperature {meta['temperature']:g} or make targets at "
+                         f"T={loss_cfg.temperature:g} (soft-targets --temperature)")
+    return meta
+
+
 def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tensor:
     """Dense (N, C) soft targets for ``data`` from ``soft_dir/cuts.jsonl.gz`` (top-k is expanded)."""
     cuts = CutSet.from_file(Path(soft_dir) / "cuts.jsonl.gz").to_eager()
@@ -125,12 +150,37 @@ def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tens
     return out
 
 
-def evaluate(models: Sequence, data: FrameData) -> Dict[str, float]:
-    """Frame accuracy of each model and of their ensemble (mean of softmaxes at T = 1)."""
+def utterance_errors(logits: torch.Tensor, data: FrameData) -> np.ndarray:
+    """Per utterance of ``data``: frames whose arg-max is not the label (padding frames excluded)."""
+    wrong = ((logits.argmax(-1) != data.labels) & (data.labels >= 0)).numpy().astype(np.int64)
+    return np.add.reduceat(wrong, data.offsets[:-1]) if len(wrong) else np.zeros(0, np.int64)
+
+
+def utterance_frames(data: FrameData) -> np.ndarray:
+    """Per utterance of ``data``: its labelled frames (the denominator of frame accuracy)."""
+    return np.add.reduceat((data.labels >= 0).numpy().astype(np.int64), data.offsets[:-1])
+
+
+def evaluate(models: Sequence, data: FrameData) -> Dict:
+    """Frame accuracy of each model and of their ensemble (mean of softmaxes at T = 1).
+
+    ``counts`` (not JSON) holds the per-utterance figures the significance tests resample:
+    ``ErrorCounts`` of the single models (one row per model, i.e. per seed) and of the ensemble."""
+    from asr_kd.scoring.significance import ErrorCounts
+
     logits = teacher_logits(models, data)
     single = [frame_accuracy(l, data.labels) for l in logits]
-    res = {"single": single, "single_mean": float(np.mean(single)), "single_std": float(np.std(single))}
+    frames = utterance_frames(data)
+    res = {"single": single, "single_mean": float(np.mean(single)),
+           "single_std": float(np.std(single, ddof=1)) if len(single) > 1 else 0.0,
+           "counts": {"single": ErrorCounts(np.stack([utterance_errors(l, data) for l in logits]), frames)}}
     if len(models) > 1:
         avg = ensemble_soft_targets(logits, 1.0).log()
         res["ensemble"] = frame_accuracy(avg, data.labels)
+        res["counts"]["ensemble"] = ErrorCounts(utterance_errors(avg, data)[None], frames)
     return res
+
+
+def without_counts(res: Dict) -> Dict:
+    """``evaluate``'s result without the per-utterance arrays (for JSON)."""
+    return {k: v for k, v in res.items() if k != "counts"}

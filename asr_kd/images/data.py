@@ -41,8 +41,10 @@ class ImageData:
     @torch.no_grad()
     def teacher_targets(self, x: torch.Tensor) -> torch.Tensor:
         """softmax(teacher logits / T) for the batch as the student sees it (jittered)."""
-        self.teacher_model.eval()
-        return torch.softmax(self.teacher_model(x) / self.teacher_temperature, dim=-1)
+        teacher = self.teacher_model.eval()
+        if next(teacher.parameters()).device != x.device:  # the batch is on the student's device (a GPU, say)
+            teacher.to(x.device)
+        return torch.softmax(teacher(x) / self.teacher_temperature, dim=-1)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Shift each image by an independent random (dy, dx) in [-jitter, jitter], zero fill."""

@@ -64,6 +64,7 @@ run_stage 0 download  download
 run_stage 1 manifests manifests
 corpus=librispeech
 [ -f "$data/lm/librispeech-lexicon.txt" ] && lang_opts="--dictionary $data/lm/librispeech-lexicon.txt"
-[ -f "$data/lm/3-gram.pruned.1e-7.arpa" ] && decode_opts="--arpa $data/lm/3-gram.pruned.1e-7.arpa"
+[ -f "$data/lm/3-gram.pruned.1e-7.arpa" ] && decode_opts="--arpa $data/lm/3-gram.pruned.1e-7.arpa" &&
+  lang_opts="${lang_opts:-} --lm-vocab $data/lm/3-gram.pruned.1e-7.arpa"  # words.txt: training words + the LM's, never dev/test's
 . $root/utils/kd_stages.sh
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"

@@ -1,0 +1,1 @@
+"""Error rates with their uncertainty: bootstrap intervals and paired comparisons."""

@@ -1,0 +1,125 @@
+"""The WER table of a decode: one row per system, its seeds pooled, with intervals and comparisons.
+
+A *system* is a name; each of its decoded members (``decode_models`` rows of the same group) is one
+training seed, or one ensemble. A row gives dev and test WER as mean ± sample std over its seeds
+with the 95% bootstrap interval of the seed-mean test WER over test utterances, and the table ends
+with paired-bootstrap comparisons of the named pairs (asr_kd.scoring.significance).
+"""
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from asr_kd.scoring.significance import ErrorCounts, compare, fmt_accuracy, fmt_rate, significance_lines, summarise
+
+
+def group_counts(members: Sequence[Dict], split: str) -> ErrorCounts:
+    """Stack the per-utterance word errors of a system's members (seeds) for one split."""
+    first = members[0]["counts"][split]
+    for m in members[1:]:
+        if m["counts"][split]["utts"] != first["utts"]:
+            raise ValueError(f"{m['name']}: decoded other {split} utterances than {members[0]['name']}")
+    return ErrorCounts(np.array([m["counts"][split]["errors"] for m in members]), np.array(first["words"]))
+
+
+def _mean(members, key) -> float:
+    return float(np.mean([m[key] for m in members]))
+
+
+def _std(members, key) -> float:
+    return float(np.std([m[key] for m in members], ddof=1)) if len(members) > 1 else 0.0
+
+
+def wer_table(groups: List[Tuple[str, List[Dict]]], graph: Dict, title: str,
+              compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
+              frame_acc: Optional[Dict[str, Dict]] = None) -> Tuple[Dict, List[str]]:
+    """(JSON result, markdown lines). ``groups``: [(system name, decoded members)];
+    ``frame_acc``: {system name: a ``summarise`` of its test frame errors} (networks only)."""
+    frame_acc = frame_acc or {}
+    test_counts = {name: group_counts(members, "test") for name, members in groups}
+    rows = []
+    for name, members in groups:
+        summary = summarise(test_counts[name])
+        rows.append({"name": name, "members": [{k: v for k, v in m.items() if k != "counts"} for m in members],
+                     "seeds": len(members), "dev_wer_mean": _mean(members, "dev_wer"), "dev_wer_std": _std(members, "dev_wer"),
+                     "test_wer": summary, "test_frame_acc": frame_acc.get(name)})
+    missing = [n for pair in compare_pairs for n in pair if n not in test_counts]
+    if gain_kept:
+        missing += [n for n in gain_kept if n not in test_counts]
+    if missing:
+        raise ValueError(f"--compare / --gain-kept name systems that were not decoded: {sorted(set(missing))}")
+    sig = compare(test_counts, list(compare_pairs), gain_kept=gain_kept) if compare_pairs or gain_kept else None
+    first = groups[0][1][0]
+    n_utts, n_words = len(first["counts"]["test"]["utts"]), sum(first["counts"]["test"]["words"])
+    oov = first.get("test_oov_tokens", 0)
+    h = graph["hclg"]
+    lines = [f"### {title}", "",
+             f"LM: {graph['lm_order']}-gram ({graph['estimator']}) on the training transcripts, perplexity dev "
+             f"{graph['perplexity']['dev']:.2f} / test {graph['perplexity']['test']:.2f}; HCLG {h['states']} states, "
+             f"{h['arcs']} arcs, built in {h['seconds']:.2f} s. Test set: {n_utts} utterances, {n_words} words, "
+             f"OOV rate {100 * oov / max(n_words, 1):.2f}% (OOV words count as errors). LM weight and insertion penalty "
+             "chosen on dev per seed (the grid widens when the optimum is on its edge), applied to test. "
+             "WER: mean ± sample std over seeds, [95% bootstrap interval of the seed mean over test utterances].", "",
+             "| system | seeds | test frame accuracy | LM weight / ins. penalty | dev WER | test WER | "
+             "test ins / del / sub (per seed) | test RTF |", "|---|---|---|---|---|---|---|---|"]
+    for (name, members), row in zip(groups, rows):
+        acc = fmt_accuracy(row["test_frame_acc"]) if row["test_frame_acc"] else "-"
+        settings = ", ".join(f"{m['best_lmwt']:g} / {m['best_wip']:g}" for m in members)
+        dev = f"{100 * row['dev_wer_mean']:.2f}%" + (f" ± {100 * row['dev_wer_std']:.2f}" if len(members) > 1 else "")
+        ids = " / ".join(f"{_mean(members, k):.1f}" if len(members) > 1 else str(members[0][k])
+                         for k in ("test_ins", "test_del", "test_sub"))
+        lines.append(f"| {name} | {len(members)} | {acc} | {settings} | {dev} | {fmt_rate(row['test_wer'])} | {ids} | "
+                     f"{_mean(members, 'rtf_test'):.4f} ({members[0]['decoder']}, nj={members[0]['nj']}) |")
+    lines.append("")
+    if sig:
+        lines += significance_lines(sig, "test WER")
+    return {"graph": graph, "rows": rows, "significance": sig}, lines
+
+
+def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[str]]]]]:
+    """``NAME=CKPT[,CKPT...]`` specs -> [(name, [(member label, checkpoints)])]. Several checkpoints in
+    one spec are an ensemble (averaged posteriors); several specs with the same NAME are seeds of one
+    system, each decoded and tuned on its own. A member's label (its decode folder) is NAME, or for
+    seeds NAME/<folder of its first checkpoint> (e.g. ``baseline/seed2``)."""
+    groups: Dict[str, List[List[str]]] = {}
+    for spec in specs:
+        name, sep, paths = spec.rpartition("=")
+        if not sep or not name or not paths:
+            raise ValueError(f"model spec {spec!r}: expected NAME=CKPT[,CKPT...]")
+        groups.setdefault(name, []).append([p for p in paths.split(",") if p])
+    out = []
+    for name, members in groups.items():
+        if len(members) == 1:
+            out.append((name, [(name, members[0])]))
+            continue
+        tags = [Path(m[0]).parent.name or str(i + 1) for i, m in enumerate(members)]
+        if len(set(tags)) < len(tags):
+            tags = [str(i + 1) for i in range(len(members))]
+        out.append((name, [(f"{name}/{t}", m) for t, m in zip(tags, members)]))
+    return out
+
+
+def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_dir, corpus: str, graph_dir, out_dir,
+                 title: str, compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
+                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", **search) -> Tuple[Dict, List[str]]:
+    """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
+    accuracy of the networks, and the WER table with intervals and comparisons."""
+    from asr_kd.decode.decode import build_graph, decode_models
+    from asr_kd.distill.speech import evaluate, load_split
+
+    graph = build_graph(lang_dir, ali_dir, manifest_dir, corpus, graph_dir, lm_order, arpa)
+    systems = parse_systems(specs)
+    flat = [m for _, members in systems for m in members]
+    decoded = decode_models(flat, ali_dir, lang_dir, fbank_dir, corpus, graph_dir, out_dir, decoder=decoder, **search)
+    by_label = {r["name"]: r for r in decoded}
+    groups = [(name, [by_label[label] for label, _ in members]) for name, members in systems]
+    test = load_split(ali_dir, fbank_dir, corpus, "test")
+    frame_acc = {}
+    for name, members in systems:  # networks only: a GMM has no posteriors here
+        if all(p.endswith(".pt") for _, ckpts in members for p in ckpts):
+            rows = []
+            for _, ckpts in members:
+                c = evaluate(ckpts, test)["counts"]
+                rows.append(c["ensemble" if len(ckpts) > 1 else "single"].errors[0])
+            frame_acc[name] = summarise(ErrorCounts(np.array(rows), c["single"].tokens))
+    return wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc)
