@@ -65,7 +65,10 @@ def test_report_and_picture(aligned):
     report = json.loads((root / "exp" / "alignment_report.json").read_text())
     for split in ("train", "dev", "test"):
         r = report["splits"][split]["all"]
-        assert 0.0 < r["boundary_accuracy"] <= 1.0 and 0.0 < r["frame_agreement"] <= 1.0
+        # measured on this tiny corpus: frame phone agreement 0.58 / 0.79 / 0.68 (train / dev / test);
+        # labels that ignore the audio (or a phone map off by one) fall far below half
+        assert r["frame_agreement"] > 0.5, (split, r)
+    assert report["splits"]["train"]["all"]["boundary_accuracy"] > 0.3  # measured 0.41
     test = report["splits"]["test"]
     assert test["seen_accents"]["utterances"] + test["held_out_accents"]["utterances"] == test["all"]["utterances"]
     for groups in report["splits"].values():

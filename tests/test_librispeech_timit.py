@@ -148,6 +148,6 @@ def test_timit_recipe_prepares_and_scores_per(tiny_features, tmp_path):
     table = json.loads((tmp_path / "exp" / "decode" / "wer_table.json").read_text())
     assert len(table["rows"]) == 4
     # the scorer saw folded tokens: no 48-only phone in any reference
-    ref = (tmp_path / "exp" / "decode" / table["rows"][1]["name"] / "test.per_utt.txt").read_text()
+    ref = (tmp_path / "exp" / "decode" / table["rows"][1]["members"][0]["name"] / "test.per_utt.txt").read_text()
     assert " ao " not in f" {ref} " and " cl " not in f" {ref} "
     assert "PER (39 phones)" in (tmp_path / "exp" / "kd" / "RESULTS.md").read_text()

@@ -92,7 +92,10 @@ def test_quick_recipe_end_to_end(mnist_npz, tmp_path):
     res = json.loads((exp / "specialists_table.json").read_text())
     assert res["generalist"]["classes"] == 20
     for v in ("specialists", "specialists_soft"):
-        assert res[v]["combined_accuracy"] > res[v]["generalist_accuracy"] - 0.01, res[v]
+        # measured in quick mode: 79.8% -> 82.5% (specialists) and 81.7% (with the generalist's soft
+        # targets) on 20,000 test images; specialists that did nothing, or hurt, miss this
+        assert res[v]["combined_accuracy"] > res[v]["generalist_accuracy"] + 0.01, res[v]
+        assert all(row["delta_correct"] > 0 for row in res[v]["by_coverage"] if row["specialists_covering"] >= 1), res[v]
         assert sum(row["examples"] for row in res[v]["by_coverage"]) == 20000
     assert max(row["specialists_covering"] for row in res["specialists"]["by_coverage"]) >= 1
     again = subprocess.run(args, capture_output=True, text=True)

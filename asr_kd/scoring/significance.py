@@ -112,7 +112,7 @@ def compare(systems: Dict[str, ErrorCounts], pairs: Sequence[tuple], num_boot: i
         prob, worse, tie = float((diff > 0).mean()), float((diff < 0).mean()), float((diff == 0).mean())
         p_value = min(1.0, 2.0 * min(prob + tie, worse + tie))  # two-sided (no direction chosen in advance); ties count against
         out["pairs"].append({"a": a, "b": b, "rate_a": systems[a].rate(), "rate_b": systems[b].rate(),
-                             "prob_better": prob, "p_value": p_value, "significant": bool(p_value < ALPHA),
+                             "prob_better": prob, "p_value": p_value, "significant": bool(p_value < ALPHA), "num_boot": num_boot,
                              "diff_ci95": [float(np.quantile(diff, ALPHA / 2)), float(np.quantile(diff, 1 - ALPHA / 2))]})
     if gain_kept:
         base, ens, stud = gain_kept
@@ -136,7 +136,15 @@ def pair_sentence(p: Dict, what: str = "error rate") -> str:
     first, second = (p["b"], p["a"]) if better else (p["a"], p["b"])
     prob = p["prob_better"] if better else 1.0 - p["prob_better"]
     return (f"{first} has a lower {what} than {second} in {100 * prob:.1f}% of bootstrap replicates "
-            f"(two-sided p = {p['p_value']:.3f}: {verdict} at 0.05)")
+            f"(two-sided p {fmt_p(p['p_value'], p.get('num_boot', NUM_BOOT), '= ')}: {verdict} at 0.05)")
+
+
+def fmt_p(p: float, num_boot: int = NUM_BOOT, eq: str = "") -> str:
+    """A p-value to the resolution the replicates give: below 2 / num_boot it reads '< 0.001' (say)."""
+    floor = 2.0 / num_boot
+    if p < floor:
+        return f"< {floor:.2g}"
+    return f"{eq}{p:.3f}"
 
 
 def fmt_rate(s: Dict, digits: int = 2) -> str:
@@ -160,12 +168,12 @@ def fmt_accuracy(s: Dict, digits: int = 2) -> str:
 def significance_lines(sig: dict, what: str) -> list:
     """The paired comparisons and the share of the ensemble's gain kept, as sentences and a table."""
     lines = [f"Paired bootstrap ({sig['num_boot']} replicates resampling test utterances and each system's seeds): "
-             "P(B better) is the share of replicates in which B's error rate is lower than A's; p = 2 min(P, 1 - P), two-sided.", "",
+             "P(B better) is the share of replicates in which B's error rate is lower than A's; p = 2 min(P(B<A) + P(tie), P(B>A) + P(tie)), two-sided.", "",
              "| A | B | error rate A | error rate B | P(B better) | p | 95% interval of A - B |", "|---|---|---|---|---|---|---|"]
     for p in sig["pairs"]:
         lo, hi = p["diff_ci95"]
         lines.append(f"| {p['a']} | {p['b']} | {100 * p['rate_a']:.2f}% | {100 * p['rate_b']:.2f}% | "
-                     f"{p['prob_better']:.3f} | {p['p_value']:.3f}{' *' if p['significant'] else ''} | "
+                     f"{p['prob_better']:.3f} | {fmt_p(p['p_value'], sig['num_boot'])}{' *' if p['significant'] else ''} | "
                      f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |")
     if sig["pairs"]:
         lines += ["", "(* significant at 0.05.) " + "; ".join(pair_sentence(p, what) for p in sig["pairs"]) + ".", ""]

@@ -73,7 +73,7 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
     import subprocess
     import sys
 
-    (tmp_path / "kaldi" / "wer_table.json").write_text(json.dumps({"rows": kaldi}))
+    (tmp_path / "kaldi" / "wer_table.json").write_text(json.dumps({"rows": [{"name": "GMM", "members": kaldi}]}))
     r = subprocess.run([sys.executable, "-m", "asr_kd", "decoder-agreement", "--decode-dir", str(tmp_path / "kaldi"),
                         "--ali-dir", str(root / "exp"), "--lang", str(root / "lang"), "--fbank-dir",
                         str(tiny_features / "fbank"), "--graph-dir", str(root / "graph"), "--out", str(tmp_path / "agreement")],
