@@ -60,6 +60,23 @@ def test_pdf_counts_and_map(aligned):
     assert sum(1 for p in pdf2phone.values() if p == "SIL") == 5
 
 
+def test_log_priors_are_the_training_alignment_pdf_counts(aligned):
+    """Hybrid priors (decode, realignment) come from the training split's labels, nothing else."""
+    from asr_kd.align.dnn_align import log_priors
+
+    root, summary = aligned
+    counts = np.zeros(summary["num_pdfs"], np.int64)
+    for cut in CutSet.from_file(root / "exp" / "digits_train_cuts.jsonl.gz"):
+        counts += np.bincount(cut.load_pdf_ali(), minlength=summary["num_pdfs"])
+    stored = read_pdf_counts(root / "exp" / "pdf_counts.txt")
+    assert stored.tolist() == counts.tolist()
+    priors = log_priors(stored)
+    seen = counts > 0
+    assert np.allclose(priors[seen], np.log(counts[seen] / counts.sum()), atol=1e-6)
+    assert np.exp(priors[seen]).sum() == pytest.approx(1.0, abs=1e-5)
+    assert (priors[~seen] <= np.log(1e-8) + 1e-6).all()  # unseen pdfs get the floor, not -inf
+
+
 def test_report_and_picture(aligned):
     root, summary = aligned
     report = json.loads((root / "exp" / "alignment_report.json").read_text())
@@ -204,3 +221,19 @@ def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, 
     assert (tmp_path / "ref" / "alignment_report.md").is_file()
     got = ref["report"]["train"]["all"]["boundary_accuracy"]
     assert got > flat["report"]["train"]["all"]["boundary_accuracy"] + 0.05 and got > 0.6, got
+
+
+def test_alignment_failures_reach_the_user_as_one_line(monkeypatch, caplog, tmp_path):
+    """The CLI's error path (the aligner itself is exercised above): no traceback, one line, exit 1."""
+    import asr_kd.align.pipeline as pipeline
+    from asr_kd.align.mono import AlignmentFailures
+    from asr_kd.cli import main
+
+    def no_alignment(*args, **kwargs):
+        raise AlignmentFailures("no utterance could be aligned: nothing to train on")
+
+    monkeypatch.setattr(pipeline, "train_and_align", no_alignment)
+    rc = main(["train-mono", "--fbank-dir", str(tmp_path), "--lang", str(tmp_path), "--exp", str(tmp_path / "exp")])
+    assert rc == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["AlignmentFailures: no utterance could be aligned: nothing to train on"]

@@ -149,3 +149,15 @@ def test_dense_from_topk_stays_on_the_device_of_its_inputs():
     assert out.dtype == torch.float64 and out[0].tolist() == pytest.approx([0.25, 0.0, 0.75])
     meta = dense_from_topk(idx.to("meta"), logp.to("meta"), 3)  # any non-CPU device must be kept, not reset to CPU
     assert meta.device.type == "meta"
+
+
+def test_online_teacher_follows_the_batch_to_its_device():
+    """MNIST's online teacher is loaded on the CPU; a batch on another device (a GPU) must not crash."""
+    from asr_kd.images.data import ImageData
+
+    data = ImageData.from_numpy(np.zeros((2, 4), np.float32), np.zeros(2, np.int64), height=2, width=2)
+    data.teacher_model, data.teacher_temperature = torch.nn.Linear(4, 3), 2.0
+    cpu = data.teacher_targets(torch.ones(2, 4))
+    assert cpu.device.type == "cpu" and torch.allclose(cpu.sum(1), torch.ones(2))
+    out = data.teacher_targets(torch.zeros(2, 4, device="meta"))
+    assert out.device.type == "meta" and out.shape == (2, 3)

@@ -147,22 +147,19 @@ def fmt_p(p: float, num_boot: int = NUM_BOOT, eq: str = "") -> str:
     return f"{eq}{p:.3f}"
 
 
-def fmt_rate(s: Dict, digits: int = 2) -> str:
-    """'9.62% ± 1.80 [8.91, 10.40]': seed mean ± std over seeds (if several), 95% interval over utterances."""
-    out = f"{100 * s['rate']:.{digits}f}%"
+def fmt_rate(s: Dict, digits: int = 2, accuracy: bool = False) -> str:
+    """'9.62% ± 1.80 [8.91, 10.40]': seed mean ± std over seeds (if several), 95% interval over
+    utterances; with ``accuracy`` the same for 1 - error rate."""
+    lo, hi = s["ci95"]
+    value, lo, hi = (1 - s["rate"], 1 - hi, 1 - lo) if accuracy else (s["rate"], lo, hi)
+    out = f"{100 * value:.{digits}f}%"
     if s["seeds"] > 1:
         out += f" ± {100 * s['std']:.{digits}f}"
-    lo, hi = s["ci95"]
     return out + f" [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
 
 
 def fmt_accuracy(s: Dict, digits: int = 2) -> str:
-    """The same for an accuracy (1 - error rate)."""
-    out = f"{100 * (1 - s['rate']):.{digits}f}%"
-    if s["seeds"] > 1:
-        out += f" ± {100 * s['std']:.{digits}f}"
-    lo, hi = s["ci95"]
-    return out + f" [{100 * (1 - hi):.{digits}f}, {100 * (1 - lo):.{digits}f}]"
+    return fmt_rate(s, digits, accuracy=True)
 
 
 def significance_lines(sig: dict, what: str) -> list:
