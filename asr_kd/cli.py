@@ -170,7 +170,10 @@ def cmd_frame_table(args) -> None:
         name, _, d = spec.rpartition("=")
         meta = _json.loads((Path(d) / "soft_targets.json").read_text())
         extra[name] = {"soft-target storage (MB per hour of audio)": f"{meta['mb_per_hour']:.1f}"}
-    rows_table(rows, columns, args.out, args.results_md, args.title, extra, args.note or "")
+    pairs = [tuple(c.split("|")) for c in args.compare or []]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"frame-table: --compare takes 'A|B' pairs of row names, not {args.compare}")
+    rows_table(rows, columns, args.out, args.results_md, args.title, extra, args.note or "", compare_pairs=pairs)
     print(Path(args.out).with_suffix(".md").read_text())
 
 
@@ -489,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--subset-seed", type=int, default=0)
     s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
     s.add_argument("--note", default="")
+    s.add_argument("--compare", nargs="*", metavar="A|B",
+                   help="paired-bootstrap comparisons of rows on the last column: is row B better than row A?")
     _table_output_args(s, '')
     s.set_defaults(func=cmd_frame_table)
 

@@ -81,11 +81,14 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
         assert heading in results
     sweep = json.loads((root / "exp" / "kd" / "table_5b_temperature.json").read_text())
     assert [r["name"] for r in sweep["rows"]] == ["T=1", "T=2"]
+    assert [(p["a"], p["b"]) for p in sweep["significance"]["pairs"]] == [("T=2", "T=1")]
     small = json.loads((root / "exp" / "kd" / "table_5c_small_data.json").read_text())
     assert len(small["rows"]) == 3 and "train frame accuracy (30% subset)" in small["rows"][1]
+    assert small["significance"]["pairs"][0]["a"].startswith("hard labels")
     topk = json.loads((root / "exp" / "kd" / "table_5d_topk.json").read_text())
     mb = [float(r["soft-target storage (MB per hour of audio)"]) for r in topk["rows"]]
     assert mb[1] < mb[0]  # top-3 stores less than dense
+    assert [(p["a"], p["b"]) for p in topk["significance"]["pairs"]] == [("dense", "top-3")]
     rows = json.loads((root / "exp" / "kd" / "table_alignments.json").read_text())
     assert len(rows) == 3 and all(r["dnn_oracle_phone_accuracy"]["n"] == 2 for r in rows)
     assert all(len(r["decode"]) == 2 for r in rows)  # DNNs of seeds 1 and 2, decoded

@@ -61,14 +61,18 @@ students() {  # students DIR: the checkpoints of this run's seeds in DIR (not le
   seq 101 $((100 + n)) | sed "s|^|$1/seed|; s|\$|/best.pt|" | paste -sd, -
 }
 
-temperature_sweep() {
-  local t rows=()
+temperature_sweep() {  # each T compared with stage 7's (paired bootstrap on the test frames)
+  local t rows=() pairs=()
   for t in $sweep_temperatures; do
     python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$exp/soft_T$t"
     train_students "$exp/soft_T$t" "$exp/student_T$t" 1 --temperature "$t"
     rows+=("T=$t=$(students "$exp/student_T$t")")
   done
+  for t in $sweep_temperatures; do
+    [ "$t" != "$temperature" ] && [[ " $sweep_temperatures " == *" $temperature "* ]] && pairs+=("T=$temperature|T=$t")
+  done
   python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --out "$exp/kd/table_5b_temperature" \
+    ${pairs[@]+--compare "${pairs[@]}"} \
     --title "(5b) Distilled students by soft-target temperature (hard weight 0.5, T^2-scaled soft term)"
 }
 
@@ -83,19 +87,21 @@ small_data() {
            "hard labels, $f of the data=$exp/small/hard/best.pt" \
            "soft targets of the full-data ensemble, $f of the data=$exp/small/soft/best.pt" \
     --out "$exp/kd/table_5c_small_data" \
+    --compare "hard labels, $f of the data|soft targets of the full-data ensemble, $f of the data" \
     --title "(5c) Soft targets as a regulariser: $f of the training data" \
     --note "The baseline row's train column is measured on the same subset (it saw all of the data)."
 }
 
 topk_compare() {
-  local k rows=("dense=$(students "$exp/student_T$temperature")") storage=("dense=$exp/soft_T$temperature")
+  local k rows=("dense=$(students "$exp/student_T$temperature")") storage=("dense=$exp/soft_T$temperature") pairs=()
   for k in $topk_values; do
+    pairs+=("dense|top-$k")
     python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$exp/soft_T${temperature}_top$k"
     train_students "$exp/soft_T${temperature}_top$k" "$exp/student_T${temperature}_top$k" 1 --temperature "$temperature"
     rows+=("top-$k=$(students "$exp/student_T${temperature}_top$k")")
     storage+=("top-$k=$exp/soft_T${temperature}_top$k")
   done
-  python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --storage "${storage[@]}" \
+  python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --storage "${storage[@]}" --compare "${pairs[@]}" \
     --out "$exp/kd/table_5d_topk" --title "(5d) Top-k vs. dense soft targets (T=$temperature)"
 }
 

@@ -65,19 +65,22 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
     return res
 
 
-def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "") -> dict:
+def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "",
+               compare_pairs=()) -> dict:
     """Frame accuracy of named systems on named data sets.
 
     ``rows``: [(name, [checkpoints])] (several checkpoints: seeds, mean ± std over them);
     ``columns``: [(column name, FrameData)]; ``extra``: {row name: {column: text}} added as is.
-    Each cell has its 95% bootstrap interval over the column's utterances.
+    Each cell has its 95% bootstrap interval over the column's utterances; ``compare_pairs`` (row
+    names A, B) are paired-bootstrap comparisons on the last column (the evaluation split).
     """
     from asr_kd.distill.speech import evaluate, without_counts
-    from asr_kd.scoring.significance import fmt_accuracy, summarise
+    from asr_kd.scoring.significance import compare, fmt_accuracy, significance_lines, summarise
 
     extra = extra or {}
     extra_cols = sorted({c for v in extra.values() for c in v})
     res = {"title": title, "rows": []}
+    last = {}  # row name -> ErrorCounts on the last column
     lines = [f"### {title}", "", "Frame accuracy: mean ± sample std over seeds, [95% bootstrap interval over utterances].", "",
              "| system | " + " | ".join([c for c, _ in columns] + extra_cols) + " |",
              "|---|" + "---|" * (len(columns) + len(extra_cols))]
@@ -87,6 +90,7 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
         for col, data in columns:
             r = evaluate(ckpts, data)
             summary = summarise(r["counts"]["single"])
+            last[name] = r["counts"]["single"]
             row[col] = {**without_counts(r), "summary": summary}
             cells.append(fmt_accuracy(summary))
         for c in extra_cols:
@@ -97,5 +101,11 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
     if note:
         lines += ["", note]
     lines.append("")
+    if compare_pairs:
+        unknown = sorted({n for p in compare_pairs for n in p} - set(last))
+        if unknown:
+            raise ValueError(f"--compare names rows that are not in the table: {unknown}")
+        res["significance"] = compare({n: last[n] for p in compare_pairs for n in p}, list(compare_pairs))
+        lines += significance_lines(res["significance"], "frame error rate")
     write_table(out_stem, res, lines, results_md, title)
     return res
