@@ -99,6 +99,8 @@ def compare(systems: Dict[str, ErrorCounts], pairs: Sequence[tuple], num_boot: i
     that the student keeps, (base - student) / (base - ensemble), with its 95% percentile interval.
     """
     names = list(systems)
+    if not names:
+        return {"num_boot": num_boot, "seed": seed, "pairs": []}
     n = len(systems[names[0]].tokens)
     for k in names:
         if len(systems[k].tokens) != n or not np.array_equal(systems[k].tokens, systems[names[0]].tokens):
