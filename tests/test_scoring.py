@@ -161,3 +161,17 @@ def test_online_teacher_follows_the_batch_to_its_device():
     assert cpu.device.type == "cpu" and torch.allclose(cpu.sum(1), torch.ones(2))
     out = data.teacher_targets(torch.zeros(2, 4, device="meta"))
     assert out.device.type == "meta" and out.shape == (2, 3)
+
+
+def test_sentences_for_ties_and_no_gain():
+    from asr_kd.scoring.significance import pair_sentence
+
+    rng = np.random.default_rng(6)
+    a = _binomial_system(rng, 0.1, 200)
+    worse = ErrorCounts(a.errors + 1, a.tokens)
+    res = compare({"a": a, "same": ErrorCounts(a.errors.copy(), a.tokens), "worse": worse},
+                  [("a", "same"), ("worse", "same")], num_boot=300, gain_kept=("a", "worse", "same"))
+    tie, other = res["pairs"]
+    assert pair_sentence(tie).startswith("a and same have the same error rate") and "not significant" in pair_sentence(tie)
+    assert pair_sentence(other).startswith("same has a lower error rate than worse in 100.0%")
+    assert res["gain_kept"]["share"] is None and res["gain_kept"]["ci95"] == [None, None]  # the "ensemble" gained nothing

@@ -114,31 +114,38 @@ def compare(systems: Dict[str, ErrorCounts], pairs: Sequence[tuple], num_boot: i
         prob, worse, tie = float((diff > 0).mean()), float((diff < 0).mean()), float((diff == 0).mean())
         p_value = min(1.0, 2.0 * min(prob + tie, worse + tie))  # two-sided (no direction chosen in advance); ties count against
         out["pairs"].append({"a": a, "b": b, "rate_a": systems[a].rate(), "rate_b": systems[b].rate(),
-                             "prob_better": prob, "p_value": p_value, "significant": bool(p_value < ALPHA), "num_boot": num_boot,
+                             "prob_better": prob, "prob_worse": worse, "prob_tie": tie,
+                             "p_value": p_value, "significant": bool(p_value < ALPHA), "num_boot": num_boot,
                              "diff_ci95": [float(np.quantile(diff, ALPHA / 2)), float(np.quantile(diff, 1 - ALPHA / 2))]})
     if gain_kept:
         base, ens, stud = gain_kept
         point = _kept(systems[base].rate(), systems[ens].rate(), systems[stud].rate())
+        gain = reps[base] - reps[ens]
         with np.errstate(divide="ignore", invalid="ignore"):
-            shares = (reps[base] - reps[stud]) / (reps[base] - reps[ens])
-        shares = shares[np.isfinite(shares)]
-        ci = [float(np.quantile(shares, ALPHA / 2)), float(np.quantile(shares, 1 - ALPHA / 2))] if len(shares) else [None, None]
+            shares = (reps[base] - reps[stud]) / gain
+        shares = shares[np.isfinite(shares) & (gain > 0)]  # a share of no gain is undefined
+        ci = ([float(np.quantile(shares, ALPHA / 2)), float(np.quantile(shares, 1 - ALPHA / 2))]
+              if point is not None and len(shares) else [None, None])
         out["gain_kept"] = {"baseline": base, "ensemble": ens, "student": stud, "share": point, "ci95": ci}
     return out
 
 
 def _kept(base: float, ens: float, stud: float) -> Optional[float]:
-    return (base - stud) / (base - ens) if base != ens else None
+    """None unless the ensemble has a lower error rate than the baseline (no gain, nothing to keep)."""
+    return (base - stud) / (base - ens) if ens < base else None
 
 
 def pair_sentence(p: Dict, what: str = "error rate") -> str:
     """'B is better than A (P = 0.97; significant)' in words a reviewer can check against the table."""
-    better = p["rate_b"] < p["rate_a"]
     verdict = "significant" if p["significant"] else "not significant"
+    pv = fmt_p(p["p_value"], p.get("num_boot", NUM_BOOT), "= ")
+    if p["rate_b"] == p["rate_a"]:
+        return f"{p['a']} and {p['b']} have the same {what} (two-sided p {pv}: {verdict} at 0.05)"
+    better = p["rate_b"] < p["rate_a"]
     first, second = (p["b"], p["a"]) if better else (p["a"], p["b"])
-    prob = p["prob_better"] if better else 1.0 - p["prob_better"]
+    prob = p["prob_better"] if better else p["prob_worse"]  # strictly lower; ties are neither
     return (f"{first} has a lower {what} than {second} in {100 * prob:.1f}% of bootstrap replicates "
-            f"(two-sided p {fmt_p(p['p_value'], p.get('num_boot', NUM_BOOT), '= ')}: {verdict} at 0.05)")
+            f"(two-sided p {pv}: {verdict} at 0.05)")
 
 
 def fmt_p(p: float, num_boot: int = NUM_BOOT, eq: str = "") -> str:
