@@ -353,10 +353,16 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             details["oov_tokens"] = sum(1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id)
             return details, secs / max(len(data) * 0.01, 1e-9)
 
-        grid, best, widened = tune_on_dev(lambda lmwt, wip: run("dev", lmwt, wip)[0]["wer"], lmwts, penalties)
+        dev_runs = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
+
+        def dev_wer(lmwt, wip):
+            dev_runs[(lmwt, wip)] = run("dev", lmwt, wip)[0]
+            return dev_runs[(lmwt, wip)]["wer"]
+
+        grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties)
         if widened:
             log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", name, widened)
-        dev, rtf_dev = run("dev", best["lmwt"], best["wip"])
+        dev = dev_runs[(best["lmwt"], best["wip"])]
         test, rtf = run("test", best["lmwt"], best["wip"])
         d = Path(out_dir) / name
         write_scoring(d, "dev", dev)

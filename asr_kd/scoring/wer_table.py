@@ -105,7 +105,7 @@ def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_di
     """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
     accuracy of the networks, and the WER table with intervals and comparisons."""
     from asr_kd.decode.decode import build_graph, decode_models
-    from asr_kd.distill.speech import evaluate, load_split
+    from asr_kd.distill.speech import evaluate, load_split, utterance_frames
 
     graph = build_graph(lang_dir, ali_dir, manifest_dir, corpus, graph_dir, lm_order, arpa)
     systems = parse_systems(specs)
@@ -114,12 +114,13 @@ def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_di
     by_label = {r["name"]: r for r in decoded}
     groups = [(name, [by_label[label] for label, _ in members]) for name, members in systems]
     test = load_split(ali_dir, fbank_dir, corpus, "test")
+    frames = utterance_frames(test)
     frame_acc = {}
     for name, members in systems:  # networks only: a GMM has no posteriors here
         if all(p.endswith(".pt") for _, ckpts in members for p in ckpts):
             rows = []
             for _, ckpts in members:
-                c = evaluate(ckpts, test)["counts"]
-                rows.append(c["ensemble" if len(ckpts) > 1 else "single"].errors[0])
-            frame_acc[name] = summarise(ErrorCounts(np.array(rows), c["single"].tokens))
+                counts = evaluate(ckpts, test)["counts"]
+                rows.append(counts["ensemble" if len(ckpts) > 1 else "single"].errors[0])
+            frame_acc[name] = summarise(ErrorCounts(np.array(rows), frames))
     return wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc)
