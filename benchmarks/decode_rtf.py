@@ -17,17 +17,16 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    import kaldi_hmm_gmm  # noqa: F401
     import torch
     from lhotse import CutSet
 
-    from asr_kd.align.dnn_align import dnn_logposteriors, log_priors
-    from asr_kd.align.labels import read_pdf_counts
-    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.hybrid.likelihoods import dnn_logposteriors, log_priors
+    from asr_kd.gmm.labels import read_pdf_counts
+    from asr_kd.gmm.mono import MonophoneAligner
     from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
-    from asr_kd.decode.decode import decode
+    from asr_kd.decode.kaldi_decoder import decode
     from asr_kd.nnet.data import load_frames
-    from asr_kd.nnet.train import load_model
+    from asr_kd.nnet.checkpoint import load_model
 
     p = argparse.ArgumentParser()
     p.add_argument("--exp", default=str(ROOT / "exp"))

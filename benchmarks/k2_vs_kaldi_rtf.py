@@ -17,12 +17,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    import kaldi_hmm_gmm  # noqa: F401
     import numpy as np
     import torch
 
-    from asr_kd.decode.decode import decode, load_decode_data, model_loglikes
-    from asr_kd.decode.k2_decode import decode_k2, k2_version, load_k2_graph
+    from asr_kd.decode.kaldi_decoder import decode
+    from asr_kd.decode.pipeline import load_decode_data
+    from asr_kd.hybrid.likelihoods import model_loglikes
+    from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
 
     p = argparse.ArgumentParser()
     p.add_argument("--exp", default=str(ROOT / "exp"))

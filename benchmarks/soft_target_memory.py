@@ -21,7 +21,8 @@ sys.path.insert(0, {root!r})
 from pathlib import Path
 from lhotse import CutSet
 from asr_kd.data.features import FeatureNormalizer
-from asr_kd.distill.speech import ali_cuts, write_soft_targets
+from asr_kd.nnet.data import ali_cuts
+from asr_kd.distill.soft_targets import write_soft_targets
 cuts = ali_cuts({ali!r}, "digits", "train")
 cuts = CutSet.from_cuts(list(cuts)[: {n}])
 with tempfile.TemporaryDirectory() as d:

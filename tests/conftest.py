@@ -47,12 +47,11 @@ def tiny_features(tmp_path_factory, tiny_corpus):
 @pytest.fixture(scope="session")
 def tiny_graph(tmp_path_factory, tiny_features):
     """lang, a small monophone GMM (exp) and HCLG (graph) over the tiny corpus: (root, build info)."""
-    import kaldi_hmm_gmm  # noqa: F401
 
-    from asr_kd.align.mono import MonoConfig
+    from asr_kd.gmm.mono import MonoConfig
     from asr_kd.align.pipeline import train_and_align
     from asr_kd.data.synth.digits import DIGIT_WORDS
-    from asr_kd.decode.decode import build_graph
+    from asr_kd.decode.pipeline import build_graph
     from asr_kd.lang.lexicon import build_lexicon
     from asr_kd.lang.prepare_lang import prepare_lang
 

@@ -5,15 +5,14 @@ import numpy as np
 import pytest
 from lhotse import CutSet
 
-from asr_kd.align.labels import read_pdf_counts
-from asr_kd.align.mono import MonoConfig
+from asr_kd.gmm.labels import read_pdf_counts
+from asr_kd.gmm.mono import MonoConfig
 
 TINY_MONO = MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5, 6), total_gauss=150)
 
 
 @pytest.fixture(scope="module")
 def aligned(tiny_features, tmp_path_factory):
-    import kaldi_hmm_gmm  # noqa: F401
 
     from asr_kd.align.pipeline import train_and_align
     from asr_kd.lang.lexicon import build_lexicon
@@ -62,7 +61,7 @@ def test_pdf_counts_and_map(aligned):
 
 def test_log_priors_are_the_training_alignment_pdf_counts(aligned):
     """Hybrid priors (decode, realignment) come from the training split's labels, nothing else."""
-    from asr_kd.align.dnn_align import log_priors
+    from asr_kd.hybrid.likelihoods import log_priors
 
     root, summary = aligned
     counts = np.zeros(summary["num_pdfs"], np.int64)
@@ -106,7 +105,7 @@ def test_report_subsets_by_accent_and_recording_condition():
 
 
 def test_reference_config_is_the_flat_start_config_with_overrides(tmp_path):
-    from asr_kd.align.mono import MonoConfig
+    from asr_kd.gmm.mono import MonoConfig
     from asr_kd.utils.config import section
 
     path = tmp_path / "c.yaml"
@@ -120,7 +119,7 @@ def test_reference_config_is_the_flat_start_config_with_overrides(tmp_path):
 
 
 def test_transcript_with_oov_word_is_rejected_before_training(aligned):
-    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.gmm.mono import MonophoneAligner
 
     root, _ = aligned
     aligner = MonophoneAligner(root / "lang", TINY_MONO, nj=1)
@@ -132,7 +131,7 @@ def test_one_hot_loglikes_from_an_alignment_realign_to_it(aligned, tiny_features
     """Hybrid-style alignment through DecodableCtc (one column per transition-id) gives back the
     GMM's own alignment when the log-likelihoods are one-hot on its pdfs."""
     from asr_kd.align.dnn_align import align_with_loglikes
-    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.gmm.mono import MonophoneAligner
 
     root, summary = aligned
     aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
@@ -166,10 +165,9 @@ def test_phone_segments_agree_with_frame_labels(aligned):
     """Phone segments (boundaries for the report and the picture) tile the utterance and every frame
     of a segment carries that segment's phone: the training graphs are reordered, so a phone's
     exit transition is followed by its last state's self-loops, which still belong to it."""
-    import kaldi_hmm_gmm  # noqa: F401
 
-    from asr_kd.align.labels import label_maps, phone_segments
-    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.gmm.labels import label_maps, phone_segments
+    from asr_kd.gmm.mono import MonophoneAligner
 
     root, _ = aligned
     aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
@@ -190,10 +188,9 @@ def test_phone_segments_agree_with_frame_labels(aligned):
 def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, tmp_path):
     """Labels from oracle phone times put every oracle phone frame in that phone; the GMM trained on
     them (the reference of the alignment report) then aligns closer to the oracle than the flat start."""
-    import kaldi_hmm_gmm  # noqa: F401
 
-    from asr_kd.align.labels import label_maps
-    from asr_kd.align.mono import MonophoneAligner
+    from asr_kd.gmm.labels import label_maps
+    from asr_kd.gmm.mono import MonophoneAligner
     from asr_kd.align.pipeline import train_oracle_reference
     from asr_kd.data.features import feature_cuts_path
 
@@ -226,7 +223,7 @@ def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, 
 def test_alignment_failures_reach_the_user_as_one_line(monkeypatch, caplog, tmp_path):
     """The CLI's error path (the aligner itself is exercised above): no traceback, one line, exit 1."""
     import asr_kd.align.pipeline as pipeline
-    from asr_kd.align.mono import AlignmentFailures
+    from asr_kd.gmm.mono import AlignmentFailures
     from asr_kd.cli import main
 
     def no_alignment(*args, **kwargs):

@@ -6,7 +6,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def dnn_on_gmm_labels(tiny_graph, tiny_features):
-    from asr_kd.distill.speech import load_split, num_pdfs
+    from asr_kd.nnet.data import load_split
+    from asr_kd.gmm.labels import num_pdfs
     from asr_kd.nnet.models import ModelConfig
     from asr_kd.nnet.train import TrainConfig, train_model
 
@@ -28,7 +29,7 @@ def _oracle_phone_accuracy(ckpt, ali_dir, features):
     from lhotse import CutSet
 
     from asr_kd.data.features import FeatureNormalizer
-    from asr_kd.nnet.train import load_model
+    from asr_kd.nnet.checkpoint import load_model
 
     model = load_model(ckpt)
     norm = FeatureNormalizer.load(features / "fbank" / "cmvn.npz")
@@ -68,7 +69,7 @@ def _without_oracle(src, dst):
 
 
 def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_times(dnn_on_gmm_labels, tiny_features, tmp_path):
-    from asr_kd.align.compare import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
+    from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
 
     root, ckpts = dnn_on_gmm_labels
     plain = _without_oracle(root / "exp", tmp_path / "no_oracle")
@@ -91,10 +92,9 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
 
 
 def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_features, tmp_path):
-    import kaldi_hmm_gmm  # noqa: F401
 
-    from asr_kd.align.compare import AlignmentRow, DecodeSettings, compare_alignments
-    from asr_kd.align.mono import MonoConfig, MonophoneAligner
+    from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, compare_alignments
+    from asr_kd.gmm.mono import MonoConfig, MonophoneAligner
     from asr_kd.lang.lexicon import Lexicon
     from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
 

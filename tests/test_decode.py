@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from asr_kd.decode.decode import wer_details
-from asr_kd.decode.lm import perplexity, train_arpa
+from asr_kd.decode.wer import wer_details
+from asr_kd.lang.lm import perplexity, train_arpa
 
 
 def test_wer_scorer_matches_hand_counts():
@@ -75,8 +75,8 @@ def graph(tiny_graph):
 def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
     from conftest import oracle_loglikes
 
-    from asr_kd.align.mono import MonophoneAligner
-    from asr_kd.decode.decode import decode
+    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.decode.kaldi_decoder import decode
     from asr_kd.lang.prepare_lang import Lang
 
     root, info = graph
@@ -91,8 +91,8 @@ def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
 
 
 def test_nan_loglikes_are_a_clear_error(graph):
-    from asr_kd.align.mono import MonophoneAligner
-    from asr_kd.decode.decode import decode
+    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.decode.kaldi_decoder import decode
 
     root, _ = graph
     tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
@@ -107,9 +107,9 @@ def test_gmm_loglikes_match_the_library(graph, tiny_features):
 
     from lhotse import CutSet
 
-    from asr_kd.align.gmm_features import gmm_features
+    from asr_kd.gmm.features import gmm_features
     from asr_kd.data.features import FeatureNormalizer
-    from asr_kd.decode.decode import gmm_loglikes
+    from asr_kd.hybrid.likelihoods import gmm_loglikes
     from asr_kd.nnet.data import load_frames
 
     root, _ = graph
@@ -128,13 +128,12 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
     (the decoder reads the feature settings from the model)."""
     import pickle
 
-    import kaldi_hmm_gmm  # noqa: F401
     from lhotse import CutSet
 
-    from asr_kd.align.mono import MonoConfig
+    from asr_kd.gmm.mono import MonoConfig
     from asr_kd.align.pipeline import load_gmm_inputs, train_and_align
     from asr_kd.data.features import FeatureNormalizer
-    from asr_kd.decode.decode import gmm_loglikes
+    from asr_kd.hybrid.likelihoods import gmm_loglikes
     from asr_kd.nnet.data import load_frames
 
     root, _ = graph
@@ -156,7 +155,7 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
 def test_graph_is_reused_only_when_built_from_the_same_inputs(graph, tiny_features, tmp_path):
     import shutil
 
-    from asr_kd.decode.decode import build_graph
+    from asr_kd.decode.pipeline import build_graph
 
     root, info = graph
     shutil.copytree(root / "graph", tmp_path / "graph")

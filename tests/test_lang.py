@@ -1,8 +1,7 @@
 """Lang builder and lexicon sources on toy inputs."""
-import kaldi_hmm_gmm  # noqa: F401  (import order: before kaldifst)
-import kaldifst
 import pytest
 
+from asr_kd.kaldi import kaldifst
 from asr_kd.lang.lexicon import Lexicon, add_disambig, bpe_lexicon, build_lexicon, grapheme_lexicon, train_bpe
 from asr_kd.lang.prepare_lang import Lang, LangConfig, prepare_lang, read_symbol_table
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr_kd.distill.losses import (DistillConfig, DistillationLoss, dense_from_topk, ensemble_soft_targets, kd_loss,
-                                   soft_cross_entropy, topk_targets)
+from asr_kd.nnet.losses import LossConfig, build_criterion, kd_loss, soft_cross_entropy
+from asr_kd.nnet.targets import dense_from_topk, ensemble_soft_targets, topk_targets
 
 torch.manual_seed(0)
 
@@ -69,12 +69,12 @@ def test_hard_term_and_padding_are_handled():
     z = torch.randn(6, 5)
     y = torch.tensor([0, 1, 2, -100, 3, -100])
     p = F.softmax(torch.randn(6, 5), -1)
-    loss = DistillationLoss(DistillConfig(loss="kd", temperature=3.0, soft_weight=1.0, hard_weight=0.5))(z, y, p)
+    loss = build_criterion(LossConfig(loss="kd", temperature=3.0, soft_weight=1.0, hard_weight=0.5))(z, y, p)
     keep = y != -100
     ref = 9.0 * soft_cross_entropy(z[keep], p[keep], 3.0).mean() + 0.5 * F.cross_entropy(z[keep], y[keep])
     assert torch.allclose(loss, ref)
     with pytest.raises(ValueError, match="unknown loss"):
-        DistillationLoss(DistillConfig(loss="nope"))
+        build_criterion(LossConfig(loss="nope"))
 
 
 def test_ensemble_combination_and_topk_round_trip():

@@ -90,7 +90,7 @@ def test_jitter_shifts_and_keeps_pixels():
 def test_cached_teacher_logits_follow_the_teacher(tmp_path):
     from asr_kd.images.experiment import teacher_train_logits
     from asr_kd.nnet.models import ModelConfig, build_model
-    from asr_kd.nnet.train import save_checkpoint
+    from asr_kd.nnet.checkpoint import save_checkpoint
 
     x = np.random.default_rng(0).random((20, 28 * 28), dtype=np.float32)
     cfg = ModelConfig(name="dnn", context=0, hidden=8, num_layers=1)

@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from asr_kd.distill.losses import DistillConfig
+from asr_kd.nnet.losses import LossConfig, build_criterion
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.models import ModelConfig, build_model
-from asr_kd.nnet.train import TrainConfig, load_model, predict_logits, train_model
+from asr_kd.nnet.train import TrainConfig, train_model
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.evaluate import predict_logits
 
 
 def toy_frames(n_utts=12, frames=40, dim=8, classes=5, seed=0) -> FrameData:
@@ -86,7 +88,7 @@ def test_nan_loss_is_a_clear_error(tmp_path):
 def test_distillation_needs_soft_targets(tmp_path):
     with pytest.raises(ValueError, match="needs soft targets"):
         train_model(toy_frames(), toy_frames(n_utts=2), 5, tmp_path, ModelConfig(context=1, hidden=8, num_layers=1),
-                    TrainConfig(epochs=1), DistillConfig(loss="kd"))
+                    TrainConfig(epochs=1), build_criterion(LossConfig(loss="kd")))
 
 
 @pytest.mark.parametrize("topk", [0, 3])
@@ -95,10 +97,11 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
     from lhotse import CutSet
 
     from asr_kd.data.features import FeatureNormalizer
-    from asr_kd.distill.losses import ensemble_soft_targets
-    from asr_kd.distill.speech import read_soft_targets, teacher_logits, write_soft_targets
+    from asr_kd.nnet.targets import ensemble_soft_targets
+    from asr_kd.distill.soft_targets import read_soft_targets, write_soft_targets
+    from asr_kd.nnet.evaluate import teacher_logits
     from asr_kd.nnet.data import load_frames
-    from asr_kd.nnet.train import save_checkpoint
+    from asr_kd.nnet.checkpoint import save_checkpoint
 
     cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_train.jsonl.gz").to_eager()
     # fake pdf labels: these tests only need frame-aligned arrays
@@ -133,7 +136,7 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
 
 
 def test_results_md_blocks_are_replaced_not_duplicated(tmp_path):
-    from asr_kd.distill.report import update_results_md
+    from asr_kd.utils.results import update_results_md
 
     path = tmp_path / "RESULTS.md"
     update_results_md(path, "(5a) table", ["| a | 1 |"])

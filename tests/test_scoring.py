@@ -82,7 +82,7 @@ def test_gain_kept_and_its_interval():
 
 
 def test_dev_grid_widens_past_its_edge_until_the_optimum_is_inside():
-    from asr_kd.decode.decode import tune_on_dev
+    from asr_kd.decode.pipeline import tune_on_dev
 
     calls = []
 
@@ -100,7 +100,7 @@ def test_dev_grid_widens_past_its_edge_until_the_optimum_is_inside():
 
 
 def test_wer_with_an_empty_reference_and_a_missing_hypothesis():
-    from asr_kd.decode.decode import wer_details
+    from asr_kd.decode.wer import wer_details
 
     d = wer_details({"u1": [], "u2": ["A", "B"], "u3": ["C"]}, {"u1": ["X"], "u3": ["C"]}, {"u1": "s", "u2": "s", "u3": "t"})
     assert (d["ins"], d["del"], d["sub"], d["ref_len"]) == (1, 2, 0, 3)
@@ -111,7 +111,7 @@ def test_wer_with_an_empty_reference_and_a_missing_hypothesis():
 
 
 def test_logit_match_loss_and_its_weights():
-    from asr_kd.distill.losses import DistillConfig, DistillationLoss, logit_match_loss
+    from asr_kd.nnet.losses import LossConfig, build_criterion, logit_match_loss
 
     z = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]])
     v = torch.tensor([[1.0, 1.0, 1.0], [2.0, 0.0, 1.0]])
@@ -121,28 +121,28 @@ def test_logit_match_loss_and_its_weights():
     assert logit_match_loss(z, y, v, hard_weight=0.0) == pytest.approx(float(want))
     assert logit_match_loss(z, y, v, hard_weight=0.0, soft_weight=0.25) == pytest.approx(0.25 * float(want))
     ce = torch.nn.functional.cross_entropy(z, y)
-    loss = DistillationLoss(DistillConfig(loss="logit_match", soft_weight=2.0, hard_weight=0.5))(z, y, v)
+    loss = build_criterion(LossConfig(loss="logit_match", soft_weight=2.0, hard_weight=0.5))(z, y, v)
     assert loss == pytest.approx(float(2.0 * want + 0.5 * ce))
     # a constant shift of the teacher's logits changes nothing (both are centred)
     assert logit_match_loss(z, y, v + 7.0, hard_weight=0.0) == pytest.approx(float(want))
 
 
 def test_stored_soft_targets_are_refused_where_they_would_be_misread(tmp_path):
-    from asr_kd.distill.losses import DistillConfig
-    from asr_kd.distill.speech import check_soft_targets
+    from asr_kd.nnet.losses import LossConfig
+    from asr_kd.distill.soft_targets import check_soft_targets
 
     (tmp_path / "soft_targets.json").write_text(json.dumps({"temperature": 2.0, "topk": 0}))
-    assert check_soft_targets(tmp_path, DistillConfig(loss="kd", temperature=2.0))["temperature"] == 2.0
+    assert check_soft_targets(tmp_path, LossConfig(loss="kd", temperature=2.0))["temperature"] == 2.0
     with pytest.raises(ValueError, match="logit_match needs teacher logits"):
-        check_soft_targets(tmp_path, DistillConfig(loss="logit_match"))
+        check_soft_targets(tmp_path, LossConfig(loss="logit_match"))
     with pytest.raises(ValueError, match="T=2 but training asks for T=5"):
-        check_soft_targets(tmp_path, DistillConfig(loss="kd", temperature=5.0))
+        check_soft_targets(tmp_path, LossConfig(loss="kd", temperature=5.0))
     with pytest.raises(FileNotFoundError, match="soft_targets.json is missing"):
-        check_soft_targets(tmp_path / "nothing", DistillConfig())
+        check_soft_targets(tmp_path / "nothing", LossConfig())
 
 
 def test_dense_from_topk_stays_on_the_device_of_its_inputs():
-    from asr_kd.distill.losses import dense_from_topk
+    from asr_kd.nnet.targets import dense_from_topk
 
     idx, logp = torch.tensor([[2, 0]]), torch.log(torch.tensor([[0.75, 0.25]], dtype=torch.float64))
     out = dense_from_topk(idx, logp, 3)

@@ -9,7 +9,7 @@ import pytest
 
 from asr_kd.specialists.clusters import confusable_clusters, online_kmeans
 from asr_kd.specialists.combine import active_specialists, combine, objective
-from asr_kd.specialists.experiment import specialist_training_set
+from asr_kd.specialists.training import specialist_training_set
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,13 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 from lhotse import CutSet
 
-from asr_kd.align.gmm_features import gmm_features_for
-from asr_kd.align.labels import store_alignments, write_pdf_stats
-from asr_kd.align.mono import MonoConfig, MonophoneAligner
+from asr_kd.align.report import finish_alignment
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
-from asr_kd.utils.io import fingerprint, is_done, mark_done, write_json_atomic
+from asr_kd.gmm.features import gmm_features_for
+from asr_kd.gmm.labels import store_alignments
+from asr_kd.gmm.mono import MonoConfig, MonophoneAligner
+from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.validity import fingerprint, is_done, mark_done
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,8 @@ def load_gmm_inputs(cuts: CutSet, normalizer: FeatureNormalizer, cfg: MonoConfig
 
 
 def _load_inputs(fbank_dir, corpus: str, splits: Sequence[str], exp_dir: Path, cfg: MonoConfig, cmvn_mode):
-    import kaldi_hmm_gmm  # noqa: F401  (import order: before kaldifst)
-
     exp_dir.mkdir(parents=True, exist_ok=True)
-    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz", mode=cmvn_mode)
+    normalizer = FeatureNormalizer.of_features(fbank_dir, mode=cmvn_mode)
     cuts = {s: CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)).to_eager() for s in splits}
     t0 = time.time()
     feats, texts, energy = {}, {}, {}
@@ -96,8 +96,6 @@ def _align_and_report(aligner: MonophoneAligner, cuts: Dict[str, CutSet], splits
                       exp_dir: Path, key: str, timings: Dict, held_out_accents: Sequence[str]) -> Dict:
     """Align every split (resumable per split), store the labels, pdf statistics, the report
     against the oracle and its picture, and summary.json."""
-    from asr_kd.align.report import alignment_report, example_cut, plot_alignment
-
     ali_cuts, failures = {}, {}
     for s in splits:
         out_name = f"{corpus}_{s}"
@@ -116,14 +114,10 @@ def _align_and_report(aligner: MonophoneAligner, cuts: Dict[str, CutSet], splits
         mark_done(marker_dir, split_key)
     aligner.close()
 
-    counts = write_pdf_stats(ali_cuts[splits[0]], aligner.tm, aligner.lang, exp_dir)
+    counts, report = finish_alignment(ali_cuts, aligner.tm, aligner.lang, exp_dir, held_out_accents)
     occupied = int((counts > 0).sum())
     if occupied < len(counts):
         log.warning("%d of %d pdfs have no training frames", len(counts) - occupied, len(counts))
-    report = alignment_report(ali_cuts, aligner.tm, aligner.lang, exp_dir, held_out_accents)
-    example = example_cut(ali_cuts[splits[-1]])
-    if example is not None:
-        plot_alignment(example, aligner.tm, aligner.lang, exp_dir / "alignment_example.png")
     summary = {"timings": timings, "num_pdfs": int(len(counts)), "pdfs_with_frames": occupied,
                "failed": {s: len(f) for s, f in failures.items()}, "report": report["splits"]}
     write_json_atomic(exp_dir / "summary.json", summary)

@@ -18,7 +18,7 @@ from typing import Dict, List
 import numpy as np
 from lhotse import CutSet
 
-from asr_kd.align.labels import label_maps, phone_segments
+from asr_kd.gmm.labels import label_maps, phone_segments, write_pdf_stats
 from asr_kd.utils.io import atomic_path, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -182,3 +182,16 @@ def plot_alignment(cut, tm, lang, path, frame_shift: float = 0.01) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def finish_alignment(ali_cuts: Dict[str, CutSet], tm, lang, out_dir, held_out_accents=()):
+    """The tail of every alignment run: pdf statistics of the first (training) split, the report
+    against the oracle and a picture of one example. Returns (pdf counts, report)."""
+    out_dir = Path(out_dir)
+    splits = list(ali_cuts)
+    counts = write_pdf_stats(ali_cuts[splits[0]], tm, lang, out_dir)
+    report = alignment_report(ali_cuts, tm, lang, out_dir, held_out_accents)
+    example = example_cut(ali_cuts[splits[-1]])
+    if example is not None:
+        plot_alignment(example, tm, lang, out_dir / "alignment_example.png")
+    return counts, report

@@ -17,7 +17,8 @@ import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 
 from asr_kd.data.manifests import manifest_paths
-from asr_kd.utils.io import atomic_path, fingerprint, is_done, mark_done
+from asr_kd.utils.io import atomic_path
+from asr_kd.utils.validity import fingerprint, is_done, mark_done
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,14 @@ class FeatureNormalizer:
         stats = {str(s): (m, d) for s, m, d in zip(z["speakers"], z["speaker_mean"], z["speaker_std"])}
         return cls(mode or str(z["mode"]), z["global_mean"], z["global_std"], stats)
 
+    @classmethod
+    def of_features(cls, fbank_dir, mode: Optional[str] = None) -> "FeatureNormalizer":
+        """The statistics the feature stage wrote for ``fbank_dir`` (its ``cmvn.npz``)."""
+        path = Path(fbank_dir) / "cmvn.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run the feature stage first")
+        return cls.load(path, mode)
+
 
 class _Accumulator:
     def __init__(self):
@@ -195,3 +204,14 @@ def compute_cmvn(cuts_by_split: Dict[str, CutSet], mode: str, train_split: str =
         raise ValueError(f"no frames in split {train_split!r}: cannot compute normalisation statistics")
     mean, std = glob.stats()
     return FeatureNormalizer(mode, mean, std, {s: a.stats() for s, a in per_spk.items()})
+
+
+def compute_features(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg: "FeatureConfig",
+                     sample_rate: int, num_jobs: int = 1) -> FeatureNormalizer:
+    """The feature stage: fbank of every split (``compute_fbank``) and CMVN statistics, the global
+    ones from ``splits[0]``, saved as ``out_dir/cmvn.npz``."""
+    cuts = compute_fbank(manifest_dir, out_dir, corpus, splits, cfg, sample_rate=sample_rate, num_jobs=num_jobs)
+    normalizer = compute_cmvn(cuts, cfg.cmvn, train_split=splits[0])
+    normalizer.save(Path(out_dir) / "cmvn.npz")
+    log.info("fbank (%d bins) and %s CMVN statistics in %s", cfg.num_mel_bins, cfg.cmvn, out_dir)
+    return normalizer

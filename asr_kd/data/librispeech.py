@@ -138,3 +138,18 @@ def augment_train(out_dir, corpus: str, speed_factors: Sequence[float] = (), mus
         cuts.to_file(tmp)
     log.info("%s/train: %d cuts after augmentation (speed %s, musan %s)", corpus, len(cuts), list(speed_factors), bool(musan_dir))
     return len(cuts)
+
+
+def prepare_from_options(out_dir, corpus_dir=None, download_dir=None, lm_dir=None, mini: bool = True,
+                         train_parts: Sequence[str] = ("train-clean-100",), speed_factors: Sequence[float] = (),
+                         musan_dir=None, seed: int = 0, num_jobs: int = 1) -> None:
+    """The corpus stages of the LibriSpeech recipe: the official lexicon and LMs into ``lm_dir``
+    (when given), the corpus downloaded into ``download_dir`` (when given, else ``corpus_dir`` is
+    used), and its manifests."""
+    if lm_dir:
+        download_lm_resources(lm_dir)
+    if download_dir:
+        corpus_dir = download_librispeech(download_dir, mini, train_parts)
+    if corpus_dir:
+        prepare_librispeech(corpus_dir, out_dir, mini=mini, train_parts=train_parts, speed_factors=speed_factors,
+                            musan_dir=musan_dir, seed=seed, num_jobs=num_jobs)

@@ -3,13 +3,22 @@ the share of utterances with identical 1-best words, the share with identical be
 and per-frame transition-ids), both WERs, and the largest score difference over identical paths
 (Kaldi's best-path log-likelihood against k2's shortest-path total score; both are graph score plus
 acoustic score)."""
+import json
+import logging
 import time
+from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-from asr_kd.decode.decode import decode, wer_details
-from asr_kd.decode.k2_decode import decode_k2, k2_version, load_k2_graph
+from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
+from asr_kd.decode.kaldi_decoder import decode
+from asr_kd.decode.pipeline import load_decode_data
+from asr_kd.decode.wer import wer_details
+from asr_kd.hybrid.likelihoods import model_loglikes
+from asr_kd.utils.results import write_table
+
+log = logging.getLogger(__name__)
 
 
 def compare_decoders(graph_path, tm, loglikes: Dict[str, np.ndarray], refs: Dict[str, List[str]], id2word: Dict[int, str],
@@ -35,3 +44,33 @@ def compare_decoders(graph_path, tm, loglikes: Dict[str, np.ndarray], refs: Dict
             "max_rel_score_diff": max(rel) if rel else float("nan"),
             "rtf_kaldi": t_kaldi / (frames * 0.01), "rtf_k2": t_k2 / (frames * 0.01), "k2_version": k2_version(),
             "differing": sorted(set(loglikes) - set(same))}
+
+
+def agreement_table(decode_dir, ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_stem, title: str,
+                    results_md=None, beam: float = 20.0) -> Dict:
+    """k2 vs. Kaldi on the test set, for every decoded member (seed) of every system of an earlier
+    decode (``decode_dir/wer_table.json``), at the LM weight and insertion penalty it chose on dev.
+    Writes OUT.json / OUT.md and the RESULTS.md block; returns the rows."""
+    table = json.loads((Path(decode_dir) / "wer_table.json").read_text())
+    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, ("test",))
+    cuts, data = splits["test"]
+    refs = {c.id: c.supervisions[0].text.split() for c in cuts}
+    rows = []
+    for r in (m for row in table["rows"] for m in row["members"]):
+        lp = model_loglikes(r["checkpoints"], splits, priors)["test"]
+        ll = {c.id: lp[data.utterance(i)] / r["best_lmwt"] for i, c in enumerate(cuts)}
+        res = compare_decoders(Path(graph_dir) / "HCLG.fst", tm, ll, refs, lang.id2word, beam=beam, word_penalty=r["best_wip"])
+        rows.append({"name": r["name"], "lmwt": r["best_lmwt"], "wip": r["best_wip"], **res})
+        log.info("%s: %d/%d same 1-best, WER kaldi %.2f%% k2 %.2f%%, max score diff %.2g", r["name"], res["same_words"],
+                 res["utterances"], 100 * res["wer_kaldi"], 100 * res["wer_k2"], res["max_score_diff"])
+    lines = [f"### {title}", "", f"Same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
+             f"on dev by the Kaldi decode; beams {beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.", "",
+             "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff, absolute / "
+             "relative (same paths) | RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
+                     f"{100 * r['wer_kaldi']:.2f}% | "
+                     f"{100 * r['wer_k2']:.2f}% | {r['max_score_diff']:.2g} / {r['max_rel_score_diff']:.1g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |")
+    lines.append("")
+    write_table(out_stem, {"rows": rows}, lines, results_md, title)
+    return {"rows": rows}

@@ -12,35 +12,15 @@ import logging
 import time
 from pathlib import Path
 
+from asr_kd.kaldi import kaldifst, khg
+from asr_kd.kaldi.fst import map_arcs
 from asr_kd.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-def map_arcs(fst, arc_fn):
-    """A copy of ``fst`` with every arc replaced by ``arc_fn(arc)`` -> (ilabel, olabel, weight)
-    (FSTs cannot be edited in place through these bindings)."""
-    import kaldifst
-
-    out = kaldifst.StdVectorFst()
-    for _ in range(fst.num_states):
-        out.add_state()
-    out.start = fst.start
-    for s in range(fst.num_states):
-        final = fst.final(s)
-        if final != kaldifst.TropicalWeight.zero:
-            out.set_final(state=s, weight=final)
-        for arc in kaldifst.ArcIterator(fst, s):
-            ilabel, olabel, weight = arc_fn(arc)
-            out.add_arc(state=s, arc=kaldifst.StdArc(ilabel=ilabel, olabel=olabel, weight=weight, nextstate=arc.nextstate))
-    return out
-
-
 def make_hclg(lang, tm, tree, G_path, out_dir, self_loop_scale: float = 0.1, transition_scale: float = 1.0):
     """Build and write ``out_dir/HCLG.fst``; returns (HCLG, info)."""
-    import kaldi_hmm_gmm as khg
-    import kaldifst
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

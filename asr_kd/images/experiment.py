@@ -20,12 +20,16 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from asr_kd.distill.losses import DistillConfig
 from asr_kd.images.data import ImageData
 from asr_kd.images.mnist import MnistSplits, class_mask, load_mnist
+from asr_kd.nnet.losses import LossConfig, build_criterion
 from asr_kd.nnet.models import ModelConfig
-from asr_kd.nnet.train import TrainConfig, load_model, predict_logits, train_model
-from asr_kd.utils.io import atomic_path, file_digest, fingerprint, write_json_atomic, write_text_atomic
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.evaluate import predict_logits
+from asr_kd.nnet.train import TrainConfig, train_model
+from asr_kd.utils.config import section
+from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +54,14 @@ class MnistConfig:
         _mlp(800), TrainConfig(epochs=20, batch_size=128, lr=1e-3, schedule="cosine")))
     distilled: RoleConfig = field(default_factory=lambda: RoleConfig(
         _mlp(800), TrainConfig(epochs=30, batch_size=128, lr=1e-3, schedule="cosine")))
-    distill: DistillConfig = field(default_factory=lambda: DistillConfig(loss="kd", temperature=20.0, soft_weight=1.0,
+    distill: LossConfig = field(default_factory=lambda: LossConfig(loss="kd", temperature=20.0, soft_weight=1.0,
                                                                         hard_weight=0.1))
     train_subset: int = 0  # quick mode: the first N training images only (0 = all 50,000)
 
-    @classmethod
-    def from_dict(cls, d: Dict) -> "MnistConfig":
-        c = cls()
-        for role in ("teacher", "small", "distilled"):
-            r = d.get(role, {})
-            base = getattr(c, role)
-            setattr(c, role, RoleConfig(replace(base.model, **r.get("model", {})), replace(base.train, **r.get("train", {})),
-                                        r.get("jitter", base.jitter), r.get("online_teacher", base.online_teacher)))
-        c.distill = replace(c.distill, **d.get("distill", {}))
-        c.train_subset = d.get("train_subset", c.train_subset)
-        return c
-
 
 def load_config(path: Optional[str]) -> MnistConfig:
-    if not path:
-        return MnistConfig()
-    import yaml
-    return MnistConfig.from_dict(yaml.safe_load(Path(path).read_text()).get("mnist", {}) or {})
+    """The ``mnist`` section of a recipe config (defaults: the paper's settings)."""
+    return section(path, "mnist", MnistConfig)
 
 
 def _splits(npz, cfg: MnistConfig) -> MnistSplits:
@@ -84,16 +74,16 @@ def _splits(npz, cfg: MnistConfig) -> MnistSplits:
 def teacher_train_logits(teacher_dir, x_train: np.ndarray) -> np.ndarray:
     """The teacher's logits on the (unjittered) training images, cached in the teacher's folder
     with a key of the checkpoint and the images (a retrained teacher gets new logits)."""
-    path, key_path = Path(teacher_dir) / "train_logits.npy", Path(teacher_dir) / "train_logits.key"
+    path, record = Path(teacher_dir) / "train_logits.npy", Path(teacher_dir) / "train_logits.json"
     key = fingerprint([file_digest(Path(teacher_dir) / "best.pt"), hashlib.sha256(np.ascontiguousarray(x_train).tobytes()).hexdigest()])
-    if path.exists() and key_path.exists() and key_path.read_text().strip() == key:
+    if path.exists() and kept_summary(record, key) is not None:
         return np.load(path)
     model = load_model(Path(teacher_dir) / "best.pt")
     logits = predict_logits(model, ImageData.from_numpy(x_train, np.zeros(len(x_train)))).numpy()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, logits)
-    write_text_atomic(key_path, key + "\n")
+    write_json_atomic(record, {"key": key})
     return logits
 
 
@@ -105,7 +95,7 @@ def train_role(npz, out_dir, role: str, cfg: MnistConfig, seed: int, teacher_dir
     s = _splits(npz, cfg)
     rc: RoleConfig = getattr(cfg, role)
     model_cfg = replace(rc.model, hidden=hidden) if hidden else rc.model
-    loss_cfg = DistillConfig(loss="ce")
+    loss_cfg = LossConfig(loss="ce")
     soft = None
     if role == "distilled":
         if teacher_dir is None:
@@ -122,7 +112,7 @@ def train_role(npz, out_dir, role: str, cfg: MnistConfig, seed: int, teacher_dir
     valid = ImageData.from_numpy(s.x_valid, s.y_valid)
     log.info("%s %s seed %d: %d training images%s", role, out_dir, seed, len(train),
              f", T={loss_cfg.temperature}" if role == "distilled" else "")
-    res = train_model(train, valid, 10, out_dir, model_cfg, rc.train, loss_cfg, seed=seed)
+    res = train_model(train, valid, 10, out_dir, model_cfg, rc.train, build_criterion(loss_cfg), seed=seed)
     ev = evaluate(out_dir, s)
     ev.update({"role": role, "seed": seed, "keep": list(keep), "drop": list(drop), "train_images": len(train),
                "temperature": loss_cfg.temperature if role == "distilled" else None, "hidden": model_cfg.hidden,

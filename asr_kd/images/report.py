@@ -13,9 +13,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from asr_kd.distill.report import write_table
 from asr_kd.images.bias import choose_bias, default_grid, errors, shift_logits
 from asr_kd.images.mnist import load_mnist
+from asr_kd.utils.results import write_table
 
 log = logging.getLogger(__name__)
 PAPER_ERRORS = {"teacher": 67, "small": 146, "distilled": 74}
@@ -127,3 +127,16 @@ def tsweep_table(exp, results_md=None, plot: bool = True) -> Dict:
             log.warning("matplotlib is not installed: no temperature-sweep plot")
     write_table(exp / "tsweep_table", res, lines, results_md, "mnist-tsweep")
     return res
+
+
+def write_tables(exp, names: Sequence[str], npz=None, results_md=None) -> None:
+    """The named tables (``main``, ``transfer``, ``tsweep``) of an MNIST experiment folder."""
+    for name in names:
+        if name == "main":
+            main_table(exp, results_md)
+        elif name == "transfer":
+            transfer_tables(exp, npz, results_md)
+        elif name == "tsweep":
+            tsweep_table(exp, results_md)
+        else:
+            raise ValueError(f"unknown MNIST table {name!r}; choose main, transfer or tsweep")

@@ -2,12 +2,14 @@
 lexicon, OOV report of the evaluation splits, and the lang directory (``prepare-lang``)."""
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
+from lhotse import SupervisionSet
+
+from asr_kd.data.manifests import manifest_paths
 from asr_kd.lang.lexicon import LexiconConfig, build_lexicon, train_bpe
 from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
-from asr_kd.lang.vocabulary import (oov_report, read_lm_vocabulary, training_vocabulary, uncovered_report,
-                                    write_oov_report)
+from asr_kd.lang.vocabulary import oov_report, read_lm_vocabulary, training_vocabulary, uncovered_report, write_oov_report
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +18,6 @@ def prepare_lang_from_manifests(manifest_dir, corpus: str, splits: Sequence[str]
                                 lexicon_cfg: LexiconConfig, lang_cfg: LangConfig, lm_vocab=None) -> Dict:
     """``splits[0]`` is the training split: its transcripts (and ``lm_vocab``, an ARPA or text file)
     give the vocabulary; the other splits are only counted for OOVs (``dict_dir/oov_report.json``)."""
-    import kaldi_hmm_gmm  # noqa: F401  (import order: kaldi_hmm_gmm before kaldifst)
-    from lhotse import SupervisionSet
-
-    from asr_kd.data.manifests import manifest_paths
-
     texts, utts_of = {}, {}
     for split in splits:
         sups = SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, split)["supervisions"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from asr_kd.kaldi import kaldifst, khg
 from asr_kd.lang.lexicon import Lexicon, add_disambig
 from asr_kd.utils.io import atomic_path, write_text_atomic
 
@@ -69,8 +70,6 @@ def make_lexicon_fst(entries, phone2id: Dict[str, int], word2id: Dict[str, int],
     ``disambig_loop``: (phone #0 id, word #0 id) self-loop on the loop state, so that G's
     backoff #0 passes through L_disambig.
     """
-    import kaldifst
-
     fst = kaldifst.StdVectorFst()
     start, loop, sil_state = fst.add_state(), fst.add_state(), fst.add_state()
     fst.start = start
@@ -104,8 +103,6 @@ def make_lexicon_fst(entries, phone2id: Dict[str, int], word2id: Dict[str, int],
 def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> Path:
     """Write a lang directory for ``lexicon`` (which must not contain SIL as a word phone
     other than for silence words). Returns ``out_dir``."""
-    import kaldi_hmm_gmm  # noqa: F401  (import before kaldifst: see README, import order)
-
     out_dir = Path(out_dir)
     (out_dir / "phones").mkdir(parents=True, exist_ok=True)
     lex = Lexicon()
@@ -191,16 +188,11 @@ class Lang:
         return [int(x) for x in (self.dir / "phones" / f"{name}.int").read_text().split()]
 
     def topology(self):
-        import kaldi_hmm_gmm as khg
-
         topo = khg.HmmTopology()
         topo.read((self.dir / "topo").read_text())
         return topo
 
     def lexicon_fst(self, disambig: bool = True):
-        import kaldi_hmm_gmm  # noqa: F401
-        import kaldifst
-
         return kaldifst.StdVectorFst.read(str(self.dir / ("L_disambig.fst" if disambig else "L.fst")))
 
     def word_ids(self, words: Sequence[str], utt_id: str = "") -> List[int]:

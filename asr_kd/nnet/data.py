@@ -3,6 +3,7 @@ bounds (context windows never cross an utterance edge: edge frames are repeated,
 splicing does), and optional per-frame soft targets."""
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -72,3 +73,18 @@ def subset_cuts(cuts: CutSet, fraction: float, seed: int) -> CutSet:
     rng = np.random.default_rng(seed)
     keep = set(rng.choice(ids, size=max(1, int(round(fraction * len(ids)))), replace=False).tolist())
     return cuts.filter(lambda c: c.id in keep).to_eager()
+
+
+def ali_cuts(ali_dir, corpus: str, split: str) -> CutSet:
+    """The labelled cuts of an alignment folder (``<corpus>_<split>_cuts.jsonl.gz``)."""
+    path = Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the alignment stage first")
+    return CutSet.from_file(path).to_eager()
+
+
+def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
+    """A split's labelled frames, normalised with the fbank folder's CMVN statistics; ``fraction``
+    < 1 takes a seeded subset of its cuts."""
+    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
+    return load_frames(subset_cuts(ali_cuts(ali_dir, corpus, split), fraction, seed), normalizer)

@@ -1,4 +1,5 @@
-"""Frame-level acoustic models, chosen by name (``MODELS``).
+"""Frame-level acoustic models, registered by name (``MODELS``, ``@register_model``) and built from
+a ``ModelConfig`` (``build_model``). Every model carries its ``context`` (frames each side).
 
 Every model maps a window of ``2 * context + 1`` normalised feature frames, shape
 (batch, window, feat_dim), to pdf logits (batch, num_pdfs) for the centre frame.
@@ -7,7 +8,7 @@ Every model maps a window of ``2 * context + 1`` normalised feature frames, shap
 ``tdnn``: 1-D convolutions over time (dilated, no padding) that shrink the window to one frame.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple, Type
 
 import torch
 from torch import nn
@@ -25,9 +26,25 @@ class ModelConfig:
     tdnn_layers: Tuple[Tuple[int, int], ...] = ((3, 1), (3, 1), (3, 2), (3, 2))
 
 
+MODELS: Dict[str, Type[nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
+    """Class decorator: ``name`` in a config's ``model.name`` builds this class with
+    ``(feat_dim, num_pdfs, cfg)``; the class must set ``self.context``."""
+    def add(cls: Type[nn.Module]) -> Type[nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = cls
+        return cls
+    return add
+
+
+@register_model("dnn")
 class SplicedDNN(nn.Module):
     def __init__(self, feat_dim: int, num_pdfs: int, cfg: ModelConfig):
         super().__init__()
+        self.context = cfg.context
         window = 2 * cfg.context + 1
         layers: List[nn.Module] = [nn.Dropout(cfg.input_dropout)] if cfg.input_dropout else []
         dim = window * feat_dim
@@ -43,9 +60,11 @@ class SplicedDNN(nn.Module):
         return self.net(x.flatten(1))
 
 
+@register_model("tdnn")
 class TDNN(nn.Module):
     def __init__(self, feat_dim: int, num_pdfs: int, cfg: ModelConfig):
         super().__init__()
+        self.context = cfg.context
         field_ = 1 + sum((k - 1) * d for k, d in cfg.tdnn_layers)
         if field_ != 2 * cfg.context + 1:
             raise ValueError(f"tdnn receptive field {field_} != window {2 * cfg.context + 1}: adjust tdnn_layers or context")
@@ -62,10 +81,12 @@ class TDNN(nn.Module):
         return self.out(h[:, :, -1])
 
 
-MODELS: Dict[str, type] = {"dnn": SplicedDNN, "tdnn": TDNN}
-
-
 def build_model(cfg: ModelConfig, feat_dim: int, num_pdfs: int) -> nn.Module:
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model {cfg.name!r}; choose one of {sorted(MODELS)}")
     return MODELS[cfg.name](feat_dim, num_pdfs, cfg)
+
+
+def model_config(saved: Dict) -> ModelConfig:
+    """A ModelConfig from its saved ``asdict`` (lists back to tuples)."""
+    return ModelConfig(**{k: tuple(tuple(x) for x in v) if k == "tdnn_layers" else v for k, v in saved.items()})

@@ -58,6 +58,12 @@ class ErrorCounts:
         return float(r.std(ddof=1)) if len(r) > 1 else 0.0
 
 
+def error_counts(evaluation: Dict, which: str = "single") -> ErrorCounts:
+    """The ErrorCounts of an ``asr_kd.nnet.evaluate.evaluate`` result: ``single`` (one row per
+    model, i.e. per seed) or ``ensemble``."""
+    return ErrorCounts(evaluation["errors"][which], evaluation["frames"])
+
+
 def utterance_weights(num_utts: int, num_boot: int = NUM_BOOT, seed: int = 0) -> np.ndarray:
     """(num_boot, num_utts): how often each utterance is drawn in each replicate."""
     rng = np.random.default_rng(seed)
@@ -82,6 +88,13 @@ def confidence_interval(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 
     """(low, high) of the seed-mean error rate over resampled utterances."""
     r = replicate_rates(sys, utterance_weights(len(sys.tokens), num_boot, seed))
     return float(np.quantile(r, alpha / 2)), float(np.quantile(r, 1 - alpha / 2))
+
+
+def mean_std(values: Sequence[float]) -> Dict:
+    """Mean and sample standard deviation over seeds (0 for one), with the values."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v),
+            "values": [float(x) for x in v]}
 
 
 def summarise(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 0) -> Dict:

@@ -10,7 +10,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asr_kd.scoring.significance import ErrorCounts, compare, fmt_accuracy, fmt_rate, significance_lines, summarise
+from asr_kd.decode.pipeline import build_graph, decode_models
+from asr_kd.nnet.data import load_split
+from asr_kd.nnet.evaluate import evaluate, utterance_frames
+from asr_kd.scoring.significance import ErrorCounts, compare, fmt_accuracy, fmt_rate, mean_std, significance_lines, summarise
+from asr_kd.utils.results import write_table
 
 
 def group_counts(members: Sequence[Dict], split: str) -> ErrorCounts:
@@ -23,11 +27,11 @@ def group_counts(members: Sequence[Dict], split: str) -> ErrorCounts:
 
 
 def _mean(members, key) -> float:
-    return float(np.mean([m[key] for m in members]))
+    return mean_std([m[key] for m in members])["mean"]
 
 
 def _std(members, key) -> float:
-    return float(np.std([m[key] for m in members], ddof=1)) if len(members) > 1 else 0.0
+    return mean_std([m[key] for m in members])["std"]
 
 
 def wer_table(groups: List[Tuple[str, List[Dict]]], graph: Dict, title: str,
@@ -101,12 +105,10 @@ def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[
 
 def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                  title: str, compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
-                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", **search) -> Tuple[Dict, List[str]]:
+                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", results_md=None, **search) -> Tuple[Dict, List[str]]:
     """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
-    accuracy of the networks, and the WER table with intervals and comparisons."""
-    from asr_kd.decode.decode import build_graph, decode_models
-    from asr_kd.distill.speech import evaluate, load_split, utterance_frames
-
+    accuracy of the networks, and the WER table with intervals and comparisons, written as
+    ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""
     graph = build_graph(lang_dir, ali_dir, manifest_dir, corpus, graph_dir, lm_order, arpa)
     systems = parse_systems(specs)
     flat = [m for _, members in systems for m in members]
@@ -120,7 +122,8 @@ def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_di
         if all(p.endswith(".pt") for _, ckpts in members for p in ckpts):
             rows = []
             for _, ckpts in members:
-                counts = evaluate(ckpts, test)["counts"]
-                rows.append(counts["ensemble" if len(ckpts) > 1 else "single"].errors[0])
+                rows.append(evaluate(ckpts, test)["errors"]["ensemble" if len(ckpts) > 1 else "single"][0])
             frame_acc[name] = summarise(ErrorCounts(np.array(rows), frames))
-    return wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc)
+    res, lines = wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc)
+    write_table(Path(out_dir) / "wer_table", res, lines, results_md, title)
+    return res, lines

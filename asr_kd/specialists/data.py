@@ -92,3 +92,10 @@ def load(path) -> Dict:
     out = {k: d[k] for k in d.files}
     out["names"] = [str(n) for n in d["names"]]
     return out
+
+
+def make_dataset(out_npz, folder=None, mnist_npz=None, fashion_dir: str = FASHION_DIR) -> Dict:
+    """The specialists' data set (an ImageFolder ``folder``, else MNIST + Fashion-MNIST) saved to ``out_npz``."""
+    d = image_folder(folder) if folder else mnist_fashion(mnist_npz, fashion_dir)
+    save(d, out_npz)
+    return d

@@ -11,21 +11,26 @@ classes + dustbin, is a soft target beside the hard labels (the paper's remedy f
 """
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from asr_kd.distill.losses import DistillConfig
 from asr_kd.images.data import ImageData
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.evaluate import predict_logits
+from asr_kd.nnet.losses import LossConfig, build_criterion
 from asr_kd.nnet.models import ModelConfig
-from asr_kd.nnet.train import TrainConfig, load_model, predict_logits, train_model
+from asr_kd.nnet.train import TrainConfig, train_model
 from asr_kd.specialists import data as sdata
 from asr_kd.specialists.clusters import confusable_clusters, describe, plot_covariance
-from asr_kd.specialists.combine import active_specialists, combine, fold_matrix
+from asr_kd.specialists.combine import fold_matrix
+from asr_kd.specialists.training import combined_accuracy, specialist_init, specialist_training_set
+from asr_kd.utils.config import section
 from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.results import write_table
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +47,10 @@ class SpecialistConfig:
     train_subset: int = 0  # quick mode: the first N training images
     seed: int = 1
 
-    @classmethod
-    def from_dict(cls, d: Dict) -> "SpecialistConfig":
-        c = cls()
-        for k, v in d.items():
-            if k in ("generalist_model",):
-                setattr(c, k, replace(c.generalist_model, **v))
-            elif k in ("generalist_train", "specialist_train"):
-                setattr(c, k, replace(getattr(c, k), **v))
-            elif hasattr(c, k):
-                setattr(c, k, v)
-            else:
-                raise ValueError(f"unknown specialists option {k!r}")
-        return c
-
 
 def load_config(path: Optional[str]) -> SpecialistConfig:
-    if not path:
-        return SpecialistConfig()
-    import yaml
-
-    return SpecialistConfig.from_dict(yaml.safe_load(Path(path).read_text()).get("specialists", {}) or {})
+    """The ``specialists`` section of a recipe config (defaults without one)."""
+    return section(path, "specialists", SpecialistConfig)
 
 
 def _images(d: Dict, split: str, cfg: SpecialistConfig):
@@ -85,7 +73,7 @@ def train_generalist(data_npz, out_dir, cfg: SpecialistConfig) -> Dict:
     xv, yv = _images(d, "valid", cfg)
     n = len(d["names"])
     train_model(ImageData.from_numpy(xt, yt), ImageData.from_numpy(xv, yv), n, out_dir, cfg.generalist_model,
-                cfg.generalist_train, DistillConfig(loss="ce"), seed=cfg.seed)
+                cfg.generalist_train, seed=cfg.seed)
     model = load_model(Path(out_dir) / "best.pt")
     for split in ("train", "valid", "test"):
         x, y = _images(d, split, cfg)
@@ -114,31 +102,6 @@ def find_clusters(generalist_dir, data_npz, k: int, seed: int, out_dir, num_clus
     return clusters
 
 
-def specialist_training_set(y: np.ndarray, cluster, seed: int):
-    """Indices (the cluster's examples + as many random others) and specialist labels (dustbin last)."""
-    rng = np.random.default_rng(seed)
-    inside = np.flatnonzero(np.isin(y, cluster))
-    outside = np.flatnonzero(~np.isin(y, cluster))
-    idx = np.sort(np.concatenate([inside, rng.choice(outside, size=min(len(inside), len(outside)), replace=False)]))
-    pos = {c: j for j, c in enumerate(cluster)}
-    labels = np.array([pos.get(int(c), len(cluster)) for c in y[idx]], np.int64)
-    return idx, labels
-
-
-def specialist_init(generalist_ckpt, cluster):
-    """(state dict, model config) of a specialist initialised from its generalist: hidden layers as
-    they are, output rows of the cluster's classes copied, the dustbin row the mean of the others."""
-    gen = torch.load(generalist_ckpt, map_location="cpu", weights_only=False)
-    state = dict(gen["model"])
-    w_key = [k for k in state if k.endswith("weight")][-1]
-    b_key = w_key[: -len("weight")] + "bias"
-    others = [c for c in range(state[w_key].shape[0]) if c not in cluster]
-    state[w_key] = torch.cat([state[w_key][cluster], state[w_key][others].mean(0, keepdim=True)])
-    state[b_key] = torch.cat([state[b_key][cluster], state[b_key][others].mean(0, keepdim=True)])
-    cfg = {k: tuple(tuple(x) for x in v) if k == "tdnn_layers" else v for k, v in gen["model_cfg"].items()}
-    return state, ModelConfig(**cfg)
-
-
 def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_dir, cfg: SpecialistConfig,
                      soft_targets: bool = False) -> Dict:
     d = sdata.load(data_npz)
@@ -148,14 +111,14 @@ def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_di
     idx, labels = specialist_training_set(yt, cluster, cfg.seed + index)
     vidx, vlabels = specialist_training_set(yv, cluster, cfg.seed + index)
     soft = None
-    loss = DistillConfig(loss="ce")
+    loss = LossConfig(loss="ce")
     if soft_targets:  # the generalist's distribution folded onto cluster + dustbin, at T = 1
         pg = np.load(Path(generalist_dir) / "train_probs.npy")[idx]
         soft = pg @ fold_matrix(pg.shape[1], cluster).numpy()
-        loss = DistillConfig(loss="kd", temperature=1.0, soft_weight=cfg.soft_weight, hard_weight=1.0)
+        loss = LossConfig(loss="kd", temperature=1.0, soft_weight=cfg.soft_weight, hard_weight=1.0)
     state, model_cfg = specialist_init(Path(generalist_dir) / "best.pt", cluster)
     res = train_model(ImageData.from_numpy(xt[idx], labels, soft), ImageData.from_numpy(xv[vidx], vlabels),
-                      len(cluster) + 1, out_dir, model_cfg, cfg.specialist_train, loss, seed=cfg.seed + index,
+                      len(cluster) + 1, out_dir, model_cfg, cfg.specialist_train, build_criterion(loss), seed=cfg.seed + index,
                       init_state=state)
     share = float(np.isin(yt, cluster).mean())
     model = load_model(Path(out_dir) / "best.pt")
@@ -171,20 +134,13 @@ def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_di
     return info
 
 
-def combined_accuracy(pg: np.ndarray, sp, clusters, y: np.ndarray, top_n: int = 1) -> Dict:
-    """Generalist vs. KL-combined accuracy and the per-coverage table, from probability arrays."""
-    active = active_specialists(pg, clusters, top_n)
-    q = combine(pg, sp, clusters, active)
-    before, after = pg.argmax(1) == y, q.argmax(1) == y
-    covering = np.array([sum(1 for m, cl in enumerate(clusters) if active[i, m] and y[i] in cl) for i in range(len(y))])
-    rows = []
-    for k in sorted(set(covering.tolist())):
-        sel = covering == k
-        b, a = int(before[sel].sum()), int(after[sel].sum())
-        rows.append({"specialists_covering": k, "examples": int(sel.sum()), "delta_correct": a - b,
-                     "relative_change": (a - b) / b if b else float("nan")})
-    return {"generalist_accuracy": float(before.mean()), "combined_accuracy": float(after.mean()),
-            "examples": int(len(y)), "active_rate": float(active.any(1).mean()), "by_coverage": rows}
+def train_specialist_in(exp, data_npz, index: int, cfg: SpecialistConfig, soft_targets: bool = False) -> Dict:
+    """``train_specialist`` with the experiment folder's layout: ``exp/generalist``, ``exp/clusters.json``,
+    and ``exp/specialists[_soft]/<index>``."""
+    exp = Path(exp)
+    variant = "specialists_soft" if soft_targets else "specialists"
+    return train_specialist(data_npz, exp / "generalist", exp / "clusters.json", index, exp / variant / str(index), cfg,
+                            soft_targets=soft_targets)
 
 
 def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -> Dict:
@@ -203,8 +159,6 @@ def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -
 def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: int = 1, results_md=None) -> Dict:
     """The paper's two tables (accuracy; gains by the number of specialists covering an example)
     for each specialist variant that exists, plus the clusters."""
-    from asr_kd.distill.report import write_table
-
     exp = Path(exp)
     cl = json.loads((exp / "clusters.json").read_text())
     res = {"clusters": cl["names"], "generalist": json.loads((exp / "generalist" / "eval.json").read_text())}

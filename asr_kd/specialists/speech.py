@@ -1,7 +1,7 @@
 """The specialist method on HMM states: the generalist is a frame-level DNN acoustic model, its
 classes are pdf-ids, and the clusters are groups of states it confuses. The same clustering,
 training-set, initialisation and KL-combination code as the image recipe; frames come from the
-alignment stage (asr_kd.distill.speech.load_split)."""
+alignment stage (asr_kd.nnet.data.load_split)."""
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +10,14 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from asr_kd.distill.losses import DistillConfig
-from asr_kd.distill.speech import load_split
-from asr_kd.nnet.data import FrameData
-from asr_kd.nnet.train import TrainConfig, load_model, predict_logits, train_model
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.data import FrameData, load_split
+from asr_kd.nnet.evaluate import predict_logits
+from asr_kd.nnet.train import TrainConfig, train_model
 from asr_kd.specialists.clusters import confusable_clusters
-from asr_kd.specialists.experiment import combined_accuracy, specialist_init, specialist_training_set
+from asr_kd.specialists.training import combined_accuracy, specialist_init, specialist_training_set
 from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.results import write_table
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def speech_specialists(generalist_ckpt, ali_dir, fbank_dir, corpus: str, out_dir
         state, model_cfg = specialist_init(generalist_ckpt, cl)
         train_model(FrameSubset(splits["train"], torch.from_numpy(idx), torch.from_numpy(lab)),
                     FrameSubset(splits["dev"], torch.from_numpy(vidx), torch.from_numpy(vlab)), len(cl) + 1,
-                    out_dir / str(m), model_cfg, train_cfg, DistillConfig(loss="ce"), seed=seed + m, init_state=state)
+                    out_dir / str(m), model_cfg, train_cfg, seed=seed + m, init_state=state)
         share = float(np.isin(y_train, cl).mean())
         logits = predict_logits(load_model(out_dir / str(m) / "best.pt"), splits["test"])
         logits[:, -1] += float(np.log((1 - share) / share))
@@ -86,3 +87,11 @@ def table_lines(res: Dict, title: str) -> List[str]:
         rel = f"{100 * row['relative_change']:+.2f}%" if np.isfinite(row["relative_change"]) else "n/a"
         lines.append(f"| {row['specialists_covering']} | {row['examples']} | {row['delta_correct']:+d} | {rel} |")
     return lines + [""]
+
+
+def speech_specialists_table(generalist_ckpt, ali_dir, fbank_dir, corpus: str, out_dir, out_stem, title: str,
+                             results_md=None, **kwargs) -> Dict:
+    """``speech_specialists`` written as OUT.json / OUT.md and the RESULTS.md block."""
+    res = speech_specialists(generalist_ckpt, ali_dir, fbank_dir, corpus, out_dir, **kwargs)
+    write_table(out_stem, res, table_lines(res, title), results_md, title)
+    return res

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from asr_kd.align.mono import MonophoneAligner
+from asr_kd.gmm.mono import MonophoneAligner
 from asr_kd.decode.agreement import compare_decoders
-from asr_kd.decode.decode import decode_models, load_decode_data, model_loglikes
-from asr_kd.decode.k2_decode import decode_k2, k2_version, load_k2_graph
+from asr_kd.decode.pipeline import decode_models, load_decode_data
+from asr_kd.hybrid.likelihoods import model_loglikes
+from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
 from asr_kd.lang.prepare_lang import Lang
 from conftest import oracle_loglikes
 

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from asr_kd.data.synth import degrade
 from asr_kd.data.synth.espeak import ESPEAK_SAMPLE_RATE, Voice
-from asr_kd.utils.io import atomic_path, fingerprint, is_done, mark_done, write_json_atomic, write_text_atomic
+from asr_kd.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from asr_kd.utils.validity import fingerprint, is_done, mark_done
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from lhotse import CutSet
+
+from asr_kd.data.features import FeatureNormalizer
+from asr_kd.decode.pipeline import build_graph, decode_models, load_decode_splits
+from asr_kd.gmm.mono import MonophoneAligner
+from asr_kd.hybrid.likelihoods import dnn_logposteriors
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.data import load_frames
+from asr_kd.scoring.significance import compare, mean_std, pair_sentence, summarise
+from asr_kd.utils.results import write_table
+from asr_kd.scoring.wer_table import group_counts
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +69,6 @@ class DecodeSettings:
     score_map: Optional[Dict[str, str]] = field(default=None, repr=False)
 
 
-def _mean_std(values: Sequence[float]) -> Dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v), "values": [float(x) for x in v]}
-
-
 def _pm(s: Optional[Dict], digits: int = 2) -> str:
     if s is None:
         return "-"
@@ -81,29 +87,38 @@ def _oracle_report(ali_dir: Path) -> Optional[Dict]:
 
 
 def _same_transition_ids(a: Path, b: Path, lang_dir) -> bool:
-    import kaldi_hmm_gmm  # noqa: F401  (import order)
-
-    from asr_kd.align.mono import MonophoneAligner
-
     def ids(d):
         return list(MonophoneAligner.load(d / "final.mdl", lang_dir).tm.id2pdf_id)
 
     return ids(a) == ids(b)
 
 
+def oracle_phone_accuracy(model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, pdf_to_phone: Dict[int, str]) -> List[float]:
+    """Per model: the share of frames whose most likely pdf belongs to the phone that eSpeak's
+    oracle puts at the frame centre (SIL outside the oracle's phones). It does not depend on which
+    alignment trained the model, so it compares alignments by the DNNs they give. The frames and
+    the oracle labels are read once for all models."""
+    data = load_frames(cuts, normalizer, with_labels=False)
+    oracle = np.array(["SIL"] * len(data), dtype=object)
+    for i, cut in enumerate(cuts):
+        sl = data.utterance(i)
+        centres = (np.arange(sl.stop - sl.start) + 0.5) * 0.01
+        lab = oracle[sl]  # a view: filled in place
+        for a in cut.supervisions[0].alignment["phone"]:
+            lab[(centres >= a.start) & (centres < a.end)] = a.symbol
+    pdf_phone = np.array([pdf_to_phone[p] for p in range(max(pdf_to_phone) + 1)], dtype=object)
+    out = []
+    for path in model_paths:
+        pred = dnn_logposteriors([load_model(path)], data).argmax(-1).numpy()
+        out.append(float((pdf_phone[pred] == oracle).sum()) / max(len(oracle), 1))
+    return out
+
+
 def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_dir,
                        decode: Optional[DecodeSettings] = None) -> List[Dict]:
     """One result dict per row (see the module docstring); decoding output goes under ``out_dir``."""
-    import kaldi_hmm_gmm  # noqa: F401  (import order)
-    from lhotse import CutSet
-
-    from asr_kd.align.dnn_align import oracle_phone_accuracy
-    from asr_kd.data.features import FeatureNormalizer
-
-    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
+    normalizer = FeatureNormalizer.of_features(fbank_dir)
     if decode is not None:
-        from asr_kd.decode.decode import build_graph, decode_models, load_decode_splits
-
         build_graph(decode.lang_dir, rows[0].ali_dir, decode.manifest_dir, corpus, decode.graph_dir, decode.lm_order, decode.arpa)
         decode_splits = load_decode_splits(fbank_dir, corpus)  # the same frames for every row
     results, counts = [], {}
@@ -113,7 +128,7 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
         cuts = CutSet.from_file(row.ali_dir / f"{corpus}_test_cuts.jsonl.gz").to_eager()
         if all((c.supervisions[0].alignment or {}).get("phone") for c in cuts):
             pdf2phone = {int(a): b for a, b in (l.split() for l in (row.ali_dir / "pdf_to_phone.txt").read_text().splitlines())}
-            res["dnn_oracle_phone_accuracy"] = _mean_std(oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf2phone))
+            res["dnn_oracle_phone_accuracy"] = mean_std(oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf2phone))
         if decode is not None:
             if i > 0 and not _same_transition_ids(rows[0].ali_dir, row.ali_dir, decode.lang_dir):
                 raise ValueError(f"{row.ali_dir}: its transition model differs from {rows[0].ali_dir}'s, so the shared graph does not fit it")
@@ -122,19 +137,14 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
                                 lmwts=decode.lmwts, penalties=decode.penalties, beam=decode.beam,
                                 max_active=decode.max_active, nj=decode.nj, score_map=decode.score_map,
                                 splits=decode_splits)
-            from asr_kd.scoring.significance import summarise
-            from asr_kd.scoring.wer_table import group_counts
-
             counts[row.name] = group_counts(dec, "test")
             res["decode"] = [{k: v for k, v in d.items() if k != "counts"} for d in dec]
-            res["dev_wer"] = _mean_std([d["dev_wer"] for d in dec])
-            res["test_wer"] = _mean_std([d["test_wer"] for d in dec])
+            res["dev_wer"] = mean_std([d["dev_wer"] for d in dec])
+            res["test_wer"] = mean_std([d["test_wer"] for d in dec])
             res["test_wer"]["ci95"] = summarise(counts[row.name])["ci95"]
         log.info("%s: %s", row.name, {k: v for k, v in res.items() if k in ("dnn_oracle_phone_accuracy", "test_wer")})
         results.append(res)
     if len(counts) > 1:  # every row against the first (paired over test utterances and seeds)
-        from asr_kd.scoring.significance import compare
-
         first = rows[0].name
         sig = compare(counts, [(first, r.name) for r in rows[1:]])
         for res, p in zip(results[1:], sig["pairs"]):
@@ -160,8 +170,15 @@ def alignment_table_lines(results: Sequence[Dict], title: str) -> List[str]:
               "mean ± sample std over seeds, [95% bootstrap interval of the seed mean over test utterances].", ""]
     pairs = [r["test_wer_vs_first"] for r in results if "test_wer_vs_first" in r]
     if pairs:
-        from asr_kd.scoring.significance import pair_sentence
-
         lines += ["Test WER against the first row (paired bootstrap over test utterances and seeds): " +
                   "; ".join(pair_sentence(p, "test WER") for p in pairs) + ".", ""]
     return lines
+
+
+def alignment_table(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_stem, title: str,
+                    decode: Optional[DecodeSettings] = None, results_md=None) -> List[Dict]:
+    """``compare_alignments`` (decodes under ``OUT_decode``) written as OUT.json / OUT.md and the
+    RESULTS.md block."""
+    results = compare_alignments(rows, fbank_dir, corpus, f"{out_stem}_decode", decode)
+    write_table(out_stem, results, alignment_table_lines(results, title), results_md, title)
+    return results

@@ -95,6 +95,11 @@ def read_pdf_counts(path) -> np.ndarray:
     return np.array([int(x) for x in Path(path).read_text().replace("[", " ").replace("]", " ").split()], dtype=np.int64)
 
 
+def num_pdfs(ali_dir) -> int:
+    """The number of pdfs (network outputs) of an alignment folder."""
+    return len(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
+
+
 def phone_segments(tids: Sequence[int], maps: Dict[str, np.ndarray]) -> List[tuple]:
     """(phone id, first frame, last frame + 1) per phone instance, as Kaldi's SplitToPhones does for
     reordered alignments: the training graphs are compiled with ``reorder`` (Kaldi's default), which

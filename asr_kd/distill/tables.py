@@ -1,46 +1,23 @@
-"""Result tables for the speech experiment (markdown + JSON), in the paper's form."""
-import datetime
+"""Result tables of the speech experiment (markdown + JSON), in the paper's form: (5a) baseline vs.
+ensemble vs. distilled student, and frame-accuracy tables of named systems (5b-5d)."""
+import json
 from pathlib import Path
 from typing import Sequence
 
-
-from asr_kd.utils.io import write_json_atomic, write_text_atomic
-
-
-def update_results_md(path, key: str, lines) -> None:
-    """Put a table into a RESULTS.md, replacing the block of an earlier run with the same key."""
-    p = Path(path)
-    text = p.read_text() if p.is_file() else "# RESULTS\n\n"
-    begin, end = f"<!-- begin: {key} -->", f"<!-- end: {key} -->"
-    block = f"{begin}\n<!-- written {datetime.date.today()} -->\n" + "\n".join(lines) + f"\n{end}\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text + block + "\n"
-    write_text_atomic(p, text)
-
-
-def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") -> None:
-    """OUT.json (the numbers), OUT.md (the table) and the RESULTS.md block."""
-    out_stem = Path(out_stem)
-    write_json_atomic(out_stem.with_suffix(".json"), res)
-    write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
-    if results_md:
-        update_results_md(results_md, title, lines)
+from asr_kd.nnet.data import load_split
+from asr_kd.nnet.evaluate import evaluate, without_arrays
+from asr_kd.scoring.significance import compare, error_counts, fmt_accuracy, significance_lines, summarise
+from asr_kd.utils.results import write_table
 
 
 def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "") -> dict:
     """(5a): baseline seeds, their ensemble and the student seeds on the test frames, with 95%
     bootstrap intervals over test utterances and paired-bootstrap comparisons (asr_kd.scoring)."""
-    from asr_kd.distill.speech import evaluate, without_counts
-    from asr_kd.scoring.significance import compare, fmt_accuracy, significance_lines, summarise
-
     base = evaluate(baselines, test)
     stud = evaluate(students, test)
-    systems = {"baseline": base["counts"]["single"], "student": stud["counts"]["single"]}
-    if "ensemble" in base["counts"]:
-        systems["ensemble"] = base["counts"]["ensemble"]
+    systems = {"baseline": error_counts(base, "single"), "student": error_counts(stud, "single")}
+    if "ensemble" in base["errors"]:
+        systems["ensemble"] = error_counts(base, "ensemble")
     summary = {k: summarise(v) for k, v in systems.items()}
     pairs = [("baseline", "student")]
     if "ensemble" in systems:
@@ -48,7 +25,7 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
     sig = compare(systems, pairs, gain_kept=("baseline", "ensemble", "student") if "ensemble" in systems else None)
     b, s = base["single_mean"], stud["single_mean"]
     e = base.get("ensemble", b)
-    res = {"baseline": without_counts(base), "student": without_counts(stud), "summary": summary, "significance": sig,
+    res = {"baseline": without_arrays(base), "student": without_arrays(stud), "summary": summary, "significance": sig,
            "gain_kept": sig.get("gain_kept", {}).get("share"), "num_members": len(baselines),
            "frames": len(test), "utterances": len(test.cut_ids),
            "baselines": [str(p) for p in baselines], "students": [str(p) for p in students]}
@@ -74,9 +51,6 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
     Each cell has its 95% bootstrap interval over the column's utterances; ``compare_pairs`` (row
     names A, B) are paired-bootstrap comparisons on the last column (the evaluation split).
     """
-    from asr_kd.distill.speech import evaluate, without_counts
-    from asr_kd.scoring.significance import compare, fmt_accuracy, significance_lines, summarise
-
     extra = extra or {}
     extra_cols = sorted({c for v in extra.values() for c in v})
     res = {"title": title, "rows": []}
@@ -89,9 +63,9 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
         cells = []
         for col, data in columns:
             r = evaluate(ckpts, data)
-            summary = summarise(r["counts"]["single"])
-            last[name] = r["counts"]["single"]
-            row[col] = {**without_counts(r), "summary": summary}
+            last[name] = error_counts(r, "single")
+            summary = summarise(last[name])
+            row[col] = {**without_arrays(r), "summary": summary}
             cells.append(fmt_accuracy(summary))
         for c in extra_cols:
             row[c] = extra.get(name, {}).get(c, "")
@@ -109,3 +83,28 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
         lines += significance_lines(res["significance"], "frame error rate")
     write_table(out_stem, res, lines, results_md, title)
     return res
+
+
+def frame_table(row_specs: Sequence[str], ali_dir, fbank_dir, corpus: str, out_stem, results_md=None, title: str = "",
+                split: str = "test", train_fraction: float = 0.0, subset_seed: int = 0, storage_specs: Sequence[str] = (),
+                compare_specs: Sequence[str] = (), note: str = "") -> dict:
+    """``rows_table`` from command-line specs: rows ``NAME=CKPT[,CKPT...]``, the ``split`` column (and,
+    with ``train_fraction``, a training-subset column before it), storage columns ``NAME=SOFT_DIR``
+    (MB per hour of audio of a soft-target folder) and comparisons ``A|B``."""
+    rows = []
+    for spec in row_specs:
+        name, _, paths = spec.rpartition("=")
+        rows.append((name, [p for p in paths.split(",") if p]))
+    columns = [(f"{split} frame accuracy", load_split(ali_dir, fbank_dir, corpus, split))]
+    if train_fraction:
+        subset = load_split(ali_dir, fbank_dir, corpus, "train", train_fraction, seed=subset_seed)
+        columns.insert(0, (f"train frame accuracy ({100 * train_fraction:g}% subset)", subset))
+    extra = {}
+    for spec in storage_specs:
+        name, _, d = spec.rpartition("=")
+        meta = json.loads((Path(d) / "soft_targets.json").read_text())
+        extra[name] = {"soft-target storage (MB per hour of audio)": f"{meta['mb_per_hour']:.1f}"}
+    pairs = [tuple(c.split("|")) for c in compare_specs]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"frame-table: --compare takes 'A|B' pairs of row names, not {list(compare_specs)}")
+    return rows_table(rows, columns, out_stem, results_md, title, extra, note, compare_pairs=pairs)

@@ -1,6 +1,7 @@
-"""The paper's speech experiment, glued from the shared parts: frame data from the alignment
-stage, ensemble soft targets at T stored per cut with lhotse (dense or top-k HDF5
-TemporalArrays), and frame-accuracy evaluation of single models and ensembles."""
+"""Ensemble soft targets for the speech experiment: made at temperature T from the teachers'
+checkpoints, stored per cut with lhotse (dense or top-k HDF5 TemporalArrays), checked against the
+loss that will read them, and read back as dense rows for training."""
+import json
 import logging
 import os
 from pathlib import Path
@@ -11,35 +12,15 @@ import torch
 from lhotse import CutSet, NumpyHdf5Writer
 
 from asr_kd.data.features import FeatureNormalizer
-from asr_kd.distill.losses import dense_from_topk, ensemble_soft_targets, topk_targets
-from asr_kd.nnet.data import FrameData, load_frames, subset_cuts
-from asr_kd.nnet.train import frame_accuracy, load_model, predict_logits
-from asr_kd.utils.io import atomic_path, file_digest, fingerprint, forget_open_arrays, kept_summary, write_json_atomic
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.data import FrameData, ali_cuts, load_frames
+from asr_kd.nnet.evaluate import predict_logits
+from asr_kd.nnet.losses import LossConfig
+from asr_kd.nnet.targets import dense_from_topk, ensemble_soft_targets, topk_targets
+from asr_kd.utils.io import atomic_path, forget_open_arrays, write_json_atomic
+from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
-
-
-def ali_cuts(ali_dir, corpus: str, split: str) -> CutSet:
-    path = Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the alignment stage first")
-    return CutSet.from_file(path).to_eager()
-
-
-def num_pdfs(ali_dir) -> int:
-    from asr_kd.align.labels import read_pdf_counts
-
-    return len(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt"))
-
-
-def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
-    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
-    return load_frames(subset_cuts(ali_cuts(ali_dir, corpus, split), fraction, seed), normalizer)
-
-
-def teacher_logits(teachers: Sequence, data: FrameData) -> torch.Tensor:
-    """(members, N, C) logits of the teacher checkpoints on ``data``."""
-    return torch.stack([predict_logits(load_model(t), data) for t in teachers])
 
 
 def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Sequence, out_dir, temperature: float,
@@ -103,6 +84,14 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     return meta
 
 
+def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers: Sequence, out_dir, temperature: float,
+                           topk: int = 0, combine: str = "arithmetic") -> Dict:
+    """``write_soft_targets`` over a split of an alignment folder, normalised with the fbank
+    folder's statistics."""
+    return write_soft_targets(ali_cuts(ali_dir, corpus, split), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
+                              temperature, topk, combine)
+
+
 def _release_freed_memory() -> None:
     """Hand freed heap back to the OS between chunks (glibc keeps it otherwise, and the mix of
     torch and HDF5 allocations of varying sizes fragments it): keeps the streaming flat."""
@@ -114,12 +103,10 @@ def _release_freed_memory() -> None:
         pass
 
 
-def check_soft_targets(soft_dir, loss_cfg) -> Dict:
+def check_soft_targets(soft_dir, loss_cfg: LossConfig) -> Dict:
     """Refuse stored soft targets that do not fit the loss: they are probabilities at the temperature
     they were made at, so logit matching (which needs logits) and a kd loss at another temperature
     would silently train on the wrong targets. Returns their ``soft_targets.json``."""
-    import json
-
     meta_path = Path(soft_dir) / "soft_targets.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} is missing: run the soft-targets stage (or it was killed before finishing)")
@@ -150,37 +137,3 @@ def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tens
     return out
 
 
-def utterance_errors(logits: torch.Tensor, data: FrameData) -> np.ndarray:
-    """Per utterance of ``data``: frames whose arg-max is not the label (padding frames excluded)."""
-    wrong = ((logits.argmax(-1) != data.labels) & (data.labels >= 0)).numpy().astype(np.int64)
-    return np.add.reduceat(wrong, data.offsets[:-1]) if len(wrong) else np.zeros(0, np.int64)
-
-
-def utterance_frames(data: FrameData) -> np.ndarray:
-    """Per utterance of ``data``: its labelled frames (the denominator of frame accuracy)."""
-    return np.add.reduceat((data.labels >= 0).numpy().astype(np.int64), data.offsets[:-1])
-
-
-def evaluate(models: Sequence, data: FrameData) -> Dict:
-    """Frame accuracy of each model and of their ensemble (mean of softmaxes at T = 1).
-
-    ``counts`` (not JSON) holds the per-utterance figures the significance tests resample:
-    ``ErrorCounts`` of the single models (one row per model, i.e. per seed) and of the ensemble."""
-    from asr_kd.scoring.significance import ErrorCounts
-
-    logits = teacher_logits(models, data)
-    single = [frame_accuracy(l, data.labels) for l in logits]
-    frames = utterance_frames(data)
-    res = {"single": single, "single_mean": float(np.mean(single)),
-           "single_std": float(np.std(single, ddof=1)) if len(single) > 1 else 0.0,
-           "counts": {"single": ErrorCounts(np.stack([utterance_errors(l, data) for l in logits]), frames)}}
-    if len(models) > 1:
-        avg = ensemble_soft_targets(logits, 1.0).log()
-        res["ensemble"] = frame_accuracy(avg, data.labels)
-        res["counts"]["ensemble"] = ErrorCounts(utterance_errors(avg, data)[None], frames)
-    return res
-
-
-def without_counts(res: Dict) -> Dict:
-    """``evaluate``'s result without the per-utterance arrays (for JSON)."""
-    return {k: v for k, v in res.items() if k != "counts"}

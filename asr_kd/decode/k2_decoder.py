@@ -3,7 +3,8 @@ decoder (asr_kd.decode.decode), searched with k2.
 
 Graph: HCLG (OpenFst, from kaldifst) -> text -> ``k2.Fsa.from_openfst`` (input labels =
 transition-ids, aux labels = words) -> ``remove_epsilon`` (k2 would treat label 0 as a symbol that
-consumes a frame) -> ``arc_sort``, cached as ``HCLG.k2.pt`` (one file per word insertion penalty).
+consumes a frame) -> ``arc_sort``, cached as ``HCLG.k2.wip<P>.pt`` (one file per word insertion penalty; kept while
+the HCLG's digest is the one it was built from).
 Search: utterances are batched into a ``DenseFsaVec`` whose column t holds the score of
 transition-id t (the log-likelihood of its pdf; column 0 is unused), intersected with
 ``intersect_dense_pruned`` and reduced with ``shortest_path``. ``min_active`` defaults to 200, as
@@ -21,6 +22,11 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from asr_kd.kaldi.fst import read_fst, with_word_penalty
+from asr_kd.utils.io import atomic_path
+from asr_kd.utils.numerics import require_finite_utterances
+from asr_kd.utils.validity import file_digest, fingerprint, still_valid
+
 log = logging.getLogger(__name__)
 
 
@@ -36,13 +42,9 @@ def k2_version() -> str:
 
 
 def hclg_to_k2(hclg_path, word_penalty: float = 0.0):
-    import kaldi_hmm_gmm  # noqa: F401  (import order: before kaldifst)
     import k2
-    import kaldifst
 
-    from asr_kd.decode.decode import with_word_penalty
-
-    g = kaldifst.StdVectorFst.read(str(hclg_path))
+    g = read_fst(hclg_path)
     if word_penalty:
         g = with_word_penalty(g, word_penalty)
     fsa = k2.Fsa.from_openfst(g.to_str(), acceptor=False)
@@ -56,15 +58,15 @@ def load_k2_graph(hclg_path, word_penalty: float = 0.0, device: Optional[torch.d
 
     hclg_path = Path(hclg_path)
     cache = hclg_path.with_name(f"{hclg_path.stem}.k2.wip{word_penalty:g}.pt")
-    if cache.is_file() and cache.stat().st_mtime >= hclg_path.stat().st_mtime:
-        fsa = k2.Fsa.from_dict(torch.load(cache, map_location="cpu"))
+    key = fingerprint({"hclg": file_digest(hclg_path), "word_penalty": word_penalty})
+    saved = torch.load(cache, map_location="cpu") if cache.is_file() else None
+    if still_valid(saved, key):
+        fsa = k2.Fsa.from_dict(saved["fsa"])
     else:
         t0 = time.time()
         fsa = hclg_to_k2(hclg_path, word_penalty)
-        from asr_kd.utils.io import atomic_path
-
         with atomic_path(cache) as tmp:
-            torch.save(fsa.as_dict(), tmp)
+            torch.save({"fsa": fsa.as_dict(), "key": key}, tmp)
         log.info("k2 graph from %s: %d states, %d arcs, %.2f s", hclg_path, fsa.shape[0], fsa.num_arcs, time.time() - t0)
     return fsa.to(device or "cpu")
 
@@ -83,9 +85,7 @@ def decode_k2(graph, id2pdf: np.ndarray, loglikes: Dict[str, np.ndarray], search
     import k2
 
     device = device or graph.device
-    for utt, m in loglikes.items():
-        if not np.isfinite(m).all():
-            raise FloatingPointError(f"utterance {utt}: log-likelihoods contain NaN or inf")
+    require_finite_utterances(loglikes)
     cols = torch.from_numpy(np.asarray(id2pdf[1:], dtype=np.int64))
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])  # DenseFsaVec wants decreasing lengths
     out: Dict[str, Dict] = {}

@@ -1,10 +1,9 @@
-"""n-gram language models in ARPA format, and G.fst.
+"""n-gram language models in ARPA format (G.fst from one: ``asr_kd.kaldi.fst.arpa_to_fst``).
 
 ``train_arpa`` uses kenlm's ``lmplz`` when it is found (``$LMPLZ``, next to the running Python,
 as ``./setup.sh`` installs it, or on PATH); without it, a
 pure-Python interpolated Kneser-Ney estimator writes the ARPA, and the log says so. Perplexity
-comes from the kenlm Python module. G.fst is made by kaldilm in a subprocess (kaldilm must
-not be imported next to kaldi_hmm_gmm/kaldifst: the import order can deadlock).
+comes from the kenlm Python module.
 """
 import logging
 import math
@@ -142,19 +141,3 @@ def perplexity(arpa_path, texts: Iterable[str]) -> float:
         log10 += model.score(t, bos=True, eos=True)
         n += len(t.split()) + 1
     return 10 ** (-log10 / max(n, 1))
-
-
-def arpa_to_G(arpa_path, words_txt, out_path) -> None:
-    """G.fst (OpenFst binary) from an ARPA file, through kaldilm in a subprocess."""
-    txt = Path(out_path).with_suffix(".fst.txt")
-    with atomic_path(txt) as tmp:
-        with open(tmp, "w") as f:
-            subprocess.run([sys.executable, "-m", "kaldilm", f"--read-symbol-table={words_txt}", "--disambig-symbol=#0",
-                            str(arpa_path)], stdout=f, stderr=subprocess.PIPE, check=True)
-    import kaldi_hmm_gmm  # noqa: F401  (import order)
-    import kaldifst
-
-    g = kaldifst.compile(s=Path(txt).read_text(), acceptor=False)
-    kaldifst.arcsort(g, sort_type="ilabel")
-    with atomic_path(out_path) as tmp:
-        g.write(str(tmp))

@@ -21,6 +21,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from asr_kd.gmm.labels import label_maps
+from asr_kd.kaldi import kaldifst, khg
+from asr_kd.lang.prepare_lang import Lang
 from asr_kd.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -53,40 +56,60 @@ class MonoConfig:
     vad_min_range: float = 3.0  # utterances whose log-energy range (p95 - p10) is smaller are left out of pass 0
 
 
-# -- worker side (forked; globals are inherited, not pickled) ----------------------------------
-_W: Dict = {}
+class TrainingGraphs:
+    """Per-utterance training graphs (transition-ids in, words out), compiled once from the lang's
+    L_disambig and the model's tree with transition and self-loop scales 0 (the probabilities are
+    added at alignment time) and cached by utterance id."""
+
+    def __init__(self, lang: Lang, tm, tree):
+        opts = khg.TrainingGraphCompilerOptions()
+        opts.transition_scale = 0.0
+        opts.self_loop_scale = 0.0
+        self.lang = lang
+        # the compiler keeps pointers to tm, tree and lex without owning them: keep them alive
+        self._keep = (tm, tree, lang.lexicon_fst(disambig=True), opts)
+        self._compiler = khg.TrainingGraphCompiler(trans_model=tm, ctx_dep=tree, lex_fst=self._keep[2],
+                                                   disambig_syms=lang.disambig_ids, opts=opts)
+        self._graphs: Dict[str, object] = {}
+
+    def graph(self, utt: str, text: str):
+        g = self._graphs.get(utt)
+        if g is None:
+            g = self._graphs[utt] = self._compiler.compile_graph_from_text(self.lang.word_ids(text.split(), utt))
+        return g
+
+
+def align_utterance(graph, tm, decodable, utt: str, num_frames: int, acoustic_scale: float, beam: float,
+                    retry_beam: float, transition_scale: float = 1.0, self_loop_scale: float = 0.1):
+    """Viterbi forced alignment of one utterance (Kaldi's AlignUtteranceWrapper): transition
+    probabilities added to a copy of its training graph, retried at ``retry_beam``. Returns
+    (transition-ids or None on failure, log-likelihood, retried)."""
+    fst = graph.copy()
+    khg.add_transition_probs(trans_model=tm, transition_scale=transition_scale, self_loop_scale=self_loop_scale, fst=fst)
+    cfg = khg.AlignConfig()
+    cfg.beam, cfg.retry_beam, cfg.careful = beam, retry_beam, False
+    done, err, retried, like, _, ali, _ = khg.align_utterance_wrapper(
+        config=cfg, utt=utt, acoustic_scale=acoustic_scale, fst=fst, decodable=decodable,
+        num_done=0, num_error=0, num_retried=0, tot_like=0.0, frame_count=0)
+    ok = done == 1 and err == 0 and len(ali) == num_frames
+    return (list(ali) if ok else None), float(like), retried > 0
+
+
+# -- worker side (forked; the features and transcripts are inherited, not pickled) ----------------
+_WORKER: Dict = {}  # this process's training graphs (set by _worker_init)
+_DATA: Dict = {"feats": {}, "texts": {}}  # set in the parent before forking (MonophoneAligner.set_data)
 
 
 def _worker_init(lang_dir: str, tm_bytes: bytes, tree_bytes: bytes) -> None:
-    import kaldi_hmm_gmm as khg  # noqa: F401  (before kaldifst)
-
-    from asr_kd.lang.prepare_lang import Lang
-
-    lang = Lang(lang_dir)
-    tm, tree = pickle.loads(tm_bytes), pickle.loads(tree_bytes)
-    opts = khg.TrainingGraphCompilerOptions()
-    opts.transition_scale = 0.0
-    opts.self_loop_scale = 0.0
-    lex = lang.lexicon_fst(disambig=True)
-    # the compiler keeps pointers to tm, tree and lex without owning them: keep them alive
-    _W.update(lang_dir=str(lang_dir), lang=lang, tm=tm, tree=tree, lex=lex, opts=opts, graphs={}, compiler=khg.TrainingGraphCompiler(
-        trans_model=tm, ctx_dep=tree, lex_fst=lex, disambig_syms=lang.disambig_ids, opts=opts))
+    _WORKER["graphs"] = TrainingGraphs(Lang(lang_dir), pickle.loads(tm_bytes), pickle.loads(tree_bytes))
 
 
 def _graph(utt: str):
-    g = _W["graphs"].get(utt)
-    if g is None:
-        words = _DATA["texts"][utt].split()
-        g = _W["compiler"].compile_graph_from_text(_W["lang"].word_ids(words, utt))
-        _W["graphs"][utt] = g
-    return g
+    return _WORKER["graphs"].graph(utt, _DATA["texts"][utt])
 
 
 def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
     """Returns (utt, transition-ids or None, log-likelihood, retried) per utterance."""
-    import kaldi_hmm_gmm as khg
-    import kaldifst
-
     mode, model_bytes, utts, cfg = task
     out = []
     if mode == "equal":
@@ -99,23 +122,13 @@ def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
             out.append((utt, list(ali) if ok else None, 0.0, False))
         return out
     tm, am = pickle.loads(model_bytes)
-    acfg = khg.AlignConfig()
-    acfg.beam, acfg.retry_beam, acfg.careful = cfg.beam, cfg.retry_beam, False
     for utt in utts:
-        fst = _graph(utt).copy()
-        khg.add_transition_probs(trans_model=tm, transition_scale=cfg.transition_scale,
-                                 self_loop_scale=cfg.self_loop_scale, fst=fst)
-        dec = khg.DecodableAmDiagGmmScaled(am=am, tm=tm, feats=_DATA["feats"][utt], scale=cfg.acoustic_scale)
-        done, err, retried, like, _, ali, _ = khg.align_utterance_wrapper(
-            config=acfg, utt=utt, acoustic_scale=cfg.acoustic_scale, fst=fst, decodable=dec,
-            num_done=0, num_error=0, num_retried=0, tot_like=0.0, frame_count=0)
-        ok = done == 1 and err == 0 and len(ali) == _DATA["feats"][utt].shape[0]
-        out.append((utt, list(ali) if ok else None, float(like), retried > 0))
+        feats = _DATA["feats"][utt]
+        dec = khg.DecodableAmDiagGmmScaled(am=am, tm=tm, feats=feats, scale=cfg.acoustic_scale)
+        ali, like, retried = align_utterance(_graph(utt), tm, dec, utt, feats.shape[0], cfg.acoustic_scale, cfg.beam,
+                                             cfg.retry_beam, cfg.transition_scale, cfg.self_loop_scale)
+        out.append((utt, ali, like, retried))
     return out
-
-
-# Features and transcripts for the workers: set in the parent before forking.
-_DATA: Dict = {"feats": {}, "texts": {}}
 
 
 class AlignmentFailures(RuntimeError):
@@ -130,14 +143,22 @@ class AlignPassResult:
     log_like: float
 
 
+def mono_config(saved: Dict) -> MonoConfig:
+    """A MonoConfig from its saved ``asdict`` (lists back to tuples)."""
+    return MonoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
+def load_gmm(path) -> Dict:
+    """A saved model's parts: ``tm``, ``tree``, ``am`` and its ``cfg`` (a MonoConfig)."""
+    with open(path, "rb") as f:
+        d = pickle.load(f)
+    return {**d, "cfg": mono_config(d["cfg"])}
+
+
 class MonophoneAligner:
     """Owns the model (TransitionModel, tree, AmDiagGmm) and a pool of alignment workers."""
 
     def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1):
-        import kaldi_hmm_gmm as khg
-
-        from asr_kd.lang.prepare_lang import Lang
-
         self.cfg, self.nj, self.lang_dir = cfg, max(1, nj), str(lang_dir)
         self.lang = Lang(lang_dir)
         topo = self.lang.topology()
@@ -145,6 +166,13 @@ class MonophoneAligner:
         self.tm = khg.TransitionModel(ctx_dep=self.tree, hmm_topo=topo)
         self.am = None
         self._pool = None
+        self._graphs = None
+
+    def training_graphs(self) -> TrainingGraphs:
+        """This process's training graphs for the model (e.g. to align with a DNN's likelihoods)."""
+        if self._graphs is None:
+            self._graphs = TrainingGraphs(self.lang, self.tm, self.tree)
+        return self._graphs
 
     # -- data and processes ------------------------------------------------------------------
     def set_data(self, feats: Dict[str, np.ndarray], texts: Dict[str, str]) -> None:
@@ -188,7 +216,6 @@ class MonophoneAligner:
 
     # -- model -------------------------------------------------------------------------------
     def init_model(self, feats: Sequence[np.ndarray]) -> None:
-        import kaldi_hmm_gmm as khg
         import torch
 
         x = np.concatenate(feats).astype(np.float64)
@@ -204,8 +231,6 @@ class MonophoneAligner:
 
     def phone_pdfs(self) -> Dict[int, List[int]]:
         """phone id -> its pdf-ids in HMM-state order (monophone tree)."""
-        from asr_kd.align.labels import label_maps
-
         maps = label_maps(self.tm)
         phone_pdfs: Dict[int, set] = {}
         for tid in range(1, self.tm.num_transition_ids + 1):
@@ -271,8 +296,6 @@ class MonophoneAligner:
 
     def update_from_pdf_labels(self, labels: Dict[str, np.ndarray]) -> Tuple[float, int]:
         """GMM re-estimation from per-frame pdf labels (transition probabilities stay at the topology's)."""
-        import kaldi_hmm_gmm as khg
-
         acc = khg.AccumAmDiagGmm()
         acc.init(model=self.am, flags=khg.GmmUpdateFlags.kGmmAll)
         like, frames = 0.0, 0
@@ -290,7 +313,6 @@ class MonophoneAligner:
 
     def accumulate_and_update(self, alignments: Dict[str, List[int]], mixup: int) -> Tuple[float, int]:
         """One ML re-estimation from hard alignments; returns (average log-likelihood per frame, frames)."""
-        import kaldi_hmm_gmm as khg
         import torch
 
         acc = khg.AccumAmDiagGmm()
@@ -415,9 +437,7 @@ class MonophoneAligner:
 
     @classmethod
     def load(cls, path, lang_dir=None, nj: int = 1) -> "MonophoneAligner":
-        with open(path, "rb") as f:
-            d = pickle.load(f)
-        cfg = MonoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["cfg"].items()})
-        obj = cls(lang_dir or d["lang_dir"], cfg, nj)
+        d = load_gmm(path)
+        obj = cls(lang_dir or d["lang_dir"], d["cfg"], nj)
         obj.tm, obj.tree, obj.am = d["tm"], d["tree"], d["am"]
         return obj

@@ -1,0 +1,53 @@
+"""Command line: ``python -m asr_kd <command> ...`` (or ``asr-kd <command>``); ``--help`` lists
+every command. One module per command group, in the manner of lhotse's ``bin/modes``; each
+command's options sit next to its handler, and a handler only translates its arguments into one
+library call, so the CLI mirrors the Python API:
+
+  data         synth-digits, prepare-digits, compute-fbank, prepare-yesno, prepare-librispeech,
+               prepare-timit, import-kaldi-dir, import-audio-folder          (asr_kd.data)
+  lang         prepare-lang                                                  (asr_kd.lang)
+  align        train-mono, train-oracle-gmm, realign-dnn                     (asr_kd.align)
+  nnet         train-dnn, soft-targets                                       (asr_kd.distill, asr_kd.nnet)
+  tables       speech-table, frame-table, alignment-table                    (asr_kd.distill, asr_kd.scoring)
+  decode       decode, decoder-agreement                                     (asr_kd.scoring, asr_kd.decode)
+  specialists  specialists-data, -generalist, -cluster, -train, -report, specialists-speech
+  images       mnist-prepare, mnist-train, mnist-report                      (asr_kd.images)
+"""
+import argparse
+import logging
+import sys
+
+from asr_kd.cli import align, data, decode, images, lang, nnet, specialists, tables
+from asr_kd.gmm.mono import AlignmentFailures
+from asr_kd.utils.logging import setup_logging
+
+log = logging.getLogger("asr_kd")
+
+GROUPS = (data, lang, align, nnet, tables, decode, specialists, images)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, FloatingPointError, AlignmentFailures) as e:
+        # input problems: one clear line, no traceback (use -v for the traceback)
+        if args.verbose:
+            raise
+        log.error("%s: %s", type(e).__name__, e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Options several command groups share, and the small translations they need."""
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from asr_kd.data.synth.digits import DigitsCorpusConfig
+from asr_kd.decode.wer import read_score_map
+from asr_kd.utils.config import section
+
+
+def add_labelled_data_args(s) -> None:
+    """The options of every command on aligned data."""
+    s.add_argument("--ali-dir", required=True, help="alignment folder (labelled cuts, pdf_counts.txt)")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+
+
+def add_decode_search_args(s, manifest_required: bool = False) -> None:
+    """The LM, tuning grid and search options of ``decode`` and ``alignment-table``."""
+    s.add_argument("--manifest-dir", required=manifest_required, help="transcripts for the LM and the perplexities")
+    s.add_argument("--lm-order", type=int, default=2)
+    s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
+    s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
+    s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
+    s.add_argument("--score-map", help="token map applied to ref and hyp before scoring (FROM TO, or FROM: delete)")
+    s.add_argument("--beam", type=float, default=13.0)
+    s.add_argument("--max-active", type=int, default=7000)
+    s.add_argument("--nj", type=int, default=1)
+
+
+def search_settings(args) -> dict:
+    return {"lmwts": [float(x) for x in args.lmwt.split(",")], "penalties": [float(x) for x in args.wip.split(",")],
+            "beam": args.beam, "max_active": args.max_active, "nj": args.nj,
+            "score_map": read_score_map(args.score_map) if args.score_map else None}
+
+
+def add_table_output_args(s, title: str) -> None:
+    """The options of every command that writes a result table."""
+    s.add_argument("--title", default=title)
+    s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
+    s.add_argument("--results-md", help="also put the table into this RESULTS.md")
+
+
+def show_table(out_stem) -> None:
+    """Print the markdown table a command wrote (OUT.md)."""
+    print(Path(out_stem).with_suffix(".md").read_text())
+
+
+def held_out_accents(config: Optional[str], corpus: str) -> Tuple[str, ...]:
+    """The embedded corpus's held-out test accents (reported apart); none for other corpora."""
+    return tuple(section(config, "corpus", DigitsCorpusConfig).held_out_accents) if corpus == "digits" else ()
+
+
+def names(spec: str, n: int, option: str) -> Tuple[str, ...]:
+    """'A|B|...' -> its n names, or an error naming the option."""
+    parts = tuple(spec.split("|"))
+    if len(parts) != n:
+        raise ValueError(f"{option}: {spec!r} should name {n} systems separated by '|'")
+    return parts
+
+
+def splits(text: str) -> Sequence[str]:
+    return text.split(",")

@@ -1,0 +1,49 @@
+"""Decoding: decode (WER table, tuned on dev), decoder-agreement (k2 vs. Kaldi, the k2 environment)."""
+from pathlib import Path
+
+from asr_kd.cli.common import add_decode_search_args, add_table_output_args, names, search_settings, show_table
+from asr_kd.decode.agreement import agreement_table
+from asr_kd.scoring.wer_table import decode_table
+
+
+def decode(args) -> None:
+    decode_table(args.models, args.ali_dir, args.lang, args.manifest_dir, args.fbank_dir, args.corpus, args.graph_dir, args.out,
+                 args.title, [names(c, 2, "--compare") for c in args.compare or []],
+                 names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None, args.lm_order, args.arpa,
+                 decoder=args.decoder, results_md=args.results_md, **search_settings(args))
+    show_table(Path(args.out) / "wer_table")
+
+
+def decoder_agreement(args) -> None:
+    """k2 vs. Kaldi on the test set, per model of an earlier decode, at the settings tuned on dev."""
+    agreement_table(args.decode_dir, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out, args.title,
+                    args.results_md, beam=args.beam)
+    show_table(args.out)
+
+
+def register(sub) -> None:
+    s = sub.add_parser("decode", help="n-gram LM, HCLG, hybrid decoding of dev/test and WER (tuned on dev)")
+    s.add_argument("--models", nargs="+", required=True,
+                   help="NAME=CKPT[,CKPT...] (several checkpoints: ensemble posteriors); repeat a NAME for its seeds")
+    s.add_argument("--compare", nargs="*", metavar="A|B", help="paired-bootstrap comparisons: is system B better than A?")
+    s.add_argument("--gain-kept", metavar="BASE|ENSEMBLE|STUDENT", help="share of the ensemble's gain kept by the student")
+    s.add_argument("--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--decoder", choices=["kaldi", "k2"], default="kaldi", help="search backend (k2: the k2 environment)")
+    add_decode_search_args(s, manifest_required=True)
+    add_table_output_args(s, 'WER (hybrid decoding with HCLG)')
+    s.set_defaults(func=decode)
+
+    s = sub.add_parser("decoder-agreement", help="k2 vs. Kaldi decoder on the same graph and likelihoods (k2 environment)")
+    s.add_argument("--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)")
+    s.add_argument("--ali-dir", required=True)
+    s.add_argument("--lang", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
+    add_table_output_args(s, "k2 vs. Kaldi decoder agreement")
+    s.set_defaults(func=decoder_agreement)

@@ -1,0 +1,31 @@
+"""The lang stage: prepare-lang."""
+from dataclasses import replace
+
+from asr_kd.cli.common import splits
+from asr_kd.lang.lexicon import LexiconConfig
+from asr_kd.lang.pipeline import prepare_lang_from_manifests
+from asr_kd.lang.prepare_lang import LangConfig
+from asr_kd.utils.config import section
+
+
+def prepare_lang(args) -> None:
+    lexicon_cfg = section(args.config, "lexicon", LexiconConfig)
+    overrides = {k: v for k, v in (("dictionary", args.dictionary), ("units", args.units)) if v}
+    prepare_lang_from_manifests(args.manifest_dir, args.corpus, splits(args.splits), args.dict_dir, args.out,
+                                replace(lexicon_cfg, **overrides), section(args.config, "lang", LangConfig),
+                                lm_vocab=args.lm_vocab)
+
+
+def register(sub) -> None:
+    s = sub.add_parser("prepare-lang", help="lexicon (dictionary / eSpeak G2P / graphemes / BPE) and lang directory")
+    s.add_argument("--config", help="YAML config (sections 'lexicon', 'lang')")
+    s.add_argument("--manifest-dir", required=True, help="supervision manifests give the word list")
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--splits", default="train,dev,test",
+                   help="comma-separated; the first (training) split gives the vocabulary, the others are counted for OOVs")
+    s.add_argument("--lm-vocab", help="an ARPA file or LM text whose words join the vocabulary")
+    s.add_argument("--dictionary", help="pronunciation dictionary (Kaldi lexicon.txt); overrides the config")
+    s.add_argument("--units", choices=["phones", "graphemes", "bpe"], help="overrides the config's lexicon units")
+    s.add_argument("--dict-dir", required=True, help="where lexicon.txt is written (Kaldi's data/local/dict)")
+    s.add_argument("--out", required=True, help="the lang directory")
+    s.set_defaults(func=prepare_lang)

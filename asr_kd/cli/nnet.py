@@ -1,0 +1,60 @@
+"""Networks: train-dnn (baseline, ensemble member or distilled student), soft-targets."""
+import logging
+from dataclasses import replace
+
+from asr_kd.cli.common import add_labelled_data_args
+from asr_kd.distill.soft_targets import soft_targets_for_split
+from asr_kd.distill.training import train_speech_model
+from asr_kd.nnet.losses import LOSSES, LossConfig
+from asr_kd.nnet.models import ModelConfig
+from asr_kd.nnet.train import TrainConfig
+from asr_kd.utils.config import section
+
+log = logging.getLogger("asr_kd")
+
+
+def train_dnn(args) -> None:
+    train_cfg = replace(section(args.config, "train", TrainConfig), threads=args.threads,
+                        **({"epochs": args.epochs} if args.epochs is not None else {}))
+    # the distill section applies to students; a model without teachers trains on hard labels
+    loss_cfg = section(args.config, "distill", LossConfig) if (args.soft_targets or args.teachers) else LossConfig(loss="ce")
+    loss_cfg = replace(loss_cfg, **{k: v for k, v in (("temperature", args.temperature), ("loss", args.loss)) if v is not None})
+    res = train_speech_model(args.ali_dir, args.fbank_dir, args.corpus, args.out, section(args.config, "model", ModelConfig),
+                             train_cfg, loss_cfg, seed=args.seed, fraction=args.fraction, subset_seed=args.subset_seed,
+                             soft_targets=args.soft_targets, teachers=args.teachers)
+    log.info("best dev frame accuracy %.4f", res["best_dev_frame_acc"])
+
+
+def soft_targets(args) -> None:
+    meta = soft_targets_for_split(args.ali_dir, args.fbank_dir, args.corpus, args.split, args.teachers, args.out,
+                                  args.temperature, args.topk, args.combine)
+    log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
+             f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
+
+
+def register(sub) -> None:
+    s = sub.add_parser("train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)")
+    s.add_argument("--config", help="YAML config (sections 'model', 'train', 'distill')")
+    add_labelled_data_args(s)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training cuts")
+    s.add_argument("--subset-seed", type=int, default=0, help="which fraction (same seed, same cuts)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--soft-targets", help="stored soft targets (soft-targets command) -> distillation")
+    g.add_argument("--teachers", nargs="+", help="teacher checkpoints: soft targets computed on the fly")
+    s.add_argument("--loss", choices=sorted(LOSSES), help="override distill.loss")
+    s.add_argument("--temperature", type=float, help="override distill.temperature")
+    s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.set_defaults(func=train_dnn)
+
+    s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
+    s.add_argument("--teachers", nargs="+", required=True)
+    add_labelled_data_args(s)
+    s.add_argument("--temperature", type=float, default=2.0)
+    s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
+    s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
+    s.add_argument("--split", default="train")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=soft_targets)

@@ -1,0 +1,63 @@
+"""Result tables: speech-table (5a), frame-table (5b-5d), alignment-table."""
+from asr_kd.cli.common import add_decode_search_args, add_labelled_data_args, add_table_output_args, search_settings, show_table
+from asr_kd.distill.tables import frame_table, speech_table
+from asr_kd.nnet.data import load_split
+from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
+
+
+def speech_table_cmd(args) -> None:
+    speech_table(args.baselines, args.students, load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split), args.out,
+                 args.results_md, title=args.title)
+    show_table(args.out)
+
+
+def frame_table_cmd(args) -> None:
+    frame_table(args.rows, args.ali_dir, args.fbank_dir, args.corpus, args.out, args.results_md, args.title, split=args.split,
+                train_fraction=args.train_fraction, subset_seed=args.subset_seed, storage_specs=args.storage or (),
+                compare_specs=args.compare or (), note=args.note or "")
+    show_table(args.out)
+
+
+def alignment_table_cmd(args) -> None:
+    """Alignments compared by their oracle boundaries and by the DNNs trained on them."""
+    decode = None
+    if args.graph_dir:
+        if not (args.lang and args.manifest_dir):
+            raise ValueError("alignment-table: --graph-dir needs --lang and --manifest-dir")
+        decode = DecodeSettings(args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **search_settings(args))
+    alignment_table([AlignmentRow.parse(spec) for spec in args.rows], args.fbank_dir, args.corpus, args.out, args.title,
+                    decode, args.results_md)
+    show_table(args.out)
+
+
+def register(sub) -> None:
+    s = sub.add_parser("speech-table", help="test frame accuracy: baselines, their ensemble, distilled students")
+    s.add_argument("--baselines", nargs="+", required=True, help="ensemble members (each also a baseline)")
+    s.add_argument("--students", nargs="+", required=True)
+    add_labelled_data_args(s)
+    s.add_argument("--split", default="test")
+    add_table_output_args(s, 'Baseline vs. ensemble vs. distilled student')
+    s.set_defaults(func=speech_table_cmd)
+
+    s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
+    s.add_argument("--rows", nargs="+", required=True)
+    add_labelled_data_args(s)
+    s.add_argument("--split", default="test")
+    s.add_argument("--train-fraction", type=float, default=0.0, help="also score this training subset")
+    s.add_argument("--subset-seed", type=int, default=0)
+    s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
+    s.add_argument("--note", default="")
+    s.add_argument("--compare", nargs="*", metavar="A|B",
+                   help="paired-bootstrap comparisons of rows on the last column: is row B better than row A?")
+    add_table_output_args(s, '')
+    s.set_defaults(func=frame_table_cmd)
+
+    s = sub.add_parser("alignment-table", help="compare alignments: oracle boundaries and the DNNs they give")
+    s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...] (several: one DNN per seed)")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--lang", help="lang folder (with --graph-dir)")
+    s.add_argument("--graph-dir", help="decode every DNN with this HCLG (built here if missing) for a WER column")
+    add_decode_search_args(s)
+    add_table_output_args(s, 'Which alignment gives the better DNN')
+    s.set_defaults(func=alignment_table_cmd)

@@ -1,0 +1,63 @@
+"""Frame-level evaluation of networks: logits over a data set, frame accuracy, and the
+per-utterance error counts that the significance tests resample (asr_kd.scoring)."""
+from typing import Dict, Sequence
+
+import numpy as np
+import torch
+
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.data import FrameData
+from asr_kd.nnet.targets import ensemble_soft_targets
+
+
+@torch.no_grad()
+def predict_logits(model, data: FrameData, batch_size: int = 4096) -> torch.Tensor:
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for s in range(0, len(data), batch_size):
+        idx = torch.arange(s, min(s + batch_size, len(data)))
+        out.append(model(data.windows(idx, model.context).to(dev)).float().cpu())
+    return torch.cat(out)
+
+
+def teacher_logits(teachers: Sequence, data: FrameData) -> torch.Tensor:
+    """(members, N, C) logits of the checkpoints ``teachers`` on ``data``."""
+    return torch.stack([predict_logits(load_model(t), data) for t in teachers])
+
+
+def frame_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    keep = labels >= 0
+    return float((logits[keep].argmax(-1) == labels[keep]).float().mean())
+
+
+def utterance_errors(logits: torch.Tensor, data: FrameData) -> np.ndarray:
+    """Per utterance of ``data``: frames whose arg-max is not the label (padding frames excluded)."""
+    wrong = ((logits.argmax(-1) != data.labels) & (data.labels >= 0)).numpy().astype(np.int64)
+    return np.add.reduceat(wrong, data.offsets[:-1]) if len(wrong) else np.zeros(0, np.int64)
+
+
+def utterance_frames(data: FrameData) -> np.ndarray:
+    """Per utterance of ``data``: its labelled frames (the denominator of frame accuracy)."""
+    return np.add.reduceat((data.labels >= 0).numpy().astype(np.int64), data.offsets[:-1])
+
+
+def evaluate(models: Sequence, data: FrameData) -> Dict:
+    """Frame accuracy of each checkpoint in ``models`` and of their ensemble (mean of softmaxes at
+    T = 1). ``errors`` (not JSON) holds per-utterance frame errors, one row per model (``single``)
+    and for the ensemble (``ensemble``); ``frames`` the labelled frames per utterance."""
+    logits = teacher_logits(models, data)
+    single = [frame_accuracy(l, data.labels) for l in logits]
+    res = {"single": single, "single_mean": float(np.mean(single)),
+           "single_std": float(np.std(single, ddof=1)) if len(single) > 1 else 0.0,
+           "errors": {"single": np.stack([utterance_errors(l, data) for l in logits])}, "frames": utterance_frames(data)}
+    if len(models) > 1:
+        avg = ensemble_soft_targets(logits, 1.0).log()
+        res["ensemble"] = frame_accuracy(avg, data.labels)
+        res["errors"]["ensemble"] = utterance_errors(avg, data)[None]
+    return res
+
+
+def without_arrays(res: Dict) -> Dict:
+    """``evaluate``'s result without the per-utterance arrays (for JSON)."""
+    return {k: v for k, v in res.items() if k not in ("errors", "frames")}
