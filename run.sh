@@ -53,12 +53,10 @@ Stages:
                   WER and RTF of both (needs .venv-k2: tools/k2_lane.sh --setup)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
-. ./path.sh
-. utils/parse_options.sh
-. utils/stages.sh
+root=.
+. utils/recipe.sh
 
-[ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
-stage_key=$( { cat "$config"; echo "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values"; } | sha256sum | cut -c1-16)
+stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values")
 
 run_stage 0 corpus    local/make_corpus.sh --config "$config" --nj "$nj" "$data/corpus"
 run_stage 1 manifests local/prepare_manifests.sh --config "$config" "$data/corpus" "$data/manifests"

@@ -2,12 +2,16 @@
 # corpus stages (0 corpus/download, 1 manifests) wrote lhotse manifests to $data/manifests as
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
-#   sweep_temperatures small_fraction topk_values, and run_stage from utils/stages.sh.
+#   sweep_temperatures small_fraction topk_values stage_key, and run_stage (utils/recipe.sh); checked below.
 # Stage 14 (k2 decoding and its agreement with Kaldi's) runs in the k2 environment, .venv-k2
 # (tools/k2_lane.sh --setup) or $ASR_KD_K2_PYTHON.
 # Optional: sample_rate (features; default from the config), lang_opts, decode_opts, decode_title, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid), oracle_reference
 #   (true for corpora with oracle phone times: stage 4 also trains the GMM on them, exp/mono_oracle, as a reference).
+for _var in corpus config data exp nj stage_key ensemble_size temperature student_seeds sweep_temperatures small_fraction topk_values; do
+  [ -n "${!_var+set}" ] || { echo "utils/kd_stages.sh: the recipe must set \$$_var before sourcing it (see the list above)" >&2; exit 1; }
+done
+type run_stage >/dev/null 2>&1 || { echo "utils/kd_stages.sh: source utils/recipe.sh first (run_stage is missing)" >&2; exit 1; }
 analysis=${analysis:-true}
 oracle_reference=${oracle_reference:-false}
 k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2/bin/python}

@@ -1,0 +1,2 @@
+"""Layer 2: corpora (the embedded digits, yesno, LibriSpeech, TIMIT, any Kaldi data dir or audio
+folder) as lhotse manifests, and features (fbank, CMVN)."""

