@@ -19,7 +19,8 @@ from lhotse import CutSet
 from asr_kd.align.report import finish_alignment
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
 from asr_kd.gmm.labels import store_alignments
-from asr_kd.gmm.mono import MonophoneAligner, align_utterance
+from asr_kd.gmm.graphs import align_utterance
+from asr_kd.gmm.mono import MonophoneAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, dnn_logposteriors
 from asr_kd.kaldi import khg
 from asr_kd.nnet.checkpoint import load_model

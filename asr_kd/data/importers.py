@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 from lhotse import RecordingSet, SupervisionSet
 
-from asr_kd.data.manifests import CorpusError, SkipReport, build_manifests, write_manifests
+from asr_kd.data.manifests import CorpusError, SkipReport, build_manifests, manifest_paths, write_manifests
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,6 @@ def import_audio_folder(folder, out_dir, corpus: str, split: str, sample_rate: i
 
 
 def check_splits(out_dir, corpus: str, splits: Sequence[str] = ("train", "dev", "test")) -> None:
-    from asr_kd.data.manifests import manifest_paths
-
     missing = [s for s in splits if not manifest_paths(out_dir, corpus, s)["cuts"].is_file()]
     if missing:
         raise CorpusError(f"{out_dir}: no {corpus} manifests for split(s) {', '.join(missing)}")

@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.supervision import AlignmentItem
 
+from asr_kd.data.synth.digits import DIGIT_WORDS, read_split
 from asr_kd.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,6 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
 
 def digits_items(corpus_dir, split: str) -> List[Dict]:
     """Items of the embedded digits corpus (see asr_kd.data.synth.digits)."""
-    from asr_kd.data.synth.digits import read_split
-
     corpus_dir = Path(corpus_dir)
     return [
         {
@@ -166,8 +165,6 @@ def digits_items(corpus_dir, split: str) -> List[Dict]:
 
 def prepare_digits(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000) -> Dict[str, int]:
     """Manifests for the embedded corpus; returns the number of cuts per split."""
-    from asr_kd.data.synth.digits import DIGIT_WORDS
-
     vocab = {w.upper() for w in DIGIT_WORDS}
     counts = {}
     for split in splits:

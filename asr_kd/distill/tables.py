@@ -23,8 +23,6 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
     if "ensemble" in systems:
         pairs = [("baseline", "ensemble"), ("baseline", "student"), ("ensemble", "student")]
     sig = compare(systems, pairs, gain_kept=("baseline", "ensemble", "student") if "ensemble" in systems else None)
-    b, s = base["single_mean"], stud["single_mean"]
-    e = base.get("ensemble", b)
     res = {"baseline": without_arrays(base), "student": without_arrays(stud), "summary": summary, "significance": sig,
            "gain_kept": sig.get("gain_kept", {}).get("share"), "num_members": len(baselines),
            "frames": len(test), "utterances": len(test.cut_ids),

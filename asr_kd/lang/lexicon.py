@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from asr_kd.data.synth.espeak import get_espeak
 from asr_kd.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,6 @@ def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",), uncover
     """eSpeak NG pronunciations (eSpeak's ASCII phoneme names, stress removed), one per distinct
     pronunciation over ``voices``; the first voice's pronunciation is the most likely. A word eSpeak
     cannot pronounce (e.g. "--") raises, or is appended to ``uncovered`` when that list is given."""
-    from asr_kd.data.synth.espeak import get_espeak
-
     espeak = get_espeak()
     lex = Lexicon()
     for word in words:

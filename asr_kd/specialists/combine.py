@@ -8,7 +8,7 @@ classes). Active specialists are those whose classes meet the generalist's top-n
 is found numerically, batched: Adam on z from log p_g (minimising the cross-entropy terms, which
 differ from the KLs by constants).
 """
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch

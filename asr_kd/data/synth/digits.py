@@ -27,7 +27,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from asr_kd.data.synth import degrade
-from asr_kd.data.synth.espeak import ESPEAK_SAMPLE_RATE, Voice
+from asr_kd.data.synth.espeak import ESPEAK_SAMPLE_RATE, Voice, get_espeak
 from asr_kd.utils.io import atomic_path, write_json_atomic, write_text_atomic
 from asr_kd.utils.validity import fingerprint, is_done, mark_done
 
@@ -135,8 +135,6 @@ def _segments(events: List[Tuple[str, float]], end: float, offset: float) -> Lis
 
 def synthesize_utterance(cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int) -> Tuple[np.ndarray, Dict]:
     """Returns (float32 audio at cfg.sample_rate, metadata with oracle word and phone times)."""
-    from asr_kd.data.synth.espeak import get_espeak
-
     plan = _utterance_plan(cfg, spk_index, utt_index)
     syn = get_espeak().synthesize(" ".join(plan["words"]), speaker.voice, plan["synth_seed"])
     x = degrade.resample(syn.samples.astype(np.float32) / 32768.0, ESPEAK_SAMPLE_RATE, cfg.sample_rate)
