@@ -29,7 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -r tools/k2-requirements.txt
   "$venv/bin/python" -m pip install -q --no-deps -e .
-  "$venv/bin/python" -c "import k2, torch, kaldi_hmm_gmm, asr_kd.decode.k2_decode as m; print('k2_lane.sh: ok, k2', m.k2_version(), 'torch', torch.__version__)"
+  "$venv/bin/python" -c "import k2, torch, kaldi_hmm_gmm, asr_kd.decode.k2_decoder as m; print('k2_lane.sh: ok, k2', m.k2_version(), 'torch', torch.__version__)"
   echo "$want" > "$stamp"
 fi
 $setup_only && exit 0
