@@ -42,7 +42,7 @@ def main() -> None:
     tm = MonophoneAligner.load(exp / "mono" / "final.mdl", data / "lang").tm
     priors = log_priors(read_pdf_counts(exp / "mono" / "pdf_counts.txt"))
     cuts = CutSet.from_file(feature_cuts_path(data / "fbank", "digits", "test")).to_eager()
-    frames = load_frames(cuts, FeatureNormalizer.load(data / "fbank" / "cmvn.npz"), with_labels=False)
+    frames = load_frames(cuts, FeatureNormalizer.of_features(data / "fbank"), with_labels=False)
     audio = len(frames) * 0.01
     print(f"graph: {info['states']} states, {info['arcs']} arcs; test: {len(cuts)} utterances, {audio:.0f} s of audio; one core")
     systems = {"baseline": sorted(exp.glob("dnn/seed1/best.pt")), "ensemble": sorted(exp.glob("dnn/seed*/best.pt")),

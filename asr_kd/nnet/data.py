@@ -86,5 +86,5 @@ def ali_cuts(ali_dir, corpus: str, split: str) -> CutSet:
 def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
     """A split's labelled frames, normalised with the fbank folder's CMVN statistics; ``fraction``
     < 1 takes a seeded subset of its cuts."""
-    normalizer = FeatureNormalizer.load(Path(fbank_dir) / "cmvn.npz")
+    normalizer = FeatureNormalizer.of_features(fbank_dir)
     return load_frames(subset_cuts(ali_cuts(ali_dir, corpus, split), fraction, seed), normalizer)
