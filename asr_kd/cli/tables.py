@@ -1,5 +1,6 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table."""
-from asr_kd.cli.common import add_decode_search_args, add_labelled_data_args, add_table_output_args, search_settings, show_table
+from asr_kd.cli.common import (add_decode_search_args, add_labelled_data_args, add_table_output_args, names, search_settings,
+                               show_table)
 from asr_kd.distill.tables import frame_table, speech_table
 from asr_kd.nnet.data import load_split
 from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
@@ -14,7 +15,7 @@ def speech_table_cmd(args) -> None:
 def frame_table_cmd(args) -> None:
     frame_table(args.rows, args.ali_dir, args.fbank_dir, args.corpus, args.out, args.results_md, args.title, split=args.split,
                 train_fraction=args.train_fraction, subset_seed=args.subset_seed, storage_specs=args.storage or (),
-                compare_specs=args.compare or (), note=args.note or "")
+                compare_pairs=[names(c, 2, "--compare") for c in args.compare or []], note=args.note or "")
     show_table(args.out)
 
 

@@ -85,10 +85,10 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
 
 def frame_table(row_specs: Sequence[str], ali_dir, fbank_dir, corpus: str, out_stem, results_md=None, title: str = "",
                 split: str = "test", train_fraction: float = 0.0, subset_seed: int = 0, storage_specs: Sequence[str] = (),
-                compare_specs: Sequence[str] = (), note: str = "") -> dict:
+                compare_pairs: Sequence[tuple] = (), note: str = "") -> dict:
     """``rows_table`` from command-line specs: rows ``NAME=CKPT[,CKPT...]``, the ``split`` column (and,
     with ``train_fraction``, a training-subset column before it), storage columns ``NAME=SOFT_DIR``
-    (MB per hour of audio of a soft-target folder) and comparisons ``A|B``."""
+    (MB per hour of audio of a soft-target folder) and ``compare_pairs`` (row names A, B)."""
     rows = []
     for spec in row_specs:
         name, _, paths = spec.rpartition("=")
@@ -102,7 +102,4 @@ def frame_table(row_specs: Sequence[str], ali_dir, fbank_dir, corpus: str, out_s
         name, _, d = spec.rpartition("=")
         meta = json.loads((Path(d) / "soft_targets.json").read_text())
         extra[name] = {"soft-target storage (MB per hour of audio)": f"{meta['mb_per_hour']:.1f}"}
-    pairs = [tuple(c.split("|")) for c in compare_specs]
-    if any(len(p) != 2 for p in pairs):
-        raise ValueError(f"frame-table: --compare takes 'A|B' pairs of row names, not {list(compare_specs)}")
-    return rows_table(rows, columns, out_stem, results_md, title, extra, note, compare_pairs=pairs)
+    return rows_table(rows, columns, out_stem, results_md, title, extra, note, compare_pairs=compare_pairs)
