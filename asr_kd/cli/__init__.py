@@ -3,7 +3,7 @@ every command. One module per command group, in the manner of lhotse's ``bin/mod
 command's options sit next to its handler, and a handler only translates its arguments into one
 library call, so the CLI mirrors the Python API:
 
-  data         synth-digits, prepare-digits, compute-fbank, prepare-yesno, prepare-librispeech,
+  data         synth-digits, prepare-digits, synth-readspeech, prepare-readspeech, compute-fbank, prepare-yesno, prepare-librispeech,
                prepare-timit, import-kaldi-dir, import-audio-folder          (asr_kd.data)
   lang         prepare-lang                                                  (asr_kd.lang)
   align        train-mono, train-oracle-gmm, realign-dnn                     (asr_kd.align)

@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from asr_kd.data.synth.digits import DigitsCorpusConfig
+from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
 from asr_kd.utils.config import section
 
@@ -46,8 +47,9 @@ def show_table(out_stem) -> None:
 
 
 def held_out_accents(config: Optional[str], corpus: str) -> Tuple[str, ...]:
-    """The embedded corpus's held-out test accents (reported apart); none for other corpora."""
-    return tuple(section(config, "corpus", DigitsCorpusConfig).held_out_accents) if corpus == "digits" else ()
+    """The synthetic corpora's held-out test accents (reported apart); none for other corpora."""
+    configs = {"digits": DigitsCorpusConfig, "readspeech": ReadSpeechCorpusConfig}
+    return tuple(section(config, "corpus", configs[corpus]).held_out_accents) if corpus in configs else ()
 
 
 def names(spec: str, n: int, option: str) -> Tuple[str, ...]:

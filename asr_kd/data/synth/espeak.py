@@ -13,7 +13,7 @@ import ctypes
 import os
 import pickle
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -72,6 +72,7 @@ class Synthesis:
     samples: np.ndarray  # int16, ESPEAK_SAMPLE_RATE
     words: List[Tuple[str, float]]  # (word, start seconds)
     phones: List[Tuple[str, float]]  # (eSpeak phoneme name, start seconds)
+    word_offsets: List[int] = field(default_factory=list)  # byte offset of each WORD event in the text
 
 
 class ESpeak:
@@ -134,14 +135,15 @@ class ESpeak:
         if err != 0:
             raise RuntimeError(f"espeak_Synth failed with code {err} for {text!r}")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        words, phones = [], []
+        words, phones, offsets = [], [], []
         for etype, pos_ms, tpos, length, name in events:
             t = pos_ms / 1000.0
             if etype == _EVENT_WORD:
                 words.append((raw[tpos - 1 : tpos - 1 + length].decode("utf-8"), t))
+                offsets.append(tpos - 1)
             elif etype == _EVENT_PHONEME and name:
                 phones.append((name.decode("utf-8", "replace"), t))
-        return Synthesis(samples.astype(np.int16), words, phones)
+        return Synthesis(samples.astype(np.int16), words, phones, offsets)
 
     @staticmethod
     def _in_child(fn, what: str):
@@ -180,8 +182,9 @@ class ESpeak:
         """Synthesise ``text``; the output depends only on the arguments."""
         return self._in_child(lambda: self._synth_here(text, voice, seed), f"synthesising {text!r} with {voice.name}")
 
-    def phonemes(self, word: str, voice: str = "en-us") -> List[str]:
-        """eSpeak's pronunciation of one word as phoneme names, stress marks removed."""
+    def phonemes(self, word: str, voice: str = "en-us", keep_stress: bool = False) -> List[str]:
+        """eSpeak's pronunciation of one word as phoneme names, stress marks removed (or kept as
+        a leading ' for primary and , for secondary stress when ``keep_stress``)."""
 
         def here() -> str:
             self.lib.espeak_SetVoiceByName(voice.encode())
@@ -192,7 +195,7 @@ class ESpeak:
         out = self._in_child(here, f"transcribing {word!r} with {voice}")
         phones = []
         for p in out.replace(" ", "_").split("_"):
-            p = p.replace("'", "").replace(",", "").strip()
+            p = p.strip() if keep_stress else p.replace("'", "").replace(",", "").strip()
             if p:
                 phones.append(p)
         return phones
