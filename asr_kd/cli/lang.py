@@ -1,8 +1,12 @@
-"""The lang stage: prepare-lang."""
+"""The lang stage: prepare-lang, train-lm."""
 from dataclasses import replace
 
+from lhotse import SupervisionSet
+
 from asr_kd.cli.common import splits
+from asr_kd.data.manifests import manifest_paths
 from asr_kd.lang.lexicon import LexiconConfig
+from asr_kd.lang.lm import LmConfig, train_lm
 from asr_kd.lang.pipeline import prepare_lang_from_manifests
 from asr_kd.lang.prepare_lang import LangConfig
 from asr_kd.utils.config import section
@@ -16,7 +20,22 @@ def prepare_lang(args) -> None:
                                 lm_vocab=args.lm_vocab)
 
 
+def train_lm_cmd(args) -> None:
+    evals = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, s)["supervisions"])]
+             for s in splits(args.eval_splits)} if args.manifest_dir else {}
+    train_lm(args.text, args.out, section(args.config, "lm", LmConfig), evals)
+
+
 def register(sub) -> None:
+    s = sub.add_parser("train-lm", help="n-gram ARPA LM (kenlm lmplz, optionally pruned) on a text; perplexity and OOV rate per split")
+    s.add_argument("--config", help="YAML config (section 'lm': order, prune)")
+    s.add_argument("--text", required=True, help="LM text, one sentence a line")
+    s.add_argument("--out", required=True, help="the ARPA file (its report: OUT.json)")
+    s.add_argument("--manifest-dir", help="supervision manifests of the evaluation splits")
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--eval-splits", default="dev,test")
+    s.set_defaults(func=train_lm_cmd)
+
     s = sub.add_parser("prepare-lang", help="lexicon (dictionary / eSpeak G2P / graphemes / BPE) and lang directory")
     s.add_argument("--config", help="YAML config (sections 'lexicon', 'lang')")
     s.add_argument("--manifest-dir", required=True, help="supervision manifests give the word list")

@@ -23,6 +23,7 @@ from asr_kd.utils.io import write_text_atomic
 log = logging.getLogger(__name__)
 
 Pron = Tuple[str, ...]
+G2P_BATCH = 500  # words per forked eSpeak child
 
 
 @dataclass
@@ -141,8 +142,14 @@ def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",), uncover
     phones have no ARPAbet mapping, raises, or is appended to ``uncovered`` when that list is given."""
     espeak = get_espeak()
     lex = Lexicon()
-    for word in words:
-        prons = [espeak.phonemes(word.lower(), voice, keep_stress=arpabet and keep_stress) for voice in voices]
+    words = list(words)
+    by_voice = {v: [] for v in voices}
+    for start in range(0, len(words), G2P_BATCH):  # one forked eSpeak child per batch and voice
+        batch = [w.lower() for w in words[start : start + G2P_BATCH]]
+        for voice in voices:
+            by_voice[voice] += espeak.phonemes_of(batch, voice, keep_stress=arpabet and keep_stress)
+    for i, word in enumerate(words):
+        prons = [by_voice[voice][i] for voice in voices]
         if arpabet:
             prons = [espeak_to_arpabet(p, keep_stress) or [] for p in prons]
         if not all(prons):

@@ -5,17 +5,20 @@ as ``./setup.sh`` installs it, or on PATH); without it, a
 pure-Python interpolated Kneser-Ney estimator writes the ARPA, and the log says so. Perplexity
 comes from the kenlm Python module.
 """
+import json
 import logging
 import math
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from asr_kd.utils.io import atomic_path, write_text_atomic
+from asr_kd.utils.io import atomic_path, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,13 @@ def lmplz_path():
     return str(beside_python) if os.access(beside_python, os.X_OK) else shutil.which("lmplz")
 
 
-def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7, estimator: str = "auto") -> str:
+def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7, estimator: str = "auto",
+               prune: Sequence[int] = ()) -> str:
     """Write an ARPA LM of ``order`` over ``texts``; returns the estimator used.
 
     ``estimator``: ``auto`` (lmplz when found, else the fallback, logged), ``lmplz`` (required) or
-    ``python`` (the fallback)."""
+    ``python`` (the fallback). ``prune``: lmplz's count thresholds per order (``0 1 1`` drops
+    bigrams and trigrams seen once); it needs lmplz."""
     out_path = Path(out_path)
     if order < 2:
         raise ValueError("n-gram order must be at least 2 (kenlm reads bigrams and up)")
@@ -42,10 +47,13 @@ def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7
     lmplz = lmplz_path() if estimator != "python" else None
     if estimator == "lmplz" and not lmplz:
         raise FileNotFoundError("lmplz not found: run ./setup.sh (tools/install_lmplz.sh) or set $LMPLZ")
+    if prune and not lmplz:
+        raise FileNotFoundError("a pruned LM needs lmplz: run ./setup.sh (tools/install_lmplz.sh) or set $LMPLZ")
     if lmplz:
+        prune_args = ["--prune", *map(str, prune)] if prune else []
         with atomic_path(out_path) as tmp:
             with open(tmp, "w") as f:
-                subprocess.run([lmplz, "-o", str(order), "--discount_fallback", "-S", "10%", "-T", str(out_path.parent)],
+                subprocess.run([lmplz, "-o", str(order), "--discount_fallback", "-S", "10%", "-T", str(out_path.parent), *prune_args],
                                input="\n".join(texts) + "\n", text=True, stdout=f, stderr=subprocess.PIPE, check=True)
         return "lmplz"
     if estimator == "auto":
@@ -130,6 +138,45 @@ def _backoff_prob(prob, bow, gram) -> float:
     if len(gram) == 1:
         return 1e-10
     return bow.get(gram[:-1], 1.0) * _backoff_prob(prob, bow, gram[1:])
+
+
+@dataclass
+class LmConfig:
+    order: int = 3
+    prune: Tuple[int, ...] = ()  # lmplz count thresholds per order, e.g. (0, 1, 1)
+
+
+def ngram_counts(arpa_path) -> Dict[int, int]:
+    """{order: number of n-grams} from an ARPA header."""
+    counts = {}
+    with open(arpa_path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("ngram "):
+                n, c = line[6:].split("=")
+                counts[int(n)] = int(c)
+            elif line.startswith("\\1-grams"):
+                break
+    return counts
+
+
+def train_lm(text_path, out_path, cfg: LmConfig, eval_texts: Dict[str, Sequence[str]]) -> Dict:
+    """An n-gram LM on a text file (one sentence a line) and its report (``out_path`` + ``.json``):
+    n-gram counts, vocabulary, and per evaluation split the perplexity and OOV rate."""
+    texts = [line.strip() for line in open(text_path, encoding="utf-8") if line.strip()]
+    t0 = time.time()
+    estimator = train_arpa(texts, cfg.order, out_path, prune=cfg.prune)
+    vocab = {w for t in texts for w in t.split()}
+    report = {"text": str(text_path), "sentences": len(texts), "words": sum(len(t.split()) for t in texts),
+              "vocabulary": len(vocab), "order": cfg.order, "prune": list(cfg.prune), "estimator": estimator,
+              "ngrams": ngram_counts(out_path), "seconds": round(time.time() - t0, 1), "splits": {}}
+    for split, ts in eval_texts.items():
+        tokens = [w for t in ts for w in t.split()]
+        oov = sum(w not in vocab for w in tokens)
+        report["splits"][split] = {"sentences": len(ts), "words": len(tokens), "oov_tokens": oov,
+                                   "oov_rate": oov / max(1, len(tokens)), "perplexity": perplexity(out_path, ts)}
+    write_json_atomic(Path(str(out_path) + ".json"), report)
+    log.info("LM %s: %s", out_path, json.dumps(report))
+    return report
 
 
 def perplexity(arpa_path, texts: Iterable[str]) -> float:

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# A large-vocabulary read-speech task generated offline: sentences of real English text (the King
+# James Bible by default, or any text, one sentence a line) spoken by synthetic eSpeak NG voices
+# under the digit corpus's degradations, with oracle word and phone times. Stage 0 synthesises the
+# corpus; stage 1 writes manifests and trains a pruned 3-gram (kenlm lmplz) on the LM-only text;
+# stages 2-13 are the shared speech stages (utils/kd_stages.sh): CMUdict lexicon with eSpeak G2P
+# for the rest, monophone GMM, DNN ensemble, distillation, HCLG decoding with the 3-gram.
+set -euo pipefail
+caller=$PWD
+cd "$(dirname "$0")"
+root=../..
+
+stage=0
+stop_stage=13
+nj=2
+size=default          # tiny (tests, seconds) | default (the recipe, <= 60 min on 2 cores) | large (>= 100 h, scale benchmarks)
+config=""             # default: conf/$size.yaml
+text=""               # one sentence a line; empty: the King James Bible (local/kjv_text.sh)
+data=data
+exp=exp
+analysis=false        # the paper's analysis stages 9-12 (temperature sweep, small data, top-k, realignment)
+ensemble_size=4
+temperature=2
+student_seeds=3
+sweep_temperatures="1 2 5 10"
+small_fraction=0.03
+topk_values="5 20"
+
+help_message="Usage: $0 [options]
+Options (defaults in brackets):
+  --size tiny|default|large   corpus and model sizes (conf/SIZE.yaml) [$size]
+  --text FILE        the text to read, one sentence a line [the King James Bible]
+  --analysis true|false       also run stages 9-12 [$analysis]
+  --config FILE  --data DIR  --exp DIR  --nj N  --stage N  --stop-stage N
+  --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
+Stages:
+  0  corpus     the text (local/kjv_text.sh) and the synthetic corpus (synth-readspeech)
+  1  manifests  lhotse manifests (oracle phones in ARPAbet) and the pruned 3-gram LM with its
+                perplexity and OOV rate on dev and test (train-lm)
+  2-13          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
+                over the training and LM words, the decoding graph uses the 3-gram."
+
+. $root/utils/recipe.sh
+
+text=$(from_caller "$text")
+[ -n "$config" ] || config=conf/$size.yaml
+[ -f "$config" ] || { echo "$0: config $config not found (--size tiny|default|large)" >&2; exit 1; }
+stage_key=$(stage_key_of "$config" -- "$text $ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values")
+
+make_corpus() {
+  local src=$text
+  if [ -z "$src" ]; then src=$data/text/kjv.txt; local/kjv_text.sh "$src"; fi
+  python -m asr_kd synth-readspeech --config "$config" --text "$src" --nj "$nj" --out "$data/corpus"
+  du -sh "$data/corpus" | sed 's/^/corpus size on disk: /'
+}
+manifests_and_lm() {
+  python -m asr_kd prepare-readspeech --config "$config" --corpus-dir "$data/corpus" --out "$data/manifests"
+  python -m asr_kd train-lm --config "$config" --text "$data/corpus/lm/text.txt" --out "$data/lm/3gram.arpa" \
+    --manifest-dir "$data/manifests" --corpus readspeech
+}
+run_stage 0 corpus    make_corpus
+run_stage 1 manifests manifests_and_lm
+corpus=readspeech
+sample_rate=16000
+oracle_reference=false
+lang_opts="--lm-vocab $data/lm/3gram.arpa"  # words.txt: training words + the LM's, never dev/test's
+decode_opts="--arpa $data/lm/3gram.arpa ${decode_opts:-}"
+decode_lmwt=${decode_lmwt:-6,9,13}
+decode_wip=${decode_wip:-0}
+decode_title="WER: baseline vs. ensemble vs. distilled student (read speech, pruned 3-gram HCLG)"
+. $root/utils/kd_stages.sh
+echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"
