@@ -9,6 +9,7 @@ The graph keeps transition-ids as input labels (so decoding returns alignments);
 labels are word ids of ``words.txt``. Saved as OpenFst binary with size and build time logged.
 """
 import logging
+import resource
 import time
 from pathlib import Path
 
@@ -48,7 +49,10 @@ def make_hclg(lang, tm, tree, G_path, out_dir, self_loop_scale: float = 0.1, tra
     with atomic_path(out_dir / "HCLG.fst") as tmp:
         HCLG.write(str(tmp))
     info = {"states": HCLG.num_states, "arcs": sum(HCLG.num_arcs(s) for s in range(HCLG.num_states)),
-            "seconds": round(time.time() - t0, 3), "self_loop_scale": self_loop_scale}
+            "seconds": round(time.time() - t0, 3), "self_loop_scale": self_loop_scale,
+            "file_mb": round((out_dir / "HCLG.fst").stat().st_size / 2**20, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # of the whole process
     write_json_atomic(out_dir / "graph_info.json", info)
-    log.info("HCLG: %d states, %d arcs, built in %.2f s", info["states"], info["arcs"], info["seconds"])
+    log.info("HCLG: %d states, %d arcs, %.1f MB, built in %.2f s (process peak RSS %.0f MB)", info["states"], info["arcs"],
+             info["file_mb"], info["seconds"], info["peak_rss_mb"])
     return HCLG, info

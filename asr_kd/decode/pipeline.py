@@ -24,7 +24,7 @@ from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.gmm.mono import MonophoneAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, model_loglikes
 from asr_kd.kaldi.fst import arpa_to_fst
-from asr_kd.lang.lm import perplexity, train_arpa
+from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.nnet.data import load_frames
 from asr_kd.utils.device import torch_device
@@ -102,13 +102,15 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     graph_dir.mkdir(parents=True, exist_ok=True)
     if arpa:
         estimator, arpa_path = "given", Path(arpa)
+        lm_order = max(ngram_counts(arpa_path))
     else:
         arpa_path = graph_dir / f"lm_{lm_order}gram.arpa"
         estimator = train_arpa(texts["train"], lm_order, arpa_path)
     ppl = {s: perplexity(arpa_path, texts[s]) for s in ("dev", "test")}
     arpa_to_fst(arpa_path, Path(lang_dir) / "words.txt", graph_dir / "G.fst")
     _, info = make_hclg(lang, aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
-    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "perplexity": ppl, "hclg": info, "key": key}
+    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "ngrams": ngram_counts(arpa_path),
+               "words": len(lang.word2id), "perplexity": ppl, "hclg": info, "key": key}
     write_json_atomic(info_path, summary)
     log.info("LM (%s, order %d): perplexity dev %.2f, test %.2f", estimator, lm_order, ppl["dev"], ppl["test"])
     return summary

@@ -9,8 +9,11 @@ Files written (Kaldi formats)::
     phones/{silence,nonsilence,optional_silence,disambig,context_indep}.{txt,int}
     oov.txt                       the word OOVs map to, if any (else empty: OOVs are errors)
 
-Decisions: phones are not word-position dependent (Kaldi's ``--position-dependent-phones
-false``); the silence phone is ``SIL``, optional between words with probability ``sil_prob``.
+Decisions: phones are word-position dependent only on request (``position_dependent_phones``:
+Kaldi's _B begin, _I internal, _E end, _S singleton variants of the non-silence phones, listed in
+``phones/word_boundary.txt``; the silence phones SIL and SPN keep one form, and only variants the
+lexicon uses are created); the silence phone is ``SIL``, optional between words with probability
+``sil_prob``.
 """
 import logging
 import math
@@ -33,6 +36,7 @@ class LangConfig:
     num_nonsil_states: int = 3
     num_sil_states: int = 5
     oov_word: Optional[str] = None  # e.g. "<UNK>" (pronounced SPN); None: OOVs are errors
+    position_dependent_phones: bool = False  # Kaldi's _B _I _E _S word-position variants of non-silence phones
 
 
 def topology_text(nonsil: Sequence[int], sil: Sequence[int], num_nonsil_states: int = 3, num_sil_states: int = 5) -> str:
@@ -100,6 +104,19 @@ def make_lexicon_fst(entries, phone2id: Dict[str, int], word2id: Dict[str, int],
     return fst
 
 
+def with_word_positions(lexicon: Lexicon, silence: Sequence[str]) -> Lexicon:
+    """Each non-silence phone renamed by its place in the word: P_S alone, else P_B, P_I..., P_E."""
+    out = Lexicon()
+    for word, prob, phones in lexicon:
+        if len(phones) == 1:
+            marked = [phones[0] if phones[0] in silence else phones[0] + "_S"]
+        else:
+            marked = [p if p in silence else p + ("_B" if i == 0 else "_E" if i == len(phones) - 1 else "_I")
+                      for i, p in enumerate(phones)]
+        out.add(word, marked, prob)
+    return out
+
+
 def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> Path:
     """Write a lang directory for ``lexicon`` (which must not contain SIL as a word phone
     other than for silence words). Returns ``out_dir``."""
@@ -111,6 +128,8 @@ def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> P
     if cfg.oov_word and cfg.oov_word not in lex:
         lex.add(cfg.oov_word, ["SPN"])
     silence = [SIL] + (["SPN"] if any("SPN" in phones for _, _, phones in lex) else [])
+    if cfg.position_dependent_phones:
+        lex = with_word_positions(lex, silence)
     nonsilence = [p for p in lex.phones if p not in silence]
     disambig_entries, max_disambig = add_disambig(lex)
     disambig = [f"#{i}" for i in range(max_disambig + 2)]  # #0 for G's backoff, one spare as Kaldi
@@ -129,6 +148,10 @@ def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> P
     for name, syms in sets.items():
         write_text_atomic(out_dir / "phones" / f"{name}.txt", "".join(s + "\n" for s in syms))
         write_text_atomic(out_dir / "phones" / f"{name}.int", "".join(f"{phone2id[s]}\n" for s in syms))
+    if cfg.position_dependent_phones:
+        kinds = {"B": "begin", "I": "internal", "E": "end", "S": "singleton"}
+        write_text_atomic(out_dir / "phones" / "word_boundary.txt",
+                          "".join(f"{p} {kinds[p[-1]] if p not in silence else 'nonword'}\n" for p in silence + nonsilence))
     write_text_atomic(out_dir / "oov.txt", (cfg.oov_word + "\n") if cfg.oov_word else "")
     topo = topology_text([phone2id[p] for p in nonsilence], [phone2id[p] for p in silence],
                          cfg.num_nonsil_states, cfg.num_sil_states)

@@ -58,7 +58,9 @@ def wer_table(groups: List[Tuple[str, List[Dict]]], graph: Dict, title: str,
     oov = first.get("test_oov_tokens", 0)
     h = graph["hclg"]
     lines = [f"### {title}", "",
-             f"LM: {graph['lm_order']}-gram ({graph['estimator']}) on the training transcripts, perplexity dev "
+             f"LM: {graph['lm_order']}-gram "
+             + (f"(given: {Path(graph['arpa']).name}, {graph.get('words', '?')} words in words.txt)" if graph["estimator"] == "given"
+                else f"({graph['estimator']}) on the training transcripts") + ", perplexity dev "
              f"{graph['perplexity']['dev']:.2f} / test {graph['perplexity']['test']:.2f}; HCLG {h['states']} states, "
              f"{h['arcs']} arcs, built in {h['seconds']:.2f} s. Test set: {n_utts} utterances, {n_words} words, "
              f"OOV rate {100 * oov / max(n_words, 1):.2f}% (OOV words count as errors). LM weight and insertion penalty "
