@@ -135,7 +135,9 @@ def test_yesno_recipe_end_to_end(tmp_path):
     for name, row in rows.items():
         assert row["test_wer"]["tokens"] == 240 and row["test_wer"]["rate"] < 0.15, (name, row["test_wer"])
     again = subprocess.run(args, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done before, skipping") == 10  # stages 0-8 and 13
+    assert again.returncode == 0 and again.stdout.count("done before, skipping") == 11  # stages 0-8, 13 and 14
+    k2 = json.loads((tmp_path / "exp" / "decode_k2" / "agreement.json").read_text())  # k2 decoded every model
+    assert len(k2["rows"]) == sum(row["seeds"] for row in rows.values()) and all(r["same_share"] >= 0.9 for r in k2["rows"])
 
 
 def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):

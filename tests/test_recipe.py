@@ -128,16 +128,52 @@ def test_rerun_skips_finished_stages(tiny_run):
     root, args, _ = tiny_run
     again = run(args)
     assert again.returncode == 0
-    assert again.stdout.count("done before, skipping") == 14
+    assert again.stdout.count("done before, skipping") == 15
+
+
+def test_k2_decodes_every_system_by_default(tiny_run):
+    """Stage 14 is in the default run: every system of the WER table has a k2 WER beside its Kaldi WER."""
+    import json
+
+    root, _, _ = tiny_run
+    assert (root / "exp" / "done" / "stage_14_k2-decode").is_file()
+    wer = json.loads((root / "exp" / "decode" / "wer_table.json").read_text())
+    agreement = json.loads((root / "exp" / "decode_k2" / "agreement.json").read_text())
+    members = {m["name"] for row in wer["rows"] for m in row["members"]}
+    assert {r["name"] for r in agreement["rows"]} == members
+    assert all(0 <= r["wer_k2"] <= 1 and r["same_share"] >= 0.9 for r in agreement["rows"])
+    table = (root / "exp" / "decode_k2" / "agreement.md").read_text()
+    for row in wer["rows"]:
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row['name']} | {row['seeds']} |"))
+        assert "not run" not in line and line.count("%") == 4
+    assert "k2 test WER" in (root / "exp" / "kd" / "RESULTS.md").read_text()
 
 
 def test_k2_stage_without_the_k2_environment_says_so_and_fails(tiny_run):
     import os
 
     root, args, _ = tiny_run
-    r = run(args + ["--stage", "14", "--stop-stage", "14"], env={**os.environ, "ASR_KD_K2_PYTHON": "/nonexistent/python"})
+    marker = root / "exp" / "done" / "stage_14_k2-decode"
+    marker.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "ASR_KD_NO_K2"}
+    r = run(args + ["--stage", "14", "--stop-stage", "14"], env={**env, "ASR_KD_K2_PYTHON": "/nonexistent/python"})
     assert r.returncode != 0 and "needs the k2 environment" in r.stdout + r.stderr
-    assert not (root / "exp" / "done" / "stage_14_k2-decode").exists()
+    assert not marker.exists()
+
+
+def test_k2_opt_out_states_the_absence_in_the_table(tiny_run):
+    import os
+
+    root, args, _ = tiny_run
+    marker = root / "exp" / "done" / "stage_14_k2-decode"
+    marker.unlink(missing_ok=True)
+    r = run(args + ["--stage", "14", "--stop-stage", "14"],
+            env={**os.environ, "ASR_KD_K2_PYTHON": "/nonexistent/python", "ASR_KD_NO_K2": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = (root / "exp" / "decode_k2" / "agreement.md").read_text()
+    assert "k2 did not run: k2 was opted out" in table and "| baseline | 2 |" in table and "not run" in table
+    assert "k2 did not run" in (root / "exp" / "kd" / "RESULTS.md").read_text()
+    assert marker.exists()
 
 
 def test_state_specialists_on_the_recipe_outputs(tiny_run):

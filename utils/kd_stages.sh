@@ -3,11 +3,14 @@
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
 #   sweep_temperatures small_fraction topk_values stage_key, and run_stage (utils/recipe.sh); checked below.
-# Stage 14 (k2 decoding and its agreement with Kaldi's) runs in the k2 environment, .venv-k2
-# (tools/k2_lane.sh --setup) or $ASR_KD_K2_PYTHON.
+# Stage 14 (k2 decoding of every system, and its agreement with Kaldi's decoder) runs in the k2
+# environment, .venv-k2 (built by ./setup.sh) or $ASR_KD_K2_PYTHON. Without it the stage states k2's
+# absence in the tables when k2 was opted out (ASR_KD_NO_K2=1) or ./setup.sh could not build it,
+# and fails otherwise.
 # Optional: sample_rate (features; default from the config), lang_opts, decode_opts, decode_title, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid), oracle_reference
-#   (true for corpora with oracle phone times: stage 4 also trains the GMM on them, exp/mono_oracle, as a reference).
+#   (true for corpora with oracle phone times: stage 4 also trains the GMM on them, exp/mono_oracle, as a reference),
+#   k2_opts (stage 14's decoder-agreement options).
 for _var in corpus config data exp nj stage_key ensemble_size temperature student_seeds sweep_temperatures small_fraction topk_values; do
   [ -n "${!_var+set}" ] || { echo "utils/kd_stages.sh: the recipe must set \$$_var before sourcing it (see the list above)" >&2; exit 1; }
 done
@@ -15,6 +18,8 @@ type run_stage >/dev/null 2>&1 || { echo "utils/kd_stages.sh: source utils/recip
 analysis=${analysis:-true}
 oracle_reference=${oracle_reference:-false}
 k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2/bin/python}
+k2_unavailable=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2.unavailable  # ./setup.sh's reason, when it could not build k2
+k2_opts=${k2_opts:-}  # decoder-agreement options, e.g. "--beam 12" for a large graph
 decode_lmwt=${decode_lmwt:-1,2,3,5,8,13}  # widened past an edge when the dev optimum sits on it
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
@@ -160,10 +165,24 @@ decode_all() {  # every baseline seed and every student seed is decoded (and tun
     --title "$decode_title"
 }
 run_stage 13 decode      decode_all
-k2_decode() {  # needs the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4): tools/k2_lane.sh --setup
-  [ -x "$k2_python" ] || { echo "stage 14 needs the k2 environment ($k2_python): run tools/k2_lane.sh --setup" >&2; return 1; }
+k2_decode() {  # the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4), built by ./setup.sh (tools/k2_lane.sh --setup)
+  local title="k2 vs. Kaldi decoder: same graph, same likelihoods (test set)" why=""
+  if [ ! -x "$k2_python" ]; then
+    if [ "${ASR_KD_NO_K2:-0}" = 1 ]; then
+      why="k2 was opted out (ASR_KD_NO_K2=1 or ./setup.sh --no-k2)"
+    elif [ -f "$k2_unavailable" ]; then
+      why="./setup.sh could not build the k2 environment: $(head -c 300 "$k2_unavailable")"
+    else
+      echo "stage 14 needs the k2 environment ($k2_python): run ./setup.sh (or tools/k2_lane.sh --setup), or opt out with ASR_KD_NO_K2=1" >&2
+      return 1
+    fi
+    echo "stage 14: no k2 decoding: $why" >&2
+    python -m asr_kd decoder-agreement --absent "$why" --decode-dir "$exp/decode" --out "$exp/decode_k2/agreement" \
+      --results-md "$exp/kd/RESULTS.md" --title "$title"
+    return 0
+  fi
   "$k2_python" -m asr_kd decoder-agreement --decode-dir "$exp/decode" --ali-dir "$exp/mono" --lang "$data/lang" \
     --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode_k2/agreement" \
-    --results-md "$exp/kd/RESULTS.md" --title "k2 vs. Kaldi decoder: same graph, same likelihoods (test set)"
+    --results-md "$exp/kd/RESULTS.md" --title "$title" $k2_opts
 }
 run_stage 14 k2-decode   k2_decode

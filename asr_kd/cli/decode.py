@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from asr_kd.cli.common import add_decode_search_args, add_table_output_args, names, search_settings, show_table
-from asr_kd.decode.agreement import agreement_table
+from asr_kd.decode.agreement import absent_table, agreement_table
 from asr_kd.scoring.wer_table import decode_table
 
 
@@ -16,6 +16,10 @@ def decode(args) -> None:
 
 def decoder_agreement(args) -> None:
     """k2 vs. Kaldi on the test set, per model of an earlier decode, at the settings tuned on dev."""
+    if args.absent:
+        absent_table(args.decode_dir, args.out, args.title, args.absent, args.results_md)
+        show_table(args.out)
+        return
     agreement_table(args.decode_dir, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out, args.title,
                     args.results_md, beam=args.beam)
     show_table(args.out)
@@ -39,11 +43,13 @@ def register(sub) -> None:
 
     s = sub.add_parser("decoder-agreement", help="k2 vs. Kaldi decoder on the same graph and likelihoods (k2 environment)")
     s.add_argument("--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)")
-    s.add_argument("--ali-dir", required=True)
-    s.add_argument("--lang", required=True)
-    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--ali-dir")
+    s.add_argument("--lang")
+    s.add_argument("--fbank-dir")
     s.add_argument("--corpus", default="digits")
-    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--graph-dir")
     s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
+    s.add_argument("--absent", metavar="REASON", help="k2 is not available: write the table with the k2 column marked "
+                   "as not run, and REASON (needs only --decode-dir, --out)")
     add_table_output_args(s, "k2 vs. Kaldi decoder agreement")
     s.set_defaults(func=decoder_agreement)

@@ -46,6 +46,34 @@ def compare_decoders(graph_path, tm, loglikes: Dict[str, np.ndarray], refs: Dict
             "differing": sorted(set(loglikes) - set(same))}
 
 
+def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
+    """The WER table's systems with the k2 WER beside the Kaldi WERs (means over each system's seeds).
+    ``rows``: the agreement rows (empty when k2 did not run)."""
+    by_name = {r["name"]: r for r in rows}
+    beams = f"the Kaldi column of the decode stage used its own beam, the other two beam {beam:g}" if rows else "k2 not run"
+    lines = [f"WER of every system with both decoders (test set; mean over seeds; {beams}):", "",
+             "| system | seeds | Kaldi test WER (decode stage) | Kaldi test WER | k2 test WER | same 1-best words |",
+             "|---|---|---|---|---|---|"]
+    for sys_row in table["rows"]:
+        got = [by_name[m["name"]] for m in sys_row["members"] if m["name"] in by_name]
+        kaldi13 = f"{100 * sys_row['test_wer']['rate']:.2f}%"
+        if got:
+            mean = lambda key: float(np.mean([g[key] for g in got]))  # noqa: E731
+            cells = [f"{100 * mean('wer_kaldi'):.2f}%", f"{100 * mean('wer_k2'):.2f}%", f"{100 * mean('same_share'):.2f}%"]
+        else:
+            cells = ["-", "not run", "-"]
+        lines.append(f"| {sys_row['name']} | {sys_row['seeds']} | {kaldi13} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def absent_table(decode_dir, out_stem, title: str, reason: str, results_md=None) -> Dict:
+    """Stage 14 without k2: the WER table's systems with the k2 column marked as not run, and why."""
+    table = json.loads((Path(decode_dir) / "wer_table.json").read_text())
+    lines = [f"### {title}", "", f"**k2 did not run: {reason}.**", ""] + by_system_lines(table, [], 0.0)
+    write_table(out_stem, {"rows": [], "absent": reason}, lines, results_md, title)
+    return {"rows": [], "absent": reason}
+
+
 def agreement_table(decode_dir, ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_stem, title: str,
                     results_md=None, beam: float = 20.0) -> Dict:
     """k2 vs. Kaldi on the test set, for every decoded member (seed) of every system of an earlier
@@ -63,10 +91,11 @@ def agreement_table(decode_dir, ali_dir, lang_dir, fbank_dir, corpus: str, graph
         rows.append({"name": r["name"], "lmwt": r["best_lmwt"], "wip": r["best_wip"], **res})
         log.info("%s: %d/%d same 1-best, WER kaldi %.2f%% k2 %.2f%%, max score diff %.2g", r["name"], res["same_words"],
                  res["utterances"], 100 * res["wer_kaldi"], 100 * res["wer_k2"], res["max_score_diff"])
-    lines = [f"### {title}", "", f"Same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
-             f"on dev by the Kaldi decode; beams {beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.", "",
-             "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff, absolute / "
-             "relative (same paths) | RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"### {title}", ""] + by_system_lines(table, rows, beam)
+    lines += [f"Per decoded model: same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
+              f"on dev by the Kaldi decode; beams {beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.", "",
+              "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff, absolute / "
+              "relative (same paths) | RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
                      f"{100 * r['wer_kaldi']:.2f}% | "

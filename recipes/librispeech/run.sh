@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=13
+stop_stage=14
 nj=4
 mini=true             # true: train-clean-5 / dev-clean-2; false: train-parts / dev-clean / test-clean
 train_parts="train-clean-100"

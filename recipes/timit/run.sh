@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=1
-stop_stage=13
+stop_stage=14
 nj=2
 config=conf/timit.yaml
 data=data

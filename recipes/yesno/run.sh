@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=13
+stop_stage=14
 nj=2
 config=conf/yesno.yaml
 data=data
