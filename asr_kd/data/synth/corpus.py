@@ -194,6 +194,7 @@ def _event_words(words: Sequence[str], offsets: Sequence[int], utt_id: str) -> L
 # A job is (utt_id, split, render, args): ``render(*args)`` returns (audio, meta) and is a
 # module-level function (picklable); a RuntimeError from it is a logged skip, kept on disk.
 Job = Tuple[str, str, Callable, tuple]
+WINDOW = 2048  # jobs submitted to the process pool at a time
 
 
 def _run_job(job_and_dir) -> Tuple[str, str, float]:
@@ -254,9 +255,10 @@ def generate(jobs: Sequence[Job], out_dir, key: str, sample_rate: int, num_jobs:
                 bar.update()
         else:
             with ProcessPoolExecutor(num_jobs, initializer=_init_worker) as ex:
-                for utt_id, split, dur in ex.map(_run_job, args, chunksize=16):
-                    done[utt_id] = (split, dur)
-                    bar.update()
+                for start in range(0, len(args), WINDOW):  # bounded: map() submits its whole input at once
+                    for utt_id, split, dur in ex.map(_run_job, args[start : start + WINDOW], chunksize=16):
+                        done[utt_id] = (split, dur)
+                        bar.update()
     counts = {}
     for split in SPLITS:
         ids = [j[0] for j in jobs if j[1] == split and done[j[0]][1] >= 0]
