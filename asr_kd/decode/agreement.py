@@ -56,13 +56,13 @@ def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
              "|---|---|---|---|---|---|"]
     for sys_row in table["rows"]:
         got = [by_name[m["name"]] for m in sys_row["members"] if m["name"] in by_name]
-        kaldi13 = f"{100 * sys_row['test_wer']['rate']:.2f}%"
+        kaldi13 = f"{100 * float(np.mean([m['test_wer'] for m in sys_row['members']])):.2f}%"
         if got:
             mean = lambda key: float(np.mean([g[key] for g in got]))  # noqa: E731
             cells = [f"{100 * mean('wer_kaldi'):.2f}%", f"{100 * mean('wer_k2'):.2f}%", f"{100 * mean('same_share'):.2f}%"]
         else:
             cells = ["-", "not run", "-"]
-        lines.append(f"| {sys_row['name']} | {sys_row['seeds']} | {kaldi13} | " + " | ".join(cells) + " |")
+        lines.append(f"| {sys_row['name']} | {len(sys_row['members'])} | {kaldi13} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

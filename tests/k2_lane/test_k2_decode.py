@@ -82,6 +82,8 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
     assert r.returncode == 0, r.stderr[-2000:]
     row = json.loads((tmp_path / "agreement.json").read_text())["rows"][0]
     assert row["same_share"] >= 0.99 and row["wer_k2"] == pytest.approx(row["wer_kaldi"], abs=0.02)
+    system = next(line for line in (tmp_path / "agreement.md").read_text().splitlines() if line.startswith("| GMM | 1 |"))
+    assert f"{100 * row['wer_k2']:.2f}%" in system  # the k2 WER beside the Kaldi WER in the per-system table
 
 
 def test_nan_loglikes_are_a_clear_error(tiny_graph):
