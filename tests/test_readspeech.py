@@ -174,4 +174,6 @@ def test_recipe_end_to_end_on_the_tiny_size(tiny_recipe):
     assert table
     assert "WER" in (exp / "kd" / "RESULTS.md").read_text()
     rerun = _recipe(args)  # every stage is complete: all skipped
-    assert rerun.returncode == 0 and rerun.stdout.count("done before, skipping") == 10  # stages 0-8 and 13
+    assert rerun.returncode == 0 and rerun.stdout.count("done before, skipping") == 11  # stages 0-8, 13 and 14
+    k2 = json.loads((exp / "decode_k2" / "agreement.json").read_text())  # k2 decoded every model
+    assert k2["rows"] and all(r["same_share"] >= 0.9 for r in k2["rows"])
