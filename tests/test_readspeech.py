@@ -131,7 +131,7 @@ def test_pruned_lm_is_smaller_and_reports_oov_and_perplexity(tmp_path):
     evals = {"dev": ["THE LORD SAID UNTO MOSES", "THE ZEBRA SAID"]}
     full = train_lm(text, tmp_path / "full.arpa", LmConfig(order=3), evals)
     pruned = train_lm(text, tmp_path / "pruned.arpa", LmConfig(order=3, prune=(0, 1, 1)), evals)
-    assert pruned["ngrams"][3] < full["ngrams"][3] and pruned["ngrams"][1] == full["ngrams"][1]
+    assert pruned["ngrams"]["3"] < full["ngrams"]["3"] and pruned["ngrams"]["1"] == full["ngrams"]["1"]
     assert pruned["splits"]["dev"]["oov_tokens"] == 1 and pruned["splits"]["dev"]["oov_rate"] == pytest.approx(1 / 8)
     assert 1 < pruned["splits"]["dev"]["perplexity"] < 1e4
     assert json.loads((tmp_path / "pruned.arpa.json").read_text())["prune"] == [0, 1, 1]

@@ -109,7 +109,7 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     ppl = {s: perplexity(arpa_path, texts[s]) for s in ("dev", "test")}
     arpa_to_fst(arpa_path, Path(lang_dir) / "words.txt", graph_dir / "G.fst")
     _, info = make_hclg(lang, aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
-    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "ngrams": ngram_counts(arpa_path),
+    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "ngrams": {str(n): c for n, c in ngram_counts(arpa_path).items()},  # str keys: as JSON reads them back
                "words": len(lang.word2id), "perplexity": ppl, "hclg": info, "key": key}
     write_json_atomic(info_path, summary)
     log.info("LM (%s, order %d): perplexity dev %.2f, test %.2f", estimator, lm_order, ppl["dev"], ppl["test"])

@@ -168,7 +168,7 @@ def train_lm(text_path, out_path, cfg: LmConfig, eval_texts: Dict[str, Sequence[
     vocab = {w for t in texts for w in t.split()}
     report = {"text": str(text_path), "sentences": len(texts), "words": sum(len(t.split()) for t in texts),
               "vocabulary": len(vocab), "order": cfg.order, "prune": list(cfg.prune), "estimator": estimator,
-              "ngrams": ngram_counts(out_path), "seconds": round(time.time() - t0, 1), "splits": {}}
+              "ngrams": {str(n): c for n, c in ngram_counts(out_path).items()}, "seconds": round(time.time() - t0, 1), "splits": {}}
     for split, ts in eval_texts.items():
         tokens = [w for t in ts for w in t.split()]
         oov = sum(w not in vocab for w in tokens)
