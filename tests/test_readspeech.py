@@ -176,4 +176,5 @@ def test_recipe_end_to_end_on_the_tiny_size(tiny_recipe):
     rerun = _recipe(args)  # every stage is complete: all skipped
     assert rerun.returncode == 0 and rerun.stdout.count("done before, skipping") == 11  # stages 0-8, 13 and 14
     k2 = json.loads((exp / "decode_k2" / "agreement.json").read_text())  # k2 decoded every model
-    assert k2["rows"] and all(r["same_share"] >= 0.9 for r in k2["rows"])
+    # near-random tiny models have many near-tied 1-best paths: the decoders must agree on the WER
+    assert k2["rows"] and all(abs(r["wer_k2"] - r["wer_kaldi"]) <= 0.02 for r in k2["rows"])

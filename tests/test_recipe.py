@@ -141,7 +141,7 @@ def test_k2_decodes_every_system_by_default(tiny_run):
     agreement = json.loads((root / "exp" / "decode_k2" / "agreement.json").read_text())
     members = {m["name"] for row in wer["rows"] for m in row["members"]}
     assert {r["name"] for r in agreement["rows"]} == members
-    assert all(0 <= r["wer_k2"] <= 1 and r["same_share"] >= 0.9 for r in agreement["rows"])
+    assert all(abs(r["wer_k2"] - r["wer_kaldi"]) <= 0.02 and r["same_share"] >= 0.5 for r in agreement["rows"])
     table = (root / "exp" / "decode_k2" / "agreement.md").read_text()
     for row in wer["rows"]:
         line = next(line for line in table.splitlines() if line.startswith(f"| {row['name']} | {row['seeds']} |"))
