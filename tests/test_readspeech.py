@@ -10,7 +10,7 @@ from lhotse import CutSet
 
 from asr_kd.data.synth.corpus import SPLITS, read_split
 from asr_kd.data.synth.phonemap import ARPABET_VOWELS, espeak_to_arpabet
-from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech, read_sentences, split_sentences
+from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech, read_sentences, assign_sentences
 from asr_kd.data.text import normalize_sentence, number_to_words, ordinal_to_words
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_dev_and_test_sentences_never_reach_the_lm_text(tmp_path):
     cfg = ReadSpeechCorpusConfig(**TINY)
     sentences = read_sentences(_text(tmp_path / "t.txt"))
     assert "CHAPTER TWELVE VERSE THREE ONE THOUSAND MEN" in sentences
-    parts = split_sentences(sentences, cfg)
+    parts = assign_sentences(sentences, cfg)
     for a in ("dev", "test", "train"):
         for b in ("dev", "test", "train", "lm_only"):
             assert a == b or not set(parts[a]) & set(parts[b]), (a, b)

@@ -153,7 +153,7 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
     return cuts
 
 
-def digits_items(corpus_dir, split: str, phones=None) -> List[Dict]:
+def synth_items(corpus_dir, split: str, phones=None) -> List[Dict]:
     """Items of a synthetic corpus (asr_kd.data.synth: digits, read speech); ``phones(meta)``
     gives the oracle phone segments (default: eSpeak's own)."""
     corpus_dir = Path(corpus_dir)
@@ -196,14 +196,14 @@ def prepare_readspeech(corpus_dir, out_dir, splits: Sequence[str] = ("train", "d
     cmudict = read_cmudict(keep_stress=False)
     counts = {}
     for split in splits:
-        items = digits_items(corpus_dir, split, phones=lambda m: arpabet_oracle_phones(m, cmudict))
-        words = [p for it in items for p in it["alignment"]["phone"]]
+        items = synth_items(corpus_dir, split, phones=lambda m: arpabet_oracle_phones(m, cmudict))
+        segments = [p for it in items for p in it["alignment"]["phone"]]
         recs, sups, report = build_manifests(items, expected_sr=sample_rate)
         cuts = write_manifests(out_dir, "readspeech", split, recs, sups, report)
         counts[split] = len(cuts)
         log.info("readspeech/%s: %d cuts, %.3f h; %.1f%% of oracle phone segments are whole words (eSpeak's phones differ from CMUdict's)",
                  split, len(cuts), sum(c.duration for c in cuts) / 3600,
-                 100 * sum(p[0] == WORD_ONLY for p in words) / max(1, len(words)))
+                 100 * sum(p[0] == WORD_ONLY for p in segments) / max(1, len(segments)))
     return counts
 
 
@@ -212,7 +212,7 @@ def prepare_digits(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev",
     vocab = {w.upper() for w in DIGIT_WORDS}
     counts = {}
     for split in splits:
-        recs, sups, report = build_manifests(digits_items(corpus_dir, split), expected_sr=sample_rate, vocabulary=vocab)
+        recs, sups, report = build_manifests(synth_items(corpus_dir, split), expected_sr=sample_rate, vocabulary=vocab)
         cuts = write_manifests(out_dir, "digits", split, recs, sups, report)
         counts[split] = len(cuts)
         log.info("digits/%s: %d cuts, %.3f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)

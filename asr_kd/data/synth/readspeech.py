@@ -83,7 +83,7 @@ def estimated_seconds(sentence: str, cfg: ReadSpeechCorpusConfig) -> float:
     return ESPEAK_WORD_TIME * len(sentence.split()) * 60.0 / rate + SECONDS_OF_SILENCE
 
 
-def split_sentences(sentences: List[str], cfg: ReadSpeechCorpusConfig) -> Dict[str, List[str]]:
+def assign_sentences(sentences: List[str], cfg: ReadSpeechCorpusConfig) -> Dict[str, List[str]]:
     """{'dev', 'test', 'train'}: the sentences each split reads; 'lm_only': those none reads."""
     order = np.random.default_rng([cfg.seed, 2]).permutation(len(sentences))
     eligible = [i for i in order if cfg.min_words <= len(sentences[i].split()) <= cfg.max_words]
@@ -140,7 +140,7 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_job
     out_dir = Path(out_dir)
     key = fingerprint({"config": asdict(cfg), "text": text_digest(text_path), "generator": GENERATOR_VERSION})
     sentences = read_sentences(text_path, cfg.max_sentences)
-    parts = split_sentences(sentences, cfg)
+    parts = assign_sentences(sentences, cfg)
     speakers = make_speakers(cfg)
     jobs = []
     for split_index, split in enumerate(SPLITS):
@@ -152,7 +152,8 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_job
             utt_id = f"{spks[s].id}-{per_speaker[s]:04d}"
             per_speaker[s] += 1
             jobs.append((utt_id, split, synthesize_read_utterance, (cfg, spks[s], utt_id, sentence, (cfg.seed, 3, split_index, k))))
-    lm_text = [s for s in sentences if s not in set(parts["dev"]) | set(parts["test"])]
+    held_out = set(parts["dev"]) | set(parts["test"])
+    lm_text = [s for s in sentences if s not in held_out]
     write_text_atomic(out_dir / "lm" / "text.txt", "".join(s + "\n" for s in lm_text))
     write_text_atomic(out_dir / "lm" / "lm_only.txt", "".join(s + "\n" for s in parts["lm_only"]))
     stats = {"text": str(text_path), "distinct_sentences": len(sentences), "lm_sentences": len(lm_text),
