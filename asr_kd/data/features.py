@@ -149,13 +149,14 @@ class FeatureNormalizer:
 
     def save(self, path) -> None:
         spk = sorted(self.speaker_stats)
+        dim = self.global_mean.shape[0]
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(
                     f, mode=np.array(self.mode), global_mean=self.global_mean, global_std=self.global_std,
                     speakers=np.array(spk, dtype=str),
-                    speaker_mean=np.array([self.speaker_stats[s][0] for s in spk], np.float32).reshape(len(spk), -1),
-                    speaker_std=np.array([self.speaker_stats[s][1] for s in spk], np.float32).reshape(len(spk), -1),
+                    speaker_mean=np.array([self.speaker_stats[s][0] for s in spk], np.float32).reshape(len(spk), dim),
+                    speaker_std=np.array([self.speaker_stats[s][1] for s in spk], np.float32).reshape(len(spk), dim),
                 )
 
     @classmethod
