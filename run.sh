@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=14       # stage 14 decodes with k2 (.venv-k2, built by ./setup.sh; ASR_KD_NO_K2=1 states its absence instead)
+stop_stage=15       # 15: deploy; stage 14 decodes with k2 (.venv-k2, built by ./setup.sh; ASR_KD_NO_K2=1 states its absence instead)
 nj=2                # parallel processes
 config=conf/default.yaml
 data=data           # corpus, manifests, features
@@ -52,6 +52,9 @@ Stages:
   14 k2-decode    every system decoded with k2 and with Kaldi's decoder (same graph, same likelihoods,
                   dev-tuned settings): WER of both per system, agreement, RTF (.venv-k2, built by
                   ./setup.sh; with ASR_KD_NO_K2=1 the tables state that k2 was not run)
+  15 deploy       quarter-width networks (hard labels / distilled); every system exported as a model
+                  directory (exp/deploy/*: ONNX, TorchScript, int8); the deployment table: parameters,
+                  MFLOPs, size, memory, RTF and WER as served, streaming vs. offline, export parity
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.

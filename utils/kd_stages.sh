@@ -1,8 +1,10 @@
-# The shared speech pipeline, stages 2-14, sourced by every speech recipe's run.sh after its
+# The shared speech pipeline, stages 2-15, sourced by every speech recipe's run.sh after its
 # corpus stages (0 corpus/download, 1 manifests) wrote lhotse manifests to $data/manifests as
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
 #   sweep_temperatures small_fraction topk_values stage_key, and run_stage (utils/recipe.sh); checked below.
+# Stage 15 (deploy) exports the systems as model directories (asr-kd export), trains quarter-width
+# networks, and writes the deployment table (asr-kd deploy-table).
 # Stage 14 (k2 decoding of every system, and its agreement with Kaldi's decoder) runs in the k2
 # environment, .venv-k2 (built by ./setup.sh) or $ASR_KD_K2_PYTHON. Without it the stage states k2's
 # absence in the tables when k2 was opted out (ASR_KD_NO_K2=1) or ./setup.sh could not build it,
@@ -186,3 +188,38 @@ k2_decode() {  # the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4), built
     --results-md "$exp/kd/RESULTS.md" --title "$title" $k2_opts
 }
 run_stage 14 k2-decode   k2_decode
+deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each costs to serve
+  local d=$exp/deploy small ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)"
+  mkdir -p "$d"
+  small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config', 'model', ModelConfig).hidden)") / 4 ))
+  # quarter-width networks, from hard labels and distilled from the ensemble (the paper: small models gain most)
+  bg_job "$exp/log/deploy_small_baseline.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --hidden "$small" \
+    --out "$d/small_baseline/seed1"
+  train_students "$exp/soft_T$temperature" "$d/small_student" 1 --temperature "$temperature" --hidden "$small" || \
+    { tail -n 5 "$exp/log/deploy_small_baseline.log"; return 1; }  # its bg_wait waited for the baseline too
+  python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$d/decode_small" \
+    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
+    --models "small baseline (hidden $small)=$d/small_baseline/seed1/best.pt" "small student (hidden $small)=$d/small_student/seed101/best.pt" \
+    --compare "small baseline (hidden $small)|small student (hidden $small)" \
+    --title "Quarter-width networks (hidden $small): hard labels vs. distilled from the ensemble (T=$temperature)" || return 1
+  export_system() {  # export_system NAME DIR DECODE_DIR CKPT...
+    local name=$1 out=$2 dec=$3; shift 3
+    python -m asr_kd export --config "$config" --name "$name" --checkpoints "$@" --ali-dir "$exp/mono" --lang "$data/lang" \
+      --graph-dir "$exp/graph" --fbank-dir "$data/fbank" --corpus "$corpus" --decode-dir "$dec" --out "$d/$out"
+  }
+  export_system "$ens" ensemble "$exp/decode" $(members) &&
+  export_system baseline baseline "$exp/decode" "$exp/dnn/seed1/best.pt" &&
+  export_system "$stud" student "$exp/decode" "$exp/student_T$temperature/seed101/best.pt" &&
+  export_system "small baseline" small_baseline "$d/decode_small" "$d/small_baseline/seed1/best.pt" &&
+  export_system "small student" small_student "$d/decode_small" "$d/small_student/seed101/best.pt" || return 1
+  local cuts="$data/fbank/${corpus}_cuts_test.jsonl.gz"
+  python -m asr_kd deploy-table --cuts "$cuts" --feature-cuts "$cuts" --streaming "$stud, ONNX" --parity "$stud, ONNX" \
+    --systems "$ens=$d/ensemble:onnx" "baseline (seed 1)=$d/baseline:onnx" "$stud, PyTorch=$d/student:pt" \
+              "$stud, ONNX=$d/student:onnx" "$stud, ONNX int8=$d/student:int8.onnx" \
+              "small baseline (hidden $small)=$d/small_baseline:onnx" "small student (hidden $small)=$d/small_student:onnx" \
+              "small student (hidden $small), int8=$d/small_student:int8.onnx" \
+    --out "$d/deployment_table" --results-md "$exp/kd/RESULTS.md" \
+    --title "Deployment: what each system costs to serve (test set, one thread)"
+}
+run_stage 15 deploy      deploy

@@ -10,6 +10,7 @@ library call, so the CLI mirrors the Python API:
   nnet         train-dnn, soft-targets                                       (asr_kd.distill, asr_kd.nnet)
   tables       speech-table, frame-table, alignment-table                    (asr_kd.distill, asr_kd.scoring)
   decode       decode, decoder-agreement                                     (asr_kd.scoring, asr_kd.decode)
+  deploy       export, transcribe, deploy-eval, deploy-table                 (asr_kd.deploy)
   specialists  specialists-data, -generalist, -cluster, -train, -report, specialists-speech
   images       mnist-prepare, mnist-train, mnist-report                      (asr_kd.images)
 """
@@ -17,13 +18,13 @@ import argparse
 import logging
 import sys
 
-from asr_kd.cli import align, data, decode, images, lang, nnet, specialists, tables
+from asr_kd.cli import align, data, decode, deploy, images, lang, nnet, specialists, tables
 from asr_kd.gmm.mono import AlignmentFailures
 from asr_kd.utils.logging import setup_logging
 
 log = logging.getLogger("asr_kd")
 
-GROUPS = (data, lang, align, nnet, tables, decode, specialists, images)
+GROUPS = (data, lang, align, nnet, tables, decode, deploy, specialists, images)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,10 @@ def train_dnn(args) -> None:
     # the distill section applies to students; a model without teachers trains on hard labels
     loss_cfg = section(args.config, "distill", LossConfig) if (args.soft_targets or args.teachers) else LossConfig(loss="ce")
     loss_cfg = replace(loss_cfg, **{k: v for k, v in (("temperature", args.temperature), ("loss", args.loss)) if v is not None})
-    res = train_speech_model(args.ali_dir, args.fbank_dir, args.corpus, args.out, section(args.config, "model", ModelConfig),
+    model_cfg = section(args.config, "model", ModelConfig)
+    if args.hidden is not None:
+        model_cfg = replace(model_cfg, hidden=args.hidden)
+    res = train_speech_model(args.ali_dir, args.fbank_dir, args.corpus, args.out, model_cfg,
                              train_cfg, loss_cfg, seed=args.seed, fraction=args.fraction, subset_seed=args.subset_seed,
                              soft_targets=args.soft_targets, teachers=args.teachers)
     log.info("best dev frame accuracy %.4f", res["best_dev_frame_acc"])
@@ -47,6 +50,7 @@ def register(sub) -> None:
     s.add_argument("--loss", choices=sorted(LOSSES), help="override distill.loss")
     s.add_argument("--temperature", type=float, help="override distill.temperature")
     s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.add_argument("--hidden", type=int, help="override model.hidden (e.g. a smaller student)")
     s.set_defaults(func=train_dnn)
 
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")

@@ -4,7 +4,8 @@
     nnet/member<i>.{pt,ts,onnx,int8.onnx}   the network(s) (several: an ensemble, posteriors averaged)
     priors.npy                log pdf priors (the alignment's pdf counts), subtracted from log posteriors
     features.json cmvn.npz    fbank settings and the training split's global mean / std
-    HCLG.fst words.txt        the decoding graph (transition-id inputs, word outputs) and its words
+    HCLG.fst words.txt        the decoding graph (transition-id inputs, word outputs; the tuned word
+                              insertion penalty already on its word arcs) and its words
     transitions.npz           transition-id -> pdf, phone, final, self-loop, state (for word times)
     lexiconp.txt phones.txt silence.int    pronunciations and silence phones (word times)
 
@@ -28,6 +29,7 @@ from asr_kd.deploy.networks import FORMATS, export_all, flops_per_frame, load_ne
 from asr_kd.gmm.labels import label_maps, read_pdf_counts
 from asr_kd.gmm.mono import load_gmm
 from asr_kd.hybrid.likelihoods import log_priors
+from asr_kd.kaldi.fst import read_fst, with_word_penalty
 from asr_kd.utils.io import write_json_atomic
 
 
@@ -46,6 +48,18 @@ def decoded_settings(decode_dir, checkpoints: Sequence[str]) -> Optional[Dict]:
                 return {"system": row["name"], "lmwt": m["best_lmwt"], "wip": m["best_wip"],
                         "dev_wer": m["dev_wer"], "test_wer": m["test_wer"]}
     return None
+
+
+def fbank_settings(fbank_dir, corpus: str, frame_length: float = 0.025) -> FbankSettings:
+    """The settings the stored features were computed with (their manifests hold all but the frame
+    length, which comes from the feature config)."""
+    from lhotse import CutSet
+
+    from asr_kd.data.features import feature_cuts_path
+
+    cut = next(iter(CutSet.from_file(feature_cuts_path(fbank_dir, corpus, "train"))))
+    return FbankSettings(sample_rate=cut.sampling_rate, num_mel_bins=cut.features.num_features,
+                         frame_shift=cut.features.frame_shift, frame_length=frame_length)
 
 
 def export_model_dir(out_dir, checkpoints: Sequence[str], ali_dir, lang_dir, graph_dir, fbank_dir,
@@ -75,15 +89,18 @@ def export_model_dir(out_dir, checkpoints: Sequence[str], ali_dir, lang_dir, gra
     FeatureNormalizer("global", norm.global_mean, norm.global_std).save(tmp / "cmvn.npz")
     write_json_atomic(tmp / "features.json", settings.to_dict())
     np.savez(tmp / "transitions.npz", **label_maps(load_gmm(Path(ali_dir) / "final.mdl")["tm"]))
-    for src in (Path(graph_dir) / "HCLG.fst", *(Path(lang_dir) / f for f in ("words.txt", "lexiconp.txt", "phones.txt")),
-                Path(lang_dir) / "phones" / "silence.int"):
+    if wip:  # the penalty goes into the graph once, not into every process that loads it
+        with_word_penalty(read_fst(Path(graph_dir) / "HCLG.fst"), wip).write(str(tmp / "HCLG.fst"))
+    else:
+        shutil.copyfile(Path(graph_dir) / "HCLG.fst", tmp / "HCLG.fst")
+    for src in (*(Path(lang_dir) / f for f in ("words.txt", "lexiconp.txt", "phones.txt")), Path(lang_dir) / "phones" / "silence.int"):
         shutil.copyfile(src, tmp / src.name)
     card = {"name": name, "corpus": corpus, "members": members, "num_pdfs": int(len(np.load(tmp / "priors.npy"))),
             "parameters": sum(m["parameters"] for m in members),
             "flops_per_frame": sum(m["flops_per_frame"] for m in members),
             "frames_per_second": round(1.0 / settings.frame_shift),
             "cmvn": {"trained_with": norm.mode, "served_with": "global"},
-            "decode": {"lmwt": lmwt, "wip": wip, "beam": beam, "max_active": max_active},
+            "decode": {"lmwt": lmwt, "wip": wip, "wip_in_graph": wip, "beam": beam, "max_active": max_active},
             "wer": wer, "sizes_mb": _sizes(tmp), "exported": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     write_json_atomic(tmp / "card.json", card)
     shutil.rmtree(out_dir, ignore_errors=True)

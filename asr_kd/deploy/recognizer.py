@@ -96,8 +96,8 @@ class Recognizer:
         dec = model.card["decode"]
         self.scorer = Scorer(model, fmt, threads, lmwt)
         graph = read_fst(model.path / "HCLG.fst")
-        penalty = dec["wip"] if wip is None else wip
-        self.graph = with_word_penalty(graph, penalty) if penalty else graph
+        extra = 0.0 if wip is None else wip - dec.get("wip_in_graph", 0.0)  # the export put the tuned penalty in the graph
+        self.graph = with_word_penalty(graph, extra) if extra else graph
         self.options = kaldi_decoder.FasterDecoderOptions(beam=beam or dec["beam"], max_active=max_active or dec["max_active"])
         self.id2pdf = model.maps["pdf"][1:].astype(np.int64)  # column of transition-id t is pdf id2pdf[t - 1]
 

@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=14
+stop_stage=15
 nj=2
 config=conf/custom.yaml
 data=data

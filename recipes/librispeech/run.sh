@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LibriSpeech / mini LibriSpeech through the asr_kd speech pipeline. Stage 0 downloads the corpus
 # (lhotse) and the official lexicon and LMs (OpenSLR 11); stage 1 prepares lhotse manifests with
-# optional speed perturbation and MUSAN noise; stages 2-14 are shared (utils/kd_stages.sh) and
+# optional speed perturbation and MUSAN noise; stages 2-15 are shared (utils/kd_stages.sh) and
 # decode with the official pruned 3-gram when it was downloaded.
 set -euo pipefail
 caller=$PWD
@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=14
+stop_stage=15
 nj=4
 mini=true             # true: train-clean-5 / dev-clean-2; false: train-parts / dev-clean / test-clean
 train_parts="train-clean-100"

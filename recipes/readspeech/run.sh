@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=14         # 14: k2 decoding (utils/kd_stages.sh; ASR_KD_NO_K2=1 states its absence)
+stop_stage=15         # 14: k2 decoding (utils/kd_stages.sh; ASR_KD_NO_K2=1 states its absence)
 nj=2
 size=default          # tiny (tests, seconds) | default (the recipe, <= 60 min on 2 cores) | large (>= 100 h, scale benchmarks)
 config=""             # default: conf/$size.yaml
@@ -37,7 +37,7 @@ Stages:
   0  corpus     the text (local/kjv_text.sh) and the synthetic corpus (synth-readspeech)
   1  manifests  lhotse manifests (oracle phones in ARPAbet) and the pruned 3-gram LM with its
                 perplexity and OOV rate on dev and test (train-lm)
-  2-14          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
+  2-15          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
                 over the training and LM words, the decoding graph uses the 3-gram."
 
 . $root/utils/recipe.sh

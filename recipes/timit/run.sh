@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=1
-stop_stage=14
+stop_stage=15
 nj=2
 config=conf/timit.yaml
 data=data

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # OpenSLR yesno through the whole asr_kd speech pipeline: manifests, lang, GMM alignment, DNN
 # ensemble, soft targets, distilled students, HCLG decoding and WER. Corpus specifics are only
-# stages 0-1; stages 2-14 are the shared ones (utils/kd_stages.sh).
+# stages 0-1; stages 2-15 are the shared ones (utils/kd_stages.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=14
+stop_stage=15
 nj=2
 config=conf/yesno.yaml
 data=data
@@ -31,8 +31,8 @@ Options (defaults in brackets):
 Stages:
   0  corpus     check the local copy, or download it (lhotse)
   1  manifests  lhotse manifests: train (24), dev (6, held out of lhotse's train), test (30)
-  2-8, 13       features, lang (Kaldi's yesno lexicon), alignment, ensemble, soft targets,
-                distillation, frame-accuracy table, decoding and WER (utils/kd_stages.sh)"
+  2-8, 13-15  features, lang (Kaldi's yesno lexicon), alignment, ensemble, soft targets,
+                distillation, frame-accuracy table, decoding and WER, k2, deployment (utils/kd_stages.sh)"
 
 . $root/utils/recipe.sh
 

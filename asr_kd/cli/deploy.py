@@ -1,0 +1,131 @@
+"""Deployment: export (a self-contained model directory), transcribe (audio files, offline or
+streaming), deploy-eval (one system on a test set), deploy-table (the deployment table)."""
+import logging
+import sys
+from pathlib import Path
+
+from asr_kd.cli.common import add_table_output_args, show_table
+from asr_kd.data.features import FeatureConfig
+from asr_kd.deploy.audio import AudioError, chunks, feature_difference, read_audio
+from asr_kd.deploy.model_dir import ModelDir, decoded_settings, export_model_dir, fbank_settings
+from asr_kd.deploy.networks import FORMATS
+from asr_kd.deploy.recognizer import Recognizer, ctm_lines
+from asr_kd.deploy.table import deployment_table, evaluate, write_eval
+from asr_kd.utils.config import section
+
+log = logging.getLogger("asr_kd")
+
+
+def export(args) -> None:
+    tuned = decoded_settings(args.decode_dir, args.checkpoints) if args.decode_dir else None
+    if tuned is None and (args.lmwt is None or args.wip is None):
+        raise ValueError("give --decode-dir (a decode stage that decoded these checkpoints) or both --lmwt and --wip")
+    lmwt = args.lmwt if args.lmwt is not None else tuned["lmwt"]
+    wip = args.wip if args.wip is not None else tuned["wip"]
+    settings = fbank_settings(args.fbank_dir, args.corpus, section(args.config, "features", FeatureConfig).frame_length)
+    out = export_model_dir(args.out, args.checkpoints, args.ali_dir, args.lang, args.graph_dir, args.fbank_dir, settings,
+                           args.name, args.corpus, lmwt, wip, formats=args.formats.split(","), wer=tuned,
+                           beam=args.beam, max_active=args.max_active)
+    card = ModelDir.load(out).card
+    log.info("exported %s: %d member(s), %s parameters, sizes (MB) %s", out, len(card["members"]), f"{card['parameters']:,}",
+             card["sizes_mb"])
+
+
+def transcribe(args) -> None:
+    rec = Recognizer(ModelDir.load(args.model_dir), args.format, args.threads)
+    failed, ctm = 0, []
+    for path in args.audio:
+        try:
+            x = read_audio(path, rec.model.settings.sample_rate)
+        except AudioError as e:
+            failed += 1
+            print(f"ERROR {e}", file=sys.stderr)
+            continue
+        if args.streaming:
+            stream, shown = rec.stream(), None
+            for c in chunks(x, max(1, int(args.chunk_ms / 1000 * rec.model.settings.sample_rate))):
+                partial = stream.accept(c)
+                if partial != shown:
+                    print(f"{path} (partial): {' '.join(partial)}", file=sys.stderr)
+                    shown = partial
+            result = stream.finish()
+        else:
+            result = rec.transcribe(x)
+        print(f"{path}\t{' '.join(result.words)}", flush=True)
+        ctm += ctm_lines(Path(path).stem, result)
+    if args.ctm:
+        Path(args.ctm).write_text("".join(line + "\n" for line in ctm))
+    if failed:
+        raise ValueError(f"{failed} of {len(args.audio)} audio file(s) could not be transcribed (named above)")
+
+
+def deploy_eval(args) -> None:
+    write_eval(args.out, evaluate(args.model_dir, args.cuts, args.format, args.threads, args.stream_chunk_ms))
+
+
+def deploy_table(args) -> None:
+    systems = []
+    for spec in args.systems:
+        name, _, rest = spec.rpartition("=")  # a name may hold "=" (T=2); a folder should not
+        mdir, _, fmt = rest.rpartition(":")
+        if not name or not mdir or fmt not in FORMATS:
+            raise ValueError(f"--systems: {spec!r} should be NAME=MODEL_DIR:FORMAT (FORMAT one of {FORMATS})")
+        systems.append((name, mdir, fmt))
+    check = None
+    if args.feature_cuts:
+        from lhotse import CutSet
+
+        check = feature_difference(CutSet.from_file(args.feature_cuts).to_eager(),
+                                   ModelDir.load(systems[0][1]).settings)
+    deployment_table(systems, args.cuts, args.out, args.title, args.results_md, streaming=args.streaming,
+                     stream_chunk_ms=args.chunk_ms, feature_check=check, parity_of=args.parity)
+    show_table(args.out)
+
+
+def register(sub) -> None:
+    s = sub.add_parser("export", help="a self-contained model directory (networks in PyTorch/TorchScript/ONNX/int8, HCLG, card)")
+    s.add_argument("--checkpoints", nargs="+", required=True, help="network checkpoint(s); several: an ensemble")
+    s.add_argument("--name", required=True, help="the system's name (on the card)")
+    s.add_argument("--config", help="YAML config (its 'features' section: frame length)")
+    s.add_argument("--ali-dir", required=True, help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors)")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--decode-dir", help="the decode stage's output: LM weight and penalty tuned on dev, WER for the card")
+    s.add_argument("--lmwt", type=float, help="LM weight (overrides the tuned one)")
+    s.add_argument("--wip", type=float, help="word insertion penalty (overrides the tuned one)")
+    s.add_argument("--beam", type=float, default=13.0)
+    s.add_argument("--max-active", type=int, default=7000)
+    s.add_argument("--formats", default=",".join(FORMATS), help=f"network formats to write, from {FORMATS}")
+    s.add_argument("--out", required=True, help="the model directory")
+    s.set_defaults(func=export)
+
+    s = sub.add_parser("transcribe", help="transcribe audio files with a model directory (offline or streaming)")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("audio", nargs="+", help="audio files (any sample rate; stereo is mixed down)")
+    s.add_argument("--format", choices=FORMATS, default="pt", help="network format to run")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--ctm", help="write word times here (Kaldi CTM: file-stem 1 start duration word)")
+    s.add_argument("--streaming", action="store_true", help="feed the audio in chunks; print partial results to stderr")
+    s.add_argument("--chunk-ms", type=float, default=160.0)
+    s.set_defaults(func=transcribe)
+
+    s = sub.add_parser("deploy-eval", help="WER, RTF and peak memory of a model directory on a test CutSet (one process)")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--cuts", required=True, help="a CutSet with recordings and supervisions (the test set)")
+    s.add_argument("--format", choices=FORMATS, default="onnx")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--stream-chunk-ms", type=float, default=0.0, help="also stream each utterance in chunks of this length")
+    s.add_argument("--out", required=True, help="JSON result")
+    s.set_defaults(func=deploy_eval)
+
+    s = sub.add_parser("deploy-table", help="the deployment table: cost and WER of each system as served")
+    s.add_argument("--systems", nargs="+", required=True, metavar="NAME=MODEL_DIR:FORMAT")
+    s.add_argument("--cuts", required=True, help="the test CutSet (recordings and supervisions)")
+    s.add_argument("--feature-cuts", help="the test set's stored feature cuts: kaldi-native-fbank vs. lhotse")
+    s.add_argument("--streaming", metavar="NAME", help="also stream this system's test set and compare with offline")
+    s.add_argument("--chunk-ms", type=float, default=160.0)
+    s.add_argument("--parity", metavar="NAME", help="compare this system's exported formats with PyTorch")
+    add_table_output_args(s, "Deployment: what each system costs to serve")
+    s.set_defaults(func=deploy_table)
