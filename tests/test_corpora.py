@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kaldialign
 import pytest
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
@@ -135,9 +136,25 @@ def test_yesno_recipe_end_to_end(tmp_path):
     for name, row in rows.items():
         assert row["test_wer"]["tokens"] == 240 and row["test_wer"]["rate"] < 0.15, (name, row["test_wer"])
     again = subprocess.run(args, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done before, skipping") == 11  # stages 0-8, 13 and 14
+    assert again.returncode == 0 and again.stdout.count("done before, skipping") == 12  # stages 0-8, 13, 14 and 15
     k2 = json.loads((tmp_path / "exp" / "decode_k2" / "agreement.json").read_text())  # k2 decoded every model
     assert len(k2["rows"]) == sum(row["seeds"] for row in rows.values()) and all(r["same_share"] >= 0.9 for r in k2["rows"])
+    # stage 15: the deployment table, and the exported student transcribing real recordings of the test set
+    table = json.loads((tmp_path / "exp" / "deploy" / "deployment_table.json").read_text())
+    assert len(table["rows"]) == 8 and all(r["words"] == 240 and r["wer"] < 0.15 for r in table["rows"])
+    streamed = [r["streaming"] for r in table["rows"] if "streaming" in r]
+    assert len(streamed) == 1 and streamed[0]["differ_from_offline"] == 0
+    assert table["parity"]["onnx"] < 1e-4 and table["parity"]["ts"] < 1e-4
+    assert table["feature_check"]["fresh_max_abs"] < 1e-3
+    test_ids = [c.id for c in CutSet.from_file(tmp_path / "data" / "manifests" / "yesno_cuts_test.jsonl.gz")]
+    wavs = [yesno_dir() / f"{i}.wav" for i in test_ids[:6]]
+    r = subprocess.run([sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", str(tmp_path / "exp" / "deploy" / "student"),
+                        "--format", "onnx", *map(str, wavs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    hyps = dict(line.split("\t") for line in r.stdout.splitlines())
+    refs = {str(w): " ".join("YES" if b == "1" else "NO" for b in w.stem.split("_")) for w in wavs}
+    wrong = sum(kaldialign.edit_distance(refs[w].split(), hyps[w].split())["total"] for w in refs)
+    assert wrong <= 0.15 * 8 * len(wavs), (refs, hyps)  # the recipe's test WER bound, on these files
 
 
 def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
@@ -146,7 +163,7 @@ def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
     args = ["bash", str(REPO / "recipes" / "custom" / "run.sh"), "--train-dir", str(dirs["train"]),
             "--dev-dir", str(dirs["dev"]), "--test-dir", str(dirs["test"]), "--corpus", "mine",
             "--config", str(REPO / "conf" / "tiny.yaml"), "--ensemble-size", "2", "--student-seeds", "1",
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"), "--stop-stage", "14"]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (tmp_path / "data" / "manifests" / "mine_cuts_train.jsonl.gz").is_file()

@@ -78,7 +78,7 @@ def test_isolated_word_corpus_runs_every_stage(tmp_path):
             "--dev-dir", str(dirs["dev"]), "--test-dir", str(dirs["test"]), "--corpus", "words", "--sample-rate", "8000",
             "--dictionary", str(REPO / "recipes" / "yesno" / "local" / "lexicon.txt"), "--config", str(tmp_path / "conf.yaml"),
             "--ensemble-size", "2", "--student-seeds", "2", "--analysis", "true", "--sweep-temperatures", "2",
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"), "--stop-stage", "14"]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # every utterance is one word, and every stage ran: alignment (with its example picture), the

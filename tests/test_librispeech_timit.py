@@ -132,7 +132,7 @@ def test_timit_recipe_prepares_and_scores_per(tiny_features, tmp_path):
     src = timit_fixture(tiny_features, tmp_path / "TIMIT")
     args = ["bash", str(REPO / "recipes" / "timit" / "run.sh"), "--corpus-dir", str(src),
             "--config", str(REPO / "conf" / "tiny.yaml"), "--ensemble-size", "2", "--student-seeds", "1",
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"), "--stop-stage", "14"]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = tmp_path / "data" / "manifests"

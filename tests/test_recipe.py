@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory):
     cfg.write_text((REPO / "conf" / "tiny.yaml").read_text())
     args = ["--config", str(cfg), "--data", str(root / "data"), "--exp", str(root / "exp"), "--nj", "2",
             "--ensemble-size", "2", "--student-seeds", "2", "--sweep-temperatures", "1 2", "--topk-values", "3",
-            "--small-fraction", "0.3"]
+            "--small-fraction", "0.3", "--stop-stage", "14"]  # stage 15 (deploy): the yesno recipe's test
     first = run(args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return root, args, first

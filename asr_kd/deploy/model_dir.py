@@ -82,7 +82,7 @@ def export_model_dir(out_dir, checkpoints: Sequence[str], ali_dir, lang_dir, gra
         written = export_all(ckpt, tmp / "nnet" / f"member{i}", formats)
         model = load_network(ckpt)
         members.append({"source": str(ckpt), "model": type(model).__name__, "context": model.context,
-                        "parameters": num_parameters(model), "flops_per_frame": flops_per_frame(model),
+                        "parameters": num_parameters(model), "flops_per_frame": flops_per_frame(model, model.feat_dim),
                         "files": {k: p.name for k, p in written.items()}})
     np.save(tmp / "priors.npy", log_priors(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt")))
     norm = FeatureNormalizer.of_features(fbank_dir)

@@ -84,7 +84,7 @@ def num_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flops_per_frame(model) -> int:
+def flops_per_frame(model, feat_dim: int) -> int:
     """Floating-point operations (a multiply-add is 2) of the linear and convolution layers for one
     output frame, counted on a forward pass over one window."""
     total = [0]
@@ -97,7 +97,7 @@ def flops_per_frame(model) -> int:
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))]
     with torch.no_grad():
-        model(torch.zeros(1, *window_shape(model)))
+        model(torch.zeros(1, 2 * model.context + 1, feat_dim))
     for h in hooks:
         h.remove()
     return total[0]
