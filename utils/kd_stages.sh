@@ -12,7 +12,7 @@
 # Optional: sample_rate (features; default from the config), lang_opts, decode_opts, decode_title, analysis (true: the paper's
 #   analysis stages 9-12; false skips them), decode_lmwt / decode_wip (the dev tuning grid), oracle_reference
 #   (true for corpora with oracle phone times: stage 4 also trains the GMM on them, exp/mono_oracle, as a reference),
-#   k2_opts (stage 14's decoder-agreement options).
+#   k2_opts (stage 14's decoder-agreement options), export_opts (stage 15's export options: the deployed decoder's beam).
 for _var in corpus config data exp nj stage_key ensemble_size temperature student_seeds sweep_temperatures small_fraction topk_values; do
   [ -n "${!_var+set}" ] || { echo "utils/kd_stages.sh: the recipe must set \$$_var before sourcing it (see the list above)" >&2; exit 1; }
 done
@@ -22,6 +22,7 @@ oracle_reference=${oracle_reference:-false}
 k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2/bin/python}
 k2_unavailable=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2.unavailable  # ./setup.sh's reason, when it could not build k2
 k2_opts=${k2_opts:-}  # decoder-agreement options, e.g. "--beam 12" for a large graph
+export_opts=${export_opts:-}  # stage 15's export options, e.g. the decode stage's "--beam 12 --max-active 5000"
 decode_lmwt=${decode_lmwt:-1,2,3,5,8,13}  # widened past an edge when the dev optimum sits on it
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
@@ -206,7 +207,7 @@ deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each c
   export_system() {  # export_system NAME DIR DECODE_DIR CKPT...
     local name=$1 out=$2 dec=$3; shift 3
     python -m asr_kd export --config "$config" --name "$name" --checkpoints "$@" --ali-dir "$exp/mono" --lang "$data/lang" \
-      --graph-dir "$exp/graph" --fbank-dir "$data/fbank" --corpus "$corpus" --decode-dir "$dec" --out "$d/$out"
+      --graph-dir "$exp/graph" --fbank-dir "$data/fbank" --corpus "$corpus" --decode-dir "$dec" --out "$d/$out" $export_opts
   }
   export_system "$ens" ensemble "$exp/decode" $(members) &&
   export_system baseline baseline "$exp/decode" "$exp/dnn/seed1/best.pt" &&

@@ -69,5 +69,6 @@ decode_lmwt=${decode_lmwt:-4,6,9}  # the dev optimum was 6 for every system of t
 decode_wip=${decode_wip:-0}
 decode_title="WER: baseline vs. ensemble vs. distilled student (read speech, pruned 3-gram HCLG)"
 k2_opts="--beam 12"   # stage 14 at the decode stage's beam: the 3-gram HCLG is large
+export_opts="--beam 12 --max-active 5000"  # stage 15: the deployed decoder searches as the decode stage did
 . $root/utils/kd_stages.sh
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"
