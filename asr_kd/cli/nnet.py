@@ -5,6 +5,7 @@ from dataclasses import replace
 from asr_kd.cli.common import add_labelled_data_args
 from asr_kd.distill.soft_targets import soft_targets_for_split
 from asr_kd.distill.training import train_speech_model
+from asr_kd.nnet import distributed
 from asr_kd.nnet.losses import LOSSES, LossConfig
 from asr_kd.nnet.models import ModelConfig
 from asr_kd.nnet.train import TrainConfig
@@ -14,6 +15,9 @@ log = logging.getLogger("asr_kd")
 
 
 def train_dnn(args) -> None:
+    ranks = distributed.init_from_env()  # under torchrun: one data-parallel model over the ranks
+    if not ranks.main:
+        logging.getLogger("asr_kd").setLevel(logging.WARNING)
     train_cfg = replace(section(args.config, "train", TrainConfig), threads=args.threads,
                         **({"epochs": args.epochs} if args.epochs is not None else {}))
     # the distill section applies to students; a model without teachers trains on hard labels

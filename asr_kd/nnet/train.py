@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from asr_kd.nnet import distributed
 from asr_kd.nnet.checkpoint import save_checkpoint
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.evaluate import frame_accuracy, predict_logits
 from asr_kd.nnet.losses import Criterion, HardLabels, LossConfig
 from asr_kd.nnet.models import ModelConfig, build_model
-from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import write_json_atomic
 from asr_kd.utils.numerics import require_finite
 from asr_kd.utils.validity import fingerprint, still_valid
@@ -108,14 +108,18 @@ def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[
 
 
 def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor, batch_size: int, device,
-                    where: str, epoch: int) -> Tuple[float, int]:
-    """One pass over ``perm``; returns (summed loss, batches). ``where`` names the run in errors."""
+                    where: str, epoch: int, shard: Tuple[int, int] = (0, 1)) -> Tuple[float, int]:
+    """One pass over ``perm``; returns (summed loss, batches). ``where`` names the run in errors.
+    ``shard`` = (rank, world): this process takes every world-th example of each global batch."""
     model.train()
+    context = getattr(model, "module", model).context  # DDP wraps the model
     online = getattr(train, "teacher_model", None) is not None  # soft targets computed per batch
+    rank, world = shard
     tot, nb = 0.0, 0
-    for b, s in enumerate(tqdm(range(0, len(perm), batch_size), desc=f"epoch {epoch}", mininterval=10, leave=False, disable=None)):
-        idx = perm[s : s + batch_size]
-        x = train.windows(idx, model.context)
+    for b, s in enumerate(tqdm(range(0, len(perm), batch_size), desc=f"epoch {epoch}", mininterval=10, leave=False,
+                               disable=None if rank == 0 else True)):
+        idx = perm[s : s + batch_size][rank::world]
+        x = train.windows(idx, context)
         if hasattr(train, "augment"):  # e.g. image jitter; draws from the checkpointed torch RNG
             x = train.augment(x)
         x = x.to(device)
@@ -144,7 +148,8 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     out_dir.mkdir(parents=True, exist_ok=True)
     criterion = criterion if criterion is not None else HardLabels(LossConfig(loss="ce"))
     torch.set_num_threads(cfg.threads)
-    device = torch_device()
+    ranks = distributed.ranks()  # torchrun: data-parallel over ranks (asr_kd.nnet.distributed)
+    device = distributed.device_for(ranks)
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = build_model(model_cfg, train.feat_dim, num_pdfs)
@@ -156,8 +161,14 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     if criterion.needs_teacher and train.soft is None and not online:
         raise ValueError(f"loss {criterion.cfg.loss!r} needs soft targets (run the soft-targets stage)")
     key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state)
-    history, lr, best_acc, start_epoch = resume(out_dir, key, model, opt, cfg)
-    tb = _tensorboard(out_dir)
+    if ranks.main:  # rank 0 first: it deletes stale checkpoints before any other rank reads them
+        state = resume(out_dir, key, model, opt, cfg)
+    distributed.barrier(ranks)
+    if not ranks.main:
+        state = resume(out_dir, key, model, opt, cfg)
+    history, lr, best_acc, start_epoch = state
+    parallel = distributed.wrap(model, ranks)
+    tb = _tensorboard(out_dir) if ranks.main else None
     gen = torch.Generator().manual_seed(seed)
     for _ in range(start_epoch - 1):  # the shuffles a resumed run would have drawn
         torch.randperm(len(train), generator=gen)
@@ -168,7 +179,9 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             g["lr"] = lr
         perm = torch.randperm(len(train), generator=gen)
         t0 = time.time()
-        tot, nb = train_one_epoch(model, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch)
+        tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
+                                  (ranks.rank, ranks.world))
+        tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
         dev_acc = frame_accuracy(predict_logits(model, dev), dev.labels)
         rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
@@ -180,18 +193,31 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             for k in ("loss", "dev_frame_acc", "lr", "frames_per_second"):
                 tb.add_scalar(k, rec[k], epoch)
             tb.flush()
-        if dev_acc > best_acc:
+        improved = dev_acc > best_acc  # every rank computed the same figure on the same weights
+        if improved:
             best_acc = dev_acc
-            save_checkpoint(out_dir / "best.pt", model, model_cfg, train.feat_dim, num_pdfs, {"epoch": epoch, "dev_frame_acc": dev_acc})
         elif cfg.schedule == "newbob":
             lr *= cfg.lr_decay
-        save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, model_cfg, train.feat_dim, num_pdfs,
-                        {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
-                         "epoch": epoch, "rng": torch.get_rng_state(), "key": key})
-    write_json_atomic(out_dir / "history.json", history)
+        if ranks.main:
+            if improved:
+                save_checkpoint(out_dir / "best.pt", model, model_cfg, train.feat_dim, num_pdfs, {"epoch": epoch, "dev_frame_acc": dev_acc})
+            save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, model_cfg, train.feat_dim, num_pdfs,
+                            {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
+                             "epoch": epoch, "rng": torch.get_rng_state(), "key": key})
+        distributed.barrier(ranks)
+    result = {"history": history, "best_dev_frame_acc": best_acc}
+    if ranks.world > 1:
+        digests = distributed.digests_of_all_ranks(model, ranks)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"{out_dir}: the ranks ended with different weights ({digests})")
+        result["ranks"] = {"world": ranks.world, "weights_digests": digests}
+    if ranks.main:
+        write_json_atomic(out_dir / "history.json", history)
+        if ranks.world > 1:
+            write_json_atomic(out_dir / "ranks.json", result["ranks"])
     if tb is not None:
         tb.close()
-    return {"history": history, "best_dev_frame_acc": best_acc}
+    return result
 
 
 def _tensorboard(out_dir: Path):
