@@ -1,6 +1,8 @@
 """Ensemble soft targets for the speech experiment: made at temperature T from the teachers'
-checkpoints, stored per cut with lhotse (dense or top-k HDF5 TemporalArrays), checked against the
-loss that will read them, and read back as dense rows for training."""
+checkpoints, stored per cut with lhotse (dense float32, or top-k: int16 indices (int32 past 32,768
+pdfs) + float16 log-probabilities, as HDF5 TemporalArrays), checked against the loss that will read
+them, and read back for training: dense rows, or top-k kept sparse and densified per batch
+(``asr_kd.nnet.targets.TopKTargets``)."""
 import json
 import logging
 import os
@@ -16,7 +18,7 @@ from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import FrameData, ali_cuts, load_frames
 from asr_kd.nnet.evaluate import predict_logits
 from asr_kd.nnet.losses import LossConfig
-from asr_kd.nnet.targets import dense_from_topk, ensemble_soft_targets, topk_targets
+from asr_kd.nnet.targets import TopKTargets, ensemble_soft_targets, index_dtype, topk_targets
 from asr_kd.utils.io import atomic_path, forget_open_arrays, write_json_atomic
 from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
@@ -61,8 +63,8 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
                     p = probs[data.utterance(i)]
                     if topk:
                         idx, logp = topk_targets(p, topk)
-                        arrays[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(np.int32), frame_shift=0.01, temporal_dim=0, start=starts[cid]),
-                                       "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
+                        arrays[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(index_dtype(probs.shape[-1])), frame_shift=0.01, temporal_dim=0, start=starts[cid]),
+                                       "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float16), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
                     else:
                         arrays[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
     for per_cut in arrays.values():  # point at the final file, not the temporary one
@@ -121,19 +123,19 @@ def check_soft_targets(soft_dir, loss_cfg: LossConfig) -> Dict:
     return meta
 
 
-def read_soft_targets(soft_dir, data: FrameData, num_classes: int) -> torch.Tensor:
-    """Dense (N, C) soft targets for ``data`` from ``soft_dir/cuts.jsonl.gz`` (top-k is expanded)."""
+def read_soft_targets(soft_dir, data: FrameData, num_classes: int):
+    """Soft targets for the frames of ``data`` from ``soft_dir/cuts.jsonl.gz``: a dense (N, C) tensor,
+    or top-k ones as a ``TopKTargets`` (kept sparse; rows densify when indexed)."""
     cuts = CutSet.from_file(Path(soft_dir) / "cuts.jsonl.gz").to_eager()
-    out = torch.zeros(len(data), num_classes)
-    for i, cid in enumerate(data.cut_ids):
-        if cid not in cuts:
-            raise KeyError(f"no soft targets for cut {cid} in {soft_dir}")
-        cut = cuts[cid]
-        sl = data.utterance(i)
-        if cut.has_custom("soft_probs"):
-            out[sl] = torch.from_numpy(cut.load_soft_probs())
-        else:
-            out[sl] = dense_from_topk(torch.from_numpy(cut.load_soft_idx()), torch.from_numpy(cut.load_soft_logp()), num_classes)
-    return out
-
-
+    missing = [cid for cid in data.cut_ids if cid not in cuts]
+    if missing:
+        raise KeyError(f"no soft targets for cut {missing[0]} in {soft_dir} ({len(missing)} cuts missing)")
+    first = cuts[data.cut_ids[0]]
+    if first.has_custom("soft_probs"):
+        out = torch.zeros(len(data), num_classes)
+        for i, cid in enumerate(data.cut_ids):
+            out[data.utterance(i)] = torch.from_numpy(cuts[cid].load_soft_probs())
+        return out
+    idx = [cuts[cid].load_soft_idx() for cid in data.cut_ids]
+    logp = [cuts[cid].load_soft_logp() for cid in data.cut_ids]
+    return TopKTargets(torch.from_numpy(np.concatenate(idx)), torch.from_numpy(np.concatenate(logp)), num_classes)

@@ -74,7 +74,9 @@ def _data_tensors(data) -> List[torch.Tensor]:
     """The tensors that define a data set: its own and, for a subset view, its base's."""
     base = getattr(data, "base", None)
     out = _data_tensors(base) if base is not None else []
-    return out + [t for t in (getattr(data, n, None) for n in ("feats", "start", "end", "idx", "labels", "soft")) if isinstance(t, torch.Tensor)]
+    soft = getattr(data, "soft", None)
+    sparse = soft.tensors() if hasattr(soft, "tensors") else []  # top-k targets kept sparse
+    return out + [t for t in (getattr(data, n, None) for n in ("feats", "start", "end", "idx", "labels", "soft")) if isinstance(t, torch.Tensor)] + sparse
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
