@@ -46,6 +46,9 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads (ensemble members run one process per core)
     optimizer: str = "adam"  # adam | sgd (momentum 0.9)
     schedule: str = "newbob"  # newbob: halve lr when dev accuracy stalls | cosine: anneal to 0 over the epochs
+    streaming: bool = False  # speech: read training frames from disk block by block (asr_kd.nnet.streaming)
+    loader_workers: int = 1  # streaming: DataLoader processes that read and batch (0: the training process)
+    block_frames: int = 100_000  # streaming: frames shuffled together (memory ~ block x feature dim x 4 bytes)
 
 
 def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: LossConfig,
@@ -57,15 +60,19 @@ def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: Trai
     Checkpoints carry it, so a rerun after the labels or the config changed starts over instead of
     resuming a stale model."""
     h = hashlib.sha256()
-    tensors = _data_tensors(train) + _data_tensors(dev)
+    streamed = hasattr(train, "fingerprint_inputs")  # a StreamedFrames: its manifest's digest, not tensors
+    if streamed:
+        h.update(train.fingerprint_inputs().encode())
+    tensors = ([] if streamed else _data_tensors(train)) + _data_tensors(dev)
     teacher = getattr(train, "teacher_model", None)
     for state in (teacher.state_dict() if teacher is not None else {}, init_state or {}):
         tensors += [state[k] for k in sorted(state)]
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     settings = {"model": asdict(model_cfg), "loss": asdict(loss_cfg), "seed": seed, "num_pdfs": num_pdfs,
-                "train": {**asdict(cfg), "threads": None, "epochs": cfg.epochs if cfg.schedule == "cosine" else None},
-                "data": {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str))}}
+                "train": {**asdict(cfg), "threads": None, "loader_workers": None,
+                          "epochs": cfg.epochs if cfg.schedule == "cosine" else None},
+                "data": {} if streamed else {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str))}}
     h.update(fingerprint(settings).encode())
     return h.hexdigest()[:16]
 
@@ -109,10 +116,21 @@ def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[
     return ck["history"], ck["lr"], ck["best_acc"], ck["epoch"] + 1
 
 
+def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: int, b: int) -> float:
+    loss = criterion(model(x), y, teacher)
+    require_finite(loss, lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
+                                 f"(now {opt.param_groups[0]['lr']}) or check the inputs")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor, batch_size: int, device,
                     where: str, epoch: int, shard: Tuple[int, int] = (0, 1)) -> Tuple[float, int]:
-    """One pass over ``perm``; returns (summed loss, batches). ``where`` names the run in errors.
-    ``shard`` = (rank, world): this process takes every world-th example of each global batch."""
+    """One pass over ``perm`` of in-memory data; returns (summed loss, batches). ``where`` names the
+    run in errors. ``shard`` = (rank, world): this process takes every world-th example of each
+    global batch."""
     model.train()
     context = getattr(model, "module", model).context  # DDP wraps the model
     online = getattr(train, "teacher_model", None) is not None  # soft targets computed per batch
@@ -130,14 +148,26 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
             teacher = train.teacher_targets(x).to(device)
         else:
             teacher = train.soft[idx].to(device) if train.soft is not None else None
-        loss = criterion(model(x), y, teacher)
-        require_finite(loss, lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
-                                     f"(now {opt.param_groups[0]['lr']}) or check the inputs")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        tot += loss.item()
+        tot += _step(model, criterion, opt, x, y, teacher, where, epoch, b)
         nb += 1
+    return tot, nb
+
+
+def stream_one_epoch(model, train, criterion: Criterion, opt, device, where: str, epoch: int, workers: int) -> Tuple[float, int]:
+    """``train.steps_per_epoch`` batches of a ``StreamedFrames``, read by ``workers`` loader processes."""
+    from asr_kd.nnet.streaming import stream_loader
+
+    model.train()
+    train.set_epoch(epoch)
+    tot, nb = 0.0, 0
+    batches = iter(stream_loader(train, workers))
+    for b in tqdm(range(train.steps_per_epoch), desc=f"epoch {epoch}", mininterval=10, leave=False,
+                  disable=None if train.rank == 0 else True):
+        x, y, soft = next(batches)
+        tot += _step(model, criterion, opt, x.to(device), y.to(device), soft.to(device) if soft is not None else None,
+                     where, epoch, b)
+        nb += 1
+    del batches  # stops the loader's workers
     return tot, nb
 
 
@@ -160,7 +190,9 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     model = model.to(device)
     opt = build_optimizer(model, cfg)
     online = getattr(train, "teacher_model", None) is not None
-    if criterion.needs_teacher and train.soft is None and not online:
+    streamed = hasattr(train, "steps_per_epoch")
+    has_soft = train.soft if isinstance(train.soft, bool) else train.soft is not None  # a stream says whether it has them
+    if criterion.needs_teacher and not has_soft and not online:
         raise ValueError(f"loss {criterion.cfg.loss!r} needs soft targets (run the soft-targets stage)")
     key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state)
     if ranks.main:  # rank 0 first: it deletes stale checkpoints before any other rank reads them
@@ -172,22 +204,26 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     parallel = distributed.wrap(model, ranks)
     tb = _tensorboard(out_dir) if ranks.main else None
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(start_epoch - 1):  # the shuffles a resumed run would have drawn
-        torch.randperm(len(train), generator=gen)
+    num_train = train.num_frames if streamed else len(train)
+    for _ in range(0 if streamed else start_epoch - 1):  # the shuffles a resumed run would have drawn
+        torch.randperm(num_train, generator=gen)
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.schedule == "cosine":
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
         for g in opt.param_groups:
             g["lr"] = lr
-        perm = torch.randperm(len(train), generator=gen)
         t0 = time.time()
-        tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
-                                  (ranks.rank, ranks.world))
+        if streamed:  # the stream shuffles itself, seeded by (seed, epoch)
+            tot, nb = stream_one_epoch(parallel, train, criterion, opt, device, str(out_dir), epoch, cfg.loader_workers)
+        else:
+            perm = torch.randperm(num_train, generator=gen)
+            tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
+                                      (ranks.rank, ranks.world))
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
         dev_acc = frame_accuracy(predict_logits(model, dev), dev.labels)
         rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
-               "seconds": round(secs, 2), "frames_per_second": round(len(train) / secs, 1)}
+               "seconds": round(secs, 2), "frames_per_second": round(nb * cfg.batch_size / secs if streamed else num_train / secs, 1)}
         history.append(rec)
         log.info("%s epoch %d: loss %.4f, dev frame accuracy %.4f, lr %.2g, %.0f frames/s", out_dir.name, epoch,
                  rec["loss"], dev_acc, lr, rec["frames_per_second"])

@@ -1,0 +1,144 @@
+"""Training frames streamed from disk: the labelled cut manifest (and its soft targets) is read
+lazily, a block of utterances at a time, so memory does not grow with the corpus.
+
+Per epoch, in each DataLoader worker process of each rank:
+
+1. the cut manifest is read lazily and shuffled by lhotse's buffered shuffle (``cut_buffer`` cuts,
+   seeded by (seed, epoch)), then sharded: cut i goes to stream ``i % (ranks x workers)``;
+2. utterances are loaded (features normalised, pdf labels, soft targets) until a block holds
+   ``block_frames`` frames; the block's frames are permuted and cut into batches of context
+   windows that never cross an utterance edge (edge frames repeated, as ``FrameData.windows``);
+3. the shard is read again from its start when it runs out: an epoch is a fixed number of steps,
+   ``frames // batch_size`` (every rank takes the same number, so DDP never waits on a rank with
+   a shorter shard), and each rank's batch is ``batch_size // ranks`` frames.
+
+Soft targets: dense rows, or top-k (indices + log-probabilities) densified per batch. The
+in-memory path (``asr_kd.nnet.data.FrameData``) stays for small corpora; ``train_model`` takes
+either. Decision: the streamed path trains on every cut (no ``fraction`` subset) and keeps the dev
+split in memory (it is scored whole after every epoch).
+"""
+import random
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+from lhotse import CutSet
+
+from asr_kd.data.features import FeatureNormalizer
+from asr_kd.nnet.data import FrameData
+from asr_kd.nnet.targets import dense_from_topk
+from asr_kd.utils.validity import file_digest, fingerprint
+
+
+class StreamedFrames(torch.utils.data.IterableDataset):
+    """An endless stream of (windows, labels, soft targets or None) batches for one rank."""
+
+    def __init__(self, cuts_path, normalizer: FeatureNormalizer, context: int, batch_size: int, num_classes: int,
+                 seed: int = 0, soft: bool = False, block_frames: int = 100_000, cut_buffer: int = 10_000,
+                 rank: int = 0, world: int = 1):
+        self.cuts_path, self.normalizer, self.context = str(cuts_path), normalizer, context
+        self.batch_size, self.num_classes, self.seed, self.soft = batch_size, num_classes, seed, soft
+        self.block_frames, self.cut_buffer, self.rank, self.world = block_frames, cut_buffer, rank, world
+        self.epoch = 1
+        self.num_frames, self.num_cuts, self.feat_dim = _count(self.cuts_path)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.num_frames // self.batch_size)
+
+    def fingerprint_inputs(self) -> str:
+        """What the stream trains on, for checkpoint validity: the manifest and the statistics."""
+        return fingerprint([file_digest(self.cuts_path), self.normalizer.fingerprint(), self.soft, self.block_frames,
+                            self.cut_buffer])
+
+    def _cuts(self, stream: int, streams: int, epoch: int) -> Iterator:
+        cuts = CutSet.from_file(self.cuts_path).shuffle(random.Random(hash((self.seed, epoch)) & 0xFFFFFFFF),
+                                                        buffer_size=self.cut_buffer)
+        for i, cut in enumerate(cuts):
+            if i % streams == stream:
+                yield cut
+
+    def _block(self, cuts: List) -> FrameData:
+        feats, labels, soft, starts, ends, n = [], [], [], [], [], 0
+        for cut in cuts:
+            x = self.normalizer.normalize_cut(cut)
+            y = cut.load_pdf_ali().astype(np.int64)
+            if len(y) != len(x):
+                raise ValueError(f"{cut.id}: {len(y)} labels for {len(x)} frames")
+            feats.append(x)
+            labels.append(y)
+            if self.soft:
+                if cut.has_custom("soft_probs"):
+                    soft.append(torch.from_numpy(cut.load_soft_probs()))
+                else:
+                    soft.append(dense_from_topk(torch.from_numpy(cut.load_soft_idx()),
+                                                torch.from_numpy(cut.load_soft_logp()).float(), self.num_classes))
+            starts.append(np.full(len(x), n))
+            ends.append(np.full(len(x), n + len(x)))
+            n += len(x)
+        data = FrameData(torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(labels)),
+                         torch.from_numpy(np.concatenate(starts)), torch.from_numpy(np.concatenate(ends)),
+                         [c.id for c in cuts], np.array([0]))
+        if self.soft:
+            s = torch.cat(soft)
+            data.soft = s / s.sum(-1, keepdim=True)
+        return data
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+        info = torch.utils.data.get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        stream, streams = self.rank * nworkers + wid, self.world * nworkers
+        local_batch = max(1, self.batch_size // self.world)  # a rank's share of the global batch
+        gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, stream)) & 0x7FFFFFFF)
+        epoch = self.epoch
+        while True:  # endless: the training loop takes steps_per_epoch batches
+            pending, frames, any_cut = [], 0, False
+            for cut in self._cuts(stream, streams, epoch):
+                any_cut = True
+                pending.append(cut)
+                frames += cut.num_frames
+                if frames >= self.block_frames:
+                    yield from self._batches(self._block(pending), local_batch, gen)
+                    pending, frames = [], 0
+            if pending:
+                yield from self._batches(self._block(pending), local_batch, gen)
+            if not any_cut:
+                raise ValueError(f"{self.cuts_path}: stream {stream} of {streams} got no cuts (fewer cuts than ranks x workers)")
+            epoch += 1000  # another shuffle when the shard is read again within the epoch
+
+    def _batches(self, block: FrameData, size: int, gen: torch.Generator):
+        perm = torch.randperm(len(block), generator=gen)
+        for s in range(0, len(perm) - size + 1, size):  # full batches only: every step has the same size
+            idx = perm[s : s + size]
+            yield block.windows(idx, self.context), block.labels[idx], block.soft[idx] if block.soft is not None else None
+
+
+def _count(cuts_path) -> Tuple[int, int, int]:
+    """(frames, cuts, feature dimension) of a cut manifest, read lazily."""
+    frames = cuts = dim = 0
+    for cut in CutSet.from_file(cuts_path):
+        frames += cut.num_frames
+        cuts += 1
+        dim = cut.num_features
+    if cuts == 0:
+        raise ValueError(f"{cuts_path}: no cuts")
+    return frames, cuts, dim
+
+
+def stream_loader(dataset: StreamedFrames, num_workers: int = 1):
+    """A DataLoader over the stream (``num_workers`` processes read and batch; 0: in this process)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                                       persistent_workers=False, prefetch_factor=4 if num_workers else None)
+
+
+def labelled_cuts_path(ali_dir, corpus: str, split: str, soft_dir=None) -> Path:
+    """The manifest to stream: the soft targets' (their arrays attached to the labelled cuts) or the
+    alignment's."""
+    path = Path(soft_dir) / "cuts.jsonl.gz" if soft_dir else Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the {'soft-targets' if soft_dir else 'alignment'} stage first")
+    return path
