@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Memory against corpus size, and streamed against in-memory training throughput (issue: scale out).
+
+    .venv/bin/python benchmarks/scale_memory.py [--exp exp] [--data data] [--corpus digits] [--factors 1 4 16]
+
+Needs a speech recipe up to stage 5 (alignment labels, the ensemble). For each factor F the
+training cuts are repeated F times (new ids, same stored arrays) into a scratch alignment folder,
+then, each in a fresh process whose peak RSS is read with wait4:
+  - top-k soft targets (k 20) of the ensemble over the F-times corpus (``soft-targets``);
+  - one training epoch streamed from disk on those soft targets (``train.streaming``);
+  - one training epoch in memory on them (the path that loads the whole split).
+Prints a table (peak RSS per step and factor, growth from the smallest factor) and the frames per
+second of the streamed and the in-memory epoch at factor 1, measured in the same run; writes JSON.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_run(cmd, log) -> tuple:
+    """(peak RSS MB of the child, wall seconds); fails loudly with the child's log."""
+    t0 = time.time()
+    with open(log, "w") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(p.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{Path(log).read_text()[-2000:]}")
+    return usage.ru_maxrss / 1024, time.time() - t0
+
+
+def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path) -> Path:
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("pdf_counts.txt", "final.mdl", f"{corpus}_dev_cuts.jsonl.gz"):
+        shutil.copy(ali / f, out / f)
+    cuts = CutSet.from_file(ali / f"{corpus}_train_cuts.jsonl.gz")
+    CutSet.from_cuts(fastcopy(c, id=f"{c.id}_r{r}") for r in range(factor) for c in cuts).to_file(out / f"{corpus}_train_cuts.jsonl.gz")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--exp", default="exp")
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--corpus", default="digits")
+    ap.add_argument("--config", default="conf/default.yaml")
+    ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--topk", type=int, default=20)
+    ap.add_argument("--out", default="exp/benchmarks/scale_memory.json")
+    a = ap.parse_args()
+    exp, data = Path(a.exp).resolve(), Path(a.data).resolve()
+    teachers = sorted(str(p) for p in (exp / "dnn").glob("seed*/best.pt"))
+    if not teachers:
+        raise SystemExit(f"no ensemble under {exp}/dnn: run the recipe to stage 5 first")
+    py = [sys.executable, "-m", "asr_kd"]
+    rows = []
+    with tempfile.TemporaryDirectory(dir=exp) as tmp:
+        tmp = Path(tmp)
+        base = Path(a.config).read_text()
+        for factor in a.factors:
+            ali = repeated_ali_dir(exp / "mono", a.corpus, factor, tmp / f"ali_x{factor}")
+            soft = tmp / f"soft_x{factor}"
+            common = ["--ali-dir", str(ali), "--fbank-dir", str(data / "fbank"), "--corpus", a.corpus]
+            row = {"factor": factor}
+            row["soft_targets_mb"], row["soft_targets_s"] = peak_rss_run(
+                py + ["soft-targets", "--teachers", *teachers, *common, "--temperature", "2", "--topk", str(a.topk), "--out", str(soft)],
+                tmp / f"soft_x{factor}.log")
+            for mode in ("streamed", "memory"):
+                cfg = tmp / f"{mode}.yaml"
+                cfg.write_text(_with_train(base, {"epochs": 1, "streaming": mode == "streamed"}))
+                out = tmp / f"{mode}_x{factor}"
+                row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
+                    py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
+                          "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log")
+                row[f"{mode}_frames_per_second"] = json.loads((out / "history.json").read_text())[0]["frames_per_second"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    lo = rows[0]
+    print(f"\n| factor | soft targets: peak RSS (MB) | epoch streamed: peak RSS (MB) | epoch in memory: peak RSS (MB) |")
+    print("|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['factor']}x | {r['soft_targets_mb']:.0f} ({r['soft_targets_mb'] / lo['soft_targets_mb']:.2f}) "
+              f"| {r['streamed_epoch_mb']:.0f} ({r['streamed_epoch_mb'] / lo['streamed_epoch_mb']:.2f}) "
+              f"| {r['memory_epoch_mb']:.0f} ({r['memory_epoch_mb'] / lo['memory_epoch_mb']:.2f}) |")
+    print(f"\nthroughput at {lo['factor']}x, same run: streamed {lo['streamed_frames_per_second']:.0f} frames/s, in memory "
+          f"{lo['memory_frames_per_second']:.0f} frames/s: ratio {lo['streamed_frames_per_second'] / lo['memory_frames_per_second']:.3f}")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps({"rows": rows, "teachers": teachers, "topk": a.topk}, indent=2))
+
+
+def _with_train(config_text: str, overrides: dict) -> str:
+    import yaml
+
+    cfg = yaml.safe_load(config_text) or {}
+    cfg.setdefault("train", {}).update(overrides)
+    return yaml.safe_dump(cfg)
+
+
+if __name__ == "__main__":
+    main()
