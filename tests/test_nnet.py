@@ -138,6 +138,11 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
     again = write_soft_targets(cuts, norm, teachers, tmp_path / "soft", 2.0, topk=topk, chunk_cuts=3)
     assert again["key"] != meta["key"] and h5.stat().st_mtime_ns != written
     assert not torch.equal(read_soft_targets(tmp_path / "soft", data, 6)[torch.arange(len(data))], back)
+    # written in 3 parallel shards: the same targets, read back through one manifest
+    sharded = write_soft_targets(cuts, norm, teachers, tmp_path / "sharded", 2.0, topk=topk, chunk_cuts=3, num_jobs=3)
+    assert sharded["shards"] == 3 and len(list((tmp_path / "sharded").glob("soft_targets.*.h5"))) == 3
+    assert torch.equal(read_soft_targets(tmp_path / "sharded", data, 6)[torch.arange(len(data))],
+                       read_soft_targets(tmp_path / "soft", data, 6)[torch.arange(len(data))])
 
 
 def test_results_md_blocks_are_replaced_not_duplicated(tmp_path):

@@ -34,7 +34,7 @@ def train_dnn(args) -> None:
 
 def soft_targets(args) -> None:
     meta = soft_targets_for_split(args.ali_dir, args.fbank_dir, args.corpus, args.split, args.teachers, args.out,
-                                  args.temperature, args.topk, args.combine)
+                                  args.temperature, args.topk, args.combine, num_jobs=args.nj)
     log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
              f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
 
@@ -64,5 +64,6 @@ def register(sub) -> None:
     s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
     s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
     s.add_argument("--split", default="train")
+    s.add_argument("--nj", type=int, default=1, help="shards written in parallel processes (soft_targets.<i>.h5)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=soft_targets)

@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 
 
 def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Sequence, out_dir, temperature: float,
-                       topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64) -> Dict:
+                       topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64, num_jobs: int = 1) -> Dict:
     """Stream over ``cuts`` (``chunk_cuts`` at a time, so peak memory does not grow with the corpus):
-    the teachers' soft targets at T go into one HDF5 file of per-cut TemporalArrays (``soft_probs``
-    dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to the cuts of ``cuts.jsonl.gz``;
-    ``soft_targets.json`` holds T, k and the storage figures; it is written last, with a key of the
-    inputs (teacher checkpoints, T, k, cuts, feature statistics), and targets of the same key are
-    kept on a rerun. Returns the storage figures."""
+    the teachers' soft targets at T go into HDF5 files of per-cut TemporalArrays (``soft_probs``
+    dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to the cuts of ``cuts.jsonl.gz``. With
+    ``num_jobs`` > 1 the cuts are split into that many shards written in parallel processes
+    (``soft_targets.<i>.h5``; one job writes ``soft_targets.h5``). ``soft_targets.json`` holds T, k
+    and the storage figures; it is written last, with a key of the inputs (teacher checkpoints, T, k,
+    cuts, feature statistics), and targets of the same key are kept on a rerun. Returns the storage
+    figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cut_list = list(cuts)
@@ -43,9 +45,46 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     if kept is not None and (out_dir / "cuts.jsonl.gz").is_file():
         log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
         return kept
+    for old in out_dir.glob("soft_targets*.h5"):  # another run's files (maybe another shard count)
+        old.unlink()
+    num_jobs = max(1, min(num_jobs, len(cut_list)))
+    bounds = np.linspace(0, len(cut_list), num_jobs + 1).astype(int)
+    jobs = [(cut_list[bounds[i] : bounds[i + 1]], normalizer, list(teachers), out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
+             temperature, topk, combine, chunk_cuts, 1 if num_jobs > 1 else torch.get_num_threads()) for i in range(num_jobs)]
+    if num_jobs == 1:
+        results = [_write_shard(*jobs[0])]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(num_jobs, mp_context=mp.get_context("fork")) as ex:
+            results = list(ex.map(_write_shard, *zip(*jobs)))
+    arrays = {cid: a for shard_arrays, _, _ in results for cid, a in shard_arrays.items()}
+    frames = sum(r[1] for r in results)
+    topk = max(r[2] for r in results)
+    files = sorted(out_dir.glob("soft_targets*.h5"))
+    meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames, "shards": num_jobs,
+            "bytes": sum(os.path.getsize(f) for f in files), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers],
+            "key": key}
+    meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
+    # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
+    with_targets = []
+    for cut in cut_list:
+        for name, arr in arrays.get(cut.id, {}).items():
+            cut = cut.with_custom(name, arr)
+        with_targets.append(cut)
+    with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:
+        CutSet.from_cuts(with_targets).to_file(tmp)
+    forget_open_arrays()
+    write_json_atomic(meta_path, meta)
+    return meta
+
+
+def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, combine, chunk_cuts, threads):
+    """One shard's soft targets into ``h5`` (written atomically): ({cut id: arrays}, frames, k)."""
+    torch.set_num_threads(threads)
     models = [load_model(t) for t in teachers]
     starts = {c.id: c.start for c in cut_list}  # arrays start where their cut does (Kaldi segments)
-    h5 = out_dir / "soft_targets.h5"
     arrays, frames = {}, 0
     with atomic_path(h5) as tmp:
         with NumpyHdf5Writer(tmp) as w:
@@ -70,28 +109,15 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     for per_cut in arrays.values():  # point at the final file, not the temporary one
         for a in per_cut.values():
             a.array.storage_path = str(h5)
-    meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames,
-            "bytes": os.path.getsize(h5), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers], "key": key}
-    meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
-    # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
-    with_targets = []
-    for cut in cut_list:
-        for name, arr in arrays.get(cut.id, {}).items():
-            cut = cut.with_custom(name, arr)
-        with_targets.append(cut)
-    with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:
-        CutSet.from_cuts(with_targets).to_file(tmp)
-    forget_open_arrays()
-    write_json_atomic(meta_path, meta)
-    return meta
+    return arrays, frames, topk
 
 
 def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers: Sequence, out_dir, temperature: float,
-                           topk: int = 0, combine: str = "arithmetic") -> Dict:
+                           topk: int = 0, combine: str = "arithmetic", num_jobs: int = 1) -> Dict:
     """``write_soft_targets`` over a split of an alignment folder, normalised with the fbank
-    folder's statistics."""
+    folder's statistics, in ``num_jobs`` parallel shards."""
     return write_soft_targets(ali_cuts(ali_dir, corpus, split), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
-                              temperature, topk, combine)
+                              temperature, topk, combine, num_jobs=num_jobs)
 
 
 def _release_freed_memory() -> None:
