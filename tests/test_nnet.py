@@ -55,6 +55,14 @@ def test_training_learns_and_resumes_to_the_same_model(tmp_path):
     assert predict_logits(model, dev).shape == (len(dev), 5)
 
 
+def test_mixed_precision_training_learns(tmp_path):
+    """train.amp: bfloat16 autocast on the CPU (float16 with gradient scaling on a GPU)."""
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    res = train_model(train, dev, 5, tmp_path / "amp", ModelConfig(context=1, hidden=32, num_layers=1),
+                      TrainConfig(epochs=2, batch_size=32, lr=0.01, amp=True), seed=3)
+    assert res["best_dev_frame_acc"] > 0.6 and all(np.isfinite(h["loss"]) for h in res["history"])
+
+
 def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
     """A rerun after the alignment changed trains from scratch; resuming would keep a stale model."""
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)

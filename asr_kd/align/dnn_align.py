@@ -25,6 +25,7 @@ from asr_kd.hybrid.likelihoods import alignment_log_priors, dnn_logposteriors
 from asr_kd.kaldi import khg
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import load_frames
+from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import write_json_atomic
 from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_summary
 
@@ -49,7 +50,7 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
     aligner = MonophoneAligner.load(gmm_dir / "final.mdl", lang_dir, nj=1)
     tm = aligner.tm
     priors = alignment_log_priors(gmm_dir)
-    models = [load_model(p) for p in model_paths]
+    models = [load_model(p, torch_device()) for p in model_paths]  # a GPU when present
     ali_cuts, summary = {}, {"failed": {}, "retried": {}, "seconds": {}}
     for split in splits:
         t0 = time.time()

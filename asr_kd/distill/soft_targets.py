@@ -19,6 +19,7 @@ from asr_kd.nnet.data import FrameData, ali_cuts, load_frames
 from asr_kd.nnet.evaluate import predict_logits
 from asr_kd.nnet.losses import LossConfig
 from asr_kd.nnet.targets import TopKTargets, ensemble_soft_targets, index_dtype, topk_targets
+from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import atomic_path, forget_open_arrays, write_json_atomic
 from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
@@ -50,7 +51,9 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     num_jobs = max(1, min(num_jobs, len(cut_list)))
     bounds = np.linspace(0, len(cut_list), num_jobs + 1).astype(int)
     jobs = [(cut_list[bounds[i] : bounds[i + 1]], normalizer, list(teachers), out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
-             temperature, topk, combine, chunk_cuts, 1 if num_jobs > 1 else torch.get_num_threads()) for i in range(num_jobs)]
+             temperature, topk, combine, chunk_cuts, 1 if num_jobs > 1 else torch.get_num_threads(),
+             # a GPU when present for a single job; forked shards stay on the CPU (CUDA does not survive fork)
+             str(torch_device()) if num_jobs == 1 else "cpu") for i in range(num_jobs)]
     if num_jobs == 1:
         results = [_write_shard(*jobs[0])]
     else:
@@ -80,10 +83,10 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     return meta
 
 
-def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, combine, chunk_cuts, threads):
+def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, combine, chunk_cuts, threads, device):
     """One shard's soft targets into ``h5`` (written atomically): ({cut id: arrays}, frames, k)."""
     torch.set_num_threads(threads)
-    models = [load_model(t) for t in teachers]
+    models = [load_model(t, device) for t in teachers]
     starts = {c.id: c.start for c in cut_list}  # arrays start where their cut does (Kaldi segments)
     arrays, frames = {}, 0
     with atomic_path(h5) as tmp:

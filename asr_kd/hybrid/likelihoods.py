@@ -16,6 +16,7 @@ from asr_kd.gmm.labels import read_pdf_counts
 from asr_kd.gmm.mono import load_gmm
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.evaluate import predict_logits
+from asr_kd.utils.device import torch_device
 
 
 def log_priors(pdf_counts: np.ndarray, floor: float = 1e-8) -> np.ndarray:
@@ -55,5 +56,5 @@ def model_loglikes(ckpts: Sequence[str], splits: Dict, priors: np.ndarray) -> Di
     averaged posteriors over priors)."""
     if len(ckpts) == 1 and str(ckpts[0]).endswith(".mdl"):
         return {s: gmm_loglikes(ckpts[0], d, cuts) for s, (cuts, d) in splits.items()}
-    models = [load_model(c) for c in ckpts]
+    models = [load_model(c, torch_device()) for c in ckpts]  # a GPU when present
     return {s: dnn_logposteriors(models, d).numpy() - priors for s, (_, d) in splits.items()}

@@ -8,6 +8,7 @@ import torch
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.targets import ensemble_soft_targets
+from asr_kd.utils.device import torch_device
 
 
 @torch.no_grad()
@@ -23,7 +24,7 @@ def predict_logits(model, data: FrameData, batch_size: int = 4096) -> torch.Tens
 
 def teacher_logits(teachers: Sequence, data: FrameData) -> torch.Tensor:
     """(members, N, C) logits of the checkpoints ``teachers`` on ``data``."""
-    return torch.stack([predict_logits(load_model(t), data) for t in teachers])
+    return torch.stack([predict_logits(load_model(t, torch_device()), data) for t in teachers])  # a GPU when present
 
 
 def frame_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -49,6 +49,7 @@ class TrainConfig:
     streaming: bool = False  # speech: read training frames from disk block by block (asr_kd.nnet.streaming)
     loader_workers: int = 1  # streaming: DataLoader processes that read and batch (0: the training process)
     block_frames: int = 100_000  # streaming: frames shuffled together (memory ~ block x feature dim x 4 bytes)
+    amp: bool = False  # mixed precision: float16 + gradient scaling on a GPU, bfloat16 autocast on the CPU
 
 
 def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: LossConfig,
@@ -116,18 +117,43 @@ def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[
     return ck["history"], ck["lr"], ck["best_acc"], ck["epoch"] + 1
 
 
-def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: int, b: int) -> float:
-    loss = criterion(model(x), y, teacher)
+class Precision:
+    """Full precision, or mixed (``TrainConfig.amp``): autocast around the forward pass (the loss is
+    computed in float32), float16 with a gradient scaler on CUDA, bfloat16 (no scaler needed) elsewhere."""
+
+    def __init__(self, enabled: bool, device: torch.device):
+        self.enabled, self.device_type = enabled, device.type
+        self.dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda") if enabled and device.type == "cuda" else None
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
+def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: int, b: int,
+          precision: Optional[Precision] = None) -> float:
+    if precision is not None and precision.enabled:
+        with precision.autocast():
+            logits = model(x)
+        loss = criterion(logits.float(), y, teacher)  # the loss in float32
+    else:
+        loss = criterion(model(x), y, teacher)
     require_finite(loss, lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
                                  f"(now {opt.param_groups[0]['lr']}) or check the inputs")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if precision is not None and precision.scaler is not None:
+        precision.scaler.scale(loss).backward()
+        precision.scaler.step(opt)
+        precision.scaler.update()
+    else:
+        loss.backward()
+        opt.step()
     return loss.item()
 
 
 def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor, batch_size: int, device,
-                    where: str, epoch: int, shard: Tuple[int, int] = (0, 1)) -> Tuple[float, int]:
+                    where: str, epoch: int, shard: Tuple[int, int] = (0, 1),
+                    precision: Optional[Precision] = None) -> Tuple[float, int]:
     """One pass over ``perm`` of in-memory data; returns (summed loss, batches). ``where`` names the
     run in errors. ``shard`` = (rank, world): this process takes every world-th example of each
     global batch."""
@@ -148,12 +174,13 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
             teacher = train.teacher_targets(x).to(device)
         else:
             teacher = train.soft[idx].to(device) if train.soft is not None else None
-        tot += _step(model, criterion, opt, x, y, teacher, where, epoch, b)
+        tot += _step(model, criterion, opt, x, y, teacher, where, epoch, b, precision)
         nb += 1
     return tot, nb
 
 
-def stream_one_epoch(model, train, criterion: Criterion, opt, device, where: str, epoch: int, workers: int) -> Tuple[float, int]:
+def stream_one_epoch(model, train, criterion: Criterion, opt, device, where: str, epoch: int, workers: int,
+                     precision: Optional[Precision] = None) -> Tuple[float, int]:
     """``train.steps_per_epoch`` batches of a ``StreamedFrames``, read by ``workers`` loader processes."""
     from asr_kd.nnet.streaming import stream_loader
 
@@ -165,7 +192,7 @@ def stream_one_epoch(model, train, criterion: Criterion, opt, device, where: str
                   disable=None if train.rank == 0 else True):
         x, y, soft = next(batches)
         tot += _step(model, criterion, opt, x.to(device), y.to(device), soft.to(device) if soft is not None else None,
-                     where, epoch, b)
+                     where, epoch, b, precision)
         nb += 1
     del batches  # stops the loader's workers
     return tot, nb
@@ -202,6 +229,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         state = resume(out_dir, key, model, opt, cfg)
     history, lr, best_acc, start_epoch = state
     parallel = distributed.wrap(model, ranks)
+    precision = Precision(cfg.amp, device)
     tb = _tensorboard(out_dir) if ranks.main else None
     gen = torch.Generator().manual_seed(seed)
     num_train = train.num_frames if streamed else len(train)
@@ -214,11 +242,12 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             g["lr"] = lr
         t0 = time.time()
         if streamed:  # the stream shuffles itself, seeded by (seed, epoch)
-            tot, nb = stream_one_epoch(parallel, train, criterion, opt, device, str(out_dir), epoch, cfg.loader_workers)
+            tot, nb = stream_one_epoch(parallel, train, criterion, opt, device, str(out_dir), epoch, cfg.loader_workers,
+                                       precision)
         else:
             perm = torch.randperm(num_train, generator=gen)
             tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
-                                      (ranks.rank, ranks.world))
+                                      (ranks.rank, ranks.world), precision)
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
         dev_acc = frame_accuracy(predict_logits(model, dev), dev.labels)
