@@ -8,7 +8,7 @@
 # k2 1.23.4), which every speech recipe's stage 14 decodes with. --no-k2 (or ASR_KD_NO_K2=1) skips
 # it; the recipes then state k2's absence in their tables instead of failing.
 #   ./setup.sh          recipe extras (synthesis, plots) and k2
-#   ./setup.sh --dev    also the test tools
+#   ./setup.sh --dev    also the test tools (and Debian's slurm-wlm, as root, for the Slurm test)
 #   ./setup.sh --no-k2  without the k2 environment
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,7 +49,11 @@ k2_env() {
     echo "setup.sh: the k2 environment was not built ($(cat .venv-k2.unavailable)); stage 14 will state k2's absence" >&2
   fi
 }
-others() { lmplz; k2_env; }
+slurm() {  # dev only: tests/test_slurm.py starts a real single-node Slurm (apt-get, as root)
+  [ "$extras" = "synth,plot,dev" ] && tools/install_slurm.sh
+  return 0
+}
+others() { lmplz; k2_env; slurm; }
 
 stamp="$venv/.asr_kd_setup"
 want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1) [$extras]"

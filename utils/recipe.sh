@@ -2,7 +2,8 @@
 # (caller=$PWD), changes to its own folder, sets root (the repository, relative to that folder), its
 # option defaults and help_message, and then sources this file:
 #     . $root/utils/recipe.sh
-# It puts the project's environment first (path.sh), turns --options into those variables
+# It puts the project's environment first (path.sh), adds the --cmd option every recipe has (how
+# fan-out jobs run: local, or Slurm; utils/stages.sh), turns --options into those variables
 # (parse_options.sh), loads the stage runner (stages.sh: run_stage, bg_job, bg_wait), checks that
 # --config exists (when the recipe has one) and defines:
 #   from_caller PATH                 PATH made absolute against where run.sh was called
@@ -13,6 +14,9 @@
 root=${root:-.}
 caller=${caller:-$PWD}
 . "$root/path.sh"
+cmd=${cmd:-local}  # every recipe's --cmd: how fan-out jobs run (local | "slurm [sbatch options]"; utils/stages.sh)
+help_message="${help_message:-}
+  --cmd CMD           how parallel jobs (ensemble members, students) run: local, or \"slurm [sbatch options]\" [$cmd]"
 . "$root/utils/parse_options.sh"
 . "$root/utils/stages.sh"
 

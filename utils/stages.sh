@@ -26,11 +26,23 @@ run_stage() {
 }
 
 # Background jobs, at most $nj at a time:  bg_job LOG CMD...; ...; bg_wait
+# Each job runs through $cmd (the recipes' --cmd, Kaldi's convention): "local" runs it here;
+# "slurm [sbatch options]" submits it as one Slurm job and waits for it (utils/slurm_job.sh), e.g.
+#   ./run.sh --cmd "slurm --mem=4G --cpus-per-task=1" --nj 8
+_stages_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 _bg_pids=()
+run_job() {  # run_job LOG CMD...: one job, through $cmd
+  local log=$1; shift
+  case "${cmd:-local}" in
+    local) "$@" > "$log" 2>&1 ;;
+    slurm|slurm\ *) local opts=${cmd#slurm}; "$_stages_dir/slurm_job.sh" $opts "$log" "$@" ;;
+    *) echo "--cmd must be 'local' or 'slurm [sbatch options]', not '$cmd'" > "$log"; return 2 ;;
+  esac
+}
 bg_job() {
   local log=$1; shift
   while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 1; done
-  "$@" > "$log" 2>&1 &
+  run_job "$log" "$@" &
   _bg_pids+=($!)
 }
 bg_wait() {
