@@ -46,6 +46,12 @@ def test_ranks_read_disjoint_shards_that_cover_the_split(ali):
     assert [c.id for c in stream._cuts(0, 2, epoch=2)] != shards[0]  # another epoch, another order
 
 
+def res_pdfs(ali_dir) -> int:
+    from asr_kd.gmm.labels import num_pdfs
+
+    return num_pdfs(ali_dir)
+
+
 def test_a_model_trains_from_the_stream(ali, tmp_path):
     from asr_kd.distill.training import train_speech_model
     from asr_kd.nnet.losses import LossConfig
@@ -60,3 +66,15 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
     assert accs[-1] > accs[0] and (tmp_path / "m" / "best.pt").is_file()
     with pytest.raises(ValueError, match="no --fraction"):
         train_speech_model(ali_dir, fbank, "digits", tmp_path / "x", ModelConfig(), cfg, LossConfig(loss="ce"), fraction=0.5)
+    # top-k soft targets of that model, streamed: sparse in the block, dense and normalised per batch
+    from asr_kd.distill.soft_targets import soft_targets_for_split
+
+    soft_targets_for_split(ali_dir, fbank, "digits", "train", [tmp_path / "m" / "best.pt"], tmp_path / "soft", 2.0, topk=3, num_jobs=2)
+    stream = StreamedFrames(labelled_cuts_path(ali_dir, "digits", "train", tmp_path / "soft"), FeatureNormalizer.of_features(fbank),
+                            3, 64, res_pdfs(ali_dir), soft=True, block_frames=500)
+    x, y, soft = next(iter(stream))
+    assert soft.shape == (64, res_pdfs(ali_dir)) and torch.allclose(soft.sum(-1), torch.ones(64), atol=1e-3)
+    assert ((soft > 0).sum(-1) <= 3).all()
+    student = train_speech_model(ali_dir, fbank, "digits", tmp_path / "student", ModelConfig(context=3, hidden=64, num_layers=2),
+                                 cfg, LossConfig(loss="kd", temperature=2.0), seed=3, soft_targets=tmp_path / "soft")
+    assert student["best_dev_frame_acc"] > 0

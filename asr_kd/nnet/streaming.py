@@ -12,7 +12,8 @@ Per epoch, in each DataLoader worker process of each rank:
    ``frames // batch_size`` (every rank takes the same number, so DDP never waits on a rank with
    a shorter shard), and each rank's batch is ``batch_size // ranks`` frames.
 
-Soft targets: dense rows, or top-k (indices + log-probabilities) densified per batch. The
+Soft targets: dense rows, or top-k (indices + log-probabilities) kept sparse in the block and
+densified per batch. The
 in-memory path (``asr_kd.nnet.data.FrameData``) stays for small corpora; ``train_model`` takes
 either. Decision: the streamed path trains on every cut (no ``fraction`` subset) and keeps the dev
 split in memory (it is scored whole after every epoch).
@@ -27,7 +28,7 @@ from lhotse import CutSet
 
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.nnet.data import FrameData
-from asr_kd.nnet.targets import dense_from_topk
+from asr_kd.nnet.targets import TopKTargets
 from asr_kd.utils.validity import file_digest, fingerprint
 
 
@@ -71,21 +72,19 @@ class StreamedFrames(torch.utils.data.IterableDataset):
                 raise ValueError(f"{cut.id}: {len(y)} labels for {len(x)} frames")
             feats.append(x)
             labels.append(y)
-            if self.soft:
-                if cut.has_custom("soft_probs"):
-                    soft.append(torch.from_numpy(cut.load_soft_probs()))
-                else:
-                    soft.append(dense_from_topk(torch.from_numpy(cut.load_soft_idx()),
-                                                torch.from_numpy(cut.load_soft_logp()).float(), self.num_classes))
+            if self.soft:  # dense rows, or top-k (indices, log-probs) kept sparse until a batch is drawn
+                soft.append(torch.from_numpy(cut.load_soft_probs()) if cut.has_custom("soft_probs") else
+                            (torch.from_numpy(cut.load_soft_idx()), torch.from_numpy(cut.load_soft_logp())))
             starts.append(np.full(len(x), n))
             ends.append(np.full(len(x), n + len(x)))
             n += len(x)
         data = FrameData(torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(labels)),
                          torch.from_numpy(np.concatenate(starts)), torch.from_numpy(np.concatenate(ends)),
                          [c.id for c in cuts], np.array([0]))
-        if self.soft:
-            s = torch.cat(soft)
-            data.soft = s / s.sum(-1, keepdim=True)
+        if self.soft and isinstance(soft[0], tuple):
+            data.soft = TopKTargets(torch.cat([i for i, _ in soft]), torch.cat([lp for _, lp in soft]), self.num_classes)
+        elif self.soft:
+            data.soft = torch.cat(soft)
         return data
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
