@@ -15,22 +15,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-    torch.set_num_threads(1)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import matmul_gflops  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +48,12 @@ def main() -> None:
             print(f"{name}: {fps[name]:,.0f} frames/s", flush=True)
     one, many = fps["1 process"], fps[f"{a.procs} processes"]
     print(f"scaling: {many / one:.2f}x with {a.procs} processes (goal >= {0.9 * a.procs:.1f}x); "
-          f"one-thread 2048x2048 matmul in the same run: {matmul_gflops():.1f} GFLOP/s")
+          f"one-thread 2048x2048 matmul in the same run: {one_thread_matmul():.1f} GFLOP/s")
+
+
+def one_thread_matmul() -> float:
+    torch.set_num_threads(1)
+    return matmul_gflops()
 
 
 if __name__ == "__main__":
