@@ -10,7 +10,8 @@ then, each in a fresh process whose peak RSS is read with wait4:
   - one training epoch streamed from disk on those soft targets (``train.streaming``);
   - one training epoch in memory on them (the path that loads the whole split).
 Prints a table (peak RSS per step and factor, growth from the smallest factor) and the frames per
-second of the streamed and the in-memory epoch at factor 1, measured in the same run; writes JSON.
+second of the streamed and the in-memory epoch at each factor, measured in the same run; writes
+JSON. Peak RSS is the process's or its largest reaped child's (loader workers), whichever is higher.
 """
 import argparse
 import json
@@ -36,14 +37,15 @@ def peak_rss_run(cmd, log) -> tuple:
     return usage.ru_maxrss / 1024, time.time() - t0
 
 
-def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path) -> Path:
+def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path, base_fraction: float = 1.0) -> Path:
     from lhotse import CutSet
     from lhotse.utils import fastcopy
 
     out.mkdir(parents=True, exist_ok=True)
     for f in ("pdf_counts.txt", "final.mdl", f"{corpus}_dev_cuts.jsonl.gz"):
         shutil.copy(ali / f, out / f)
-    cuts = CutSet.from_file(ali / f"{corpus}_train_cuts.jsonl.gz")
+    cuts = CutSet.from_file(ali / f"{corpus}_train_cuts.jsonl.gz").to_eager()
+    cuts = cuts.subset(first=max(1, int(round(base_fraction * len(cuts)))))
     CutSet.from_cuts(fastcopy(c, id=f"{c.id}_r{r}") for r in range(factor) for c in cuts).to_file(out / f"{corpus}_train_cuts.jsonl.gz")
     return out
 
@@ -56,6 +58,7 @@ def main() -> None:
     ap.add_argument("--config", default="conf/default.yaml")
     ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--topk", type=int, default=20)
+    ap.add_argument("--base-fraction", type=float, default=1.0, help="1x = this share of the training cuts")
     ap.add_argument("--out", default="exp/benchmarks/scale_memory.json")
     a = ap.parse_args()
     exp, data = Path(a.exp).resolve(), Path(a.data).resolve()
@@ -68,10 +71,10 @@ def main() -> None:
         tmp = Path(tmp)
         base = Path(a.config).read_text()
         for factor in a.factors:
-            ali = repeated_ali_dir(exp / "mono", a.corpus, factor, tmp / f"ali_x{factor}")
+            ali = repeated_ali_dir(exp / "mono", a.corpus, factor, tmp / f"ali_x{factor}", a.base_fraction)
             soft = tmp / f"soft_x{factor}"
             common = ["--ali-dir", str(ali), "--fbank-dir", str(data / "fbank"), "--corpus", a.corpus]
-            row = {"factor": factor}
+            row = {"factor": factor, "frames": None}
             row["soft_targets_mb"], row["soft_targets_s"] = peak_rss_run(
                 py + ["soft-targets", "--teachers", *teachers, *common, "--temperature", "2", "--topk", str(a.topk), "--out", str(soft)],
                 tmp / f"soft_x{factor}.log")
@@ -83,17 +86,20 @@ def main() -> None:
                     py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
                           "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log")
                 row[f"{mode}_frames_per_second"] = json.loads((out / "history.json").read_text())[0]["frames_per_second"]
+            row["frames"] = json.loads((soft / "soft_targets.json").read_text())["num_frames"]
             rows.append(row)
             print(json.dumps(row), flush=True)
     lo = rows[0]
-    print(f"\n| factor | soft targets: peak RSS (MB) | epoch streamed: peak RSS (MB) | epoch in memory: peak RSS (MB) |")
-    print("|---:|---:|---:|---:|")
+    print(f"\n| factor | frames | soft targets: peak RSS (MB) | epoch streamed: peak RSS (MB) | epoch in memory: peak RSS (MB) |")
+    print("|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['factor']}x | {r['soft_targets_mb']:.0f} ({r['soft_targets_mb'] / lo['soft_targets_mb']:.2f}) "
+        print(f"| {r['factor']}x | {r['frames']:,} | {r['soft_targets_mb']:.0f} ({r['soft_targets_mb'] / lo['soft_targets_mb']:.2f}) "
               f"| {r['streamed_epoch_mb']:.0f} ({r['streamed_epoch_mb'] / lo['streamed_epoch_mb']:.2f}) "
               f"| {r['memory_epoch_mb']:.0f} ({r['memory_epoch_mb'] / lo['memory_epoch_mb']:.2f}) |")
-    print(f"\nthroughput at {lo['factor']}x, same run: streamed {lo['streamed_frames_per_second']:.0f} frames/s, in memory "
-          f"{lo['memory_frames_per_second']:.0f} frames/s: ratio {lo['streamed_frames_per_second'] / lo['memory_frames_per_second']:.3f}")
+    for r in rows:
+        print(f"throughput at {r['factor']}x ({r['frames']:,} frames), same run: streamed {r['streamed_frames_per_second']:.0f} frames/s, "
+              f"in memory {r['memory_frames_per_second']:.0f} frames/s: ratio "
+              f"{r['streamed_frames_per_second'] / r['memory_frames_per_second']:.3f}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"rows": rows, "teachers": teachers, "topk": a.topk}, indent=2))
 
