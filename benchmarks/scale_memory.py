@@ -90,7 +90,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     lo = rows[0]
-    print(f"\n| factor | frames | soft targets: peak RSS (MB) | epoch streamed: peak RSS (MB) | epoch in memory: peak RSS (MB) |")
+    print("\n| factor | frames | soft targets: peak RSS (MB) | epoch streamed: peak RSS (MB) | epoch in memory: peak RSS (MB) |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['factor']}x | {r['frames']:,} | {r['soft_targets_mb']:.0f} ({r['soft_targets_mb'] / lo['soft_targets_mb']:.2f}) "

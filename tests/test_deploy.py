@@ -1,6 +1,5 @@
 """Shipping a system (asr_kd.deploy): export parity in every format, streaming = offline, word
 times, and bad audio reported by name while the other files are transcribed."""
-import json
 import subprocess
 import sys
 

@@ -1,6 +1,5 @@
 """Training frames streamed from disk (asr_kd.nnet.streaming): the same windows and labels as the
 in-memory path, disjoint shards per rank, and a model trained from the stream."""
-import numpy as np
 import pytest
 import torch
 

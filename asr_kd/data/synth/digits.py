@@ -15,7 +15,7 @@ Output layout under ``out_dir``::
 """
 import logging
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
