@@ -46,7 +46,7 @@ run_stage 4 align     align_splits
 dnn_args=(--config "$config" --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")
 
 members() { for seed in $(seq 1 "$ensemble_size"); do echo "$exp/dnn/seed$seed/best.pt"; done; }
-soft_args=(--teachers $(members) --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")
+soft_args=(--teachers $(members) --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --nj "$nj")  # nj shards in parallel
 table_args=(--ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --results-md "$exp/kd/RESULTS.md")
 
 train_ensemble() {  # members are separate processes, at most $nj at a time
