@@ -54,8 +54,13 @@ def quantize_onnx(src, dst) -> Path:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing hint
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    root = logging.getLogger()  # it logs a pre-processing hint on the root logger: silenced here only
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return Path(dst)
 
 
