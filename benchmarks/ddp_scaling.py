@@ -41,7 +41,9 @@ def main() -> None:
                                (f"{a.procs} processes", [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                           "--nproc_per_node", str(a.procs)])):
             out = Path(tmp) / name.replace(" ", "_")
-            r = subprocess.run([*launcher, *common, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
+            # the manifests' array paths are relative to the recipe folder that holds exp/ and data/
+            r = subprocess.run([*launcher, *common, "--out", str(out)], cwd=Path(a.exp).resolve().parent,
+                               env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(r.stderr[-2000:])
             fps[name] = json.loads((out / "history.json").read_text())[0]["frames_per_second"]

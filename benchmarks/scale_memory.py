@@ -26,11 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def peak_rss_run(cmd, log) -> tuple:
+def peak_rss_run(cmd, log, cwd) -> tuple:
     """(peak RSS MB of the child, wall seconds); fails loudly with the child's log."""
     t0 = time.time()
     with open(log, "w") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
         _, status, usage = os.wait4(p.pid, 0)
     if status != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{Path(log).read_text()[-2000:]}")
@@ -77,14 +77,14 @@ def main() -> None:
             row = {"factor": factor, "frames": None}
             row["soft_targets_mb"], row["soft_targets_s"] = peak_rss_run(
                 py + ["soft-targets", "--teachers", *teachers, *common, "--temperature", "2", "--topk", str(a.topk), "--out", str(soft)],
-                tmp / f"soft_x{factor}.log")
+                tmp / f"soft_x{factor}.log", exp.parent)  # manifests hold paths relative to the recipe folder
             for mode in ("streamed", "memory"):
                 cfg = tmp / f"{mode}.yaml"
                 cfg.write_text(_with_train(base, {"epochs": 1, "streaming": mode == "streamed"}))
                 out = tmp / f"{mode}_x{factor}"
                 row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
                     py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
-                          "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log")
+                          "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log", exp.parent)
                 row[f"{mode}_frames_per_second"] = json.loads((out / "history.json").read_text())[0]["frames_per_second"]
             row["frames"] = json.loads((soft / "soft_targets.json").read_text())["num_frames"]
             rows.append(row)
