@@ -27,10 +27,10 @@ def runs(tiny_graph, tiny_features, tmp_path_factory):
         assert r.returncode == 0, r.stderr[-3000:]
         return r
 
-    run([sys.executable], "single", 3)
-    run(TORCHRUN, "ddp", 3)
+    run([sys.executable], "single", 2)
+    run(TORCHRUN, "ddp", 2)
     run(TORCHRUN, "resumed", 1)
-    resumed = run(TORCHRUN, "resumed", 3)
+    resumed = run(TORCHRUN, "resumed", 2)
     return out, resumed
 
 
@@ -47,7 +47,7 @@ def test_ranks_end_with_identical_weights(runs):
 def test_loss_curve_follows_one_process_at_the_same_global_batch(runs):
     out, _ = runs
     single, ddp = history(out / "single"), history(out / "ddp")
-    assert [h["epoch"] for h in ddp] == [1, 2, 3]
+    assert [h["epoch"] for h in ddp] == [1, 2]
     for a, b in zip(single, ddp):  # float summation order differs; the README states the tolerance
         assert abs(a["loss"] - b["loss"]) <= 0.01 * a["loss"], (a, b)
         assert abs(a["dev_frame_acc"] - b["dev_frame_acc"]) <= 0.01, (a, b)
@@ -56,7 +56,7 @@ def test_loss_curve_follows_one_process_at_the_same_global_batch(runs):
 def test_a_distributed_run_resumes(runs):
     out, resumed = runs
     assert "resuming" in resumed.stderr and "after epoch 1" in resumed.stderr
-    assert [h["epoch"] for h in history(out / "resumed")] == [1, 2, 3]
+    assert [h["epoch"] for h in history(out / "resumed")] == [1, 2]
     for a, b in zip(history(out / "ddp"), history(out / "resumed")):
         assert abs(a["loss"] - b["loss"]) <= 1e-3 * a["loss"]
     assert (out / "resumed" / "best.pt").is_file()

@@ -204,16 +204,19 @@ deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each c
     --models "small baseline (hidden $small)=$d/small_baseline/seed1/best.pt" "small student (hidden $small)=$d/small_student/seed101/best.pt" \
     --compare "small baseline (hidden $small)|small student (hidden $small)" \
     --title "Quarter-width networks (hidden $small): hard labels vs. distilled from the ensemble (T=$temperature)" || return 1
-  export_system() {  # export_system NAME DIR DECODE_DIR CKPT...
-    local name=$1 out=$2 dec=$3; shift 3
-    python -m asr_kd export --config "$config" --name "$name" --checkpoints "$@" --ali-dir "$exp/mono" --lang "$data/lang" \
-      --graph-dir "$exp/graph" --fbank-dir "$data/fbank" --corpus "$corpus" --decode-dir "$dec" --out "$d/$out" $export_opts
-  }
-  export_system "$ens" ensemble "$exp/decode" $(members) &&
-  export_system baseline baseline "$exp/decode" "$exp/dnn/seed1/best.pt" &&
-  export_system "$stud" student "$exp/decode" "$exp/student_T$temperature/seed101/best.pt" &&
-  export_system "small baseline" small_baseline "$d/decode_small" "$d/small_baseline/seed1/best.pt" &&
-  export_system "small student" small_student "$d/decode_small" "$d/small_student/seed101/best.pt" || return 1
+  local ex=(--config "$config" --ali-dir "$exp/mono" --lang "$data/lang" --graph-dir "$exp/graph" --fbank-dir "$data/fbank"
+            --corpus "$corpus" $export_opts)  # every system exported as a model directory, --nj at a time
+  bg_job "$exp/log/export_ensemble.log" python -m asr_kd export "${ex[@]}" --name "$ens" --decode-dir "$exp/decode" \
+    --out "$d/ensemble" --checkpoints $(members)
+  bg_job "$exp/log/export_baseline.log" python -m asr_kd export "${ex[@]}" --name baseline --decode-dir "$exp/decode" \
+    --out "$d/baseline" --checkpoints "$exp/dnn/seed1/best.pt"
+  bg_job "$exp/log/export_student.log" python -m asr_kd export "${ex[@]}" --name "$stud" --decode-dir "$exp/decode" \
+    --out "$d/student" --checkpoints "$exp/student_T$temperature/seed101/best.pt"
+  bg_job "$exp/log/export_small_baseline.log" python -m asr_kd export "${ex[@]}" --name "small baseline" --decode-dir "$d/decode_small" \
+    --out "$d/small_baseline" --checkpoints "$d/small_baseline/seed1/best.pt"
+  bg_job "$exp/log/export_small_student.log" python -m asr_kd export "${ex[@]}" --name "small student" --decode-dir "$d/decode_small" \
+    --out "$d/small_student" --checkpoints "$d/small_student/seed101/best.pt"
+  bg_wait || { tail -n 5 "$exp"/log/export_*.log; return 1; }
   local cuts="$data/fbank/${corpus}_cuts_test.jsonl.gz"
   python -m asr_kd deploy-table --cuts "$cuts" --feature-cuts "$cuts" --streaming "$stud, ONNX" --parity "$stud, ONNX" \
     --systems "$ens=$d/ensemble:onnx" "baseline (seed 1)=$d/baseline:onnx" "$stud, PyTorch=$d/student:pt" \
