@@ -43,7 +43,7 @@ def main() -> None:
             out = Path(tmp) / name.replace(" ", "_")
             # the manifests' array paths are relative to the recipe folder that holds exp/ and data/
             r = subprocess.run([*launcher, *common, "--out", str(out)], cwd=Path(a.exp).resolve().parent,
-                               env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+                               env={**env, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"}, capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(r.stderr[-2000:])
             fps[name] = json.loads((out / "history.json").read_text())[0]["frames_per_second"]

@@ -30,7 +30,7 @@ def peak_rss_run(cmd, log, cwd) -> tuple:
     """(peak RSS MB of the child, wall seconds); fails loudly with the child's log."""
     t0 = time.time()
     with open(log, "w") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"})  # this asr_kd, not one in cwd
         _, status, usage = os.wait4(p.pid, 0)
     if status != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{Path(log).read_text()[-2000:]}")
