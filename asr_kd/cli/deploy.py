@@ -10,8 +10,9 @@ from asr_kd.deploy.audio import AudioError, chunks, feature_difference, read_aud
 from asr_kd.deploy.model_dir import ModelDir, decoded_settings, export_model_dir, fbank_settings
 from asr_kd.deploy.networks import FORMATS
 from asr_kd.deploy.recognizer import Recognizer, ctm_lines
-from asr_kd.deploy.table import deployment_table, evaluate, write_eval
+from asr_kd.deploy.table import deployment_table, evaluate
 from asr_kd.utils.config import section
+from asr_kd.utils.io import write_json_atomic
 
 log = logging.getLogger("asr_kd")
 
@@ -60,7 +61,7 @@ def transcribe(args) -> None:
 
 
 def deploy_eval(args) -> None:
-    write_eval(args.out, evaluate(args.model_dir, args.cuts, args.format, args.threads, args.stream_chunk_ms))
+    write_json_atomic(args.out, evaluate(args.model_dir, args.cuts, args.format, args.threads, args.stream_chunk_ms))
 
 
 def deploy_table(args) -> None:

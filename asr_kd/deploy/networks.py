@@ -108,11 +108,6 @@ def flops_per_frame(model, feat_dim: int) -> int:
     return total[0]
 
 
-def max_abs_difference(a_path, b_path, windows: np.ndarray) -> float:
-    """Largest absolute logit difference between two network files on the same windows."""
-    return float(np.abs(runtime(a_path)(windows) - runtime(b_path)(windows)).max())
-
-
 def export_all(ckpt, out_stem, formats=FORMATS) -> Dict[str, Path]:
     """``out_stem``.{pt,ts,onnx,int8.onnx} as asked; the ``.pt`` keeps only what rebuilds the network."""
     out_stem = Path(out_stem)

@@ -15,7 +15,7 @@ same graph with the same likelihoods; the deployment table reports the WER of th
 """
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -177,19 +177,3 @@ def word_times(words: Sequence[str], tids: Sequence[int], model: ModelDir) -> Op
 def ctm_lines(utt: str, result: Result) -> List[str]:
     """Kaldi CTM: ``utt 1 start duration word`` per word."""
     return [f"{utt} 1 {s:.2f} {d:.2f} {w}" for w, s, d in result.word_times or []]
-
-
-def transcribe_files(rec: Recognizer, paths: Sequence[str], on_error=None) -> Dict[str, Result]:
-    """{path: Result} for every readable file; an unreadable or empty one is passed to ``on_error``
-    (its message names it) and the others go on."""
-    from asr_kd.deploy.audio import AudioError, read_audio
-
-    out = {}
-    for p in paths:
-        try:
-            out[p] = rec.transcribe(read_audio(p, rec.model.settings.sample_rate))
-        except AudioError as e:
-            if on_error is None:
-                raise
-            on_error(str(e))
-    return out

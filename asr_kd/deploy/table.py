@@ -176,7 +176,3 @@ def table_lines(res: Dict) -> List[str]:
                      f"{f['stored_max_abs']:.1e} ({f['stored_mean_abs']:.1e}) against the stored training features "
                      f"(lilcom-compressed); {f['cuts_with_other_frame_count']} frame-count mismatches.")
     return lines
-
-
-def write_eval(out_json, result: Dict) -> None:
-    write_json_atomic(out_json, result)
