@@ -22,7 +22,7 @@ def main() -> None:
 
     from asr_kd.hybrid.likelihoods import dnn_logposteriors, log_priors
     from asr_kd.gmm.labels import read_pdf_counts
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
     from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
     from asr_kd.decode.kaldi_decoder import decode
     from asr_kd.nnet.data import load_frames
@@ -39,7 +39,7 @@ def main() -> None:
     if not graph.is_file():
         sys.exit("no exp/graph/HCLG.fst: run ./run.sh first")
     info = json.loads((exp / "graph" / "graph_summary.json").read_text())["hclg"]
-    tm = MonophoneAligner.load(exp / "mono" / "final.mdl", data / "lang").tm
+    tm = GmmAligner.load(exp / "mono" / "final.mdl", data / "lang").tm
     priors = log_priors(read_pdf_counts(exp / "mono" / "pdf_counts.txt"))
     cuts = CutSet.from_file(feature_cuts_path(data / "fbank", "digits", "test")).to_eager()
     frames = load_frames(cuts, FeatureNormalizer.of_features(data / "fbank"), with_labels=False)

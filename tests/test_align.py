@@ -119,10 +119,10 @@ def test_reference_config_is_the_flat_start_config_with_overrides(tmp_path):
 
 
 def test_transcript_with_oov_word_is_rejected_before_training(aligned):
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
 
     root, _ = aligned
-    aligner = MonophoneAligner(root / "lang", TINY_MONO, nj=1)
+    aligner = GmmAligner(root / "lang", TINY_MONO, nj=1)
     with pytest.raises(ValueError, match=r"utterance bad-utt: word\(s\) \['ELEVEN'\]"):
         aligner.set_data({"bad-utt": np.zeros((50, 39), np.float32)}, {"bad-utt": "ONE ELEVEN"})
 
@@ -131,10 +131,10 @@ def test_one_hot_loglikes_from_an_alignment_realign_to_it(aligned, tiny_features
     """Hybrid-style alignment through DecodableCtc (one column per transition-id) gives back the
     GMM's own alignment when the log-likelihoods are one-hot on its pdfs."""
     from asr_kd.align.dnn_align import align_with_loglikes
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
 
     root, summary = aligned
-    aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
+    aligner = GmmAligner.load(root / "exp" / "final.mdl", root / "lang")
     cuts = CutSet.from_file(root / "exp" / "digits_dev_cuts.jsonl.gz").to_eager()
     loglikes = {}
     for cut in cuts:
@@ -167,10 +167,10 @@ def test_phone_segments_agree_with_frame_labels(aligned):
     exit transition is followed by its last state's self-loops, which still belong to it."""
 
     from asr_kd.gmm.labels import label_maps, phone_segments
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
 
     root, _ = aligned
-    aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
+    aligner = GmmAligner.load(root / "exp" / "final.mdl", root / "lang")
     maps = label_maps(aligner.tm)
     trailing_self_loops = 0
     for cut in CutSet.from_file(root / "exp" / "digits_dev_cuts.jsonl.gz"):
@@ -190,12 +190,12 @@ def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, 
     them (the reference of the alignment report) then aligns closer to the oracle than the flat start."""
 
     from asr_kd.gmm.labels import label_maps
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
     from asr_kd.align.pipeline import train_oracle_reference
     from asr_kd.data.features import feature_cuts_path
 
     root, flat = aligned
-    aligner = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang")
+    aligner = GmmAligner.load(root / "exp" / "final.mdl", root / "lang")
     maps = label_maps(aligner.tm)
     pdf2phone = {int(maps["pdf"][t]): aligner.lang.id2phone[int(maps["phone"][t])] for t in range(1, len(maps["pdf"]))}
     usable = 0

@@ -94,7 +94,7 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
 def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_features, tmp_path):
 
     from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, compare_alignments
-    from asr_kd.gmm.mono import MonoConfig, MonophoneAligner
+    from asr_kd.gmm.mono import MonoConfig, GmmAligner
     from asr_kd.lang.lexicon import Lexicon
     from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
 
@@ -105,7 +105,7 @@ def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_
     lang2 = prepare_lang(Lexicon.read(root / "lang" / "lexiconp.txt"), tmp_path / "lang2", LangConfig(num_nonsil_states=2))
     other = tmp_path / "other"
     shutil.copytree(root / "exp", other)
-    MonophoneAligner(lang2, MonoConfig()).save(other / "final.mdl")
+    GmmAligner(lang2, MonoConfig()).save(other / "final.mdl")
     decode = DecodeSettings(str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1,), penalties=(0.0,))
     rows = [AlignmentRow("gmm", root / "exp", ckpts[:1]), AlignmentRow("other", other, ckpts[:1])]
     with pytest.raises(ValueError, match="transition model differs"):

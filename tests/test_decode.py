@@ -75,13 +75,13 @@ def graph(tiny_graph):
 def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
     from conftest import oracle_loglikes
 
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
     from asr_kd.decode.kaldi_decoder import decode
     from asr_kd.lang.prepare_lang import Lang
 
     root, info = graph
     assert info["hclg"]["states"] > 0 and info["perplexity"]["dev"] > 1
-    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    tm = GmmAligner.load(root / "exp" / "final.mdl", root / "lang").tm
     lang = Lang(root / "lang")
     cuts, loglikes = oracle_loglikes(root / "exp", tm)
     res = decode(root / "graph" / "HCLG.fst", tm, loglikes, nj=2)
@@ -91,11 +91,11 @@ def test_one_hot_loglikes_from_an_alignment_decode_to_the_reference(graph):
 
 
 def test_nan_loglikes_are_a_clear_error(graph):
-    from asr_kd.gmm.mono import MonophoneAligner
+    from asr_kd.gmm.mono import GmmAligner
     from asr_kd.decode.kaldi_decoder import decode
 
     root, _ = graph
-    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    tm = GmmAligner.load(root / "exp" / "final.mdl", root / "lang").tm
     m = np.zeros((20, tm.num_pdfs), np.float32)
     m[5, 3] = np.nan
     with pytest.raises(FloatingPointError, match="utterance bad-utt: log-likelihoods contain NaN"):

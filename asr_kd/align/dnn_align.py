@@ -20,7 +20,7 @@ from asr_kd.align.report import finish_alignment
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
 from asr_kd.gmm.labels import store_alignments
 from asr_kd.gmm.graphs import align_utterance
-from asr_kd.gmm.mono import MonophoneAligner
+from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, dnn_logposteriors
 from asr_kd.kaldi import khg
 from asr_kd.nnet.checkpoint import load_model
@@ -47,7 +47,7 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
     if kept is not None:
         log.info("%s: realigned before with these models and settings; keeping it", out_dir)
         return kept
-    aligner = MonophoneAligner.load(gmm_dir / "final.mdl", lang_dir, nj=1)
+    aligner = GmmAligner.load(gmm_dir / "final.mdl", lang_dir, nj=1)
     tm = aligner.tm
     priors = alignment_log_priors(gmm_dir)
     models = [load_model(p, torch_device()) for p in model_paths]  # a GPU when present
@@ -73,7 +73,7 @@ def realign(model_paths: Sequence, gmm_dir, lang_dir, fbank_dir, corpus: str, sp
     return summary
 
 
-def align_with_loglikes(aligner: MonophoneAligner, cuts, loglikes: Dict[str, np.ndarray], acoustic_scale: float = 0.1,
+def align_with_loglikes(aligner: GmmAligner, cuts, loglikes: Dict[str, np.ndarray], acoustic_scale: float = 0.1,
                         beam: float = 10.0, retry_beam: float = 40.0):
     """Forced alignment of ``cuts`` with per-frame pdf log-likelihoods (already scaled), through the
     aligner's training graphs and transition model. Returns (alignments, failed ids, retried ids)."""

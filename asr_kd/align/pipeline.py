@@ -17,7 +17,7 @@ from asr_kd.align.report import finish_alignment
 from asr_kd.data.features import FeatureNormalizer, feature_cuts_path
 from asr_kd.gmm.features import gmm_features_for
 from asr_kd.gmm.labels import store_alignments
-from asr_kd.gmm.mono import MonoConfig, MonophoneAligner
+from asr_kd.gmm.mono import MonoConfig, GmmAligner
 from asr_kd.utils.io import write_json_atomic
 from asr_kd.utils.validity import fingerprint, is_done, mark_done
 
@@ -59,7 +59,7 @@ def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp
     key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]), "texts": sorted(texts.items()),
                        "lang": (Path(lang_dir) / "phones.txt").read_text()})
 
-    def train(aligner: MonophoneAligner) -> Dict:
+    def train(aligner: GmmAligner) -> Dict:
         history = aligner.train([c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json", log_energy=energy)
         em = history[1:]
         realign = [h["align_seconds"] for h in em if h["align"] == "viterbi"]
@@ -71,16 +71,16 @@ def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp
 
 
 def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, feats, texts,
-                   train: Callable[[MonophoneAligner], Dict]):
+                   train: Callable[[GmmAligner], Dict]):
     """The model in ``exp_dir`` if it was trained with the same key, else ``train(aligner)`` on a
     new one, saved with timings.json; returns (aligner with the data set, timings)."""
     model_path = exp_dir / "final.mdl"
     if is_done(exp_dir, key) and model_path.is_file():
         log.info("%s is trained; loading it", model_path)
-        aligner = MonophoneAligner.load(model_path, lang_dir, nj)
+        aligner = GmmAligner.load(model_path, lang_dir, nj)
         aligner.set_data(feats, texts)
         return aligner, json.loads((exp_dir / "timings.json").read_text())
-    aligner = MonophoneAligner(lang_dir, cfg, nj)
+    aligner = GmmAligner(lang_dir, cfg, nj)
     aligner.set_data(feats, texts)
     t0 = time.time()
     extra = train(aligner)
@@ -92,7 +92,7 @@ def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, 
     return aligner, timings
 
 
-def _align_and_report(aligner: MonophoneAligner, cuts: Dict[str, CutSet], splits: Sequence[str], corpus: str,
+def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequence[str], corpus: str,
                       exp_dir: Path, key: str, timings: Dict, held_out_accents: Sequence[str]) -> Dict:
     """Align every split (resumable per split), store the labels, pdf statistics, the report
     against the oracle and its picture, and summary.json."""
@@ -140,7 +140,7 @@ def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_d
     key = fingerprint({"cfg": cfg.__dict__, "oracle": oracle, "train": sorted(c.id for c in cuts[splits[0]]),
                        "texts": sorted(texts.items()), "lang": (Path(lang_dir) / "phones.txt").read_text()})
 
-    def train(aligner: MonophoneAligner) -> Dict:
+    def train(aligner: GmmAligner) -> Dict:
         labels = {}
         for cut in cuts[splits[0]]:
             lab = aligner.oracle_pdf_labels(cut)

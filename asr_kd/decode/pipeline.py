@@ -21,7 +21,7 @@ from asr_kd.decode.graph import make_hclg
 from asr_kd.decode.k2_decoder import decode_k2, load_k2_graph
 from asr_kd.decode.kaldi_decoder import decode
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
-from asr_kd.gmm.mono import MonophoneAligner
+from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, model_loglikes
 from asr_kd.kaldi.fst import arpa_to_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
@@ -85,7 +85,7 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     info_path = graph_dir / "graph_summary.json"
     texts = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, s)["supervisions"])]
              for s in ("train", "dev", "test")}
-    aligner = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
+    aligner = GmmAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
     # what the graph is built from: a graph of another lang, transition model, LM or LM text is rebuilt
     key = fingerprint({"lang": dir_digest(lang_dir),
                        "transition_ids": list(aligner.tm.id2pdf_id), "texts": texts, "lm_order": lm_order,
@@ -130,7 +130,7 @@ def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("de
     """(lang, transition model, log priors, {split: (cuts, frames)}) for decoding; ``splits``, when
     given, is a ``load_decode_splits`` result reused instead of reading the frames again."""
     lang = Lang(lang_dir)
-    tm = MonophoneAligner.load(Path(ali_dir) / "final.mdl", lang_dir).tm
+    tm = GmmAligner.load(Path(ali_dir) / "final.mdl", lang_dir).tm
     priors = alignment_log_priors(ali_dir)
     return lang, tm, priors, splits if splits is not None else load_decode_splits(fbank_dir, corpus, split_names)
 

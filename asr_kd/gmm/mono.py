@@ -59,7 +59,7 @@ class MonoConfig:
 
 # -- worker side (forked; the features and transcripts are inherited, not pickled) ----------------
 _WORKER: Dict = {}  # this process's training graphs (set by _worker_init)
-_DATA: Dict = {"feats": {}, "texts": {}}  # set in the parent before forking (MonophoneAligner.set_data)
+_DATA: Dict = {"feats": {}, "texts": {}}  # set in the parent before forking (GmmAligner.set_data)
 
 
 def _worker_init(lang_dir: str, tm_bytes: bytes, tree_bytes: bytes) -> None:
@@ -117,7 +117,7 @@ def load_gmm(path) -> Dict:
     return {**d, "cfg": mono_config(d["cfg"])}
 
 
-class MonophoneAligner:
+class GmmAligner:
     """Owns the model (TransitionModel, tree, AmDiagGmm) and a pool of alignment workers."""
 
     def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1):
@@ -398,7 +398,7 @@ class MonophoneAligner:
                              "lang_dir": self.lang_dir}, f)
 
     @classmethod
-    def load(cls, path, lang_dir=None, nj: int = 1) -> "MonophoneAligner":
+    def load(cls, path, lang_dir=None, nj: int = 1) -> "GmmAligner":
         d = load_gmm(path)
         obj = cls(lang_dir or d["lang_dir"], d["cfg"], nj)
         obj.tm, obj.tree, obj.am = d["tm"], d["tree"], d["am"]

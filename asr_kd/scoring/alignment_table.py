@@ -27,7 +27,7 @@ from lhotse import CutSet
 
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.decode.pipeline import build_graph, decode_models, load_decode_splits
-from asr_kd.gmm.mono import MonophoneAligner
+from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import dnn_logposteriors
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import load_frames
@@ -88,7 +88,7 @@ def _oracle_report(ali_dir: Path) -> Optional[Dict]:
 
 def _same_transition_ids(a: Path, b: Path, lang_dir) -> bool:
     def ids(d):
-        return list(MonophoneAligner.load(d / "final.mdl", lang_dir).tm.id2pdf_id)
+        return list(GmmAligner.load(d / "final.mdl", lang_dir).tm.id2pdf_id)
 
     return ids(a) == ids(b)
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from asr_kd.gmm.mono import MonophoneAligner
+from asr_kd.gmm.mono import GmmAligner
 from asr_kd.decode.agreement import compare_decoders
 from asr_kd.decode.pipeline import decode_models, load_decode_data
 from asr_kd.hybrid.likelihoods import model_loglikes
@@ -32,7 +32,7 @@ def test_graph_is_epsilon_free_sorted_and_cached(tiny_graph):
 
 def test_oracle_loglikes_give_the_reference_with_both_decoders(tiny_graph):
     root, _ = tiny_graph
-    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    tm = GmmAligner.load(root / "exp" / "final.mdl", root / "lang").tm
     lang = Lang(root / "lang")
     cuts, loglikes = oracle_loglikes(root / "exp", tm)
     refs = {c.id: c.supervisions[0].text.split() for c in cuts}
@@ -88,7 +88,7 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
 
 def test_nan_loglikes_are_a_clear_error(tiny_graph):
     root, _ = tiny_graph
-    tm = MonophoneAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    tm = GmmAligner.load(root / "exp" / "final.mdl", root / "lang").tm
     m = np.zeros((20, tm.num_pdfs), np.float32)
     m[4, 2] = np.nan
     with pytest.raises(FloatingPointError, match="utterance bad: log-likelihoods contain NaN"):
