@@ -19,7 +19,7 @@ from asr_kd.gmm.features import gmm_features_for
 from asr_kd.gmm.labels import store_alignments
 from asr_kd.gmm.mono import MonoConfig, GmmAligner
 from asr_kd.utils.io import write_json_atomic
-from asr_kd.utils.validity import fingerprint, is_done, mark_done
+from asr_kd.utils.validity import file_digest, fingerprint, is_done, mark_done
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,50 @@ def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequ
             log.info("%s/%s: %.1f%% of oracle boundaries within %.0f ms, frame phone agreement %.1f%%", s, name,
                      100 * r["boundary_accuracy"], report["tolerance_ms"], 100 * r["frame_agreement"])
     return summary
+
+
+def train_triphone_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, prev_dir, exp_dir, cfg,
+                             nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None) -> Dict:
+    """tri1 / tri2 (``asr_kd.gmm.triphone``) from the system in ``prev_dir`` (its model and training
+    alignments), then every split aligned and reported as for the monophone stage. Resumable: a
+    model trained from the same inputs is loaded; a changed previous system retrains."""
+    from asr_kd.gmm.mono import load_gmm
+    from asr_kd.gmm.triphone import train_triphone
+
+    exp_dir, prev_dir = Path(exp_dir), Path(prev_dir)
+    prev_cuts_path = prev_dir / f"{corpus}_{splits[0]}_cuts.jsonl.gz"
+    for f in (prev_dir / "final.mdl", prev_cuts_path):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: train and align the previous system ({prev_dir}) first")
+    cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
+    key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]), "texts": sorted(texts.items()),
+                       "lang": (Path(lang_dir) / "phones.txt").read_text(), "prev_model": file_digest(prev_dir / "final.mdl"),
+                       "prev_ali": file_digest(prev_dir / f"{corpus}_{splits[0]}_ali.h5")})
+    model_path = exp_dir / "final.mdl"
+    if is_done(exp_dir, key) and model_path.is_file():
+        log.info("%s is trained; loading it", model_path)
+        aligner = GmmAligner.load(model_path, lang_dir, nj)
+        if aligner.transform is not None:
+            feats = {u: f @ aligner.transform.T.astype(np.float32) for u, f in feats.items()}
+        aligner.set_data(feats, texts)
+        timings = json.loads((exp_dir / "timings.json").read_text())
+    else:
+        t0 = time.time()
+        prev_ali = {c.id: c.load_tid_ali() for c in CutSet.from_file(prev_cuts_path)}
+        aligner, info = train_triphone(lang_dir, cfg, nj, feats, texts, load_gmm(prev_dir / "final.mdl"), prev_ali,
+                                       [c.id for c in cuts[splits[0]]], exp_dir, log_path=exp_dir / "train_history.json")
+        aligner.save(model_path)
+        em = info["history"]
+        realign = [h["align_seconds"] for h in em if h.get("align") == "viterbi"]
+        timings = {"train_seconds": round(time.time() - t0, 2), "tree_seconds": info["tree"]["seconds"],
+                   "mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
+                   "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
+                   "num_pdfs": aligner.tm.num_pdfs, "num_gauss": aligner.am.num_gauss, "nj": nj,
+                   "tree_leaves_before_merging": info["tree"]["leaves_split"], "previous": str(prev_dir),
+                   **({"lda": info["lda"]} if "lda" in info else {})}
+        write_json_atomic(exp_dir / "timings.json", timings)
+        mark_done(exp_dir, key)
+    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
 
 
 def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp_dir, cfg: MonoConfig,

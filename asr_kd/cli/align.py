@@ -1,12 +1,13 @@
-"""Alignment: train-mono, train-oracle-gmm, realign-dnn."""
+"""Alignment: train-mono, train-oracle-gmm, train-tri, realign-dnn."""
 import json
 import logging
 
 from asr_kd.align.dnn_align import realign
-from asr_kd.align.pipeline import train_and_align, train_oracle_reference
+from asr_kd.align.pipeline import train_and_align, train_oracle_reference, train_triphone_and_align
 from asr_kd.cli.common import held_out_accents, splits
 from asr_kd.gmm.mono import MonoConfig
-from asr_kd.utils.config import section
+from asr_kd.gmm.triphone import TriConfig
+from asr_kd.utils.config import load_yaml, merge, section
 
 log = logging.getLogger("asr_kd")
 
@@ -20,6 +21,27 @@ def train_mono(args) -> None:
                       held_out_accents=held_out_accents(args.config, args.corpus))
     log.info("%s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.command, summary["num_pdfs"],
              json.dumps(summary["failed"]), args.exp)
+
+
+# what a system's section starts from: Kaldi's tri1 (deltas) and tri2 (LDA+MLLT on +-3 spliced frames)
+TRI_DEFAULTS = {"tri1": {}, "tri2": {"splice": 3, "use_deltas": False}}
+SHARED_FEATURE_KEYS = ("num_cepstra", "utterance_cmvn")  # taken from 'mono': every system sees the same cepstra
+
+
+def tri_config(path, system: str) -> TriConfig:
+    """Section ``system`` of the config over the system's defaults and the mono section's feature keys."""
+    config = load_yaml(path) if path else {}
+    mono = config.get("mono", {}) or {}
+    data = {**{k: mono[k] for k in SHARED_FEATURE_KEYS if k in mono}, **(config.get(system, {}) or {})}
+    return merge(TriConfig(**TRI_DEFAULTS.get(system, {})), data, f"{system}")
+
+
+def train_tri(args) -> None:
+    cfg = tri_config(args.config, args.system)
+    summary = train_triphone_and_align(args.fbank_dir, args.corpus, splits(args.splits), args.lang, args.prev_dir, args.exp,
+                                       cfg, nj=args.nj, held_out_accents=held_out_accents(args.config, args.corpus))
+    log.info("train-tri %s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.system,
+             summary["num_pdfs"], json.dumps(summary["failed"]), args.exp)
 
 
 def realign_dnn(args) -> None:
@@ -42,6 +64,19 @@ def register(sub) -> None:
         s.add_argument("--exp", required=True)
         s.add_argument("--nj", type=int, default=1)
         s.set_defaults(func=train_mono, oracle=oracle)
+
+    s = sub.add_parser("train-tri", help="triphone GMM-HMM (tree, tri1 deltas / tri2 LDA+MLLT) from a previous system's alignments")
+    s.add_argument("--config", help="YAML config (section named by --system; mono's num_cepstra / utterance_cmvn)")
+    s.add_argument("--system", default="tri1", help="config section, and its defaults: tri1 (deltas) or tri2 (LDA+MLLT); "
+                   "another name starts from tri1's")
+    s.add_argument("--prev-dir", required=True, help="the system whose alignments start this one (e.g. exp/mono)")
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--exp", required=True)
+    s.add_argument("--nj", type=int, default=1)
+    s.set_defaults(func=train_tri)
 
     s = sub.add_parser("realign-dnn", help="realign every split with trained DNNs (hybrid likelihoods, GMM graphs)")
     s.add_argument("--config", help="YAML config (section 'corpus' for the held-out accents)")

@@ -37,6 +37,16 @@ def gmm_features(normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas
     return np.ascontiguousarray(np.concatenate([c, d, deltas(d)], axis=1), dtype=np.float32)
 
 
-def gmm_features_for(normalized_fbank: np.ndarray, cfg) -> np.ndarray:
-    """The features a GMM trained with MonoConfig ``cfg`` sees (alignment and decoding alike)."""
-    return gmm_features(normalized_fbank, cfg.num_cepstra, cfg.use_deltas, cfg.utterance_cmvn)
+def gmm_features_for(normalized_fbank: np.ndarray, cfg, transform: np.ndarray = None) -> np.ndarray:
+    """The features a GMM trained with ``cfg`` (MonoConfig or TriConfig) sees, alignment and decoding
+    alike: cepstra with deltas, or (``cfg.splice`` > 0, Kaldi's LDA+MLLT systems) static cepstra
+    spliced over +-splice frames, times ``transform`` (the model's LDA+MLLT matrix) when given."""
+    from asr_kd.gmm.lda_mllt import splice
+
+    context = getattr(cfg, "splice", 0)
+    x = gmm_features(normalized_fbank, cfg.num_cepstra, cfg.use_deltas and not context, cfg.utterance_cmvn)
+    if context:
+        x = splice(x, context)
+    if transform is not None:
+        x = x @ transform.T.astype(np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -105,28 +105,37 @@ class AlignPassResult:
     log_like: float
 
 
-def mono_config(saved: Dict) -> MonoConfig:
-    """A MonoConfig from its saved ``asdict`` (lists back to tuples)."""
-    return MonoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+CONFIG_CLASSES: Dict[str, type] = {"MonoConfig": MonoConfig}  # asr_kd.gmm.triphone adds TriConfig
+
+
+def mono_config(saved: Dict, cls_name: str = "MonoConfig") -> MonoConfig:
+    """The config a model was trained with, from its saved ``asdict`` (lists back to tuples)."""
+    if cls_name not in CONFIG_CLASSES:
+        import asr_kd.gmm.triphone  # noqa: F401  (registers its config)
+    return CONFIG_CLASSES[cls_name](**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 
 def load_gmm(path) -> Dict:
-    """A saved model's parts: ``tm``, ``tree``, ``am`` and its ``cfg`` (a MonoConfig)."""
+    """A saved model's parts: ``tm``, ``tree``, ``am``, its ``cfg`` (MonoConfig or TriConfig) and
+    ``transform`` (the LDA+MLLT matrix of its features, or None)."""
     with open(path, "rb") as f:
         d = pickle.load(f)
-    return {**d, "cfg": mono_config(d["cfg"])}
+    return {**d, "cfg": mono_config(d["cfg"], d.get("cfg_class", "MonoConfig")), "transform": d.get("transform")}
 
 
 class GmmAligner:
-    """Owns the model (TransitionModel, tree, AmDiagGmm) and a pool of alignment workers."""
+    """Owns a GMM-HMM (TransitionModel, tree, AmDiagGmm) and a pool of alignment workers: monophone
+    by default, any tree (``asr_kd.gmm.triphone``) when given one."""
 
-    def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1):
+    def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1, tree=None):
+        """``tree``: a ``kaldi_hmm_gmm.ContextDependency`` (e.g. a triphone tree); default monophone."""
         self.cfg, self.nj, self.lang_dir = cfg, max(1, nj), str(lang_dir)
         self.lang = Lang(lang_dir)
         topo = self.lang.topology()
-        self.tree = khg.monophone_context_dependency(phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes())
+        self.tree = tree if tree is not None else khg.monophone_context_dependency(phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes())
         self.tm = khg.TransitionModel(ctx_dep=self.tree, hmm_topo=topo)
         self.am = None
+        self.transform = None  # a feature transform the model's features went through (LDA+MLLT), or None
         self._pool = None
         self._graphs = None
 
@@ -395,11 +404,11 @@ class GmmAligner:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 pickle.dump({"tm": self.tm, "tree": self.tree, "am": self.am, "cfg": asdict(self.cfg),
-                             "lang_dir": self.lang_dir}, f)
+                             "cfg_class": type(self.cfg).__name__, "transform": self.transform, "lang_dir": self.lang_dir}, f)
 
     @classmethod
     def load(cls, path, lang_dir=None, nj: int = 1) -> "GmmAligner":
         d = load_gmm(path)
-        obj = cls(lang_dir or d["lang_dir"], d["cfg"], nj)
-        obj.tm, obj.tree, obj.am = d["tm"], d["tree"], d["am"]
+        obj = cls(lang_dir or d["lang_dir"], d["cfg"], nj, tree=d["tree"])
+        obj.tm, obj.am, obj.transform = d["tm"], d["am"], d.get("transform")
         return obj

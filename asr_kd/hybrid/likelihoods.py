@@ -42,7 +42,7 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
     out = np.empty((len(data), am.num_pdfs), np.float32)
     for i, cut in enumerate(cuts):
         sl = data.utterance(i)
-        x = gmm_features_for(data.feats[sl].numpy(), m["cfg"])  # data holds normalised fbank
+        x = gmm_features_for(data.feats[sl].numpy(), m["cfg"], m["transform"])  # data holds normalised fbank
         for p in range(am.num_pdfs):
             comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)
             top = comp.max(1, keepdims=True)
