@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=15       # 15: deploy; stage 14 decodes with k2 (.venv-k2, built by ./setup.sh; ASR_KD_NO_K2=1 states its absence instead)
+stop_stage=16       # 16: GMM systems and senone labels; 15: deploy; stage 14 decodes with k2 (.venv-k2, built by ./setup.sh; ASR_KD_NO_K2=1 states its absence instead)
 nj=2                # parallel processes
 config=conf/default.yaml
 data=data           # corpus, manifests, features
@@ -16,6 +16,9 @@ student_seeds=3     # distilled students (mean and std over seeds)
 sweep_temperatures="1 2 5 10"
 small_fraction=0.03 # the paper's "3% of the training data" experiment
 topk_values="5 20"  # top-k soft targets compared with dense ones
+gmm_systems="mono tri1 tri2"  # stage 4's GMM systems: monophone, then triphone trees (tri1 deltas, tri2 LDA+MLLT)
+labels=mono         # whose alignments (pdfs) the networks of stages 5-15 train on
+label_systems="mono tri2"     # stage 16 repeats stages 5-7 and 13 on each of these systems' labels
 
 help_message="Usage: $0 [options]
 Options (defaults in brackets):
@@ -31,13 +34,18 @@ Options (defaults in brackets):
   --sweep-temperatures LIST   temperatures for stage 9 [$sweep_temperatures]
   --small-fraction F training fraction for stage 10 [$small_fraction]
   --topk-values LIST          top-k sizes for stage 11 [$topk_values]
+  --gmm-systems LIST GMM systems of stage 4, mono first [$gmm_systems]
+  --labels SYSTEM    the system whose alignments the networks train on [$labels]
+  --label-systems LIST        stage 16: the networks on each of these systems' labels [$label_systems]
 Stages:
   0  corpus       synthesise the digit-string corpus (local/make_corpus.sh)
   1  manifests    lhotse recordings/supervisions/cuts per split (local/prepare_manifests.sh)
   2  features     log-mel fbank with lhotse + CMVN statistics
   3  lang         lexicon (eSpeak G2P), phones, L.fst, HMM topology (data/lang)
   4  align        monophone GMM-HMM from a flat start; pdf/phone labels for every split
-                  stored with lhotse, pdf counts, report vs. eSpeak's oracle (exp/mono)
+                  stored with lhotse, pdf counts, report vs. eSpeak's oracle (exp/mono); then the
+                  triphone systems of --gmm-systems, each from the previous one's alignments: a
+                  decision tree in Kaldi's formats (exp/tri1/tree, tree.txt), tri1 (deltas), tri2 (LDA+MLLT)
   5  ensemble     DNN acoustic models, one per seed, --nj at a time (exp/dnn/seedN)
   6  soft-targets ensemble posteriors at temperature T, stored with lhotse (exp/soft_T)
   7  distill      distilled students at --temperature, --student-seeds seeds (exp/student_T/seedN)
@@ -55,12 +63,15 @@ Stages:
   15 deploy       quarter-width networks (hard labels / distilled); every system exported as a model
                   directory (exp/deploy/*: ONNX, TorchScript, int8); the deployment table: parameters,
                   MFLOPs, size, memory, RTF and WER as served, streaming vs. offline, export parity
+  16 systems      every GMM system decoded on its own (context-dependent) HCLG; stages 5-7 and 13
+                  repeated on the labels of each --label-systems system (exp/labels_tri2); the table of
+                  pdfs, Gaussians, oracle alignment accuracy, HCLG size and WER (exp/kd/table_systems)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.
 . utils/recipe.sh
 
-stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values")
+stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
 
 run_stage 0 corpus    local/make_corpus.sh --config "$config" --nj "$nj" "$data/corpus"
 run_stage 1 manifests local/prepare_manifests.sh --config "$config" "$data/corpus" "$data/manifests"

@@ -77,3 +77,19 @@ def oracle_loglikes(ali_dir, tm, split: str = "test"):
         m[np.arange(len(pdf)), pdf] = 0.0
         loglikes[cut.id] = m
     return cuts, loglikes
+
+
+@pytest.fixture(scope="session")
+def tiny_tri_graph(tiny_graph, tiny_features):
+    """tri1 (a small triphone tree) from ``tiny_graph``'s monophone alignments, and its context-dependent
+    HCLG: (root, exp dir, graph info)."""
+    from asr_kd.align.pipeline import train_triphone_and_align
+    from asr_kd.decode.pipeline import build_graph
+    from asr_kd.gmm.triphone import TriConfig
+
+    root, _ = tiny_graph
+    cfg = TriConfig(num_iters=6, max_iter_inc=4, realign_iters=(3, 5), total_gauss=200, num_leaves=50, min_leaf_count=20)
+    train_triphone_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
+                             root / "tri1", cfg, nj=2)
+    info = build_graph(root / "lang", root / "tri1", tiny_features / "manifests", "digits", root / "graph_tri1", lm_order=2)
+    return root, root / "tri1", info

@@ -29,6 +29,20 @@ sample_rate=${sample_rate:-}
 decode_opts=${decode_opts:-}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa"
 decode_title=${decode_title:-"WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"}
 lang_opts=${lang_opts:-}   # extra prepare-lang options, e.g. "--dictionary FILE" or "--units bpe"
+# GMM systems (stage 4), each started from the previous one's alignments: mono, then triphone systems named
+# by their config sections (asr-kd train-tri --system: tri1 deltas, tri2 LDA+MLLT). labels: the system whose
+# alignments (pdfs: monophone states or tied triphone states) the network stages 5-15 train on.
+# label_systems: stage 16 repeats stages 5-7 and 13 on each of these systems' labels and tables them all.
+gmm_systems=${gmm_systems:-mono}
+labels=${labels:-mono}
+label_systems=${label_systems:-$labels}
+[[ " $gmm_systems " == *" $labels "* ]] || { echo "utils/kd_stages.sh: labels=$labels is not one of gmm_systems ($gmm_systems)" >&2; exit 1; }
+[ "${gmm_systems%% *}" = mono ] || { echo "utils/kd_stages.sh: gmm_systems must start with mono (the flat start), not '$gmm_systems'" >&2; exit 1; }
+ali=$exp/$labels  # the alignment folder of the network stages
+nn=$exp           # the network stages' folder (stage 16 points it elsewhere for other labels)
+system_name() {   # a row name for a GMM system
+  case $1 in mono) echo "monophone";; tri1) echo "tri1, deltas";; tri2) echo "tri2, LDA+MLLT";; *) echo "$1";; esac
+}
 
 run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
                         --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"}
@@ -39,23 +53,32 @@ align_splits() {
     --lang "$data/lang" --exp "$exp/mono" || return 1
   if $oracle_reference; then
     python -m asr_kd train-oracle-gmm --config "$config" --nj "$nj" --fbank-dir "$data/fbank" --corpus "$corpus" \
-      --lang "$data/lang" --exp "$exp/mono_oracle"
+      --lang "$data/lang" --exp "$exp/mono_oracle" || return 1
   fi
+  local prev=mono sys
+  for sys in ${gmm_systems#mono}; do  # triphone systems, each from the previous system's alignments
+    python -m asr_kd train-tri --config "$config" --system "$sys" --nj "$nj" --prev-dir "$exp/$prev" --fbank-dir "$data/fbank" \
+      --corpus "$corpus" --lang "$data/lang" --exp "$exp/$sys" || return 1
+    prev=$sys
+  done
 }
 run_stage 4 align     align_splits
-dnn_args=(--config "$config" --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus")
+set_label_args() {  # the DNN stages' arguments for the labels in $ali and the network folder $nn
+  dnn_args=(--config "$config" --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus")
+  soft_args=(--teachers $(members) --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --nj "$nj")  # nj shards in parallel
+  table_args=(--ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --results-md "$nn/kd/RESULTS.md")
+}
 
-members() { for seed in $(seq 1 "$ensemble_size"); do echo "$exp/dnn/seed$seed/best.pt"; done; }
-soft_args=(--teachers $(members) --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --nj "$nj")  # nj shards in parallel
-table_args=(--ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --results-md "$exp/kd/RESULTS.md")
+members() { for seed in $(seq 1 "$ensemble_size"); do echo "$nn/dnn/seed$seed/best.pt"; done; }
+set_label_args
 
 train_ensemble() {  # members are separate processes, at most $nj at a time
   local seed
   for seed in $(seq 1 "$ensemble_size"); do
-    bg_job "$exp/log/dnn_seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --out "$exp/dnn/seed$seed"
+    bg_job "$nn/log/dnn_seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --out "$nn/dnn/seed$seed"
   done
-  bg_wait || { tail -n 5 "$exp"/log/dnn_seed*.log; return 1; }
-  grep -H "best dev frame accuracy" "$exp"/log/dnn_seed*.log
+  bg_wait || { tail -n 5 "$nn"/log/dnn_seed*.log; return 1; }
+  grep -H "best dev frame accuracy" "$nn"/log/dnn_seed*.log
 }
 train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn args]
   local soft=$1 out=$2 n=$3 seed; shift 3
@@ -69,101 +92,103 @@ train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn a
 }
 students() {  # students DIR: the checkpoints of this run's seeds in DIR (not leftovers of a run with more seeds)
   local n=1
-  [ "$1" = "$exp/student_T$temperature" ] && n=$student_seeds  # stage 7's students; other folders hold one
+  [ "$1" = "$nn/student_T$temperature" ] && n=$student_seeds  # stage 7's students; other folders hold one
   seq 101 $((100 + n)) | sed "s|^|$1/seed|; s|\$|/best.pt|" | paste -sd, -
 }
 
 temperature_sweep() {  # each T compared with stage 7's (paired bootstrap on the test frames)
   local t rows=() pairs=()
   for t in $sweep_temperatures; do
-    python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$exp/soft_T$t"
-    train_students "$exp/soft_T$t" "$exp/student_T$t" 1 --temperature "$t"
-    rows+=("T=$t=$(students "$exp/student_T$t")")
+    python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$nn/soft_T$t"
+    train_students "$nn/soft_T$t" "$nn/student_T$t" 1 --temperature "$t"
+    rows+=("T=$t=$(students "$nn/student_T$t")")
   done
   for t in $sweep_temperatures; do
     [ "$t" != "$temperature" ] && [[ " $sweep_temperatures " == *" $temperature "* ]] && pairs+=("T=$temperature|T=$t")
   done
-  python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --out "$exp/kd/table_5b_temperature" \
+  python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --out "$nn/kd/table_5b_temperature" \
     ${pairs[@]+--compare "${pairs[@]}"} \
     --title "(5b) Distilled students by soft-target temperature (hard weight 0.5, T^2-scaled soft term)"
 }
 
 small_data() {
   local f=$small_fraction
-  python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$exp/small/hard" \
-      > "$exp/log/small_hard.log" 2>&1
+  python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$nn/small/hard" \
+      > "$nn/log/small_hard.log" 2>&1
   python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
-      --soft-targets "$exp/soft_T$temperature" --out "$exp/small/soft" > "$exp/log/small_soft.log" 2>&1
+      --soft-targets "$nn/soft_T$temperature" --out "$nn/small/soft" > "$nn/log/small_soft.log" 2>&1
   python -m asr_kd frame-table "${table_args[@]}" --train-fraction "$f" \
     --rows "baseline, 100% of the training data=$(members | paste -sd, -)" \
-           "hard labels, $f of the data=$exp/small/hard/best.pt" \
-           "soft targets of the full-data ensemble, $f of the data=$exp/small/soft/best.pt" \
-    --out "$exp/kd/table_5c_small_data" \
+           "hard labels, $f of the data=$nn/small/hard/best.pt" \
+           "soft targets of the full-data ensemble, $f of the data=$nn/small/soft/best.pt" \
+    --out "$nn/kd/table_5c_small_data" \
     --compare "hard labels, $f of the data|soft targets of the full-data ensemble, $f of the data" \
     --title "(5c) Soft targets as a regulariser: $f of the training data" \
     --note "The baseline row's train column is measured on the same subset (it saw all of the data)."
 }
 
 topk_compare() {
-  local k rows=("dense=$(students "$exp/student_T$temperature")") storage=("dense=$exp/soft_T$temperature") pairs=()
+  local k rows=("dense=$(students "$nn/student_T$temperature")") storage=("dense=$nn/soft_T$temperature") pairs=()
   for k in $topk_values; do
     pairs+=("dense|top-$k")
-    python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$exp/soft_T${temperature}_top$k"
-    train_students "$exp/soft_T${temperature}_top$k" "$exp/student_T${temperature}_top$k" 1 --temperature "$temperature"
-    rows+=("top-$k=$(students "$exp/student_T${temperature}_top$k")")
-    storage+=("top-$k=$exp/soft_T${temperature}_top$k")
+    python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$nn/soft_T${temperature}_top$k"
+    train_students "$nn/soft_T${temperature}_top$k" "$nn/student_T${temperature}_top$k" 1 --temperature "$temperature"
+    rows+=("top-$k=$(students "$nn/student_T${temperature}_top$k")")
+    storage+=("top-$k=$nn/soft_T${temperature}_top$k")
   done
   python -m asr_kd frame-table "${table_args[@]}" --rows "${rows[@]}" --storage "${storage[@]}" --compare "${pairs[@]}" \
-    --out "$exp/kd/table_5d_topk" --title "(5d) Top-k vs. dense soft targets (T=$temperature)"
+    --out "$nn/kd/table_5d_topk" --title "(5d) Top-k vs. dense soft targets (T=$temperature)"
 }
 
 realign_and_compare() {  # DNNs on each alignment's labels, seeds 1..min(3, ensemble size), one process per core
   local seeds=$(seq 1 $(( ensemble_size < 3 ? ensemble_size : 3 ))) seed
-  python -m asr_kd realign-dnn --config "$config" --models $(members) --gmm-dir "$exp/mono" --lang "$data/lang" \
-    --fbank-dir "$data/fbank" --corpus "$corpus" --out "$exp/dnn_ali"
-  local labels=("$exp/dnn_ali=$exp/dnn_realigned")
-  $oracle_reference && labels+=("$exp/mono_oracle=$exp/dnn_oracle_gmm")
+  python -m asr_kd realign-dnn --config "$config" --models $(members) --gmm-dir "$ali" --lang "$data/lang" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --out "$nn/dnn_ali"
+  local label_dirs=("$nn/dnn_ali=$nn/dnn_realigned")
+  local oracle_row=$oracle_reference  # the oracle-trained reference shares the monophone tree: only beside monophone labels
+  [ "$labels" = mono ] || oracle_row=false
+  $oracle_row && label_dirs+=("$exp/mono_oracle=$nn/dnn_oracle_gmm")
   local pair ali out
-  for pair in "${labels[@]}"; do
+  for pair in "${label_dirs[@]}"; do
     ali=${pair%%=*} out=${pair#*=}
     for seed in $seeds; do  # same seeds and threads as the ensemble's members, so only the labels differ
-      bg_job "$exp/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn \
+      bg_job "$nn/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn \
         --config "$config" --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --seed "$seed" --out "$out/seed$seed"
     done
   done
-  bg_wait || { tail -n 5 "$exp"/log/dnn_realigned_seed*.log "$exp"/log/dnn_oracle_gmm_seed*.log 2>/dev/null; return 1; }
+  bg_wait || { tail -n 5 "$nn"/log/dnn_realigned_seed*.log "$nn"/log/dnn_oracle_gmm_seed*.log 2>/dev/null; return 1; }
   ckpts() { for seed in $seeds; do echo "$1/seed$seed/best.pt"; done | paste -sd, -; }
-  local rows=("GMM (monophone, flat start)=$exp/mono=$(ckpts "$exp/dnn")"
-              "realigned with the $ensemble_size-DNN ensemble=$exp/dnn_ali=$(ckpts "$exp/dnn_realigned")")
-  $oracle_reference && rows+=("reference: GMM trained on oracle phone times=$exp/mono_oracle=$(ckpts "$exp/dnn_oracle_gmm")")
+  local rows=("GMM ($(system_name "$labels"))=$ali=$(ckpts "$nn/dnn")"
+              "realigned with the $ensemble_size-DNN ensemble=$nn/dnn_ali=$(ckpts "$nn/dnn_realigned")")
+  $oracle_row && rows+=("reference: GMM trained on oracle phone times=$exp/mono_oracle=$(ckpts "$nn/dnn_oracle_gmm")")
   python -m asr_kd alignment-table --fbank-dir "$data/fbank" --corpus "$corpus" --rows "${rows[@]}" \
-    --lang "$data/lang" --manifest-dir "$data/manifests" --graph-dir "$exp/graph" --nj "$nj" \
+    --lang "$data/lang" --manifest-dir "$data/manifests" --graph-dir "$nn/graph" --nj "$nj" \
     --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts \
-    --out "$exp/kd/table_alignments" --results-md "$exp/kd/RESULTS.md" \
+    --out "$nn/kd/table_alignments" --results-md "$nn/kd/RESULTS.md" \
     --title "Which alignment gives the better DNN (test set)"
 }
 
 run_stage 5 ensemble     train_ensemble
-run_stage 6 soft-targets python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --out "$exp/soft_T$temperature"
-run_stage 7 distill      train_students "$exp/soft_T$temperature" "$exp/student_T$temperature" "$student_seeds" --temperature "$temperature"
+run_stage 6 soft-targets python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --out "$nn/soft_T$temperature"
+run_stage 7 distill      train_students "$nn/soft_T$temperature" "$nn/student_T$temperature" "$student_seeds" --temperature "$temperature"
 run_stage 8 results      python -m asr_kd speech-table --baselines $(members) \
-                           --students $(students "$exp/student_T$temperature" | tr , ' ') \
-                           --ali-dir "$exp/mono" --fbank-dir "$data/fbank" --corpus "$corpus" --out "$exp/kd/table_5a" \
-                           --results-md "$exp/kd/RESULTS.md" \
+                           --students $(students "$nn/student_T$temperature" | tr , ' ') \
+                           --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --out "$nn/kd/table_5a" \
+                           --results-md "$nn/kd/RESULTS.md" \
                            --title "(5a) Baseline vs. $ensemble_size-model ensemble vs. distilled student (T=$temperature)"
 $analysis && run_stage 9 t-sweep      temperature_sweep
 $analysis && run_stage 10 small-data  small_data
 $analysis && run_stage 11 topk        topk_compare
 $analysis && run_stage 12 realign     realign_and_compare
 decode_all() {  # every baseline seed and every student seed is decoded (and tuned on dev) on its own
-  local ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)" models=("GMM (monophone)=$exp/mono/final.mdl")
+  local ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)" models=("GMM ($(system_name "$labels"))=$ali/final.mdl")
   local m s
   for m in $(members); do models+=("baseline=$m"); done
   models+=("$ens=$(members | paste -sd, -)")
-  for s in $(students "$exp/student_T$temperature" | tr , ' '); do models+=("$stud=$s"); done
-  python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
-    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode" \
-    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
+  for s in $(students "$nn/student_T$temperature" | tr , ' '); do models+=("$stud=$s"); done
+  python -m asr_kd decode --ali-dir "$ali" --lang "$data/lang" --manifest-dir "$data/manifests" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$nn/decode" \
+    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$nn/kd/RESULTS.md" \
     --models "${models[@]}" --compare "baseline|$ens" "baseline|$stud" "$ens|$stud" --gain-kept "baseline|$ens|$stud" \
     --title "$decode_title"
 }
@@ -180,50 +205,77 @@ k2_decode() {  # the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4), built
       return 1
     fi
     echo "stage 14: no k2 decoding: $why" >&2
-    python -m asr_kd decoder-agreement --absent "$why" --decode-dir "$exp/decode" --out "$exp/decode_k2/agreement" \
-      --results-md "$exp/kd/RESULTS.md" --title "$title"
+    python -m asr_kd decoder-agreement --absent "$why" --decode-dir "$nn/decode" --out "$nn/decode_k2/agreement" \
+      --results-md "$nn/kd/RESULTS.md" --title "$title"
     return 0
   fi
-  "$k2_python" -m asr_kd decoder-agreement --decode-dir "$exp/decode" --ali-dir "$exp/mono" --lang "$data/lang" \
-    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$exp/decode_k2/agreement" \
-    --results-md "$exp/kd/RESULTS.md" --title "$title" $k2_opts
+  "$k2_python" -m asr_kd decoder-agreement --decode-dir "$nn/decode" --ali-dir "$ali" --lang "$data/lang" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$nn/decode_k2/agreement" \
+    --results-md "$nn/kd/RESULTS.md" --title "$title" $k2_opts
 }
 run_stage 14 k2-decode   k2_decode
 deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each costs to serve
-  local d=$exp/deploy small ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)"
+  local d=$nn/deploy small ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)"
   mkdir -p "$d"
   small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config', 'model', ModelConfig).hidden)") / 4 ))
   # quarter-width networks, from hard labels and distilled from the ensemble (the paper: small models gain most)
-  bg_job "$exp/log/deploy_small_baseline.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --hidden "$small" \
+  bg_job "$nn/log/deploy_small_baseline.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --hidden "$small" \
     --out "$d/small_baseline/seed1"
-  train_students "$exp/soft_T$temperature" "$d/small_student" 1 --temperature "$temperature" --hidden "$small" || \
-    { tail -n 5 "$exp/log/deploy_small_baseline.log"; return 1; }  # its bg_wait waited for the baseline too
-  python -m asr_kd decode --ali-dir "$exp/mono" --lang "$data/lang" --manifest-dir "$data/manifests" \
-    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/graph" --out "$d/decode_small" \
-    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
+  train_students "$nn/soft_T$temperature" "$d/small_student" 1 --temperature "$temperature" --hidden "$small" || \
+    { tail -n 5 "$nn/log/deploy_small_baseline.log"; return 1; }  # its bg_wait waited for the baseline too
+  python -m asr_kd decode --ali-dir "$ali" --lang "$data/lang" --manifest-dir "$data/manifests" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$d/decode_small" \
+    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$nn/kd/RESULTS.md" \
     --models "small baseline (hidden $small)=$d/small_baseline/seed1/best.pt" "small student (hidden $small)=$d/small_student/seed101/best.pt" \
     --compare "small baseline (hidden $small)|small student (hidden $small)" \
     --title "Quarter-width networks (hidden $small): hard labels vs. distilled from the ensemble (T=$temperature)" || return 1
-  local ex=(--config "$config" --ali-dir "$exp/mono" --lang "$data/lang" --graph-dir "$exp/graph" --fbank-dir "$data/fbank"
+  local ex=(--config "$config" --ali-dir "$ali" --lang "$data/lang" --graph-dir "$nn/graph" --fbank-dir "$data/fbank"
             --corpus "$corpus" $export_opts)  # every system exported as a model directory, --nj at a time
-  bg_job "$exp/log/export_ensemble.log" python -m asr_kd export "${ex[@]}" --name "$ens" --decode-dir "$exp/decode" \
+  bg_job "$nn/log/export_ensemble.log" python -m asr_kd export "${ex[@]}" --name "$ens" --decode-dir "$nn/decode" \
     --out "$d/ensemble" --checkpoints $(members)
-  bg_job "$exp/log/export_baseline.log" python -m asr_kd export "${ex[@]}" --name baseline --decode-dir "$exp/decode" \
-    --out "$d/baseline" --checkpoints "$exp/dnn/seed1/best.pt"
-  bg_job "$exp/log/export_student.log" python -m asr_kd export "${ex[@]}" --name "$stud" --decode-dir "$exp/decode" \
-    --out "$d/student" --checkpoints "$exp/student_T$temperature/seed101/best.pt"
-  bg_job "$exp/log/export_small_baseline.log" python -m asr_kd export "${ex[@]}" --name "small baseline" --decode-dir "$d/decode_small" \
+  bg_job "$nn/log/export_baseline.log" python -m asr_kd export "${ex[@]}" --name baseline --decode-dir "$nn/decode" \
+    --out "$d/baseline" --checkpoints "$nn/dnn/seed1/best.pt"
+  bg_job "$nn/log/export_student.log" python -m asr_kd export "${ex[@]}" --name "$stud" --decode-dir "$nn/decode" \
+    --out "$d/student" --checkpoints "$nn/student_T$temperature/seed101/best.pt"
+  bg_job "$nn/log/export_small_baseline.log" python -m asr_kd export "${ex[@]}" --name "small baseline" --decode-dir "$d/decode_small" \
     --out "$d/small_baseline" --checkpoints "$d/small_baseline/seed1/best.pt"
-  bg_job "$exp/log/export_small_student.log" python -m asr_kd export "${ex[@]}" --name "small student" --decode-dir "$d/decode_small" \
+  bg_job "$nn/log/export_small_student.log" python -m asr_kd export "${ex[@]}" --name "small student" --decode-dir "$d/decode_small" \
     --out "$d/small_student" --checkpoints "$d/small_student/seed101/best.pt"
-  bg_wait || { tail -n 5 "$exp"/log/export_*.log; return 1; }
+  bg_wait || { tail -n 5 "$nn"/log/export_*.log; return 1; }
   local cuts="$data/fbank/${corpus}_cuts_test.jsonl.gz"
   python -m asr_kd deploy-table --cuts "$cuts" --feature-cuts "$cuts" --streaming "$stud, ONNX" --parity "$stud, ONNX" \
     --systems "$ens=$d/ensemble:onnx" "baseline (seed 1)=$d/baseline:onnx" "$stud, PyTorch=$d/student:pt" \
               "$stud, ONNX=$d/student:onnx" "$stud, ONNX int8=$d/student:int8.onnx" \
               "small baseline (hidden $small)=$d/small_baseline:onnx" "small student (hidden $small)=$d/small_student:onnx" \
               "small student (hidden $small), int8=$d/small_student:int8.onnx" \
-    --out "$d/deployment_table" --results-md "$exp/kd/RESULTS.md" \
+    --out "$d/deployment_table" --results-md "$nn/kd/RESULTS.md" \
     --title "Deployment: what each system costs to serve (test set, one thread)"
 }
 run_stage 15 deploy      deploy
+compare_labels() {  # stage 16: every GMM system decoded; the network stages repeated on each of label_systems' labels
+  local sys decoded=()
+  for sys in $gmm_systems; do
+    if [ "$sys" = "$labels" ]; then
+      decoded+=("$sys=$nn/decode")  # stages 5-7 and 13 did it
+    elif [[ " $label_systems " == *" $sys "* ]]; then
+      ( ali=$exp/$sys nn=$exp/labels_$sys labels=$sys
+        mkdir -p "$nn/log" "$nn/kd"
+        set_label_args
+        train_ensemble && set_label_args && \
+        python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --out "$nn/soft_T$temperature" && \
+        train_students "$nn/soft_T$temperature" "$nn/student_T$temperature" "$student_seeds" --temperature "$temperature" && \
+        decode_all ) || return 1
+      decoded+=("$sys=$exp/labels_$sys/decode")
+    else  # the GMM alone, on its own graph
+      python -m asr_kd decode --ali-dir "$exp/$sys" --lang "$data/lang" --manifest-dir "$data/manifests" \
+        --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/$sys/graph" --out "$exp/$sys/decode" \
+        --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts \
+        --models "GMM ($(system_name "$sys"))=$exp/$sys/final.mdl" --title "GMM ($(system_name "$sys"))" || return 1
+      decoded+=("$sys=$exp/$sys/decode")
+    fi
+  done
+  python -m asr_kd systems-table --exp "$exp" --decoded "${decoded[@]}" --out "$exp/kd/table_systems" \
+    --results-md "$exp/kd/RESULTS.md" \
+    --title "GMM systems (monophone, triphone trees) and the networks trained on their labels (test set)"
+}
+[ "$gmm_systems" != mono ] && run_stage 16 systems   compare_labels

@@ -1,9 +1,10 @@
-"""Result tables: speech-table (5a), frame-table (5b-5d), alignment-table."""
+"""Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
 from asr_kd.cli.common import (add_decode_search_args, add_labelled_data_args, add_table_output_args, names, search_settings,
                                show_table)
 from asr_kd.distill.tables import frame_table, speech_table
 from asr_kd.nnet.data import load_split
 from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
+from asr_kd.scoring.systems_table import systems_table
 
 
 def speech_table_cmd(args) -> None:
@@ -28,6 +29,18 @@ def alignment_table_cmd(args) -> None:
         decode = DecodeSettings(args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **search_settings(args))
     alignment_table([AlignmentRow.parse(spec) for spec in args.rows], args.fbank_dir, args.corpus, args.out, args.title,
                     decode, args.results_md)
+    show_table(args.out)
+
+
+def _pair(spec: str):
+    system, _, folder = spec.partition("=")
+    if not system or not folder:
+        raise ValueError(f"--decoded: {spec!r} should be SYSTEM=DECODE_DIR")
+    return system, folder
+
+
+def systems_table_cmd(args) -> None:
+    systems_table(args.exp, [_pair(d) for d in args.decoded], args.out, args.title, args.results_md)
     show_table(args.out)
 
 
@@ -62,3 +75,10 @@ def register(sub) -> None:
     add_decode_search_args(s)
     add_table_output_args(s, 'Which alignment gives the better DNN')
     s.set_defaults(func=alignment_table_cmd)
+
+    s = sub.add_parser("systems-table", help="GMM systems (mono / triphone) and the networks on their labels, from earlier decodes")
+    s.add_argument("--exp", required=True, help="the recipe's exp folder (exp/<system>/ of each GMM system)")
+    s.add_argument("--decoded", nargs="+", required=True, metavar="SYSTEM=DECODE_DIR",
+                   help="per system, the decode folder whose wer_table.json holds its GMM (and networks)")
+    add_table_output_args(s, "GMM systems and the networks trained on their labels")
+    s.set_defaults(func=systems_table_cmd)

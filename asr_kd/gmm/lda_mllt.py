@@ -4,10 +4,11 @@ semi-tied covariance transform (Gales 1999; Kaldi's gmm-acc-mllt / est-mllt).
 
     LDA:  the top ``dim`` generalised eigenvectors of (between, within) class scatter, scaled so
           the within-class covariance becomes the identity.
-    MLLT: the square A maximising  N log|det A| - 1/2 sum_g n_g sum_i log (A W_g A^T)_ii
-          (W_g: the full covariance of Gaussian g's frames), by Gales' row-by-row update.
+    MLLT: the square A maximising  N log|det A| - 1/2 sum_i a_i G_i a_i^T, with G_i the frames'
+          scatter about their Gaussian's mean over that Gaussian's i-th variance (Gales' row-by-row
+          update, as Kaldi's est-mllt).
 """
-from typing import Dict, Iterable, Tuple
+from typing import Iterable, Tuple
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def lda_stats(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], num_classes: int):
     return counts, sums, scatter
 
 
-def estimate_lda(counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, dim: int, floor: float = 1e-6) -> np.ndarray:
+def estimate_lda(counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, dim: int, floor: float = 1e-10) -> np.ndarray:
     """(dim, D) LDA projection; within-class covariance of the output is the identity."""
     n = counts.sum()
     mean = sums.sum(0) / n
@@ -57,36 +58,21 @@ def estimate_lda(counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, dim:
     return proj * signs[:, None]
 
 
-def mllt_gaussian_stats(frames_by_gaussian: Dict[int, Tuple[float, np.ndarray, np.ndarray]]):
-    """(counts, full covariances) per Gaussian from {g: (count, sum, sum of outer products)}."""
-    counts, covs = [], []
-    for g in sorted(frames_by_gaussian):
-        c, s, ss = frames_by_gaussian[g]
-        if c <= 1.0:
-            continue
-        m = s / c
-        counts.append(c)
-        covs.append(ss / c - np.outer(m, m))
-    return np.array(counts), np.array(covs)
-
-
-def estimate_mllt(counts: np.ndarray, covs: np.ndarray, iters: int = 10, A: np.ndarray = None) -> Tuple[np.ndarray, float]:
-    """Gales' semi-tied covariance update; returns (A, objective gain per frame)."""
-    dim = covs.shape[1]
-    A = np.eye(dim) if A is None else A.copy()
-    beta = counts.sum()
+def estimate_mllt(G: np.ndarray, beta: float, iters: int = 10) -> Tuple[np.ndarray, float]:
+    """Kaldi's MlltAccs::Update: ``G[i] = sum_t (x_t - mu_g)(x_t - mu_g)^T / var_g[i]`` over frames t
+    with their Gaussian g (the model's means and variances in the current space), ``beta`` the frame
+    count; rows of A updated in turn (Gales). Returns (A, objective gain per frame)."""
+    dim = G.shape[0]
+    A = np.eye(dim)
 
     def objf(A):
-        var = np.einsum("id,gde,ie->gi", A, covs, A)
-        return beta * np.linalg.slogdet(A)[1] - 0.5 * (counts[:, None] * np.log(var)).sum()
+        return beta * np.linalg.slogdet(A)[1] - 0.5 * np.einsum("id,ide,ie->", A, G, A)
 
     start = objf(A)
+    Ginv = np.linalg.inv(G)
     for _ in range(iters):
         for i in range(dim):
-            var_i = np.einsum("d,gde,e->g", A[i], covs, A[i])
-            G = np.einsum("g,gde->de", counts / var_i, covs)
-            cof = np.linalg.inv(A).T[i]  # the cofactor row up to det(A): the row's rescaling below cancels it
-            Gi = np.linalg.inv(G)
-            a = cof @ Gi
+            cof = np.linalg.inv(A).T[i]  # the cofactor row up to det(A): the row's rescaling cancels it
+            a = cof @ Ginv[i]
             A[i] = a * np.sqrt(beta / (a @ cof))
     return A, (objf(A) - start) / beta

@@ -179,22 +179,26 @@ def _init_am(counts, means, variances):
 
 
 def _mllt_update(aligner: GmmAligner, feats: Dict[str, np.ndarray], ali: Dict[str, np.ndarray]):
-    """One MLLT estimate from the current model and alignment; returns (A, gain per frame)."""
+    """One MLLT estimate from the current model and alignment; returns (A, gain per frame), or
+    (None, 0) when the statistics give no finite transform (e.g. far too few frames)."""
     id2pdf = np.asarray(aligner.tm.id2pdf_id)
     x = np.concatenate([feats[u] for u in ali]).astype(np.float64)
     pdfs = np.concatenate([id2pdf[np.asarray(ali[u])] for u in ali])
-    counts, covs = [], []
+    dim = x.shape[1]
+    G = np.zeros((dim, dim, dim))
     for p in np.unique(pdfs):
         xp = x[pdfs == p]
-        comp = np.asarray(aligner.am.get_pdf(int(p)).log_likelihoods_matrix(xp.astype(np.float32)))
-        best = comp.argmax(1)
+        gmm = aligner.am.get_pdf(int(p))
+        best = np.asarray(gmm.log_likelihoods_matrix(xp.astype(np.float32))).argmax(1)
+        means, var = np.asarray(gmm.means, np.float64), np.asarray(gmm.vars, np.float64)
         for g in np.unique(best):
-            xg = xp[best == g]
-            if len(xg) > 1:
-                m = xg.mean(0)
-                counts.append(len(xg))
-                covs.append(xg.T @ xg / len(xg) - np.outer(m, m))
-    return estimate_mllt(np.array(counts, np.float64), np.array(covs))
+            c = xp[best == g] - means[g]
+            G += np.einsum("i,de->ide", 1.0 / var[g], c.T @ c)
+    A, gain = estimate_mllt(G, float(len(x)))
+    if not np.isfinite(A).all() or not np.isfinite(gain):
+        log.warning("MLLT: no finite transform from %d frames; keeping the current one", len(x))
+        return None, 0.0
+    return A, gain
 
 
 def _transform_model(am, A: np.ndarray) -> None:
@@ -260,10 +264,11 @@ def train_triphone(lang_dir, cfg: TriConfig, nj: int, feats: Dict[str, np.ndarra
         rec["align_seconds"] = round(time.time() - t_align, 3)
         if cfg.splice and it in cfg.mllt_iters:
             A, gain = _mllt_update(aligner, feats, ali)
-            _transform_model(aligner.am, A)
-            feats = {u: (f @ A.T.astype(np.float32)).astype(np.float32) for u, f in feats.items()}
-            aligner.transform = A @ aligner.transform
-            aligner.set_data(feats, texts)
+            if A is not None:
+                _transform_model(aligner.am, A)
+                feats = {u: (f @ A.T.astype(np.float32)).astype(np.float32) for u, f in feats.items()}
+                aligner.transform = A @ aligner.transform
+                aligner.set_data(feats, texts)
             rec["mllt_gain_per_frame"] = round(float(gain), 4)
         t_upd = time.time()
         if it <= cfg.max_iter_inc:
