@@ -39,14 +39,14 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
     """(frames, pdfs) GMM log-likelihoods on the GMM's own features, in ``data``'s frame order."""
     m = load_gmm(model_path)
     am = m["am"]
-    out = np.empty((len(data), am.num_pdfs), np.float32)
-    for i, cut in enumerate(cuts):
-        sl = data.utterance(i)
-        x = gmm_features_for(data.feats[sl].numpy(), m["cfg"], m["transform"])  # data holds normalised fbank
-        for p in range(am.num_pdfs):
-            comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)
-            top = comp.max(1, keepdims=True)
-            out[sl, p] = (top + np.log(np.exp(comp - top).sum(1, keepdims=True)))[:, 0]
+    # features per utterance (deltas and splicing stop at its edges), then one library call per pdf
+    x = np.concatenate([gmm_features_for(data.feats[data.utterance(i)].numpy(), m["cfg"], m["transform"])
+                        for i in range(len(cuts))]) if len(cuts) else np.zeros((0, 1), np.float32)
+    out = np.empty((len(x), am.num_pdfs), np.float32)
+    for p in range(am.num_pdfs):
+        comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)
+        top = comp.max(1, keepdims=True)
+        out[:, p] = (top + np.log(np.exp(comp - top).sum(1, keepdims=True)))[:, 0]
     return out
 
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=15         # 14: k2 decoding (utils/kd_stages.sh; ASR_KD_NO_K2=1 states its absence)
+stop_stage=16         # 16: GMM systems and senone labels; 14: k2 decoding (utils/kd_stages.sh; ASR_KD_NO_K2=1 states its absence)
 nj=2
 size=default          # tiny (tests, seconds) | default (the recipe, <= 60 min on 2 cores) | large (>= 100 h, scale benchmarks)
 config=""             # default: conf/$size.yaml
@@ -25,6 +25,9 @@ student_seeds=3
 sweep_temperatures="1 2 5 10"
 small_fraction=0.03
 topk_values="5 20"
+gmm_systems="mono tri1 tri2"  # stage 4: monophone, then triphone trees (tri1 deltas, tri2 LDA+MLLT)
+labels=mono           # the system whose alignments the networks of stages 5-15 train on
+label_systems="mono tri2"     # stage 16: the network stages repeated on each of these systems' labels
 
 help_message="Usage: $0 [options]
 Options (defaults in brackets):
@@ -33,11 +36,12 @@ Options (defaults in brackets):
   --analysis true|false       also run stages 9-12 [$analysis]
   --config FILE  --data DIR  --exp DIR  --nj N  --stage N  --stop-stage N
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
+  --gmm-systems LIST [$gmm_systems]  --labels SYSTEM [$labels]  --label-systems LIST [$label_systems]
 Stages:
   0  corpus     the text (local/kjv_text.sh) and the synthetic corpus (synth-readspeech)
   1  manifests  lhotse manifests (oracle phones in ARPAbet) and the pruned 3-gram LM with its
                 perplexity and OOV rate on dev and test (train-lm)
-  2-15          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
+  2-16          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
                 over the training and LM words, the decoding graph uses the 3-gram."
 
 . $root/utils/recipe.sh
@@ -45,7 +49,7 @@ Stages:
 text=$(from_caller "$text")
 [ -n "$config" ] || config=conf/$size.yaml
 [ -f "$config" ] || { echo "$0: config $config not found (--size tiny|default|large)" >&2; exit 1; }
-stage_key=$(stage_key_of "$config" -- "$text $ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values")
+stage_key=$(stage_key_of "$config" -- "$text $ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
 
 make_corpus() {
   local src=$text
