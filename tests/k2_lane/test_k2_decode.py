@@ -93,3 +93,27 @@ def test_nan_loglikes_are_a_clear_error(tiny_graph):
     m[4, 2] = np.nan
     with pytest.raises(FloatingPointError, match="utterance bad: log-likelihoods contain NaN"):
         decode_k2(load_k2_graph(root / "graph" / "HCLG.fst"), np.asarray(tm.id2pdf_id), {"bad": m})
+
+
+def test_k2_decodes_the_context_dependent_hclg(tiny_tri_graph, tiny_features):
+    """The triphone tree's HCLG (compose_context, H from the tree): oracle likelihoods give the
+    reference with both decoders, and a real GMM decode agrees on the 1-best."""
+    root, tri, _ = tiny_tri_graph
+    hclg = root / "graph_tri1" / "HCLG.fst"
+    tm = GmmAligner.load(tri / "final.mdl", root / "lang").tm
+    lang = Lang(root / "lang")
+    cuts, loglikes = oracle_loglikes(tri, tm)
+    refs = {c.id: c.supervisions[0].text.split() for c in cuts}
+    res = decode_k2(load_k2_graph(hclg), np.asarray(tm.id2pdf_id), loglikes)
+    for c in cuts:
+        assert [lang.id2word[w] for w in res[c.id]["words"]] == refs[c.id], c.id
+    _, tm, priors, splits = load_decode_data(tri, root / "lang", tiny_features / "fbank", "digits")
+    lp = model_loglikes([str(tri / "final.mdl")], splits, priors)
+    loglikes, refs = {}, {}
+    for s, (cuts, data) in splits.items():
+        for i, c in enumerate(cuts):
+            loglikes[c.id] = lp[s][data.utterance(i)] / 7.0
+            refs[c.id] = c.supervisions[0].text.split()
+    agree = compare_decoders(hclg, tm, loglikes, refs, lang.id2word, beam=20.0, word_penalty=0.5)
+    assert agree["same_share"] >= 0.99, agree
+    assert agree["wer_k2"] == pytest.approx(agree["wer_kaldi"], abs=0.02)
