@@ -1,4 +1,4 @@
-# The shared speech pipeline, stages 2-15, sourced by every speech recipe's run.sh after its
+# The shared speech pipeline, stages 2-16, sourced by every speech recipe's run.sh after its
 # corpus stages (0 corpus/download, 1 manifests) wrote lhotse manifests to $data/manifests as
 # <corpus>_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz.
 # Needs (set by the recipe): corpus config data exp nj ensemble_size temperature student_seeds
