@@ -192,3 +192,35 @@ def test_state_specialists_on_the_recipe_outputs(tiny_run):
     assert res["clusters"] and all(len(c) >= 2 for c in res["clusters"])
     assert 0 < res["generalist_accuracy"] <= 1 and 0 < res["combined_accuracy"] <= 1
     assert sum(row["examples"] for row in res["by_coverage"]) == res["examples"]
+
+
+def test_triphone_systems_and_senone_labels(tiny_run):
+    """Stage 4 trained tri1 and tri2 (trees in Kaldi's formats); stage 16 decodes every GMM on its own
+    graph, repeats the network stages on tri2's labels and tables them beside the monophone ones."""
+    import json
+
+    from asr_kd.gmm.mono import load_gmm
+    from asr_kd.gmm.tree import ContextTree
+
+    root, args, _ = tiny_run
+    for system in ("tri1", "tri2"):
+        tree = ContextTree.read(root / "exp" / system / "tree")
+        assert tree.context_width == 3 and ContextTree.read(root / "exp" / system / "tree.txt") == tree
+        assert load_gmm(root / "exp" / system / "final.mdl")["tree"].num_pdfs == tree.num_pdfs
+    assert load_gmm(root / "exp" / "tri2" / "final.mdl")["transform"].shape[0] == 40
+    r = run(args[:-2] + ["--stage", "16", "--stop-stage", "16"])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    table = json.loads((root / "exp" / "kd" / "table_systems.json").read_text())
+    systems = {s["system"]: s for s in table["systems"]}
+    assert list(systems) == ["mono", "tri1", "tri2"]
+    assert all(s["gmm"]["test_wer"] < 1.0 and s["oracle"]["boundary_accuracy"] > 0.2 for s in systems.values())
+    # the context-dependent graphs are larger than the monophone one
+    assert systems["tri1"]["hclg"]["arcs"] > systems["mono"]["hclg"]["arcs"]
+    assert set(systems["mono"]["networks"]) == set(systems["tri2"]["networks"]) == {"baseline", "ensemble", "student"}
+    assert systems["tri1"]["networks"] == {}
+    # the tri2-label networks output the tree's pdfs
+    from asr_kd.nnet.checkpoint import load_model
+
+    net = load_model(root / "exp" / "labels_tri2" / "dnn" / "seed1" / "best.pt", "cpu")
+    assert list(net.parameters())[-1].shape[0] == systems["tri2"]["num_pdfs"]
+    assert "GMM systems" in (root / "exp" / "kd" / "RESULTS.md").read_text()
