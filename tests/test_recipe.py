@@ -218,6 +218,9 @@ def test_triphone_systems_and_senone_labels(tiny_run):
     assert systems["tri1"]["hclg"]["arcs"] > systems["mono"]["hclg"]["arcs"]
     assert set(systems["mono"]["networks"]) == set(systems["tri2"]["networks"]) == {"baseline", "ensemble", "student"}
     assert systems["tri1"]["networks"] == {}
+    # k2 decoded the context-dependent graphs too (the GMM's, and every tri2-label network's)
+    assert systems["tri1"]["k2"]["rows"] == 1 and systems["tri2"]["k2"]["rows"] == 6
+    assert systems["tri1"]["k2"]["min_same_share"] >= 0.5 and systems["tri2"]["k2"]["min_same_share"] >= 0.5
     # the tri2-label networks output the tree's pdfs
     from asr_kd.nnet.checkpoint import load_model
 

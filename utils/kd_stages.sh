@@ -256,21 +256,23 @@ compare_labels() {  # stage 16: every GMM system decoded; the network stages rep
   local sys decoded=()
   for sys in $gmm_systems; do
     if [ "$sys" = "$labels" ]; then
-      decoded+=("$sys=$nn/decode")  # stages 5-7 and 13 did it
+      decoded+=("$sys=$nn/decode")  # stages 5-7, 13 and 14 did it
     elif [[ " $label_systems " == *" $sys "* ]]; then
       ( ali=$exp/$sys nn=$exp/labels_$sys labels=$sys
         mkdir -p "$nn/log" "$nn/kd"
         set_label_args
-        train_ensemble && set_label_args && \
+        train_ensemble && \
         python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --out "$nn/soft_T$temperature" && \
         train_students "$nn/soft_T$temperature" "$nn/student_T$temperature" "$student_seeds" --temperature "$temperature" && \
-        decode_all ) || return 1
+        decode_all && k2_decode ) || return 1
       decoded+=("$sys=$exp/labels_$sys/decode")
-    else  # the GMM alone, on its own graph
-      python -m asr_kd decode --ali-dir "$exp/$sys" --lang "$data/lang" --manifest-dir "$data/manifests" \
-        --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$exp/$sys/graph" --out "$exp/$sys/decode" \
-        --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts \
-        --models "GMM ($(system_name "$sys"))=$exp/$sys/final.mdl" --title "GMM ($(system_name "$sys"))" || return 1
+    else  # the GMM alone, on its own graph (exp/<system>/graph), with k2 beside Kaldi's decoder
+      ( ali=$exp/$sys nn=$exp/$sys
+        mkdir -p "$nn/kd"
+        python -m asr_kd decode --ali-dir "$ali" --lang "$data/lang" --manifest-dir "$data/manifests" \
+          --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$nn/decode" \
+          --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$nn/kd/RESULTS.md" \
+          --models "GMM ($(system_name "$sys"))=$ali/final.mdl" --title "GMM ($(system_name "$sys"))" && k2_decode ) || return 1
       decoded+=("$sys=$exp/$sys/decode")
     fi
   done
