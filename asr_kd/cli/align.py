@@ -50,6 +50,16 @@ def realign_dnn(args) -> None:
     log.info("DNN realignment: failures %s; report: %s/alignment_report.md", json.dumps(s["failed"]), args.out)
 
 
+def _gmm_training_args(s) -> None:
+    """The options every GMM training command shares."""
+    s.add_argument("--fbank-dir", required=True)
+    s.add_argument("--corpus", default="digits")
+    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--exp", required=True)
+    s.add_argument("--nj", type=int, default=1)
+
+
 def register(sub) -> None:
     for name, oracle, text, sections in (
             ("train-mono", False, "monophone GMM-HMM from a flat start; align every split", "section 'mono'"),
@@ -57,12 +67,7 @@ def register(sub) -> None:
              "section 'mono', overridden by 'mono_reference'")):
         s = sub.add_parser(name, help=text)
         s.add_argument("--config", help=f"YAML config ({sections})")
-        s.add_argument("--fbank-dir", required=True)
-        s.add_argument("--corpus", default="digits")
-        s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
-        s.add_argument("--lang", required=True)
-        s.add_argument("--exp", required=True)
-        s.add_argument("--nj", type=int, default=1)
+        _gmm_training_args(s)
         s.set_defaults(func=train_mono, oracle=oracle)
 
     s = sub.add_parser("train-tri", help="triphone GMM-HMM (tree, tri1 deltas / tri2 LDA+MLLT) from a previous system's alignments")
@@ -70,12 +75,7 @@ def register(sub) -> None:
     s.add_argument("--system", default="tri1", help="config section, and its defaults: tri1 (deltas) or tri2 (LDA+MLLT); "
                    "another name starts from tri1's")
     s.add_argument("--prev-dir", required=True, help="the system whose alignments start this one (e.g. exp/mono)")
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
-    s.add_argument("--lang", required=True)
-    s.add_argument("--exp", required=True)
-    s.add_argument("--nj", type=int, default=1)
+    _gmm_training_args(s)
     s.set_defaults(func=train_tri)
 
     s = sub.add_parser("realign-dnn", help="realign every split with trained DNNs (hybrid likelihoods, GMM graphs)")
