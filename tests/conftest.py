@@ -85,7 +85,7 @@ def tiny_tri_graph(tiny_graph, tiny_features):
     HCLG: (root, exp dir, graph info)."""
     from asr_kd.align.pipeline import train_triphone_and_align
     from asr_kd.decode.pipeline import build_graph
-    from asr_kd.gmm.triphone import TriConfig
+    from asr_kd.gmm.configs import TriConfig
 
     root, _ = tiny_graph
     cfg = TriConfig(num_iters=6, max_iter_inc=4, realign_iters=(3, 5), total_gauss=200, num_leaves=50, min_leaf_count=20)

@@ -6,7 +6,7 @@ from asr_kd.align.dnn_align import realign
 from asr_kd.align.pipeline import train_and_align, train_oracle_reference, train_triphone_and_align
 from asr_kd.cli.common import held_out_accents, splits
 from asr_kd.gmm.mono import MonoConfig
-from asr_kd.gmm.triphone import TriConfig
+from asr_kd.gmm.configs import TriConfig
 from asr_kd.utils.config import load_yaml, merge, section
 
 log = logging.getLogger("asr_kd")

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from asr_kd.gmm.configs import CONFIG_CLASSES, MonoConfig
 from asr_kd.gmm.graphs import TrainingGraphs, align_utterance
 from asr_kd.gmm.labels import label_maps
 from asr_kd.kaldi import kaldifst, khg
@@ -28,33 +29,6 @@ from asr_kd.lang.prepare_lang import Lang
 from asr_kd.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MonoConfig:
-    num_iters: int = 25
-    max_iter_inc: int = 18  # Gaussians grow until this iteration
-    total_gauss: int = 1000
-    realign_iters: Tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 23)
-    beam: float = 10.0
-    retry_beam: float = 40.0
-    acoustic_scale: float = 0.1
-    transition_scale: float = 1.0
-    self_loop_scale: float = 0.1
-    power: float = 0.25  # Gaussians per pdf ~ occupancy^power
-    min_gaussian_occupancy: float = 3.0
-    perturb_factor: float = 0.01
-    num_cepstra: int = 13
-    use_deltas: bool = True
-    utterance_cmvn: bool = False  # cepstral mean/variance normalisation per utterance (channels differ per utterance)
-    seed: int = 3  # equal alignment picks a random path among equal-length ones
-    # Flat start: "equal" is Kaldi's (frames shared equally along a random graph path, the
-    # silences included); "vad" first finds the speech by frame energy, gives the frames
-    # outside it to SIL and shares the speech frames equally among the states of the
-    # transcript's phones (first pronunciation). "vad" avoids models that settle shifted
-    # into the neighbouring phone when leading/trailing silences are long.
-    flat_start: str = "vad"
-    vad_min_range: float = 3.0  # utterances whose log-energy range (p95 - p10) is smaller are left out of pass 0
 
 
 # -- worker side (forked; the features and transcripts are inherited, not pickled) ----------------
@@ -105,13 +79,8 @@ class AlignPassResult:
     log_like: float
 
 
-CONFIG_CLASSES: Dict[str, type] = {"MonoConfig": MonoConfig}  # asr_kd.gmm.triphone adds TriConfig
-
-
 def mono_config(saved: Dict, cls_name: str = "MonoConfig") -> MonoConfig:
     """The config a model was trained with, from its saved ``asdict`` (lists back to tuples)."""
-    if cls_name not in CONFIG_CLASSES:
-        import asr_kd.gmm.triphone  # noqa: F401  (registers its config)
     return CONFIG_CLASSES[cls_name](**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 

@@ -20,15 +20,16 @@ import logging
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from asr_kd.gmm.configs import TriConfig
 from asr_kd.gmm.labels import label_maps, phone_segments
 from asr_kd.gmm.lda_mllt import estimate_lda, estimate_mllt, lda_stats
-from asr_kd.gmm.mono import CONFIG_CLASSES, GmmAligner, MonoConfig
+from asr_kd.gmm.mono import GmmAligner
 from asr_kd.gmm.tree import ContextTree
 from asr_kd.gmm.tree_build import (PDF_CLASS, TreeConfig, TreeStats, accumulate_tree_stats, build_tree, cluster_phones,
                                    frame_events, leaf_gaussians, pdf_class_questions)
@@ -38,24 +39,6 @@ from asr_kd.utils.io import write_json_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TriConfig(MonoConfig):
-    """A triphone system; the MonoConfig fields keep their meaning (flat-start ones are unused)."""
-    num_iters: int = 35
-    max_iter_inc: int = 25
-    total_gauss: int = 4000
-    realign_iters: Tuple[int, ...] = (10, 20, 30)
-    use_deltas: bool = True  # tri1: cepstra + deltas
-    num_leaves: int = 500
-    min_leaf_count: float = 100.0  # frames on each side of a tree split
-    cluster_thresh: float = -1.0  # leaf merging after splitting (-1: the last split's gain; 0: none)
-    extra_questions: Tuple[Tuple[str, ...], ...] = ()  # phone-symbol sets asked besides the clustered ones
-    splice: int = 0  # > 0: tri2 (LDA+MLLT) on static cepstra spliced over +-splice frames
-    lda_dim: int = 40
-    mllt_iters: Tuple[int, ...] = (2, 4, 6, 12)
-
-
-CONFIG_CLASSES["TriConfig"] = TriConfig
 
 
 class TransitionTable:

@@ -9,7 +9,7 @@ student WER with seeds), and beside it ``decode_k2/agreement.json`` when stage 1
 """
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 from asr_kd.utils.results import write_table
 
