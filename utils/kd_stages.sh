@@ -280,4 +280,6 @@ compare_labels() {  # stage 16: every GMM system decoded; the network stages rep
     --results-md "$exp/kd/RESULTS.md" \
     --title "GMM systems (monophone, triphone trees) and the networks trained on their labels (test set)"
 }
-[ "$gmm_systems" != mono ] && run_stage 16 systems   compare_labels
+if [ "$gmm_systems" != mono ]; then  # an if, not &&: a false test as the file's last command would fail the sourcing run.sh
+  run_stage 16 systems   compare_labels
+fi
