@@ -8,6 +8,8 @@ so frame counts agree exactly.
 """
 import numpy as np
 
+from asr_kd.gmm.lda_mllt import splice
+
 
 def dct_matrix(num_in: int, num_out: int) -> np.ndarray:
     """Orthonormal DCT-II basis, shape (num_in, num_out)."""
@@ -41,8 +43,6 @@ def gmm_features_for(normalized_fbank: np.ndarray, cfg, transform: np.ndarray = 
     """The features a GMM trained with ``cfg`` (MonoConfig or TriConfig) sees, alignment and decoding
     alike: cepstra with deltas, or (``cfg.splice`` > 0, Kaldi's LDA+MLLT systems) static cepstra
     spliced over +-splice frames, times ``transform`` (the model's LDA+MLLT matrix) when given."""
-    from asr_kd.gmm.lda_mllt import splice
-
     context = getattr(cfg, "splice", 0)
     x = gmm_features(normalized_fbank, cfg.num_cepstra, cfg.use_deltas and not context, cfg.utterance_cmvn)
     if context:

@@ -30,6 +30,7 @@ from asr_kd.gmm.tree import PDF_CLASS, ContextTree, Leaf, Split, Table
 log = logging.getLogger(__name__)
 
 KEYS = (PDF_CLASS, 0, 2)  # what a triphone root may ask: the HMM state's pdf-class, left, right phone
+EVENT_COLUMN = {0: 0, 2: 2, PDF_CLASS: 3}  # a key's column in TreeStats.events (left, centre, right, pdf-class)
 VAR_FLOOR = 0.01
 
 
@@ -188,14 +189,13 @@ def _stats_of(s: TreeStats, rows: np.ndarray) -> tuple:
 
 def _best_split(s: TreeStats, leaf: _Leaf, questions: Dict[int, List[Tuple[int, ...]]], min_count: float):
     """(gain, key, question index) of the best split of a leaf, or None; vectorised over questions."""
-    column = {0: 0, 2: 2, PDF_CLASS: 3}
     parent = float(gauss_objf(*leaf.stats))
     best = None
     for key in KEYS:
         qs = questions.get(key, [])
         if not qs:
             continue
-        values = s.events[leaf.rows, column[key]]
+        values = s.events[leaf.rows, EVENT_COLUMN[key]]
         uniq, inv = np.unique(values, return_inverse=True)
         if len(uniq) < 2:
             continue
@@ -220,7 +220,6 @@ def build_tree(stats: TreeStats, phones: Sequence[int], questions: Dict[int, Lis
                cfg: TreeConfig = TreeConfig()) -> Tuple[ContextTree, Dict]:
     """A triphone tree (context width 3, central position 1) over ``phones``; returns (tree, info)
     with the leaves before merging, the pdfs after, and the objective gains."""
-    column = {0: 0, 2: 2, PDF_CLASS: 3}
     roots: Dict[int, _Leaf] = {}
     for p in sorted(phones):
         rows = np.flatnonzero(stats.events[:, 1] == p)
@@ -237,7 +236,7 @@ def build_tree(stats: TreeStats, phones: Sequence[int], questions: Dict[int, Lis
         leaf = all_leaves[i]
         gain, key, q = leaf.best
         question = questions[key][q]
-        yes_mask = np.isin(stats.events[leaf.rows, column[key]], question)
+        yes_mask = np.isin(stats.events[leaf.rows, EVENT_COLUMN[key]], question)
         children = []
         for rows in (leaf.rows[yes_mask], leaf.rows[~yes_mask]):
             child = _Leaf(leaf.root, rows, _stats_of(stats, rows))
