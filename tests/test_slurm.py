@@ -104,3 +104,65 @@ def test_an_unknown_cmd_is_an_error(tmp_path):
     r = subprocess.run(["bash", "-c", f"nj=1; cmd=pbs; . {REPO}/utils/stages.sh; bg_job {tmp_path}/x.log true; bg_wait; echo rc=$?"],
                        capture_output=True, text=True)
     assert "rc=1" in r.stdout and "--cmd must be" in (tmp_path / "x.log").read_text()
+
+
+def test_python_fan_out_through_slurm_equals_local(slurm, tiny_graph, tiny_features, tmp_path, monkeypatch):
+    """--cmd slurm for the library's own fan-out: a split's alignment, soft-target shards and Kaldi
+    decoding run as Slurm jobs (distinct job logs) and give exactly the local result."""
+    import numpy as np
+    from lhotse import CutSet
+
+    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.decode.kaldi_decoder import decode
+    from asr_kd.distill.soft_targets import soft_targets_for_split
+    from asr_kd.gmm.mono import GmmAligner, MonoConfig
+    from tests.conftest import oracle_loglikes
+
+    env, _ = slurm
+    monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the jobs import this asr_kd
+    cmd = "slurm --cpus-per-task=1 --time=10"
+    root, _ = tiny_graph
+    fbank = tiny_features / "fbank"
+
+    # alignment: the fixture's monophone system retrained, its splits aligned as 2 Slurm jobs each
+    cfg = MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120)
+    train_and_align(fbank, "digits", ["train", "dev", "test"], root / "lang", tmp_path / "mono", cfg, nj=2, cmd=cmd)
+    assert len(list((tmp_path / "mono" / "jobs").glob("align.*.log"))) == 2
+    for split in ("train", "dev", "test"):
+        local = {c.id: c.load_pdf_ali() for c in CutSet.from_file(root / "exp" / f"digits_{split}_cuts.jsonl.gz")}
+        slurm_ali = {c.id: c.load_pdf_ali() for c in CutSet.from_file(tmp_path / "mono" / f"digits_{split}_cuts.jsonl.gz")}
+        assert local.keys() == slurm_ali.keys() and all(np.array_equal(local[u], slurm_ali[u]) for u in local), split
+
+    # decoding: oracle likelihoods through the HCLG, 2 Slurm jobs against one local process
+    tm = GmmAligner.load(root / "exp" / "final.mdl", root / "lang").tm
+    _, loglikes = oracle_loglikes(root / "exp", tm)
+    here = decode(root / "graph" / "HCLG.fst", tm, loglikes, nj=1)
+    there = decode(root / "graph" / "HCLG.fst", tm, loglikes, nj=2, cmd=cmd, job_dir=tmp_path / "decode_jobs")
+    assert here == there and len(here) == len(loglikes)
+    assert len(list((tmp_path / "decode_jobs").glob("decode.*.log"))) == 2
+
+    # soft-target shards: a teacher trained for one epoch, top-5 targets in 2 shards, local and as Slurm jobs
+    r = subprocess.run([sys.executable, "-m", "asr_kd", "train-dnn", "--ali-dir", str(root / "exp"), "--fbank-dir", str(fbank),
+                        "--epochs", "1", "--seed", "1", "--out", str(tmp_path / "teacher")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    teacher = [str(tmp_path / "teacher" / "best.pt")]
+    metas = {where: soft_targets_for_split(root / "exp", fbank, "digits", "train", teacher, tmp_path / f"soft_{where}", 2.0,
+                                           topk=5, num_jobs=2, cmd=c)
+             for where, c in (("local", "local"), ("slurm", cmd))}
+    assert metas["local"]["num_frames"] == metas["slurm"]["num_frames"] > 0
+    assert len(list((tmp_path / "soft_slurm" / "jobs").glob("soft_targets.*.log"))) == 2
+    cuts = {w: {c.id: c for c in CutSet.from_file(tmp_path / f"soft_{w}" / "cuts.jsonl.gz")} for w in metas}
+    for cid, c in cuts["local"].items():
+        s = cuts["slurm"][cid]
+        assert np.array_equal(c.load_soft_idx(), s.load_soft_idx()) and np.array_equal(c.load_soft_logp(), s.load_soft_logp())
+
+
+def test_a_bad_cmd_is_refused_before_any_work():
+    from asr_kd.utils.jobs import JobCmd
+
+    assert JobCmd.parse("slurm --mem=4G --time=1:00:00").options == ("--mem=4G", "--time=1:00:00")
+    assert JobCmd.parse("local").local
+    for bad in ("pbs", "local --mem=1G", "slurm mem=4G"):
+        with pytest.raises(ValueError, match="--cmd"):
+            JobCmd.parse(bad)

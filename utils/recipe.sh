@@ -3,7 +3,7 @@
 # option defaults and help_message, and then sources this file:
 #     . $root/utils/recipe.sh
 # It puts the project's environment first (path.sh), adds the --cmd option every recipe has (how
-# fan-out jobs run: local, or Slurm; utils/stages.sh), turns --options into those variables
+# fan-out jobs run: local, or Slurm; utils/stages.sh and asr_kd.utils.jobs), turns --options into those variables
 # (parse_options.sh), loads the stage runner (stages.sh: run_stage, bg_job, bg_wait), checks that
 # --config exists (when the recipe has one) and defines:
 #   from_caller PATH                 PATH made absolute against where run.sh was called
@@ -16,8 +16,12 @@ caller=${caller:-$PWD}
 . "$root/path.sh"
 cmd=${cmd:-local}  # every recipe's --cmd: how fan-out jobs run (local | "slurm [sbatch options]"; utils/stages.sh)
 help_message="${help_message:-}
-  --cmd CMD           how parallel jobs (ensemble members, students) run: local, or \"slurm [sbatch options]\" [$cmd]"
+  --cmd CMD           how parallel jobs (ensemble members, students, alignment, soft-target shards, decoding)
+                      run: local, or \"slurm [sbatch options]\" [$cmd]"
 . "$root/utils/parse_options.sh"
+# the Python steps fan out through the same --cmd (their --cmd option defaults to it): each split's
+# alignment, soft-target shards and Kaldi decoding go out as --nj jobs (asr_kd.utils.jobs)
+export ASR_KD_CMD="$cmd"
 . "$root/utils/stages.sh"
 
 if [ -n "${config:-}" ] && [ ! -f "$config" ]; then

@@ -53,7 +53,7 @@ def _load_inputs(fbank_dir, corpus: str, splits: Sequence[str], exp_dir: Path, c
 
 
 def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp_dir, cfg: MonoConfig,
-                    nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None) -> Dict:
+                    nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None, cmd="local") -> Dict:
     exp_dir = Path(exp_dir)
     cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
     key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]), "texts": sorted(texts.items()),
@@ -67,7 +67,7 @@ def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp
                 "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None}
 
     aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
+    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
 
 
 def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, feats, texts,
@@ -93,9 +93,10 @@ def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, 
 
 
 def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequence[str], corpus: str,
-                      exp_dir: Path, key: str, timings: Dict, held_out_accents: Sequence[str]) -> Dict:
-    """Align every split (resumable per split), store the labels, pdf statistics, the report
-    against the oracle and its picture, and summary.json."""
+                      exp_dir: Path, key: str, timings: Dict, held_out_accents: Sequence[str], cmd="local") -> Dict:
+    """Align every split (resumable per split; ``nj`` jobs run as ``cmd`` says: Kaldi's
+    align_si.sh after training), store the labels, pdf statistics, the report against the oracle
+    and its picture, and summary.json. Training's own realignment stays in forked processes."""
     ali_cuts, failures = {}, {}
     for s in splits:
         out_name = f"{corpus}_{s}"
@@ -106,7 +107,7 @@ def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequ
             failures[s] = [l for l in (exp_dir / f"{out_name}_failed.txt").read_text().split()]
             continue
         t_ali = time.time()
-        res = aligner.align([c.id for c in cuts[s]])
+        res = aligner.align([c.id for c in cuts[s]], cmd=cmd, job_dir=exp_dir / "jobs")
         log.info("aligned %s: %d ok, %d retried, %d failed in %.1f s", s, len(res.alignments), len(res.retried),
                  len(res.failed), time.time() - t_ali)
         ali_cuts[s] = store_alignments(cuts[s], res.alignments, aligner.tm, exp_dir, out_name)
@@ -129,7 +130,7 @@ def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequ
 
 
 def train_triphone_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, prev_dir, exp_dir, cfg,
-                             nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None) -> Dict:
+                             nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None, cmd="local") -> Dict:
     """tri1 / tri2 (``asr_kd.gmm.triphone``) from the system in ``prev_dir`` (its model and training
     alignments), then every split aligned and reported as for the monophone stage. Resumable: a
     model trained from the same inputs is loaded; a changed previous system retrains."""
@@ -169,11 +170,11 @@ def train_triphone_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang
                    **({"lda": info["lda"]} if "lda" in info else {})}
         write_json_atomic(exp_dir / "timings.json", timings)
         mark_done(exp_dir, key)
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
+    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
 
 
 def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp_dir, cfg: MonoConfig,
-                           nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None) -> Dict:
+                           nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None, cmd="local") -> Dict:
     """A reference for corpora with oracle phone times (the embedded one): the same GMM-HMM trained
     on the training split's oracle times instead of from a flat start, then Viterbi-aligned like the
     flat-start model. Its report shows what this model class reaches when it learns the oracle's
@@ -197,4 +198,4 @@ def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_d
         return {"training_cuts_with_oracle_times": len(labels)}
 
     aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents)
+    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)

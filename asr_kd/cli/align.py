@@ -8,6 +8,7 @@ from asr_kd.cli.common import held_out_accents, splits
 from asr_kd.gmm.mono import MonoConfig
 from asr_kd.gmm.configs import TriConfig
 from asr_kd.utils.config import load_yaml, merge, section
+from asr_kd.utils.jobs import add_cmd_arg
 
 log = logging.getLogger("asr_kd")
 
@@ -18,7 +19,7 @@ def train_mono(args) -> None:
     cfg = section(args.config, "mono_reference", MonoConfig, base="mono") if args.oracle else section(args.config, "mono", MonoConfig)
     trainer = train_oracle_reference if args.oracle else train_and_align
     summary = trainer(args.fbank_dir, args.corpus, splits(args.splits), args.lang, args.exp, cfg, nj=args.nj,
-                      held_out_accents=held_out_accents(args.config, args.corpus))
+                      held_out_accents=held_out_accents(args.config, args.corpus), cmd=args.cmd)
     log.info("%s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.command, summary["num_pdfs"],
              json.dumps(summary["failed"]), args.exp)
 
@@ -39,7 +40,8 @@ def tri_config(path, system: str) -> TriConfig:
 def train_tri(args) -> None:
     cfg = tri_config(args.config, args.system)
     summary = train_triphone_and_align(args.fbank_dir, args.corpus, splits(args.splits), args.lang, args.prev_dir, args.exp,
-                                       cfg, nj=args.nj, held_out_accents=held_out_accents(args.config, args.corpus))
+                                       cfg, nj=args.nj, held_out_accents=held_out_accents(args.config, args.corpus),
+                                       cmd=args.cmd)
     log.info("train-tri %s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.system,
              summary["num_pdfs"], json.dumps(summary["failed"]), args.exp)
 
@@ -57,7 +59,8 @@ def _gmm_training_args(s) -> None:
     s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
     s.add_argument("--lang", required=True)
     s.add_argument("--exp", required=True)
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--nj", type=int, default=1, help="parallel processes; the final alignment of each split in --nj jobs")
+    add_cmd_arg(s)
 
 
 def register(sub) -> None:

@@ -6,6 +6,7 @@ from asr_kd.data.synth.digits import DigitsCorpusConfig
 from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
 from asr_kd.utils.config import section
+from asr_kd.utils.jobs import add_cmd_arg
 
 
 def add_labelled_data_args(s) -> None:
@@ -26,11 +27,12 @@ def add_decode_search_args(s, manifest_required: bool = False) -> None:
     s.add_argument("--beam", type=float, default=13.0)
     s.add_argument("--max-active", type=int, default=7000)
     s.add_argument("--nj", type=int, default=1)
+    add_cmd_arg(s)
 
 
 def search_settings(args) -> dict:
     return {"lmwts": [float(x) for x in args.lmwt.split(",")], "penalties": [float(x) for x in args.wip.split(",")],
-            "beam": args.beam, "max_active": args.max_active, "nj": args.nj,
+            "beam": args.beam, "max_active": args.max_active, "nj": args.nj, "cmd": args.cmd,
             "score_map": read_score_map(args.score_map) if args.score_map else None}
 
 

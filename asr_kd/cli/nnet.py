@@ -4,6 +4,7 @@ from dataclasses import replace
 
 from asr_kd.cli.common import add_labelled_data_args
 from asr_kd.distill.soft_targets import soft_targets_for_split
+from asr_kd.utils.jobs import add_cmd_arg
 from asr_kd.distill.training import train_speech_model
 from asr_kd.nnet import distributed
 from asr_kd.nnet.losses import LOSSES, LossConfig
@@ -34,7 +35,7 @@ def train_dnn(args) -> None:
 
 def soft_targets(args) -> None:
     meta = soft_targets_for_split(args.ali_dir, args.fbank_dir, args.corpus, args.split, args.teachers, args.out,
-                                  args.temperature, args.topk, args.combine, num_jobs=args.nj)
+                                  args.temperature, args.topk, args.combine, num_jobs=args.nj, cmd=args.cmd)
     log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
              f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
 
@@ -64,6 +65,7 @@ def register(sub) -> None:
     s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
     s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
     s.add_argument("--split", default="train")
-    s.add_argument("--nj", type=int, default=1, help="shards written in parallel processes (soft_targets.<i>.h5)")
+    s.add_argument("--nj", type=int, default=1, help="shards written in parallel jobs (soft_targets.<i>.h5)")
+    add_cmd_arg(s)
     s.add_argument("--out", required=True)
     s.set_defaults(func=soft_targets)

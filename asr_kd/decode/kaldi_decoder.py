@@ -11,6 +11,7 @@ import numpy as np
 
 from asr_kd.kaldi import khg
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
+from asr_kd.utils.jobs import JobCmd, run_jobs
 from asr_kd.utils.numerics import require_finite_utterances
 
 _D: Dict = {}  # this process's decoder (set by _init)
@@ -35,18 +36,29 @@ def _decode_chunk(items: List[Tuple[str, np.ndarray]]) -> List[Tuple[str, List[i
     return out
 
 
+def _decode_job(init_args: tuple, items: List[Tuple[str, np.ndarray]]):
+    """``_decode_chunk`` as a self-contained job (a fresh process reads the graph itself)."""
+    _init(*init_args)
+    return _decode_chunk(items)
+
+
 def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, max_active: int = 7000,
-           lattice_beam: float = 6.0, word_penalty: float = 0.0, nj: int = 1) -> Dict[str, Dict]:
-    """1-best words (ids) and alignment per utterance. ``loglikes`` are already scaled, per pdf."""
+           lattice_beam: float = 6.0, word_penalty: float = 0.0, nj: int = 1, cmd="local", job_dir=None) -> Dict[str, Dict]:
+    """1-best words (ids) and alignment per utterance. ``loglikes`` are already scaled, per pdf.
+    ``cmd`` "slurm ...": the utterances go out as ``nj`` Slurm jobs (their log-likelihoods pickled
+    to ``job_dir``), else ``nj`` forked processes."""
     require_finite_utterances(loglikes)
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
-    chunks = [[(u, loglikes[u]) for u in utts[i :: nj * 4]] for i in range(nj * 4)]
     args = (str(graph_path), pickle.dumps(tm), beam, max_active, lattice_beam, word_penalty)
     results = {}
-    if nj <= 1:
+    if not JobCmd.parse(cmd).local:
+        chunks = [[(u, loglikes[u]) for u in utts[i :: nj]] for i in range(nj)]
+        parts = run_jobs(cmd, _decode_job, [(args, c) for c in chunks if c], job_dir, "decode")
+    elif nj <= 1:
         _init(*args)
-        parts = [_decode_chunk(c) for c in chunks if c]
+        parts = [_decode_chunk([(u, loglikes[u]) for u in utts])]
     else:
+        chunks = [[(u, loglikes[u]) for u in utts[i :: nj * 4]] for i in range(nj * 4)]
         with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_init, initargs=args) as ex:
             parts = list(ex.map(_decode_chunk, [c for c in chunks if c]))
     for part in parts:

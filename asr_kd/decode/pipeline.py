@@ -137,7 +137,7 @@ def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("de
 
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
-                  beam: float = 13.0, max_active: int = 7000, nj: int = 1,
+                  beam: float = 13.0, max_active: int = 7000, nj: int = 1, cmd="local",
                   score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi",
                   splits: Optional[Dict] = None) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
@@ -145,7 +145,8 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
     ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
     token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``kaldi`` (LatticeFasterDecoder)
-    or ``k2`` (asr_kd.decode.k2_decoder, same graph and likelihoods). ``splits``: dev and test frames
+    or ``k2`` (asr_kd.decode.k2_decoder, same graph and likelihoods; one process, the GPU when present).
+    ``nj`` / ``cmd``: Kaldi decoding in ``nj`` forked processes, or ``nj`` Slurm jobs per decode (``asr_kd.utils.jobs``). ``splits``: dev and test frames
     already read by ``load_decode_splits`` (callers decoding several alignments read them once)."""
     if decoder not in ("kaldi", "k2"):
         raise ValueError(f"decoder must be kaldi or k2, not {decoder!r}")
@@ -170,7 +171,8 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                     k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
                 res = decode_k2(k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active)
             else:
-                res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj)
+                res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj, cmd=cmd,
+                             job_dir=Path(out_dir) / name / "jobs")
             secs = time.time() - t0
             refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
             hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}

@@ -21,18 +21,22 @@ from asr_kd.nnet.losses import LossConfig
 from asr_kd.nnet.targets import TopKTargets, ensemble_soft_targets, index_dtype, topk_targets
 from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import atomic_path, forget_open_arrays, write_json_atomic
+from asr_kd.utils.jobs import JobCmd, run_jobs
 from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
 
 
 def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Sequence, out_dir, temperature: float,
-                       topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64, num_jobs: int = 1) -> Dict:
+                       topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64, num_jobs: int = 1,
+                       cmd="local") -> Dict:
     """Stream over ``cuts`` (``chunk_cuts`` at a time, so peak memory does not grow with the corpus):
     the teachers' soft targets at T go into HDF5 files of per-cut TemporalArrays (``soft_probs``
     dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to the cuts of ``cuts.jsonl.gz``. With
     ``num_jobs`` > 1 the cuts are split into that many shards written in parallel processes
-    (``soft_targets.<i>.h5``; one job writes ``soft_targets.h5``). ``soft_targets.json`` holds T, k
+    (``soft_targets.<i>.h5``; one job writes ``soft_targets.h5``), or as that many Slurm jobs under
+    ``cmd`` = "slurm [sbatch options]" (``asr_kd.utils.jobs``; logs in ``jobs/``; each job takes the
+    GPU when its node has one). ``soft_targets.json`` holds T, k
     and the storage figures; it is written last, with a key of the inputs (teacher checkpoints, T, k,
     cuts, feature statistics), and targets of the same key are kept on a rerun. Returns the storage
     figures."""
@@ -50,11 +54,14 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
         old.unlink()
     num_jobs = max(1, min(num_jobs, len(cut_list)))
     bounds = np.linspace(0, len(cut_list), num_jobs + 1).astype(int)
+    cluster = not JobCmd.parse(cmd).local
     jobs = [(cut_list[bounds[i] : bounds[i + 1]], normalizer, list(teachers), out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
-             temperature, topk, combine, chunk_cuts, 1 if num_jobs > 1 else torch.get_num_threads(),
-             # a GPU when present for a single job; forked shards stay on the CPU (CUDA does not survive fork)
-             str(torch_device()) if num_jobs == 1 else "cpu") for i in range(num_jobs)]
-    if num_jobs == 1:
+             temperature, topk, combine, chunk_cuts, None if cluster or num_jobs == 1 else 1,
+             # a GPU when present for a single or a cluster job; forked shards stay on the CPU (CUDA does not survive fork)
+             None if cluster or num_jobs == 1 else "cpu") for i in range(num_jobs)]
+    if cluster:
+        results = run_jobs(cmd, _write_shard, jobs, out_dir / "jobs", "soft_targets")
+    elif num_jobs == 1:
         results = [_write_shard(*jobs[0])]
     else:
         import multiprocessing as mp
@@ -84,8 +91,11 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
 
 
 def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, combine, chunk_cuts, threads, device):
-    """One shard's soft targets into ``h5`` (written atomically): ({cut id: arrays}, frames, k)."""
-    torch.set_num_threads(threads)
+    """One shard's soft targets into ``h5`` (written atomically): ({cut id: arrays}, frames, k).
+    ``threads`` / ``device`` None: torch's default threads, the GPU when present."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = device or str(torch_device())
     models = [load_model(t, device) for t in teachers]
     starts = {c.id: c.start for c in cut_list}  # arrays start where their cut does (Kaldi segments)
     arrays, frames = {}, 0
@@ -116,11 +126,11 @@ def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, co
 
 
 def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers: Sequence, out_dir, temperature: float,
-                           topk: int = 0, combine: str = "arithmetic", num_jobs: int = 1) -> Dict:
+                           topk: int = 0, combine: str = "arithmetic", num_jobs: int = 1, cmd="local") -> Dict:
     """``write_soft_targets`` over a split of an alignment folder, normalised with the fbank
-    folder's statistics, in ``num_jobs`` parallel shards."""
+    folder's statistics, in ``num_jobs`` parallel shards (run as ``cmd`` says)."""
     return write_soft_targets(ali_cuts(ali_dir, corpus, split), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
-                              temperature, topk, combine, num_jobs=num_jobs)
+                              temperature, topk, combine, num_jobs=num_jobs, cmd=cmd)
 
 
 def _release_freed_memory() -> None:

@@ -27,6 +27,7 @@ from asr_kd.gmm.labels import label_maps
 from asr_kd.kaldi import kaldifst, khg
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.jobs import JobCmd, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
                                              cfg.retry_beam, cfg.transition_scale, cfg.self_loop_scale)
         out.append((utt, ali, like, retried))
     return out
+
+
+def _align_job(lang_dir: str, tm_bytes: bytes, tree_bytes: bytes, feats: Dict, texts: Dict, task):
+    """``_align_chunk`` as a self-contained job (a fresh process: data and graphs passed in)."""
+    _DATA["feats"], _DATA["texts"] = feats, texts
+    _worker_init(lang_dir, tm_bytes, tree_bytes)
+    return _align_chunk(task)
 
 
 class AlignmentFailures(RuntimeError):
@@ -134,11 +142,19 @@ class GmmAligner:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def align(self, utts: Sequence[str], mode: str = "viterbi") -> AlignPassResult:
+    def align(self, utts: Sequence[str], mode: str = "viterbi", cmd="local", job_dir=None) -> AlignPassResult:
+        """Align ``utts`` in the forked pool, or (``cmd`` "slurm ...") as ``nj`` Slurm jobs, each
+        given its utterances' features and transcripts (logs in ``job_dir``)."""
         utts = sorted(utts, key=lambda u: -_DATA["feats"][u].shape[0])
-        chunks = [utts[i :: self.nj * 4] for i in range(self.nj * 4)]  # longest first, balanced
         model = pickle.dumps((self.tm, self.am)) if mode != "equal" else b""
-        results = list(self._pool_().map(_align_chunk, [(mode, model, c, self.cfg) for c in chunks if c]))
+        if JobCmd.parse(cmd).local:
+            chunks = [utts[i :: self.nj * 4] for i in range(self.nj * 4)]  # longest first, balanced
+            results = list(self._pool_().map(_align_chunk, [(mode, model, c, self.cfg) for c in chunks if c]))
+        else:
+            chunks = [c for c in (utts[i :: self.nj] for i in range(self.nj)) if c]
+            graphs = (self.lang_dir, pickle.dumps(self.tm), pickle.dumps(self.tree))
+            results = run_jobs(cmd, _align_job, [(*graphs, {u: _DATA["feats"][u] for u in c}, {u: _DATA["texts"][u] for u in c},
+                                                  (mode, model, c, self.cfg)) for c in chunks], job_dir, "align")
         ali, failed, retried, like = {}, [], [], 0.0
         for chunk in results:
             for utt, a, ll, r in chunk:

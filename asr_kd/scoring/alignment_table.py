@@ -66,6 +66,7 @@ class DecodeSettings:
     beam: float = 13.0
     max_active: int = 7000
     nj: int = 1
+    cmd: str = "local"
     score_map: Optional[Dict[str, str]] = field(default=None, repr=False)
 
 
@@ -135,7 +136,7 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
             dec = decode_models([(f"row{i}_seed{k}", [c]) for k, c in enumerate(row.checkpoints)], row.ali_dir,
                                 decode.lang_dir, fbank_dir, corpus, decode.graph_dir, out_dir,
                                 lmwts=decode.lmwts, penalties=decode.penalties, beam=decode.beam,
-                                max_active=decode.max_active, nj=decode.nj, score_map=decode.score_map,
+                                max_active=decode.max_active, nj=decode.nj, cmd=decode.cmd, score_map=decode.score_map,
                                 splits=decode_splits)
             counts[row.name] = group_counts(dec, "test")
             res["decode"] = [{k: v for k, v in d.items() if k != "counts"} for d in dec]
