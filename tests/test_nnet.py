@@ -63,6 +63,20 @@ def test_mixed_precision_training_learns(tmp_path):
     assert res["best_dev_frame_acc"] > 0.6 and all(np.isfinite(h["loss"]) for h in res["history"])
 
 
+def test_fused_optimizer_step_learns_like_the_multi_tensor_one(tmp_path):
+    """train.fused_optimizer: torch's one-kernel Adam; the same training to rounding (and resumable)."""
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    mcfg = ModelConfig(context=1, hidden=32, num_layers=1)
+    runs = {f: train_model(train, dev, 5, tmp_path / str(f), mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01,
+                                                                                 fused_optimizer=f), seed=3)
+            for f in (False, True)}
+    assert runs[True]["best_dev_frame_acc"] > 0.6
+    for a, b in zip(runs[False]["history"], runs[True]["history"]):
+        assert abs(a["loss"] - b["loss"]) < 1e-3 * a["loss"]
+    ckpt = torch.load(tmp_path / "True" / "epoch-2.pt", weights_only=False)
+    assert all(g["fused"] for g in ckpt["optimizer"]["param_groups"])
+
+
 def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
     """A rerun after the alignment changed trains from scratch; resuming would keep a stale model."""
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)

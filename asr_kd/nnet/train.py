@@ -50,6 +50,9 @@ class TrainConfig:
     loader_workers: int = 1  # streaming: DataLoader processes that read and batch (0: the training process)
     block_frames: int = 100_000  # streaming: frames shuffled together (memory ~ block x feature dim x 4 bytes)
     amp: bool = False  # mixed precision: float16 + gradient scaling on a GPU, bfloat16 autocast on the CPU
+    fused_optimizer: bool = False  # torch's one-kernel Adam/SGD step (CPU and CUDA): about 7 ms less per step for the
+    # default 0.8M-parameter model on one CPU thread (benchmarks/ddp_scaling.py); off by default because it rounds
+    # differently (~2e-7 per step) from the multi-tensor step every recorded result was trained with
 
 
 def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: LossConfig,
@@ -90,10 +93,11 @@ def _data_tensors(data) -> List[torch.Tensor]:
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.schedule not in ("newbob", "cosine"):
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose newbob or cosine")
+    fused = {"fused": True} if cfg.fused_optimizer else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, **fused)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
 
 
