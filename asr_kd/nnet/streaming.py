@@ -128,10 +128,15 @@ def _count(cuts_path) -> Tuple[int, int, int]:
     return frames, cuts, dim
 
 
-def stream_loader(dataset: StreamedFrames, num_workers: int = 1):
-    """A DataLoader over the stream (``num_workers`` processes read and batch; 0: in this process)."""
+def stream_loader(dataset: StreamedFrames, num_workers: int = 1, prefetch_frames: int = 16_384):
+    """A DataLoader over the stream (``num_workers`` processes read and batch; 0: in this process).
+    Each worker keeps up to ``prefetch_frames`` frames of batches ready (at least 4 batches): enough
+    to cover the second or so it spends loading its next block, so training does not stall at block
+    edges (a constant few tens of MB of shared memory, whatever the corpus size)."""
+    local_batch = max(1, dataset.batch_size // dataset.world)
+    prefetch = max(4, -(-prefetch_frames // local_batch))
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
-                                       persistent_workers=False, prefetch_factor=4 if num_workers else None)
+                                       persistent_workers=False, prefetch_factor=prefetch if num_workers else None)
 
 
 def labelled_cuts_path(ali_dir, corpus: str, split: str, soft_dir=None) -> Path:
