@@ -1,6 +1,7 @@
 """The recipes' --cmd slurm against a real single-node Slurm (Debian's slurm-wlm, started here on
 localhost with its own ports): jobs run as Slurm jobs, their output lands in the job logs, and a
-failing job fails bg_wait. ``./setup.sh --dev`` installs slurm-wlm when it runs as root."""
+failing job fails bg_wait; the library's own fan-out (alignment, decoding, soft-target shards) run
+as Slurm jobs equals the local result. ``./setup.sh --dev`` installs slurm-wlm when it runs as root."""
 import os
 import shutil
 import socket
