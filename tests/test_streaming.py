@@ -25,7 +25,7 @@ def test_streamed_batches_are_the_in_memory_windows_and_labels(ali):
     stream = StreamedFrames(labelled_cuts_path(ali_dir, "digits", "train"), FeatureNormalizer.of_features(fbank), 3,
                             batch_size=64, num_classes=10, seed=1, block_frames=10**9)
     assert stream.num_frames == len(memory)
-    it = iter(stream)
+    it = stream.batches()
     seen = []
     for _ in range(stream.steps_per_epoch):  # one block holds every cut: one pass, the remainder dropped
         x, y, soft = next(it)
@@ -71,7 +71,7 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
     soft_targets_for_split(ali_dir, fbank, "digits", "train", [tmp_path / "m" / "best.pt"], tmp_path / "soft", 2.0, topk=3, num_jobs=2)
     stream = StreamedFrames(labelled_cuts_path(ali_dir, "digits", "train", tmp_path / "soft"), FeatureNormalizer.of_features(fbank),
                             3, 64, res_pdfs(ali_dir), soft=True, block_frames=500)
-    x, y, soft = next(iter(stream))
+    x, y, soft = next(stream.batches())
     assert soft.shape == (64, res_pdfs(ali_dir)) and torch.allclose(soft.sum(-1), torch.ones(64), atol=1e-3)
     assert ((soft > 0).sum(-1) <= 3).all()
     student = train_speech_model(ali_dir, fbank, "digits", tmp_path / "student", ModelConfig(context=3, hidden=64, num_layers=2),

@@ -10,7 +10,9 @@ Per epoch, in each DataLoader worker process of each rank:
    windows that never cross an utterance edge (edge frames repeated, as ``FrameData.windows``);
 3. the shard is read again from its start when it runs out: an epoch is a fixed number of steps,
    ``frames // batch_size`` (every rank takes the same number, so DDP never waits on a rank with
-   a shorter shard), and each rank's batch is ``batch_size // ranks`` frames.
+   a shorter shard), and each rank's batch is ``batch_size // ranks`` frames;
+4. batches leave a worker stacked in groups of 16 (top-k targets still sparse) and are split and
+   densified in the training process (``unstack``).
 
 Soft targets: dense rows, or top-k (indices + log-probabilities) kept sparse in the block and
 densified per batch. The
@@ -33,14 +35,16 @@ from asr_kd.utils.validity import file_digest, fingerprint
 
 
 class StreamedFrames(torch.utils.data.IterableDataset):
-    """An endless stream of (windows, labels, soft targets or None) batches for one rank."""
+    """An endless stream of batches for one rank, in stacked groups of ``group`` (``unstack`` /
+    ``batches()`` give (windows, labels, soft targets or None) per batch)."""
 
     def __init__(self, cuts_path, normalizer: FeatureNormalizer, context: int, batch_size: int, num_classes: int,
                  seed: int = 0, soft: bool = False, block_frames: int = 100_000, cut_buffer: int = 10_000,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, group: int = 16):
         self.cuts_path, self.normalizer, self.context = str(cuts_path), normalizer, context
         self.batch_size, self.num_classes, self.seed, self.soft = batch_size, num_classes, seed, soft
         self.block_frames, self.cut_buffer, self.rank, self.world = block_frames, cut_buffer, rank, world
+        self.group = group  # batches per message from a loader worker
         self.epoch = 1
         self.num_frames, self.num_cuts, self.feat_dim = _count(self.cuts_path)
 
@@ -110,10 +114,33 @@ class StreamedFrames(torch.utils.data.IterableDataset):
             epoch += 1000  # another shuffle when the shard is read again within the epoch
 
     def _batches(self, block: FrameData, size: int, gen: torch.Generator):
+        """Groups of up to ``group`` batches, stacked (one message from a loader worker instead of
+        ``group``: the per-message cost of the worker queue, ~3 ms, is paid once per group)."""
         perm = torch.randperm(len(block), generator=gen)
-        for s in range(0, len(perm) - size + 1, size):  # full batches only: every step has the same size
-            idx = perm[s : s + size]
-            yield block.windows(idx, self.context), block.labels[idx], block.soft[idx] if block.soft is not None else None
+        full = len(perm) // size * size  # full batches only: every step has the same size
+        for s in range(0, full, size * self.group):
+            idx = perm[s : min(s + size * self.group, full)]
+            g = len(idx) // size
+            soft = None
+            if isinstance(block.soft, TopKTargets):  # sparse over the queue, densified per batch by ``batches``
+                soft = (block.soft.idx[idx].view(g, size, -1), block.soft.logp[idx].view(g, size, -1))
+            elif block.soft is not None:
+                soft = block.soft[idx].view(g, size, -1)
+            yield block.windows(idx, self.context).view(g, size, 2 * self.context + 1, -1), block.labels[idx].view(g, size), soft
+
+    def batches(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+        """The stream's batches read in this process: (windows, labels, dense soft targets or None)."""
+        return unstack(iter(self), self.num_classes)
+
+
+def unstack(groups, num_classes: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+    """Batches (windows, labels, dense soft targets or None) out of the stream's stacked groups."""
+    for x, y, soft in groups:
+        for j in range(len(x)):
+            if isinstance(soft, (tuple, list)):  # (indices, log-probabilities); the loader may hand a list
+                yield x[j], y[j], TopKTargets(soft[0][j], soft[1][j], num_classes)[:]
+            else:
+                yield x[j], y[j], None if soft is None else soft[j]
 
 
 def _count(cuts_path) -> Tuple[int, int, int]:
@@ -130,13 +157,45 @@ def _count(cuts_path) -> Tuple[int, int, int]:
 
 def stream_loader(dataset: StreamedFrames, num_workers: int = 1, prefetch_frames: int = 16_384):
     """A DataLoader over the stream (``num_workers`` processes read and batch; 0: in this process).
-    Each worker keeps up to ``prefetch_frames`` frames of batches ready (at least 4 batches): enough
+    Each worker keeps up to ``prefetch_frames`` frames of batches ready (at least 2 groups): enough
     to cover the second or so it spends loading its next block, so training does not stall at block
     edges (a constant few tens of MB of shared memory, whatever the corpus size)."""
     local_batch = max(1, dataset.batch_size // dataset.world)
-    prefetch = max(4, -(-prefetch_frames // local_batch))
+    prefetch = max(2, -(-prefetch_frames // (local_batch * dataset.group)))  # in groups of batches
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
                                        persistent_workers=False, prefetch_factor=prefetch if num_workers else None)
+
+
+class EpochLoaders:
+    """Each epoch's batches from its own loader, the next epoch's loader started halfway through
+    this one: its workers have read their first block by the time the epoch begins, instead of the
+    trainer waiting a second or two at every epoch start. Each epoch's stream still depends only on
+    (seed, epoch), so results and resumed runs are unchanged."""
+
+    def __init__(self, dataset: StreamedFrames, workers: int, last_epoch: int):
+        self.dataset, self.workers, self.last_epoch = dataset, workers, last_epoch
+        self._started = {}
+
+    def _start(self, epoch: int):
+        self.dataset.set_epoch(epoch)  # the workers take the dataset as it is when the iterator starts
+        return unstack(iter(stream_loader(self.dataset, self.workers)), self.dataset.num_classes)
+
+    def batches(self, epoch: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+        """``steps_per_epoch`` batches of epoch ``epoch``."""
+        steps = self.dataset.steps_per_epoch
+        it = self._started.pop(epoch, None) or self._start(epoch)
+        try:
+            for b in range(steps):
+                if b == steps // 2 and self.workers and epoch < self.last_epoch:
+                    self._started[epoch + 1] = self._start(epoch + 1)
+                yield next(it)
+        finally:
+            it.close()  # stops this epoch's workers
+
+    def close(self) -> None:
+        for it in self._started.values():
+            it.close()
+        self._started.clear()
 
 
 def labelled_cuts_path(ali_dir, corpus: str, split: str, soft_dir=None) -> Path:

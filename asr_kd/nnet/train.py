@@ -183,22 +183,19 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
     return tot, nb
 
 
-def stream_one_epoch(model, train, criterion: Criterion, opt, device, where: str, epoch: int, workers: int,
+def stream_one_epoch(model, loaders, criterion: Criterion, opt, device, where: str, epoch: int,
                      precision: Optional[Precision] = None) -> Tuple[float, int]:
-    """``train.steps_per_epoch`` batches of a ``StreamedFrames``, read by ``workers`` loader processes."""
-    from asr_kd.nnet.streaming import stream_loader
-
+    """One epoch of a ``StreamedFrames`` through its ``EpochLoaders`` (loader worker processes)."""
     model.train()
-    train.set_epoch(epoch)
     tot, nb = 0.0, 0
-    batches = iter(stream_loader(train, workers))
-    for b in tqdm(range(train.steps_per_epoch), desc=f"epoch {epoch}", mininterval=10, leave=False,
-                  disable=None if train.rank == 0 else True):
+    batches = loaders.batches(epoch)
+    for b in tqdm(range(loaders.dataset.steps_per_epoch), desc=f"epoch {epoch}", mininterval=10, leave=False,
+                  disable=None if loaders.dataset.rank == 0 else True):
         x, y, soft = next(batches)
         tot += _step(model, criterion, opt, x.to(device), y.to(device), soft.to(device) if soft is not None else None,
                      where, epoch, b, precision)
         nb += 1
-    del batches  # stops the loader's workers
+    batches.close()
     return tot, nb
 
 
@@ -239,6 +236,10 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     num_train = train.num_frames if streamed else len(train)
     for _ in range(0 if streamed else start_epoch - 1):  # the shuffles a resumed run would have drawn
         torch.randperm(num_train, generator=gen)
+    if streamed:
+        from asr_kd.nnet.streaming import EpochLoaders
+
+        loaders = EpochLoaders(train, cfg.loader_workers, cfg.epochs)
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.schedule == "cosine":
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
@@ -246,8 +247,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             g["lr"] = lr
         t0 = time.time()
         if streamed:  # the stream shuffles itself, seeded by (seed, epoch)
-            tot, nb = stream_one_epoch(parallel, train, criterion, opt, device, str(out_dir), epoch, cfg.loader_workers,
-                                       precision)
+            tot, nb = stream_one_epoch(parallel, loaders, criterion, opt, device, str(out_dir), epoch, precision)
         else:
             perm = torch.randperm(num_train, generator=gen)
             tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
@@ -276,6 +276,8 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
                             {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
                              "epoch": epoch, "rng": torch.get_rng_state(), "key": key})
         distributed.barrier(ranks)
+    if streamed:
+        loaders.close()
     result = {"history": history, "best_dev_frame_acc": best_acc}
     if ranks.world > 1:
         digests = distributed.digests_of_all_ranks(model, ranks)
