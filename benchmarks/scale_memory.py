@@ -7,11 +7,12 @@ Needs a speech recipe up to stage 5 (alignment labels, the ensemble). For each f
 training cuts are repeated F times (new ids, same stored arrays) into a scratch alignment folder,
 then, each in a fresh process whose peak RSS is read with wait4:
   - top-k soft targets (k 20) of the ensemble over the F-times corpus (``soft-targets``);
-  - one training epoch streamed from disk on those soft targets (``train.streaming``);
-  - one training epoch in memory on them (the path that loads the whole split).
-Prints a table (peak RSS per step and factor, growth from the smallest factor) and the frames per
-second of the streamed and the in-memory epoch at each factor, measured in the same run; writes
-JSON. Peak RSS is the process's or its largest reaped child's (loader workers), whichever is higher.
+  - ``--epochs`` training epochs streamed from disk on those soft targets (``train.streaming``);
+  - the same in memory (the path that loads the whole split).
+Prints a table (peak memory per step and factor, growth from the smallest factor) and the frames per
+second of every streamed and in-memory epoch at each factor, measured in the same run; writes JSON.
+Memory: peak RSS (wait4: the process or its largest reaped child, whichever is higher) and the peak
+PSS of the whole process tree (trainer + loader workers, shared pages split), sampled every 0.1 s.
 """
 import argparse
 import json
@@ -27,14 +28,49 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_rss_run(cmd, log, cwd) -> tuple:
-    """(peak RSS MB of the child, wall seconds); fails loudly with the child's log."""
+    """(peak RSS MB of the child, peak PSS MB of its whole process tree, wall seconds); fails loudly
+    with the child's log. RSS (wait4) counts one process; the tree's PSS, sampled every 0.1 s, counts
+    the trainer and its loader workers together, their shared pages split between them."""
     t0 = time.time()
+    peak_pss = 0.0
     with open(log, "w") as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"})  # this asr_kd, not one in cwd
-        _, status, usage = os.wait4(p.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_pss = max(peak_pss, sum(_pss_kb(q) for q in _tree(p.pid)) / 1024)
+            time.sleep(0.1)
     if status != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{Path(log).read_text()[-2000:]}")
-    return usage.ru_maxrss / 1024, time.time() - t0
+    return usage.ru_maxrss / 1024, peak_pss, time.time() - t0
+
+
+def _tree(root: int) -> list:
+    """``root`` and its descendants (from /proc)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path, base_fraction: float = 1.0) -> Path:
@@ -59,6 +95,8 @@ def main() -> None:
     ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--topk", type=int, default=20)
     ap.add_argument("--base-fraction", type=float, default=1.0, help="1x = this share of the training cuts")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per training run (throughput per epoch: the first "
+                    "includes the loader's start, later ones are steady state)")
     ap.add_argument("--out", default="exp/benchmarks/scale_memory.json")
     a = ap.parse_args()
     exp, data = Path(a.exp).resolve(), Path(a.data).resolve()
@@ -75,31 +113,35 @@ def main() -> None:
             soft = tmp / f"soft_x{factor}"
             common = ["--ali-dir", str(ali), "--fbank-dir", str(data / "fbank"), "--corpus", a.corpus]
             row = {"factor": factor, "frames": None}
-            row["soft_targets_mb"], row["soft_targets_s"] = peak_rss_run(
+            row["soft_targets_mb"], row["soft_targets_pss_mb"], row["soft_targets_s"] = peak_rss_run(
                 py + ["soft-targets", "--teachers", *teachers, *common, "--temperature", "2", "--topk", str(a.topk), "--out", str(soft)],
                 tmp / f"soft_x{factor}.log", exp.parent)  # manifests hold paths relative to the recipe folder
             for mode in ("streamed", "memory"):
                 cfg = tmp / f"{mode}.yaml"
-                cfg.write_text(_with_train(base, {"epochs": 1, "streaming": mode == "streamed"}))
+                cfg.write_text(_with_train(base, {"epochs": a.epochs, "streaming": mode == "streamed"}))
                 out = tmp / f"{mode}_x{factor}"
-                row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
+                row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_pss_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
                     py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
                           "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log", exp.parent)
-                row[f"{mode}_frames_per_second"] = json.loads((out / "history.json").read_text())[0]["frames_per_second"]
+                history = json.loads((out / "history.json").read_text())
+                row[f"{mode}_frames_per_second"] = [h["frames_per_second"] for h in history]
             row["frames"] = json.loads((soft / "soft_targets.json").read_text())["num_frames"]
             rows.append(row)
             print(json.dumps(row), flush=True)
     lo = rows[0]
-    print("\n| factor | frames | soft targets: peak RSS (MB) | epoch streamed: peak RSS (MB) | epoch in memory: peak RSS (MB) |")
+    print("\n| factor | frames | soft targets: RSS / tree PSS (MB) | training, streamed: RSS / tree PSS (MB) | training, in memory: RSS / tree PSS (MB) |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['factor']}x | {r['frames']:,} | {r['soft_targets_mb']:.0f} ({r['soft_targets_mb'] / lo['soft_targets_mb']:.2f}) "
-              f"| {r['streamed_epoch_mb']:.0f} ({r['streamed_epoch_mb'] / lo['streamed_epoch_mb']:.2f}) "
-              f"| {r['memory_epoch_mb']:.0f} ({r['memory_epoch_mb'] / lo['memory_epoch_mb']:.2f}) |")
+        cells = []
+        for step in ("soft_targets", "streamed_epoch", "memory_epoch"):
+            rss, pss = r[f"{step}_mb"], r[f"{step}_pss_mb"]
+            cells.append(f"{rss:.0f} / {pss:.0f} ({rss / lo[f'{step}_mb']:.2f} / {pss / lo[f'{step}_pss_mb']:.2f})")
+        print(f"| {r['factor']}x | {r['frames']:,} | " + " | ".join(cells) + " |")
+    print("\n| factor | epoch | streamed (frames/s) | in memory (frames/s) | ratio |")
+    print("|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"throughput at {r['factor']}x ({r['frames']:,} frames), same run: streamed {r['streamed_frames_per_second']:.0f} frames/s, "
-              f"in memory {r['memory_frames_per_second']:.0f} frames/s: ratio "
-              f"{r['streamed_frames_per_second'] / r['memory_frames_per_second']:.3f}")
+        for e, (s_fps, m_fps) in enumerate(zip(r["streamed_frames_per_second"], r["memory_frames_per_second"]), 1):
+            print(f"| {r['factor']}x | {e} | {s_fps:,.0f} | {m_fps:,.0f} | {s_fps / m_fps:.3f} |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"rows": rows, "teachers": teachers, "topk": a.topk}, indent=2))
 
