@@ -167,3 +167,19 @@ def test_a_bad_cmd_is_refused_before_any_work():
     for bad in ("pbs", "local --mem=1G", "slurm mem=4G"):
         with pytest.raises(ValueError, match="--cmd"):
             JobCmd.parse(bad)
+
+
+def test_a_failed_slurm_job_is_an_error_naming_its_log(slurm, tmp_path, monkeypatch):
+    import math
+    import operator
+
+    from asr_kd.utils.jobs import run_jobs
+
+    env, _ = slurm
+    monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    cmd = "slurm --time=5"
+    assert run_jobs(cmd, operator.add, [(1, 2), (3, 4)], tmp_path, "add") == [3, 7]
+    with pytest.raises(RuntimeError, match=r"bad\.1 failed; see .*bad\.1\.log") as e:
+        run_jobs(cmd, math.sqrt, [(-1.0,)], tmp_path, "bad")
+    assert "math domain error" in str(e.value) and "math domain error" in (tmp_path / "bad.1.log").read_text()
