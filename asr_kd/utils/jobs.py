@@ -78,10 +78,10 @@ def _slurm_call(cmd: JobCmd, fn: Callable, args: tuple, job_dir: Path, stem: str
                       f"exec {shlex.join([sys.executable, '-m', 'asr_kd.utils.jobs', str(inp), str(out)])}\n")
     r = subprocess.run(["sbatch", "--wait", "--parsable", f"--job-name=asr_kd:{stem}", f"--output={log}", *cmd.options,
                         str(script)], capture_output=True, text=True)
-    if r.returncode != 0 or not out.is_file():
+    if not out.is_file():  # killed, out of time or memory, or never started
         raise RuntimeError(f"Slurm job {stem} failed (sbatch exit {r.returncode}: {r.stderr.strip()[-500:]}); see {log}")
     ok, value = pickle.loads(out.read_bytes())
-    if not ok:
+    if not ok:  # the call raised: its traceback
         raise RuntimeError(f"Slurm job {stem} failed; see {log}:\n{value}")
     inp.unlink()
     out.unlink()
