@@ -61,8 +61,11 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=64, lr=0.003, streaming=True, block_frames=2000, loader_workers=1)
     res = train_speech_model(ali_dir, fbank, "digits", tmp_path / "m", ModelConfig(context=3, hidden=64, num_layers=2), cfg,
                              LossConfig(loss="ce"), seed=2)
-    accs = [h["dev_frame_acc"] for h in res["history"]]
-    assert accs[-1] > accs[0] and (tmp_path / "m" / "best.pt").is_file()
+    losses = [h["loss"] for h in res["history"]]
+    dev_labels = load_split(ali_dir, fbank, "digits", "dev").labels
+    majority = dev_labels.bincount().max().item() / len(dev_labels)  # always guessing the commonest pdf
+    assert losses[0] > losses[1] > losses[2] and res["best_dev_frame_acc"] > majority  # (the tiny dev set's accuracy is noisy)
+    assert (tmp_path / "m" / "best.pt").is_file()
     with pytest.raises(ValueError, match="no --fraction"):
         train_speech_model(ali_dir, fbank, "digits", tmp_path / "x", ModelConfig(), cfg, LossConfig(loss="ce"), fraction=0.5)
     # top-k soft targets of that model, streamed: sparse in the block, dense and normalised per batch
@@ -77,3 +80,24 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
     student = train_speech_model(ali_dir, fbank, "digits", tmp_path / "student", ModelConfig(context=3, hidden=64, num_layers=2),
                                  cfg, LossConfig(loss="kd", temperature=2.0), seed=3, soft_targets=tmp_path / "soft")
     assert student["best_dev_frame_acc"] > 0
+
+
+def test_buffered_shuffle_is_a_seeded_permutation_that_holds_a_bounded_buffer():
+    import random
+
+    from asr_kd.nnet.streaming import buffered_shuffle
+
+    pulled = []
+
+    def items():
+        for i in range(1000):
+            pulled.append(i)
+            yield i
+
+    out, most_held = [], 0
+    for x in buffered_shuffle(items(), random.Random(7), 50):
+        out.append(x)
+        most_held = max(most_held, len(pulled) - len(out))
+    assert sorted(out) == list(range(1000)) and out != list(range(1000))
+    assert most_held <= 50
+    assert list(buffered_shuffle(range(1000), random.Random(7), 50)) == out  # same seed, same order

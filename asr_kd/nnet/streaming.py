@@ -3,8 +3,8 @@ lazily, a block of utterances at a time, so memory does not grow with the corpus
 
 Per epoch, in each DataLoader worker process of each rank:
 
-1. the cut manifest is read lazily and shuffled by lhotse's buffered shuffle (``cut_buffer`` cuts,
-   seeded by (seed, epoch)), then sharded: cut i goes to stream ``i % (ranks x workers)``;
+1. the cut manifest is read lazily, its lines shuffled in a buffer of ``cut_buffer`` lines (seeded by
+   (seed, epoch)), then sharded: line i goes to stream ``i % (ranks x workers)``, which alone parses it;
 2. utterances are loaded (features normalised, pdf labels, soft targets) until a block holds
    ``block_frames`` frames; the block's frames are permuted and cut into batches of context
    windows that never cross an utterance edge (edge frames repeated, as ``FrameData.windows``);
@@ -20,13 +20,15 @@ in-memory path (``asr_kd.nnet.data.FrameData``) stays for small corpora; ``train
 either. Decision: the streamed path trains on every cut (no ``fraction`` subset) and keeps the dev
 split in memory (it is scored whole after every epoch).
 """
+import json
 import random
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from lhotse import CutSet
+from lhotse.serialization import deserialize_item, open_best
 
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.nnet.data import FrameData
@@ -61,11 +63,14 @@ class StreamedFrames(torch.utils.data.IterableDataset):
                             self.cut_buffer])
 
     def _cuts(self, stream: int, streams: int, epoch: int) -> Iterator:
-        cuts = CutSet.from_file(self.cuts_path).shuffle(random.Random(hash((self.seed, epoch)) & 0xFFFFFFFF),
-                                                        buffer_size=self.cut_buffer)
-        for i, cut in enumerate(cuts):
-            if i % streams == stream:
-                yield cut
+        """This stream's cuts of the manifest, in a buffered shuffle seeded by (seed, epoch). The
+        buffer holds manifest lines (about 3 KB each), not cut objects (several times that), and
+        only this stream's lines are parsed."""
+        rng = random.Random(hash((self.seed, epoch)) & 0xFFFFFFFF)
+        with open_best(self.cuts_path) as f:
+            for i, line in enumerate(buffered_shuffle((l for l in f if l.strip()), rng, self.cut_buffer)):
+                if i % streams == stream:
+                    yield deserialize_item(json.loads(line))
 
     def _block(self, cuts: List) -> FrameData:
         feats, labels, soft, starts, ends, n = [], [], [], [], [], 0
@@ -141,6 +146,21 @@ def unstack(groups, num_classes: int) -> Iterator[Tuple[torch.Tensor, torch.Tens
                 yield x[j], y[j], TopKTargets(soft[0][j], soft[1][j], num_classes)[:]
             else:
                 yield x[j], y[j], None if soft is None else soft[j]
+
+
+def buffered_shuffle(items: Iterable, rng: random.Random, size: int) -> Iterator:
+    """``items`` in a random order that only ever holds ``size`` of them (fill, then emit a random
+    one for each newcomer, then the rest shuffled)."""
+    buf = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = rng.randrange(size)
+        yield buf[j]
+        buf[j] = item
+    rng.shuffle(buf)
+    yield from buf
 
 
 def _count(cuts_path) -> Tuple[int, int, int]:
