@@ -12,7 +12,8 @@ then, each in a fresh process whose peak RSS is read with wait4:
 Prints a table (peak memory per step and factor, growth from the smallest factor) and the frames per
 second of every streamed and in-memory epoch at each factor, measured in the same run; writes JSON.
 Memory: peak RSS (wait4: the process or its largest reaped child, whichever is higher) and the peak
-PSS of the whole process tree (trainer + loader workers, shared pages split), sampled every 0.1 s.
+footprint of the whole process tree (the step's RSS + its loader workers' private pages), sampled
+every 0.1 s.
 """
 import argparse
 import json
@@ -28,22 +29,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_rss_run(cmd, log, cwd) -> tuple:
-    """(peak RSS MB of the child, peak PSS MB of its whole process tree, wall seconds); fails loudly
-    with the child's log. RSS (wait4) counts one process; the tree's PSS, sampled every 0.1 s, counts
-    the trainer and its loader workers together, their shared pages split between them."""
+    """(peak RSS MB of the child, peak footprint MB of its process tree, wall seconds); fails loudly
+    with the child's log. RSS (wait4) counts one process. The footprint, sampled every 0.1 s, is
+    the child's RSS plus the private pages of its descendants (the loader workers: forked, so the
+    pages they share with it are counted once); unlike PSS it does not depend on what else runs."""
     t0 = time.time()
-    peak_pss = 0.0
+    peak_tree = 0.0
     with open(log, "w") as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"})  # this asr_kd, not one in cwd
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
-            peak_pss = max(peak_pss, sum(_pss_kb(q) for q in _tree(p.pid)) / 1024)
+            tree = _tree(p.pid)
+            kb = _memory_kb(tree[0], ("Rss:",)) + sum(_memory_kb(q, ("Private_Clean:", "Private_Dirty:")) for q in tree[1:])
+            peak_tree = max(peak_tree, kb / 1024)
             time.sleep(0.1)
     if status != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{Path(log).read_text()[-2000:]}")
-    return usage.ru_maxrss / 1024, peak_pss, time.time() - t0
+    return usage.ru_maxrss / 1024, peak_tree, time.time() - t0
 
 
 def _tree(root: int) -> list:
@@ -57,20 +61,19 @@ def _tree(root: int) -> list:
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     out, todo = [], [root]
     while todo:
-        pid = todo.pop()
+        pid = todo.pop(0)
         out.append(pid)
         todo += children.get(pid, [])
     return out
 
 
-def _pss_kb(pid: int) -> int:
+def _memory_kb(pid: int, fields) -> int:
+    """The sum of ``fields`` of /proc/PID/smaps_rollup (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
+        return sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                   if line.startswith(fields))
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path, base_fraction: float = 1.0) -> Path:
@@ -113,14 +116,14 @@ def main() -> None:
             soft = tmp / f"soft_x{factor}"
             common = ["--ali-dir", str(ali), "--fbank-dir", str(data / "fbank"), "--corpus", a.corpus]
             row = {"factor": factor, "frames": None}
-            row["soft_targets_mb"], row["soft_targets_pss_mb"], row["soft_targets_s"] = peak_rss_run(
+            row["soft_targets_mb"], row["soft_targets_tree_mb"], row["soft_targets_s"] = peak_rss_run(
                 py + ["soft-targets", "--teachers", *teachers, *common, "--temperature", "2", "--topk", str(a.topk), "--out", str(soft)],
                 tmp / f"soft_x{factor}.log", exp.parent)  # manifests hold paths relative to the recipe folder
             for mode in ("streamed", "memory"):
                 cfg = tmp / f"{mode}.yaml"
                 cfg.write_text(_with_train(base, {"epochs": a.epochs, "streaming": mode == "streamed"}))
                 out = tmp / f"{mode}_x{factor}"
-                row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_pss_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
+                row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_tree_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
                     py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
                           "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log", exp.parent)
                 history = json.loads((out / "history.json").read_text())
@@ -129,13 +132,13 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     lo = rows[0]
-    print("\n| factor | frames | soft targets: RSS / tree PSS (MB) | training, streamed: RSS / tree PSS (MB) | training, in memory: RSS / tree PSS (MB) |")
+    print("\n| factor | frames | soft targets: RSS / tree (MB) | training, streamed: RSS / tree (MB) | training, in memory: RSS / tree (MB) |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
         cells = []
         for step in ("soft_targets", "streamed_epoch", "memory_epoch"):
-            rss, pss = r[f"{step}_mb"], r[f"{step}_pss_mb"]
-            cells.append(f"{rss:.0f} / {pss:.0f} ({rss / lo[f'{step}_mb']:.2f} / {pss / lo[f'{step}_pss_mb']:.2f})")
+            rss, tree = r[f"{step}_mb"], r[f"{step}_tree_mb"]
+            cells.append(f"{rss:.0f} / {tree:.0f} ({rss / lo[step + '_mb']:.2f} / {tree / lo[step + '_tree_mb']:.2f})")
         print(f"| {r['factor']}x | {r['frames']:,} | " + " | ".join(cells) + " |")
     print("\n| factor | epoch | streamed (frames/s) | in memory (frames/s) | ratio |")
     print("|---:|---:|---:|---:|---:|")

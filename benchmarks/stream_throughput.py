@@ -3,7 +3,7 @@
 machine's drift (shared cores, clock changes) falls on both paths alike.
 
     .venv/bin/python benchmarks/stream_throughput.py [--exp exp] [--data data] [--corpus digits]
-        [--config conf/default.yaml] [--soft-targets exp/soft_T2_top20] [--segment 64] [--epochs 1]
+        [--ali-dir exp/mono] [--config conf/default.yaml] [--soft-targets exp/soft_T2_top20] [--segment 64] [--epochs 1]
 
 Needs a speech recipe's alignment (and, for distillation, a soft-targets folder). Builds the
 config's model twice (same seed) and trains them in alternating segments of ``--segment`` steps:
@@ -39,13 +39,14 @@ def main() -> None:
     ap.add_argument("--exp", default="exp")
     ap.add_argument("--data", default="data")
     ap.add_argument("--corpus", default="digits")
+    ap.add_argument("--ali-dir", help="the alignment the labels come from (default EXP/mono)")
     ap.add_argument("--config", default="conf/default.yaml")
     ap.add_argument("--soft-targets", help="a soft-targets folder (top-k or dense): kd loss")
     ap.add_argument("--segment", type=int, default=64, help="steps per segment before switching paths")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--out", default="exp/benchmarks/stream_throughput.json")
     a = ap.parse_args()
-    ali, fbank = Path(a.exp) / "mono", Path(a.data) / "fbank"
+    ali, fbank = Path(a.ali_dir or Path(a.exp) / "mono"), Path(a.data) / "fbank"
     mcfg, tcfg = section(a.config, "model", ModelConfig), section(a.config, "train", TrainConfig)
     torch.set_num_threads(tcfg.threads)
     n = num_pdfs(ali)
