@@ -20,7 +20,7 @@ from asr_kd.nnet.evaluate import predict_logits
 from asr_kd.nnet.losses import LossConfig
 from asr_kd.nnet.targets import TopKTargets, ensemble_soft_targets, index_dtype, topk_targets
 from asr_kd.utils.device import torch_device
-from asr_kd.utils.io import atomic_path, forget_open_arrays, write_json_atomic
+from asr_kd.utils.io import atomic_path, forget_open_arrays, release_freed_memory, write_json_atomic
 from asr_kd.utils.jobs import JobCmd, run_jobs
 from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
@@ -102,7 +102,7 @@ def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, co
     with atomic_path(h5) as tmp:
         with NumpyHdf5Writer(tmp) as w:
             for start in range(0, len(cut_list), chunk_cuts):
-                _release_freed_memory()
+                release_freed_memory()
                 data = load_frames(CutSet.from_cuts(cut_list[start : start + chunk_cuts]), normalizer, with_labels=False)
                 logits = torch.stack([predict_logits(m, data) for m in models])
                 probs = ensemble_soft_targets(logits, temperature, combine)
@@ -131,17 +131,6 @@ def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers
     folder's statistics, in ``num_jobs`` parallel shards (run as ``cmd`` says)."""
     return write_soft_targets(ali_cuts(ali_dir, corpus, split), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
                               temperature, topk, combine, num_jobs=num_jobs, cmd=cmd)
-
-
-def _release_freed_memory() -> None:
-    """Hand freed heap back to the OS between chunks (glibc keeps it otherwise, and the mix of
-    torch and HDF5 allocations of varying sizes fragments it): keeps the streaming flat."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def check_soft_targets(soft_dir, loss_cfg: LossConfig) -> Dict:

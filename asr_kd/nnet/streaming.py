@@ -33,6 +33,7 @@ from lhotse.serialization import deserialize_item, open_best
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.targets import TopKTargets
+from asr_kd.utils.io import release_freed_memory
 from asr_kd.utils.validity import file_digest, fingerprint
 
 
@@ -73,6 +74,7 @@ class StreamedFrames(torch.utils.data.IterableDataset):
                     yield deserialize_item(json.loads(line))
 
     def _block(self, cuts: List) -> FrameData:
+        release_freed_memory()  # the last block's arrays are gone: give their heap back
         feats, labels, soft, starts, ends, n = [], [], [], [], [], 0
         for cut in cuts:
             x = self.normalizer.normalize_cut(cut)
