@@ -55,6 +55,20 @@ def test_training_learns_and_resumes_to_the_same_model(tmp_path):
     assert predict_logits(model, dev).shape == (len(dev), 5)
 
 
+def test_dev_accuracy_batch_by_batch_equals_the_one_over_all_logits():
+    """Training scores dev without holding its (frames x pdfs) logits; the figure is the same,
+    padding frames (label -100) left out."""
+    from asr_kd.nnet.evaluate import frame_accuracy, model_frame_accuracy
+
+    dev = toy_frames(seed=1, n_utts=9)
+    dev.labels[::7] = -100
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(context=1, hidden=8, num_layers=1), 8, 5)
+    expected = frame_accuracy(predict_logits(model, dev), dev.labels)
+    assert 0 < expected < 1
+    assert model_frame_accuracy(model, dev, batch_size=50) == expected
+
+
 def test_mixed_precision_training_learns(tmp_path):
     """train.amp: bfloat16 autocast on the CPU (float16 with gradient scaling on a GPU)."""
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)

@@ -3,11 +3,15 @@ checkpoints, stored per cut with lhotse (dense float32, or top-k: int16 indices 
 pdfs) + float16 log-probabilities, as HDF5 TemporalArrays), checked against the loss that will read
 them, and read back for training: dense rows, or top-k kept sparse and densified per batch
 (``asr_kd.nnet.targets.TopKTargets``)."""
+import gzip
+import hashlib
+import itertools
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,7 +24,8 @@ from asr_kd.nnet.evaluate import predict_logits
 from asr_kd.nnet.losses import LossConfig
 from asr_kd.nnet.targets import TopKTargets, ensemble_soft_targets, index_dtype, topk_targets
 from asr_kd.utils.device import torch_device
-from asr_kd.utils.io import atomic_path, forget_open_arrays, release_freed_memory, write_json_atomic
+from asr_kd.utils.io import atomic_path, forget_open_arrays, write_json_atomic
+from asr_kd.utils.memory import map_large_blocks, release_freed_memory
 from asr_kd.utils.jobs import JobCmd, run_jobs
 from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 
@@ -30,32 +35,36 @@ log = logging.getLogger(__name__)
 def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Sequence, out_dir, temperature: float,
                        topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64, num_jobs: int = 1,
                        cmd="local") -> Dict:
-    """Stream over ``cuts`` (``chunk_cuts`` at a time, so peak memory does not grow with the corpus):
-    the teachers' soft targets at T go into HDF5 files of per-cut TemporalArrays (``soft_probs``
-    dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to the cuts of ``cuts.jsonl.gz``. With
-    ``num_jobs`` > 1 the cuts are split into that many shards written in parallel processes
-    (``soft_targets.<i>.h5``; one job writes ``soft_targets.h5``), or as that many Slurm jobs under
-    ``cmd`` = "slurm [sbatch options]" (``asr_kd.utils.jobs``; logs in ``jobs/``; each job takes the
-    GPU when its node has one). ``soft_targets.json`` holds T, k
-    and the storage figures; it is written last, with a key of the inputs (teacher checkpoints, T, k,
-    cuts, feature statistics), and targets of the same key are kept on a rerun. Returns the storage
-    figures."""
+    """Stream over ``cuts`` (a lazy CutSet is read, never held: ``chunk_cuts`` cuts at a time, so peak
+    memory does not grow with the corpus): the teachers' soft targets at T go into HDF5 files of
+    per-cut TemporalArrays (``soft_probs`` dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to
+    the cuts of ``cuts.jsonl.gz``. With ``num_jobs`` > 1 the cuts are split into that many
+    contiguous shards written in parallel processes (``soft_targets.<i>.h5``; one job writes
+    ``soft_targets.h5``), or as that many Slurm jobs under ``cmd`` = "slurm [sbatch options]"
+    (``asr_kd.utils.jobs``; logs in ``jobs/``; each job takes the GPU when its node has one). Each
+    shard writes its part of the manifest as it goes; the parts are joined in cut order.
+    ``soft_targets.json`` holds T, k and the storage figures; it is written last, with a key of the
+    inputs (teacher checkpoints, T, k, the cuts' ids and lengths, feature statistics), and targets
+    of the same key are kept on a rerun. Returns the storage figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cut_list = list(cuts)
+    num_cuts, cuts_digest = _cuts_digest(cuts)
     key = fingerprint({"teachers": [file_digest(t) for t in teachers], "temperature": temperature, "topk": topk,
-                       "combine": combine, "cuts": [(c.id, c.num_frames) for c in cut_list], "cmvn": normalizer.fingerprint()})
+                       "combine": combine, "cuts": cuts_digest, "cmvn": normalizer.fingerprint()})
     meta_path = out_dir / "soft_targets.json"
     kept = kept_summary(meta_path, key)
     if kept is not None and (out_dir / "cuts.jsonl.gz").is_file():
         log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
         return kept
-    for old in out_dir.glob("soft_targets*.h5"):  # another run's files (maybe another shard count)
+    for old in [*out_dir.glob("soft_targets*.h5"), *out_dir.glob("cuts.*.jsonl.gz")]:  # another run's (maybe another shard count)
         old.unlink()
-    num_jobs = max(1, min(num_jobs, len(cut_list)))
-    bounds = np.linspace(0, len(cut_list), num_jobs + 1).astype(int)
+    if num_cuts == 0:
+        raise ValueError(f"{out_dir}: no cuts to make soft targets for")
+    num_jobs = max(1, min(num_jobs, num_cuts))
+    bounds = np.linspace(0, num_cuts, num_jobs + 1).astype(int)
     cluster = not JobCmd.parse(cmd).local
-    jobs = [(cut_list[bounds[i] : bounds[i + 1]], normalizer, list(teachers), out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
+    jobs = [(cuts, int(bounds[i]), int(bounds[i + 1]), normalizer, list(teachers),
+             out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"), out_dir / f"cuts.{i}.jsonl.gz",
              temperature, topk, combine, chunk_cuts, None if cluster or num_jobs == 1 else 1,
              # a GPU when present for a single or a cluster job; forked shards stay on the CPU (CUDA does not survive fork)
              None if cluster or num_jobs == 1 else "cpu") for i in range(num_jobs)]
@@ -69,67 +78,93 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
 
         with ProcessPoolExecutor(num_jobs, mp_context=mp.get_context("fork")) as ex:
             results = list(ex.map(_write_shard, *zip(*jobs)))
-    arrays = {cid: a for shard_arrays, _, _ in results for cid, a in shard_arrays.items()}
-    frames = sum(r[1] for r in results)
-    topk = max(r[2] for r in results)
+    frames = sum(r[0] for r in results)
+    topk = max(r[1] for r in results)
     files = sorted(out_dir.glob("soft_targets*.h5"))
     meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames, "shards": num_jobs,
             "bytes": sum(os.path.getsize(f) for f in files), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers],
             "key": key}
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
     # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
-    with_targets = []
-    for cut in cut_list:
-        for name, arr in arrays.get(cut.id, {}).items():
-            cut = cut.with_custom(name, arr)
-        with_targets.append(cut)
+    parts = [job[6] for job in jobs]
     with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:
-        CutSet.from_cuts(with_targets).to_file(tmp)
+        with gzip.open(tmp, "wt") as out:
+            for part in parts:
+                with gzip.open(part, "rt") as f:
+                    shutil.copyfileobj(f, out)
+    for part in parts:
+        part.unlink()
     forget_open_arrays()
     write_json_atomic(meta_path, meta)
     return meta
 
 
-def _write_shard(cut_list, normalizer, teachers, h5: Path, temperature, topk, combine, chunk_cuts, threads, device):
-    """One shard's soft targets into ``h5`` (written atomically): ({cut id: arrays}, frames, k).
+def _cuts_digest(cuts) -> Tuple[int, str]:
+    """(number of cuts, digest of their ids and lengths), in one lazy pass."""
+    h, n = hashlib.sha256(), 0
+    for cut in cuts:
+        h.update(f"{cut.id} {cut.num_frames}\n".encode())
+        n += 1
+    return n, h.hexdigest()[:16]
+
+
+def _write_shard(cuts, lo: int, hi: int, normalizer, teachers, h5: Path, part: Path, temperature, topk, combine,
+                 chunk_cuts, threads, device):
+    """Soft targets of cuts ``lo`` to ``hi`` (positions in ``cuts``) into ``h5`` (written
+    atomically), and those cuts with their arrays into the manifest part ``part``: (frames, k).
     ``threads`` / ``device`` None: torch's default threads, the GPU when present."""
+    map_large_blocks()  # chunks' arrays must not fragment the heap (asr_kd.utils.memory)
     if threads:
         torch.set_num_threads(threads)
     device = device or str(torch_device())
     models = [load_model(t, device) for t in teachers]
-    starts = {c.id: c.start for c in cut_list}  # arrays start where their cut does (Kaldi segments)
-    arrays, frames = {}, 0
-    with atomic_path(h5) as tmp:
-        with NumpyHdf5Writer(tmp) as w:
-            for start in range(0, len(cut_list), chunk_cuts):
-                release_freed_memory()
-                data = load_frames(CutSet.from_cuts(cut_list[start : start + chunk_cuts]), normalizer, with_labels=False)
-                logits = torch.stack([predict_logits(m, data) for m in models])
-                probs = ensemble_soft_targets(logits, temperature, combine)
-                if topk > probs.shape[-1]:  # top-k of k > C classes is every class: store them all, and say so
-                    log.warning("top-%d soft targets asked for, but the teachers have %d classes: storing all of them",
-                                topk, probs.shape[-1])
-                    topk = probs.shape[-1]
-                frames += len(data)
-                for i, cid in enumerate(data.cut_ids):
-                    p = probs[data.utterance(i)]
-                    if topk:
-                        idx, logp = topk_targets(p, topk)
-                        arrays[cid] = {"soft_idx": w.store_array(cid + "/idx", idx.numpy().astype(index_dtype(probs.shape[-1])), frame_shift=0.01, temporal_dim=0, start=starts[cid]),
-                                       "soft_logp": w.store_array(cid + "/logp", logp.numpy().astype(np.float16), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
-                    else:
-                        arrays[cid] = {"soft_probs": w.store_array(cid, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0, start=starts[cid])}
-    for per_cut in arrays.values():  # point at the final file, not the temporary one
-        for a in per_cut.values():
-            a.array.storage_path = str(h5)
-    return arrays, frames, topk
+    frames = 0
+    with atomic_path(h5) as tmp, NumpyHdf5Writer(tmp) as w, atomic_path(part) as tmp_part, \
+            CutSet.open_writer(tmp_part) as manifest:
+        for chunk in _chunks(itertools.islice(cuts, lo, hi), chunk_cuts):
+            release_freed_memory()
+            data = load_frames(CutSet.from_cuts(chunk), normalizer, with_labels=False)
+            logits = torch.stack([predict_logits(m, data) for m in models])
+            probs = ensemble_soft_targets(logits, temperature, combine)
+            if topk > probs.shape[-1]:  # top-k of k > C classes is every class: store them all, and say so
+                log.warning("top-%d soft targets asked for, but the teachers have %d classes: storing all of them",
+                            topk, probs.shape[-1])
+                topk = probs.shape[-1]
+            frames += len(data)
+            for i, cut in enumerate(chunk):
+                p = probs[data.utterance(i)]
+                if topk:
+                    idx, logp = topk_targets(p, topk)
+                    arrays = {"soft_idx": w.store_array(cut.id + "/idx", idx.numpy().astype(index_dtype(probs.shape[-1])),
+                                                        frame_shift=0.01, temporal_dim=0, start=cut.start),
+                              "soft_logp": w.store_array(cut.id + "/logp", logp.numpy().astype(np.float16),
+                                                         frame_shift=0.01, temporal_dim=0, start=cut.start)}
+                else:
+                    arrays = {"soft_probs": w.store_array(cut.id, p.numpy().astype(np.float32), frame_shift=0.01,
+                                                          temporal_dim=0, start=cut.start)}
+                for name, a in arrays.items():  # arrays start where their cut does (Kaldi segments)
+                    a.array.storage_path = str(h5)  # the final file, not the temporary one
+                    cut = cut.with_custom(name, a)
+                manifest.write(cut)
+    return frames, topk
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[List]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers: Sequence, out_dir, temperature: float,
                            topk: int = 0, combine: str = "arithmetic", num_jobs: int = 1, cmd="local") -> Dict:
     """``write_soft_targets`` over a split of an alignment folder, normalised with the fbank
     folder's statistics, in ``num_jobs`` parallel shards (run as ``cmd`` says)."""
-    return write_soft_targets(ali_cuts(ali_dir, corpus, split), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
+    return write_soft_targets(ali_cuts(ali_dir, corpus, split, lazy=True), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
                               temperature, topk, combine, num_jobs=num_jobs, cmd=cmd)
 
 

@@ -75,12 +75,14 @@ def subset_cuts(cuts: CutSet, fraction: float, seed: int) -> CutSet:
     return cuts.filter(lambda c: c.id in keep).to_eager()
 
 
-def ali_cuts(ali_dir, corpus: str, split: str) -> CutSet:
-    """The labelled cuts of an alignment folder (``<corpus>_<split>_cuts.jsonl.gz``)."""
+def ali_cuts(ali_dir, corpus: str, split: str, lazy: bool = False) -> CutSet:
+    """The labelled cuts of an alignment folder (``<corpus>_<split>_cuts.jsonl.gz``); ``lazy``: read
+    from the file on each pass instead of held in memory."""
     path = Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the alignment stage first")
-    return CutSet.from_file(path).to_eager()
+    cuts = CutSet.from_file(path)
+    return cuts if lazy else cuts.to_eager()
 
 
 def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:

@@ -22,6 +22,23 @@ def predict_logits(model, data: FrameData, batch_size: int = 4096) -> torch.Tens
     return torch.cat(out)
 
 
+@torch.no_grad()
+def model_frame_accuracy(model, data: FrameData, batch_size: int = 4096) -> float:
+    """``frame_accuracy(predict_logits(model, data), data.labels)`` batch by batch: no (frames x
+    pdfs) logits held (a training run scores its dev split after every epoch)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    context = getattr(model, "module", model).context
+    correct = counted = 0
+    for s in range(0, len(data), batch_size):
+        idx = torch.arange(s, min(s + batch_size, len(data)))
+        labels = data.labels[idx].to(dev)
+        keep = labels >= 0
+        correct += int((model(data.windows(idx, context).to(dev)).float().argmax(-1)[keep] == labels[keep]).sum())
+        counted += int(keep.sum())
+    return float(torch.tensor(float(correct)) / counted) if counted else float("nan")  # float32, as frame_accuracy
+
+
 def teacher_logits(teachers: Sequence, data: FrameData) -> torch.Tensor:
     """(members, N, C) logits of the checkpoints ``teachers`` on ``data``."""
     return torch.stack([predict_logits(load_model(t, torch_device()), data) for t in teachers])  # a GPU when present

@@ -33,7 +33,7 @@ from lhotse.serialization import deserialize_item, open_best
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.targets import TopKTargets
-from asr_kd.utils.io import release_freed_memory
+from asr_kd.utils.memory import map_large_blocks, release_freed_memory
 from asr_kd.utils.validity import file_digest, fingerprint
 
 
@@ -101,6 +101,8 @@ class StreamedFrames(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
         info = torch.utils.data.get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        if info:  # a loader worker: its blocks' arrays must not fragment its heap (not the trainer's: see map_large_blocks)
+            map_large_blocks()
         stream, streams = self.rank * nworkers + wid, self.world * nworkers
         local_batch = max(1, self.batch_size // self.world)  # a rank's share of the global batch
         gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, stream)) & 0x7FFFFFFF)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from asr_kd.nnet import distributed
 from asr_kd.nnet.checkpoint import save_checkpoint
 from asr_kd.nnet.data import FrameData
-from asr_kd.nnet.evaluate import frame_accuracy, predict_logits
+from asr_kd.nnet.evaluate import model_frame_accuracy
 from asr_kd.nnet.losses import Criterion, HardLabels, LossConfig
 from asr_kd.nnet.models import ModelConfig, build_model
 from asr_kd.utils.io import write_json_atomic
@@ -254,7 +254,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
                                       (ranks.rank, ranks.world), precision)
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
-        dev_acc = frame_accuracy(predict_logits(model, dev), dev.labels)
+        dev_acc = model_frame_accuracy(model, dev)
         rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
                "seconds": round(secs, 2), "frames_per_second": round(nb * cfg.batch_size / secs if streamed else num_train / secs, 1)}
         history.append(rec)

@@ -45,15 +45,3 @@ def forget_open_arrays() -> None:
 
 def write_json_atomic(path: PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def release_freed_memory() -> None:
-    """Hand freed heap back to the OS (glibc keeps it otherwise, and the mix of torch, numpy and HDF5
-    allocations of varying sizes fragments it): called between the chunks and blocks of the
-    streaming steps, it keeps their memory flat in corpus size."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
