@@ -1,9 +1,10 @@
-"""The process heap under the streaming steps (streamed training, soft-target shards): memory that
-must not grow with the corpus. glibc's malloc keeps freed memory for reuse, and its default policy
-serves a large block from the heap once a block of that size has been freed: torch, numpy and HDF5
-arrays of varying sizes (a block's features, a dev batch's activations) then fragment the heap, and a
-process's peak drifts up by hundreds of MB over a long run (measured: benchmarks/scale_memory.py,
-RESULTS.md). Both calls are no-ops where the C library is not glibc."""
+"""The heap of the processes that stream (loader workers, soft-target shards): their memory must not
+grow with the corpus. glibc's malloc keeps freed memory for reuse, and by default serves a large
+block from the heap once a block of that size has been freed: arrays of varying sizes (a block's
+features, labels and targets; numpy, torch, lilcom and HDF5 buffers) then fragment the heap, and a
+loader worker's peak drifted up with the number of blocks it had read (measured:
+benchmarks/scale_memory.py, RESULTS.md). Both calls are no-ops where the C library is not glibc.
+"""
 import ctypes
 import ctypes.util
 
