@@ -11,30 +11,30 @@ from asr_kd.nnet.targets import ensemble_soft_targets
 from asr_kd.utils.device import torch_device
 
 
-@torch.no_grad()
-def predict_logits(model, data: FrameData, batch_size: int = 4096) -> torch.Tensor:
+def _batch_logits(model, data: FrameData, batch_size: int):
+    """(frame indices, float32 logits on the model's device) of ``data``, ``batch_size`` frames at a time."""
     model.eval()
     dev = next(model.parameters()).device
-    out = []
+    context = getattr(model, "module", model).context
     for s in range(0, len(data), batch_size):
         idx = torch.arange(s, min(s + batch_size, len(data)))
-        out.append(model(data.windows(idx, model.context).to(dev)).float().cpu())
-    return torch.cat(out)
+        yield idx, model(data.windows(idx, context).to(dev)).float()
+
+
+@torch.no_grad()
+def predict_logits(model, data: FrameData, batch_size: int = 4096) -> torch.Tensor:
+    return torch.cat([logits.cpu() for _, logits in _batch_logits(model, data, batch_size)])
 
 
 @torch.no_grad()
 def model_frame_accuracy(model, data: FrameData, batch_size: int = 4096) -> float:
     """``frame_accuracy(predict_logits(model, data), data.labels)`` batch by batch: no (frames x
     pdfs) logits held (a training run scores its dev split after every epoch)."""
-    model.eval()
-    dev = next(model.parameters()).device
-    context = getattr(model, "module", model).context
     correct = counted = 0
-    for s in range(0, len(data), batch_size):
-        idx = torch.arange(s, min(s + batch_size, len(data)))
-        labels = data.labels[idx].to(dev)
+    for idx, logits in _batch_logits(model, data, batch_size):
+        labels = data.labels[idx].to(logits.device)
         keep = labels >= 0
-        correct += int((model(data.windows(idx, context).to(dev)).float().argmax(-1)[keep] == labels[keep]).sum())
+        correct += int((logits.argmax(-1)[keep] == labels[keep]).sum())
         counted += int(keep.sum())
     return float(torch.tensor(float(correct)) / counted) if counted else float("nan")  # float32, as frame_accuracy
 

@@ -15,10 +15,9 @@ Per epoch, in each DataLoader worker process of each rank:
    densified in the training process (``unstack``).
 
 Soft targets: dense rows, or top-k (indices + log-probabilities) kept sparse in the block and
-densified per batch. The
-in-memory path (``asr_kd.nnet.data.FrameData``) stays for small corpora; ``train_model`` takes
-either. Decision: the streamed path trains on every cut (no ``fraction`` subset) and keeps the dev
-split in memory (it is scored whole after every epoch).
+densified per batch. The in-memory path (``asr_kd.nnet.data.FrameData``) stays for small
+corpora; ``train_model`` takes either. Decision: the streamed path trains on every cut (no
+``fraction`` subset) and keeps the dev split in memory (scored after every epoch, batch by batch).
 """
 import json
 import random

@@ -7,11 +7,13 @@ benchmarks/scale_memory.py, RESULTS.md). Both calls are no-ops where the C libra
 """
 import ctypes
 import ctypes.util
+import functools
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter numbers of glibc's malloc.h
 LARGE_BLOCK_BYTES = 1 << 20
 
 
+@functools.lru_cache(maxsize=None)
 def _libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -36,4 +38,3 @@ def release_freed_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
-
