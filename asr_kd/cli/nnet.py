@@ -2,7 +2,7 @@
 import logging
 from dataclasses import replace
 
-from asr_kd.cli.common import add_labelled_data_args
+from asr_kd.cli.common import add_labelled_data_args, positive_float
 from asr_kd.distill.soft_targets import soft_targets_for_split
 from asr_kd.utils.jobs import add_cmd_arg
 from asr_kd.distill.training import train_speech_model
@@ -53,7 +53,7 @@ def register(sub) -> None:
     g.add_argument("--soft-targets", help="stored soft targets (soft-targets command) -> distillation")
     g.add_argument("--teachers", nargs="+", help="teacher checkpoints: soft targets computed on the fly")
     s.add_argument("--loss", choices=sorted(LOSSES), help="override distill.loss")
-    s.add_argument("--temperature", type=float, help="override distill.temperature")
+    s.add_argument("--temperature", type=positive_float, help="override distill.temperature (> 0)")
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--hidden", type=int, help="override model.hidden (e.g. a smaller student)")
     s.set_defaults(func=train_dnn)
@@ -61,7 +61,7 @@ def register(sub) -> None:
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
     s.add_argument("--teachers", nargs="+", required=True)
     add_labelled_data_args(s)
-    s.add_argument("--temperature", type=float, default=2.0)
+    s.add_argument("--temperature", type=positive_float, default=2.0, help="softmax temperature T > 0 [%(default)s]")
     s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
     s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
     s.add_argument("--split", default="train")

@@ -30,6 +30,12 @@ class FeatureConfig:
     frame_length: float = 0.025
     cmvn: str = "global"  # "global" (train statistics) or "speaker" (per-speaker statistics)
 
+    def validate(self) -> None:
+        if self.cmvn not in ("global", "speaker"):
+            raise ValueError(f"cmvn must be global or speaker, not {self.cmvn!r}")
+        if self.frame_length < self.frame_shift:
+            raise ValueError(f"frame_length ({self.frame_length}) is shorter than frame_shift ({self.frame_shift})")
+
 
 def feature_cuts_path(out_dir, corpus: str, split: str) -> Path:
     return Path(out_dir) / f"{corpus}_cuts_{split}.jsonl.gz"

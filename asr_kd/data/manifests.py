@@ -11,6 +11,7 @@ counted in ``<out>/<corpus>_<split>.skipped.json`` with the file it came from; a
 other than the expected one is an error naming the file (pass ``resample=True`` to convert
 on the fly instead); words outside a given vocabulary are an error naming the utterance.
 """
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from asr_kd.data.cmudict import read_cmudict
 from asr_kd.data.synth.corpus import read_split
 from asr_kd.data.synth.digits import DIGIT_WORDS
 from asr_kd.data.synth.phonemap import espeak_to_arpabet
-from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.io import atomic_path, check_name, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class SkipReport:
 
 
 def manifest_paths(out_dir, corpus: str, split: str) -> Dict[str, Path]:
+    check_name("corpus", corpus)
+    check_name("split", split)
     out_dir = Path(out_dir)
     return {kind: out_dir / f"{corpus}_{kind}_{split}.jsonl.gz" for kind in ("recordings", "supervisions", "cuts")}
 
@@ -143,9 +146,15 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
     # one supervision per cut: the cut id is the utterance id (Kaldi's utt-id)
     cuts = CutSet.from_cuts(c.with_id(c.supervisions[0].id) for c in cuts).sort_by_recording_id()
     paths = manifest_paths(out_dir, corpus, split)
-    for kind, manifest in (("recordings", recordings), ("supervisions", supervisions), ("cuts", cuts)):
-        with atomic_path(paths[kind]) as tmp:
-            manifest.to_file(tmp)
+    # one unit: all three are written to temporary files first (a failure renames none); the old
+    # cuts go before the renames and the new cuts come last, so a crash between renames leaves no
+    # cuts file (the split reads as not done) rather than manifests that disagree
+    with contextlib.ExitStack() as stack:
+        # entered cuts first: the stack renames in reverse, recordings first and cuts last
+        temps = {kind: stack.enter_context(atomic_path(paths[kind])) for kind in ("cuts", "supervisions", "recordings")}
+        for kind, manifest in (("recordings", recordings), ("supervisions", supervisions), ("cuts", cuts)):
+            manifest.to_file(temps[kind])
+        paths["cuts"].unlink(missing_ok=True)
     if report is not None:
         write_json_atomic(Path(out_dir) / f"{corpus}_{split}.skipped.json", {"count": len(report), "items": report.skipped})
         if len(report):

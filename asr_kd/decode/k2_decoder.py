@@ -59,7 +59,7 @@ def load_k2_graph(hclg_path, word_penalty: float = 0.0, device: Optional[torch.d
     hclg_path = Path(hclg_path)
     cache = hclg_path.with_name(f"{hclg_path.stem}.k2.wip{word_penalty:g}.pt")
     key = fingerprint({"hclg": file_digest(hclg_path), "word_penalty": word_penalty})
-    saved = torch.load(cache, map_location="cpu") if cache.is_file() else None
+    saved = torch.load(cache, map_location="cpu", weights_only=True) if cache.is_file() else None
     if still_valid(saved, key):
         fsa = k2.Fsa.from_dict(saved["fsa"])
     else:

@@ -7,9 +7,10 @@ rounding), which ``feature_difference`` measures on a real set and the recipes' 
 reports. Decision: deploy with kaldi-native-fbank (streaming, no torch in the feature path) and
 keep lhotse for training.
 """
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, Iterator, List
 
 import numpy as np
 
@@ -30,25 +31,113 @@ class FbankSettings:
         return asdict(self)
 
 
-def read_audio(path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples at ``sample_rate``: channels are averaged, other rates resampled
-    (torchaudio's sinc interpolation). Raises ``AudioError`` naming the file."""
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # a header outside this range is an error, not a 3 GB resample
+BLOCK_SECONDS = 30.0  # audio is read, checked and resampled in blocks of this length: memory does not grow with the file
+
+
+def _open(path: Path):
     import soundfile as sf
 
-    path = Path(path)
     try:
-        samples, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(path))
     except Exception as e:  # soundfile raises several types for missing, corrupt or unknown files
-        raise AudioError(f"{path}: cannot read audio ({e})") from None
-    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: cannot read audio ({str(e).strip()[:200]})") from None
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        f.close()
+        raise AudioError(f"{path}: implausible sample rate {f.samplerate} Hz in its header "
+                         f"(expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+    if f.frames == 0:
+        f.close()
         raise AudioError(f"{path}: no samples")
-    x = samples.mean(1)
-    if sr != sample_rate:
+    return f
+
+
+def _file_blocks(path: Path, f, block: int) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of ``block`` samples at the file's own rate, each checked for NaN / inf."""
+    start = 0
+    while True:
+        try:
+            x = f.read(block, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioError(f"{path}: audio data cannot be decoded after {start / f.samplerate:.2f} s ({e})") from None
+        if not len(x):
+            return
+        x = x.mean(1)
+        if not np.isfinite(x).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(x))[0])
+            raise AudioError(f"{path}: sample {bad} ({bad / f.samplerate:.3f} s) is not a finite number (NaN or inf)")
+        start += len(x)
+        yield x
+
+
+def audio_blocks(path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """The file's samples as mono float32 at ``sample_rate``, in blocks of about ``block_seconds``:
+    channels averaged, other rates resampled (torchaudio's sinc interpolation, block by block
+    with enough context on each side that the result equals resampling the whole file up to
+    float rounding). Raises ``AudioError`` naming the file: unreadable, empty, an implausible
+    rate in the header, or a NaN / inf sample."""
+    path = Path(path)
+    f = _open(path)
+    with f:
+        sr = f.samplerate
+        if sr == sample_rate:
+            yield from (np.ascontiguousarray(x) for x in _file_blocks(path, f, max(1, int(block_seconds * sr))))
+            return
         import torch
         import torchaudio.functional as AF
 
-        x = AF.resample(torch.from_numpy(x), sr, sample_rate).numpy()
-    return np.ascontiguousarray(x, dtype=np.float32)
+        g = math.gcd(sr, sample_rate)
+        up, down = sample_rate // g, sr // g  # output / input samples per period
+        period_in = down
+        block = max(1, int(block_seconds * sr) // period_in) * period_in
+        pad = period_in * (math.ceil(16 * max(up, down) / min(up, down) / period_in) + 1)  # > the sinc filter's reach
+        buf, buf_start, done = np.zeros(0, np.float32), 0, 0  # buf holds input samples from buf_start
+        total_out = None
+        blocks = _file_blocks(path, f, block)
+        eof = False
+        while True:
+            while not eof and buf_start + len(buf) < done + block + pad:
+                nxt = next(blocks, None)
+                if nxt is None:
+                    eof = True
+                else:
+                    buf = np.concatenate([buf, nxt])
+            end_in = buf_start + len(buf)
+            if eof:
+                total_out = math.ceil(end_in * up / down)
+            hi = end_in if eof else done + block
+            if hi <= done:
+                return
+            lo_ctx = max(buf_start, done - pad)
+            seg = torch.from_numpy(np.ascontiguousarray(buf[lo_ctx - buf_start:]))
+            out = AF.resample(seg, sr, sample_rate).numpy()
+            first = (done - lo_ctx) * up // down
+            n_out = (total_out - done * up // down) if hi == end_in and eof else (hi - done) * up // down
+            yield np.ascontiguousarray(out[first:first + n_out], dtype=np.float32)
+            done = hi
+            keep = max(buf_start, done - pad)
+            buf, buf_start = buf[keep - buf_start:], keep
+            if eof and done >= end_in:
+                return
+
+
+def read_audio(path, sample_rate: int) -> np.ndarray:
+    """The whole file as one array (``audio_blocks`` joined): for short files; ``transcribe``
+    streams the blocks instead."""
+    return np.concatenate(list(audio_blocks(path, sample_rate)))
+
+
+def rechunk(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Blocks of any length -> chunks of exactly ``size`` samples (the last may be shorter)."""
+    pending = np.zeros(0, np.float32)
+    for b in blocks:
+        pending = np.concatenate([pending, b]) if len(pending) else b
+        n = len(pending) // size * size
+        for i in range(0, n, size):
+            yield pending[i:i + size]
+        pending = pending[n:]
+    if len(pending):
+        yield pending
 
 
 def fbank_options(s: FbankSettings):

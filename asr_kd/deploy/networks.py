@@ -14,7 +14,7 @@ from typing import Callable, Dict
 import numpy as np
 import torch
 
-from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.checkpoint import load_model, read_checkpoint
 
 FORMATS = ("pt", "ts", "onnx", "int8.onnx")
 
@@ -25,7 +25,7 @@ def window_shape(model) -> tuple:
 
 def load_network(ckpt) -> torch.nn.Module:
     """The checkpoint's network in eval mode, with ``feat_dim`` attached (export needs the shape)."""
-    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(ckpt)
     model = load_model(ckpt)
     model.feat_dim = int(ck["feat_dim"])
     return model
@@ -115,7 +115,7 @@ def export_all(ckpt, out_stem, formats=FORMATS) -> Dict[str, Path]:
     model = load_network(ckpt)
     written = {}
     if "pt" in formats:
-        ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(ckpt)
         torch.save({k: ck[k] for k in ("model", "model_cfg", "feat_dim", "num_pdfs")}, f"{out_stem}.pt")
         written["pt"] = Path(f"{out_stem}.pt")
     if "ts" in formats:

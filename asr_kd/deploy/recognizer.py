@@ -101,23 +101,42 @@ class Recognizer:
         self.options = kaldi_decoder.FasterDecoderOptions(beam=beam or dec["beam"], max_active=max_active or dec["max_active"])
         self.id2pdf = model.maps["pdf"][1:].astype(np.int64)  # column of transition-id t is pdf id2pdf[t - 1]
 
-    def stream(self) -> "Stream":
-        return Stream(self)
+    def stream(self, endpointing: Optional["Endpointing"] = None) -> "Stream":
+        """A stream for partial results (``Endpointing()`` by default: linear time on long audio)."""
+        return Stream(self, endpointing if endpointing is not None else Endpointing())
 
-    def transcribe(self, samples: np.ndarray) -> Result:
-        s = self.stream()
-        s.accept(samples)
+    def transcribe(self, samples) -> Result:
+        """One utterance decoded whole (no endpointing, no partial tracebacks): ``samples`` is an
+        array or an iterable of blocks (``audio_blocks``: memory stays flat on long files)."""
+        s = Stream(self, None)
+        for block in [samples] if isinstance(samples, np.ndarray) else samples:
+            s.accept(block, partial=False)
         return s.finish()
 
 
+@dataclass(frozen=True)
+class Endpointing:
+    """When a stream closes a segment and starts decoding afresh (Kaldi's online endpoint rules 1,
+    3 and 5, in seconds): trailing silence with nothing decoded, trailing silence after words, and
+    any segment this long. A closed segment's words are final; the next partial traces back only
+    over the open segment, so each chunk costs the same however long the stream runs."""
+    silence_without_words: float = 5.0
+    silence_after_words: float = 2.0
+    max_segment: float = 20.0
+
+
 class Stream:
-    def __init__(self, rec: Recognizer):
+    def __init__(self, rec: Recognizer, endpointing: Optional[Endpointing] = None):
         self.rec = rec
         self.fbank = StreamingFbank(rec.model.settings)
         self.windows = FrameWindows(rec.scorer.context)
         self.decoder = kaldi_decoder.FasterDecoder(rec.graph, rec.options)
         self.decoder.init_decoding()
+        self.endpointing = endpointing
         self.frames = 0
+        self.segment_start = 0  # first frame of the open segment
+        self.closed_words: List[str] = []
+        self.closed_tids: List[int] = []
         self.chunk_seconds: List[float] = []
 
     def _advance(self, feats: np.ndarray, last: bool) -> None:
@@ -125,20 +144,46 @@ class Stream:
         w = self.windows.push(norm, last)
         if len(w):
             ll = self.rec.scorer(w)[:, self.rec.id2pdf]
-            self.decoder.advance_decoding(kaldi_decoder.DecodableCtc(np.ascontiguousarray(ll), offset=self.frames))
+            offset = self.frames - self.segment_start
+            self.decoder.advance_decoding(kaldi_decoder.DecodableCtc(np.ascontiguousarray(ll), offset=offset))
             self.frames += len(ll)
 
-    def accept(self, samples: np.ndarray) -> List[str]:
-        """Feed samples; returns the current partial result (words of the best path so far)."""
+    def accept(self, samples: np.ndarray, partial: bool = True) -> List[str]:
+        """Feed samples; returns the current partial result (words of the best path so far), or
+        [] with ``partial=False`` (no traceback: the offline path)."""
         t0 = time.perf_counter()
         self._advance(self.fbank.accept(samples), last=False)
+        words = self.partial() if partial else []
         self.chunk_seconds.append(time.perf_counter() - t0)
-        return self.partial()
+        return words
 
     def partial(self) -> List[str]:
-        if self.frames == 0:
-            return []
-        return self._best(final=False)[0]
+        if self.frames == self.segment_start:
+            return list(self.closed_words)
+        words, tids = self._best(final=False)
+        if self.endpointing is not None and self._endpoint(words, tids):
+            self._close_segment(words, tids)
+            return list(self.closed_words)
+        return self.closed_words + words
+
+    def _endpoint(self, words: List[str], tids: List[int]) -> bool:
+        rule, shift = self.endpointing, self.rec.model.settings.frame_shift
+        if (self.frames - self.segment_start) * shift >= rule.max_segment:
+            return True
+        phones = self.rec.model.maps["phone"]
+        trailing = 0
+        for t in reversed(tids):
+            if int(phones[t]) not in self.rec.model.silence_phones:
+                break
+            trailing += 1
+        limit = rule.silence_after_words if words else rule.silence_without_words
+        return trailing * shift >= limit
+
+    def _close_segment(self, words: List[str], tids: List[int]) -> None:
+        self.closed_words += words
+        self.closed_tids += tids + [tids[-1] if tids else 0] * (self.frames - self.segment_start - len(tids))
+        self.segment_start = self.frames
+        self.decoder.init_decoding()
 
     def _best(self, final: bool) -> Tuple[List[str], List[int]]:
         ok, lat = self.decoder.get_best_path(use_final_probs=final)
@@ -150,7 +195,8 @@ class Stream:
     def finish(self) -> Result:
         t0 = time.perf_counter()
         self._advance(self.fbank.finish(), last=True)
-        words, tids = self._best(final=self.decoder.reached_final()) if self.frames else ([], [])
+        words, tids = self._best(final=self.decoder.reached_final()) if self.frames > self.segment_start else ([], [])
+        words, tids = self.closed_words + words, self.closed_tids + tids
         self.chunk_seconds.append(time.perf_counter() - t0)
         return Result(words, tids, word_times(words, tids, self.rec.model), self.frames)
 

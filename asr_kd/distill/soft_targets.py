@@ -6,6 +6,7 @@ them, and read back for training: dense rows, or top-k kept sparse and densified
 import gzip
 import hashlib
 import itertools
+import math
 import json
 import logging
 import os
@@ -164,6 +165,10 @@ def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers
                            topk: int = 0, combine: str = "arithmetic", num_jobs: int = 1, cmd="local") -> Dict:
     """``write_soft_targets`` over a split of an alignment folder, normalised with the fbank
     folder's statistics, in ``num_jobs`` parallel shards (run as ``cmd`` says)."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"soft targets: the temperature must be a finite number > 0, not {temperature!r}")
+    if topk < 0:
+        raise ValueError(f"soft targets: topk must be >= 0 (0: dense), not {topk!r}")
     return write_soft_targets(ali_cuts(ali_dir, corpus, split, lazy=True), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
                               temperature, topk, combine, num_jobs=num_jobs, cmd=cmd)
 

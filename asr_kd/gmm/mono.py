@@ -24,6 +24,7 @@ import numpy as np
 from asr_kd.gmm.configs import CONFIG_CLASSES, MonoConfig
 from asr_kd.gmm.graphs import TrainingGraphs, align_utterance
 from asr_kd.gmm.labels import label_maps
+from asr_kd.gmm.model_file import load_gmm_file, save_gmm_file
 from asr_kd.kaldi import kaldifst, khg
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.utils.io import atomic_path, write_json_atomic
@@ -95,9 +96,10 @@ def mono_config(saved: Dict, cls_name: str = "MonoConfig") -> MonoConfig:
 def load_gmm(path) -> Dict:
     """A saved model's parts: ``tm``, ``tree``, ``am``, its ``cfg`` (MonoConfig or TriConfig) and
     ``transform`` (the LDA+MLLT matrix of its features, or None)."""
-    with open(path, "rb") as f:
-        d = pickle.load(f)
-    return {**d, "cfg": mono_config(d["cfg"], d.get("cfg_class", "MonoConfig")), "transform": d.get("transform")}
+    d = load_gmm_file(path)
+    meta = d["meta"]
+    return {"tm": d["tm"], "tree": d["tree"], "am": d["am"], "lang_dir": meta["lang_dir"],
+            "cfg": mono_config(meta["cfg"], meta.get("cfg_class", "MonoConfig")), "transform": d["transform"]}
 
 
 class GmmAligner:
@@ -386,10 +388,8 @@ class GmmAligner:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                pickle.dump({"tm": self.tm, "tree": self.tree, "am": self.am, "cfg": asdict(self.cfg),
-                             "cfg_class": type(self.cfg).__name__, "transform": self.transform, "lang_dir": self.lang_dir}, f)
+        meta = {"cfg": asdict(self.cfg), "cfg_class": type(self.cfg).__name__, "lang_dir": str(self.lang_dir)}
+        save_gmm_file(path, self.tm, self.tree, self.am, meta, self.transform)
 
     @classmethod
     def load(cls, path, lang_dir=None, nj: int = 1) -> "GmmAligner":

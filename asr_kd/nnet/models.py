@@ -25,6 +25,13 @@ class ModelConfig:
     # tdnn only: (kernel, dilation) per conv layer; the receptive field must equal 2 * context + 1
     tdnn_layers: Tuple[Tuple[int, int], ...] = ((3, 1), (3, 1), (3, 2), (3, 2))
 
+    def validate(self) -> None:
+        for key in ("dropout", "input_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"{key} must be in [0, 1), not {getattr(self, key)!r}")
+        if any(len(layer) != 2 or min(layer) < 1 for layer in self.tdnn_layers):
+            raise ValueError(f"tdnn_layers must be [kernel, dilation] pairs of positive integers, not {self.tdnn_layers!r}")
+
 
 MODELS: Dict[str, Type[nn.Module]] = {}
 

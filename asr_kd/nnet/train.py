@@ -54,6 +54,14 @@ class TrainConfig:
     # default 0.8M-parameter model on one CPU thread (benchmarks/ddp_scaling.py); off by default because it rounds
     # differently (~2e-7 per step) from the multi-tensor step every recorded result was trained with
 
+    def validate(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
+        if self.schedule not in ("newbob", "cosine"):
+            raise ValueError(f"schedule must be newbob or cosine, not {self.schedule!r}")
+        if self.lr_decay > 1:
+            raise ValueError(f"lr_decay must be at most 1, not {self.lr_decay!r}")
+
 
 def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: LossConfig,
                     seed: int, init_state: Optional[Dict] = None) -> str:
@@ -107,7 +115,7 @@ def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[
     done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if not done:
         return [], cfg.lr, -1.0, 1
-    ck = torch.load(done[-1], map_location="cpu", weights_only=False)
+    ck = torch.load(done[-1], map_location="cpu", weights_only=True)
     if not still_valid(ck, key):
         log.warning("%s: its checkpoints were not made from these inputs (data, labels, config or seed differ, or they "
                     "carry no key): training from scratch", out_dir)

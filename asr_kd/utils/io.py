@@ -1,12 +1,60 @@
-"""Atomic writes: a killed stage never leaves a half-written file behind."""
+"""Atomic writes: a killed stage never leaves a half-written file behind, and what a stage
+finished is on disk before anything that marks it finished: the temporary file is fsynced before
+it is renamed into place, and its folder after. Written files get the permissions of the umask
+(``mkstemp`` alone would leave them 0600: a model folder another user could not read).
+
+Names that become parts of paths (corpus, split, system names) go through ``check_name``."""
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Union
 
 PathLike = Union[str, Path]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")
+
+
+def check_name(kind: str, value: str) -> str:
+    """``value`` when it is safe inside a file name (letters, digits, ``_ . + = -``, not starting
+    with a dot, no ``/``), else ValueError naming ``kind`` (a name never leads outside its folder)."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"{kind} {value!r} is not a valid name: use letters, digits and _ . + = - "
+                         "(no / or spaces, not starting with a dot)")
+    return value
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Make a rename or a new file in ``path`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: PathLike) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -24,7 +72,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, FILE_MODE)
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
