@@ -45,7 +45,8 @@ system_name() {   # a row name for a GMM system
 }
 
 run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
-                        --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"}
+                        --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"} \
+                        $( [ "${allow_pipes:-false}" = true ] && echo --allow-pipes )
 run_stage 3 lang      python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
                         --corpus "$corpus" --dict-dir "$data/local/dict" --out "$data/lang" $lang_opts
 align_splits() {

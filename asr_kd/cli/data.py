@@ -42,7 +42,7 @@ def prepare_readspeech_manifests(args) -> None:
 def compute_fbank(args) -> None:
     sample_rate = args.sample_rate or section(args.config, "corpus", DigitsCorpusConfig).sample_rate
     compute_features(args.manifest_dir, args.out, args.corpus, splits(args.splits), section(args.config, "features", FeatureConfig),
-                     sample_rate=sample_rate, num_jobs=args.nj)
+                     sample_rate=sample_rate, num_jobs=args.nj, allow_pipes=args.allow_pipes)
 
 
 def prepare_yesno_manifests(args) -> None:
@@ -61,7 +61,8 @@ def prepare_timit_manifests(args) -> None:
 
 
 def import_kaldi_data_dir(args) -> None:
-    import_kaldi_dir(args.data_dir, args.out, args.corpus, args.split, args.sample_rate)
+    import_kaldi_dir(args.data_dir, args.out, args.corpus, args.split, args.sample_rate, allow_pipes=args.allow_pipes,
+                     resample=args.resample)
 
 
 def import_folder(args) -> None:
@@ -102,6 +103,7 @@ def register(sub) -> None:
     s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first gives global CMVN")
     s.add_argument("--sample-rate", type=int, default=None)
     s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--allow-pipes", action="store_true", help="read audio that the manifests get by running commands")
     s.set_defaults(func=compute_fbank)
 
     s = sub.add_parser("prepare-yesno", help="manifests for OpenSLR yesno (train/dev/test)")
@@ -140,9 +142,11 @@ def register(sub) -> None:
         s = sub.add_parser(name, help=helptext)
         if name == "import-kaldi-dir":
             s.add_argument("--data-dir", required=True)
+            s.add_argument("--allow-pipes", action="store_true",
+                           help="run wav.scp commands ('cmd |') through the shell; only for data directories you trust")
         else:
             s.add_argument("--folder", required=True)
-            s.add_argument("--resample", action="store_true", help="resample other rates instead of failing")
+        s.add_argument("--resample", action="store_true", help="resample other rates instead of failing")
         s.add_argument("--corpus", required=True, help="corpus name used in the manifest file names")
         s.add_argument("--split", required=True, help="train, dev or test")
         s.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate")

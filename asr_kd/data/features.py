@@ -54,8 +54,22 @@ def _audio_stamp(cut) -> list:
     return out
 
 
+def check_no_commands(cuts, where, allow_pipes: bool) -> None:
+    """Audio read by running a command (a Kaldi ``wav.scp`` pipe) runs through the shell: only
+    with ``allow_pipes``; otherwise a ValueError naming the manifest and the recording."""
+    if allow_pipes:
+        return
+    for cut in cuts:
+        for track in [t.cut for t in cut.tracks] if hasattr(cut, "tracks") else [cut]:
+            recording = getattr(track, "recording", None)
+            for src in recording.sources if recording is not None else []:
+                if src.type == "command":
+                    raise ValueError(f"{where}: recording {recording.id} reads its audio by running a command "
+                                     f"({str(src.source)[:60]}); pass --allow-pipes if you trust these manifests")
+
+
 def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg: FeatureConfig,
-                  sample_rate: int = 16000, num_jobs: int = 1) -> Dict[str, CutSet]:
+                  sample_rate: int = 16000, num_jobs: int = 1, allow_pipes: bool = False) -> Dict[str, CutSet]:
     """Compute and store fbank for each split (skipping splits already done), then CMVN stats."""
     out_dir = Path(out_dir)
     extractor = Fbank(FbankConfig(sampling_rate=sample_rate, num_mel_bins=cfg.num_mel_bins,
@@ -63,7 +77,12 @@ def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg
     result = {}
     for split in splits:
         split_dir = out_dir / f"{corpus}_{split}"
-        cuts_in = CutSet.from_file(manifest_paths(manifest_dir, corpus, split)["cuts"])
+        cuts_path = manifest_paths(manifest_dir, corpus, split)["cuts"]
+        if not cuts_path.is_file():
+            raise FileNotFoundError(f"{cuts_path} is missing: import or prepare the {corpus} corpus's {split} split first "
+                                    "(or pass the --corpus it was imported as)")
+        cuts_in = CutSet.from_file(cuts_path)
+        check_no_commands(cuts_in, cuts_path, allow_pipes)
         # the features depend on the audio only (supervisions, texts and oracle times, are re-attached):
         # its files' sizes and modification times stand for their contents, as in make
         key = fingerprint({"cfg": asdict(cfg), "cuts": sorted((c.id, c.num_samples, _audio_stamp(c)) for c in cuts_in),
@@ -214,10 +233,11 @@ def compute_cmvn(cuts_by_split: Dict[str, CutSet], mode: str, train_split: str =
 
 
 def compute_features(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg: "FeatureConfig",
-                     sample_rate: int, num_jobs: int = 1) -> FeatureNormalizer:
+                     sample_rate: int, num_jobs: int = 1, allow_pipes: bool = False) -> FeatureNormalizer:
     """The feature stage: fbank of every split (``compute_fbank``) and CMVN statistics, the global
     ones from ``splits[0]``, saved as ``out_dir/cmvn.npz``."""
-    cuts = compute_fbank(manifest_dir, out_dir, corpus, splits, cfg, sample_rate=sample_rate, num_jobs=num_jobs)
+    cuts = compute_fbank(manifest_dir, out_dir, corpus, splits, cfg, sample_rate=sample_rate, num_jobs=num_jobs,
+                         allow_pipes=allow_pipes)
     normalizer = compute_cmvn(cuts, cfg.cmvn, train_split=splits[0])
     normalizer.save(Path(out_dir) / "cmvn.npz")
     log.info("fbank (%d bins) and %s CMVN statistics in %s", cfg.num_mel_bins, cfg.cmvn, out_dir)

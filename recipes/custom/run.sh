@@ -22,7 +22,8 @@ test_dir=""
 sample_rate=16000
 dictionary=""         # Kaldi lexicon.txt; words it lacks get eSpeak G2P (units: phones)
 units=""              # phones | graphemes | bpe (overrides the config)
-resample=false        # audio folders only: resample other rates instead of failing
+resample=false        # resample other rates instead of failing
+allow_pipes=false     # Kaldi data dirs: run wav.scp commands ('cmd |') through the shell
 ensemble_size=4
 temperature=2
 student_seeds=3
@@ -39,6 +40,8 @@ Options (defaults in brackets):
   --sample-rate HZ    expected sample rate [$sample_rate]
   --dictionary FILE   pronunciation dictionary; eSpeak G2P fills the gaps
   --units U           phones | graphemes | bpe (no dictionary needed for the last two)
+  --resample true|false     resample audio of another rate instead of failing [$resample]
+  --allow-pipes true|false  run wav.scp commands ('cmd |'); only for data you trust [$allow_pipes]
   --config FILE       YAML config [$config]   --data DIR / --exp DIR [$data, $exp]
   --stage N / --stop-stage N [$stage..$stop_stage]   --nj N [$nj]
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
@@ -57,10 +60,12 @@ stage_key=$(stage_key_of "$config" ${dictionary:+"$dictionary"} -- \
              "$train_dir $dev_dir $test_dir $corpus $sample_rate $units $ensemble_size $temperature $student_seeds")
 
 import_split() {  # import_split SPLIT DIR
+  local extra=(); $resample && extra=(--resample)
   if [ -f "$2/wav.scp" ]; then
-    python -m asr_kd import-kaldi-dir --data-dir "$2" --corpus "$corpus" --split "$1" --sample-rate "$sample_rate" --out "$data/manifests"
+    $allow_pipes && extra+=(--allow-pipes)
+    python -m asr_kd import-kaldi-dir --data-dir "$2" --corpus "$corpus" --split "$1" --sample-rate "$sample_rate" \
+      --out "$data/manifests" "${extra[@]}"
   else
-    local extra=(); $resample && extra=(--resample)
     python -m asr_kd import-audio-folder --folder "$2" --corpus "$corpus" --split "$1" --sample-rate "$sample_rate" \
       --out "$data/manifests" "${extra[@]}"
   fi
