@@ -103,8 +103,6 @@ def test_nan_loglikes_are_a_clear_error(graph):
 
 
 def test_gmm_loglikes_match_the_library(graph, tiny_features):
-    import pickle
-
     from lhotse import CutSet
 
     from asr_kd.gmm.features import gmm_features
@@ -116,7 +114,9 @@ def test_gmm_loglikes_match_the_library(graph, tiny_features):
     cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_dev.jsonl.gz").to_eager()
     data = load_frames(cuts, FeatureNormalizer.load(tiny_features / "fbank" / "cmvn.npz"), with_labels=False)
     ll = gmm_loglikes(root / "exp" / "final.mdl", data, cuts)
-    am = pickle.load(open(root / "exp" / "final.mdl", "rb"))["am"]
+    from asr_kd.gmm.mono import load_gmm
+
+    am = load_gmm(root / "exp" / "final.mdl")["am"]
     x = gmm_features(data.feats[data.utterance(0)].numpy())
     for t in (0, 7, len(x) - 1):
         for pdf in (0, 3, am.num_pdfs - 1):
@@ -126,8 +126,6 @@ def test_gmm_loglikes_match_the_library(graph, tiny_features):
 def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_features, tmp_path):
     """A GMM trained on static cepstra with per-utterance CMVN is decoded on the same features
     (the decoder reads the feature settings from the model)."""
-    import pickle
-
     from lhotse import CutSet
 
     from asr_kd.gmm.mono import MonoConfig
@@ -143,7 +141,9 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
     cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_dev.jsonl.gz").to_eager()
     data = load_frames(cuts, normalizer, with_labels=False)
     ll = gmm_loglikes(tmp_path / "exp" / "final.mdl", data, cuts)
-    am = pickle.load(open(tmp_path / "exp" / "final.mdl", "rb"))["am"]
+    from asr_kd.gmm.mono import load_gmm
+
+    am = load_gmm(tmp_path / "exp" / "final.mdl")["am"]
     feats, _, _ = load_gmm_inputs(cuts, normalizer, cfg)
     x = feats[cuts[0].id]
     assert x.shape[1] == 13

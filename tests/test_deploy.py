@@ -155,3 +155,173 @@ def test_export_refuses_a_gmm_and_names_missing_files(tiny_graph, tiny_features,
         export_model_dir(tmp_path / "m", [tmp_path / "nothing.pt"], root / "exp", root / "lang", root / "graph",
                          tiny_features / "fbank", FbankSettings(), "x", "digits", 5.0, 0.0)
     assert not (tmp_path / "m").exists()
+
+
+def _transcribe(model_dir, *args):
+    return subprocess.run([sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", str(model_dir), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def _one_error_line(r, *needles):
+    """exit 1, no traceback, one ERROR line that names every needle."""
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and all(str(n) in errors[0] for n in needles), r.stderr
+
+
+def test_transcribe_survives_nan_and_implausible_rates_and_keeps_ctm_ids_apart(model_dir, tiny_features, tmp_path):
+    cut = next(iter(CutSet.from_file(tiny_features / "fbank" / "digits_cuts_test.jsonl.gz")))
+    audio = cut.load_audio()[0]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for f in (tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", tmp_path / "my file.wav"):
+        sf.write(f, audio, cut.sampling_rate)
+    nan = tmp_path / "nan.wav"
+    bad = audio.copy()
+    bad[100] = np.nan
+    sf.write(nan, bad, cut.sampling_rate, subtype="FLOAT")
+    one_hz = tmp_path / "one_hz.wav"  # an 8 KB file whose header claims 1 Hz: 2.2 h at 16 kHz if believed
+    sf.write(one_hz, np.zeros(4000, np.int16), 1, subtype="PCM_16")
+    r = _transcribe(model_dir, tmp_path / "a" / "x.wav", nan, one_hz, tmp_path / "b" / "x.wav", tmp_path / "my file.wav",
+                    "--ctm", tmp_path / "out.ctm")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 2 and "nan.wav" in errors[0] and "not a finite number" in errors[0]
+    assert "one_hz.wav" in errors[1] and "implausible sample rate 1 Hz" in errors[1]
+    assert len(r.stdout.splitlines()) == 3  # the three good files were transcribed
+    ctm = [line.split() for line in (tmp_path / "out.ctm").read_text().splitlines()]
+    assert ctm and all(len(f) == 5 for f in ctm)
+    ids = {f[0] for f in ctm}
+    assert "my_file" in ids and len({i for i in ids if i.endswith("x")}) == 2, ids
+
+
+def test_transcribe_checks_the_model_directory(model_dir, tmp_path):
+    import json
+    import shutil
+
+    def broken(name, change):
+        d = tmp_path / name
+        shutil.copytree(model_dir, d)
+        change(d)
+        return d
+
+    def card(d, edit):
+        c = json.loads((d / "card.json").read_text())
+        edit(c)
+        (d / "card.json").write_text(json.dumps(c))
+
+    def features(d, **kw):
+        (d / "features.json").write_text(json.dumps({**json.loads((d / "features.json").read_text()), **kw}))
+
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 16000)
+    cases = {
+        "outside": (lambda d: card(d, lambda c: c["members"][0]["files"].update(pt="../../../etc/passwd")), "plain file name"),
+        "absolute": (lambda d: card(d, lambda c: c["members"][0]["files"].update(pt="/etc/passwd")), "plain file name"),
+        "truncated_card": (lambda d: (d / "card.json").write_text((d / "card.json").read_text()[:50]), "not valid JSON"),
+        "truncated_graph": (lambda d: (d / "HCLG.fst").write_bytes((d / "HCLG.fst").read_bytes()[:200]), "HCLG.fst"),
+        "truncated_net": (lambda d: (d / "nnet" / "member0.pt").write_bytes((d / "nnet" / "member0.pt").read_bytes()[:300]),
+                          "member0.pt"),
+        "zero_shift": (lambda d: features(d, frame_shift=0), "frame_shift"),
+        "zero_lmwt": (lambda d: card(d, lambda c: c["decode"].update(lmwt=0)), "decode.lmwt"),
+    }
+    for name, (change, needle) in cases.items():
+        d = broken(name, change)
+        _one_error_line(_transcribe(d, wav), needle)
+    r = _transcribe(model_dir, wav, "--chunk-ms", "0", "--streaming")
+    assert r.returncode == 2 and "--chunk-ms: must be greater than 0" in r.stderr
+
+
+def test_a_pickle_payload_in_a_model_directory_does_not_run(model_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "evil"
+    shutil.copytree(model_dir, d)
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    genuine = torch.load(d / "nnet" / "member0.pt", weights_only=True)
+    torch.save({**genuine, "extra": Payload()}, d / "nnet" / "member0.pt")
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 16000)
+    _one_error_line(_transcribe(d, wav), "member0.pt", "not a loadable asr_kd checkpoint")
+    assert not marker.exists()
+
+
+def test_export_never_deletes_what_it_did_not_write(model_dir, tiny_graph, tiny_features, tmp_path):
+    from asr_kd.deploy.model_dir import export_model_dir, fbank_settings
+
+    root, _ = tiny_graph
+    ckpt = next(model_dir.parent.glob("dnn/best.pt"))
+    settings = fbank_settings(tiny_features / "fbank", "digits")
+
+    def export(out, checkpoints=(ckpt,)):
+        return export_model_dir(out, list(checkpoints), root / "exp", root / "lang", root / "graph", tiny_features / "fbank",
+                                settings, "t", "digits", lmwt=5.0, wip=0.0, formats=("pt",))
+
+    with pytest.raises(ValueError, match="holds an input"):
+        export(ckpt.parent.parent)  # --out is the folder the checkpoint is in
+    assert ckpt.is_file()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a model directory"):
+        export(other)
+    assert (other / "keep.txt").read_text() == "mine"
+    out = export(tmp_path / "m")
+    first = (out / "card.json").read_text()
+    export(tmp_path / "m")  # replacing a model directory is fine
+    assert (out / "card.json").is_file() and first
+    mode = (out / "card.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask(), oct(mode)  # readable by others as the umask allows, not mkstemp's 0600
+
+
+def _umask():
+    import os
+
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
+def test_long_audio_is_read_in_blocks_equal_to_one_piece(tmp_path):
+    from asr_kd.deploy.audio import audio_blocks, rechunk
+
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(44100 * 3 + 17)).astype(np.float32)
+    sf.write(tmp_path / "x.wav", x, 44100, subtype="FLOAT")
+    whole = torch.from_numpy(x)
+    import torchaudio.functional as AF
+
+    ref = AF.resample(whole, 44100, 16000).numpy()
+    blocks = list(audio_blocks(tmp_path / "x.wav", 16000, block_seconds=0.5))
+    assert len(blocks) > 4
+    got = np.concatenate(blocks)
+    assert len(got) == len(ref) and np.abs(got - ref).max() < 1e-5
+    same_rate = np.concatenate(list(audio_blocks(tmp_path / "x.wav", 44100, block_seconds=0.3)))
+    assert np.array_equal(same_rate, x)
+    pieces = list(rechunk(iter(blocks), 1000))
+    assert all(len(p) == 1000 for p in pieces[:-1]) and np.array_equal(np.concatenate(pieces), got)
+
+
+def test_streaming_closes_segments_at_long_silence(model_dir, tiny_features):
+    from asr_kd.deploy.model_dir import ModelDir
+    from asr_kd.deploy.recognizer import Endpointing, Recognizer
+
+    rec = Recognizer(ModelDir.load(model_dir), "pt")
+    cut = next(iter(CutSet.from_file(tiny_features / "fbank" / "digits_cuts_test.jsonl.gz")))
+    speech = cut.load_audio()[0]
+    gap = np.zeros(int(3.0 * cut.sampling_rate), np.float32)
+    audio = np.concatenate([speech, gap, speech, gap])
+    offline = rec.transcribe(audio)
+    s = rec.stream(Endpointing(silence_without_words=1.0, silence_after_words=1.0, max_segment=20.0))
+    for c in chunks(audio, 1600):
+        s.accept(c)
+    final = s.finish()
+    assert s.segment_start > 0  # a segment was closed
+    assert final.words == offline.words, (final.words, offline.words)
+    assert len(final.transition_ids) == final.frames == offline.frames

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
+from asr_kd.nnet.checkpoint import safe_torch_load
 from asr_kd.utils.io import atomic_path
 from asr_kd.utils.numerics import require_finite_utterances
 from asr_kd.utils.validity import file_digest, fingerprint, still_valid
@@ -59,16 +60,44 @@ def load_k2_graph(hclg_path, word_penalty: float = 0.0, device: Optional[torch.d
     hclg_path = Path(hclg_path)
     cache = hclg_path.with_name(f"{hclg_path.stem}.k2.wip{word_penalty:g}.pt")
     key = fingerprint({"hclg": file_digest(hclg_path), "word_penalty": word_penalty})
-    saved = torch.load(cache, map_location="cpu", weights_only=True) if cache.is_file() else None
+    try:  # a cache: anything unreadable (or holding more than tensors) is rebuilt
+        saved = safe_torch_load(cache) if cache.is_file() else None
+    except Exception as e:  # noqa: BLE001
+        log.warning("%s: unreadable k2 graph cache, rebuilt (%s)", cache, str(e)[:120])
+        saved = None
     if still_valid(saved, key):
-        fsa = k2.Fsa.from_dict(saved["fsa"])
+        fsa = k2.Fsa.from_dict(_from_tensors(saved["fsa"]))
     else:
         t0 = time.time()
         fsa = hclg_to_k2(hclg_path, word_penalty)
         with atomic_path(cache) as tmp:
-            torch.save({"fsa": fsa.as_dict(), "key": key}, tmp)
+            torch.save({"fsa": _as_tensors(fsa.as_dict()), "key": key}, tmp)
         log.info("k2 graph from %s: %d states, %d arcs, %.2f s", hclg_path, fsa.shape[0], fsa.num_arcs, time.time() - t0)
     return fsa.to(device or "cpu")
+
+
+def _as_tensors(d: dict) -> dict:
+    """An Fsa's dict with each ragged attribute (the word labels) as two tensors, so the cache
+    holds tensors only and loads without unpickling any class."""
+    import k2
+
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, k2.RaggedTensor):
+            out[f"{k}.row_splits"], out[f"{k}.values"] = v.shape.row_splits(1), v.values
+        else:
+            out[k] = v
+    return out
+
+
+def _from_tensors(d: dict) -> dict:
+    import k2
+
+    out = {k: v for k, v in d.items() if not k.endswith((".row_splits", ".values"))}
+    for k in [k[: -len(".row_splits")] for k in d if k.endswith(".row_splits")]:
+        shape = k2.ragged.create_ragged_shape2(row_splits=d[f"{k}.row_splits"], cached_tot_size=d[f"{k}.values"].numel())
+        out[k] = k2.RaggedTensor(shape, d[f"{k}.values"])
+    return out
 
 
 def _words(fsa) -> List[int]:

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from asr_kd.deploy.audio import StreamingFbank
-from asr_kd.deploy.model_dir import ModelDir
+from asr_kd.deploy.model_dir import ModelDir, ModelDirError
 from asr_kd.deploy.networks import runtime
 from asr_kd.gmm.labels import phone_segments
 from asr_kd.kaldi import kaldi_decoder, kaldifst
@@ -31,7 +31,14 @@ class Scorer:
     """Hybrid log-likelihoods, acoustic scale included: (mean member posterior / prior) / LM weight."""
 
     def __init__(self, model: ModelDir, fmt: str = "pt", threads: int = 1, lmwt: Optional[float] = None):
-        self.nets = [runtime(p, threads) for p in model.network_files(fmt)]
+        self.nets = []
+        for p in model.network_files(fmt):
+            try:
+                self.nets.append(runtime(p, threads))
+            except ValueError:
+                raise
+            except Exception as e:  # onnxruntime / TorchScript raise their own types for a damaged file
+                raise ModelDirError(f"{p}: the network cannot be loaded ({type(e).__name__}: {str(e)[:160]})") from None
         self.contexts = [m["context"] for m in model.card["members"]]
         self.context = max(self.contexts)
         self.priors = model.priors
@@ -96,6 +103,8 @@ class Recognizer:
         dec = model.card["decode"]
         self.scorer = Scorer(model, fmt, threads, lmwt)
         graph = read_fst(model.path / "HCLG.fst")
+        if graph is None:
+            raise ModelDirError(f"{model.path / 'HCLG.fst'}: the decoding graph cannot be read (truncated or not an FST)")
         extra = 0.0 if wip is None else wip - dec.get("wip_in_graph", 0.0)  # the export put the tuned penalty in the graph
         self.graph = with_word_penalty(graph, extra) if extra else graph
         self.options = kaldi_decoder.FasterDecoderOptions(beam=beam or dec["beam"], max_active=max_active or dec["max_active"])

@@ -1,5 +1,6 @@
 """FST helpers over kaldifst: arc mapping (the bindings cannot edit arcs in place), Kaldi's word
 insertion penalty, and G.fst from an ARPA file (kaldilm, in a subprocess)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,17 @@ def with_word_penalty(fst, penalty: float):
 
 
 def read_fst(path):
-    return kaldifst.StdVectorFst.read(str(path))
+    """The FST at ``path``, or None when it cannot be read (OpenFst's own complaint, printed by
+    C++ on stderr, is held back: the caller names the file in its own message)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            return kaldifst.StdVectorFst.read(str(path))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def arpa_to_fst(arpa_path, words_txt, out_path) -> None:

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from asr_kd.nnet import distributed
-from asr_kd.nnet.checkpoint import save_checkpoint
+from asr_kd.nnet.checkpoint import safe_torch_load, save_checkpoint
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.evaluate import model_frame_accuracy
 from asr_kd.nnet.losses import Criterion, HardLabels, LossConfig
@@ -115,7 +115,7 @@ def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[
     done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if not done:
         return [], cfg.lr, -1.0, 1
-    ck = torch.load(done[-1], map_location="cpu", weights_only=True)
+    ck = safe_torch_load(done[-1])
     if not still_valid(ck, key):
         log.warning("%s: its checkpoints were not made from these inputs (data, labels, config or seed differ, or they "
                     "carry no key): training from scratch", out_dir)

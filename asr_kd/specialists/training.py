@@ -6,6 +6,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from asr_kd.nnet.checkpoint import safe_torch_load
 from asr_kd.nnet.models import model_config
 from asr_kd.specialists.combine import active_specialists, combine
 
@@ -24,7 +25,7 @@ def specialist_training_set(y: np.ndarray, cluster, seed: int):
 def specialist_init(generalist_ckpt, cluster):
     """(state dict, model config) of a specialist initialised from its generalist: hidden layers as
     they are, output rows of the cluster's classes copied, the dustbin row the mean of the others."""
-    gen = torch.load(generalist_ckpt, map_location="cpu", weights_only=True)
+    gen = safe_torch_load(generalist_ckpt)
     state = dict(gen["model"])
     w_key = [k for k in state if k.endswith("weight")][-1]
     b_key = w_key[: -len("weight")] + "bias"
