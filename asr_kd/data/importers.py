@@ -84,17 +84,20 @@ KALDI_SPACE = re.compile(r"[ \t\r\f\v]+")  # Kaldi splits fields on ASCII white 
 RESERVED_WORDS = re.compile(r"<eps>|<s>|</s>|#\d+")
 
 
-def kaldi_lines(path: Path, min_fields: int = 1) -> Iterator[Tuple[int, List[str]]]:
-    """(line number, fields) of each non-blank line of a Kaldi table; a file that is not UTF-8 or a
-    line with fewer than ``min_fields`` fields is a CorpusError naming the file and line."""
+def _read_utf8(path: Path) -> str:
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise CorpusError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}); convert the file, "
                           "e.g. iconv -f latin1 -t utf-8") from None
-    for n, line in enumerate(text.split("\n"), 1):
+
+
+def kaldi_lines(path: Path, min_fields: int = 1) -> Iterator[Tuple[int, List[str]]]:
+    """(line number, fields) of each non-blank line of a Kaldi table; a file that is not UTF-8 or a
+    line with fewer than ``min_fields`` fields is a CorpusError naming the file and line."""
+    for n, line in enumerate(_read_utf8(path).split("\n"), 1):
         fields = [f for f in KALDI_SPACE.split(line) if f]
         if not fields:
             continue
@@ -205,6 +208,7 @@ def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: in
             if len(rest) != 1:
                 raise CorpusError(f"{data_dir / 'utt2spk'}:{n}: expected 'utterance-id speaker-id'")
     segments = _segments(data_dir / "segments") if (data_dir / "segments").is_file() else None
+    listed = {fields[0] for _, fields in kaldi_lines(data_dir / "wav.scp")}
     recordings = _kaldi_recordings(data_dir / "wav.scp", report, allow_pipes)
     for rec_id, rec in list(recordings.items()):
         if rec.sampling_rate != sample_rate:
@@ -219,7 +223,10 @@ def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: in
     for utt, (rec_id, start, end) in segments.items():
         rec = recordings.get(rec_id)
         if rec is None:
-            report.add(utt, str(data_dir / "wav.scp"), f"recording {rec_id} missing or unreadable")
+            if rec_id not in listed:
+                report.add(utt, str(data_dir / "wav.scp"), f"recording {rec_id} is not in wav.scp")
+            elif utt != rec_id:  # the recording itself was counted when its audio failed
+                report.add(utt, str(data_dir / "wav.scp"), f"recording {rec_id} is unreadable")
             continue
         if utt not in texts:
             report.add(utt, str(data_dir / "text"), "no transcript in text")
@@ -265,16 +272,6 @@ def _readable(recordings: RecordingSet, report: SkipReport, sample_rate: int) ->
             continue
         ok.append(r)
     return RecordingSet.from_recordings(ok)
-
-
-def _read_utf8(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise CorpusError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}); convert the file, "
-                          "e.g. iconv -f latin1 -t utf-8") from None
 
 
 def audio_folder_items(folder, report: Optional[SkipReport] = None) -> List[Dict]:
