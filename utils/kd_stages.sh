@@ -219,15 +219,16 @@ deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each c
   local d=$nn/deploy small ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)"
   mkdir -p "$d"
   small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config', 'model', ModelConfig).hidden)") / 4 ))
-  # quarter-width networks, from hard labels and distilled from the ensemble (the paper: small models gain most)
+  # quarter-width networks, from hard labels and distilled from the ensemble (the paper: small models gain most);
+  # trained under \$nn, exported to \$d (export replaces only its own model directories)
   bg_job "$nn/log/deploy_small_baseline.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --hidden "$small" \
-    --out "$d/small_baseline/seed1"
-  train_students "$nn/soft_T$temperature" "$d/small_student" 1 --temperature "$temperature" --hidden "$small" || \
+    --out "$nn/small_baseline/seed1"
+  train_students "$nn/soft_T$temperature" "$nn/small_student" 1 --temperature "$temperature" --hidden "$small" || \
     { tail -n 5 "$nn/log/deploy_small_baseline.log"; return 1; }  # its bg_wait waited for the baseline too
   python -m asr_kd decode --ali-dir "$ali" --lang "$data/lang" --manifest-dir "$data/manifests" \
     --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$d/decode_small" \
     --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$nn/kd/RESULTS.md" \
-    --models "small baseline (hidden $small)=$d/small_baseline/seed1/best.pt" "small student (hidden $small)=$d/small_student/seed101/best.pt" \
+    --models "small baseline (hidden $small)=$nn/small_baseline/seed1/best.pt" "small student (hidden $small)=$nn/small_student/seed101/best.pt" \
     --compare "small baseline (hidden $small)|small student (hidden $small)" \
     --title "Quarter-width networks (hidden $small): hard labels vs. distilled from the ensemble (T=$temperature)" || return 1
   local ex=(--config "$config" --ali-dir "$ali" --lang "$data/lang" --graph-dir "$nn/graph" --fbank-dir "$data/fbank"
@@ -239,9 +240,9 @@ deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each c
   bg_job "$nn/log/export_student.log" python -m asr_kd export "${ex[@]}" --name "$stud" --decode-dir "$nn/decode" \
     --out "$d/student" --checkpoints "$nn/student_T$temperature/seed101/best.pt"
   bg_job "$nn/log/export_small_baseline.log" python -m asr_kd export "${ex[@]}" --name "small baseline" --decode-dir "$d/decode_small" \
-    --out "$d/small_baseline" --checkpoints "$d/small_baseline/seed1/best.pt"
+    --out "$d/small_baseline" --checkpoints "$nn/small_baseline/seed1/best.pt"
   bg_job "$nn/log/export_small_student.log" python -m asr_kd export "${ex[@]}" --name "small student" --decode-dir "$d/decode_small" \
-    --out "$d/small_student" --checkpoints "$d/small_student/seed101/best.pt"
+    --out "$d/small_student" --checkpoints "$nn/small_student/seed101/best.pt"
   bg_wait || { tail -n 5 "$nn"/log/export_*.log; return 1; }
   local cuts="$data/fbank/${corpus}_cuts_test.jsonl.gz"
   python -m asr_kd deploy-table --cuts "$cuts" --feature-cuts "$cuts" --streaming "$stud, ONNX" --parity "$stud, ONNX" \

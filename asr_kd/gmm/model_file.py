@@ -111,7 +111,9 @@ def load_gmm_file(path) -> Dict:
             meta = json.loads(str(z["meta"]))
             codec = _StateCodec({k: z[k] for k in z.files if k.startswith("a")})
             parts = {name: codec.decode(value) for name, value in json.loads(str(z["parts"])).items()}
-            if sorted(parts) != sorted(_PARTS) or any(type(parts[k]).__name__ != c for k, c in _PARTS.items()):
+            # the GMM is None before the first training pass (an aligner saved untrained)
+            if sorted(parts) != sorted(_PARTS) or any(type(parts[k]).__name__ != c for k, c in _PARTS.items()
+                                                      if not (k == "am" and parts[k] is None)):
                 raise GmmFileError(f"{path}: the model file does not hold a transition model, tree and GMM")
             transform = z["transform"] if "transform" in z.files else None
     except GmmFileError:
