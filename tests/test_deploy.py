@@ -325,3 +325,27 @@ def test_streaming_closes_segments_at_long_silence(model_dir, tiny_features):
     assert s.segment_start > 0  # a segment was closed
     assert final.words == offline.words, (final.words, offline.words)
     assert len(final.transition_ids) == final.frames == offline.frames
+
+
+def test_fbank_extractor_restarts_give_the_same_frames(monkeypatch):
+    """StreamingFbank hands over to a fresh extractor every RESTART_FRAMES frames (flat memory): the
+    frames equal one extractor's exactly, at 16 and 8 kHz and a 5 ms shift, for any chunking."""
+    import kaldi_native_fbank as knf
+
+    from asr_kd.deploy.audio import fbank_options
+
+    monkeypatch.setattr(StreamingFbank, "RESTART_FRAMES", 150)
+    rng = np.random.default_rng(0)
+    for settings in (FbankSettings(), FbankSettings(sample_rate=8000), FbankSettings(frame_shift=0.005)):
+        x = (0.1 * rng.standard_normal(settings.sample_rate * 5)).astype(np.float32)
+        one = knf.OnlineFbank(fbank_options(settings))
+        one.accept_waveform(settings.sample_rate, x.tolist())
+        one.input_finished()
+        ref = np.array([one.get_frame(i) for i in range(one.num_frames_ready)], np.float32)
+        f, parts, i = StreamingFbank(settings), [], 0
+        while i < len(x):
+            k = int(rng.integers(1, 3000))
+            parts.append(f.accept(x[i : i + k]))
+            i += k
+        parts.append(f.finish())
+        assert f._base > 0 and np.array_equal(np.concatenate(parts), ref), settings

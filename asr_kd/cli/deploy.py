@@ -11,7 +11,7 @@ from asr_kd.data.features import FeatureConfig
 from asr_kd.deploy.audio import AudioError, audio_blocks, feature_difference, rechunk
 from asr_kd.deploy.model_dir import ModelDir, decoded_settings, export_model_dir, fbank_settings
 from asr_kd.deploy.networks import FORMATS
-from asr_kd.deploy.recognizer import Recognizer, ctm_lines
+from asr_kd.deploy.recognizer import Endpointing, Recognizer, ctm_lines
 from asr_kd.deploy.table import deployment_table, evaluate
 from asr_kd.utils.config import section
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
@@ -62,7 +62,7 @@ def transcribe(args) -> None:
                         shown = partial
                 result = stream.finish()
             else:
-                result = rec.transcribe(blocks)
+                result = rec.transcribe(blocks, Endpointing())  # long files: segments closed at silences
         except AudioError as e:
             failed += 1
             print(f"ERROR {e}", file=sys.stderr)

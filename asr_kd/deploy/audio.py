@@ -164,24 +164,59 @@ def fbank_options(s: FbankSettings):
 
 class StreamingFbank:
     """Feed samples with ``accept``; each call returns the frames completed so far (an (n, bins)
-    array, possibly empty); ``finish`` flushes the last frames."""
+    array, possibly empty); ``finish`` flushes the last frames.
+
+    kaldi-native-fbank's extractor keeps every frame it made (its ``pop`` corrupts later frames
+    in 1.23), so every ``RESTART_FRAMES`` frames a fresh extractor takes over, fed from a few
+    frames back (kept samples): with snip_edges off and no dither a frame depends only on its
+    own window, so the frames equal the first extractor's exactly and memory stays flat."""
+
+    RESTART_FRAMES = 6000
 
     def __init__(self, settings: FbankSettings):
+        self.settings = settings
+        self._shift = int(round(settings.frame_shift * settings.sample_rate))
+        length = int(round(settings.frame_length * settings.sample_rate))
+        self._exact_shift = abs(self._shift - settings.frame_shift * settings.sample_rate) < 1e-6
+        # frames a fresh extractor drops: the first whose window starts at or after its first sample, plus one
+        self._lead = max(1, -(-(length // 2 - self._shift // 2) // self._shift)) + 1
+        self._keep = (self._lead + 2) * self._shift + length  # samples kept for a restart
+        self._fbank = self._new()
+        self._base = 0  # absolute index of the current extractor's frame 0
+        self._taken = 0  # absolute frames handed out
+        self._history = np.zeros(0, np.float32)  # the last samples fed; the first is sample number _history_start
+        self._history_start = 0
+
+    def _new(self):
         import kaldi_native_fbank as knf
 
-        self.settings = settings
-        self._fbank = knf.OnlineFbank(fbank_options(settings))
-        self._taken = 0
+        return knf.OnlineFbank(fbank_options(self.settings))
 
     def _new_frames(self) -> np.ndarray:
         n = self._fbank.num_frames_ready
-        frames = [self._fbank.get_frame(i) for i in range(self._taken, n)]
-        self._taken = n
+        frames = [self._fbank.get_frame(i) for i in range(self._taken - self._base, n)]
+        self._taken = self._base + n
         return np.asarray(frames, np.float32).reshape(len(frames), self.settings.num_mel_bins)
 
+    def _restart(self) -> None:
+        first = (self._taken - self._lead) * self._shift  # sample where the new extractor's frame 0 starts
+        if first < self._history_start:
+            return
+        self._fbank = self._new()
+        self._base = self._taken - self._lead
+        self._fbank.accept_waveform(self.settings.sample_rate, self._history[first - self._history_start:].tolist())
+        assert self._fbank.num_frames_ready <= self._lead, "a restarted extractor made frames already handed out"
+
     def accept(self, samples: np.ndarray) -> np.ndarray:
-        self._fbank.accept_waveform(self.settings.sample_rate, np.asarray(samples, np.float32).tolist())
-        return self._new_frames()
+        samples = np.asarray(samples, np.float32)
+        self._fbank.accept_waveform(self.settings.sample_rate, samples.tolist())
+        self._history = np.concatenate([self._history, samples])
+        drop = max(0, len(self._history) - self._keep)
+        self._history, self._history_start = self._history[drop:], self._history_start + drop
+        frames = self._new_frames()
+        if self._exact_shift and self._taken - self._base >= self.RESTART_FRAMES:
+            self._restart()
+        return frames
 
     def finish(self) -> np.ndarray:
         self._fbank.input_finished()

@@ -114,10 +114,12 @@ class Recognizer:
         """A stream for partial results (``Endpointing()`` by default: linear time on long audio)."""
         return Stream(self, endpointing if endpointing is not None else Endpointing())
 
-    def transcribe(self, samples) -> Result:
-        """One utterance decoded whole (no endpointing, no partial tracebacks): ``samples`` is an
-        array or an iterable of blocks (``audio_blocks``: memory stays flat on long files)."""
-        s = Stream(self, None)
+    def transcribe(self, samples, endpointing: Optional["Endpointing"] = None) -> Result:
+        """One recording, offline (no partial results): ``samples`` is an array or an iterable of
+        blocks (``audio_blocks``). With ``endpointing`` (what ``transcribe`` uses for files) a
+        segment is closed only once it is longer than ``max_segment``, at its last silence: memory
+        stays flat on hour-long files; without it the whole recording is one search."""
+        s = Stream(self, endpointing)
         for block in [samples] if isinstance(samples, np.ndarray) else samples:
             s.accept(block, partial=False)
         return s.finish()
@@ -125,16 +127,23 @@ class Recognizer:
 
 @dataclass(frozen=True)
 class Endpointing:
-    """When a stream closes a segment and starts decoding afresh (Kaldi's online endpoint rules 1,
-    3 and 5, in seconds): trailing silence with nothing decoded, trailing silence after words, and
-    any segment this long. A closed segment's words are final; the next partial traces back only
-    over the open segment, so each chunk costs the same however long the stream runs."""
+    """When a stream closes a segment (Kaldi's online endpoint rules 1, 3 and 5, in seconds):
+    trailing silence with nothing decoded, trailing silence after words, and any segment this
+    long. The segment is cut in the middle of its last silence of at least ``min_cut_silence``
+    (at the current frame when it has none): the words before the cut are final, and a fresh
+    decoder takes the frames after it again (their log-likelihoods are kept). A partial result
+    then traces back over the open segment only, so each chunk costs the same and memory stays
+    flat however long the audio runs."""
     silence_without_words: float = 5.0
     silence_after_words: float = 2.0
     max_segment: float = 20.0
+    min_cut_silence: float = 0.1
 
 
 class Stream:
+    """One utterance, fed chunk by chunk. ``endpointing`` None: one segment (exactly the
+    offline search, memory growing with the audio)."""
+
     def __init__(self, rec: Recognizer, endpointing: Optional[Endpointing] = None):
         self.rec = rec
         self.fbank = StreamingFbank(rec.model.settings)
@@ -144,25 +153,38 @@ class Stream:
         self.endpointing = endpointing
         self.frames = 0
         self.segment_start = 0  # first frame of the open segment
+        self.segment_loglikes: List[np.ndarray] = []  # the open segment's scaled log-likelihoods (endpointing only)
         self.closed_words: List[str] = []
         self.closed_tids: List[int] = []
         self.chunk_seconds: List[float] = []
+
+    def _decode(self, ll: np.ndarray) -> None:
+        offset = self.frames - self.segment_start
+        self.decoder.advance_decoding(kaldi_decoder.DecodableCtc(np.ascontiguousarray(ll), offset=offset))
+        self.frames += len(ll)
 
     def _advance(self, feats: np.ndarray, last: bool) -> None:
         norm = self.rec.model.normalizer(feats) if len(feats) else feats
         w = self.windows.push(norm, last)
         if len(w):
             ll = self.rec.scorer(w)[:, self.rec.id2pdf]
-            offset = self.frames - self.segment_start
-            self.decoder.advance_decoding(kaldi_decoder.DecodableCtc(np.ascontiguousarray(ll), offset=offset))
-            self.frames += len(ll)
+            if self.endpointing is not None:
+                self.segment_loglikes.append(ll)
+            self._decode(ll)
 
     def accept(self, samples: np.ndarray, partial: bool = True) -> List[str]:
         """Feed samples; returns the current partial result (words of the best path so far), or
-        [] with ``partial=False`` (no traceback: the offline path)."""
+        [] with ``partial=False`` (then endpoints are checked only once the open segment is
+        longer than the longest allowed)."""
         t0 = time.perf_counter()
         self._advance(self.fbank.accept(samples), last=False)
-        words = self.partial() if partial else []
+        if partial:
+            words = self.partial()
+        else:
+            words = []
+            shift = self.rec.model.settings.frame_shift
+            if self.endpointing is not None and (self.frames - self.segment_start) * shift >= self.endpointing.max_segment:
+                self.partial()
         self.chunk_seconds.append(time.perf_counter() - t0)
         return words
 
@@ -175,24 +197,53 @@ class Stream:
             return list(self.closed_words)
         return self.closed_words + words
 
+    def _silent(self, tids: Sequence[int]) -> np.ndarray:
+        return np.isin(self.rec.model.maps["phone"][np.asarray(tids, np.int64)], list(self.rec.model.silence_phones))
+
     def _endpoint(self, words: List[str], tids: List[int]) -> bool:
         rule, shift = self.endpointing, self.rec.model.settings.frame_shift
         if (self.frames - self.segment_start) * shift >= rule.max_segment:
             return True
-        phones = self.rec.model.maps["phone"]
-        trailing = 0
-        for t in reversed(tids):
-            if int(phones[t]) not in self.rec.model.silence_phones:
-                break
-            trailing += 1
+        silent = self._silent(tids)
+        trailing = len(silent) - (int(np.flatnonzero(~silent)[-1]) + 1 if (~silent).any() else 0)
         limit = rule.silence_after_words if words else rule.silence_without_words
         return trailing * shift >= limit
 
+    def _cut_frame(self, words: List[str], tids: List[int]) -> Tuple[int, int]:
+        """(cut frame in the segment, words before it): the middle of the last silence run of at
+        least ``min_cut_silence``, or the segment's end when there is none (or the words' frames
+        cannot be placed)."""
+        n, shift = len(tids), self.rec.model.settings.frame_shift
+        times = word_times(words, tids, self.rec.model)
+        if n < self.frames - self.segment_start or times is None:
+            return self.frames - self.segment_start, len(words)
+        silent = self._silent(tids)
+        min_run = max(1, int(round(self.endpointing.min_cut_silence / shift)))
+        t = n
+        while t > 0:
+            if not silent[t - 1]:
+                t -= 1
+                continue
+            end = t
+            while t > 0 and silent[t - 1]:
+                t -= 1
+            if end - t >= min_run and t > 0:
+                cut = (t + end) // 2
+                before = sum(1 for _, start, dur in times if (start + dur) / shift <= cut + 0.5)
+                if all(start / shift >= cut - 0.5 for _, start, _ in times[before:]):
+                    return cut, before
+        return n, len(words)
+
     def _close_segment(self, words: List[str], tids: List[int]) -> None:
-        self.closed_words += words
-        self.closed_tids += tids + [tids[-1] if tids else 0] * (self.frames - self.segment_start - len(tids))
-        self.segment_start = self.frames
+        cut, before = self._cut_frame(words, tids)
+        self.closed_words += words[:before]
+        self.closed_tids += tids[:cut]
+        rest = np.concatenate(self.segment_loglikes)[cut:] if self.segment_loglikes else np.zeros((0, 0), np.float32)
+        self.frames = self.segment_start = self.segment_start + cut
         self.decoder.init_decoding()
+        self.segment_loglikes = [rest] if len(rest) else []
+        if len(rest):
+            self._decode(rest)
 
     def _best(self, final: bool) -> Tuple[List[str], List[int]]:
         ok, lat = self.decoder.get_best_path(use_final_probs=final)
