@@ -363,3 +363,12 @@ def test_fuzz_importers_and_config_loader_raise_only_named_errors(tmp_path):
             except ConfigError:
                 pass
     assert runs > 20
+
+
+def test_system_names_stay_inside_the_decode_folder(tmp_path):
+    from asr_kd.utils.io import confined
+
+    assert confined(tmp_path, "small baseline (hidden 64)/seed1") == tmp_path / "small baseline (hidden 64)" / "seed1"
+    for bad in ("../x", "/etc", "a/../../b", "", "a\x00b"):
+        with pytest.raises(ValueError, match="cannot be used in a path"):
+            confined(tmp_path, bad, "system name")

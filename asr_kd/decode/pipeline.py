@@ -28,7 +28,7 @@ from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.nnet.data import load_frames
 from asr_kd.utils.device import torch_device
-from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.io import confined, write_json_atomic
 from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         return [m for m in (score_map.get(t, t) for t in tokens) if m]
 
     out, k2_graphs = [], {}
+    for name, _ in rows:
+        confined(out_dir, name, "system name")  # names become folders under out_dir
     for name, ckpts in rows:
         lp = model_loglikes(ckpts, splits, priors)
 

@@ -26,6 +26,15 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+def confined(root: PathLike, relative: str, kind: str = "name") -> Path:
+    """``root / relative`` for a name that stays inside ``root`` (no absolute path, no ``..``
+    part, no NUL), else ValueError naming ``kind``: display names may hold spaces and brackets."""
+    parts = Path(relative).parts
+    if not relative or Path(relative).is_absolute() or "\x00" in relative or any(p in ("..", ".") for p in parts):
+        raise ValueError(f"{kind} {relative!r} cannot be used in a path: it must stay inside {root}")
+    return Path(root) / relative
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
