@@ -350,10 +350,18 @@ def test_fuzz_importers_and_config_loader_raise_only_named_errors(tmp_path):
                     if name == "wav.scp" and rng.random() < 0.6:
                         body = f"u0 {tmp_path / 'r0.wav'}\n" + body
                     (d / name).write_text(body, encoding="utf-8")
-        try:
-            import_kaldi_dir(d, tmp_path / "m", "c", "train", 16000)
-        except CorpusError:
-            pass
+        junk = d / "junk.wav"  # random bytes as audio, listed in wav.scp and found in the audio folder
+        junk.write_bytes((b"RIFF" if rng.random() < 0.5 else b"") + bytes(rng.randrange(256) for _ in range(rng.randrange(200))))
+        if rng.random() < 0.5:
+            with open(d / "wav.scp", "a", encoding="utf-8") as f:
+                f.write(f"\nr9 {junk}\n")
+        (d / "junk.txt").write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(20))))
+        for importer in (lambda: import_kaldi_dir(d, tmp_path / "m", "c", "train", 16000),
+                         lambda: import_audio_folder(d, tmp_path / "a", "c", "train", 16000)):
+            try:
+                importer()
+            except CorpusError:
+                pass
         y = tmp_path / f"c{runs}.yaml"
         y.write_text(rng.choice(["train:\n  ", "model:\n  ", "", "- ", "train: "]) + _random_text(rng, rng.randrange(30))
                      .replace("u0", "epochs: ").replace("u1", "hidden: ").replace("u2", "lr: ").replace("r0", "{"))
