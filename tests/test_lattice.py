@@ -1,0 +1,75 @@
+"""Lattices (asr_kd.decode.lattice): decoded once, their best path at any LM weight and penalty
+equals re-decoding, they round-trip through Kaldi's text archive, and the oracle is never worse
+than the 1-best."""
+import numpy as np
+import pytest
+
+LMWTS = (2.0, 5.0, 10.0, 20.0)
+PENALTIES = (0.0, 0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def noisy(tiny_graph):
+    """Log-likelihoods that compete: the forced alignment's one-hot plus seeded noise (test split)."""
+    from conftest import oracle_loglikes
+
+    from asr_kd.gmm.mono import load_gmm
+
+    root, _ = tiny_graph
+    tm = load_gmm(root / "exp" / "final.mdl")["tm"]
+    cuts, onehot = oracle_loglikes(root / "exp", tm)
+    rng = np.random.default_rng(7)
+    loglikes = {u: (0.1 * m + 1.5 * rng.standard_normal(m.shape)).astype(np.float32) for u, m in onehot.items()}
+    return root, tm, cuts, loglikes
+
+
+def _lattices(root, tm, loglikes):
+    from asr_kd.decode.lattice import decode_lattices
+    from asr_kd.kaldi.fst import read_fst
+
+    id2pdf = np.asarray(tm.id2pdf_id)
+    return decode_lattices(read_fst(root / "graph" / "HCLG.fst"), {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
+                           acoustic_scale=0.1, beam=30.0, lattice_beam=20.0)
+
+
+def test_lattice_best_path_equals_re_decoding_at_every_weight_and_penalty(noisy, tmp_path):
+    from asr_kd.decode.kaldi_decoder import decode
+    from asr_kd.decode.lattice import best_path, lattice_text, read_lattices, write_lattices
+
+    root, tm, cuts, loglikes = noisy
+    lats = _lattices(root, tm, loglikes)
+    write_lattices(tmp_path / "lat.1.gz", lats)
+    back = read_lattices(tmp_path / "lat.1.gz")
+    assert sorted(back) == sorted(lats) and all(lattice_text(u, back[u]) == lattice_text(u, lats[u]) for u in lats)
+    first = {u: best_path(back[u], LMWTS[0], 0.0)[0] for u in lats}
+    differs = 0
+    for lmwt in LMWTS:
+        for wip in PENALTIES:
+            ref = decode(root / "graph" / "HCLG.fst", tm, {u: ll / lmwt for u, ll in loglikes.items()}, beam=30.0,
+                         word_penalty=wip)
+            for u in lats:
+                words, tids = best_path(back[u], lmwt, wip)
+                assert words == ref[u]["words"] and tids == ref[u]["alignment"], (u, lmwt, wip)
+                differs += words != first[u]
+    assert differs > 0  # the weights matter on these likelihoods: the sweep is not vacuous
+
+
+def test_oracle_is_never_worse_than_the_one_best(noisy):
+    from kaldialign import edit_distance
+
+    from asr_kd.decode.lattice import best_path, oracle_errors
+    from asr_kd.lang.prepare_lang import Lang
+
+    root, tm, cuts, loglikes = noisy
+    lang = Lang(root / "lang")
+    lats = _lattices(root, tm, loglikes)
+    one_best = oracle = 0
+    for cut in cuts:
+        ref = [lang.word2id[w] for w in cut.supervisions[0].text.split()]
+        hyp = best_path(lats[cut.id], 10.0)[0]
+        e = edit_distance(ref, hyp)["total"]
+        o = oracle_errors(lats[cut.id], ref)
+        assert 0 <= o <= e, cut.id
+        assert oracle_errors(lats[cut.id], hyp) == 0  # the 1-best is a lattice path
+        one_best, oracle = one_best + e, oracle + o
+    assert oracle <= one_best
