@@ -73,3 +73,54 @@ def test_oracle_is_never_worse_than_the_one_best(noisy):
         assert oracle_errors(lats[cut.id], hyp) == 0  # the 1-best is a lattice path
         one_best, oracle = one_best + e, oracle + o
     assert oracle <= one_best
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_graph):
+    """Every aligned cut; half of them with clear likelihoods (the one-hot weighs 0.3 against unit
+    noise), half with nearly none (0.03): words of the second half are often wrong."""
+    from conftest import oracle_loglikes
+
+    from asr_kd.gmm.mono import load_gmm
+
+    root, _ = tiny_graph
+    tm = load_gmm(root / "exp" / "final.mdl")["tm"]
+    cuts, onehot = [], {}
+    for split in ("train", "dev", "test"):
+        c, o = oracle_loglikes(root / "exp", tm, split)
+        cuts += list(c)
+        onehot.update(o)
+    rng = np.random.default_rng(7)
+    loglikes = {u: ((0.3 if i % 2 == 0 else 0.03) * m + rng.standard_normal(m.shape)).astype(np.float32)
+                for i, (u, m) in enumerate(sorted(onehot.items()))}
+    return root, tm, cuts, loglikes
+
+
+def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
+    from kaldialign import align
+
+    from asr_kd.decode.lattice import arc_posteriors, best_path, decode_lattices, word_confidences
+    from asr_kd.kaldi.fst import read_fst
+    from asr_kd.lang.prepare_lang import Lang
+
+    root, tm, cuts, loglikes = mixed
+    lang = Lang(root / "lang")
+    id2pdf = np.asarray(tm.id2pdf_id)
+    lmwt = 2.0
+    lats = decode_lattices(read_fst(root / "graph" / "HCLG.fst"), {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
+                           acoustic_scale=1 / lmwt, beam=30.0, lattice_beam=20.0)
+    right, wrong = [], []
+    for cut in cuts:
+        lat = lats[cut.id]
+        conf = word_confidences(lat, lmwt)
+        assert [w for w, _, _ in conf] == best_path(lat, lmwt)[0]
+        assert all(0.0 <= c <= 1.0 for _, _, c in conf)
+        arcs, post, frame = arc_posteriors(lat, lmwt)
+        for t in (0, int(frame.max()) // 2):  # every complete path consumes frame t on exactly one arc
+            mass = sum(p for (s, _, i, *_), p in zip(arcs, post) if i and frame[s] == t)
+            assert mass == pytest.approx(1.0, abs=1e-3), (cut.id, t)
+        pairs = align(cut.supervisions[0].text.split(), [lang.id2word[w] for w, _, _ in conf], "*")
+        for ok, (_, _, c) in zip([r == h for r, h in pairs if h != "*"], conf):
+            (right if ok else wrong).append(c)
+    assert len(right) >= 10 and len(wrong) >= 2, (len(right), len(wrong))
+    assert np.mean(right) > np.mean(wrong) + 0.2, (np.mean(right), np.mean(wrong))

@@ -217,3 +217,68 @@ def oracle_errors(lat, reference: Sequence[int]) -> int:
                 shifted[1:] = row[:-1] + (ref != o)  # substitution or match
                 np.minimum(cost[d], np.minimum(shifted, row + 1), out=cost[d])  # or an insertion
     return int(min(cost[s, m] for s, _, _ in finals)) if finals else m
+
+
+def _path_words(lat, lmwt: float, penalty: float) -> List[Tuple[int, int]]:
+    """(word, emission frame) along the best path: the frame is the number of frames before the arc."""
+    lat = with_penalty(lat, penalty) if penalty else lat.copy()
+    kaldifst.scale_lattice(kaldifst.lattice_scale(1.0, 1.0 / lmwt), lat)
+    path = kaldifst.shortest_path(lat)
+    arcs, _ = _parse(path)
+    leaving = {a[0]: a for a in arcs}
+    out, frame, s = [], 0, path.start
+    while s in leaving:
+        _, s, i, o, _, _ = leaving[s]
+        if o:
+            out.append((o, frame))
+        frame += i != 0
+    return out
+
+
+def arc_posteriors(lat, lmwt: float, penalty: float = 0.0):
+    """Forward-backward over the lattice at LM weight ``lmwt`` (acoustic scale 1/lmwt) and
+    ``penalty``: (arcs, posterior of each arc, frame of each state). An arc's posterior is the
+    probability mass of the complete paths through it."""
+    arcs, finals = _parse(lat)
+    n = lat.num_states
+    cost = np.array([g + (penalty if o else 0.0) + a / lmwt for _, _, _, o, g, a in arcs])
+    order = _topological_order(n, arcs)
+    out: List[List[int]] = [[] for _ in range(n)]
+    for k, arc in enumerate(arcs):
+        out[arc[0]].append(k)
+    alpha = np.full(n, -np.inf)
+    alpha[lat.start] = 0.0
+    frame = np.zeros(n, np.int64)
+    for s in order:
+        for k in out[s]:
+            d = arcs[k][1]
+            alpha[d] = np.logaddexp(alpha[d], alpha[s] - cost[k])
+            frame[d] = frame[s] + (arcs[k][2] != 0)
+    beta = np.full(n, -np.inf)
+    for s, g, a in finals:
+        beta[s] = -(g + a / lmwt)
+    for s in reversed(order):
+        for k in out[s]:
+            beta[s] = np.logaddexp(beta[s], beta[arcs[k][1]] - cost[k])
+    total = beta[lat.start]
+    post = np.array([np.exp(alpha[s] - cost[k] + beta[d] - total) for k, (s, d, *_rest) in enumerate(arcs)])
+    return arcs, np.clip(post, 0.0, 1.0), frame
+
+
+def word_confidences(lat, lmwt: float, penalty: float = 0.0) -> List[Tuple[int, int, float]]:
+    """(word, emission frame, confidence) for each word of the best path. The confidence is the
+    posterior mass of lattice arcs emitting the same word within the word's window (halfway to the
+    neighbouring words' emissions): the probability, under the lattice at this scale, that the
+    word is there."""
+    words = _path_words(lat, lmwt, penalty)
+    if not words:
+        return []
+    arcs, post, frame = arc_posteriors(lat, lmwt, penalty)
+    emitted = [(arcs[k][3], int(frame[arcs[k][0]]), post[k]) for k in range(len(arcs)) if arcs[k][3]]
+    out = []
+    for j, (w, t) in enumerate(words):
+        lo = (words[j - 1][1] + t) / 2 if j else -np.inf
+        hi = (t + words[j + 1][1]) / 2 if j + 1 < len(words) else np.inf
+        mass = sum(p for o, f, p in emitted if o == w and lo <= f < hi or (o == w and f == t))
+        out.append((w, t, float(min(1.0, mass))))
+    return out
