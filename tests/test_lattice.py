@@ -124,3 +124,22 @@ def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
             (right if ok else wrong).append(c)
     assert len(right) >= 10 and len(wrong) >= 2, (len(right), len(wrong))
     assert np.mean(right) > np.mean(wrong) + 0.2, (np.mean(right), np.mean(wrong))
+
+
+def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, tiny_features, tmp_path):
+    """``decode_models(decoder="lattice")``: each split decoded once, the grid swept on the stored
+    lattices; same chosen LM weight / penalty and WERs as re-decoding every grid point."""
+    from asr_kd.decode.lattice import read_lattices
+    from asr_kd.decode.pipeline import decode_models
+
+    root, _ = tiny_graph
+    rows = [("GMM", [str(root / "exp" / "final.mdl")])]
+    common = dict(lmwts=(5, 10, 20), penalties=(0.0, 0.5, 1.0), beam=20.0)
+    args = (rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph")
+    old = decode_models(*args, tmp_path / "redecode", **common)[0]
+    new = decode_models(*args, tmp_path / "lattice", decoder="lattice", **common)[0]
+    assert (new["best_lmwt"], new["best_wip"]) == (old["best_lmwt"], old["best_wip"])
+    assert new["dev_wer"] == pytest.approx(old["dev_wer"], abs=1e-3) and new["test_wer"] == pytest.approx(old["test_wer"], abs=1e-3)
+    out = tmp_path / "lattice" / "GMM"
+    assert len(read_lattices(out / "lat.test.gz")) > 0 and (out / "lattice_options.json").is_file()
+    assert 0.0 <= new["test_oracle_wer"] <= new["test_wer"]

@@ -36,7 +36,9 @@ def register(sub) -> None:
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
     s.add_argument("--graph-dir", required=True)
-    s.add_argument("--decoder", choices=["kaldi", "k2"], default="kaldi", help="search backend (k2: the k2 environment)")
+    s.add_argument("--decoder", choices=["kaldi", "k2", "lattice"], default="kaldi",
+                   help="search backend: kaldi (re-decodes every grid point), k2 (the k2 environment), lattice (decodes "
+                        "once into lattices, lat.<split>.gz beside the scoring, and sweeps the grid on them) [%(default)s]")
     add_decode_search_args(s, manifest_required=True)
     add_table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=decode)

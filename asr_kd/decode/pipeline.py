@@ -23,7 +23,10 @@ from asr_kd.decode.kaldi_decoder import decode
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, model_loglikes
-from asr_kd.kaldi.fst import arpa_to_fst
+from asr_kd.decode.lattice import best_path as lattice_best_path
+from asr_kd.decode.lattice import decode_lattices, oracle_errors, write_lattices
+from asr_kd.decode.lattice import with_penalty as lattice_with_penalty
+from asr_kd.kaldi.fst import arpa_to_fst, read_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.nnet.data import load_frames
@@ -135,6 +138,49 @@ def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("de
     return lang, tm, priors, splits if splits is not None else load_decode_splits(fbank_dir, corpus, split_names)
 
 
+class LatticeStore:
+    """One system's lattices per split, decoded once (at the acoustic scale of the middle of the
+    LM-weight grid, Kaldi's fixed acwt) and written beside its scoring as ``lat.<split>.gz`` (Kaldi
+    text archive, ``asr_kd.decode.lattice``) with ``lattice_options.json``."""
+
+    def __init__(self, out_dir: Path, graph_fst, graph_path: Path, id2pdf: np.ndarray, lmwts: Sequence[float],
+                 beam: float, lattice_beam: float = 6.0):
+        self.out_dir, self.graph_fst, self.graph_path, self.id2pdf = out_dir, graph_fst, graph_path, id2pdf
+        self.acoustic_scale = 1.0 / float(np.median(lmwts))
+        self.beam, self.lattice_beam = beam, lattice_beam
+        self.done: Dict[str, Tuple[Dict, float]] = {}
+        self.penalised: Dict[Tuple[str, float], Dict] = {}
+
+    def get(self, split: str, loglikes) -> Tuple[Dict, float]:
+        """({utt: lattice}, seconds the decode took); ``loglikes()`` gives the unscaled per-pdf ones."""
+        if split not in self.done:
+            ll = loglikes()
+            t0 = time.time()
+            lats = decode_lattices(self.graph_fst, {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
+                                   self.acoustic_scale, self.beam, self.lattice_beam)
+            secs = time.time() - t0
+            write_lattices(self.out_dir / f"lat.{split}.gz", lats)
+            write_json_atomic(self.out_dir / "lattice_options.json", {
+                "graph": str(self.graph_path), "graph_digest": file_digest(self.graph_path), "decoder": "LatticeSimpleDecoder",
+                "beam": self.beam, "lattice_beam": self.lattice_beam, "acoustic_scale": self.acoustic_scale,
+                "costs": "graph, acoustic (unscaled: -log-likelihood)"})
+            self.done[split] = (lats, secs)
+        return self.done[split]
+
+    def with_penalty(self, split: str, penalty: float) -> Dict:
+        """The split's lattices with the word insertion penalty applied (made once per penalty)."""
+        key = (split, penalty)
+        if key not in self.penalised:
+            lats, _ = self.done[split]
+            self.penalised[key] = {u: lattice_with_penalty(lat, penalty) if penalty else lat for u, lat in lats.items()}
+        return self.penalised[key]
+
+    def oracle_wer(self, split: str, refs: Dict[str, List[int]]) -> float:
+        lats, _ = self.done[split]
+        errors = sum(oracle_errors(lats[u], refs[u]) for u in lats)
+        return errors / max(1, sum(len(refs[u]) for u in lats))
+
+
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
                   beam: float = 13.0, max_active: int = 7000, nj: int = 1, cmd="local",
@@ -145,13 +191,15 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
     ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
     token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``kaldi`` (LatticeFasterDecoder)
-    or ``k2`` (asr_kd.decode.k2_decoder, same graph and likelihoods; one process, the GPU when present).
+    or ``k2`` (asr_kd.decode.k2_decoder, same graph and likelihoods; one process, the GPU when present),
+    or ``lattice`` (each split decoded once into lattices, ``LatticeStore``; the grid is swept on them).
     ``nj`` / ``cmd``: Kaldi decoding in ``nj`` forked processes, or ``nj`` Slurm jobs per decode (``asr_kd.utils.jobs``). ``splits``: dev and test frames
     already read by ``load_decode_splits`` (callers decoding several alignments read them once)."""
-    if decoder not in ("kaldi", "k2"):
-        raise ValueError(f"decoder must be kaldi or k2, not {decoder!r}")
+    if decoder not in ("kaldi", "k2", "lattice"):
+        raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
+    graph_fst = read_fst(graph) if decoder == "lattice" else None
 
     def fold(tokens):
         if not score_map:
@@ -163,19 +211,25 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         confined(out_dir, name, "system name")  # names become folders under out_dir
     for name, ckpts in rows:
         lp = model_loglikes(ckpts, splits, priors)
+        lattices = LatticeStore(Path(out_dir) / name, graph_fst, graph, np.asarray(tm.id2pdf_id), lmwts, beam)
 
         def run(split, lmwt, wip):
             cuts, data = splits[split]
-            ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
             t0 = time.time()
-            if decoder == "k2":
-                if wip not in k2_graphs:
-                    k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
-                res = decode_k2(k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active)
+            if decoder == "lattice":  # decoded once per split; every grid point is a best path on its lattices
+                lats, secs = lattices.get(split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)})
+                lats = lattices.with_penalty(split, wip)
+                res = {u: {"words": lattice_best_path(lat, lmwt)[0]} for u, lat in lats.items()}
             else:
-                res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj, cmd=cmd,
-                             job_dir=Path(out_dir) / name / "jobs")
-            secs = time.time() - t0
+                ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
+                if decoder == "k2":
+                    if wip not in k2_graphs:
+                        k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
+                    res = decode_k2(k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active)
+                else:
+                    res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj, cmd=cmd,
+                                 job_dir=Path(out_dir) / name / "jobs")
+                secs = time.time() - t0
             refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
             hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
             spk = {c.id: c.supervisions[0].speaker for c in cuts}
@@ -204,6 +258,10 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                "test_del": test["del"], "test_sub": test["sub"], "test_words": test["ref_len"],
                "test_oov_tokens": test["oov_tokens"], "rtf_test": rtf, "nj": nj if decoder == "kaldi" else 1,
                "decoder": decoder, "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)}}
+        if decoder == "lattice":
+            cuts, _ = splits["test"]
+            refs = {c.id: [lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
+            row["test_oracle_wer"] = lattices.oracle_wer("test", refs)
         out.append(row)
         log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
                  name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],
