@@ -124,6 +124,12 @@ def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
             (right if ok else wrong).append(c)
     assert len(right) >= 10 and len(wrong) >= 2, (len(right), len(wrong))
     assert np.mean(right) > np.mean(wrong) + 0.2, (np.mean(right), np.mean(wrong))
+    from asr_kd.decode.lattice import normalised_cross_entropy
+
+    # NCE measures calibration as well as ranking: reported (decode rows), checked here on its own
+    assert np.isfinite(normalised_cross_entropy(right + wrong, [True] * len(right) + [False] * len(wrong)))
+    assert normalised_cross_entropy([0.99, 0.98, 0.02, 0.97], [True, True, False, True]) > 0.8
+    assert abs(normalised_cross_entropy([0.75] * 4, [True, False, True, True])) < 1e-6  # the base rate: no information
 
 
 def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, tiny_features, tmp_path):
@@ -143,3 +149,5 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
     out = tmp_path / "lattice" / "GMM"
     assert len(read_lattices(out / "lat.test.gz")) > 0 and (out / "lattice_options.json").is_file()
     assert 0.0 <= new["test_oracle_wer"] <= new["test_wer"]
+    conf = [line.split() for line in (out / "test.conf.txt").read_text().splitlines()]
+    assert conf and all(0.0 <= float(c) <= 1.0 and ok in ("0", "1") for _, _, c, ok in conf)

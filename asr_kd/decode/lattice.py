@@ -282,3 +282,16 @@ def word_confidences(lat, lmwt: float, penalty: float = 0.0) -> List[Tuple[int, 
         mass = sum(p for o, f, p in emitted if o == w and lo <= f < hi or (o == w and f == t))
         out.append((w, t, float(min(1.0, mass))))
     return out
+
+
+def normalised_cross_entropy(confidences: Sequence[float], correct: Sequence[bool]) -> float:
+    """NIST's normalised cross entropy of word confidences: 1 - H(correctness | confidence) /
+    H(correctness at the overall rate); > 0 when the confidences carry information, 1 at best."""
+    c = np.clip(np.asarray(confidences, np.float64), 1e-6, 1 - 1e-6)
+    ok = np.asarray(correct, bool)
+    if len(c) == 0 or ok.all() or not ok.any():
+        return float("nan")  # undefined without both correct and wrong words
+    rate = ok.mean()
+    h_max = -(ok.sum() * np.log2(rate) + (~ok).sum() * np.log2(1 - rate))
+    h_conf = -(np.log2(c[ok]).sum() + np.log2(1 - c[~ok]).sum())
+    return float((h_max - h_conf) / h_max)

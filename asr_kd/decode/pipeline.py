@@ -24,14 +24,14 @@ from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, model_loglikes
 from asr_kd.decode.lattice import best_path as lattice_best_path
-from asr_kd.decode.lattice import decode_lattices, oracle_errors, write_lattices
+from asr_kd.decode.lattice import decode_lattices, normalised_cross_entropy, oracle_errors, word_confidences, write_lattices
 from asr_kd.decode.lattice import with_penalty as lattice_with_penalty
 from asr_kd.kaldi.fst import arpa_to_fst, read_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.nnet.data import load_frames
 from asr_kd.utils.device import torch_device
-from asr_kd.utils.io import confined, write_json_atomic
+from asr_kd.utils.io import confined, write_json_atomic, write_text_atomic
 from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,27 @@ class LatticeStore:
             self.penalised[key] = {u: lattice_with_penalty(lat, penalty) if penalty else lat for u, lat in lats.items()}
         return self.penalised[key]
 
+    def confidences(self, split: str, lmwt: float, penalty: float, hyps: Dict[str, List[str]],
+                    refs: Dict[str, List[str]], id2word: Dict[int, str]) -> float:
+        """Word confidences of the scored hypotheses (``<split>.conf.txt``: utt word confidence
+        correct) and their normalised cross entropy."""
+        from kaldialign import align
+
+        lines, confs, correct = [], [], []
+        for u, lat in sorted(self.with_penalty(split, penalty).items()):
+            conf = word_confidences(lat, lmwt)
+            words = [id2word[w] for w, _, _ in conf]
+            if words != hyps.get(u, words):
+                continue  # a score map changed the tokens: no one-to-one confidence
+            ok = [r == h for r, h in align(refs[u], words, "*") if h != "*"]
+            for w, (_, _, c), good in zip(words, conf, ok):
+                lines.append(f"{u} {w} {c:.4f} {int(good)}")
+                confs.append(c)
+                correct.append(good)
+        write_text_atomic(self.out_dir / f"{split}.conf.txt", "".join(line + "\n" for line in lines))
+        nce = normalised_cross_entropy(confs, correct)
+        return None if np.isnan(nce) else round(nce, 4)
+
     def oracle_wer(self, split: str, refs: Dict[str, List[int]]) -> float:
         lats, _ = self.done[split]
         errors = sum(oracle_errors(lats[u], refs[u]) for u in lats)
@@ -262,6 +283,10 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             cuts, _ = splits["test"]
             refs = {c.id: [lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
             row["test_oracle_wer"] = lattices.oracle_wer("test", refs)
+            row["test_confidence_nce"] = lattices.confidences("test", best["lmwt"], best["wip"],
+                                                              {u: r["hyp"] for u, r in test["per_utt"].items()},
+                                                              {c.id: fold(c.supervisions[0].text.split()) for c in cuts},
+                                                              lang.id2word)
         out.append(row)
         log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
                  name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],
