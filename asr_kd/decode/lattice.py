@@ -48,22 +48,47 @@ def decode_lattices(graph, loglikes: Dict[str, np.ndarray], acoustic_scale: floa
     return out
 
 
-def _parse(lat) -> Tuple[List[Tuple[int, int, int, int, float, float]], List[Tuple[int, float, float]]]:
-    """(arcs, finals) of a lattice, read from its text form (the bindings give no arc iterator
-    over lattices): arcs (source, destination, transition id, word, graph cost, acoustic cost),
-    finals (state, graph cost, acoustic cost)."""
+Arc = Tuple[int, int, int, int, float, float]  # source, destination, transition id, word, graph cost, acoustic cost
+
+
+def _parse_lines(lines: Sequence[str]) -> Tuple[List[Arc], List[Tuple[int, float, float]]]:
+    """(arcs, finals (state, graph cost, acoustic cost)) of lattice text lines; ValueError names a
+    bad line."""
     arcs, finals = [], []
-    for line in lat.to_str().split("\n"):
+    for line in lines:
         f = line.split()
-        if len(f) == 5:
-            g, a = f[4].split(",")[:2]
-            arcs.append((int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(g), float(a)))
-        elif len(f) == 2:
-            g, a = f[1].split(",")[:2]
-            finals.append((int(f[0]), float(g), float(a)))
-        elif len(f) == 1:
-            finals.append((int(f[0]), 0.0, 0.0))
+        try:
+            if len(f) == 5:
+                g, a = (float(x) for x in f[4].split(",")[:2])
+                arcs.append((int(f[0]), int(f[1]), int(f[2]), int(f[3]), g, a))
+            elif len(f) == 2:
+                g, a = (float(x) for x in f[1].split(",")[:2])
+                finals.append((int(f[0]), g, a))
+            elif len(f) == 1:
+                finals.append((int(f[0]), 0.0, 0.0))
+            elif f:
+                raise ValueError(f"{len(f)} fields")
+        except ValueError as e:
+            raise ValueError(f"bad line {line!r} ({e})") from None
     return arcs, finals
+
+
+def _parse(lat) -> Tuple[List[Arc], List[Tuple[int, float, float]]]:
+    """A lattice's arcs and finals, read from its text form (the bindings give no arc iterator over lattices)."""
+    return _parse_lines(lat.to_str().split("\n"))
+
+
+def _build(num_states: int, start: int, arcs: Sequence[Arc], finals: Sequence[Tuple[int, float, float]]):
+    lat = kaldifst.Lattice()
+    for _ in range(num_states):
+        lat.add_state()
+    if num_states:
+        lat.start = start
+    for s, d, i, o, g, a in arcs:
+        lat.add_arc(s, kaldifst.LatticeArc(i, o, kaldifst.LatticeWeight(g, a), d))
+    for s, g, a in finals:
+        lat.set_final(s, kaldifst.LatticeWeight(g, a))
+    return lat
 
 
 def lattice_text(utt: str, lat) -> str:
@@ -73,35 +98,12 @@ def lattice_text(utt: str, lat) -> str:
 
 
 def _from_text(utt: str, lines: List[str], where: str):
-    lat = kaldifst.Lattice()
-    states = 0
-
-    def need(n: int) -> None:
-        nonlocal states
-        while states <= n:
-            lat.add_state()
-            states += 1
-
-    for line in lines:
-        f = line.split()
-        try:
-            if len(f) == 5:
-                s, d, i, o = (int(x) for x in f[:4])
-                g, a = (float(x) for x in f[4].split(",")[:2])
-                need(max(s, d))
-                lat.add_arc(s, kaldifst.LatticeArc(i, o, kaldifst.LatticeWeight(g, a), d))
-            elif len(f) in (1, 2):
-                s = int(f[0])
-                g, a = (float(x) for x in f[1].split(",")[:2]) if len(f) == 2 else (0.0, 0.0)
-                need(s)
-                lat.set_final(s, kaldifst.LatticeWeight(g, a))
-            else:
-                raise ValueError(f"{len(f)} fields")
-        except ValueError as e:
-            raise ValueError(f"{where}: lattice {utt}: bad line {line!r} ({e})") from None
-    if states:
-        lat.start = int(lines[0].split()[0])  # OpenFst prints the start state first
-    return lat
+    try:
+        arcs, finals = _parse_lines(lines)
+    except ValueError as e:
+        raise ValueError(f"{where}: lattice {utt}: {e}") from None
+    states = max([max(a[0], a[1]) for a in arcs] + [f[0] for f in finals], default=-1) + 1
+    return _build(states, int(lines[0].split()[0]) if states else 0, arcs, finals)  # OpenFst prints the start first
 
 
 def write_lattices(path, lattices: Dict[str, "kaldifst.Lattice"]) -> Path:
@@ -138,36 +140,30 @@ def read_lattices(path) -> Dict[str, "kaldifst.Lattice"]:
 def with_penalty(lat, penalty: float):
     """A copy of ``lat`` whose word arcs cost ``penalty`` more in the graph part (lattice-add-penalty)."""
     arcs, finals = _parse(lat)
-    out = kaldifst.Lattice()
-    for _ in range(lat.num_states):
-        out.add_state()
-    if lat.num_states:
-        out.start = lat.start
-    for s, d, i, o, g, a in arcs:
-        out.add_arc(s, kaldifst.LatticeArc(i, o, kaldifst.LatticeWeight(g + (penalty if o else 0.0), a), d))
-    for s, g, a in finals:
-        out.set_final(s, kaldifst.LatticeWeight(g, a))
-    return out
+    arcs = [(s, d, i, o, g + (penalty if o else 0.0), a) for s, d, i, o, g, a in arcs]
+    return _build(lat.num_states, lat.start, arcs, finals)
 
 
-def best_path(lat, lmwt: float, penalty: float = 0.0) -> Tuple[List[int], List[int]]:
-    """(word ids, transition ids) of the best path at LM weight ``lmwt`` (acoustic scale 1/lmwt)
-    and word insertion ``penalty``."""
+def _best_arcs(lat, lmwt: float, penalty: float) -> List[Arc]:
+    """The arcs of the best path, in order, at LM weight ``lmwt`` (acoustic scale 1/lmwt) and word
+    insertion ``penalty`` (Kaldi's lattice-scale | lattice-add-penalty | lattice-best-path)."""
     lat = with_penalty(lat, penalty) if penalty else lat.copy()
     kaldifst.scale_lattice(kaldifst.lattice_scale(1.0, 1.0 / lmwt), lat)
     path = kaldifst.shortest_path(lat)
     if path.num_states == 0:
-        return [], []
-    arcs, _ = _parse(path)
-    leaving = {a[0]: a for a in arcs}  # a linear FST: one arc out of each state but the last
-    words, tids, s = [], [], path.start
+        return []
+    leaving = {a[0]: a for a in _parse(path)[0]}  # a linear FST: one arc out of each state but the last
+    out, s = [], path.start
     while s in leaving:
-        _, s, i, o, _, _ = leaving[s]
-        if i:
-            tids.append(i)
-        if o:
-            words.append(o)
-    return words, tids
+        out.append(leaving[s])
+        s = leaving[s][1]
+    return out
+
+
+def best_path(lat, lmwt: float, penalty: float = 0.0) -> Tuple[List[int], List[int]]:
+    """(word ids, transition ids) of the best path at LM weight ``lmwt`` and ``penalty``."""
+    arcs = _best_arcs(lat, lmwt, penalty)
+    return [a[3] for a in arcs if a[3]], [a[2] for a in arcs if a[2]]
 
 
 def _topological_order(num_states: int, arcs: Sequence[Tuple]) -> List[int]:
@@ -221,14 +217,8 @@ def oracle_errors(lat, reference: Sequence[int]) -> int:
 
 def _path_words(lat, lmwt: float, penalty: float) -> List[Tuple[int, int]]:
     """(word, emission frame) along the best path: the frame is the number of frames before the arc."""
-    lat = with_penalty(lat, penalty) if penalty else lat.copy()
-    kaldifst.scale_lattice(kaldifst.lattice_scale(1.0, 1.0 / lmwt), lat)
-    path = kaldifst.shortest_path(lat)
-    arcs, _ = _parse(path)
-    leaving = {a[0]: a for a in arcs}
-    out, frame, s = [], 0, path.start
-    while s in leaving:
-        _, s, i, o, _, _ = leaving[s]
+    out, frame = [], 0
+    for _, _, i, o, _, _ in _best_arcs(lat, lmwt, penalty):
         if o:
             out.append((o, frame))
         frame += i != 0

@@ -26,6 +26,11 @@ class CheckpointError(ValueError):
     """A file that is not a readable asr_kd checkpoint; the message names it."""
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
 REQUIRED_KEYS = ("model", "model_cfg", "feat_dim", "num_pdfs")
 
 
@@ -65,8 +70,7 @@ def read_checkpoint(path) -> Dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint file not found") from None
     except Exception as e:  # truncated zip, a pickle that asks for code, or not a torch file at all
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable asr_kd checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{path}: not a loadable asr_kd checkpoint ({_first_line(e)})") from None
     if not isinstance(ck, dict) or any(k not in ck for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not an asr_kd checkpoint (needs the keys {list(REQUIRED_KEYS)})")
     return ck
@@ -79,6 +83,5 @@ def load_model(path, device=None) -> torch.nn.Module:
         model = build_model(model_config(ck["model_cfg"]), int(ck["feat_dim"]), int(ck["num_pdfs"]))
         model.load_state_dict(ck["model"])
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: its network cannot be rebuilt ({first[:200]})") from None
+        raise CheckpointError(f"{path}: its network cannot be rebuilt ({_first_line(e)})") from None
     return model.to(device or "cpu").eval()
