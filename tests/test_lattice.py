@@ -33,46 +33,82 @@ def _lattices(root, tm, loglikes):
 
 
 def test_lattice_best_path_equals_re_decoding_at_every_weight_and_penalty(noisy, tmp_path):
+    """One vectorised pass over the whole grid gives, at every point, the words and alignment of
+    re-decoding with that LM weight and penalty (a small graph and wide beams: pruning cannot differ)."""
     from asr_kd.decode.kaldi_decoder import decode
-    from asr_kd.decode.lattice import best_path, lattice_text, read_lattices, write_lattices
+    from asr_kd.decode.lattice import LatticeSet, write_lattices
 
     root, tm, cuts, loglikes = noisy
-    lats = _lattices(root, tm, loglikes)
-    write_lattices(tmp_path / "lat.1.gz", lats)
-    back = read_lattices(tmp_path / "lat.1.gz")
-    assert sorted(back) == sorted(lats) and all(lattice_text(u, back[u]) == lattice_text(u, lats[u]) for u in lats)
-    first = {u: best_path(back[u], LMWTS[0], 0.0)[0] for u in lats}
+    texts = _lattices(root, tm, loglikes)
+    write_lattices(tmp_path / "lat.1.gz", texts)
+    back = LatticeSet.read(tmp_path / "lat.1.gz")
+    direct = LatticeSet.from_texts(texts.items())
+    assert back.utts == sorted(texts)
+    for name in ("graph", "acoustic", "word", "tid", "final_graph"):
+        order = [direct.utts.index(u) for u in back.utts]
+        assert np.allclose(np.concatenate([_arcs_of(back, k, name) for k in range(len(back.utts))]),
+                           np.concatenate([_arcs_of(direct, k, name) for k in order])), name
+    points = [(lmwt, wip) for lmwt in LMWTS for wip in PENALTIES]
+    paths = back.best_paths(points, alignments=True)
     differs = 0
-    for lmwt in LMWTS:
-        for wip in PENALTIES:
-            ref = decode(root / "graph" / "HCLG.fst", tm, {u: ll / lmwt for u, ll in loglikes.items()}, beam=30.0,
-                         word_penalty=wip)
-            for u in lats:
-                words, tids = best_path(back[u], lmwt, wip)
-                assert words == ref[u]["words"] and tids == ref[u]["alignment"], (u, lmwt, wip)
-                differs += words != first[u]
+    for (lmwt, wip), got in zip(points, paths):
+        ref = decode(root / "graph" / "HCLG.fst", tm, {u: ll / lmwt for u, ll in loglikes.items()}, beam=30.0,
+                     word_penalty=wip)
+        for u in texts:
+            words, tids, frames = got[u]
+            assert words == ref[u]["words"] and tids == ref[u]["alignment"], (u, lmwt, wip)
+            assert len(frames) == len(words) and frames == sorted(frames)
+            differs += words != paths[0][u][0]
     assert differs > 0  # the weights matter on these likelihoods: the sweep is not vacuous
+
+
+def _arcs_of(lats, k, name):
+    """Arc (or final) values of utterance k in source-state order, for comparing two LatticeSets."""
+    lo, hi = lats.offset[k], lats.offset[k + 1]
+    if name == "final_graph":
+        sel = (lats.final_state >= lo) & (lats.final_state < hi)
+        return lats.final_graph[sel]
+    sel = (lats.src >= lo) & (lats.src < hi)
+    order = np.lexsort((lats.dst[sel], lats.src[sel]))
+    return getattr(lats, name)[sel][order]
+
+
+def test_nbest_lists_distinct_word_sequences_best_first(noisy):
+    from asr_kd.decode.lattice import LatticeSet
+
+    root, tm, cuts, loglikes = noisy
+    lats = LatticeSet.from_texts(_lattices(root, tm, loglikes).items())
+    best = lats.best_paths([(5.0, 0.5)])[0]
+    longer = 0
+    for u in lats.utts:
+        nb = lats.nbest(u, 5, 5.0, 0.5)
+        seqs = [tuple(w) for w, _ in nb]
+        assert nb and len(set(seqs)) == len(seqs) and list(seqs[0]) == best[u][0], u
+        assert [c for _, c in nb] == sorted(c for _, c in nb)
+        longer += len(nb) > 1
+    assert longer > 0
 
 
 def test_oracle_is_never_worse_than_the_one_best(noisy):
     from kaldialign import edit_distance
 
-    from asr_kd.decode.lattice import best_path, oracle_errors
+    from asr_kd.decode.lattice import LatticeSet
     from asr_kd.lang.prepare_lang import Lang
 
     root, tm, cuts, loglikes = noisy
     lang = Lang(root / "lang")
-    lats = _lattices(root, tm, loglikes)
-    one_best = oracle = 0
-    for cut in cuts:
-        ref = [lang.word2id[w] for w in cut.supervisions[0].text.split()]
-        hyp = best_path(lats[cut.id], 10.0)[0]
-        e = edit_distance(ref, hyp)["total"]
-        o = oracle_errors(lats[cut.id], ref)
-        assert 0 <= o <= e, cut.id
-        assert oracle_errors(lats[cut.id], hyp) == 0  # the 1-best is a lattice path
-        one_best, oracle = one_best + e, oracle + o
-    assert oracle <= one_best
+    lats = LatticeSet.from_texts(_lattices(root, tm, loglikes).items())
+    refs = {cut.id: [lang.word2id[w] for w in cut.supervisions[0].text.split()] for cut in cuts}
+    hyps = {u: p[0] for u, p in lats.best_paths([(10.0, 0.0)])[0].items()}
+    oracle = lats.oracle_errors(refs)
+    assert lats.oracle_errors(hyps) == {u: 0 for u in hyps}  # the 1-best is a lattice path
+    one_best = {u: edit_distance(refs[u], hyps[u])["total"] for u in refs}
+    assert all(0 <= oracle[u] <= one_best[u] for u in refs)
+    # against a reference that is another lattice path (each lattice's second best word sequence)
+    # the oracle finds it: no errors, where the 1-best has some
+    second = {u: nb[1][0] for u in lats.utts if len(nb := lats.nbest(u, 2, 10.0)) > 1}
+    assert second and lats.subset(list(second)).oracle_errors(second) == {u: 0 for u in second}
+    assert all(edit_distance(second[u], hyps[u])["total"] > 0 for u in second)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +135,7 @@ def mixed(tiny_graph):
 def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
     from kaldialign import align
 
-    from asr_kd.decode.lattice import arc_posteriors, best_path, decode_lattices, word_confidences
+    from asr_kd.decode.lattice import LatticeSet, decode_lattices
     from asr_kd.kaldi.fst import read_fst
     from asr_kd.lang.prepare_lang import Lang
 
@@ -107,25 +143,35 @@ def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
     lang = Lang(root / "lang")
     id2pdf = np.asarray(tm.id2pdf_id)
     lmwt = 2.0
-    lats = decode_lattices(read_fst(root / "graph" / "HCLG.fst"), {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
-                           acoustic_scale=1 / lmwt, beam=30.0, lattice_beam=20.0)
+    lats = LatticeSet.from_texts(decode_lattices(
+        read_fst(root / "graph" / "HCLG.fst"), {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
+        acoustic_scale=1 / lmwt, beam=30.0, lattice_beam=20.0).items())
+    confs = lats.word_confidences(lmwt)
+    best = lats.best_paths([(lmwt, 0.0)])[0]
+    post, _ = lats.arc_posteriors(lmwt)
+    frame = lats.levels.frame
     right, wrong = [], []
     for cut in cuts:
-        lat = lats[cut.id]
-        conf = word_confidences(lat, lmwt)
-        assert [w for w, _, _ in conf] == best_path(lat, lmwt)[0]
+        conf = confs[cut.id]
+        assert [w for w, _, _ in conf] == best[cut.id][0]
         assert all(0.0 <= c <= 1.0 for _, _, c in conf)
-        arcs, post, frame = arc_posteriors(lat, lmwt)
-        for t in (0, int(frame.max()) // 2):  # every complete path consumes frame t on exactly one arc
-            mass = sum(p for (s, _, i, *_), p in zip(arcs, post) if i and frame[s] == t)
+        k = lats.utts.index(cut.id)
+        mine = (lats.src >= lats.offset[k]) & (lats.src < lats.offset[k + 1]) & (lats.tid != 0)
+        last = int(frame[lats.offset[k]:lats.offset[k + 1]].max())
+        for t in (0, last // 2, last - 1):  # every complete path consumes frame t on exactly one arc
+            mass = post[mine & (frame[lats.src] == t)].sum()
             assert mass == pytest.approx(1.0, abs=1e-3), (cut.id, t)
         pairs = align(cut.supervisions[0].text.split(), [lang.id2word[w] for w, _, _ in conf], "*")
         for ok, (_, _, c) in zip([r == h for r, h in pairs if h != "*"], conf):
             (right if ok else wrong).append(c)
     assert len(right) >= 10 and len(wrong) >= 2, (len(right), len(wrong))
     assert np.mean(right) > np.mean(wrong) + 0.2, (np.mean(right), np.mean(wrong))
-    from asr_kd.decode.lattice import normalised_cross_entropy
+    from asr_kd.decode.lattice import Calibration, normalised_cross_entropy, reliability
 
+    conf, ok = right + wrong, [True] * len(right) + [False] * len(wrong)
+    cal = Calibration.fit(conf, ok)
+    assert normalised_cross_entropy(cal(conf), ok) >= normalised_cross_entropy(conf, ok) - 1e-9  # fitted on these words
+    assert sum(r["words"] for r in reliability(cal(conf), ok)) == len(conf)
     # NCE measures calibration as well as ranking: reported (decode rows), checked here on its own
     assert np.isfinite(normalised_cross_entropy(right + wrong, [True] * len(right) + [False] * len(wrong)))
     assert normalised_cross_entropy([0.99, 0.98, 0.02, 0.97], [True, True, False, True]) > 0.8
@@ -135,7 +181,7 @@ def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
 def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, tiny_features, tmp_path):
     """``decode_models(decoder="lattice")``: each split decoded once, the grid swept on the stored
     lattices; same chosen LM weight / penalty and WERs as re-decoding every grid point."""
-    from asr_kd.decode.lattice import read_lattices
+    from asr_kd.decode.lattice import LatticeSet
     from asr_kd.decode.pipeline import decode_models
 
     root, _ = tiny_graph
@@ -147,7 +193,11 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
     assert (new["best_lmwt"], new["best_wip"]) == (old["best_lmwt"], old["best_wip"])
     assert new["dev_wer"] == pytest.approx(old["dev_wer"], abs=1e-3) and new["test_wer"] == pytest.approx(old["test_wer"], abs=1e-3)
     out = tmp_path / "lattice" / "GMM"
-    assert len(read_lattices(out / "lat.test.gz")) > 0 and (out / "lattice_options.json").is_file()
+    assert len(LatticeSet.read(out / "lat.test.gz").utts) > 0 and (out / "lattice_options.json").is_file()
     assert 0.0 <= new["test_oracle_wer"] <= new["test_wer"]
     conf = [line.split() for line in (out / "test.conf.txt").read_text().splitlines()]
-    assert conf and all(0.0 <= float(c) <= 1.0 and ok in ("0", "1") for _, _, c, ok in conf)
+    assert conf and all(0.0 <= float(c) <= 1.0 and 0.0 <= float(r) <= 1.0 and ok in ("0", "1") for _, _, c, r, ok in conf)
+    import json
+
+    info = json.loads((out / "confidence.json").read_text())
+    assert sum(r["words"] for r in info["reliability_calibrated"]) == len(conf) == info["test_words"]

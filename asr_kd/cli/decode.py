@@ -36,9 +36,10 @@ def register(sub) -> None:
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
     s.add_argument("--graph-dir", required=True)
-    s.add_argument("--decoder", choices=["kaldi", "k2", "lattice"], default="kaldi",
-                   help="search backend: kaldi (re-decodes every grid point), k2 (the k2 environment), lattice (decodes "
-                        "once into lattices, lat.<split>.gz beside the scoring, and sweeps the grid on them) [%(default)s]")
+    s.add_argument("--decoder", choices=["lattice", "kaldi", "k2"], default="lattice",
+                   help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
+                        "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
+                        "k2 (the k2 environment, re-decodes) [%(default)s]")
     add_decode_search_args(s, manifest_required=True)
     add_table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=decode)

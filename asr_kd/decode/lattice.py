@@ -1,13 +1,15 @@
-"""Lattices: decode once, then tune and score on the lattices (Kaldi's ``decode_dir`` + ``score.sh``).
+"""Lattices: decode once, then tune, score, rescore and give confidences on the lattices (Kaldi's
+``decode_dir`` + ``score.sh`` + ``lattice-oracle`` + ``lattice-to-nbest`` + ``lattice-to-ctm-conf``).
 
 A lattice here is kaldi-decoder's raw lattice (``LatticeSimpleDecoder.get_raw_lattice``): an FST
 over transition-ids (input) and words (output) whose ``LatticeWeight`` keeps the graph cost and
 the acoustic cost apart. Decoding runs once at a fixed acoustic scale (``decode_lattices``); the
 stored acoustic costs are unscaled (-log-likelihood), as Kaldi stores them, so any LM weight L
-(acoustic scale 1/L) and word insertion penalty can be applied afterwards (``best_path``: Kaldi's
-lattice-scale --inv-acoustic-scale=L | lattice-add-penalty | lattice-best-path).
+(acoustic scale 1/L) and word insertion penalty p can be applied afterwards: a path costs
+``graph + acoustic / L + p * words`` (Kaldi's lattice-scale --inv-acoustic-scale=L |
+lattice-add-penalty | lattice-best-path).
 
-On disk (``write_lattices`` / ``read_lattices``): Kaldi's text archive of ``Lattice`` objects, as
+On disk (``write_lattices`` / ``LatticeSet.read``): Kaldi's text archive of ``Lattice`` objects, as
 ``lattice-copy ark:... ark,t:...`` writes it (optionally gzipped)::
 
     utt-id
@@ -15,12 +17,24 @@ On disk (``write_lattices`` / ``read_lattices``): Kaldi's text archive of ``Latt
     final-state graph-cost,acoustic-cost
     <empty line>
 
-The oracle (``oracle_errors``) is the fewest word errors of any lattice path against a reference
-(Kaldi's lattice-oracle), found by dynamic programming over the lattice in topological order.
+In memory (``LatticeSet``) the lattices of a whole split are numpy arrays, their states numbered
+together. Every search is dynamic programming over the states in topological levels (a state's
+level is the longest arc count from a state without incoming arcs), one vectorised step per level
+for all utterances at once; the best paths of a whole grid of (LM weight, penalty) points are one
+pass. Searches:
+
+- ``best_paths``: the best path of each utterance at each grid point (Viterbi);
+- ``oracle_errors``: the fewest word errors of any path against a reference (lattice-oracle);
+- ``arc_posteriors`` / ``word_confidences``: forward-backward arc posteriors, and the posterior
+  mass of the best path's words (the sixth CTM column);
+- ``nbest``: the n best distinct word sequences (the lattice projected on words, determinised
+  in the tropical semiring and searched with OpenFst's n-shortest paths, through kaldifst).
 """
 import gzip
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,12 +42,19 @@ from asr_kd.kaldi import kaldi_decoder, kaldifst
 from asr_kd.utils.io import atomic_path
 from asr_kd.utils.numerics import require_finite_utterances
 
+Point = Tuple[float, float]  # (LM weight, word insertion penalty)
+
 
 def decode_lattices(graph, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float = 13.0,
-                    lattice_beam: float = 6.0) -> Dict[str, "kaldifst.Lattice"]:
-    """Raw lattices of every utterance: ``loglikes`` are per transition-id column (``ll[:, id2pdf[1:]]``),
-    unscaled; the search uses ``acoustic_scale`` and the lattices keep unscaled acoustic costs."""
+                    lattice_beam: float = 6.0) -> Dict[str, str]:
+    """Raw lattices of every utterance, as Kaldi text (``{utt: text}``): ``loglikes`` are per
+    transition-id column (``ll[:, id2pdf[1:]]``), unscaled; the search uses ``acoustic_scale`` and
+    the lattices keep unscaled acoustic costs. ``graph``: an FST or its path."""
     require_finite_utterances(loglikes)
+    if isinstance(graph, (str, Path)):
+        from asr_kd.kaldi.fst import read_fst
+
+        graph = read_fst(graph)
     decoder = kaldi_decoder.LatticeSimpleDecoder(graph, kaldi_decoder.LatticeSimpleDecoderConfig(
         beam=beam, lattice_beam=lattice_beam, determinize_lattice=False))
     unscale = kaldifst.lattice_scale(1.0, 1.0 / acoustic_scale)
@@ -44,234 +65,449 @@ def decode_lattices(graph, loglikes: Dict[str, np.ndarray], acoustic_scale: floa
         if not ok or lat.num_states == 0:
             ok, lat = decoder.get_raw_lattice(use_final_probs=False)  # no final state reached: keep the partial lattice
         kaldifst.scale_lattice(unscale, lat)
-        out[utt] = lat
+        out[utt] = "\n".join(" ".join(line.split()) for line in lat.to_str().split("\n") if line.strip())
     return out
 
 
-Arc = Tuple[int, int, int, int, float, float]  # source, destination, transition id, word, graph cost, acoustic cost
+def _decode_part(graph_path: str, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float,
+                 lattice_beam: float) -> Dict[str, str]:
+    return decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam)
 
 
-def _parse_lines(lines: Sequence[str]) -> Tuple[List[Arc], List[Tuple[int, float, float]]]:
-    """(arcs, finals (state, graph cost, acoustic cost)) of lattice text lines; ValueError names a
-    bad line."""
-    arcs, finals = [], []
-    for line in lines:
-        f = line.split()
-        try:
-            if len(f) == 5:
-                g, a = (float(x) for x in f[4].split(",")[:2])
-                arcs.append((int(f[0]), int(f[1]), int(f[2]), int(f[3]), g, a))
-            elif len(f) == 2:
-                g, a = (float(x) for x in f[1].split(",")[:2])
-                finals.append((int(f[0]), g, a))
-            elif len(f) == 1:
-                finals.append((int(f[0]), 0.0, 0.0))
-            elif f:
-                raise ValueError(f"{len(f)} fields")
-        except ValueError as e:
-            raise ValueError(f"bad line {line!r} ({e})") from None
-    return arcs, finals
+def decode_lattices_parallel(graph_path, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float = 13.0,
+                             lattice_beam: float = 6.0, nj: int = 1, cmd="local", job_dir=None) -> Dict[str, str]:
+    """``decode_lattices`` over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
+    (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
+    from asr_kd.utils.jobs import JobCmd, run_jobs
+
+    require_finite_utterances(loglikes)
+    utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
+    if nj <= 1 and JobCmd.parse(cmd).local:
+        return decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam)
+    parts = [{u: loglikes[u] for u in utts[i::nj]} for i in range(nj)]
+    calls = [(str(graph_path), part, acoustic_scale, beam, lattice_beam) for part in parts if part]
+    if JobCmd.parse(cmd).local:
+        with ProcessPoolExecutor(len(calls), mp_context=mp.get_context("fork")) as ex:
+            done = list(ex.map(_decode_part, *zip(*calls)))
+    else:
+        done = run_jobs(cmd, _decode_part, calls, job_dir, "lattice")
+    out: Dict[str, str] = {}
+    for d in done:
+        out.update(d)
+    return out
 
 
-def _parse(lat) -> Tuple[List[Arc], List[Tuple[int, float, float]]]:
-    """A lattice's arcs and finals, read from its text form (the bindings give no arc iterator over lattices)."""
-    return _parse_lines(lat.to_str().split("\n"))
-
-
-def _build(num_states: int, start: int, arcs: Sequence[Arc], finals: Sequence[Tuple[int, float, float]]):
-    lat = kaldifst.Lattice()
-    for _ in range(num_states):
-        lat.add_state()
-    if num_states:
-        lat.start = start
-    for s, d, i, o, g, a in arcs:
-        lat.add_arc(s, kaldifst.LatticeArc(i, o, kaldifst.LatticeWeight(g, a), d))
-    for s, g, a in finals:
-        lat.set_final(s, kaldifst.LatticeWeight(g, a))
-    return lat
-
-
-def lattice_text(utt: str, lat) -> str:
-    """One archive entry: the id, Kaldi's text lines of the lattice (start state first), an empty line."""
-    lines = [" ".join(line.split()) for line in lat.to_str().split("\n") if line.strip()]
-    return "\n".join([utt, *lines]) + "\n\n"
-
-
-def _from_text(utt: str, lines: List[str], where: str):
-    try:
-        arcs, finals = _parse_lines(lines)
-    except ValueError as e:
-        raise ValueError(f"{where}: lattice {utt}: {e}") from None
-    states = max([max(a[0], a[1]) for a in arcs] + [f[0] for f in finals], default=-1) + 1
-    return _build(states, int(lines[0].split()[0]) if states else 0, arcs, finals)  # OpenFst prints the start first
-
-
-def write_lattices(path, lattices: Dict[str, "kaldifst.Lattice"]) -> Path:
-    """A Kaldi text archive (``.gz``: gzipped), written atomically, utterances in sorted order."""
+def write_lattices(path, lattices: Dict[str, str]) -> Path:
+    """A Kaldi text archive (``.gz``: gzipped) of ``decode_lattices`` texts, written atomically,
+    utterances in sorted order."""
     path = Path(path)
     with atomic_path(path) as tmp:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(tmp, "wt", encoding="utf-8") as f:
             for utt in sorted(lattices):
-                f.write(lattice_text(utt, lattices[utt]))
+                f.write(f"{utt}\n{lattices[utt]}\n\n" if lattices[utt] else f"{utt}\n\n")
     return path
 
 
-def read_lattices(path) -> Dict[str, "kaldifst.Lattice"]:
-    path = Path(path)
+def _archive_entries(path: Path) -> Iterator[Tuple[str, List[str]]]:
     opener = gzip.open if path.suffix == ".gz" else open
-    out, utt, lines = {}, None, []
+    utt, lines = None, []
     with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line:
                 if utt is not None:
-                    out[utt] = _from_text(utt, lines, str(path))
+                    yield utt, lines
                 utt, lines = None, []
             elif utt is None:
                 utt = line
             else:
                 lines.append(line)
     if utt is not None:
-        out[utt] = _from_text(utt, lines, str(path))
-    return out
+        yield utt, lines
 
 
-def with_penalty(lat, penalty: float):
-    """A copy of ``lat`` whose word arcs cost ``penalty`` more in the graph part (lattice-add-penalty)."""
-    arcs, finals = _parse(lat)
-    arcs = [(s, d, i, o, g + (penalty if o else 0.0), a) for s, d, i, o, g, a in arcs]
-    return _build(lat.num_states, lat.start, arcs, finals)
+def _group_starts(keys: np.ndarray) -> np.ndarray:
+    """Where runs of equal values begin in sorted ``keys``."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
-def _best_arcs(lat, lmwt: float, penalty: float) -> List[Arc]:
-    """The arcs of the best path, in order, at LM weight ``lmwt`` (acoustic scale 1/lmwt) and word
-    insertion ``penalty`` (Kaldi's lattice-scale | lattice-add-penalty | lattice-best-path)."""
-    lat = with_penalty(lat, penalty) if penalty else lat.copy()
-    kaldifst.scale_lattice(kaldifst.lattice_scale(1.0, 1.0 / lmwt), lat)
-    path = kaldifst.shortest_path(lat)
-    if path.num_states == 0:
-        return []
-    leaving = {a[0]: a for a in _parse(path)[0]}  # a linear FST: one arc out of each state but the last
-    out, s = [], path.start
-    while s in leaving:
-        out.append(leaving[s])
-        s = leaving[s][1]
-    return out
+@dataclass
+class _Levels:
+    """Arcs grouped for level-synchronous passes: ``incoming[L]`` = (arc ids sorted by destination,
+    group starts, destinations) of the arcs into level-L states; ``outgoing`` the same by source."""
+    incoming: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]
+    outgoing: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]
+    frame: np.ndarray  # frames consumed before each state
 
 
-def best_path(lat, lmwt: float, penalty: float = 0.0) -> Tuple[List[int], List[int]]:
-    """(word ids, transition ids) of the best path at LM weight ``lmwt`` and ``penalty``."""
-    arcs = _best_arcs(lat, lmwt, penalty)
-    return [a[3] for a in arcs if a[3]], [a[2] for a in arcs if a[2]]
+class LatticeSet:
+    """The lattices of many utterances as arrays. States of utterance k are numbered from
+    ``offset[k]``; arcs (``src``, ``dst``, ``tid``, ``word``, ``graph``, ``acoustic``), final states
+    (``final_state``, ``final_graph``, ``final_acoustic``)."""
 
+    def __init__(self, utts: List[str], offset: np.ndarray, start: np.ndarray, arcs: Dict[str, np.ndarray],
+                 finals: Dict[str, np.ndarray]):
+        self.utts, self.offset, self.start = utts, offset, start
+        self.src, self.dst, self.tid, self.word = arcs["src"], arcs["dst"], arcs["tid"], arcs["word"]
+        self.graph, self.acoustic = arcs["graph"], arcs["acoustic"]
+        self.final_state, self.final_graph, self.final_acoustic = finals["state"], finals["graph"], finals["acoustic"]
+        self.num_states = int(offset[-1])
+        self.state_utt = np.repeat(np.arange(len(utts)), np.diff(offset))
+        self._levels: Optional[_Levels] = None
 
-def _topological_order(num_states: int, arcs: Sequence[Tuple]) -> List[int]:
-    indegree = np.zeros(num_states, np.int64)
-    succ: List[List[int]] = [[] for _ in range(num_states)]
-    for k, (s, d, *_rest) in enumerate(arcs):
-        indegree[d] += 1
-        succ[s].append(k)
-    order, stack = [], [int(s) for s in np.flatnonzero(indegree == 0)]
-    while stack:
-        s = stack.pop()
-        order.append(s)
-        for k in succ[s]:
-            d = arcs[k][1]
-            indegree[d] -= 1
-            if indegree[d] == 0:
-                stack.append(d)
-    if len(order) != num_states:
-        raise ValueError("the lattice has a cycle")
-    return order
+    # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def from_texts(cls, items: Iterable[Tuple[str, Sequence[str]]], where: str = "lattices") -> "LatticeSet":
+        """From (utt, Kaldi text lines) pairs; ValueError names the utterance and line."""
+        utts, offset, start = [], [0], []
+        arcs: List[Tuple] = []
+        finals: List[Tuple] = []
+        for utt, lines in items:
+            if isinstance(lines, str):
+                lines = [x for x in lines.split("\n") if x.strip()]
+            base, top, first = offset[-1], -1, None
+            for line in lines:
+                f = line.split()
+                try:
+                    if len(f) == 5:
+                        g, a = f[4].split(",")[:2]
+                        s, d = int(f[0]), int(f[1])
+                        arcs.append((base + s, base + d, int(f[2]), int(f[3]), float(g), float(a)))
+                        top = max(top, s, d)
+                    elif len(f) in (1, 2):
+                        g, a = f[1].split(",")[:2] if len(f) == 2 else ("0", "0")
+                        s = int(f[0])
+                        finals.append((base + s, float(g), float(a)))
+                        top = max(top, s)
+                    elif f:
+                        raise ValueError(f"{len(f)} fields")
+                    if first is None and f:
+                        first = int(f[0])  # OpenFst prints the start state first
+                except ValueError as e:
+                    raise ValueError(f"{where}: lattice {utt}: bad line {line!r} ({e})") from None
+            utts.append(utt)
+            start.append(base + first if first is not None else -1)
+            offset.append(base + top + 1)
+        a = np.array(arcs, dtype=np.float64).reshape(-1, 6)
+        fi = np.array(finals, dtype=np.float64).reshape(-1, 3)
+        order = np.argsort(fi[:, 0], kind="stable")
+        fi = fi[order]
+        return cls(utts, np.asarray(offset, np.int64), np.asarray(start, np.int64),
+                   {"src": a[:, 0].astype(np.int64), "dst": a[:, 1].astype(np.int64), "tid": a[:, 2].astype(np.int64),
+                    "word": a[:, 3].astype(np.int64), "graph": a[:, 4], "acoustic": a[:, 5]},
+                   {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]})
 
+    @classmethod
+    def read(cls, path) -> "LatticeSet":
+        path = Path(path)
+        return cls.from_texts(_archive_entries(path), str(path))
 
-def oracle_errors(lat, reference: Sequence[int]) -> int:
-    """The fewest word errors (substitutions + insertions + deletions) of any complete lattice path
-    against ``reference`` (word ids): Kaldi's lattice-oracle."""
-    n = lat.num_states
-    if n == 0:
-        return len(reference)
-    arcs, finals = _parse(lat)
-    out: List[List[Tuple[int, int]]] = [[] for _ in range(n)]
-    for s, d, _, o, _, _ in arcs:
-        out[s].append((d, o))
-    ref = np.asarray(reference, np.int64)
-    m = len(ref)
-    inf = np.iinfo(np.int64).max // 4
-    cost = np.full((n, m + 1), inf, np.int64)
-    cost[lat.start, 0] = 0
-    for s in _topological_order(n, arcs):
-        row = cost[s]
-        for j in range(m):  # deletions of reference words at this state
-            row[j + 1] = min(row[j + 1], row[j] + 1)
-        for d, o in out[s]:
-            if o == 0:
-                np.minimum(cost[d], row, out=cost[d])
-            else:
-                shifted = np.full(m + 1, inf, np.int64)
-                shifted[1:] = row[:-1] + (ref != o)  # substitution or match
-                np.minimum(cost[d], np.minimum(shifted, row + 1), out=cost[d])  # or an insertion
-    return int(min(cost[s, m] for s, _, _ in finals)) if finals else m
+    def subset(self, utts: Sequence[str]) -> "LatticeSet":
+        """These utterances only (arrays copied), e.g. one utterance for an n-best list."""
+        index = {u: k for k, u in enumerate(self.utts)}
+        keep = [index[u] for u in utts]
+        take_state = np.zeros(self.num_states, bool)
+        for k in keep:
+            take_state[self.offset[k]:self.offset[k + 1]] = True
+        renumber = np.cumsum(take_state) - 1
+        arc_keep = take_state[self.src]
+        fin_keep = take_state[self.final_state]
+        sizes = [self.offset[k + 1] - self.offset[k] for k in keep]
+        return LatticeSet(list(utts), np.r_[0, np.cumsum(sizes)].astype(np.int64),
+                          np.array([renumber[self.start[k]] if self.start[k] >= 0 else -1 for k in keep], np.int64),
+                          {"src": renumber[self.src[arc_keep]], "dst": renumber[self.dst[arc_keep]], "tid": self.tid[arc_keep],
+                           "word": self.word[arc_keep], "graph": self.graph[arc_keep], "acoustic": self.acoustic[arc_keep]},
+                          {"state": renumber[self.final_state[fin_keep]], "graph": self.final_graph[fin_keep],
+                           "acoustic": self.final_acoustic[fin_keep]})
 
+    @property
+    def levels(self) -> _Levels:
+        if self._levels is None:
+            self._levels = self._make_levels()
+        return self._levels
 
-def _path_words(lat, lmwt: float, penalty: float) -> List[Tuple[int, int]]:
-    """(word, emission frame) along the best path: the frame is the number of frames before the arc."""
-    out, frame = [], 0
-    for _, _, i, o, _, _ in _best_arcs(lat, lmwt, penalty):
-        if o:
-            out.append((o, frame))
-        frame += i != 0
-    return out
+    def _make_levels(self) -> _Levels:
+        n, src, dst = self.num_states, self.src, self.dst
+        by_src = np.argsort(src, kind="stable")
+        first = np.searchsorted(src[by_src], np.arange(n + 1))
+        indegree = np.bincount(dst, minlength=n)
+        level = np.full(n, -1, np.int64)
+        frontier, depth = np.flatnonzero(indegree == 0), 0
+        while frontier.size:  # Kahn's algorithm, one level per step
+            level[frontier] = depth
+            counts = first[frontier + 1] - first[frontier]
+            total = int(counts.sum())
+            if not total:
+                break
+            pos = np.repeat(first[frontier] - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(total)
+            reached, times = np.unique(dst[by_src[pos]], return_counts=True)
+            indegree[reached] -= times
+            frontier = reached[indegree[reached] == 0]
+            depth += 1
+        if (level < 0).any():
+            raise ValueError("a lattice has a cycle")
 
+        def grouped(state_of_arc):
+            key = level[state_of_arc]
+            order = np.lexsort((state_of_arc, key))
+            bounds = np.searchsorted(key[order], np.arange(depth + 2))
+            out = []
+            for lv in range(depth + 1):
+                r = order[bounds[lv]:bounds[lv + 1]]
+                starts = _group_starts(state_of_arc[r])
+                out.append((r, starts, state_of_arc[r][starts]))
+            return out
 
-def arc_posteriors(lat, lmwt: float, penalty: float = 0.0):
-    """Forward-backward over the lattice at LM weight ``lmwt`` (acoustic scale 1/lmwt) and
-    ``penalty``: (arcs, posterior of each arc, frame of each state). An arc's posterior is the
-    probability mass of the complete paths through it."""
-    arcs, finals = _parse(lat)
-    n = lat.num_states
-    cost = np.array([g + (penalty if o else 0.0) + a / lmwt for _, _, _, o, g, a in arcs])
-    order = _topological_order(n, arcs)
-    out: List[List[int]] = [[] for _ in range(n)]
-    for k, arc in enumerate(arcs):
-        out[arc[0]].append(k)
-    alpha = np.full(n, -np.inf)
-    alpha[lat.start] = 0.0
-    frame = np.zeros(n, np.int64)
-    for s in order:
-        for k in out[s]:
-            d = arcs[k][1]
-            alpha[d] = np.logaddexp(alpha[d], alpha[s] - cost[k])
-            frame[d] = frame[s] + (arcs[k][2] != 0)
-    beta = np.full(n, -np.inf)
-    for s, g, a in finals:
-        beta[s] = -(g + a / lmwt)
-    for s in reversed(order):
-        for k in out[s]:
-            beta[s] = np.logaddexp(beta[s], beta[arcs[k][1]] - cost[k])
-    total = beta[lat.start]
-    post = np.array([np.exp(alpha[s] - cost[k] + beta[d] - total) for k, (s, d, *_rest) in enumerate(arcs)])
-    return arcs, np.clip(post, 0.0, 1.0), frame
+        incoming, outgoing = grouped(dst), grouped(src)
+        frame = np.zeros(n, np.int64)
+        for r, starts, states in incoming:
+            if len(r):
+                first_in = r[starts]
+                frame[states] = frame[src[first_in]] + (self.tid[first_in] != 0)
+        return _Levels(incoming, outgoing, frame)
 
+    # -- costs ------------------------------------------------------------------------------
+    def _arc_costs(self, r: np.ndarray, inv_lmwt: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+        return (self.graph[r, None] + self.acoustic[r, None] * inv_lmwt[None]
+                + (self.word[r] != 0)[:, None] * penalty[None])
 
-def word_confidences(lat, lmwt: float, penalty: float = 0.0) -> List[Tuple[int, int, float]]:
-    """(word, emission frame, confidence) for each word of the best path. The confidence is the
-    posterior mass of lattice arcs emitting the same word within the word's window (halfway to the
-    neighbouring words' emissions): the probability, under the lattice at this scale, that the
-    word is there."""
-    words = _path_words(lat, lmwt, penalty)
-    if not words:
-        return []
-    arcs, post, frame = arc_posteriors(lat, lmwt, penalty)
-    emitted = [(arcs[k][3], int(frame[arcs[k][0]]), post[k]) for k in range(len(arcs)) if arcs[k][3]]
-    out = []
-    for j, (w, t) in enumerate(words):
-        lo = (words[j - 1][1] + t) / 2 if j else -np.inf
-        hi = (t + words[j + 1][1]) / 2 if j + 1 < len(words) else np.inf
-        mass = sum(p for o, f, p in emitted if o == w and lo <= f < hi or (o == w and f == t))
-        out.append((w, t, float(min(1.0, mass))))
-    return out
+    def _final_costs(self, inv_lmwt: np.ndarray) -> np.ndarray:
+        return self.final_graph[:, None] + self.final_acoustic[:, None] * inv_lmwt[None]
+
+    # -- searches ---------------------------------------------------------------------------
+    def best_paths(self, points: Sequence[Point], alignments: bool = False,
+                   max_cells: int = 20_000_000) -> List[Dict[str, Tuple[List[int], List[int], List[int]]]]:
+        """For each (LM weight, penalty) point: {utt: (word ids, transition ids, frame of each
+        word)} of the best path (transition ids only with ``alignments``; an utterance without a
+        complete path: empty). A word's frame is the number of frames before its arc."""
+        out: List[Dict] = []
+        step = max(1, max_cells // max(1, self.num_states))
+        for k in range(0, len(points), step):
+            out += self._best_paths(points[k:k + step], alignments)
+        return out
+
+    def _best_paths(self, points: Sequence[Point], alignments: bool) -> List[Dict]:
+        lv = self.levels
+        inv = np.array([1.0 / p[0] for p in points])
+        pen = np.array([p[1] for p in points], np.float64)
+        G, n = len(points), self.num_states
+        alpha = np.full((n, G), np.inf)
+        back = np.full((n, G), -1, np.int64)
+        ok = self.start >= 0
+        alpha[self.start[ok]] = 0.0
+        for r, starts, states in lv.incoming[1:]:
+            if not len(r):
+                continue
+            vals = alpha[self.src[r]] + self._arc_costs(r, inv, pen)
+            best = np.minimum.reduceat(vals, starts, axis=0)
+            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(r)]))
+            arg = np.where(vals <= best[group], r[:, None], np.iinfo(np.int64).max)
+            alpha[states] = best
+            back[states] = np.minimum.reduceat(arg, starts, axis=0)
+        # the best final state of each utterance
+        U = len(self.utts)
+        total = alpha[self.final_state] + self._final_costs(inv)
+        futt = self.state_utt[self.final_state]
+        end = np.full((U, G), -1, np.int64)
+        if len(total):
+            starts = _group_starts(futt)
+            best = np.minimum.reduceat(total, starts, axis=0)
+            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(futt)]))
+            arg = np.where((total <= best[group]) & np.isfinite(total), np.arange(len(total))[:, None], len(total))
+            pick = np.minimum.reduceat(arg, starts, axis=0)
+            has = pick < len(total)
+            utt_rows = futt[starts]
+            end[utt_rows[:, None].repeat(G, 1)[has], np.nonzero(has)[1]] = self.final_state[pick[has]]
+        # back-trace every (utterance, point) at once
+        pair_u, pair_g = np.nonzero(end >= 0)
+        cur = end[pair_u, pair_g]
+        words: List[Tuple[np.ndarray, np.ndarray]] = []
+        tids: List[Tuple[np.ndarray, np.ndarray]] = []
+        frames: List[Tuple[np.ndarray, np.ndarray]] = []
+        frame = lv.frame
+        live = np.arange(len(cur))
+        while live.size:
+            arc = back[cur[live], pair_g[live]]
+            moving = arc >= 0
+            live, arc = live[moving], arc[moving]
+            w = self.word[arc]
+            words.append((live[w != 0], w[w != 0]))
+            frames.append((live[w != 0], frame[self.src[arc[w != 0]]]))
+            if alignments:
+                t = self.tid[arc]
+                tids.append((live[t != 0], t[t != 0]))
+            cur[live] = self.src[arc]
+        result: List[Dict] = [{u: ([], [], []) for u in self.utts} for _ in points]
+
+        def collect(parts, slot):
+            if not parts:
+                return
+            who = np.concatenate([p for p, _ in parts])
+            what = np.concatenate([x for _, x in parts])
+            order = np.argsort(who, kind="stable")
+            who, what = who[order], what[order]
+            bounds = np.searchsorted(who, np.arange(len(pair_u) + 1))
+            for k in range(len(pair_u)):
+                seq = what[bounds[k]:bounds[k + 1]][::-1].tolist()
+                result[pair_g[k]][self.utts[pair_u[k]]][slot].extend(seq)
+
+        collect(words, 0)
+        collect(tids, 1)
+        collect(frames, 2)
+        return result
+
+    def oracle_errors(self, refs: Dict[str, Sequence[int]]) -> Dict[str, int]:
+        """The fewest word errors (substitutions + insertions + deletions) of any complete path of
+        each utterance against its reference word ids (Kaldi's lattice-oracle); no complete path:
+        the reference length."""
+        lv = self.levels
+        U = len(self.utts)
+        m = np.array([len(refs[u]) for u in self.utts], np.int64)
+        M = int(m.max(initial=0))
+        ref = np.full((U, max(M, 1)), -7, np.int64)
+        for k, u in enumerate(self.utts):
+            ref[k, :m[k]] = refs[u]
+        big = np.int64(1) << 40
+        ar = np.arange(M + 1)
+        cost = np.full((self.num_states, M + 1), big, np.int64)
+        ok = self.start >= 0
+        cost[self.start[ok], 0] = 0
+        cost[self.start[ok]] = np.minimum.accumulate(cost[self.start[ok]] - ar, axis=1) + ar  # leading deletions
+        for r, starts, states in lv.incoming[1:]:
+            if not len(r):
+                continue
+            row = cost[self.src[r]]
+            w = self.word[r]
+            sub = row[:, :-1] + (ref[self.state_utt[self.src[r]], :M] != w[:, None])
+            moved = np.minimum(np.concatenate([np.full((len(r), 1), big), sub], axis=1), row + 1)
+            vals = np.where((w != 0)[:, None], moved, row)
+            best = np.minimum.reduceat(vals, starts, axis=0)
+            cost[states] = np.minimum.accumulate(best - ar, axis=1) + ar  # deletions at the state
+        out = {u: int(m[k]) for k, u in enumerate(self.utts)}
+        for s in self.final_state:
+            k = int(self.state_utt[s])
+            out[self.utts[k]] = min(out[self.utts[k]], int(cost[s, m[k]]))
+        return out
+
+    def arc_posteriors(self, lmwt: float, penalty: float = 0.0, scale: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+        """Forward-backward at LM weight ``lmwt`` and ``penalty``, every cost times ``scale`` (< 1
+        flattens the posteriors): (posterior of each arc, log total of each utterance). An arc's
+        posterior is the probability mass of the complete paths through it."""
+        lv = self.levels
+        inv, pen = np.array([1.0 / lmwt]), np.array([penalty], np.float64)
+        n = self.num_states
+        alpha = np.full(n, -np.inf)
+        ok = self.start >= 0
+        alpha[self.start[ok]] = 0.0
+        for r, starts, states in lv.incoming[1:]:
+            if len(r):
+                alpha[states] = np.logaddexp.reduceat(alpha[self.src[r]] - scale * self._arc_costs(r, inv, pen)[:, 0], starts)
+        beta = np.full(n, -np.inf)
+        beta[self.final_state] = -scale * self._final_costs(inv)[:, 0]  # one final weight per state
+        for r, starts, states in reversed(lv.outgoing):
+            if len(r):
+                beta[states] = np.logaddexp(beta[states], np.logaddexp.reduceat(
+                    beta[self.dst[r]] - scale * self._arc_costs(r, inv, pen)[:, 0], starts))
+        total = np.where(ok, beta[np.maximum(self.start, 0)], -np.inf)
+        with np.errstate(invalid="ignore"):
+            post = np.exp(alpha[self.src] - scale * self._arc_costs(np.arange(len(self.src)), inv, pen)[:, 0]
+                          + beta[self.dst] - total[self.state_utt[self.src]])
+        return np.clip(np.nan_to_num(post), 0.0, 1.0), total
+
+    def word_confidences(self, lmwt: float, penalty: float = 0.0, scale: float = 1.0,
+                         paths: Optional[Dict[str, Tuple[List[int], List[int], List[int]]]] = None
+                         ) -> Dict[str, List[Tuple[int, int, float]]]:
+        """{utt: [(word, emission frame, confidence)]} along each best path. The confidence is the
+        posterior mass of the lattice's arcs emitting the same word within the word's window
+        (halfway to the neighbouring words' emissions): the probability, under the lattice at this
+        scale, that the word is there. ``paths``: ``best_paths`` at this point, when already known."""
+        if paths is None:
+            paths = self.best_paths([(lmwt, penalty)])[0]
+        post, _ = self.arc_posteriors(lmwt, penalty, scale)
+        frame = self.levels.frame
+        word_arcs = np.flatnonzero(self.word != 0)
+        by_utt = self.state_utt[self.src[word_arcs]]
+        order = np.argsort(by_utt, kind="stable")
+        word_arcs = word_arcs[order]
+        bounds = np.searchsorted(by_utt[order], np.arange(len(self.utts) + 1))
+        out = {}
+        for k, u in enumerate(self.utts):
+            hyp = list(zip(paths[u][0], paths[u][2]))
+            arcs = word_arcs[bounds[k]:bounds[k + 1]]
+            w, f, p = self.word[arcs], frame[self.src[arcs]], post[arcs]
+            conf = []
+            for j, (word, t) in enumerate(hyp):
+                lo = (hyp[j - 1][1] + t) / 2 if j else -math.inf
+                hi = (t + hyp[j + 1][1]) / 2 if j + 1 < len(hyp) else math.inf
+                sel = (w == word) & (((f >= lo) & (f < hi)) | (f == t))
+                conf.append((word, t, float(min(1.0, p[sel].sum()))))
+            out[u] = conf
+        return out
+
+    def path_slack(self, lmwt: float, penalty: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
+        """(arc slack, final slack): how much more than its utterance's best path the best complete
+        path through each arc (final state) costs at this point; inf where none is complete."""
+        lv = self.levels
+        inv, pen = np.array([1.0 / lmwt]), np.array([penalty], np.float64)
+        n = self.num_states
+        alpha = np.full(n, np.inf)
+        ok = self.start >= 0
+        alpha[self.start[ok]] = 0.0
+        for r, starts, states in lv.incoming[1:]:
+            if len(r):
+                alpha[states] = np.minimum.reduceat(alpha[self.src[r]] + self._arc_costs(r, inv, pen)[:, 0], starts)
+        final = self._final_costs(inv)[:, 0]
+        beta = np.full(n, np.inf)
+        beta[self.final_state] = final
+        for r, starts, states in reversed(lv.outgoing):
+            if len(r):
+                beta[states] = np.minimum(beta[states], np.minimum.reduceat(
+                    beta[self.dst[r]] + self._arc_costs(r, inv, pen)[:, 0], starts))
+        best = np.where(ok, beta[np.maximum(self.start, 0)], np.inf)
+        cost = self._arc_costs(np.arange(len(self.src)), inv, pen)[:, 0]
+        with np.errstate(invalid="ignore"):
+            arc = alpha[self.src] + cost + beta[self.dst] - best[self.state_utt[self.src]]
+            fin = alpha[self.final_state] + final - best[self.state_utt[self.final_state]]
+        return np.nan_to_num(arc, nan=np.inf), np.nan_to_num(fin, nan=np.inf)
+
+    def nbest(self, utt: str, n: int, lmwt: float, penalty: float = 0.0, beam: float = 8.0) -> List[Tuple[List[int], float]]:
+        """The ``n`` best distinct word sequences of ``utt`` with their costs (graph + acoustic /
+        lmwt + penalty x words), best first: the lattice pruned to paths within ``beam`` of the
+        best at this scale, projected on words and determinised (as lattice-determinize-pruned |
+        lattice-to-nbest), then OpenFst's n-shortest paths."""
+        one = self.subset([utt])
+        if one.start[0] < 0 or not len(one.final_state):
+            return []
+        arc_slack, final_slack = one.path_slack(lmwt, penalty)
+        keep, keep_final = arc_slack <= beam, final_slack <= beam
+        if not keep_final.any():
+            return []
+        cost = one.graph + one.acoustic / lmwt + penalty * (one.word != 0)
+        one = LatticeSet([utt], one.offset, one.start,
+                         {"src": one.src[keep], "dst": one.dst[keep], "tid": one.tid[keep], "word": one.word[keep],
+                          "graph": cost[keep], "acoustic": np.zeros(int(keep.sum()))},
+                         {"state": one.final_state[keep_final], "graph": (one.final_graph + one.final_acoustic / lmwt)[keep_final],
+                          "acoustic": np.zeros(int(keep_final.sum()))})
+        cost = one.graph
+        lines = [f"{s} {d} {w} {w} {c:.6f}" for s, d, w, c in zip(one.src.tolist(), one.dst.tolist(), one.word.tolist(), cost.tolist())]
+        lines += [f"{s} {c:.6f}" for s, c in zip(one.final_state.tolist(), one.final_graph.tolist())]
+        start = str(int(one.start[0]))
+        lines.sort(key=lambda line: line.split()[0] != start)  # OpenFst's text format: the first line's source is the start
+        fst = kaldifst.compile("\n".join(lines))
+        kaldifst.rmepsilon(fst)
+        fst = kaldifst.determinize(fst)
+        paths = kaldifst.convert_nbest_to_vector(kaldifst.shortest_path(fst, n=n))
+        out = []
+        for p in paths:
+            _, ilabels, _, weight = kaldifst.get_linear_symbol_sequence(p)
+            out.append(([w for w in ilabels if w], float(weight.value)))
+        return sorted(out, key=lambda x: x[1])
 
 
 def normalised_cross_entropy(confidences: Sequence[float], correct: Sequence[bool]) -> float:
@@ -285,3 +521,51 @@ def normalised_cross_entropy(confidences: Sequence[float], correct: Sequence[boo
     h_max = -(ok.sum() * np.log2(rate) + (~ok).sum() * np.log2(1 - rate))
     h_conf = -(np.log2(c[ok]).sum() + np.log2(1 - c[~ok]).sum())
     return float((h_max - h_conf) / h_max)
+
+
+@dataclass
+class Calibration:
+    """``p' = sigmoid(a * logit(p) + b)``: a logistic map of raw lattice confidences fitted on dev
+    words (Kaldi's steps/conf logistic-regression calibration, with the raw confidence as its one
+    feature). ``a = 1, b = 0`` leaves them as they are."""
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, conf) -> np.ndarray:
+        c = np.clip(np.asarray(conf, np.float64), 1e-6, 1 - 1e-6)
+        return 1.0 / (1.0 + np.exp(-(self.a * np.log(c / (1 - c)) + self.b)))
+
+    @classmethod
+    def fit(cls, confidences: Sequence[float], correct: Sequence[bool], l2: float = 1e-3) -> "Calibration":
+        """Maximum likelihood (Newton's method, a small ridge) on (confidence, correct) pairs; the
+        identity when the words are all right or all wrong."""
+        y = np.asarray(correct, np.float64)
+        if len(y) == 0 or y.min() == y.max():
+            return cls()
+        c = np.clip(np.asarray(confidences, np.float64), 1e-6, 1 - 1e-6)
+        x = np.stack([np.log(c / (1 - c)), np.ones_like(c)], axis=1)
+        w = np.array([1.0, 0.0])
+        for _ in range(50):
+            p = 1.0 / (1.0 + np.exp(-(x @ w)))
+            grad = x.T @ (p - y) + l2 * w
+            hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(2)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(float(w[0]), float(w[1]))
+
+
+def reliability(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> List[Dict]:
+    """Reliability diagram rows: per confidence bin, the words in it, their mean confidence and
+    the share that is correct (well calibrated: the two agree)."""
+    c = np.asarray(confidences, np.float64)
+    ok = np.asarray(correct, bool)
+    which = np.minimum((c * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            rows.append({"bin": [b / bins, (b + 1) / bins], "words": int(sel.sum()),
+                         "mean_confidence": round(float(c[sel].mean()), 4), "correct": round(float(ok[sel].mean()), 4)})
+    return rows

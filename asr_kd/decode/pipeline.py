@@ -23,10 +23,8 @@ from asr_kd.decode.kaldi_decoder import decode
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, model_loglikes
-from asr_kd.decode.lattice import best_path as lattice_best_path
-from asr_kd.decode.lattice import decode_lattices, normalised_cross_entropy, oracle_errors, word_confidences, write_lattices
-from asr_kd.decode.lattice import with_penalty as lattice_with_penalty
-from asr_kd.kaldi.fst import arpa_to_fst, read_fst
+from asr_kd.decode.lattice import Calibration, LatticeSet, decode_lattices_parallel, normalised_cross_entropy, reliability, write_lattices
+from asr_kd.kaldi.fst import arpa_to_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
 from asr_kd.nnet.data import load_frames
@@ -37,13 +35,14 @@ from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_sum
 log = logging.getLogger(__name__)
 
 
-def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], max_widen: int = 4):
+def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], max_widen: int = 4, batch=None):
     """The (LM weight, insertion penalty) with the lowest ``dev_wer(lmwt, wip)`` over the grid
     ``lmwts`` x ``penalties``. Where the optimum sits on an edge of the grid (and no interior point
     ties with it), the grid widens past that edge (LM weight / 1.5 or x 1.5, penalty by its spacing,
     at most ``max_widen`` times per edge) and the new row or column is decoded, until the optimum
-    is inside. Ties prefer interior points, then the lower LM weight and penalty.
-    Returns (grid [{lmwt, wip, wer}], best, widened [(axis, value)])."""
+    is inside. Ties prefer interior points, then the lower LM weight and penalty. ``batch``, when
+    given, is called with each round's new points before they are scored (lattice scoring does a
+    whole round in one pass). Returns (grid [{lmwt, wip, wer}], best, widened [(axis, value)])."""
     lm, wp = sorted(set(lmwts)), sorted(set(penalties))
     scores: Dict[Tuple[float, float], float] = {}
     widened: List[Tuple[str, float]] = []
@@ -53,10 +52,11 @@ def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], max
         return (len(lm) > 1 and k[0] in (lm[0], lm[-1])) or (len(wp) > 1 and k[1] in (wp[0], wp[-1]))
 
     while True:
-        for a in lm:
-            for b in wp:
-                if (a, b) not in scores:
-                    scores[(a, b)] = dev_wer(a, b)
+        new = [(a, b) for a in lm for b in wp if (a, b) not in scores]
+        if batch is not None and new:
+            batch(new)
+        for a, b in new:
+            scores[(a, b)] = dev_wer(a, b)
         best = min(scores, key=lambda k: (scores[k], edge(k), k[0], k[1]))
         moves = []
         if edge(best):
@@ -141,71 +141,122 @@ def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("de
 class LatticeStore:
     """One system's lattices per split, decoded once (at the acoustic scale of the middle of the
     LM-weight grid, Kaldi's fixed acwt) and written beside its scoring as ``lat.<split>.gz`` (Kaldi
-    text archive, ``asr_kd.decode.lattice``) with ``lattice_options.json``."""
+    text archive, ``asr_kd.decode.lattice``) with ``lattice_options.json``; best paths of any
+    (LM weight, penalty) points come from one pass over a split's lattices."""
 
-    def __init__(self, out_dir: Path, graph_fst, graph_path: Path, id2pdf: np.ndarray, lmwts: Sequence[float],
-                 beam: float, lattice_beam: float = 6.0):
-        self.out_dir, self.graph_fst, self.graph_path, self.id2pdf = out_dir, graph_fst, graph_path, id2pdf
+    def __init__(self, out_dir: Path, graph_path: Path, id2pdf: np.ndarray, lmwts: Sequence[float],
+                 beam: float, lattice_beam: float = 6.0, nj: int = 1, cmd="local"):
+        self.out_dir, self.graph_path, self.id2pdf = out_dir, graph_path, id2pdf
         self.acoustic_scale = 1.0 / float(np.median(lmwts))
-        self.beam, self.lattice_beam = beam, lattice_beam
-        self.done: Dict[str, Tuple[Dict, float]] = {}
-        self.penalised: Dict[Tuple[str, float], Dict] = {}
+        self.beam, self.lattice_beam, self.nj, self.cmd = beam, lattice_beam, nj, cmd
+        self.lattices: Dict[str, LatticeSet] = {}
+        self.seconds: Dict[str, float] = {}
+        self.paths: Dict[Tuple[str, float, float], Dict] = {}
 
-    def get(self, split: str, loglikes) -> Tuple[Dict, float]:
-        """({utt: lattice}, seconds the decode took); ``loglikes()`` gives the unscaled per-pdf ones."""
-        if split not in self.done:
+    def decode(self, split: str, loglikes) -> LatticeSet:
+        """The split's lattices (decoded on the first call; ``loglikes()`` gives the unscaled per-pdf ones)."""
+        if split not in self.lattices:
             ll = loglikes()
             t0 = time.time()
-            lats = decode_lattices(self.graph_fst, {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
-                                   self.acoustic_scale, self.beam, self.lattice_beam)
-            secs = time.time() - t0
-            write_lattices(self.out_dir / f"lat.{split}.gz", lats)
+            texts = decode_lattices_parallel(self.graph_path, {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
+                                             self.acoustic_scale, self.beam, self.lattice_beam, self.nj, self.cmd,
+                                             self.out_dir / "jobs")
+            self.seconds[split] = time.time() - t0
+            write_lattices(self.out_dir / f"lat.{split}.gz", texts)
             write_json_atomic(self.out_dir / "lattice_options.json", {
                 "graph": str(self.graph_path), "graph_digest": file_digest(self.graph_path), "decoder": "LatticeSimpleDecoder",
                 "beam": self.beam, "lattice_beam": self.lattice_beam, "acoustic_scale": self.acoustic_scale,
-                "costs": "graph, acoustic (unscaled: -log-likelihood)"})
-            self.done[split] = (lats, secs)
-        return self.done[split]
+                "costs": "graph, acoustic (unscaled: -log-likelihood)", "format": "Kaldi text archive of Lattice (lattice-copy ark,t)"})
+            self.lattices[split] = LatticeSet.from_texts(texts.items(), str(self.out_dir / f"lat.{split}.gz"))
+        return self.lattices[split]
 
-    def with_penalty(self, split: str, penalty: float) -> Dict:
-        """The split's lattices with the word insertion penalty applied (made once per penalty)."""
-        key = (split, penalty)
-        if key not in self.penalised:
-            lats, _ = self.done[split]
-            self.penalised[key] = {u: lattice_with_penalty(lat, penalty) if penalty else lat for u, lat in lats.items()}
-        return self.penalised[key]
+    def best(self, split: str, points: Sequence[Tuple[float, float]]) -> None:
+        """Best paths of the split at every point not yet searched (one pass)."""
+        todo = [p for p in points if (split, *p) not in self.paths]
+        for p, paths in zip(todo, self.lattices[split].best_paths(todo) if todo else []):
+            self.paths[(split, *p)] = paths
 
-    def confidences(self, split: str, lmwt: float, penalty: float, hyps: Dict[str, List[str]],
-                    refs: Dict[str, List[str]], id2word: Dict[int, str]) -> float:
-        """Word confidences of the scored hypotheses (``<split>.conf.txt``: utt word confidence
-        correct) and their normalised cross entropy."""
+    def words(self, split: str, lmwt: float, wip: float) -> Dict[str, List[int]]:
+        self.best(split, [(lmwt, wip)])
+        return {u: p[0] for u, p in self.paths[(split, lmwt, wip)].items()}
+
+    def confidences(self, split: str, lmwt: float, wip: float, hyps: Dict[str, List[str]],
+                    refs: Dict[str, List[str]], id2word: Dict[int, str]) -> Tuple[List[Tuple[str, str, float]], List[bool]]:
+        """((utt, word, raw confidence), correct) of the scored hypothesis words (an utterance whose
+        words a score map changed is left out: no one-to-one confidence)."""
         from kaldialign import align
 
-        lines, confs, correct = [], [], []
-        for u, lat in sorted(self.with_penalty(split, penalty).items()):
-            conf = word_confidences(lat, lmwt)
-            words = [id2word[w] for w, _, _ in conf]
-            if words != hyps.get(u, words):
-                continue  # a score map changed the tokens: no one-to-one confidence
-            ok = [r == h for r, h in align(refs[u], words, "*") if h != "*"]
-            for w, (_, _, c), good in zip(words, conf, ok):
-                lines.append(f"{u} {w} {c:.4f} {int(good)}")
-                confs.append(c)
-                correct.append(good)
-        write_text_atomic(self.out_dir / f"{split}.conf.txt", "".join(line + "\n" for line in lines))
-        nce = normalised_cross_entropy(confs, correct)
-        return None if np.isnan(nce) else round(nce, 4)
+        self.best(split, [(lmwt, wip)])
+        conf = self.lattices[split].word_confidences(lmwt, wip, paths=self.paths[(split, lmwt, wip)])
+        words, correct = [], []
+        for u in sorted(conf):
+            ws = [id2word[w] for w, _, _ in conf[u]]
+            if ws != hyps.get(u, ws):
+                continue
+            ok = [r == h for r, h in align(refs[u], ws, "*") if h != "*"]
+            words += [(u, w, c) for w, (_, _, c) in zip(ws, conf[u])]
+            correct += ok
+        return words, correct
+
+    def calibrated_confidences(self, dev: Tuple, test: Tuple) -> Dict:
+        """Calibration fitted on dev words, applied to test; ``test.conf.txt`` (utt word confidence
+        raw-confidence correct), ``confidence.json`` (NCE raw / calibrated, reliability rows) and a
+        reliability plot. Returns the figures for the row."""
+        cal = Calibration.fit([c for _, _, c in dev[0]], dev[1])
+        raw = np.array([c for _, _, c in test[0]])
+        fixed = cal(raw) if len(raw) else raw
+        write_text_atomic(self.out_dir / "test.conf.txt", "".join(
+            f"{u} {w} {c:.4f} {r:.4f} {int(ok)}\n" for (u, w, r), c, ok in zip(test[0], fixed, test[1])))
+
+        def nce(c, ok):
+            v = normalised_cross_entropy(c, ok)
+            return None if np.isnan(v) else round(v, 4)
+
+        info = {"calibration": {"a": cal.a, "b": cal.b, "fitted_on_dev_words": len(dev[1])},
+                "nce": {"dev_raw": nce([c for _, _, c in dev[0]], dev[1]), "test_raw": nce(raw, test[1]),
+                        "test_calibrated": nce(fixed, test[1])},
+                "test_words": len(raw), "test_correct": int(np.sum(test[1])),
+                "reliability_raw": reliability(raw, test[1]), "reliability_calibrated": reliability(fixed, test[1])}
+        write_json_atomic(self.out_dir / "confidence.json", info)
+        _reliability_plot(self.out_dir / "reliability.png", info)
+        return info["nce"]
 
     def oracle_wer(self, split: str, refs: Dict[str, List[int]]) -> float:
-        lats, _ = self.done[split]
-        errors = sum(oracle_errors(lats[u], refs[u]) for u in lats)
-        return errors / max(1, sum(len(refs[u]) for u in lats))
+        lats = self.lattices[split]
+        errors = lats.oracle_errors({u: refs[u] for u in lats.utts})
+        return sum(errors.values()) / max(1, sum(len(refs[u]) for u in lats.utts))
+
+
+def _reliability_plot(path: Path, info: Dict) -> None:
+    """Share correct against mean confidence per bin (the diagonal: calibrated)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the figures are in confidence.json either way
+        return
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    for key, label in (("reliability_raw", f"raw (NCE {info['nce']['test_raw']})"),
+                       ("reliability_calibrated", f"calibrated on dev (NCE {info['nce']['test_calibrated']})")):
+        rows = info[key]
+        ax.plot([r["mean_confidence"] for r in rows], [r["correct"] for r in rows], marker="o", label=label)
+    ax.set_xlabel("word confidence")
+    ax.set_ylabel("share of words correct")
+    ax.set_title(f"test words: {info['test_words']}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
                   beam: float = 13.0, max_active: int = 7000, nj: int = 1, cmd="local",
-                  score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi",
+                  score_map: Optional[Dict[str, str]] = None, decoder: str = "lattice",
                   splits: Optional[Dict] = None) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
@@ -220,7 +271,6 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
-    graph_fst = read_fst(graph) if decoder == "lattice" else None
 
     def fold(tokens):
         if not score_map:
@@ -232,15 +282,15 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         confined(out_dir, name, "system name")  # names become folders under out_dir
     for name, ckpts in rows:
         lp = model_loglikes(ckpts, splits, priors)
-        lattices = LatticeStore(Path(out_dir) / name, graph_fst, graph, np.asarray(tm.id2pdf_id), lmwts, beam)
+        lattices = LatticeStore(Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), lmwts, beam, nj=nj, cmd=cmd)
 
         def run(split, lmwt, wip):
             cuts, data = splits[split]
             t0 = time.time()
             if decoder == "lattice":  # decoded once per split; every grid point is a best path on its lattices
-                lats, secs = lattices.get(split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)})
-                lats = lattices.with_penalty(split, wip)
-                res = {u: {"words": lattice_best_path(lat, lmwt)[0]} for u, lat in lats.items()}
+                lattices.decode(split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)})
+                secs = lattices.seconds[split]
+                res = {u: {"words": w} for u, w in lattices.words(split, lmwt, wip).items()}
             else:
                 ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
                 if decoder == "k2":
@@ -265,7 +315,14 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             dev_runs[(lmwt, wip)] = run("dev", lmwt, wip)[0]
             return dev_runs[(lmwt, wip)]["wer"]
 
-        grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties)
+        def batch(points):  # lattices: the round's points in one pass
+            if decoder == "lattice":
+                cuts, data = splits["dev"]
+                lattices.decode("dev", lambda: {c.id: lp["dev"][data.utterance(i)] for i, c in enumerate(cuts)})
+                lattices.best("dev", points)
+
+        t_tune = time.time()
+        grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
         if widened:
             log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", name, widened)
         dev = dev_runs[(best["lmwt"], best["wip"])]
@@ -279,14 +336,22 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                "test_del": test["del"], "test_sub": test["sub"], "test_words": test["ref_len"],
                "test_oov_tokens": test["oov_tokens"], "rtf_test": rtf, "nj": nj if decoder == "kaldi" else 1,
                "decoder": decoder, "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)}}
+        row["decode_seconds"] = round(time.time() - t_tune, 2)
         if decoder == "lattice":
+            row["lattice_decode_seconds"] = {k: round(v, 2) for k, v in lattices.seconds.items()}
             cuts, _ = splits["test"]
             refs = {c.id: [lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
             row["test_oracle_wer"] = lattices.oracle_wer("test", refs)
-            row["test_confidence_nce"] = lattices.confidences("test", best["lmwt"], best["wip"],
-                                                              {u: r["hyp"] for u, r in test["per_utt"].items()},
-                                                              {c.id: fold(c.supervisions[0].text.split()) for c in cuts},
-                                                              lang.id2word)
+            conf = {}
+            for split, res in (("dev", dev), ("test", test)):
+                split_cuts, _ = splits[split]
+                conf[split] = lattices.confidences(split, best["lmwt"], best["wip"],
+                                                   {u: r["hyp"] for u, r in res["per_utt"].items()},
+                                                   {c.id: fold(c.supervisions[0].text.split()) for c in split_cuts},
+                                                   lang.id2word)
+            nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
+            row["test_confidence_nce"] = nce["test_raw"]
+            row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
         out.append(row)
         log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
                  name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],

@@ -107,7 +107,7 @@ def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[
 
 def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                  title: str, compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
-                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", results_md=None, **search) -> Tuple[Dict, List[str]]:
+                 lm_order: int = 2, arpa=None, decoder: str = "lattice", results_md=None, **search) -> Tuple[Dict, List[str]]:
     """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
     accuracy of the networks, and the WER table with intervals and comparisons, written as
     ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""

@@ -63,7 +63,7 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
     rows = [("GMM", [str(root / "exp" / "final.mdl")])]
     common = dict(lmwts=(5, 10), penalties=(0.0, 1.0), beam=20.0)
     kaldi = decode_models(rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph",
-                          tmp_path / "kaldi", **common)
+                          tmp_path / "kaldi", decoder="kaldi", **common)
     k2 = decode_models(rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph",
                        tmp_path / "k2", decoder="k2", **common)
     assert k2[0]["decoder"] == "k2" and (tmp_path / "k2" / "GMM" / "test.hyp.txt").is_file()

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The decode stage before and after lattices, measured in one run on a recipe's outputs.
+
+    .venv/bin/python benchmarks/decode_lattices.py --data DATA --exp EXP --corpus NAME
+        [--systems "NAME=CKPT[,CKPT...]" ...] [--old-lmwt 1,2,3,5,8,13 --old-wip 0,1]
+        [--new-lmwt ... --new-wip ...] [--beam 13 --max-active 7000 --nj 2] [--rtf-utts 40]
+        [--out /tmp/decode_lattices]
+
+Needs a recipe run through its network stages (``--stop-stage 8``) and ``EXP/graph/HCLG.fst``
+(stage 13 builds it; ``asr_kd.decode.pipeline.build_graph``). Default systems: the GMM of
+``EXP/mono``, the first baseline seed and the first student seed found.
+
+1. The stage, each way, on the same systems and the same frames (read once, outside the clocks):
+   ``re-decoding`` (every dev grid point decoded again, test once more: the decode stage before
+   lattices) on the old grid; ``lattice`` (each split decoded once into lattices, every grid point
+   a best path on them) on the old grid (do they choose the same?) and on the new, wider grid.
+   Per system: wall seconds, chosen LM weight / penalty, dev and test WER, oracle WER, confidence
+   NCE (raw and calibrated on dev), lattice size on disk per hour of audio.
+2. Single-thread search RTF on ``--rtf-utts`` test utterances of the first network system at the
+   recipe's beam: LatticeSimpleDecoder (lattice beam 6, the stage's) vs. the re-decoding stage's
+   LatticeFasterDecoder (1-best, --max-active) at the dev-tuned LM weight.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def floats(text):
+    return [float(x) for x in text.split(",")]
+
+
+def default_systems(exp: Path):
+    rows = [("GMM", [str(exp / "mono" / "final.mdl")])]
+    base = sorted((exp / "dnn").glob("seed*/best.pt"))
+    stud = sorted(exp.glob("student_T*/seed*/best.pt"))
+    if base:
+        rows.append(("baseline", [str(base[0])]))
+    if stud:
+        rows.append(("student", [str(stud[0])]))
+    return rows
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+
+    from asr_kd.decode.pipeline import decode_models, load_decode_data, load_decode_splits
+    from asr_kd.hybrid.likelihoods import model_loglikes
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--ali", help="alignment folder (default EXP/mono)")
+    p.add_argument("--systems", nargs="*", help="NAME=CKPT[,CKPT...] (a .mdl: the GMM)")
+    p.add_argument("--old-lmwt", default="1,2,3,5,8,13")
+    p.add_argument("--old-wip", default="0,1")
+    p.add_argument("--new-lmwt", default="1,1.5,2,2.5,3,4,5,6.5,8,10,13")
+    p.add_argument("--new-wip", default="0,0.5,1,1.5")
+    p.add_argument("--beam", type=float, default=13.0)
+    p.add_argument("--max-active", type=int, default=7000)
+    p.add_argument("--nj", type=int, default=2)
+    p.add_argument("--rtf-utts", type=int, default=40)
+    p.add_argument("--out", default="/tmp/decode_lattices")
+    args = p.parse_args()
+    data, exp, out = Path(args.data), Path(args.exp), Path(args.out)
+    ali = Path(args.ali) if args.ali else exp / "mono"
+    graph_dir = exp / "graph"
+    if not (graph_dir / "HCLG.fst").is_file():
+        sys.exit(f"no {graph_dir}/HCLG.fst: run the recipe's stage 13 (or build_graph) first")
+    systems = ([(s.split("=", 1)[0], s.split("=", 1)[1].split(",")) for s in args.systems]
+               if args.systems else default_systems(exp))
+    splits = load_decode_splits(data / "fbank", args.corpus)
+    hours = sum(c.duration for s in ("dev", "test") for c in splits[s][0]) / 3600
+    common = dict(beam=args.beam, max_active=args.max_active, nj=args.nj, splits=splits)
+    ways = [("re-decoding, old grid", "kaldi", args.old_lmwt, args.old_wip),
+            ("lattice, old grid", "lattice", args.old_lmwt, args.old_wip),
+            ("lattice, new grid", "lattice", args.new_lmwt, args.new_wip)]
+    report = {"systems": systems, "audio_hours_dev_test": round(hours, 3), "nj": args.nj, "beam": args.beam,
+              "max_active": args.max_active, "ways": {}}
+    for label, decoder, lmwt, wip in ways:
+        rows = []
+        for name, ckpts in systems:
+            t0 = time.time()
+            row = decode_models([(name, ckpts)], ali, data / "lang", data / "fbank", args.corpus, graph_dir,
+                                out / label.replace(", ", "_").replace(" ", "-"), lmwts=floats(lmwt), penalties=floats(wip),
+                                decoder=decoder, **common)[0]
+            row["wall_seconds"] = round(time.time() - t0, 1)
+            if decoder == "lattice":
+                d = out / label.replace(", ", "_").replace(" ", "-") / name
+                row["lattice_mb_per_hour"] = round(sum(f.stat().st_size for f in d.glob("lat.*.gz")) / 1e6 / hours, 1)
+            rows.append(row)
+            print(f"{label:24s} {name:10s} {row['wall_seconds']:8.1f} s  lmwt {row['best_lmwt']:g} wip {row['best_wip']:g}"
+                  f"  dev {100 * row['dev_wer']:.2f}  test {100 * row['test_wer']:.2f}"
+                  + (f"  oracle {100 * row['test_oracle_wer']:.2f}  NCE {row['test_confidence_nce']} -> "
+                     f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h" if decoder == "lattice" else ""),
+                  flush=True)
+        report["ways"][label] = {"grid": {"lmwt": lmwt, "wip": wip}, "rows": rows,
+                                 "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 1)}
+    old, new = report["ways"]["re-decoding, old grid"]["wall_seconds"], report["ways"]["lattice, new grid"]["wall_seconds"]
+    same = report["ways"]["lattice, old grid"]["wall_seconds"]
+    report["speedup_old_grid"] = round(old / same, 2)
+    report["speedup_new_grid"] = round(old / new, 2)
+    print(f"decode stage on these systems: re-decoding {old:.0f} s; lattices {same:.0f} s on the same grid "
+          f"({old / same:.1f}x), {new:.0f} s on the wider grid ({old / new:.1f}x)")
+
+    # 2. single-thread search RTF on the first network system
+    torch.set_num_threads(1)
+    net = next(((n, c) for n, c in systems if not c[0].endswith(".mdl")), systems[0])
+    lang, tm, priors, _ = load_decode_data(ali, data / "lang", data / "fbank", args.corpus, splits=splits)
+    cuts, frames = splits["test"]
+    ll = model_loglikes(net[1], {"test": splits["test"]}, priors)["test"]
+    utts = {c.id: ll[frames.utterance(i)] for i, c in enumerate(cuts)}
+    chosen = sorted(utts)[: args.rtf_utts]
+    lmwt = next(r["best_lmwt"] for r in report["ways"]["lattice, new grid"]["rows"] if r["name"] == net[0])
+    audio = sum(utts[u].shape[0] for u in chosen) * 0.01
+    from asr_kd.decode.kaldi_decoder import decode
+    from asr_kd.decode.lattice import decode_lattices
+    from asr_kd.kaldi.fst import read_fst
+
+    id2pdf = np.asarray(tm.id2pdf_id)
+    graph = read_fst(graph_dir / "HCLG.fst")
+    t0 = time.time()
+    decode_lattices(graph, {u: utts[u][:, id2pdf[1:]] for u in chosen}, 1.0 / lmwt, args.beam, 6.0)
+    rtf_lattice = (time.time() - t0) / audio
+    t0 = time.time()
+    decode(graph_dir / "HCLG.fst", tm, {u: utts[u] / lmwt for u in chosen}, beam=args.beam, max_active=args.max_active)
+    rtf_faster = (time.time() - t0) / audio
+    report["rtf"] = {"system": net[0], "utterances": len(chosen), "audio_seconds": round(audio, 1), "lmwt": lmwt,
+                     "LatticeSimpleDecoder (lattice beam 6)": round(rtf_lattice, 4),
+                     "LatticeFasterDecoder (1-best, max-active)": round(rtf_faster, 4)}
+    print(f"single-thread search RTF ({net[0]}, {len(chosen)} test utterances, {audio:.0f} s, beam {args.beam:g}): "
+          f"LatticeSimpleDecoder {rtf_lattice:.4f}, LatticeFasterDecoder {rtf_faster:.4f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "decode_lattices.json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {out / 'decode_lattices.json'}")
+
+
+if __name__ == "__main__":
+    main()
