@@ -17,8 +17,9 @@ Needs a recipe run through its network stages (``--stop-stage 8``) and ``EXP/gra
    Per system: wall seconds, chosen LM weight / penalty, dev and test WER, oracle WER, confidence
    NCE (raw and calibrated on dev), lattice size on disk per hour of audio.
 2. Single-thread search RTF on ``--rtf-utts`` test utterances of the first network system at the
-   recipe's beam: LatticeSimpleDecoder (lattice beam 6, the stage's) vs. the re-decoding stage's
-   LatticeFasterDecoder (1-best, --max-active) at the dev-tuned LM weight.
+   lattice stage's beam: LatticeSimpleDecoder (lattice beam 6; it has no max-active) vs. the
+   re-decoding stage's LatticeFasterDecoder (1-best, --beam, --max-active) at the dev-tuned LM
+   weight (the graph is read before either clock starts).
 """
 import argparse
 import json
@@ -62,7 +63,9 @@ def main() -> None:
     p.add_argument("--old-wip", default="0,1")
     p.add_argument("--new-lmwt", default="1,1.5,2,2.5,3,4,5,6.5,8,10,13")
     p.add_argument("--new-wip", default="0,0.5,1,1.5")
-    p.add_argument("--beam", type=float, default=13.0)
+    p.add_argument("--beam", type=float, default=13.0, help="re-decoding's beam (with --max-active)")
+    p.add_argument("--lattice-search-beam", type=float, help="the lattice decoder's beam (no max-active) [--beam]")
+    p.add_argument("--rescore-arpa", help="the lattice ways also rescore with this LM")
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--nj", type=int, default=2)
     p.add_argument("--rtf-utts", type=int, default=40)
@@ -77,11 +80,13 @@ def main() -> None:
                if args.systems else default_systems(exp))
     splits = load_decode_splits(data / "fbank", args.corpus)
     hours = sum(c.duration for s in ("dev", "test") for c in splits[s][0]) / 3600
-    common = dict(beam=args.beam, max_active=args.max_active, nj=args.nj, splits=splits)
+    common = dict(max_active=args.max_active, nj=args.nj, splits=splits)
+    lattice_beam = args.lattice_search_beam or args.beam
     ways = [("re-decoding, old grid", "kaldi", args.old_lmwt, args.old_wip),
             ("lattice, old grid", "lattice", args.old_lmwt, args.old_wip),
             ("lattice, new grid", "lattice", args.new_lmwt, args.new_wip)]
     report = {"systems": systems, "audio_hours_dev_test": round(hours, 3), "nj": args.nj, "beam": args.beam,
+              "lattice_search_beam": lattice_beam,
               "max_active": args.max_active, "ways": {}}
     for label, decoder, lmwt, wip in ways:
         rows = []
@@ -89,7 +94,8 @@ def main() -> None:
             t0 = time.time()
             row = decode_models([(name, ckpts)], ali, data / "lang", data / "fbank", args.corpus, graph_dir,
                                 out / label.replace(", ", "_").replace(" ", "-"), lmwts=floats(lmwt), penalties=floats(wip),
-                                decoder=decoder, **common)[0]
+                                decoder=decoder, beam=args.beam if decoder == "kaldi" else lattice_beam,
+                                rescore_arpa=args.rescore_arpa if decoder == "lattice" else None, **common)[0]
             row["wall_seconds"] = round(time.time() - t0, 1)
             if decoder == "lattice":
                 d = out / label.replace(", ", "_").replace(" ", "-") / name
@@ -98,7 +104,11 @@ def main() -> None:
             print(f"{label:24s} {name:10s} {row['wall_seconds']:8.1f} s  lmwt {row['best_lmwt']:g} wip {row['best_wip']:g}"
                   f"  dev {100 * row['dev_wer']:.2f}  test {100 * row['test_wer']:.2f}"
                   + (f"  oracle {100 * row['test_oracle_wer']:.2f}  NCE {row['test_confidence_nce']} -> "
-                     f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h" if decoder == "lattice" else ""),
+                     f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h  lattice decode "
+                     f"{row['lattice_decode_seconds']}" if decoder == "lattice" else "")
+                  + (f"  rescored dev {100 * row['dev_wer_rescored']:.2f} test {100 * row['test_wer_rescored']:.2f} "
+                     f"gain CI {row['rescore']['test_gain_ci95']} p {row['rescore']['p_value']:.3f} "
+                     f"({row['rescore']['seconds'] + row['rescore']['dev_seconds']:.0f} s)" if "rescore" in row else ""),
                   flush=True)
         report["ways"][label] = {"grid": {"lmwt": lmwt, "wip": wip}, "rows": rows,
                                  "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 1)}
@@ -126,16 +136,20 @@ def main() -> None:
     id2pdf = np.asarray(tm.id2pdf_id)
     graph = read_fst(graph_dir / "HCLG.fst")
     t0 = time.time()
-    decode_lattices(graph, {u: utts[u][:, id2pdf[1:]] for u in chosen}, 1.0 / lmwt, args.beam, 6.0)
+    decode_lattices(graph, {u: utts[u][:, id2pdf[1:]] for u in chosen}, 1.0 / lmwt, lattice_beam, 6.0)
     rtf_lattice = (time.time() - t0) / audio
+    from asr_kd.decode import kaldi_decoder as kd
+
+    kd._init(str(graph_dir / "HCLG.fst"), __import__("pickle").dumps(tm), args.beam, args.max_active, 6.0, 0.0)
     t0 = time.time()
-    decode(graph_dir / "HCLG.fst", tm, {u: utts[u] / lmwt for u in chosen}, beam=args.beam, max_active=args.max_active)
+    kd._decode_chunk([(u, utts[u] / lmwt) for u in chosen])
     rtf_faster = (time.time() - t0) / audio
     report["rtf"] = {"system": net[0], "utterances": len(chosen), "audio_seconds": round(audio, 1), "lmwt": lmwt,
-                     "LatticeSimpleDecoder (lattice beam 6)": round(rtf_lattice, 4),
+                     f"LatticeSimpleDecoder (beam {lattice_beam:g}, lattice beam 6)": round(rtf_lattice, 4),
                      "LatticeFasterDecoder (1-best, max-active)": round(rtf_faster, 4)}
-    print(f"single-thread search RTF ({net[0]}, {len(chosen)} test utterances, {audio:.0f} s, beam {args.beam:g}): "
-          f"LatticeSimpleDecoder {rtf_lattice:.4f}, LatticeFasterDecoder {rtf_faster:.4f}")
+    print(f"single-thread search RTF ({net[0]}, {len(chosen)} test utterances, {audio:.0f} s): LatticeSimpleDecoder "
+          f"(beam {lattice_beam:g}) {rtf_lattice:.4f}, LatticeFasterDecoder (beam {args.beam:g}, max-active "
+          f"{args.max_active}) {rtf_faster:.4f}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "decode_lattices.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out / 'decode_lattices.json'}")

@@ -95,8 +95,9 @@ def test_streaming_equals_offline_and_word_times_follow_the_words(model_dir, tin
     model = ModelDir.load(model_dir)
     assert model.card["decode"]["wip_in_graph"] == 0.5 and model.card["parameters"] > 0
     rec = Recognizer(model, "onnx")
+    rec_conf = Recognizer(model, "onnx", confidences=True)
     cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_test.jsonl.gz").to_eager()
-    decoded_words = 0
+    decoded_words, confidences = 0, []
     for cut in cuts:
         audio = cut.load_audio()[0]
         offline = rec.transcribe(audio)
@@ -112,7 +113,13 @@ def test_streaming_equals_offline_and_word_times_follow_the_words(model_dir, tin
         assert starts == sorted(starts) and all(0 <= st <= cut.duration for st in starts)
         assert len(ctm_lines(cut.id, offline)) == len(offline.words)
         decoded_words += len(offline.words)
+        with_conf = rec_conf.transcribe(audio)  # a lattice pass beside the 1-best: same words, a posterior each
+        assert with_conf.words == offline.words and len(with_conf.confidences) == len(offline.words)
+        assert all(c is not None and 0.0 <= c <= 1.0 for c in with_conf.confidences)
+        assert all(len(line.split()) == 6 for line in ctm_lines(cut.id, with_conf))
+        confidences += with_conf.confidences
     assert decoded_words > 0
+    assert np.mean(confidences) > 0.5  # a model that gets these digits right is confident in them
 
 
 def test_transcribe_reports_bad_files_and_goes_on(model_dir, tiny_features, tmp_path):
@@ -191,7 +198,7 @@ def test_transcribe_survives_nan_and_implausible_rates_and_keeps_ctm_ids_apart(m
     assert "one_hz.wav" in errors[1] and "implausible sample rate 1 Hz" in errors[1]
     assert len(r.stdout.splitlines()) == 3  # the three good files were transcribed
     ctm = [line.split() for line in (tmp_path / "out.ctm").read_text().splitlines()]
-    assert ctm and all(len(f) == 5 for f in ctm)
+    assert ctm and all(len(f) == 6 and 0.0 <= float(f[5]) <= 1.0 for f in ctm)  # the sixth column: confidence
     ids = {f[0] for f in ctm}
     assert "my_file" in ids and len({i for i in ids if i.endswith("x")}) == 2, ids
 

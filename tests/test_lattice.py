@@ -201,3 +201,31 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
 
     info = json.loads((out / "confidence.json").read_text())
     assert sum(r["words"] for r in info["reliability_calibrated"]) == len(conf) == info["test_words"]
+
+
+def test_rescoring_with_the_graph_lm_changes_nothing_and_a_closer_lm_helps(mixed, tmp_path):
+    import json
+
+    from kaldialign import edit_distance
+
+    from asr_kd.decode.lattice import LatticeSet
+    from asr_kd.decode.rescore import ArpaCost, rescore
+    from asr_kd.lang.lm import train_arpa
+    from asr_kd.lang.prepare_lang import Lang
+
+    root, tm, cuts, loglikes = mixed  # half of the utterances with nearly no acoustic evidence: errors to fix
+    lang = Lang(root / "lang")
+    lats = LatticeSet.from_texts(_lattices(root, tm, loglikes).items())
+    old = ArpaCost(json.loads((root / "graph" / "graph_summary.json").read_text())["arpa"])
+    best = lats.best_paths([(2.0, 0.0)])[0]
+    same, stats = rescore(lats, 2.0, 0.0, lang.id2word, old, old, n=20)
+    assert same == {u: best[u][0] for u in lats.utts} and stats["changed"] == 0
+    # an LM of the references themselves: rescoring moves towards them
+    refs = {c.id: c.supervisions[0].text.split() for c in cuts}
+    train_arpa([" ".join(r) for r in refs.values()] * 3, 3, tmp_path / "refs.arpa", estimator="python")
+    closer, stats = rescore(lats, 2.0, 0.0, lang.id2word, old, ArpaCost(tmp_path / "refs.arpa"), n=20)
+
+    def errors(hyps):
+        return sum(edit_distance(refs[u], [lang.id2word[w] for w in hyps[u]])["total"] for u in refs)
+
+    assert stats["changed"] > 0 and errors(closer) < errors(same), (errors(closer), errors(same))

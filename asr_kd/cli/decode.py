@@ -10,7 +10,8 @@ def decode(args) -> None:
     decode_table(args.models, args.ali_dir, args.lang, args.manifest_dir, args.fbank_dir, args.corpus, args.graph_dir, args.out,
                  args.title, [names(c, 2, "--compare") for c in args.compare or []],
                  names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None, args.lm_order, args.arpa,
-                 decoder=args.decoder, results_md=args.results_md, **search_settings(args))
+                 decoder=args.decoder, results_md=args.results_md, rescore_arpa=args.rescore_arpa,
+                 rescore_nbest=args.rescore_nbest, **search_settings(args))
     show_table(Path(args.out) / "wer_table")
 
 
@@ -40,6 +41,9 @@ def register(sub) -> None:
                    help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
                         "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
                         "k2 (the k2 environment, re-decodes) [%(default)s]")
+    s.add_argument("--rescore-arpa", help="rescore the lattices with this ARPA LM (e.g. the unpruned or a 4-gram) in "
+                                          "place of the graph's: WER before and after, gain interval (lattice decoder)")
+    s.add_argument("--rescore-nbest", type=int, default=100, help="distinct word sequences rescored per utterance [%(default)s]")
     add_decode_search_args(s, manifest_required=True)
     add_table_output_args(s, 'WER (hybrid decoding with HCLG)')
     s.set_defaults(func=decode)

@@ -46,7 +46,8 @@ def ctm_ids(paths: Sequence[str]) -> Dict[str, str]:
 
 
 def transcribe(args) -> None:
-    rec = Recognizer(ModelDir.load(args.model_dir), args.format, args.threads)
+    rec = Recognizer(ModelDir.load(args.model_dir), args.format, args.threads,
+                     confidences=bool(args.ctm) and not args.no_confidence)
     sample_rate = rec.model.settings.sample_rate
     ids = ctm_ids(args.audio)
     failed, ctm = 0, []
@@ -122,8 +123,10 @@ def register(sub) -> None:
     s.add_argument("audio", nargs="+", help="audio files (any sample rate; stereo is mixed down)")
     s.add_argument("--format", choices=FORMATS, default="pt", help="network format to run")
     s.add_argument("--threads", type=positive_int, default=1)
-    s.add_argument("--ctm", help="write word times here (Kaldi CTM: id 1 start duration word; the id is the file's "
-                                 "stem, or its path where two files share a stem)")
+    s.add_argument("--ctm", help="write word times here (Kaldi CTM: id 1 start duration word confidence; the id is the "
+                                 "file's stem, or its path where two files share a stem; the confidence is the word's "
+                                 "lattice posterior)")
+    s.add_argument("--no-confidence", action="store_true", help="CTM without the confidence column (no lattice pass)")
     s.add_argument("--streaming", action="store_true", help="feed the audio in chunks; print partial results to stderr")
     s.add_argument("--chunk-ms", type=positive_float, default=160.0, help="streaming chunk length (ms) [%(default)s]")
     s.set_defaults(func=transcribe)

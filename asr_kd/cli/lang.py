@@ -3,7 +3,7 @@ from dataclasses import replace
 
 from lhotse import SupervisionSet
 
-from asr_kd.cli.common import splits
+from asr_kd.cli.common import positive_int, splits
 from asr_kd.data.manifests import manifest_paths
 from asr_kd.lang.lexicon import LexiconConfig
 from asr_kd.lang.lm import LmConfig, train_lm
@@ -23,7 +23,12 @@ def prepare_lang(args) -> None:
 def train_lm_cmd(args) -> None:
     evals = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, s)["supervisions"])]
              for s in splits(args.eval_splits)} if args.manifest_dir else {}
-    train_lm(args.text, args.out, section(args.config, "lm", LmConfig), evals)
+    cfg = section(args.config, "lm", LmConfig)
+    if args.order is not None:
+        cfg = replace(cfg, order=args.order)
+    if args.no_prune:
+        cfg = replace(cfg, prune=())
+    train_lm(args.text, args.out, cfg, evals)
 
 
 def register(sub) -> None:
@@ -34,6 +39,9 @@ def register(sub) -> None:
     s.add_argument("--manifest-dir", help="supervision manifests of the evaluation splits")
     s.add_argument("--corpus", default="digits")
     s.add_argument("--eval-splits", default="dev,test")
+    s.add_argument("--order", type=positive_int, help="n-gram order (overrides the config)")
+    s.add_argument("--no-prune", action="store_true", help="keep every n-gram (overrides the config's prune), "
+                                                           "e.g. the large LM that rescores lattices")
     s.set_defaults(func=train_lm_cmd)
 
     s = sub.add_parser("prepare-lang", help="lexicon (dictionary / eSpeak G2P / graphemes / BPE) and lang directory")

@@ -160,6 +160,7 @@ class LatticeSet:
         self.num_states = int(offset[-1])
         self.state_utt = np.repeat(np.arange(len(utts)), np.diff(offset))
         self._levels: Optional[_Levels] = None
+        self._bounds: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -211,20 +212,30 @@ class LatticeSet:
     def subset(self, utts: Sequence[str]) -> "LatticeSet":
         """These utterances only (arrays copied), e.g. one utterance for an n-best list."""
         index = {u: k for k, u in enumerate(self.utts)}
-        keep = [index[u] for u in utts]
-        take_state = np.zeros(self.num_states, bool)
-        for k in keep:
-            take_state[self.offset[k]:self.offset[k + 1]] = True
-        renumber = np.cumsum(take_state) - 1
-        arc_keep = take_state[self.src]
-        fin_keep = take_state[self.final_state]
-        sizes = [self.offset[k + 1] - self.offset[k] for k in keep]
-        return LatticeSet(list(utts), np.r_[0, np.cumsum(sizes)].astype(np.int64),
-                          np.array([renumber[self.start[k]] if self.start[k] >= 0 else -1 for k in keep], np.int64),
-                          {"src": renumber[self.src[arc_keep]], "dst": renumber[self.dst[arc_keep]], "tid": self.tid[arc_keep],
-                           "word": self.word[arc_keep], "graph": self.graph[arc_keep], "acoustic": self.acoustic[arc_keep]},
-                          {"state": renumber[self.final_state[fin_keep]], "graph": self.final_graph[fin_keep],
-                           "acoustic": self.final_acoustic[fin_keep]})
+        if self._bounds is None:  # arcs and finals are stored utterance by utterance: blocks found once
+            au, fu = self.state_utt[self.src], self.state_utt[self.final_state]
+            if len(au) > 1 and (au[1:] < au[:-1]).any():
+                order = np.argsort(au, kind="stable")
+                self.src, self.dst, self.tid, self.word = self.src[order], self.dst[order], self.tid[order], self.word[order]
+                self.graph, self.acoustic = self.graph[order], self.acoustic[order]
+                self._levels, au = None, au[order]
+            u = np.arange(len(self.utts) + 1)
+            self._bounds = (np.searchsorted(au, u), np.searchsorted(fu, u))
+        ab, fb = self._bounds
+        offset, start, arcs, finals = [0], [], [], []
+        for u in utts:
+            k = index[u]
+            shift = offset[-1] - self.offset[k]
+            a, f = slice(ab[k], ab[k + 1]), slice(fb[k], fb[k + 1])
+            arcs.append((self.src[a] + shift, self.dst[a] + shift, self.tid[a], self.word[a], self.graph[a], self.acoustic[a]))
+            finals.append((self.final_state[f] + shift, self.final_graph[f], self.final_acoustic[f]))
+            start.append(self.start[k] + shift if self.start[k] >= 0 else -1)
+            offset.append(offset[-1] + self.offset[k + 1] - self.offset[k])
+        cat = [np.concatenate(x) for x in zip(*arcs)]
+        fin = [np.concatenate(x) for x in zip(*finals)]
+        return LatticeSet(list(utts), np.asarray(offset, np.int64), np.asarray(start, np.int64),
+                          dict(zip(("src", "dst", "tid", "word", "graph", "acoustic"), cat)),
+                          dict(zip(("state", "graph", "acoustic"), fin)))
 
     @property
     def levels(self) -> _Levels:
@@ -476,11 +487,14 @@ class LatticeSet:
             fin = alpha[self.final_state] + final - best[self.state_utt[self.final_state]]
         return np.nan_to_num(arc, nan=np.inf), np.nan_to_num(fin, nan=np.inf)
 
-    def nbest(self, utt: str, n: int, lmwt: float, penalty: float = 0.0, beam: float = 8.0) -> List[Tuple[List[int], float]]:
+    def nbest(self, utt: str, n: int, lmwt: float, penalty: float = 0.0, beam: float = 8.0,
+              max_states: int = 200_000) -> List[Tuple[List[int], float]]:
         """The ``n`` best distinct word sequences of ``utt`` with their costs (graph + acoustic /
         lmwt + penalty x words), best first: the lattice pruned to paths within ``beam`` of the
         best at this scale, projected on words and determinised (as lattice-determinize-pruned |
-        lattice-to-nbest), then OpenFst's n-shortest paths."""
+        lattice-to-nbest), then OpenFst's n-shortest paths. Epsilon removal and determinisation are
+        pruned at ``beam`` too, and determinisation stops at ``max_states`` states: bounded work on
+        wide lattices."""
         one = self.subset([utt])
         if one.start[0] < 0 or not len(one.final_state):
             return []
@@ -500,8 +514,8 @@ class LatticeSet:
         start = str(int(one.start[0]))
         lines.sort(key=lambda line: line.split()[0] != start)  # OpenFst's text format: the first line's source is the start
         fst = kaldifst.compile("\n".join(lines))
-        kaldifst.rmepsilon(fst)
-        fst = kaldifst.determinize(fst)
+        kaldifst.rmepsilon(fst, weight=f"{beam}")  # pruned at the beam: bounded work on wide lattices
+        fst = kaldifst.determinize(fst, weight=f"{beam}", nstate=max_states)
         paths = kaldifst.convert_nbest_to_vector(kaldifst.shortest_path(fst, n=n))
         out = []
         for p in paths:

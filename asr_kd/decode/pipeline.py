@@ -253,11 +253,36 @@ def _reliability_plot(path: Path, info: Dict) -> None:
     tmp.replace(path)
 
 
+def _rescored(d: Path, lattices: LatticeStore, best: Dict, id2word, lms, n: int, score, first_test: Dict) -> Dict:
+    """Dev and test rescored at the tuned point (``asr_kd.decode.rescore``): their scoring in
+    ``d/rescored``, and the row's fields (WERs, seconds, the test gain's paired bootstrap)."""
+    from asr_kd.decode.rescore import rescore
+    from asr_kd.scoring.significance import ErrorCounts, compare
+
+    res, stats = {}, {}
+    for split in ("dev", "test"):
+        words, stats[split] = rescore(lattices.lattices[split], best["lmwt"], best["wip"], id2word, *lms, n=n)
+        res[split] = score(split, {u: {"words": w} for u, w in words.items()})
+        write_scoring(d / "rescored", split, res[split])
+    utts = sorted(first_test["per_utt"])
+
+    def counts(details):
+        per = details["per_utt"]
+        return ErrorCounts([[per[u]["ins"] + per[u]["del"] + per[u]["sub"] for u in utts]], [len(per[u]["ref"]) for u in utts])
+
+    pair = compare({"first pass": counts(first_test), "rescored": counts(res["test"])}, [("first pass", "rescored")])["pairs"][0]
+    info = {"dev_wer_rescored": res["dev"]["wer"], "test_wer_rescored": res["test"]["wer"],
+            "rescore": {**stats["test"], "dev_seconds": stats["dev"]["seconds"],
+                        "test_gain_ci95": pair["diff_ci95"], "p_value": pair["p_value"]}}
+    write_json_atomic(d / "rescored" / "rescore.json", info)
+    return info
+
+
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
                   beam: float = 13.0, max_active: int = 7000, nj: int = 1, cmd="local",
                   score_map: Optional[Dict[str, str]] = None, decoder: str = "lattice",
-                  splits: Optional[Dict] = None) -> List[Dict]:
+                  splits: Optional[Dict] = None, rescore_arpa=None, rescore_nbest: int = 100) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
@@ -266,7 +291,11 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
     or ``k2`` (asr_kd.decode.k2_decoder, same graph and likelihoods; one process, the GPU when present),
     or ``lattice`` (each split decoded once into lattices, ``LatticeStore``; the grid is swept on them).
     ``nj`` / ``cmd``: Kaldi decoding in ``nj`` forked processes, or ``nj`` Slurm jobs per decode (``asr_kd.utils.jobs``). ``splits``: dev and test frames
-    already read by ``load_decode_splits`` (callers decoding several alignments read them once)."""
+    already read by ``load_decode_splits`` (callers decoding several alignments read them once).
+    ``rescore_arpa`` (lattice decoder): dev and test rescored at the tuned point with this LM in
+    place of the graph's (``asr_kd.decode.rescore``, ``rescore_nbest`` distinct word sequences per
+    utterance); scoring in ``<name>/rescored``, the row gets the rescored WERs and the test gain's
+    paired-bootstrap interval."""
     if decoder not in ("kaldi", "k2", "lattice"):
         raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, splits=splits)
@@ -277,6 +306,15 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             return tokens
         return [m for m in (score_map.get(t, t) for t in tokens) if m]
 
+    if rescore_arpa and decoder != "lattice":
+        raise ValueError("--rescore-arpa rescores lattices: use --decoder lattice")
+    lms = None
+    if rescore_arpa:
+        import json
+
+        from asr_kd.decode.rescore import ArpaCost
+
+        lms = (ArpaCost(json.loads((Path(graph_dir) / "graph_summary.json").read_text())["arpa"]), ArpaCost(rescore_arpa))
     out, k2_graphs = [], {}
     for name, _ in rows:
         confined(out_dir, name, "system name")  # names become folders under out_dir
@@ -301,13 +339,17 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                     res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj, cmd=cmd,
                                  job_dir=Path(out_dir) / name / "jobs")
                 secs = time.time() - t0
+            return score(split, res), secs / max(len(data) * 0.01, 1e-9)
+
+        def score(split, res):
+            cuts, _ = splits[split]
             refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
             hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
             spk = {c.id: c.supervisions[0].speaker for c in cuts}
             details = wer_details(refs, hyps, spk)
             # OOV words (outside words.txt) stay in the references: no hypothesis can hold them, so they count as errors
             details["oov_tokens"] = sum(1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id)
-            return details, secs / max(len(data) * 0.01, 1e-9)
+            return details
 
         dev_runs = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
 
@@ -350,6 +392,8 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                                                    {c.id: fold(c.supervisions[0].text.split()) for c in split_cuts},
                                                    lang.id2word)
             nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
+            if lms:
+                row.update(_rescored(d, lattices, best, lang.id2word, lms, rescore_nbest, score, test))
             row["test_confidence_nce"] = nce["test_raw"]
             row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
         out.append(row)

@@ -9,9 +9,14 @@ the same audio (``transcribe`` is a stream fed in one piece):
   frame is repeated, at the start the first, as training's splicing did);
 - ``FasterDecoder.AdvanceDecoding`` does the same work per frame whatever the chunking.
 
-The decoder is kaldi-decoder's FasterDecoder (1-best, no lattice), not the LatticeFasterDecoder of
+The decoder is kaldi-decoder's FasterDecoder (1-best, no lattice), not the lattice decoder of
 the decode stage: it is the one with an online interface in the Python bindings. Both search the
 same graph with the same likelihoods; the deployment table reports the WER of this path.
+
+Word confidences (``Recognizer(confidences=True)``, the sixth CTM column of ``transcribe --ctm``):
+each closed segment's log-likelihoods are decoded once more into a lattice (the decode stage's
+LatticeSimpleDecoder, lattice beam 6) and every 1-best word gets the posterior mass of lattice
+arcs emitting it near its start (``LatticeSet.word_confidences``), uncalibrated.
 """
 import time
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ import numpy as np
 from asr_kd.deploy.audio import StreamingFbank
 from asr_kd.deploy.model_dir import ModelDir, ModelDirError
 from asr_kd.deploy.networks import runtime
+from asr_kd.decode.lattice import LatticeSet, decode_lattices
 from asr_kd.gmm.labels import phone_segments
 from asr_kd.kaldi import kaldi_decoder, kaldifst
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
@@ -91,6 +97,7 @@ class Result:
     transition_ids: List[int] = field(default_factory=list)
     word_times: Optional[List[Tuple[str, float, float]]] = None  # (word, start s, duration s)
     frames: int = 0
+    confidences: Optional[List[Optional[float]]] = None  # one per word (Recognizer(confidences=True))
 
 
 class Recognizer:
@@ -98,8 +105,10 @@ class Recognizer:
     a whole one."""
 
     def __init__(self, model: ModelDir, fmt: str = "pt", threads: int = 1, beam: Optional[float] = None,
-                 max_active: Optional[int] = None, lmwt: Optional[float] = None, wip: Optional[float] = None):
+                 max_active: Optional[int] = None, lmwt: Optional[float] = None, wip: Optional[float] = None,
+                 confidences: bool = False, lattice_beam: float = 6.0):
         self.model = model
+        self.confidences, self.lattice_beam = confidences, lattice_beam
         dec = model.card["decode"]
         self.scorer = Scorer(model, fmt, threads, lmwt)
         graph = read_fst(model.path / "HCLG.fst")
@@ -107,7 +116,9 @@ class Recognizer:
             raise ModelDirError(f"{model.path / 'HCLG.fst'}: the decoding graph cannot be read (truncated or not an FST)")
         extra = 0.0 if wip is None else wip - dec.get("wip_in_graph", 0.0)  # the export put the tuned penalty in the graph
         self.graph = with_word_penalty(graph, extra) if extra else graph
-        self.options = kaldi_decoder.FasterDecoderOptions(beam=beam or dec["beam"], max_active=max_active or dec["max_active"])
+        self.beam = beam or dec["beam"]
+        self.options = kaldi_decoder.FasterDecoderOptions(beam=self.beam, max_active=max_active or dec["max_active"])
+        self.word_ids = {w: i for i, w in model.words.items()}
         self.id2pdf = model.maps["pdf"][1:].astype(np.int64)  # column of transition-id t is pdf id2pdf[t - 1]
 
     def stream(self, endpointing: Optional["Endpointing"] = None) -> "Stream":
@@ -156,6 +167,8 @@ class Stream:
         self.segment_loglikes: List[np.ndarray] = []  # the open segment's scaled log-likelihoods (endpointing only)
         self.closed_words: List[str] = []
         self.closed_tids: List[int] = []
+        self.closed_conf: List[Optional[float]] = []
+        self.keep_loglikes = endpointing is not None or rec.confidences
         self.chunk_seconds: List[float] = []
 
     def _decode(self, ll: np.ndarray) -> None:
@@ -168,7 +181,7 @@ class Stream:
         w = self.windows.push(norm, last)
         if len(w):
             ll = self.rec.scorer(w)[:, self.rec.id2pdf]
-            if self.endpointing is not None:
+            if self.keep_loglikes:
                 self.segment_loglikes.append(ll)
             self._decode(ll)
 
@@ -236,9 +249,12 @@ class Stream:
 
     def _close_segment(self, words: List[str], tids: List[int]) -> None:
         cut, before = self._cut_frame(words, tids)
+        seg = np.concatenate(self.segment_loglikes) if self.segment_loglikes else np.zeros((0, 0), np.float32)
+        if self.rec.confidences:
+            self.closed_conf += self._confidences(seg[:cut], words[:before], tids[:cut])
         self.closed_words += words[:before]
         self.closed_tids += tids[:cut]
-        rest = np.concatenate(self.segment_loglikes)[cut:] if self.segment_loglikes else np.zeros((0, 0), np.float32)
+        rest = seg[cut:]
         self.frames = self.segment_start = self.segment_start + cut
         self.decoder.init_decoding()
         self.segment_loglikes = [rest] if len(rest) else []
@@ -256,9 +272,26 @@ class Stream:
         t0 = time.perf_counter()
         self._advance(self.fbank.finish(), last=True)
         words, tids = self._best(final=self.decoder.reached_final()) if self.frames > self.segment_start else ([], [])
+        conf = None
+        if self.rec.confidences:
+            seg = np.concatenate(self.segment_loglikes) if self.segment_loglikes else np.zeros((0, 0), np.float32)
+            conf = self.closed_conf + self._confidences(seg, words, tids)
         words, tids = self.closed_words + words, self.closed_tids + tids
         self.chunk_seconds.append(time.perf_counter() - t0)
-        return Result(words, tids, word_times(words, tids, self.rec.model), self.frames)
+        return Result(words, tids, word_times(words, tids, self.rec.model), self.frames, conf)
+
+    def _confidences(self, ll: np.ndarray, words: List[str], tids: List[int]) -> List[Optional[float]]:
+        """Lattice posteriors of a segment's 1-best words (None where the words' times cannot be placed)."""
+        if not words:
+            return []
+        times = word_times(words, tids, self.rec.model)
+        if times is None or not len(ll):
+            return [None] * len(words)
+        shift = self.rec.model.settings.frame_shift
+        texts = decode_lattices(self.rec.graph, {"segment": ll}, 1.0, self.rec.beam, self.rec.lattice_beam)  # ll: scaled already
+        lats = LatticeSet.from_texts(texts.items())
+        path = ([self.rec.word_ids[w] for w in words], [], [int(round(start / shift)) for _, start, _ in times])
+        return [c for _, _, c in lats.word_confidences(1.0, 0.0, paths={"segment": path})["segment"]]
 
 
 def word_times(words: Sequence[str], tids: Sequence[int], model: ModelDir) -> Optional[List[Tuple[str, float, float]]]:
@@ -281,5 +314,9 @@ def word_times(words: Sequence[str], tids: Sequence[int], model: ModelDir) -> Op
 
 
 def ctm_lines(utt: str, result: Result) -> List[str]:
-    """Kaldi CTM: ``utt 1 start duration word`` per word."""
-    return [f"{utt} 1 {s:.2f} {d:.2f} {w}" for w, s, d in result.word_times or []]
+    """Kaldi CTM: ``utt 1 start duration word`` per word, and its confidence as a sixth column
+    when the result has them (lattice-to-ctm-conf)."""
+    times = result.word_times or []
+    if result.confidences is None or len(result.confidences) != len(times):
+        return [f"{utt} 1 {s:.2f} {d:.2f} {w}" for w, s, d in times]
+    return [f"{utt} 1 {s:.2f} {d:.2f} {w} {'-' if c is None else f'{c:.2f}'}" for (w, s, d), c in zip(times, result.confidences)]

@@ -77,9 +77,42 @@ def wer_table(groups: List[Tuple[str, List[Dict]]], graph: Dict, title: str,
         lines.append(f"| {name} | {len(members)} | {acc} | {settings} | {dev} | {fmt_rate(row['test_wer'])} | {ids} | "
                      f"{_mean(members, 'rtf_test'):.4f} ({members[0]['decoder']}, nj={members[0]['nj']}) |")
     lines.append("")
+    lines += lattice_lines(groups)
     if sig:
         lines += significance_lines(sig, "test WER")
     return {"graph": graph, "rows": rows, "significance": sig}, lines
+
+
+def lattice_lines(groups) -> List[str]:
+    """The lattice figures of systems decoded with ``--decoder lattice``: oracle WER, word
+    confidence NCE (raw, and calibrated on dev), rescored WER with the gain's interval (means over
+    seeds; the interval and p of the first seed)."""
+    rows = [(name, members) for name, members in groups if all("test_oracle_wer" in m for m in members)]
+    if not rows:
+        return []
+    rescored = any("test_wer_rescored" in m for _, members in rows for m in members)
+
+    def mean(members, key):
+        vals = [m[key] for m in members if m.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    out = ["From the lattices (each split decoded once; the grid swept on the stored lattices): test oracle WER "
+           "(the fewest errors of any lattice path), normalised cross entropy of the word confidences of test "
+           "(> 0: informative; raw lattice posteriors, then calibrated on dev words)"
+           + (", test WER after rescoring with the larger LM (first seed's paired-bootstrap 95% interval of the "
+              "gain, p)" if rescored else "") + ".", "",
+           "| system | test WER | test oracle WER | confidence NCE raw -> calibrated |" + (" rescored test WER (gain [95% CI], p) |" if rescored else ""),
+           "|---|---|---|---|" + ("---|" if rescored else "")]
+    for name, members in rows:
+        nce = [mean(members, "test_confidence_nce"), mean(members, "test_confidence_nce_calibrated")]
+        line = (f"| {name} | {100 * mean(members, 'test_wer'):.2f}% | {100 * mean(members, 'test_oracle_wer'):.2f}% | "
+                + " -> ".join("-" if v is None else f"{v:.3f}" for v in nce) + " |")
+        if rescored:
+            r = members[0].get("rescore")
+            line += (f" {100 * mean(members, 'test_wer_rescored'):.2f}% ({100 * (mean(members, 'test_wer') - mean(members, 'test_wer_rescored')):+.2f} "
+                     f"[{100 * r['test_gain_ci95'][0]:+.2f}, {100 * r['test_gain_ci95'][1]:+.2f}], p {r['p_value']:.3f}) |" if r else " - |")
+        out.append(line)
+    return out + [""]
 
 
 def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[str]]]]]:

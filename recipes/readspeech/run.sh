@@ -39,8 +39,9 @@ Options (defaults in brackets):
   --gmm-systems LIST [$gmm_systems]  --labels SYSTEM [$labels]  --label-systems LIST [$label_systems]
 Stages:
   0  corpus     the text (local/kjv_text.sh) and the synthetic corpus (synth-readspeech)
-  1  manifests  lhotse manifests (oracle phones in ARPAbet) and the pruned 3-gram LM with its
-                perplexity and OOV rate on dev and test (train-lm)
+  1  manifests  lhotse manifests (oracle phones in ARPAbet), the pruned 3-gram LM of the decoding
+                graph and the unpruned 4-gram that rescores its lattices, with perplexities and
+                OOV rates on dev and test (train-lm)
   2-16          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
                 over the training and LM words, the decoding graph uses the 3-gram."
 
@@ -61,6 +62,9 @@ manifests_and_lm() {
   python -m asr_kd prepare-readspeech --config "$config" --corpus-dir "$data/corpus" --out "$data/manifests"
   python -m asr_kd train-lm --config "$config" --text "$data/corpus/lm/text.txt" --out "$data/lm/3gram.arpa" \
     --manifest-dir "$data/manifests" --corpus readspeech
+  # the large LM that rescores the lattices (Kaldi's lmrescore_const_arpa): unpruned, one order more
+  python -m asr_kd train-lm --config "$config" --text "$data/corpus/lm/text.txt" --out "$data/lm/4gram.arpa" \
+    --manifest-dir "$data/manifests" --corpus readspeech --order 4 --no-prune
 }
 run_stage 0 corpus    make_corpus
 run_stage 1 manifests manifests_and_lm
@@ -69,8 +73,9 @@ sample_rate=16000
 oracle_reference=false
 lang_opts="--lm-vocab $data/lm/3gram.arpa"  # words.txt: training words + the LM's, never dev/test's
 decode_opts="--arpa $data/lm/3gram.arpa --beam 12 --max-active 5000 ${decode_opts:-}"
-decode_lmwt=${decode_lmwt:-4,6,9}  # the dev optimum was 6 for every system of the default run
-decode_wip=${decode_wip:-0}
+decode_opts="$decode_opts --rescore-arpa $data/lm/4gram.arpa"  # stage 1 trains it
+decode_lmwt=${decode_lmwt:-3,4,5,6,7,8,9,11,13}  # swept on the lattices: a wide grid costs seconds
+decode_wip=${decode_wip:-0,0.5,1,1.5}
 decode_title="WER: baseline vs. ensemble vs. distilled student (read speech, pruned 3-gram HCLG)"
 k2_opts="--beam 12"   # stage 14 at the decode stage's beam: the 3-gram HCLG is large
 export_opts="--beam 12 --max-active 5000"  # stage 15: the deployed decoder searches as the decode stage did
