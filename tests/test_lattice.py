@@ -188,8 +188,13 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
     rows = [("GMM", [str(root / "exp" / "final.mdl")])]
     common = dict(lmwts=(5, 10, 20), penalties=(0.0, 0.5, 1.0), beam=20.0)
     args = (rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph")
-    old = decode_models(*args, tmp_path / "redecode", **common)[0]
+    old = decode_models(*args, tmp_path / "redecode", decoder="kaldi", **common)[0]
     new = decode_models(*args, tmp_path / "lattice", decoder="lattice", **common)[0]
+    forked = decode_models(*args, tmp_path / "lattice2", decoder="lattice", nj=2, **common)[0]  # two processes, same lattices
+    assert old["decoder"] == "kaldi" and new["decoder"] == forked["decoder"] == "lattice"
+    assert (tmp_path / "lattice" / "GMM" / "lat.dev.gz").read_bytes() != b""
+    for key in ("best_lmwt", "best_wip", "dev_wer", "test_wer", "test_oracle_wer"):
+        assert forked[key] == new[key], key
     assert (new["best_lmwt"], new["best_wip"]) == (old["best_lmwt"], old["best_wip"])
     assert new["dev_wer"] == pytest.approx(old["dev_wer"], abs=1e-3) and new["test_wer"] == pytest.approx(old["test_wer"], abs=1e-3)
     out = tmp_path / "lattice" / "GMM"

@@ -541,31 +541,51 @@ def normalised_cross_entropy(confidences: Sequence[float], correct: Sequence[boo
 class Calibration:
     """``p' = sigmoid(a * logit(p) + b)``: a logistic map of raw lattice confidences fitted on dev
     words (Kaldi's steps/conf logistic-regression calibration, with the raw confidence as its one
-    feature). ``a = 1, b = 0`` leaves them as they are."""
+    feature). ``a = 1, b = 0`` leaves them as they are. Confidences are clipped to
+    [``EPS``, 1 - ``EPS``] before the logit and after the map: a posterior of exactly 0 or 1 says
+    no more than "very sure", and no word's confidence may cost unbounded cross entropy."""
     a: float = 1.0
     b: float = 0.0
-
-    def __call__(self, conf) -> np.ndarray:
-        c = np.clip(np.asarray(conf, np.float64), 1e-6, 1 - 1e-6)
-        return 1.0 / (1.0 + np.exp(-(self.a * np.log(c / (1 - c)) + self.b)))
+    EPS = 1e-3
 
     @classmethod
-    def fit(cls, confidences: Sequence[float], correct: Sequence[bool], l2: float = 1e-3) -> "Calibration":
-        """Maximum likelihood (Newton's method, a small ridge) on (confidence, correct) pairs; the
-        identity when the words are all right or all wrong."""
+    def _logit(cls, conf) -> np.ndarray:
+        c = np.clip(np.asarray(conf, np.float64), cls.EPS, 1 - cls.EPS)
+        return np.log(c / (1 - c))
+
+    def __call__(self, conf) -> np.ndarray:
+        z = self.a * self._logit(conf) + self.b
+        return np.clip(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), self.EPS, 1 - self.EPS)
+
+    @classmethod
+    def fit(cls, confidences: Sequence[float], correct: Sequence[bool], l2: float = 1e-2) -> "Calibration":
+        """Maximum likelihood on (confidence, correct) pairs by Newton's method with step halving
+        (the likelihood never falls) and a small ridge; the identity when the words are all right or
+        all wrong."""
         y = np.asarray(correct, np.float64)
         if len(y) == 0 or y.min() == y.max():
             return cls()
-        c = np.clip(np.asarray(confidences, np.float64), 1e-6, 1 - 1e-6)
-        x = np.stack([np.log(c / (1 - c)), np.ones_like(c)], axis=1)
+        x = np.stack([cls._logit(confidences), np.ones(len(y))], axis=1)
+
+        def loss(w):
+            z = x @ w
+            return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * (w @ w))
+
         w = np.array([1.0, 0.0])
-        for _ in range(50):
-            p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        current = loss(w)
+        for _ in range(100):
+            p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
             grad = x.T @ (p - y) + l2 * w
             hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(2)
             step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-8:
+            t = 1.0
+            while t > 1e-6 and loss(w - t * step) > current:
+                t /= 2
+            if t <= 1e-6:
+                break
+            w, previous = w - t * step, current
+            current = loss(w)
+            if previous - current < 1e-10:
                 break
         return cls(float(w[0]), float(w[1]))
 
