@@ -111,7 +111,7 @@ def main() -> None:
                      f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h  lattice decode "
                      f"{row['lattice_decode_seconds']}" if decoder == "lattice" else "")
                   + (f"  rescored dev {100 * row['dev_wer_rescored']:.2f} test {100 * row['test_wer_rescored']:.2f} "
-                     f"gain CI {row['rescore']['test_gain_ci95']} p {row['rescore']['p_value']:.3f} "
+                     f"(paired bootstrap: the WER table) "
                      f"({row['rescore']['seconds'] + row['rescore']['dev_seconds']:.0f} s)" if "rescore" in row else ""),
                   flush=True)
         report["ways"][label] = {"grid": {"lmwt": lmwt, "wip": wip}, "rows": rows,

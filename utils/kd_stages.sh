@@ -23,10 +23,10 @@ k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.
 k2_unavailable=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2.unavailable  # ./setup.sh's reason, when it could not build k2
 k2_opts=${k2_opts:-}  # decoder-agreement options, e.g. "--beam 12" for a large graph
 export_opts=${export_opts:-}  # stage 15's export options, e.g. the decode stage's "--beam 12 --max-active 5000"
-decode_lmwt=${decode_lmwt:-1,1.5,2,2.5,3,4,5,6.5,8,10,13}  # swept on the lattices (seconds); widened past an edge when the dev optimum sits on it
-decode_wip=${decode_wip:-0,0.5,1,1.5}
+decode_lmwt=${decode_lmwt:-1,2,3,5,8,13}  # widened past an edge when the dev optimum sits on it
+decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
-decode_opts=${decode_opts:---beam 20}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa"; beam 20: the lattice search (no max-active) needs it to match re-decoding at 13 on small graphs
+decode_opts=${decode_opts:-}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa", or lattices: "--decoder lattice --beam 20"
 decode_title=${decode_title:-"WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"}
 lang_opts=${lang_opts:-}   # extra prepare-lang options, e.g. "--dictionary FILE" or "--units bpe"
 # GMM systems (stage 4), each started from the previous one's alignments: mono, then triphone systems named

@@ -37,7 +37,7 @@ def register(sub) -> None:
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
     s.add_argument("--graph-dir", required=True)
-    s.add_argument("--decoder", choices=["lattice", "kaldi", "k2"], default="lattice",
+    s.add_argument("--decoder", choices=["kaldi", "lattice", "k2"], default="kaldi",
                    help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
                         "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
                         "k2 (the k2 environment, re-decodes) [%(default)s]")

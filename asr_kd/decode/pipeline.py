@@ -253,35 +253,28 @@ def _reliability_plot(path: Path, info: Dict) -> None:
     tmp.replace(path)
 
 
-def _rescored(d: Path, lattices: LatticeStore, best: Dict, id2word, lms, n: int, score, first_test: Dict) -> Dict:
+def _rescored(d: Path, lattices: LatticeStore, best: Dict, id2word, lms, n: int, score) -> Dict:
     """Dev and test rescored at the tuned point (``asr_kd.decode.rescore``): their scoring in
-    ``d/rescored``, and the row's fields (WERs, seconds, the test gain's paired bootstrap)."""
+    ``d/rescored`` and the row's fields (WERs, seconds, per-utterance test errors for the WER
+    table's paired bootstrap)."""
     from asr_kd.decode.rescore import rescore
-    from asr_kd.scoring.significance import ErrorCounts, compare
 
     res, stats = {}, {}
     for split in ("dev", "test"):
         words, stats[split] = rescore(lattices.lattices[split], best["lmwt"], best["wip"], id2word, *lms, n=n)
         res[split] = score(split, {u: {"words": w} for u, w in words.items()})
         write_scoring(d / "rescored", split, res[split])
-    utts = sorted(first_test["per_utt"])
-
-    def counts(details):
-        per = details["per_utt"]
-        return ErrorCounts([[per[u]["ins"] + per[u]["del"] + per[u]["sub"] for u in utts]], [len(per[u]["ref"]) for u in utts])
-
-    pair = compare({"first pass": counts(first_test), "rescored": counts(res["test"])}, [("first pass", "rescored")])["pairs"][0]
     info = {"dev_wer_rescored": res["dev"]["wer"], "test_wer_rescored": res["test"]["wer"],
-            "rescore": {**stats["test"], "dev_seconds": stats["dev"]["seconds"],
-                        "test_gain_ci95": pair["diff_ci95"], "p_value": pair["p_value"]}}
+            "rescore": {**stats["test"], "dev_seconds": stats["dev"]["seconds"]}}
     write_json_atomic(d / "rescored" / "rescore.json", info)
+    info["rescored_counts"] = utterance_counts(res["test"])
     return info
 
 
 def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                   lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
                   beam: float = 13.0, max_active: int = 7000, nj: int = 1, cmd="local",
-                  score_map: Optional[Dict[str, str]] = None, decoder: str = "lattice",
+                  score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi",
                   splits: Optional[Dict] = None, rescore_arpa=None, rescore_nbest: int = 100) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
@@ -365,6 +358,16 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
 
         t_tune = time.time()
         grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
+        recentred = None
+        if decoder == "lattice" and not (1 / 1.5 <= best["lmwt"] * lattices.acoustic_scale <= 1.5):
+            # the lattices hold the paths near the best one at their own scale: an optimum far from it
+            # is searched again on lattices decoded at its scale (Kaldi users re-pick --acwt likewise)
+            recentred = (1.0 / lattices.acoustic_scale, best["lmwt"])
+            log.info("%s: dev optimum LM weight %g is far from the lattices' %g: decoding them again at %g",
+                     name, best["lmwt"], recentred[0], best["lmwt"])
+            lattices = LatticeStore(Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), [best["lmwt"]], beam, nj=nj, cmd=cmd)
+            dev_runs.clear()
+            grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
         if widened:
             log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", name, widened)
         dev = dev_runs[(best["lmwt"], best["wip"])]
@@ -380,6 +383,7 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                "decoder": decoder, "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)}}
         row["decode_seconds"] = round(time.time() - t_tune, 2)
         if decoder == "lattice":
+            row["lattices_recentred"] = recentred
             row["lattice_decode_seconds"] = {k: round(v, 2) for k, v in lattices.seconds.items()}
             cuts, _ = splits["test"]
             refs = {c.id: [lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
@@ -393,7 +397,7 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                                                    lang.id2word)
             nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
             if lms:
-                row.update(_rescored(d, lattices, best, lang.id2word, lms, rescore_nbest, score, test))
+                row.update(_rescored(d, lattices, best, lang.id2word, lms, rescore_nbest, score))
             row["test_confidence_nce"] = nce["test_raw"]
             row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
         out.append(row)

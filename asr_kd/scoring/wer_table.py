@@ -108,9 +108,17 @@ def lattice_lines(groups) -> List[str]:
         line = (f"| {name} | {100 * mean(members, 'test_wer'):.2f}% | {100 * mean(members, 'test_oracle_wer'):.2f}% | "
                 + " -> ".join("-" if v is None else f"{v:.3f}" for v in nce) + " |")
         if rescored:
-            r = members[0].get("rescore")
-            line += (f" {100 * mean(members, 'test_wer_rescored'):.2f}% ({100 * (mean(members, 'test_wer') - mean(members, 'test_wer_rescored')):+.2f} "
-                     f"[{100 * r['test_gain_ci95'][0]:+.2f}, {100 * r['test_gain_ci95'][1]:+.2f}], p {r['p_value']:.3f}) |" if r else " - |")
+            first = members[0]
+            if "rescored_counts" in first:
+                pair = compare({"first pass": group_counts([first], "test"),
+                                "rescored": group_counts([{**first, "counts": {"test": first["rescored_counts"]}}], "test")},
+                               [("first pass", "rescored")])["pairs"][0]
+                first["rescore"].update(test_gain_ci95=pair["diff_ci95"], p_value=pair["p_value"])
+                lo, hi = pair["diff_ci95"]
+                line += (f" {100 * mean(members, 'test_wer_rescored'):.2f}% ({100 * (mean(members, 'test_wer') - mean(members, 'test_wer_rescored')):+.2f} "
+                         f"[{100 * lo:+.2f}, {100 * hi:+.2f}], p {pair['p_value']:.3f}) |")
+            else:
+                line += " - |"
         out.append(line)
     return out + [""]
 
@@ -140,7 +148,7 @@ def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[
 
 def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                  title: str, compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
-                 lm_order: int = 2, arpa=None, decoder: str = "lattice", results_md=None, **search) -> Tuple[Dict, List[str]]:
+                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", results_md=None, **search) -> Tuple[Dict, List[str]]:
     """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
     accuracy of the networks, and the WER table with intervals and comparisons, written as
     ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""
