@@ -315,11 +315,15 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         lp = model_loglikes(ckpts, splits, priors)
         lattices = LatticeStore(Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), lmwts, beam, nj=nj, cmd=cmd)
 
+        def split_lattices(split):  # decoded once per split; every grid point is a best path on them
+            cuts, data = splits[split]
+            return lattices.decode(split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)})
+
         def run(split, lmwt, wip):
             cuts, data = splits[split]
             t0 = time.time()
-            if decoder == "lattice":  # decoded once per split; every grid point is a best path on its lattices
-                lattices.decode(split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)})
+            if decoder == "lattice":
+                split_lattices(split)
                 secs = lattices.seconds[split]
                 res = {u: {"words": w} for u, w in lattices.words(split, lmwt, wip).items()}
             else:
@@ -352,8 +356,7 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
 
         def batch(points):  # lattices: the round's points in one pass
             if decoder == "lattice":
-                cuts, data = splits["dev"]
-                lattices.decode("dev", lambda: {c.id: lp["dev"][data.utterance(i)] for i, c in enumerate(cuts)})
+                split_lattices("dev")
                 lattices.best("dev", points)
 
         t_tune = time.time()
