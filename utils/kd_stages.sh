@@ -181,6 +181,43 @@ $analysis && run_stage 9 t-sweep      temperature_sweep
 $analysis && run_stage 10 small-data  small_data
 $analysis && run_stage 11 topk        topk_compare
 $analysis && run_stage 12 realign     realign_and_compare
+# (5e) what makes the student keep the gain: students taught in different ways, scored against the ensemble on dev.
+# Each lever is a set of train-dnn options on top of stage 7's student (same soft targets, temperature, seeds).
+patient_opts=${patient_opts:-"--epochs 20 --select-on dev_kl --halve-below 0.01 --max-halvings 4"}
+teaching_levers=(
+  "patient: newbob on dev KL|$patient_opts"
+  "patient: cosine, 15 epochs, chosen on dev KL|--epochs 15 --schedule cosine --select-on dev_kl"
+  "student input augmented (SpecAugment), stored targets|--augment specaugment"
+  "consistent: online ensemble on SpecAugment views|--online-teacher --augment specaugment"
+  "consistent: online ensemble on mixup views|--online-teacher --augment mixup"
+  "patient + consistent (SpecAugment + mixup)|$patient_opts --online-teacher --augment specaugment+mixup"
+)
+lever_seeds=${lever_seeds:-1}
+teaching_compare() {
+  local soft=$nn/soft_T$temperature out=$nn/teaching spec name opts seed i=0 runs all=()
+  local rows=("as stage 7=$(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|" | paste -sd, -)")
+  mkdir -p "$out"
+  for spec in "${teaching_levers[@]}"; do
+    name=${spec%%|*} opts=${spec#*|} i=$((i + 1)) runs=()
+    for seed in $(seq 101 $((100 + lever_seeds))); do
+      bg_job "$out/lever$i.seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" \
+        --soft-targets "$soft" --temperature "$temperature" --teacher-models $(members) --out "$out/lever$i/seed$seed" $opts
+      runs+=("$out/lever$i/seed$seed")
+      all+=("$out/lever$i/seed$seed")
+    done
+    rows+=("$name=$(IFS=,; echo "${runs[*]}")")
+  done
+  bg_wait || { tail -n 3 "$out"/lever*.log; return 1; }
+  # a control: is the patient schedule just better training? a hard-label model on the same schedule
+  python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --out "$out/control_patient_baseline" \
+    ${patient_opts//dev_kl/dev_acc} > "$out/control.log" 2>&1 || { tail -n 3 "$out/control.log"; return 1; }
+  rows+=("control: hard labels on the patient schedule=$out/control_patient_baseline")
+  python -m asr_kd teaching-table --rows "${rows[@]}" --teachers $(members) --ali-dir "$ali" --fbank-dir "$data/fbank" \
+    --corpus "$corpus" --temperature "$temperature" --out "$nn/kd/table_5e_teaching" --results-md "$nn/kd/RESULTS.md" \
+    --title "(5e) What makes the student keep the gain (dev, T=$temperature)"
+  python -m asr_kd diagnose-student --students "${all[@]}" --teachers $(members) --references $(members | head -1) \
+    --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --temperature "$temperature" --out "$nn/kd/diagnosis_5e"
+}
 decode_all() {  # every baseline seed and every student seed is decoded (and tuned on dev) on its own
   local ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)" models=("GMM ($(system_name "$labels"))=$ali/final.mdl")
   local m s
@@ -284,4 +321,7 @@ compare_labels() {  # stage 16: every GMM system decoded; the network stages rep
 }
 if [ "$gmm_systems" != mono ]; then  # an if, not &&: a false test as the file's last command would fail the sourcing run.sh
   run_stage 16 systems   compare_labels
+fi
+if $analysis; then
+  run_stage 17 teaching  teaching_compare
 fi

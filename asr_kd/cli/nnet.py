@@ -1,9 +1,11 @@
 """Networks: train-dnn (baseline, ensemble member or distilled student), soft-targets."""
+import argparse
 import logging
 from dataclasses import replace
 
-from asr_kd.cli.common import add_labelled_data_args, positive_float
+from asr_kd.cli.common import add_labelled_data_args, add_table_output_args, positive_float, show_table
 from asr_kd.distill.soft_targets import soft_targets_for_split
+from asr_kd.distill.teaching import TeachingConfig
 from asr_kd.utils.jobs import add_cmd_arg
 from asr_kd.distill.training import train_speech_model
 from asr_kd.nnet import distributed
@@ -27,9 +29,18 @@ def train_dnn(args) -> None:
     model_cfg = section(args.config, "model", ModelConfig)
     if args.hidden is not None:
         model_cfg = replace(model_cfg, hidden=args.hidden)
+    teaching = section(args.config, "teaching", TeachingConfig)
+    if args.online_teacher is not None or args.augment is not None:
+        teaching = replace(teaching, **{k: v for k, v in (("online", args.online_teacher), ("augment", args.augment))
+                                        if v is not None})
+        teaching.validate()
+    for key in ("select_on", "schedule", "halve_below", "max_halvings"):
+        if getattr(args, key) is not None:
+            train_cfg = replace(train_cfg, **{key: getattr(args, key)})
     res = train_speech_model(args.ali_dir, args.fbank_dir, args.corpus, args.out, model_cfg,
                              train_cfg, loss_cfg, seed=args.seed, fraction=args.fraction, subset_seed=args.subset_seed,
-                             soft_targets=args.soft_targets, teachers=args.teachers)
+                             soft_targets=args.soft_targets, teachers=args.teachers,
+                             teacher_models=args.teacher_models or (), teaching=teaching)
     log.info("best dev frame accuracy %.4f", res["best_dev_frame_acc"])
 
 
@@ -38,6 +49,23 @@ def soft_targets(args) -> None:
                                   args.temperature, args.topk, args.combine, num_jobs=args.nj, cmd=args.cmd)
     log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
              f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
+
+
+def diagnose_student(args) -> None:
+    from asr_kd.distill.diagnosis import diagnose, write_diagnosis
+
+    res = diagnose(args.students, args.teachers, args.ali_dir, args.fbank_dir, args.corpus, args.temperature,
+                   args.train_fraction, args.references or ())
+    path = write_diagnosis(res, args.out, args.title)
+    log.info("verdict: %s (%s, diagnosis.png beside it)", res["verdict"], path)
+
+
+def teaching_table_cmd(args) -> None:
+    from asr_kd.distill.diagnosis import teaching_table
+
+    teaching_table(args.rows, args.teachers, args.ali_dir, args.fbank_dir, args.corpus, args.temperature, args.out,
+                   args.results_md, args.title, args.split)
+    show_table(args.out)
 
 
 def register(sub) -> None:
@@ -56,6 +84,15 @@ def register(sub) -> None:
     s.add_argument("--temperature", type=positive_float, help="override distill.temperature (> 0)")
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--hidden", type=int, help="override model.hidden (e.g. a smaller student)")
+    s.add_argument("--teacher-models", nargs="+", help="the ensemble behind --soft-targets: dev KL to the teacher per "
+                                                       "epoch, and the online teacher of teaching.online")
+    s.add_argument("--online-teacher", action=argparse.BooleanOptionalAction, default=None,
+                   help="override teaching.online: the ensemble scores every (augmented) batch")
+    s.add_argument("--augment", help="override teaching.augment (e.g. specaugment, mixup, specaugment+mixup)")
+    s.add_argument("--select-on", choices=["dev_acc", "dev_kl"], help="override train.select_on")
+    s.add_argument("--schedule", choices=["newbob", "cosine"], help="override train.schedule")
+    s.add_argument("--halve-below", type=float, help="override train.halve_below (newbob)")
+    s.add_argument("--max-halvings", type=int, help="override train.max_halvings (newbob)")
     s.set_defaults(func=train_dnn)
 
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
@@ -69,3 +106,25 @@ def register(sub) -> None:
     add_cmd_arg(s)
     s.add_argument("--out", required=True)
     s.set_defaults(func=soft_targets)
+
+    s = sub.add_parser("diagnose-student", help="per epoch: a student's KL to and agreement with its teacher on train "
+                                                "and dev frames, and the verdict (cannot fit / generalisation / targets)")
+    s.add_argument("--students", nargs="+", required=True, help="student training folders (with epoch-N.pt)")
+    s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
+    s.add_argument("--references", nargs="*", help="single models measured beside them (e.g. baselines)")
+    add_labelled_data_args(s)
+    s.add_argument("--temperature", type=positive_float, default=2.0)
+    s.add_argument("--train-fraction", type=float, default=0.1, help="share of training cuts scored [%(default)s]")
+    s.add_argument("--title", default="")
+    s.add_argument("--out", required=True, help="folder for diagnosis.json and diagnosis.png")
+    s.set_defaults(func=diagnose_student)
+
+    s = sub.add_parser("teaching-table", help="(5e) students of several teaching recipes against their ensemble on dev: "
+                                              "frame accuracy, KL, agreement, gain kept, epochs, time")
+    s.add_argument("--rows", nargs="+", required=True, help="NAME=RUN_DIR[,RUN_DIR...] (training folders, one per seed)")
+    s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
+    add_labelled_data_args(s)
+    s.add_argument("--temperature", type=positive_float, default=2.0)
+    s.add_argument("--split", default="dev")
+    add_table_output_args(s, "(5e) What makes the student keep the gain")
+    s.set_defaults(func=teaching_table_cmd)

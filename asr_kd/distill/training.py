@@ -8,6 +8,7 @@ import torch
 
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.distill.soft_targets import check_soft_targets, read_soft_targets
+from asr_kd.distill.teaching import TeachingConfig, attach_teaching
 from asr_kd.gmm.labels import num_pdfs
 from asr_kd.nnet.data import load_split
 from asr_kd.nnet.evaluate import teacher_logits
@@ -23,19 +24,27 @@ log = logging.getLogger(__name__)
 
 def train_speech_model(ali_dir, fbank_dir, corpus: str, out_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
                        loss_cfg: LossConfig, seed: int = 0, fraction: float = 1.0, subset_seed: int = 0,
-                       soft_targets=None, teachers: Optional[Sequence] = None) -> Dict:
+                       soft_targets=None, teachers: Optional[Sequence] = None, teacher_models: Sequence = (),
+                       teaching: TeachingConfig = TeachingConfig()) -> Dict:
     """Train on ``fraction`` of the training cuts (``subset_seed`` picks which), choose by dev frame
-    accuracy; ``soft_targets`` (a soft-targets folder) or ``teachers`` (checkpoints) make it a
-    distilled student. Returns ``train_model``'s history."""
+    accuracy (or ``train_cfg.select_on``); ``soft_targets`` (a soft-targets folder) or ``teachers``
+    (checkpoints) make it a distilled student. ``teacher_models``: the ensemble behind the soft
+    targets, for the dev KL and ``teaching`` (asr_kd.distill.teaching). Returns ``train_model``'s history."""
     torch.set_num_threads(train_cfg.threads)
     if soft_targets:
         check_soft_targets(soft_targets, loss_cfg)  # before any data is read
     n = num_pdfs(ali_dir)
     dev = load_split(ali_dir, fbank_dir, corpus, "dev")
+    teacher_models = list(teacher_models or teachers or [])
+    distilling = bool(soft_targets or teachers)
     if train_cfg.streaming:
+        if distilling and teaching != TeachingConfig():
+            raise ValueError("streamed training reads stored targets of clean frames: no teaching.online or teaching.augment")
         if fraction < 1.0 or teachers:
             raise ValueError("streamed training reads every training cut from stored targets: no --fraction, no --teachers "
                              "(make soft targets with the soft-targets stage)")
+        if distilling and teacher_models:  # dev KL per epoch
+            attach_teaching(None, dev, teacher_models, TeachingConfig(), loss_cfg.temperature)
         r = distributed.ranks()
         train = StreamedFrames(labelled_cuts_path(ali_dir, corpus, "train", soft_targets), FeatureNormalizer.of_features(fbank_dir),
                                model_cfg.context, train_cfg.batch_size, n, seed=seed, soft=bool(soft_targets),
@@ -44,10 +53,16 @@ def train_speech_model(ali_dir, fbank_dir, corpus: str, out_dir, model_cfg: Mode
                  train.num_frames, train.cuts_path, n)
         return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)
     train = load_split(ali_dir, fbank_dir, corpus, "train", fraction, seed=subset_seed)
-    if soft_targets:
+    if distilling:  # the teaching section applies to students only
+        attach_teaching(train, dev, teacher_models, teaching, loss_cfg.temperature, logits=loss_cfg.loss == "logit_match")
+    if train.teacher_model is not None:
+        pass  # the online ensemble scores each batch
+    elif soft_targets:
         train.soft = read_soft_targets(soft_targets, train, n)
     elif teachers:  # soft targets on the fly from the teachers
         logits = teacher_logits(teachers, train)
         train.soft = logits.mean(0) if loss_cfg.loss == "logit_match" else ensemble_soft_targets(logits, loss_cfg.temperature)
-    log.info("training %s (%s, loss %s) on %d frames, %d pdfs", out_dir, model_cfg.name, loss_cfg.loss, len(train), n)
+    log.info("training %s (%s, loss %s%s%s) on %d frames, %d pdfs", out_dir, model_cfg.name, loss_cfg.loss,
+             ", online teacher" if train.teacher_model is not None else "",
+             f", augment {teaching.augment}" if teaching.augment != "none" else "", len(train), n)
     return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)

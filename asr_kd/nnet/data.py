@@ -4,7 +4,7 @@ splicing does), and optional per-frame soft targets."""
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
@@ -24,6 +24,13 @@ class FrameData:
     cut_ids: List[str]
     offsets: np.ndarray  # (num_cuts + 1,) frame offset of each cut
     soft: Optional[torch.Tensor] = None  # (N, C) soft targets, if any
+    # distillation extras (asr_kd.distill.teaching): a training-time augmentation of the windows (its
+    # spec string goes into run fingerprints), a teacher that scores each augmented batch online, and
+    # a teacher's probabilities on these frames that training only measures against (dev KL)
+    augment_spec: str = ""
+    augmenter: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    teacher_model: Optional[torch.nn.Module] = None
+    teacher_probs: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.feats.shape[0]
@@ -38,6 +45,17 @@ class FrameData:
         pos = idx[:, None] + off[None, :]
         pos = torch.maximum(torch.minimum(pos, (self.end[idx] - 1)[:, None]), self.start[idx][:, None])
         return self.feats[pos]
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.augmenter is None else self.augmenter(x)
+
+    @torch.no_grad()
+    def teacher_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The online teacher's soft targets for the batch as the student sees it."""
+        teacher = self.teacher_model.eval()
+        if next(teacher.parameters()).device != x.device:
+            teacher.to(x.device)
+        return teacher(x)
 
     def utterance(self, i: int) -> slice:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from asr_kd.nnet import distributed
 from asr_kd.nnet.checkpoint import safe_torch_load, save_checkpoint
 from asr_kd.nnet.data import FrameData
-from asr_kd.nnet.evaluate import model_frame_accuracy
+from asr_kd.nnet.evaluate import model_frame_accuracy, model_teacher_measures
 from asr_kd.nnet.losses import Criterion, HardLabels, LossConfig
 from asr_kd.nnet.models import ModelConfig, build_model
 from asr_kd.utils.io import write_json_atomic
@@ -50,6 +50,10 @@ class TrainConfig:
     loader_workers: int = 1  # streaming: DataLoader processes that read and batch (0: the training process)
     block_frames: int = 100_000  # streaming: frames shuffled together (memory ~ block x feature dim x 4 bytes)
     amp: bool = False  # mixed precision: float16 + gradient scaling on a GPU, bfloat16 autocast on the CPU
+    select_on: str = "dev_acc"  # dev_acc | dev_kl: which dev figure picks best.pt and drives newbob (dev_kl: a
+    # distilled student's KL to its teacher on dev frames, which needs the teacher's dev probabilities)
+    halve_below: float = 0.0  # newbob: halve the lr when an epoch improves the dev figure by at most this share of it
+    max_halvings: int = 0  # newbob: stop after this many halvings (0: run every epoch)
     fused_optimizer: bool = False  # torch's one-kernel Adam/SGD step (CPU and CUDA): about 7 ms less per step for the
     # default 0.8M-parameter model on one CPU thread (benchmarks/ddp_scaling.py); off by default because it rounds
     # differently (~2e-7 per step) from the multi-tensor step every recorded result was trained with
@@ -59,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.schedule not in ("newbob", "cosine"):
             raise ValueError(f"schedule must be newbob or cosine, not {self.schedule!r}")
+        if self.select_on not in ("dev_acc", "dev_kl"):
+            raise ValueError(f"select_on must be dev_acc or dev_kl, not {self.select_on!r}")
         if self.lr_decay > 1:
             raise ValueError(f"lr_decay must be at most 1, not {self.lr_decay!r}")
 
@@ -76,17 +82,29 @@ def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: Trai
     if streamed:
         h.update(train.fingerprint_inputs().encode())
     tensors = ([] if streamed else _data_tensors(train)) + _data_tensors(dev)
+    if cfg.select_on == "dev_kl":  # the teacher's dev probabilities then choose the model
+        tensors.append(dev.teacher_probs)
     teacher = getattr(train, "teacher_model", None)
     for state in (teacher.state_dict() if teacher is not None else {}, init_state or {}):
         tensors += [state[k] for k in sorted(state)]
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     settings = {"model": asdict(model_cfg), "loss": asdict(loss_cfg), "seed": seed, "num_pdfs": num_pdfs,
-                "train": {**asdict(cfg), "threads": None, "loader_workers": None,
+                "train": {**_settings(cfg), "threads": None, "loader_workers": None,
                           "epochs": cfg.epochs if cfg.schedule == "cosine" else None},
-                "data": {} if streamed else {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str))}}
+                "data": {} if streamed else {k: v for k, v in vars(train).items()
+                                         if isinstance(v, (bool, int, float, str)) and v != ""}}
     h.update(fingerprint(settings).encode())
     return h.hexdigest()[:16]
+
+
+# settings added after results were recorded: in a fingerprint only when off their defaults, so
+# the checkpoints of runs that do not use them stay valid
+_LATER_SETTINGS = {"select_on": "dev_acc", "halve_below": 0.0, "max_halvings": 0}
+
+
+def _settings(cfg: TrainConfig) -> Dict:
+    return {k: v for k, v in asdict(cfg).items() if _LATER_SETTINGS.get(k, object()) != v}
 
 
 def _data_tensors(data) -> List[torch.Tensor]:
@@ -230,6 +248,9 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     has_soft = train.soft if isinstance(train.soft, bool) else train.soft is not None  # a stream says whether it has them
     if criterion.needs_teacher and not has_soft and not online:
         raise ValueError(f"loss {criterion.cfg.loss!r} needs soft targets (run the soft-targets stage)")
+    if cfg.select_on == "dev_kl" and getattr(dev, "teacher_probs", None) is None:
+        raise ValueError(f"{out_dir}: select_on dev_kl needs the teacher's probabilities on dev (a distilled student "
+                         "given its teachers)")
     key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state)
     if ranks.main:  # rank 0 first: it deletes stale checkpoints before any other rank reads them
         state = resume(out_dir, key, model, opt, cfg)
@@ -265,18 +286,31 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         dev_acc = model_frame_accuracy(model, dev)
         rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
                "seconds": round(secs, 2), "frames_per_second": round(nb * cfg.batch_size / secs if streamed else num_train / secs, 1)}
+        if getattr(dev, "teacher_probs", None) is not None:  # a student: how close it is to its teacher off the training frames
+            m = model_teacher_measures(model, dev, dev.teacher_probs, criterion.cfg.temperature)
+            rec.update({"dev_kl": m["kl"], "dev_agreement": m["agreement"]})
         history.append(rec)
-        log.info("%s epoch %d: loss %.4f, dev frame accuracy %.4f, lr %.2g, %.0f frames/s", out_dir.name, epoch,
-                 rec["loss"], dev_acc, lr, rec["frames_per_second"])
+        log.info("%s epoch %d: loss %.4f, dev frame accuracy %.4f%s, lr %.2g, %.0f frames/s", out_dir.name, epoch,
+                 rec["loss"], dev_acc, f", dev KL to teacher {rec['dev_kl']:.4f}" if "dev_kl" in rec else "", lr,
+                 rec["frames_per_second"])
         if tb is not None:
             for k in ("loss", "dev_frame_acc", "lr", "frames_per_second"):
                 tb.add_scalar(k, rec[k], epoch)
             tb.flush()
-        improved = dev_acc > best_acc  # every rank computed the same figure on the same weights
+        # every rank computed the same figure on the same weights; KL is negated so that higher is better
+        score = dev_acc if cfg.select_on == "dev_acc" else -rec["dev_kl"]
+        gain = score - best_acc
+        improved = gain > 0 or len(history) == 1
         if improved:
-            best_acc = dev_acc
-        elif cfg.schedule == "newbob":
+            best_acc = score
+        halvings = sum(1 for r in history if r.get("halved"))
+        # halve when dev got no better; with halve_below, also when it improved by less than that share,
+        # and once halving has started, every epoch (Kaldi's newbob)
+        small = cfg.halve_below > 0 and (halvings > 0 or gain <= cfg.halve_below * abs(best_acc))
+        if cfg.schedule == "newbob" and (not improved or small):
             lr *= cfg.lr_decay
+            rec["halved"] = True
+            halvings += 1
         if ranks.main:
             if improved:
                 save_checkpoint(out_dir / "best.pt", model, model_cfg, train.feat_dim, num_pdfs, {"epoch": epoch, "dev_frame_acc": dev_acc})
@@ -284,9 +318,13 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
                             {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
                              "epoch": epoch, "rng": torch.get_rng_state(), "key": key})
         distributed.barrier(ranks)
+        if cfg.max_halvings and halvings >= cfg.max_halvings:
+            log.info("%s: stopping after epoch %d (%d learning-rate halvings)", out_dir.name, epoch, halvings)
+            break
     if streamed:
         loaders.close()
-    result = {"history": history, "best_dev_frame_acc": best_acc}
+    chosen = max(history or [{"epoch": 0, "dev_frame_acc": float("nan"), "dev_kl": float("nan")}], key=lambda r: r["dev_frame_acc"] if cfg.select_on == "dev_acc" else -r["dev_kl"])
+    result = {"history": history, "best_dev_frame_acc": chosen["dev_frame_acc"], "best_epoch": chosen["epoch"]}
     if ranks.world > 1:
         digests = distributed.digests_of_all_ranks(model, ranks)
         if len(set(digests)) != 1:

@@ -1,0 +1,67 @@
+"""How a speech student is taught, beside the loss (the config's ``teaching`` section):
+
+- ``augment``: augmentations of the student's input windows, by name (asr_kd.nnet.augment);
+- ``online``: the ensemble scores each (augmented) batch as the student sees it, instead of the
+  stored soft targets of the clean training frames ("consistent teaching": the student learns the
+  teacher's function where it is shown it, not one fixed target per frame). The ensemble runs in the
+  training process: its cost per epoch is about members x one forward pass of a member.
+
+With the ensemble's checkpoints at hand (``train-dnn --teacher-models``), the student's dev KL to
+the teacher and top-1 agreement are recorded every epoch (``history.json``), and
+``train.select_on: dev_kl`` picks the epoch closest to the teacher on dev ("patient teaching":
+long schedules, stopping where the student stops approaching its teacher)."""
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+from asr_kd.nnet.augment import AugmentConfig, augment_names, build_augment
+from asr_kd.nnet.checkpoint import load_model
+from asr_kd.nnet.data import FrameData
+from asr_kd.nnet.evaluate import teacher_logits
+from asr_kd.nnet.targets import ensemble_soft_targets
+from asr_kd.utils.device import torch_device
+
+
+@dataclass
+class TeachingConfig:
+    online: bool = False  # the ensemble scores every training batch (after augmentation)
+    augment: str = "none"  # names from asr_kd.nnet.augment.AUGMENTATIONS chained with +: none | specaugment | mixup
+    augment_options: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        augment_names(self.augment)
+
+
+class EnsembleTeacher(torch.nn.Module):
+    """Members' mean softmax at ``temperature`` (or, for ``logit_match``, their mean logits)."""
+
+    def __init__(self, members: Sequence[torch.nn.Module], temperature: float, logits: bool = False):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.temperature, self.logits = temperature, logits
+        self.context = members[0].context
+        if any(m.context != self.context for m in members):
+            raise ValueError("the ensemble's members see different context windows")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.stack([m(x).float() for m in self.members])
+        return z.mean(0) if self.logits else ensemble_soft_targets(z, self.temperature)
+
+
+def attach_teaching(train: Optional[FrameData], dev: FrameData, teacher_models: Sequence, cfg: TeachingConfig,
+                    temperature: float, logits: bool = False) -> None:
+    """Sets ``train``'s augmentation and online teacher and ``dev``'s teacher probabilities (for the
+    per-epoch dev KL) from the ensemble's checkpoints ``teacher_models``; ``train`` None: the latter only."""
+    if train is not None and cfg.augment != "none":
+        train.augmenter, train.augment_spec = build_augment(cfg.augment, cfg.augment_options), cfg.augment
+        if cfg.augment_options != AugmentConfig():
+            train.augment_spec += f" {cfg.augment_options}"
+    if not teacher_models:
+        if cfg.online:
+            raise ValueError("teaching.online needs the ensemble's checkpoints (train-dnn --teacher-models)")
+        return
+    dev.teacher_probs = ensemble_soft_targets(teacher_logits(teacher_models, dev), temperature)
+    if cfg.online:
+        members = [load_model(t, torch_device()) for t in teacher_models]
+        train.teacher_model = EnsembleTeacher(members, temperature, logits)

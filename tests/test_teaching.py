@@ -1,0 +1,163 @@
+"""How a student is taught (issue: the student must keep the ensemble's gain): augmentations, the
+online ensemble teacher, dev KL and patient schedules, the diagnosis and the (5e) table."""
+import json
+
+import pytest
+import torch
+
+from asr_kd.distill.diagnosis import diagnose_frames, teaching_table_frames, verdict, write_diagnosis
+from asr_kd.distill.teaching import EnsembleTeacher, TeachingConfig
+from asr_kd.nnet.augment import AugmentConfig, build_augment
+from asr_kd.nnet.evaluate import predict_logits, teacher_logits
+from asr_kd.nnet.losses import LossConfig, build_criterion
+from asr_kd.nnet.models import ModelConfig
+from asr_kd.nnet.targets import ensemble_soft_targets
+from asr_kd.nnet.train import TrainConfig, train_model
+from asr_kd.utils.config import ConfigError, section
+
+from test_nnet import toy_frames
+
+MCFG = ModelConfig(context=1, hidden=32, num_layers=1)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """Two hard-label members on the toy frames (the ensemble a student learns from)."""
+    root = tmp_path_factory.mktemp("members")
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    for seed in (1, 2):
+        train_model(train, dev, 5, root / f"m{seed}", MCFG, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=seed)
+    return [root / f"m{s}" / "best.pt" for s in (1, 2)]
+
+
+@pytest.mark.parametrize("spec", ["specaugment", "mixup", "specaugment+mixup"])
+def test_augmentation_is_seeded_keeps_shapes_and_changes_the_input(spec):
+    x = torch.randn(64, 11, 40)
+    aug = build_augment(spec)
+    torch.manual_seed(5)
+    a = aug(x)
+    torch.manual_seed(5)
+    b = aug(x)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, x)
+    if spec == "specaugment":  # masks only zero values: every value is either kept or 0
+        assert torch.all((a == x) | (a == 0))
+        assert (a == 0).float().mean() > 0.01
+
+
+def test_mixup_keeps_the_original_frame_dominant():
+    """The label stays the original frame's: its weight is at least 1 - mixup_max = 1/2."""
+    x = torch.eye(32)[:, None, :].repeat(1, 3, 1)  # frame k is the unit vector e_k
+    torch.manual_seed(0)
+    y = build_augment("mixup", AugmentConfig(mixup_max=0.5))(x)
+    own = y[torch.arange(32), 1, torch.arange(32)]
+    assert torch.all(own >= 0.5) and (own < 1).sum() > 20  # blended, the original frame's weight dominant
+    assert torch.allclose(y.sum(-1), torch.ones(32, 3))
+
+
+def test_unknown_augmentation_is_a_config_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("teaching:\n  augment: specaugment+warp\n")
+    with pytest.raises((ConfigError, ValueError), match="warp"):
+        section(cfg, "teaching", TeachingConfig)
+
+
+def test_online_teacher_equals_the_stored_targets_on_clean_input(members):
+    data = toy_frames(seed=3, n_utts=3)
+    from asr_kd.nnet.checkpoint import load_model
+
+    teacher = EnsembleTeacher([load_model(m) for m in members], temperature=2.0)
+    online = teacher(data.windows(torch.arange(len(data)), MCFG.context))
+    stored = ensemble_soft_targets(teacher_logits(members, data), 2.0)
+    assert torch.allclose(online, stored, atol=1e-6)
+
+
+def test_online_teacher_student_learns_and_records_dev_kl(members, tmp_path):
+    from asr_kd.distill.teaching import attach_teaching
+
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    attach_teaching(train, dev, members, TeachingConfig(online=True, augment="specaugment"), 2.0)
+    assert train.teacher_model is not None and dev.teacher_probs is not None
+    crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
+    res = train_model(train, dev, 5, tmp_path / "s", MCFG, TrainConfig(epochs=3, batch_size=32, lr=0.01), crit, seed=7)
+    h = res["history"]
+    assert res["best_dev_frame_acc"] > 0.6  # 5 classes: chance is 0.2
+    assert h[-1]["dev_kl"] < h[0]["dev_kl"]  # the student approaches its teacher off the training frames
+    assert all(0 <= r["dev_agreement"] <= 1 for r in h)
+    # resuming an online, augmented run gives the same weights (the masks come from the checkpointed RNG)
+    train_model(train, dev, 5, tmp_path / "k", MCFG, TrainConfig(epochs=2, batch_size=32, lr=0.01), crit, seed=7)
+    train_model(train, dev, 5, tmp_path / "k", MCFG, TrainConfig(epochs=3, batch_size=32, lr=0.01), crit, seed=7)
+    a = torch.load(tmp_path / "s" / "epoch-3.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "k" / "epoch-3.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_patient_newbob_halves_on_small_gains_and_stops(members, tmp_path):
+    from asr_kd.distill.teaching import attach_teaching
+
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    attach_teaching(train, dev, members, TeachingConfig(), 2.0)
+    train.soft = ensemble_soft_targets(teacher_logits(members, train), 2.0)
+    crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=0.01, select_on="dev_kl", halve_below=0.05, max_halvings=2)
+    res = train_model(train, dev, 5, tmp_path / "p", MCFG, cfg, crit, seed=7)
+    h = res["history"]
+    halved = [r["epoch"] for r in h if r.get("halved")]
+    assert len(halved) == 2 and len(h) == halved[-1] < 30  # stopped after the second halving
+    assert halved[1] == halved[0] + 1  # once halving starts it goes on every epoch
+    assert h[-1]["lr"] == pytest.approx(0.01 * 0.5 ** (len(halved) - 1))
+    best = min(h, key=lambda r: r["dev_kl"])
+    assert res["best_epoch"] == best["epoch"]  # best.pt is the epoch closest to the teacher on dev
+    assert json.loads((tmp_path / "p" / "history.json").read_text())[0]["dev_kl"] == h[0]["dev_kl"]
+
+
+def test_select_on_dev_kl_needs_the_teacher(tmp_path):
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    with pytest.raises(ValueError, match="dev_kl"):
+        train_model(train, dev, 5, tmp_path / "x", MCFG, TrainConfig(epochs=1, select_on="dev_kl"), seed=0)
+
+
+def test_default_settings_leave_run_fingerprints_unchanged():
+    """Runs that use none of the new settings keep the key their checkpoints were saved with."""
+    from asr_kd.nnet.train import run_fingerprint
+
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    key = run_fingerprint(train, dev, 5, MCFG, TrainConfig(), LossConfig(loss="ce"), 0)
+    assert key == run_fingerprint(train, dev, 5, MCFG, TrainConfig(select_on="dev_acc"), LossConfig(loss="ce"), 0)
+    assert key != run_fingerprint(train, dev, 5, MCFG, TrainConfig(halve_below=0.01), LossConfig(loss="ce"), 0)
+    train.augment_spec = "specaugment"
+    assert key != run_fingerprint(train, dev, 5, MCFG, TrainConfig(), LossConfig(loss="ce"), 0)
+
+
+def test_verdict_tells_fit_from_generalisation():
+    teacher = {"train": {"frame_acc": 0.80}, "dev": {"frame_acc": 0.70}}
+
+    def rows(train_acc, dev_acc, kls=(0.05, 0.04)):
+        return [{"epoch": i + 1, "train": {"frame_acc": train_acc, "kl": k}, "dev": {"frame_acc": dev_acc, "kl": k + 0.01}}
+                for i, k in enumerate(kls)]
+
+    assert verdict(rows(0.78, 0.68), teacher)["kind"] == "cannot fit"
+    assert verdict(rows(0.799, 0.68), teacher)["kind"] == "generalisation"
+    assert verdict(rows(0.80, 0.71), teacher)["kind"] == "targets"
+    assert verdict(rows(0.78, 0.68), teacher)["converging"]
+    assert not verdict(rows(0.78, 0.68, (0.04, 0.04)), teacher)["converging"]
+
+
+def test_diagnosis_and_teaching_table_on_a_student(members, tmp_path):
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    train.soft = ensemble_soft_targets(teacher_logits(members, train), 2.0)
+    crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
+    train_model(train, dev, 5, tmp_path / "s", MCFG, TrainConfig(epochs=3, batch_size=32, lr=0.01), crit, seed=7)
+    res = diagnose_frames([tmp_path / "s"], members, {"train": train, "dev": dev}, 2.0, references=members[:1])
+    run = res["students"][str(tmp_path / "s")]
+    assert [r["epoch"] for r in run["epochs"]] == [1, 2, 3]
+    assert run["epochs"][-1]["train"]["kl"] < run["epochs"][0]["train"]["kl"]
+    assert run["verdict"]["kind"] in ("cannot fit", "generalisation", "targets") and res["verdict"]
+    # the same KL the training loop recorded for the last epoch's dev frames
+    path = write_diagnosis(res, tmp_path / "diag", "toy")
+    assert path.is_file() and (tmp_path / "diag" / "diagnosis.png").stat().st_size > 1000
+    table = teaching_table_frames([f"kd={tmp_path / 's'}", f"member={members[0].parent}"], members, dev, 2.0,
+                                  tmp_path / "t5e", title="(5e) toy")
+    rows = {r["name"]: r for r in table["rows"]}
+    assert rows["kd"]["epochs"] == 3 and 0 <= rows["kd"]["agreement"] <= 1
+    assert "| kd (n=1) |" in (tmp_path / "t5e.md").read_text()
