@@ -161,3 +161,38 @@ def test_diagnosis_and_teaching_table_on_a_student(members, tmp_path):
     rows = {r["name"]: r for r in table["rows"]}
     assert rows["kd"]["epochs"] == 3 and 0 <= rows["kd"]["agreement"] <= 1
     assert "| kd (n=1) |" in (tmp_path / "t5e.md").read_text()
+
+
+def test_speech_table_scores_the_held_out_half_apart(members, tmp_path):
+    """(5a) with a subset of test utterances: its own rates, comparisons and gain kept, equal to
+    the table computed on those utterances alone."""
+    import numpy as np
+
+    from asr_kd.distill.tables import speech_table
+    from asr_kd.scoring.significance import ErrorCounts
+
+    test = toy_frames(seed=4, n_utts=10)
+    held = np.array([1, 3, 5, 7])
+    res = speech_table(members, members[:1], test, tmp_path / "t5a", subsets={"held-out accents": held})
+    part = res["subsets"]["held-out accents"]
+    assert part["utterances"] == 4
+    counts = ErrorCounts(np.arange(20).reshape(2, 10), np.full(10, 5.0)).subset(held)
+    assert counts.errors.tolist() == [[1, 3, 5, 7], [11, 13, 15, 17]] and counts.tokens.sum() == 20
+    alone = speech_table(members, members[:1], _utterances(test, held), tmp_path / "alone")
+    assert part["summary"]["student"]["rate"] == pytest.approx(alone["summary"]["student"]["rate"])
+    assert "#### held-out accents (4 of the 10 test utterances)" in (tmp_path / "t5a.md").read_text()
+
+
+def _utterances(data, idx):
+    """The frames of some utterances of ``data`` as a data set of their own."""
+    import numpy as np
+
+    from asr_kd.nnet.data import FrameData
+
+    spans = [np.arange(data.offsets[i], data.offsets[i + 1]) for i in idx]
+    frames = torch.from_numpy(np.concatenate(spans))
+    lengths = [len(s) for s in spans]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    start = torch.from_numpy(np.repeat(offsets[:-1], lengths))
+    end = torch.from_numpy(np.repeat(offsets[1:], lengths))
+    return FrameData(data.feats[frames], data.labels[frames], start, end, [data.cut_ids[i] for i in idx], offsets)

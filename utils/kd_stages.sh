@@ -172,7 +172,7 @@ realign_and_compare() {  # DNNs on each alignment's labels, seeds 1..min(3, ense
 run_stage 5 ensemble     train_ensemble
 run_stage 6 soft-targets python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --out "$nn/soft_T$temperature"
 run_stage 7 distill      train_students "$nn/soft_T$temperature" "$nn/student_T$temperature" "$student_seeds" --temperature "$temperature"
-run_stage 8 results      python -m asr_kd speech-table --baselines $(members) \
+run_stage 8 results      python -m asr_kd speech-table --config "$config" --baselines $(members) \
                            --students $(students "$nn/student_T$temperature" | tr , ' ') \
                            --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --out "$nn/kd/table_5a" \
                            --results-md "$nn/kd/RESULTS.md" \
@@ -226,7 +226,7 @@ decode_all() {  # every baseline seed and every student seed is decoded (and tun
   for s in $(students "$nn/student_T$temperature" | tr , ' '); do models+=("$stud=$s"); done
   python -m asr_kd decode --ali-dir "$ali" --lang "$data/lang" --manifest-dir "$data/manifests" \
     --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$nn/decode" \
-    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$nn/kd/RESULTS.md" \
+    --nj "$nj" --lmwt "$decode_lmwt" --wip "$decode_wip" $decode_opts --results-md "$nn/kd/RESULTS.md" --config "$config" \
     --models "${models[@]}" --compare "baseline|$ens" "baseline|$stud" "$ens|$stud" --gain-kept "baseline|$ens|$stud" \
     --title "$decode_title"
 }

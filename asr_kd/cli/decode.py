@@ -1,7 +1,7 @@
 """Decoding: decode (WER table, tuned on dev), decoder-agreement (k2 vs. Kaldi, the k2 environment)."""
 from pathlib import Path
 
-from asr_kd.cli.common import add_decode_search_args, add_table_output_args, names, search_settings, show_table
+from asr_kd.cli.common import add_decode_search_args, add_table_output_args, held_out_accents, names, search_settings, show_table
 from asr_kd.decode.agreement import absent_table, agreement_table
 from asr_kd.scoring.wer_table import decode_table
 
@@ -11,7 +11,8 @@ def decode(args) -> None:
                  args.title, [names(c, 2, "--compare") for c in args.compare or []],
                  names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None, args.lm_order, args.arpa,
                  decoder=args.decoder, results_md=args.results_md, rescore_arpa=args.rescore_arpa,
-                 rescore_nbest=args.rescore_nbest, **search_settings(args))
+                 rescore_nbest=args.rescore_nbest, held_out_accents=held_out_accents(args.config, args.corpus),
+                 **search_settings(args))
     show_table(Path(args.out) / "wer_table")
 
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
     s.add_argument("--lang", required=True)
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
+    s.add_argument("--config", help="the recipe's config: its corpus's held-out test accents are also scored apart")
     s.add_argument("--graph-dir", required=True)
     s.add_argument("--decoder", choices=["kaldi", "lattice", "k2"], default="kaldi",
                    help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "

@@ -1,15 +1,16 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
-from asr_kd.cli.common import (add_decode_search_args, add_labelled_data_args, add_table_output_args, names, search_settings,
-                               show_table)
+from asr_kd.cli.common import (add_decode_search_args, add_labelled_data_args, add_table_output_args, held_out_accents, names,
+                               search_settings, show_table)
 from asr_kd.distill.tables import frame_table, speech_table
-from asr_kd.nnet.data import load_split
+from asr_kd.nnet.data import accent_subsets, load_split
 from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
 from asr_kd.scoring.systems_table import systems_table
 
 
 def speech_table_cmd(args) -> None:
-    speech_table(args.baselines, args.students, load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split), args.out,
-                 args.results_md, title=args.title)
+    test = load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split)
+    subsets = accent_subsets(args.ali_dir, args.corpus, args.split, test.cut_ids, held_out_accents(args.config, args.corpus))
+    speech_table(args.baselines, args.students, test, args.out, args.results_md, title=args.title, subsets=subsets)
     show_table(args.out)
 
 
@@ -50,6 +51,7 @@ def register(sub) -> None:
     s.add_argument("--students", nargs="+", required=True)
     add_labelled_data_args(s)
     s.add_argument("--split", default="test")
+    s.add_argument("--config", help="the recipe's config: its corpus's held-out accents are also scored apart")
     add_table_output_args(s, 'Baseline vs. ensemble vs. distilled student')
     s.set_defaults(func=speech_table_cmd)
 

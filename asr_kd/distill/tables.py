@@ -10,9 +10,11 @@ from asr_kd.scoring.significance import compare, error_counts, fmt_accuracy, sig
 from asr_kd.utils.results import write_table
 
 
-def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "") -> dict:
+def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "",
+                 subsets=None) -> dict:
     """(5a): baseline seeds, their ensemble and the student seeds on the test frames, with 95%
-    bootstrap intervals over test utterances and paired-bootstrap comparisons (asr_kd.scoring)."""
+    bootstrap intervals over test utterances and paired-bootstrap comparisons (asr_kd.scoring).
+    ``subsets``: {name: utterance indices} (e.g. held-out accents) each scored and compared apart."""
     base = evaluate(baselines, test)
     stud = evaluate(students, test)
     systems = {"baseline": error_counts(base, "single"), "student": error_counts(stud, "single")}
@@ -36,6 +38,18 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
         lines.append(f"| {len(baselines)}-model ensemble | {fmt_accuracy(summary['ensemble'])} |")
     lines += [f"| distilled single model ({len(students)} seeds) | {fmt_accuracy(summary['student'])} |", ""]
     lines += significance_lines(sig, "frame error rate")
+    res["subsets"] = {}
+    for name, idx in (subsets or {}).items():
+        part = {k: v.subset(idx) for k, v in systems.items()}
+        sub_summary = {k: summarise(v) for k, v in part.items()}
+        sub_sig = compare(part, pairs, gain_kept=("baseline", "ensemble", "student") if "ensemble" in part else None)
+        res["subsets"][name] = {"utterances": int(len(idx)), "summary": sub_summary, "significance": sub_sig,
+                                "gain_kept": sub_sig.get("gain_kept", {}).get("share")}
+        lines += [f"#### {name} ({len(idx)} of the {len(test.cut_ids)} test utterances)", "",
+                  "| system | test frame accuracy |", "|---|---|"]
+        lines += [f"| {label} | {fmt_accuracy(sub_summary[k])} |" for k, label in
+                  (("baseline", "baseline"), ("ensemble", "ensemble"), ("student", "distilled student")) if k in sub_summary]
+        lines += [""] + significance_lines(sub_sig, "frame error rate", brief=True)
     write_table(out_stem, res, lines, results_md, title)
     return res
 

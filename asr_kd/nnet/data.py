@@ -103,6 +103,20 @@ def ali_cuts(ali_dir, corpus: str, split: str, lazy: bool = False) -> CutSet:
     return cuts if lazy else cuts.to_eager()
 
 
+def accent_subsets(ali_dir, corpus: str, split: str, cut_ids: List[str], held_out) -> dict:
+    """{"held-out accents": indices, "seen accents": indices} of ``cut_ids`` by their supervision's
+    ``accent`` (the synthetic corpora record it); {} when no cut has one of ``held_out``."""
+    if not held_out:
+        return {}
+    accent = {c.id: (c.supervisions[0].custom or {}).get("accent") if c.supervisions else None
+              for c in ali_cuts(ali_dir, corpus, split, lazy=True)}
+    held = np.array([i for i, c in enumerate(cut_ids) if accent.get(c) in held_out], dtype=np.int64)
+    if not len(held):
+        return {}
+    seen = np.setdiff1d(np.arange(len(cut_ids)), held)
+    return {"held-out accents": held, "seen accents": seen}
+
+
 def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
     """A split's labelled frames, normalised with the fbank folder's CMVN statistics; ``fraction``
     < 1 takes a seeded subset of its cuts."""

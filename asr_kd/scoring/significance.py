@@ -42,6 +42,10 @@ class ErrorCounts:
         if self.tokens.shape[0] == 0:
             raise ValueError("no utterances to score")
 
+    def subset(self, utterances: np.ndarray) -> "ErrorCounts":
+        """The same systems' counts on some of the utterances (indices)."""
+        return ErrorCounts(self.errors[:, utterances], self.tokens[utterances])
+
     @property
     def num_seeds(self) -> int:
         return self.errors.shape[0]
@@ -184,17 +188,21 @@ def fmt_accuracy(s: Dict, digits: int = 2) -> str:
     return fmt_rate(s, digits, accuracy=True)
 
 
-def significance_lines(sig: dict, what: str) -> list:
-    """The paired comparisons and the share of the ensemble's gain kept, as sentences and a table."""
-    lines = [f"Paired bootstrap ({sig['num_boot']} replicates resampling test utterances and each system's seeds): "
-             "P(B better) is the share of replicates in which B's error rate is lower than A's; p = 2 min(P(B<A) + P(tie), P(B>A) + P(tie)), two-sided.", "",
-             "| A | B | error rate A | error rate B | P(B better) | p | 95% interval of A - B |", "|---|---|---|---|---|---|---|"]
+def significance_lines(sig: dict, what: str, brief: bool = False) -> list:
+    """The paired comparisons and the share of the ensemble's gain kept, as sentences and a table;
+    ``brief``: the table and the share alone (a subset's, after the full explanation)."""
+    lines = [] if brief else [
+        f"Paired bootstrap ({sig['num_boot']} replicates resampling test utterances and each system's seeds): "
+        "P(B better) is the share of replicates in which B's error rate is lower than A's; p = 2 min(P(B<A) + P(tie), P(B>A) + P(tie)), two-sided.", ""]
+    lines += ["| A | B | error rate A | error rate B | P(B better) | p | 95% interval of A - B |", "|---|---|---|---|---|---|---|"]
     for p in sig["pairs"]:
         lo, hi = p["diff_ci95"]
         lines.append(f"| {p['a']} | {p['b']} | {100 * p['rate_a']:.2f}% | {100 * p['rate_b']:.2f}% | "
                      f"{p['prob_better']:.3f} | {fmt_p(p['p_value'], sig['num_boot'])}{' *' if p['significant'] else ''} | "
                      f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |")
-    if sig["pairs"]:
+    if brief:
+        lines.append("")
+    elif sig["pairs"]:
         lines += ["", "(* significant at 0.05.) " + "; ".join(pair_sentence(p, what) for p in sig["pairs"]) + ".", ""]
     g = sig.get("gain_kept")
     if g:

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from asr_kd.decode.pipeline import build_graph, decode_models
-from asr_kd.nnet.data import load_split
+from asr_kd.nnet.data import accent_subsets, load_split
 from asr_kd.nnet.evaluate import evaluate, utterance_frames
 from asr_kd.scoring.significance import ErrorCounts, compare, fmt_accuracy, fmt_rate, mean_std, significance_lines, summarise
 from asr_kd.utils.results import write_table
@@ -36,9 +36,10 @@ def _std(members, key) -> float:
 
 def wer_table(groups: List[Tuple[str, List[Dict]]], graph: Dict, title: str,
               compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
-              frame_acc: Optional[Dict[str, Dict]] = None) -> Tuple[Dict, List[str]]:
+              frame_acc: Optional[Dict[str, Dict]] = None, subsets: Optional[Dict[str, set]] = None) -> Tuple[Dict, List[str]]:
     """(JSON result, markdown lines). ``groups``: [(system name, decoded members)];
-    ``frame_acc``: {system name: a ``summarise`` of its test frame errors} (networks only)."""
+    ``frame_acc``: {system name: a ``summarise`` of its test frame errors} (networks only);
+    ``subsets``: {name: test utterance ids} (e.g. held-out accents), each scored and compared apart."""
     frame_acc = frame_acc or {}
     test_counts = {name: group_counts(members, "test") for name, members in groups}
     rows = []
@@ -80,7 +81,20 @@ def wer_table(groups: List[Tuple[str, List[Dict]]], graph: Dict, title: str,
     lines += lattice_lines(groups)
     if sig:
         lines += significance_lines(sig, "test WER")
-    return {"graph": graph, "rows": rows, "significance": sig}, lines
+    parts = {}
+    for part, ids in (subsets or {}).items():
+        idx = np.array([i for i, u in enumerate(first["counts"]["test"]["utts"]) if u in ids], dtype=np.int64)
+        if not len(idx):
+            continue
+        counts = {name: c.subset(idx) for name, c in test_counts.items()}
+        psig = compare(counts, list(compare_pairs), gain_kept=gain_kept) if compare_pairs or gain_kept else None
+        parts[part] = {"utterances": int(len(idx)), "test_wer": {n: summarise(c) for n, c in counts.items()},
+                       "significance": psig}
+        lines += [f"#### {part} ({len(idx)} of the {n_utts} test utterances)", "", "| system | test WER |", "|---|---|"]
+        lines += [f"| {name} | {fmt_rate(parts[part]['test_wer'][name])} |" for name, _ in groups] + [""]
+        if psig:
+            lines += significance_lines(psig, "test WER", brief=True)
+    return {"graph": graph, "rows": rows, "significance": sig, "subsets": parts}, lines
 
 
 def lattice_lines(groups) -> List[str]:
@@ -148,7 +162,8 @@ def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[
 
 def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_dir, corpus: str, graph_dir, out_dir,
                  title: str, compare_pairs: Sequence[Tuple[str, str]] = (), gain_kept: Optional[Tuple[str, str, str]] = None,
-                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", results_md=None, **search) -> Tuple[Dict, List[str]]:
+                 lm_order: int = 2, arpa=None, decoder: str = "kaldi", results_md=None, held_out_accents: Sequence[str] = (),
+                 **search) -> Tuple[Dict, List[str]]:
     """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
     accuracy of the networks, and the WER table with intervals and comparisons, written as
     ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""
@@ -167,6 +182,8 @@ def decode_table(specs: Sequence[str], ali_dir, lang_dir, manifest_dir, fbank_di
             for _, ckpts in members:
                 rows.append(evaluate(ckpts, test)["errors"]["ensemble" if len(ckpts) > 1 else "single"][0])
             frame_acc[name] = summarise(ErrorCounts(np.array(rows), frames))
-    res, lines = wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc)
+    subsets = {name: {test.cut_ids[i] for i in idx}
+               for name, idx in accent_subsets(ali_dir, corpus, "test", test.cut_ids, held_out_accents).items()}
+    res, lines = wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc, subsets)
     write_table(Path(out_dir) / "wer_table", res, lines, results_md, title)
     return res, lines
