@@ -66,6 +66,9 @@ Stages:
   16 systems      every GMM system decoded on its own (context-dependent) HCLG; stages 5-7 and 13
                   repeated on the labels of each --label-systems system (exp/labels_tri2); the table of
                   pdfs, Gaussians, oracle alignment accuracy, HCLG size and WER (exp/kd/table_systems)
+  17 teaching     (run it with --stage 17 --stop-stage 17) students taught in other ways (members' short schedule,
+                  cosine, SpecAugment, an online ensemble on augmented views) and a hard-label control, scored
+                  against the ensemble on dev: table (5e); the stage-7 students' per-epoch diagnosis (exp/kd/diagnosis)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.

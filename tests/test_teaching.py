@@ -109,6 +109,8 @@ def test_patient_newbob_halves_on_small_gains_and_stops(members, tmp_path):
     best = min(h, key=lambda r: r["dev_kl"])
     assert res["best_epoch"] == best["epoch"]  # best.pt is the epoch closest to the teacher on dev
     assert json.loads((tmp_path / "p" / "history.json").read_text())[0]["dev_kl"] == h[0]["dev_kl"]
+    again = train_model(train, dev, 5, tmp_path / "p", MCFG, cfg, crit, seed=7)  # a rerun does not train on
+    assert len(again["history"]) == len(h) and again["best_epoch"] == res["best_epoch"]
 
 
 def test_select_on_dev_kl_needs_the_teacher(tmp_path):

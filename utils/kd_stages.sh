@@ -86,7 +86,7 @@ train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn a
   local threads=$(( nj / n > 1 ? nj / n : 1 ))  # a lone student uses every core
   for seed in $(seq 101 $((100 + n))); do
     bg_job "$out.seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --threads "$threads" \
-      --soft-targets "$soft" --out "$out/seed$seed" "$@"
+      --soft-targets "$soft" --teacher-models $(members) --out "$out/seed$seed" "$@"
   done
   bg_wait || { tail -n 5 "$out".seed*.log; return 1; }
   grep -H "best dev frame accuracy" "$out".seed*.log
@@ -117,7 +117,7 @@ small_data() {
   python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$nn/small/hard" \
       > "$nn/log/small_hard.log" 2>&1
   python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
-      --soft-targets "$nn/soft_T$temperature" --out "$nn/small/soft" > "$nn/log/small_soft.log" 2>&1
+      --soft-targets "$nn/soft_T$temperature" --teacher-models $(members) --out "$nn/small/soft" > "$nn/log/small_soft.log" 2>&1
   python -m asr_kd frame-table "${table_args[@]}" --train-fraction "$f" \
     --rows "baseline, 100% of the training data=$(members | paste -sd, -)" \
            "hard labels, $f of the data=$nn/small/hard/best.pt" \
@@ -182,20 +182,21 @@ $analysis && run_stage 10 small-data  small_data
 $analysis && run_stage 11 topk        topk_compare
 $analysis && run_stage 12 realign     realign_and_compare
 # (5e) what makes the student keep the gain: students taught in different ways, scored against the ensemble on dev.
-# Each lever is a set of train-dnn options on top of stage 7's student (same soft targets, temperature, seeds).
-patient_opts=${patient_opts:-"--epochs 20 --select-on dev_kl --halve-below 0.01 --max-halvings 4"}
+# Each lever is a set of train-dnn options over the config's student section (stage 7's students are the default
+# row); same soft targets, temperature and seeds. short: the members' own schedule, for the rows without patience.
+short_opts="--epochs 5 --select-on dev_acc --halve-below 0 --max-halvings 0"
 teaching_levers=(
-  "patient: newbob on dev KL|$patient_opts"
-  "patient: cosine, 15 epochs, chosen on dev KL|--epochs 15 --schedule cosine --select-on dev_kl"
-  "student input augmented (SpecAugment), stored targets|--augment specaugment"
-  "consistent: online ensemble on SpecAugment views|--online-teacher --augment specaugment"
-  "consistent: online ensemble on mixup views|--online-teacher --augment mixup"
-  "patient + consistent (SpecAugment + mixup)|$patient_opts --online-teacher --augment specaugment+mixup"
+  "members' schedule: 5 epochs, chosen on dev accuracy|$short_opts"
+  "patient: cosine over 15 epochs, chosen on dev KL|--epochs 15 --schedule cosine --select-on dev_kl --halve-below 0 --max-halvings 0"
+  "student input augmented (SpecAugment), stored targets, 5 epochs|$short_opts --augment specaugment"
+  "consistent: online ensemble on SpecAugment views, 5 epochs|$short_opts --online-teacher --augment specaugment"
+  "consistent: online ensemble on mixup views, 5 epochs|$short_opts --online-teacher --augment mixup"
+  "patient + consistent: online ensemble on SpecAugment + mixup views|--online-teacher --augment specaugment+mixup"
 )
 lever_seeds=${lever_seeds:-1}
 teaching_compare() {
   local soft=$nn/soft_T$temperature out=$nn/teaching spec name opts seed i=0 runs all=()
-  local rows=("as stage 7=$(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|" | paste -sd, -)")
+  local rows=("default (stage 7): patient, newbob on dev KL=$(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|" | paste -sd, -)")
   mkdir -p "$out"
   for spec in "${teaching_levers[@]}"; do
     name=${spec%%|*} opts=${spec#*|} i=$((i + 1)) runs=()
@@ -207,16 +208,17 @@ teaching_compare() {
     done
     rows+=("$name=$(IFS=,; echo "${runs[*]}")")
   done
-  bg_wait || { tail -n 3 "$out"/lever*.log; return 1; }
-  # a control: is the patient schedule just better training? a hard-label model on the same schedule
-  python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --out "$out/control_patient_baseline" \
-    ${patient_opts//dev_kl/dev_acc} > "$out/control.log" 2>&1 || { tail -n 3 "$out/control.log"; return 1; }
-  rows+=("control: hard labels on the patient schedule=$out/control_patient_baseline")
+  # a control: does the long schedule alone make a single model as good? hard labels, cosine over 15 epochs
+  bg_job "$out/control.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --out "$out/control_cosine15" \
+    --epochs 15 --schedule cosine
+  bg_wait || { tail -n 3 "$out"/lever*.log "$out/control.log"; return 1; }
+  rows+=("control: hard labels, cosine over 15 epochs=$out/control_cosine15")
   python -m asr_kd teaching-table --rows "${rows[@]}" --teachers $(members) --ali-dir "$ali" --fbank-dir "$data/fbank" \
     --corpus "$corpus" --temperature "$temperature" --out "$nn/kd/table_5e_teaching" --results-md "$nn/kd/RESULTS.md" \
     --title "(5e) What makes the student keep the gain (dev, T=$temperature)"
-  python -m asr_kd diagnose-student --students "${all[@]}" --teachers $(members) --references $(members | head -1) \
-    --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" --temperature "$temperature" --out "$nn/kd/diagnosis_5e"
+  python -m asr_kd diagnose-student --students $(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|") \
+    --teachers $(members) --references $(members | head -1) --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" \
+    --temperature "$temperature" --title "$corpus, stage 7 students" --out "$nn/kd/diagnosis"
 }
 decode_all() {  # every baseline seed and every student seed is decoded (and tuned on dev) on its own
   local ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)" models=("GMM ($(system_name "$labels"))=$ali/final.mdl")

@@ -21,10 +21,12 @@ def train_dnn(args) -> None:
     ranks = distributed.init_from_env()  # under torchrun: one data-parallel model over the ranks
     if not ranks.main:
         logging.getLogger("asr_kd").setLevel(logging.WARNING)
-    train_cfg = replace(section(args.config, "train", TrainConfig), threads=args.threads,
-                        **({"epochs": args.epochs} if args.epochs is not None else {}))
+    distilling = bool(args.soft_targets or args.teachers)
+    # a student's schedule: the train section with the student section's overrides (patient teaching)
+    schedule = section(args.config, "student", TrainConfig, base="train") if distilling else section(args.config, "train", TrainConfig)
+    train_cfg = replace(schedule, threads=args.threads, **({"epochs": args.epochs} if args.epochs is not None else {}))
     # the distill section applies to students; a model without teachers trains on hard labels
-    loss_cfg = section(args.config, "distill", LossConfig) if (args.soft_targets or args.teachers) else LossConfig(loss="ce")
+    loss_cfg = section(args.config, "distill", LossConfig) if distilling else LossConfig(loss="ce")
     loss_cfg = replace(loss_cfg, **{k: v for k, v in (("temperature", args.temperature), ("loss", args.loss)) if v is not None})
     model_cfg = section(args.config, "model", ModelConfig)
     if args.hidden is not None:

@@ -269,6 +269,8 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         from asr_kd.nnet.streaming import EpochLoaders
 
         loaders = EpochLoaders(train, cfg.loader_workers, cfg.epochs)
+    if cfg.max_halvings and sum(1 for r in history if r.get("halved")) >= cfg.max_halvings:
+        start_epoch = cfg.epochs + 1  # a resumed run that had already stopped after its last halving
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.schedule == "cosine":
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
