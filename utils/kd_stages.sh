@@ -324,6 +324,4 @@ compare_labels() {  # stage 16: every GMM system decoded; the network stages rep
 if [ "$gmm_systems" != mono ]; then  # an if, not &&: a false test as the file's last command would fail the sourcing run.sh
   run_stage 16 systems   compare_labels
 fi
-if $analysis; then
-  run_stage 17 teaching  teaching_compare
-fi
+run_stage 17 teaching  teaching_compare  # opt-in: past the recipes' default --stop-stage

@@ -42,7 +42,7 @@ Stages:
   1  manifests  lhotse manifests (oracle phones in ARPAbet), the pruned 3-gram LM of the decoding
                 graph and the unpruned 4-gram that rescores its lattices, with perplexities and
                 OOV rates on dev and test (train-lm)
-  2-16          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
+  2-17          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
                 over the training and LM words, the decoding graph uses the 3-gram."
 
 . $root/utils/recipe.sh
