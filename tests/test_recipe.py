@@ -227,3 +227,23 @@ def test_triphone_systems_and_senone_labels(tiny_run):
     net = load_model(root / "exp" / "labels_tri2" / "dnn" / "seed1" / "best.pt", "cpu")
     assert list(net.parameters())[-1].shape[0] == systems["tri2"]["num_pdfs"]
     assert "GMM systems" in (root / "exp" / "kd" / "RESULTS.md").read_text()
+
+
+def test_teaching_levers_stage(tiny_run):
+    """Stage 17: every lever trains a student from the same soft targets, table (5e) scores them
+    against the ensemble on dev, and the stage-7 students are diagnosed epoch by epoch."""
+    import json
+
+    root, args, _ = tiny_run
+    r = run(args[:-2] + ["--stage", "17", "--stop-stage", "17"])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    table = json.loads((root / "exp" / "kd" / "table_5e_teaching.json").read_text())
+    names = [row["name"] for row in table["rows"]]
+    assert names[0].startswith("default (stage 7)") and names[-1].startswith("control") and len(names) == 8
+    for row in table["rows"]:
+        assert 0 <= row["agreement"] <= 1 and row["kl"] >= 0 and row["epochs"] >= 1
+    online = json.loads((root / "exp" / "teaching" / "lever4" / "seed101" / "history.json").read_text())
+    assert all("dev_kl" in h for h in online)  # students record their dev KL to the ensemble
+    diag = json.loads((root / "exp" / "kd" / "diagnosis" / "diagnosis.json").read_text())
+    assert len(diag["students"]) == 2 and diag["verdict"]
+    assert (root / "exp" / "kd" / "diagnosis" / "diagnosis.png").is_file()
