@@ -8,7 +8,7 @@ import torch
 from asr_kd.distill.diagnosis import diagnose_frames, teaching_table_frames, verdict, write_diagnosis
 from asr_kd.distill.teaching import EnsembleTeacher, TeachingConfig
 from asr_kd.nnet.augment import AugmentConfig, build_augment
-from asr_kd.nnet.evaluate import predict_logits, teacher_logits
+from asr_kd.nnet.evaluate import teacher_logits
 from asr_kd.nnet.losses import LossConfig, build_criterion
 from asr_kd.nnet.models import ModelConfig
 from asr_kd.nnet.targets import ensemble_soft_targets
