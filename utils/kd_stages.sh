@@ -185,13 +185,14 @@ $analysis && run_stage 12 realign     realign_and_compare
 # Each lever is a set of train-dnn options over the config's student section (stage 7's students are the default
 # row); same soft targets, temperature and seeds. short: the members' own schedule, for the rows without patience.
 short_opts="--epochs 5 --select-on dev_acc --halve-below 0 --max-halvings 0"
+cosine_opts="--epochs 20 --schedule cosine --select-on dev_kl --halve-below 0 --max-halvings 0"
 teaching_levers=(
   "members' schedule: 5 epochs, chosen on dev accuracy|$short_opts"
-  "patient: cosine over 15 epochs, chosen on dev KL|--epochs 15 --schedule cosine --select-on dev_kl --halve-below 0 --max-halvings 0"
+  "patient: cosine over 20 epochs, chosen on dev KL|$cosine_opts"
   "student input augmented (SpecAugment), stored targets, 5 epochs|$short_opts --augment specaugment"
   "consistent: online ensemble on SpecAugment views, 5 epochs|$short_opts --online-teacher --augment specaugment"
   "consistent: online ensemble on mixup views, 5 epochs|$short_opts --online-teacher --augment mixup"
-  "patient + consistent: online ensemble on SpecAugment + mixup views|--online-teacher --augment specaugment+mixup"
+  "patient + consistent: cosine over 20 epochs, online ensemble on mixup views|$cosine_opts --online-teacher --augment mixup"
 )
 lever_seeds=${lever_seeds:-1}
 teaching_compare() {
