@@ -22,7 +22,7 @@ import torch
 
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import load_split
-from asr_kd.nnet.evaluate import model_teacher_measures, teacher_logits
+from asr_kd.nnet.evaluate import frame_accuracy, model_teacher_measures, teacher_logits
 from asr_kd.nnet.targets import ensemble_soft_targets
 from asr_kd.utils.io import write_json_atomic
 
@@ -61,7 +61,7 @@ def verdict(rows: List[Dict], teacher: Dict[str, Dict[str, float]]) -> Dict:
 @torch.no_grad()
 def diagnose(students: Sequence, teachers: Sequence, ali_dir, fbank_dir, corpus: str, temperature: float,
              train_fraction: float = 0.1, references: Sequence = (), seed: int = 0) -> Dict:
-    """Per student run folder (``students``), per epoch: ``teacher_measures`` on a ``train_fraction``
+    """Per student run folder (``students``), per epoch: ``model_teacher_measures`` on a ``train_fraction``
     of the training cuts and on dev. ``references``: single-model checkpoints (e.g. baselines)
     measured the same way, once."""
     splits = {"train": load_split(ali_dir, fbank_dir, corpus, "train", train_fraction, seed=seed),
@@ -74,8 +74,7 @@ def diagnose_frames(students: Sequence, teachers: Sequence, splits: Dict, temper
                     references: Sequence = ()) -> Dict:
     """``diagnose`` on given frames: ``splits`` = {"train": FrameData, "dev": FrameData}."""
     probs = {k: ensemble_soft_targets(teacher_logits(teachers, d), temperature) for k, d in splits.items()}
-    teacher = {k: {"frame_acc": float((probs[k].argmax(-1) == d.labels)[d.labels >= 0].float().mean())}
-               for k, d in splits.items()}
+    teacher = {k: {"frame_acc": frame_accuracy(probs[k], d.labels)} for k, d in splits.items()}
 
     def measure(model) -> Dict[str, Dict[str, float]]:
         return {k: model_teacher_measures(model, d, probs[k], temperature) for k, d in splits.items()}
@@ -165,8 +164,8 @@ def teaching_table_frames(rows: Sequence[str], teachers: Sequence, data, tempera
     logits = teacher_logits(teachers, data)
     probs = ensemble_soft_targets(logits, temperature)
     keep = data.labels >= 0
-    members = [float((lg.argmax(-1) == data.labels)[keep].float().mean()) for lg in logits]
-    ensemble = float((probs.argmax(-1) == data.labels)[keep].float().mean())
+    members = [frame_accuracy(lg, data.labels) for lg in logits]
+    ensemble = frame_accuracy(probs, data.labels)
     base = float(np.mean(members))
 
     def measures(model) -> Dict[str, float]:

@@ -55,8 +55,8 @@ def train_speech_model(ali_dir, fbank_dir, corpus: str, out_dir, model_cfg: Mode
     train = load_split(ali_dir, fbank_dir, corpus, "train", fraction, seed=subset_seed)
     if distilling:  # the teaching section applies to students only
         attach_teaching(train, dev, teacher_models, teaching, loss_cfg.temperature, logits=loss_cfg.loss == "logit_match")
-    if train.teacher_model is not None:
-        pass  # the online ensemble scores each batch
+    if train.teacher_model is not None:  # the online ensemble scores each batch: no stored targets read
+        train.soft = None
     elif soft_targets:
         train.soft = read_soft_targets(soft_targets, train, n)
     elif teachers:  # soft targets on the fly from the teachers

@@ -39,15 +39,8 @@ def model_frame_accuracy(model, data: FrameData, batch_size: int = 4096) -> floa
     return float(torch.tensor(float(correct)) / counted) if counted else float("nan")  # float32, as frame_accuracy
 
 
-def teacher_measures(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor,
-                     temperature: float) -> Dict[str, float]:
-    """Mean KL(p_T || q_T) per labelled frame (nats), top-1 agreement with the teacher and frame
-    accuracy of ``student_logits`` against the teacher's probabilities ``teacher_probs`` at T."""
-    sums = _teacher_sums(student_logits, teacher_probs, labels, temperature)
-    return {k: sums[k] / max(sums["frames"], 1) for k in ("kl", "agreement", "frame_acc")}
-
-
 def _teacher_sums(z, p, labels, temperature: float) -> Dict[str, float]:
+    """Summed KL(p_T || q_T), agreements with the teacher and correct frames over labelled frames."""
     keep = labels >= 0
     z, p, y = z[keep].float(), p[keep].float(), labels[keep]
     log_q = torch.log_softmax(z / temperature, dim=-1)
@@ -59,7 +52,9 @@ def _teacher_sums(z, p, labels, temperature: float) -> Dict[str, float]:
 @torch.no_grad()
 def model_teacher_measures(model, data: FrameData, teacher_probs: torch.Tensor, temperature: float,
                            batch_size: int = 4096) -> Dict[str, float]:
-    """``teacher_measures`` of ``model`` on ``data``, batch by batch (no frames x pdfs logits held)."""
+    """Mean KL(p_T || q_T) per labelled frame (nats), top-1 agreement with the teacher and frame
+    accuracy of ``model`` against the teacher's probabilities ``teacher_probs`` at T, batch by batch
+    (no frames x pdfs logits held)."""
     tot = {"kl": 0.0, "agreement": 0.0, "frame_acc": 0.0, "frames": 0}
     for idx, logits in _batch_logits(model, data, batch_size):
         part = _teacher_sums(logits.cpu(), teacher_probs[idx], data.labels[idx], temperature)
