@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import with_train  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -122,7 +125,7 @@ def main() -> None:
                 tmp / f"soft_x{factor}.log", exp.parent)  # manifests hold paths relative to the recipe folder
             for mode in a.modes:
                 cfg = tmp / f"{mode}.yaml"
-                cfg.write_text(_with_train(base, {"epochs": a.epochs, "streaming": mode == "streamed"}))
+                cfg.write_text(with_train(base, {"epochs": a.epochs, "streaming": mode == "streamed"}))
                 out = tmp / f"{mode}_x{factor}"
                 row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_tree_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
                     py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
@@ -150,14 +153,6 @@ def main() -> None:
                 print(f"| {r['factor']}x | {e} | {s_fps:,.0f} | {m_fps:,.0f} | {s_fps / m_fps:.3f} |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"rows": rows, "teachers": teachers, "topk": a.topk}, indent=2))
-
-
-def _with_train(config_text: str, overrides: dict) -> str:
-    import yaml
-
-    cfg = yaml.safe_load(config_text) or {}
-    cfg.setdefault("train", {}).update(overrides)
-    return yaml.safe_dump(cfg)
 
 
 if __name__ == "__main__":

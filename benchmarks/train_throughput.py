@@ -20,6 +20,15 @@ from asr_kd.nnet.models import ModelConfig, build_model  # noqa: E402
 from asr_kd.utils.config import section  # noqa: E402
 
 
+def with_train(config_text: str, overrides: dict) -> str:
+    """A YAML config's text with ``overrides`` applied to its train section."""
+    import yaml
+
+    cfg = yaml.safe_load(config_text) or {}
+    cfg.setdefault("train", {}).update(overrides)
+    return yaml.safe_dump(cfg)
+
+
 def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b

@@ -76,16 +76,16 @@ set_label_args
 train_ensemble() {  # members are separate processes, at most $nj at a time
   local seed
   for seed in $(seq 1 "$ensemble_size"); do
-    bg_job "$nn/log/dnn_seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --out "$nn/dnn/seed$seed"
+    ddp_job "$nn/log/dnn_seed$seed.log" train-dnn "${dnn_args[@]}" --seed "$seed" --out "$nn/dnn/seed$seed"
   done
   bg_wait || { tail -n 5 "$nn"/log/dnn_seed*.log; return 1; }
   grep -H "best dev frame accuracy" "$nn"/log/dnn_seed*.log
 }
 train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn args]
   local soft=$1 out=$2 n=$3 seed; shift 3
-  local threads=$(( nj / n > 1 ? nj / n : 1 ))  # a lone student uses every core
+  local threads=$(( nj / (n * ${ddp_procs:-1}) > 1 ? nj / (n * ${ddp_procs:-1}) : 1 ))  # a lone student uses every core
   for seed in $(seq 101 $((100 + n))); do
-    bg_job "$out.seed$seed.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed "$seed" --threads "$threads" \
+    ddp_job "$out.seed$seed.log" train-dnn "${dnn_args[@]}" --seed "$seed" --threads "$threads" \
       --soft-targets "$soft" --teacher-models $(members) --out "$out/seed$seed" "$@"
   done
   bg_wait || { tail -n 5 "$out".seed*.log; return 1; }

@@ -54,3 +54,20 @@ bg_wait() {
   _bg_pids=()
   return $failed
 }
+
+# Data-parallel network training (asr_kd.nnet.distributed), as one background job:
+#   ddp_job LOG train-dnn ARGS...
+# runs `python -m asr_kd train-dnn ARGS` on $ddp_procs processes: torchrun on this machine
+# (--cmd local), or one Slurm job of $ddp_procs tasks started by srun (--cmd slurm: its sbatch
+# options place the tasks, e.g. "slurm --nodes=2" for two machines; the ranks meet at the first).
+# $nj counts processes: at most nj / ddp_procs such jobs run at a time.
+ddp_job() {
+  local log=$1; shift
+  local procs=${ddp_procs:-1}
+  if [ "$procs" -le 1 ]; then bg_job "$log" python -m asr_kd "$@"; return; fi
+  local nj=$(( nj / procs > 1 ? nj / procs : 1 ))
+  case "${cmd:-local}" in
+    slurm|slurm\ *) cmd="$cmd --ntasks=$procs" bg_job "$log" srun --kill-on-bad-exit=1 python -m asr_kd "$@" ;;
+    *) bg_job "$log" python -m torch.distributed.run --standalone --nproc_per_node "$procs" -m asr_kd "$@" ;;
+  esac
+}

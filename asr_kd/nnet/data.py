@@ -1,16 +1,20 @@
 """Frames in memory for frame-level training: normalised features, pdf labels, utterance
 bounds (context windows never cross an utterance edge: edge frames are repeated, as Kaldi's
-splicing does), and optional per-frame soft targets."""
+splicing does), and optional per-frame soft targets. lhotse is imported only by the functions that
+read manifests, so that the training loop runs where only torch is installed (e.g. a GPU benchmark
+on synthetic frames)."""
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import numpy as np
 import torch
-from lhotse import CutSet
 
-from asr_kd.data.features import FeatureNormalizer
+if TYPE_CHECKING:
+    from lhotse import CutSet
+
+    from asr_kd.data.features import FeatureNormalizer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ class FrameData:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
 
-def load_frames(cuts: CutSet, normalizer: FeatureNormalizer, with_labels: bool = True) -> FrameData:
+def load_frames(cuts: "CutSet", normalizer: "FeatureNormalizer", with_labels: bool = True) -> FrameData:
     feats, labels, starts, ends, ids, offsets = [], [], [], [], [], [0]
     n = 0
     for cut in cuts:
@@ -83,7 +87,7 @@ def load_frames(cuts: CutSet, normalizer: FeatureNormalizer, with_labels: bool =
                      torch.from_numpy(np.concatenate(starts)), torch.from_numpy(np.concatenate(ends)), ids, np.array(offsets))
 
 
-def subset_cuts(cuts: CutSet, fraction: float, seed: int) -> CutSet:
+def subset_cuts(cuts: "CutSet", fraction: float, seed: int) -> "CutSet":
     """A seeded random fraction of the cuts (the paper's 3% experiment)."""
     if fraction >= 1.0:
         return cuts
@@ -93,12 +97,14 @@ def subset_cuts(cuts: CutSet, fraction: float, seed: int) -> CutSet:
     return cuts.filter(lambda c: c.id in keep).to_eager()
 
 
-def ali_cuts(ali_dir, corpus: str, split: str, lazy: bool = False) -> CutSet:
+def ali_cuts(ali_dir, corpus: str, split: str, lazy: bool = False) -> "CutSet":
     """The labelled cuts of an alignment folder (``<corpus>_<split>_cuts.jsonl.gz``); ``lazy``: read
     from the file on each pass instead of held in memory."""
     path = Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the alignment stage first")
+    from lhotse import CutSet
+
     cuts = CutSet.from_file(path)
     return cuts if lazy else cuts.to_eager()
 
@@ -120,5 +126,7 @@ def accent_subsets(ali_dir, corpus: str, split: str, cut_ids: List[str], held_ou
 def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
     """A split's labelled frames, normalised with the fbank folder's CMVN statistics; ``fraction``
     < 1 takes a seeded subset of its cuts."""
+    from asr_kd.data.features import FeatureNormalizer
+
     normalizer = FeatureNormalizer.of_features(fbank_dir)
     return load_frames(subset_cuts(ali_cuts(ali_dir, corpus, split), fraction, seed), normalizer)

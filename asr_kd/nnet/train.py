@@ -11,6 +11,7 @@ schedule for fixed-length runs). ``best.pt`` is the epoch with the best dev accu
 run resumes from its last checkpoint; checkpoints of other inputs (data, labels, config, seed) are
 discarded instead (``run_fingerprint``). TensorBoard scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
+import contextlib
 import hashlib
 import logging
 import math
@@ -54,6 +55,8 @@ class TrainConfig:
     # distilled student's KL to its teacher on dev frames, which needs the teacher's dev probabilities)
     halve_below: float = 0.0  # newbob: halve the lr when an epoch improves the dev figure by at most this share of it
     max_halvings: int = 0  # newbob: stop after this many halvings (0: run every epoch)
+    ddp: str = "allreduce"  # several processes (torchrun, srun): how the ranks stay in step, asr_kd.nnet.distributed
+    sync_every: int = 1  # ddp accumulate / average: batches between synchronisations
     fused_optimizer: bool = False  # torch's one-kernel Adam/SGD step (CPU and CUDA): about 7 ms less per step for the
     # default 0.8M-parameter model on one CPU thread (benchmarks/ddp_scaling.py); off by default because it rounds
     # differently (~2e-7 per step) from the multi-tensor step every recorded result was trained with
@@ -65,14 +68,17 @@ class TrainConfig:
             raise ValueError(f"schedule must be newbob or cosine, not {self.schedule!r}")
         if self.select_on not in ("dev_acc", "dev_kl"):
             raise ValueError(f"select_on must be dev_acc or dev_kl, not {self.select_on!r}")
+        distributed.Synchroniser(self.ddp, self.sync_every, distributed.Ranks())  # checks both
         if self.lr_decay > 1:
             raise ValueError(f"lr_decay must be at most 1, not {self.lr_decay!r}")
 
 
 def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: LossConfig,
-                    seed: int, init_state: Optional[Dict] = None) -> str:
+                    seed: int, init_state: Optional[Dict] = None, world: int = 1) -> str:
     """What a run trains on and how: the configs (thread count aside, and the epoch count unless the
-    schedule depends on it: a longer newbob run continues a shorter one), seed, and digests of the
+    schedule depends on it: a longer newbob run continues a shorter one; the data-parallel method when
+    it makes the run differ from one process's: ``world`` ranks under a ``train.ddp`` other than
+    allreduce), seed, and digests of the
     training and dev tensors (features, labels, soft targets, a teacher's or initial weights) and the
     data's scalar settings (e.g. image jitter).
     Checkpoints carry it, so a rerun after the labels or the config changed starts over instead of
@@ -94,6 +100,8 @@ def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: Trai
                           "epochs": cfg.epochs if cfg.schedule == "cosine" else None},
                 "data": {} if streamed else {k: v for k, v in vars(train).items()
                                          if isinstance(v, (bool, int, float, str)) and v != ""}}
+    if world > 1 and cfg.ddp != "allreduce":
+        settings["parallel"] = {"ddp": cfg.ddp, "sync_every": cfg.sync_every, "world": world}
     h.update(fingerprint(settings).encode())
     return h.hexdigest()[:16]
 
@@ -104,7 +112,8 @@ _LATER_SETTINGS = {"select_on": "dev_acc", "halve_below": 0.0, "max_halvings": 0
 
 
 def _settings(cfg: TrainConfig) -> Dict:
-    return {k: v for k, v in asdict(cfg).items() if _LATER_SETTINGS.get(k, object()) != v}
+    return {k: v for k, v in asdict(cfg).items()
+            if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every")}  # those: run_fingerprint's world
 
 
 def _data_tensors(data) -> List[torch.Tensor]:
@@ -161,40 +170,51 @@ class Precision:
 
 
 def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: int, b: int,
-          precision: Optional[Precision] = None) -> float:
-    if precision is not None and precision.enabled:
-        with precision.autocast():
-            logits = model(x)
-        loss = criterion(logits.float(), y, teacher)  # the loss in float32
-    else:
-        loss = criterion(model(x), y, teacher)
-    require_finite(loss, lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
-                                 f"(now {opt.param_groups[0]['lr']}) or check the inputs")
-    opt.zero_grad(set_to_none=True)
-    if precision is not None and precision.scaler is not None:
-        precision.scaler.scale(loss).backward()
-        precision.scaler.step(opt)
-        precision.scaler.update()
-    else:
-        loss.backward()
-        opt.step()
+          precision: Optional[Precision] = None, sync: Optional[distributed.Synchroniser] = None, nb: int = 0) -> float:
+    """Forward, backward and (unless ``sync`` accumulates this batch's gradient with the next) an
+    optimiser step on batch ``b`` of ``nb``."""
+    group, steps = (sync.accumulating(b, nb), sync.steps_after(b, nb)) if sync is not None else (1, True)
+    with sync.no_sync(model, b, nb) if sync is not None else contextlib.nullcontext():
+        if precision is not None and precision.enabled:
+            with precision.autocast():
+                logits = model(x)
+            loss = criterion(logits.float(), y, teacher)  # the loss in float32
+        else:
+            loss = criterion(model(x), y, teacher)
+        require_finite(loss, lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
+                                     f"(now {opt.param_groups[0]['lr']}) or check the inputs")
+        if group == 1 or (sync is not None and b % sync.every == 0):  # the first batch of a group starts afresh
+            opt.zero_grad(set_to_none=True)
+        scaled = loss / group if group > 1 else loss
+        if precision is not None and precision.scaler is not None:
+            precision.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+    if steps:
+        if precision is not None and precision.scaler is not None:
+            precision.scaler.step(opt)
+            precision.scaler.update()
+        else:
+            opt.step()
+        if sync is not None:
+            sync.after_step(model, b)
     return loss.item()
 
 
 def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor, batch_size: int, device,
-                    where: str, epoch: int, shard: Tuple[int, int] = (0, 1),
+                    where: str, epoch: int, sync: Optional[distributed.Synchroniser] = None,
                     precision: Optional[Precision] = None) -> Tuple[float, int]:
     """One pass over ``perm`` of in-memory data; returns (summed loss, batches). ``where`` names the
-    run in errors. ``shard`` = (rank, world): this process takes every world-th example of each
-    global batch."""
+    run in errors. ``sync``: under torchrun, which batches this rank takes and how its steps are
+    kept in step with the other ranks' (asr_kd.nnet.distributed.Synchroniser)."""
     model.train()
     context = getattr(model, "module", model).context  # DDP wraps the model
     online = getattr(train, "teacher_model", None) is not None  # soft targets computed per batch
-    rank, world = shard
+    sync = sync if sync is not None else distributed.Synchroniser("allreduce", 1, distributed.Ranks())
+    batches = sync.rank_batches(perm, batch_size)
     tot, nb = 0.0, 0
-    for b, s in enumerate(tqdm(range(0, len(perm), batch_size), desc=f"epoch {epoch}", mininterval=10, leave=False,
-                               disable=None if rank == 0 else True)):
-        idx = perm[s : s + batch_size][rank::world]
+    for b, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", mininterval=10, leave=False,
+                                 disable=None if sync.r.main else True)):
         x = train.windows(idx, context)
         if hasattr(train, "augment"):  # e.g. image jitter; draws from the checkpointed torch RNG
             x = train.augment(x)
@@ -204,8 +224,9 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
             teacher = train.teacher_targets(x).to(device)
         else:
             teacher = train.soft[idx].to(device) if train.soft is not None else None
-        tot += _step(model, criterion, opt, x, y, teacher, where, epoch, b, precision)
+        tot += _step(model, criterion, opt, x, y, teacher, where, epoch, b, precision, sync, len(batches))
         nb += 1
+    sync.end_epoch(getattr(model, "module", model), opt)
     return tot, nb
 
 
@@ -251,14 +272,17 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     if cfg.select_on == "dev_kl" and getattr(dev, "teacher_probs", None) is None:
         raise ValueError(f"{out_dir}: select_on dev_kl needs the teacher's probabilities on dev (a distilled student "
                          "given its teachers)")
-    key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state)
+    key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state, ranks.world)
     if ranks.main:  # rank 0 first: it deletes stale checkpoints before any other rank reads them
         state = resume(out_dir, key, model, opt, cfg)
     distributed.barrier(ranks)
     if not ranks.main:
         state = resume(out_dir, key, model, opt, cfg)
     history, lr, best_acc, start_epoch = state
-    parallel = distributed.wrap(model, ranks)
+    sync = distributed.Synchroniser(cfg.ddp, cfg.sync_every, ranks)
+    if streamed and not sync.plain and cfg.ddp != "allreduce":
+        raise ValueError(f"{out_dir}: streamed training data supports train.ddp allreduce only, not {cfg.ddp!r}")
+    parallel = sync.wrap(model)
     precision = Precision(cfg.amp, device)
     tb = _tensorboard(out_dir) if ranks.main else None
     gen = torch.Generator().manual_seed(seed)
@@ -282,7 +306,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         else:
             perm = torch.randperm(num_train, generator=gen)
             tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
-                                      (ranks.rank, ranks.world), precision)
+                                      sync, precision)
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
         dev_acc = model_frame_accuracy(model, dev)
