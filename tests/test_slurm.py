@@ -101,6 +101,33 @@ bg_wait; echo "second wait: $?"
     assert subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip() == ""
 
 
+def test_data_parallel_training_runs_as_one_slurm_job_of_two_tasks(slurm, tiny_graph, tiny_features, tmp_path):
+    """--ddp-procs 2 under --cmd slurm: one job, srun starts the two ranks, which meet through
+    Slurm's environment (asr_kd.nnet.distributed) and end with identical weights."""
+    env, _ = slurm
+    root, _ = tiny_graph
+    conf = tmp_path / "conf.yaml"
+    conf.write_text("model:\n  context: 3\n  hidden: 64\n  num_layers: 2\ntrain:\n  batch_size: 64\n  ddp: average\n  sync_every: 2\n")
+    script = f"""
+set -u
+nj=2; ddp_procs=2
+cmd="slurm --time=10"
+. {REPO}/utils/stages.sh
+ddp_job {tmp_path}/ddp.log train-dnn --config {conf} --ali-dir {root / 'exp'} --fbank-dir {tiny_features / 'fbank'} \
+  --epochs 2 --seed 1 --out {tmp_path}/dnn
+bg_wait; echo "wait: $?"
+"""
+    path = f"{Path(sys.executable).parent}:{env['PATH']}"  # the job's `python` is this interpreter
+    r = subprocess.run(["bash", "-c", script], env={**env, "PYTHONPATH": str(REPO), "PATH": path}, capture_output=True,
+                       text=True, cwd=tmp_path)
+    log = (tmp_path / "ddp.log").read_text() if (tmp_path / "ddp.log").exists() else ""
+    assert "wait: 0" in r.stdout, r.stdout + r.stderr + log[-3000:]
+    ranks = __import__("json").loads((tmp_path / "dnn" / "ranks.json").read_text())
+    assert ranks["world"] == 2 and len(set(ranks["weights_digests"])) == 1
+    assert (tmp_path / "ddp.log.jobid").read_text().strip().isdigit()  # one Slurm job
+    assert (tmp_path / "dnn" / "best.pt").is_file()
+
+
 def test_an_unknown_cmd_is_an_error(tmp_path):
     r = subprocess.run(["bash", "-c", f"nj=1; cmd=pbs; . {REPO}/utils/stages.sh; bg_job {tmp_path}/x.log true; bg_wait; echo rc=$?"],
                        capture_output=True, text=True)

@@ -73,7 +73,7 @@ def _slurm_tasks() -> int:
     """Tasks of the current ``srun`` step (the batch script itself is one process: 0 there)."""
     if "SLURM_PROCID" not in os.environ or os.environ.get("SLURM_STEP_ID", "batch") in ("batch", "extern"):
         return 0
-    return int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "0")))
+    return int(os.environ.get("SLURM_STEP_NUM_TASKS", "0"))  # srun sets it; a batch script's SLURM_NTASKS is not ours
 
 
 def _env_from_slurm() -> None:
