@@ -22,8 +22,9 @@ CONF = "model:\n  context: 3\n  hidden: 64\n  num_layers: 2\ntrain:\n  batch_siz
 def runs(tiny_graph, tiny_features, tmp_path_factory):
     root, _ = tiny_graph
     out = tmp_path_factory.mktemp("ddp")
-    confs = {"allreduce": CONF.format(batch=128, extra=""),
-             "average": CONF.format(batch=128, extra="  ddp: average\n  sync_every: 4\n")}
+    confs = {"allreduce": CONF.format(batch=128, extra="  ddp: allreduce\n"),
+             "average": CONF.format(batch=128, extra="  ddp: average\n  sync_every: 4\n"),
+             "batch256": CONF.format(batch=256, extra="")}
     for name, text in confs.items():
         (out / f"{name}.yaml").write_text(text)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -35,9 +36,10 @@ def runs(tiny_graph, tiny_features, tmp_path_factory):
         assert r.returncode == 0, r.stderr[-3000:]
         return r
 
-    run([sys.executable], "allreduce", "single", 3)
+    run([sys.executable], "average", "single", 3)  # one process: every method is plain training
+    run([sys.executable], "batch256", "single_b256", 3)
     resumed = {}
-    for method in confs:
+    for method in ("allreduce", "average"):
         run(TORCHRUN, method, method, 3)
         run(TORCHRUN, method, f"{method}_resumed", 1)
         resumed[method] = run(TORCHRUN, method, f"{method}_resumed", 3)
@@ -64,17 +66,16 @@ def test_allreduce_loss_curve_follows_one_process_at_the_same_global_batch(runs)
         assert abs(a["dev_frame_acc"] - b["dev_frame_acc"]) <= 0.01, (a, b)
 
 
-def test_averaged_loss_curve_follows_one_process(runs):
-    """Two ranks averaging every 4 steps take half the sequential steps of one process per epoch:
-    their loss trails it by one epoch's progress at most (README: stated tolerance, 10% of the loss
-    from the second epoch on, dev accuracy within 3 points by the last)."""
+def test_averaged_loss_curve_follows_one_process_at_the_same_effective_batch(runs):
+    """Two ranks on batches of 128, averaged every 4 steps, take as many sequential steps per epoch
+    as one process on batches of 256 (the effective batch): the loss per epoch stays within 10% of
+    that process's (README states the tolerance)."""
     out, _ = runs
-    single, avg = history(out / "single"), history(out / "average")
+    single, avg = history(out / "single_b256"), history(out / "average")
     assert [h["epoch"] for h in avg] == [1, 2, 3]
     assert avg[-1]["loss"] < avg[0]["loss"]  # it learns
-    for a, b in list(zip(single, avg))[1:]:
+    for a, b in zip(single, avg):
         assert abs(a["loss"] - b["loss"]) <= 0.10 * a["loss"], (a, b)
-    assert abs(single[-1]["dev_frame_acc"] - avg[-1]["dev_frame_acc"]) <= 0.03, (single[-1], avg[-1])
 
 
 @pytest.mark.parametrize("method", ["allreduce", "average"])

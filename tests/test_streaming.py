@@ -45,6 +45,18 @@ def test_ranks_read_disjoint_shards_that_cover_the_split(ali):
     assert [c.id for c in stream._cuts(0, 2, epoch=2)] != shards[0]  # another epoch, another order
 
 
+def test_under_model_averaging_each_rank_streams_whole_batches_for_its_share_of_the_steps(ali):
+    ali_dir, fbank = ali
+    path = labelled_cuts_path(ali_dir, "digits", "train")
+    kw = dict(batch_size=64, num_classes=10, seed=1, block_frames=10**9, world=2)
+    shares = StreamedFrames(path, FeatureNormalizer.of_features(fbank), 3, rank=1, **kw)
+    whole = StreamedFrames(path, FeatureNormalizer.of_features(fbank), 3, rank=1, whole_batches=True, **kw)
+    assert shares.local_batch == 32 and whole.local_batch == 64
+    assert whole.steps_per_epoch == whole.num_frames // 128 and shares.steps_per_epoch == shares.num_frames // 64
+    x, y, _ = next(whole.batches())
+    assert x.shape[0] == y.shape[0] == 64
+
+
 def res_pdfs(ali_dir) -> int:
     from asr_kd.gmm.labels import num_pdfs
 

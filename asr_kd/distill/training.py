@@ -48,7 +48,8 @@ def train_speech_model(ali_dir, fbank_dir, corpus: str, out_dir, model_cfg: Mode
         r = distributed.ranks()
         train = StreamedFrames(labelled_cuts_path(ali_dir, corpus, "train", soft_targets), FeatureNormalizer.of_features(fbank_dir),
                                model_cfg.context, train_cfg.batch_size, n, seed=seed, soft=bool(soft_targets),
-                               block_frames=train_cfg.block_frames, rank=r.rank, world=r.world)
+                               block_frames=train_cfg.block_frames, rank=r.rank, world=r.world,
+                               whole_batches=train_cfg.ddp == "average")
         log.info("training %s (%s, loss %s) on %d frames streamed from %s, %d pdfs", out_dir, model_cfg.name, loss_cfg.loss,
                  train.num_frames, train.cuts_path, n)
         return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)

@@ -44,11 +44,12 @@ class StreamedFrames(torch.utils.data.IterableDataset):
 
     def __init__(self, cuts_path, normalizer: FeatureNormalizer, context: int, batch_size: int, num_classes: int,
                  seed: int = 0, soft: bool = False, block_frames: int = 100_000, cut_buffer: int = 10_000,
-                 rank: int = 0, world: int = 1, group: int = 16):
+                 rank: int = 0, world: int = 1, group: int = 16, whole_batches: bool = False):
         self.cuts_path, self.normalizer, self.context = str(cuts_path), normalizer, context
         self.batch_size, self.num_classes, self.seed, self.soft = batch_size, num_classes, seed, soft
         self.block_frames, self.cut_buffer, self.rank, self.world = block_frames, cut_buffer, rank, world
         self.group = group  # batches per message from a loader worker
+        self.whole_batches = whole_batches  # train.ddp average: each rank takes whole batches, 1/world of the steps
         self.epoch = 1
         self.num_frames, self.num_cuts, self.feat_dim = _count(self.cuts_path)
 
@@ -57,7 +58,12 @@ class StreamedFrames(torch.utils.data.IterableDataset):
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, self.num_frames // self.batch_size)
+        return max(1, self.num_frames // (self.batch_size * (self.world if self.whole_batches else 1)))
+
+    @property
+    def local_batch(self) -> int:
+        """This rank's frames per step: the whole batch, or its share of the global batch."""
+        return self.batch_size if self.whole_batches else max(1, self.batch_size // self.world)
 
     def fingerprint_inputs(self) -> str:
         """What the stream trains on, for checkpoint validity: the manifest and the statistics."""
@@ -107,7 +113,7 @@ class StreamedFrames(torch.utils.data.IterableDataset):
         if info:  # a loader worker: its blocks' arrays must not fragment its heap (not the trainer's: see map_large_blocks)
             map_large_blocks()
         stream, streams = self.rank * nworkers + wid, self.world * nworkers
-        local_batch = max(1, self.batch_size // self.world)  # a rank's share of the global batch
+        local_batch = self.local_batch
         gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, stream)) & 0x7FFFFFFF)
         epoch = self.epoch
         while True:  # endless: the training loop takes steps_per_epoch batches
@@ -187,7 +193,7 @@ def stream_loader(dataset: StreamedFrames, num_workers: int = 1, prefetch_frames
     Each worker keeps up to ``prefetch_frames`` frames of batches ready (at least 2 groups): enough
     to cover the second or so it spends loading its next block, so training does not stall at block
     edges (a constant few tens of MB of shared memory, whatever the corpus size)."""
-    local_batch = max(1, dataset.batch_size // dataset.world)
+    local_batch = dataset.local_batch
     prefetch = max(2, -(-prefetch_frames // (local_batch * dataset.group)))  # in groups of batches
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
                                        persistent_workers=False, prefetch_factor=prefetch if num_workers else None)

@@ -55,8 +55,9 @@ class TrainConfig:
     # distilled student's KL to its teacher on dev frames, which needs the teacher's dev probabilities)
     halve_below: float = 0.0  # newbob: halve the lr when an epoch improves the dev figure by at most this share of it
     max_halvings: int = 0  # newbob: stop after this many halvings (0: run every epoch)
-    ddp: str = "allreduce"  # several processes (torchrun, srun): how the ranks stay in step, asr_kd.nnet.distributed
-    sync_every: int = 1  # ddp accumulate / average: batches between synchronisations
+    ddp: str = "average"  # several processes (torchrun, srun): how the ranks stay in step (asr_kd.nnet.distributed:
+    # average = Kaldi's model averaging, the one that scales at batch 256; allreduce = one process's run, split)
+    sync_every: int = 16  # ddp accumulate / average: batches between synchronisations
     fused_optimizer: bool = False  # torch's one-kernel Adam/SGD step (CPU and CUDA): about 7 ms less per step for the
     # default 0.8M-parameter model on one CPU thread (benchmarks/ddp_scaling.py); off by default because it rounds
     # differently (~2e-7 per step) from the multi-tensor step every recorded result was trained with
@@ -231,18 +232,22 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
 
 
 def stream_one_epoch(model, loaders, criterion: Criterion, opt, device, where: str, epoch: int,
-                     precision: Optional[Precision] = None) -> Tuple[float, int]:
-    """One epoch of a ``StreamedFrames`` through its ``EpochLoaders`` (loader worker processes)."""
+                     precision: Optional[Precision] = None, sync: Optional[distributed.Synchroniser] = None) -> Tuple[float, int]:
+    """One epoch of a ``StreamedFrames`` through its ``EpochLoaders`` (loader worker processes); the
+    stream already holds this rank's batches (a share of each, or whole ones for ``average``)."""
     model.train()
     tot, nb = 0.0, 0
     batches = loaders.batches(epoch)
-    for b in tqdm(range(loaders.dataset.steps_per_epoch), desc=f"epoch {epoch}", mininterval=10, leave=False,
+    steps = loaders.dataset.steps_per_epoch
+    for b in tqdm(range(steps), desc=f"epoch {epoch}", mininterval=10, leave=False,
                   disable=None if loaders.dataset.rank == 0 else True):
         x, y, soft = next(batches)
         tot += _step(model, criterion, opt, x.to(device), y.to(device), soft.to(device) if soft is not None else None,
-                     where, epoch, b, precision)
+                     where, epoch, b, precision, sync, steps)
         nb += 1
     batches.close()
+    if sync is not None:
+        sync.end_epoch(getattr(model, "module", model), opt)
     return tot, nb
 
 
@@ -280,8 +285,6 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         state = resume(out_dir, key, model, opt, cfg)
     history, lr, best_acc, start_epoch = state
     sync = distributed.Synchroniser(cfg.ddp, cfg.sync_every, ranks)
-    if streamed and not sync.plain and cfg.ddp != "allreduce":
-        raise ValueError(f"{out_dir}: streamed training data supports train.ddp allreduce only, not {cfg.ddp!r}")
     parallel = sync.wrap(model)
     precision = Precision(cfg.amp, device)
     tb = _tensorboard(out_dir) if ranks.main else None
@@ -302,7 +305,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             g["lr"] = lr
         t0 = time.time()
         if streamed:  # the stream shuffles itself, seeded by (seed, epoch)
-            tot, nb = stream_one_epoch(parallel, loaders, criterion, opt, device, str(out_dir), epoch, precision)
+            tot, nb = stream_one_epoch(parallel, loaders, criterion, opt, device, str(out_dir), epoch, precision, sync)
         else:
             perm = torch.randperm(num_train, generator=gen)
             tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
@@ -311,7 +314,7 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
         secs = time.time() - t0
         dev_acc = model_frame_accuracy(model, dev)
         rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
-               "seconds": round(secs, 2), "frames_per_second": round(nb * cfg.batch_size / secs if streamed else num_train / secs, 1)}
+               "seconds": round(secs, 2), "frames_per_second": round(nb * train.local_batch * ranks.world / secs if streamed else num_train / secs, 1)}
         if getattr(dev, "teacher_probs", None) is not None:  # a student: how close it is to its teacher off the training frames
             m = model_teacher_measures(model, dev, dev.teacher_probs, criterion.cfg.temperature)
             rec.update({"dev_kl": m["kl"], "dev_agreement": m["agreement"]})
