@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 stage=0
 stop_stage=16       # 16: GMM systems and senone labels; 15: deploy; stage 14 decodes with k2 (.venv-k2, built by ./setup.sh; ASR_KD_NO_K2=1 states its absence instead)
 nj=2                # parallel processes
+ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 config=conf/default.yaml
 data=data           # corpus, manifests, features
 exp=exp             # models, logs (exp/log), completion markers (exp/done)

@@ -15,12 +15,14 @@ root=${root:-.}
 caller=${caller:-$PWD}
 . "$root/path.sh"
 cmd=${cmd:-local}  # every recipe's --cmd: how fan-out jobs run (local | "slurm [sbatch options]"; utils/stages.sh)
-ddp_procs=${ddp_procs:-1}  # processes per network (data-parallel training of members and students; utils/stages.sh ddp_job)
 help_message="${help_message:-}
   --cmd CMD           how parallel jobs (ensemble members, students, alignment, soft-target shards, decoding)
-                      run: local, or \"slurm [sbatch options]\" [$cmd]
+                      run: local, or \"slurm [sbatch options]\" [$cmd]"
+if [ -n "${ddp_procs+set}" ]; then  # the speech recipes: processes per network (utils/stages.sh ddp_job)
+  help_message="$help_message
   --ddp-procs N       data-parallel processes per ensemble member and student (torchrun here; srun tasks
                       under --cmd slurm, e.g. --cmd \"slurm --nodes=2\" --ddp-procs 4); --nj counts processes [$ddp_procs]"
+fi
 . "$root/utils/parse_options.sh"
 # the Python steps fan out through the same --cmd (their --cmd option defaults to it): each split's
 # alignment, soft-target shards and Kaldi decoding go out as --nj jobs (asr_kd.utils.jobs)

@@ -11,6 +11,7 @@ root=../..
 stage=0
 stop_stage=15
 nj=4
+ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 mini=true             # true: train-clean-5 / dev-clean-2; false: train-parts / dev-clean / test-clean
 train_parts="train-clean-100"
 config=""             # default: conf/mini.yaml or conf/full.yaml

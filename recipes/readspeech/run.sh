@@ -13,6 +13,7 @@ root=../..
 stage=0
 stop_stage=16         # 16: GMM systems and senone labels; 14: k2 decoding (utils/kd_stages.sh; ASR_KD_NO_K2=1 states its absence)
 nj=2
+ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 size=default          # tiny (tests, seconds) | default (the recipe, <= 60 min on 2 cores) | large (>= 100 h, scale benchmarks)
 config=""             # default: conf/$size.yaml
 text=""               # one sentence a line; empty: the King James Bible (local/kjv_text.sh)

@@ -10,6 +10,7 @@ root=../..
 stage=1
 stop_stage=15
 nj=2
+ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 config=conf/timit.yaml
 data=data
 exp=exp

@@ -9,6 +9,7 @@ root=../..
 stage=0
 stop_stage=15
 nj=2
+ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 config=conf/yesno.yaml
 data=data
 exp=exp
