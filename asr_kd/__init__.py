@@ -14,4 +14,5 @@ A layered library; every import points to a lower layer (checked by tests/test_a
    1 asr_kd.kaldi                        the one door to the Kaldi bindings, FST helpers
    0 asr_kd.utils                        atomic writes, kept-work validity, configs, numerics
 """
+
 __version__ = "0.1.0"

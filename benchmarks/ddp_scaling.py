@@ -28,6 +28,7 @@ values, and the training loop then needs only torch (a GPU machine without lhots
 count are skipped) and reports the model's training FLOP rate against a bf16/fp32 matmul's on
 that GPU. Writes JSON.
 """
+
 import argparse
 import json
 import os
@@ -59,10 +60,20 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[256])
     ap.add_argument("--optimizers", nargs="+", default=["fused"], choices=["multi-tensor", "fused"])
     ap.add_argument("--methods", nargs="+", default=list(SYNC_METHODS), choices=SYNC_METHODS)
-    ap.add_argument("--sync-every", type=int, nargs="+", default=[4, 16],
-                    help="batches between synchronisations for accumulate and average")
-    ap.add_argument("--synthetic", type=int, default=0, metavar="FRAMES",
-                    help="train on this many seeded random frames instead of the recipe's (needs only torch)")
+    ap.add_argument(
+        "--sync-every",
+        type=int,
+        nargs="+",
+        default=[4, 16],
+        help="batches between synchronisations for accumulate and average",
+    )
+    ap.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="train on this many seeded random frames instead of the recipe's (needs only torch)",
+    )
     ap.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--out", default="exp/benchmarks/ddp_scaling.json")
     a = ap.parse_args()
@@ -71,26 +82,68 @@ def main() -> None:
     if a.backend == "cuda" and not gpus:
         raise SystemExit("--backend cuda: no GPU visible")
     slots = gpus or cores  # what one process each can run on
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1",
-           **({} if a.backend == "cuda" else {"CUDA_VISIBLE_DEVICES": ""})}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "PYTHONSAFEPATH": "1",
+        **({} if a.backend == "cuda" else {"CUDA_VISIBLE_DEVICES": ""}),
+    }
     rows, ceilings, singles = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
+
         def start(name: str, batch: int, opt: str, train: dict, procs: int, seed: int = 1) -> tuple:
             cfg = Path(tmp) / f"{name}.yaml"
-            cfg.write_text(with_train(Path(a.config).read_text(), {"batch_size": batch, "threads": 1, "epochs": 1,
-                                                                    "fused_optimizer": opt == "fused", **train}))
-            launcher = [sys.executable] if procs == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                            "--nproc_per_node", str(procs)]
+            cfg.write_text(
+                with_train(
+                    Path(a.config).read_text(),
+                    {"batch_size": batch, "threads": 1, "epochs": 1, "fused_optimizer": opt == "fused", **train},
+                )
+            )
+            launcher = (
+                [sys.executable]
+                if procs == 1
+                else [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)]
+            )
             out = Path(tmp) / name
             if a.synthetic:
-                cmd = [*launcher, str(Path(__file__).resolve()), "--worker", str(cfg), str(out), str(a.synthetic), str(seed)]
+                cmd = [
+                    *launcher,
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    str(cfg),
+                    str(out),
+                    str(a.synthetic),
+                    str(seed),
+                ]
             else:
-                cmd = [*launcher, "-m", "asr_kd", "train-dnn", "--config", str(cfg), "--ali-dir", str(Path(a.exp).resolve() / "mono"),
-                       "--fbank-dir", str(Path(a.data).resolve() / "fbank"), "--corpus", a.corpus, "--seed", str(seed),
-                       "--out", str(out)]
+                cmd = [
+                    *launcher,
+                    "-m",
+                    "asr_kd",
+                    "train-dnn",
+                    "--config",
+                    str(cfg),
+                    "--ali-dir",
+                    str(Path(a.exp).resolve() / "mono"),
+                    "--fbank-dir",
+                    str(Path(a.data).resolve() / "fbank"),
+                    "--corpus",
+                    a.corpus,
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(out),
+                ]
             # the manifests' array paths are relative to the recipe folder that holds exp/ and data/
-            proc = subprocess.Popen(cmd, cwd=Path(a.exp).resolve().parent if not a.synthetic else tmp, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=Path(a.exp).resolve().parent if not a.synthetic else tmp,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             return proc, out
 
         def finish(proc, out) -> float:
@@ -109,41 +162,74 @@ def main() -> None:
                 for procs in sorted({min(p, slots) for p in a.procs if p > 1}):  # independent runs at once
                     runs = [start(f"b{batch}_{opt}_alone{i}", batch, opt, {}, 1, seed=1 + i) for i in range(procs)]
                     ceilings[(batch, opt, procs)] = sum(finish(*r) for r in runs)
-                    print(json.dumps({"global_batch": batch, "optimizer": opt, "independent_processes": procs,
-                                      "combined": ceilings[(batch, opt, procs)], "one": one}), flush=True)
+                    print(
+                        json.dumps(
+                            {
+                                "global_batch": batch,
+                                "optimizer": opt,
+                                "independent_processes": procs,
+                                "combined": ceilings[(batch, opt, procs)],
+                                "one": one,
+                            }
+                        ),
+                        flush=True,
+                    )
                 for method in a.methods:
                     for every in a.sync_every if method in ("accumulate", "average") else [1]:
                         for procs in a.procs:
                             if gpus and procs > gpus:
                                 print(f"skipped: {procs} NCCL processes need {procs} GPUs, {gpus} visible", flush=True)
                                 continue
-                            many = epoch_rate(f"b{batch}_{opt}_{method}{every}_{procs}", batch, opt,
-                                              {"ddp": method, "sync_every": every}, procs)
+                            many = epoch_rate(
+                                f"b{batch}_{opt}_{method}{every}_{procs}",
+                                batch,
+                                opt,
+                                {"ddp": method, "sync_every": every},
+                                procs,
+                            )
                             ceiling = ceilings[(batch, opt, min(procs, slots))]
-                            row = {"global_batch": batch, "optimizer": opt, "method": method, "sync_every": every,
-                                   "procs": procs, "simulated": procs > slots, "one": one, "many": many,
-                                   "scaling": procs * many / (min(procs, slots) * one), "of_ceiling": many / ceiling,
-                                   "ceiling_scaling": ceiling / one}
+                            row = {
+                                "global_batch": batch,
+                                "optimizer": opt,
+                                "method": method,
+                                "sync_every": every,
+                                "procs": procs,
+                                "simulated": procs > slots,
+                                "one": one,
+                                "many": many,
+                                "scaling": procs * many / (min(procs, slots) * one),
+                                "of_ceiling": many / ceiling,
+                                "ceiling_scaling": ceiling / one,
+                            }
                             rows.append(row)
                             print(json.dumps(row), flush=True)
     where = f"{gpus} GPU(s)" if gpus else f"{cores} cores"
-    print(f"\n| batch | optimizer step | method | sync every | processes | 1 process (frames/s) | N processes (frames/s) "
-          f"| scaling | goal | independent processes at once | of ceiling |")
+    print(
+        "\n| batch | optimizer step | method | sync every | processes | 1 process (frames/s) | N processes (frames/s) "
+        "| scaling | goal | independent processes at once | of ceiling |"
+    )
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         n = f"{r['procs']} (simulated on {where})" if r["simulated"] else str(r["procs"])
         goal = 1.8 if r["procs"] == 2 else 0.9 * r["procs"]
-        print(f"| {r['global_batch']} | {r['optimizer']} | {r['method']} | {r['sync_every']} | {n} | {r['one']:,.0f} | "
-              f"{r['many']:,.0f} | {r['scaling']:.2f}x | {'met' if r['scaling'] >= goal else 'not met'} ({goal:.1f}x) | "
-              f"{r['ceiling_scaling']:.2f}x | {r['of_ceiling']:.0%} |")
+        print(
+            f"| {r['global_batch']} | {r['optimizer']} | {r['method']} | {r['sync_every']} | {n} | {r['one']:,.0f} | "
+            f"{r['many']:,.0f} | {r['scaling']:.2f}x | {'met' if r['scaling'] >= goal else 'not met'} ({goal:.1f}x) | "
+            f"{r['ceiling_scaling']:.2f}x | {r['of_ceiling']:.0%} |"
+        )
     report = {"rows": rows, "single_process": singles, "cores": cores, "gpus": gpus, "backend": a.backend}
     if a.backend == "cuda":
         report["gpu"] = gpu_rates(singles, a)
         print(json.dumps(report["gpu"]))
     else:
-        report["matmul_gflops_one_thread"], report["two_matmul_processes_ratio"] = one_thread_matmul(), two_matmuls_ratio()
-        print(f"\none-thread 2048x2048 matmul in the same run: {report['matmul_gflops_one_thread']:.1f} GFLOP/s; two at once "
-              f"on two processes: {report['two_matmul_processes_ratio']:.2f}x one")
+        report["matmul_gflops_one_thread"], report["two_matmul_processes_ratio"] = (
+            one_thread_matmul(),
+            two_matmuls_ratio(),
+        )
+        print(
+            f"\none-thread 2048x2048 matmul in the same run: {report['matmul_gflops_one_thread']:.1f} GFLOP/s; two at once "
+            f"on two processes: {report['two_matmul_processes_ratio']:.2f}x one"
+        )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2))
 
@@ -172,12 +258,25 @@ def worker(config: str, out: str, frames: int, seed: int) -> None:
     def frames_of(n: int) -> FrameData:
         n -= n % SYNTH_UTT
         start = torch.arange(n) // SYNTH_UTT * SYNTH_UTT
-        return FrameData(torch.randn(n, SYNTH_FEAT_DIM, generator=g), torch.randint(0, SYNTH_PDFS, (n,), generator=g),
-                         start, start + SYNTH_UTT, [f"u{i}" for i in range(n // SYNTH_UTT)], np.arange(0, n + 1, SYNTH_UTT))
+        return FrameData(
+            torch.randn(n, SYNTH_FEAT_DIM, generator=g),
+            torch.randint(0, SYNTH_PDFS, (n,), generator=g),
+            start,
+            start + SYNTH_UTT,
+            [f"u{i}" for i in range(n // SYNTH_UTT)],
+            np.arange(0, n + 1, SYNTH_UTT),
+        )
 
     cfg = yaml.safe_load(Path(config).read_text())
-    train_model(frames_of(frames), frames_of(max(SYNTH_UTT, frames // 20)), SYNTH_PDFS, out, _model_cfg(config),
-                TrainConfig(**cfg["train"]), seed=seed)
+    train_model(
+        frames_of(frames),
+        frames_of(max(SYNTH_UTT, frames // 20)),
+        SYNTH_PDFS,
+        out,
+        _model_cfg(config),
+        TrainConfig(**cfg["train"]),
+        seed=seed,
+    )
 
 
 def gpu_rates(singles: list, a) -> dict:
@@ -196,9 +295,14 @@ def gpu_rates(singles: list, a) -> dict:
             x @ x
         torch.cuda.synchronize()
         out[f"matmul_tflops_{str(dtype).split('.')[-1]}"] = 2 * 8192**3 * 20 / (time.perf_counter() - t) / 1e12
-    out["single_process"] = [{**r, "training_tflops": 6 * params * r["one"] / 1e12,
-                              "share_of_fp32_matmul": 6 * params * r["one"] / 1e12 / out["matmul_tflops_float32"]}
-                             for r in singles]
+    out["single_process"] = [
+        {
+            **r,
+            "training_tflops": 6 * params * r["one"] / 1e12,
+            "share_of_fp32_matmul": 6 * params * r["one"] / 1e12 / out["matmul_tflops_float32"],
+        }
+        for r in singles
+    ]
     return out
 
 
@@ -209,11 +313,17 @@ def one_thread_matmul() -> float:
 
 def two_matmuls_ratio() -> float:
     """Combined GFLOP/s of two one-thread matmul processes running at once, over one alone."""
-    code = ("import torch, sys; sys.path.insert(0, %r); from train_throughput import matmul_gflops; "
-            "torch.set_num_threads(1); print(matmul_gflops())" % str(Path(__file__).resolve().parent))
+    code = (
+        "import torch, sys; sys.path.insert(0, %r); from train_throughput import matmul_gflops; "
+        "torch.set_num_threads(1); print(matmul_gflops())" % str(Path(__file__).resolve().parent)
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    alone = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
-    both = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    alone = float(
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    )
+    both = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     return sum(float(p.communicate()[0]) for p in both) / alone
 
 

@@ -21,6 +21,7 @@ Needs a recipe run through its network stages (``--stop-stage 8``) and ``EXP/gra
    re-decoding stage's LatticeFasterDecoder (1-best, --beam, --max-active) at the dev-tuned LM
    weight (the graph is read before either clock starts).
 """
+
 import argparse
 import json
 import sys
@@ -69,8 +70,11 @@ def main() -> None:
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--nj", type=int, default=2)
     p.add_argument("--rtf-utts", type=int, default=40)
-    p.add_argument("--ways", default="redecode-old,lattice-old,lattice-new",
-                   help="which of redecode-old, lattice-old, lattice-new to run [%(default)s]")
+    p.add_argument(
+        "--ways",
+        default="redecode-old,lattice-old,lattice-new",
+        help="which of redecode-old, lattice-old, lattice-new to run [%(default)s]",
+    )
     p.add_argument("--out", default="/tmp/decode_lattices")
     args = p.parse_args()
     data, exp, out = Path(args.data), Path(args.exp), Path(args.out)
@@ -78,51 +82,88 @@ def main() -> None:
     graph_dir = exp / "graph"
     if not (graph_dir / "HCLG.fst").is_file():
         sys.exit(f"no {graph_dir}/HCLG.fst: run the recipe's stage 13 (or build_graph) first")
-    systems = ([(s.split("=", 1)[0], s.split("=", 1)[1].split(",")) for s in args.systems]
-               if args.systems else default_systems(exp))
+    systems = (
+        [(s.split("=", 1)[0], s.split("=", 1)[1].split(",")) for s in args.systems]
+        if args.systems
+        else default_systems(exp)
+    )
     splits = load_decode_splits(data / "fbank", args.corpus)
     hours = sum(c.duration for s in ("dev", "test") for c in splits[s][0]) / 3600
     common = dict(max_active=args.max_active, nj=args.nj, splits=splits)
     lattice_beam = args.lattice_search_beam or args.beam
-    ways = [("re-decoding, old grid", "kaldi", args.old_lmwt, args.old_wip),
-            ("lattice, old grid", "lattice", args.old_lmwt, args.old_wip),
-            ("lattice, new grid", "lattice", args.new_lmwt, args.new_wip)]
+    ways = [
+        ("re-decoding, old grid", "kaldi", args.old_lmwt, args.old_wip),
+        ("lattice, old grid", "lattice", args.old_lmwt, args.old_wip),
+        ("lattice, new grid", "lattice", args.new_lmwt, args.new_wip),
+    ]
     chosen_ways = args.ways.split(",")
     ways = [w for w, key in zip(ways, ("redecode-old", "lattice-old", "lattice-new")) if key in chosen_ways]
-    report = {"systems": systems, "audio_hours_dev_test": round(hours, 3), "nj": args.nj, "beam": args.beam,
-              "lattice_search_beam": lattice_beam,
-              "max_active": args.max_active, "ways": {}}
+    report = {
+        "systems": systems,
+        "audio_hours_dev_test": round(hours, 3),
+        "nj": args.nj,
+        "beam": args.beam,
+        "lattice_search_beam": lattice_beam,
+        "max_active": args.max_active,
+        "ways": {},
+    }
     for label, decoder, lmwt, wip in ways:
         rows = []
         for name, ckpts in systems:
             t0 = time.time()
-            row = decode_models([(name, ckpts)], ali, data / "lang", data / "fbank", args.corpus, graph_dir,
-                                out / label.replace(", ", "_").replace(" ", "-"), lmwts=floats(lmwt), penalties=floats(wip),
-                                decoder=decoder, beam=args.beam if decoder == "kaldi" else lattice_beam,
-                                rescore_arpa=args.rescore_arpa if decoder == "lattice" else None, **common)[0]
+            row = decode_models(
+                [(name, ckpts)],
+                ali,
+                data / "lang",
+                data / "fbank",
+                args.corpus,
+                graph_dir,
+                out / label.replace(", ", "_").replace(" ", "-"),
+                lmwts=floats(lmwt),
+                penalties=floats(wip),
+                decoder=decoder,
+                beam=args.beam if decoder == "kaldi" else lattice_beam,
+                rescore_arpa=args.rescore_arpa if decoder == "lattice" else None,
+                **common,
+            )[0]
             row["wall_seconds"] = round(time.time() - t0, 1)
             if decoder == "lattice":
                 d = out / label.replace(", ", "_").replace(" ", "-") / name
                 row["lattice_mb_per_hour"] = round(sum(f.stat().st_size for f in d.glob("lat.*.gz")) / 1e6 / hours, 1)
             rows.append(row)
-            print(f"{label:24s} {name:10s} {row['wall_seconds']:8.1f} s  lmwt {row['best_lmwt']:g} wip {row['best_wip']:g}"
-                  f"  dev {100 * row['dev_wer']:.2f}  test {100 * row['test_wer']:.2f}"
-                  + (f"  oracle {100 * row['test_oracle_wer']:.2f}  NCE {row['test_confidence_nce']} -> "
-                     f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h  lattice decode "
-                     f"{row['lattice_decode_seconds']}" if decoder == "lattice" else "")
-                  + (f"  rescored dev {100 * row['dev_wer_rescored']:.2f} test {100 * row['test_wer_rescored']:.2f} "
-                     f"(paired bootstrap: the WER table) "
-                     f"({row['rescore']['seconds'] + row['rescore']['dev_seconds']:.0f} s)" if "rescore" in row else ""),
-                  flush=True)
-        report["ways"][label] = {"grid": {"lmwt": lmwt, "wip": wip}, "rows": rows,
-                                 "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 1)}
+            print(
+                f"{label:24s} {name:10s} {row['wall_seconds']:8.1f} s  lmwt {row['best_lmwt']:g} wip {row['best_wip']:g}"
+                f"  dev {100 * row['dev_wer']:.2f}  test {100 * row['test_wer']:.2f}"
+                + (
+                    f"  oracle {100 * row['test_oracle_wer']:.2f}  NCE {row['test_confidence_nce']} -> "
+                    f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h  lattice decode "
+                    f"{row['lattice_decode_seconds']}"
+                    if decoder == "lattice"
+                    else ""
+                )
+                + (
+                    f"  rescored dev {100 * row['dev_wer_rescored']:.2f} test {100 * row['test_wer_rescored']:.2f} "
+                    f"(paired bootstrap: the WER table) "
+                    f"({row['rescore']['seconds'] + row['rescore']['dev_seconds']:.0f} s)"
+                    if "rescore" in row
+                    else ""
+                ),
+                flush=True,
+            )
+        report["ways"][label] = {
+            "grid": {"lmwt": lmwt, "wip": wip},
+            "rows": rows,
+            "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 1),
+        }
     wall = {k: v["wall_seconds"] for k, v in report["ways"].items()}
     old = wall.get("re-decoding, old grid")
     for label in ("lattice, old grid", "lattice, new grid"):
         if old and label in wall:
             report[f"speedup ({label})"] = round(old / wall[label], 2)
-            print(f"decode stage on these systems: re-decoding {old:.0f} s, {label} {wall[label]:.0f} s: "
-                  f"{old / wall[label]:.2f}x")
+            print(
+                f"decode stage on these systems: re-decoding {old:.0f} s, {label} {wall[label]:.0f} s: "
+                f"{old / wall[label]:.2f}x"
+            )
 
     # 2. single-thread search RTF on the first network system
     torch.set_num_threads(1)
@@ -134,7 +175,6 @@ def main() -> None:
     chosen = sorted(utts)[: args.rtf_utts]
     lmwt = next(r["best_lmwt"] for w in report["ways"].values() for r in w["rows"] if r["name"] == net[0])
     audio = sum(utts[u].shape[0] for u in chosen) * 0.01
-    from asr_kd.decode.kaldi_decoder import decode
     from asr_kd.decode.lattice import decode_lattices
     from asr_kd.kaldi.fst import read_fst
 
@@ -149,12 +189,19 @@ def main() -> None:
     t0 = time.time()
     kd._decode_chunk([(u, utts[u] / lmwt) for u in chosen])
     rtf_faster = (time.time() - t0) / audio
-    report["rtf"] = {"system": net[0], "utterances": len(chosen), "audio_seconds": round(audio, 1), "lmwt": lmwt,
-                     f"LatticeSimpleDecoder (beam {lattice_beam:g}, lattice beam 6)": round(rtf_lattice, 4),
-                     "LatticeFasterDecoder (1-best, max-active)": round(rtf_faster, 4)}
-    print(f"single-thread search RTF ({net[0]}, {len(chosen)} test utterances, {audio:.0f} s): LatticeSimpleDecoder "
-          f"(beam {lattice_beam:g}) {rtf_lattice:.4f}, LatticeFasterDecoder (beam {args.beam:g}, max-active "
-          f"{args.max_active}) {rtf_faster:.4f}")
+    report["rtf"] = {
+        "system": net[0],
+        "utterances": len(chosen),
+        "audio_seconds": round(audio, 1),
+        "lmwt": lmwt,
+        f"LatticeSimpleDecoder (beam {lattice_beam:g}, lattice beam 6)": round(rtf_lattice, 4),
+        "LatticeFasterDecoder (1-best, max-active)": round(rtf_faster, 4),
+    }
+    print(
+        f"single-thread search RTF ({net[0]}, {len(chosen)} test utterances, {audio:.0f} s): LatticeSimpleDecoder "
+        f"(beam {lattice_beam:g}) {rtf_lattice:.4f}, LatticeFasterDecoder (beam {args.beam:g}, max-active "
+        f"{args.max_active}) {rtf_faster:.4f}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "decode_lattices.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out / 'decode_lattices.json'}")

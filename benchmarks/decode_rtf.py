@@ -6,6 +6,7 @@
 Needs the default recipe through stage 13 (models and exp/graph/HCLG.fst). The neural network's
 forward pass is timed separately from the search, so the search RTF is the decoder's alone.
 """
+
 import argparse
 import json
 import sys
@@ -44,9 +45,14 @@ def main() -> None:
     cuts = CutSet.from_file(feature_cuts_path(data / "fbank", "digits", "test")).to_eager()
     frames = load_frames(cuts, FeatureNormalizer.of_features(data / "fbank"), with_labels=False)
     audio = len(frames) * 0.01
-    print(f"graph: {info['states']} states, {info['arcs']} arcs; test: {len(cuts)} utterances, {audio:.0f} s of audio; one core")
-    systems = {"baseline": sorted(exp.glob("dnn/seed1/best.pt")), "ensemble": sorted(exp.glob("dnn/seed*/best.pt")),
-               "student": sorted(exp.glob("student_T2/seed101/best.pt"))}
+    print(
+        f"graph: {info['states']} states, {info['arcs']} arcs; test: {len(cuts)} utterances, {audio:.0f} s of audio; one core"
+    )
+    systems = {
+        "baseline": sorted(exp.glob("dnn/seed1/best.pt")),
+        "ensemble": sorted(exp.glob("dnn/seed*/best.pt")),
+        "student": sorted(exp.glob("student_T2/seed101/best.pt")),
+    }
     for name, ckpts in systems.items():
         if not ckpts:
             continue
@@ -57,8 +63,10 @@ def main() -> None:
         t0 = time.perf_counter()
         decode(graph, tm, ll, nj=1)
         t_search = time.perf_counter() - t0
-        print(f"{name:9s} ({len(ckpts)} model(s)): search RTF {t_search / audio:.4f}, network RTF {t_nn / audio:.4f}, "
-              f"total {(t_search + t_nn) / audio:.4f} (target <= 0.05)")
+        print(
+            f"{name:9s} ({len(ckpts)} model(s)): search RTF {t_search / audio:.4f}, network RTF {t_nn / audio:.4f}, "
+            f"total {(t_search + t_nn) / audio:.4f} (target <= 0.05)"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ log-likelihoods (the default recipe's test set), on one CPU core, and of k2 on a
 Runs in the k2 environment (tools/k2_lane.sh --setup); needs the default recipe through stage 13.
 RTF = search time / audio duration (the network's forward pass is not included).
 """
+
 import argparse
 import sys
 import time
@@ -41,7 +42,9 @@ def main() -> None:
     cuts, frames = splits["test"]
     seconds = len(frames) * 0.01
     k2_cpu = load_k2_graph(graph)
-    print(f"graph {graph}: k2 {k2_version()}, {k2_cpu.shape[0]} states, {k2_cpu.num_arcs} arcs; test audio {seconds:.0f} s")
+    print(
+        f"graph {graph}: k2 {k2_version()}, {k2_cpu.shape[0]} states, {k2_cpu.num_arcs} arcs; test audio {seconds:.0f} s"
+    )
     models = {"GMM": [str(exp / "mono" / "final.mdl")], "baseline": [str(exp / "dnn" / "seed1" / "best.pt")]}
     gpu = torch.device("cuda") if torch.cuda.is_available() else None
     for name, ckpts in models.items():

@@ -15,6 +15,7 @@ Memory: peak RSS (wait4: the process or its largest reaped child, whichever is h
 footprint of the whole process tree (the step's RSS + its loader workers' private pages), sampled
 every 0.1 s.
 """
+
 import argparse
 import json
 import os
@@ -39,13 +40,21 @@ def peak_rss_run(cmd, log, cwd) -> tuple:
     t0 = time.time()
     peak_tree = 0.0
     with open(log, "w") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"})  # this asr_kd, not one in cwd
+        p = subprocess.Popen(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"},
+        )  # this asr_kd, not one in cwd
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
             tree = _tree(p.pid)
-            kb = _memory_kb(tree[0], ("Rss:",)) + sum(_memory_kb(q, ("Private_Clean:", "Private_Dirty:")) for q in tree[1:])
+            kb = _memory_kb(tree[0], ("Rss:",)) + sum(
+                _memory_kb(q, ("Private_Clean:", "Private_Dirty:")) for q in tree[1:]
+            )
             peak_tree = max(peak_tree, kb / 1024)
             time.sleep(0.1)
     if status != 0:
@@ -73,8 +82,11 @@ def _tree(root: int) -> list:
 def _memory_kb(pid: int, fields) -> int:
     """The sum of ``fields`` of /proc/PID/smaps_rollup (0 once the process is gone)."""
     try:
-        return sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                   if line.startswith(fields))
+        return sum(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+            if line.startswith(fields)
+        )
     except OSError:
         return 0
 
@@ -88,7 +100,9 @@ def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path, base_fracti
         shutil.copy(ali / f, out / f)
     cuts = CutSet.from_file(ali / f"{corpus}_train_cuts.jsonl.gz").to_eager()
     cuts = cuts.subset(first=max(1, int(round(base_fraction * len(cuts)))))
-    CutSet.from_cuts(fastcopy(c, id=f"{c.id}_r{r}") for r in range(factor) for c in cuts).to_file(out / f"{corpus}_train_cuts.jsonl.gz")
+    CutSet.from_cuts(fastcopy(c, id=f"{c.id}_r{r}") for r in range(factor) for c in cuts).to_file(
+        out / f"{corpus}_train_cuts.jsonl.gz"
+    )
     return out
 
 
@@ -101,8 +115,13 @@ def main() -> None:
     ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--topk", type=int, default=20)
     ap.add_argument("--base-fraction", type=float, default=1.0, help="1x = this share of the training cuts")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs per training run (throughput per epoch: the first "
-                    "includes the loader's start, later ones are steady state)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="epochs per training run (throughput per epoch: the first "
+        "includes the loader's start, later ones are steady state)",
+    )
     ap.add_argument("--modes", nargs="+", default=["streamed", "memory"], choices=["streamed", "memory"])
     ap.add_argument("--out", default="exp/benchmarks/scale_memory.json")
     a = ap.parse_args()
@@ -121,15 +140,45 @@ def main() -> None:
             common = ["--ali-dir", str(ali), "--fbank-dir", str(data / "fbank"), "--corpus", a.corpus]
             row = {"factor": factor, "frames": None}
             row["soft_targets_mb"], row["soft_targets_tree_mb"], row["soft_targets_s"] = peak_rss_run(
-                py + ["soft-targets", "--teachers", *teachers, *common, "--temperature", "2", "--topk", str(a.topk), "--out", str(soft)],
-                tmp / f"soft_x{factor}.log", exp.parent)  # manifests hold paths relative to the recipe folder
+                py
+                + [
+                    "soft-targets",
+                    "--teachers",
+                    *teachers,
+                    *common,
+                    "--temperature",
+                    "2",
+                    "--topk",
+                    str(a.topk),
+                    "--out",
+                    str(soft),
+                ],
+                tmp / f"soft_x{factor}.log",
+                exp.parent,
+            )  # manifests hold paths relative to the recipe folder
             for mode in a.modes:
                 cfg = tmp / f"{mode}.yaml"
                 cfg.write_text(with_train(base, {"epochs": a.epochs, "streaming": mode == "streamed"}))
                 out = tmp / f"{mode}_x{factor}"
                 row[f"{mode}_epoch_mb"], row[f"{mode}_epoch_tree_mb"], row[f"{mode}_epoch_s"] = peak_rss_run(
-                    py + ["train-dnn", "--config", str(cfg), *common, "--soft-targets", str(soft), "--temperature", "2",
-                          "--seed", "1", "--out", str(out)], tmp / f"{mode}_x{factor}.log", exp.parent)
+                    py
+                    + [
+                        "train-dnn",
+                        "--config",
+                        str(cfg),
+                        *common,
+                        "--soft-targets",
+                        str(soft),
+                        "--temperature",
+                        "2",
+                        "--seed",
+                        "1",
+                        "--out",
+                        str(out),
+                    ],
+                    tmp / f"{mode}_x{factor}.log",
+                    exp.parent,
+                )
                 history = json.loads((out / "history.json").read_text())
                 row[f"{mode}_frames_per_second"] = [h["frames_per_second"] for h in history]
             row["frames"] = json.loads((soft / "soft_targets.json").read_text())["num_frames"]

@@ -7,6 +7,7 @@ Needs the default recipe up to stage 5 (alignment labels and the ensemble). Runs
 soft-target writer in fresh processes on 1/8, 1/2 and all of the training cuts and prints
 each one's peak resident memory (ru_maxrss) and the ratio to the smallest.
 """
+
 import argparse
 import json
 import subprocess
@@ -45,7 +46,9 @@ def main() -> None:
     total = len(CutSet.from_file(Path(ali) / "digits_train_cuts.jsonl.gz"))
     rows = []
     for n in (total // 8, total // 2, total):
-        code = CHILD.format(root=str(ROOT), ali=ali, n=n, cmvn=str(Path(args.data) / "fbank" / "cmvn.npz"), teachers=teachers)
+        code = CHILD.format(
+            root=str(ROOT), ali=ali, n=n, cmvn=str(Path(args.data) / "fbank" / "cmvn.npz"), teachers=teachers
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         rows.append((n, r["frames"], r["maxrss_mb"]))

@@ -13,6 +13,7 @@ training split. Prints each path's frames/s over its segments, their ratio, and 
 the per-segment-pair ratios; writes JSON. The kd loss on top-k soft targets when
 ``--soft-targets`` is given, else cross-entropy.
 """
+
 import argparse
 import json
 import statistics
@@ -56,8 +57,16 @@ def main() -> None:
         criterion = build_criterion(section(a.config, "distill", LossConfig))
     else:
         criterion = HardLabels(LossConfig(loss="ce"))
-    stream = StreamedFrames(labelled_cuts_path(ali, a.corpus, "train", a.soft_targets), FeatureNormalizer.of_features(fbank),
-                            mcfg.context, tcfg.batch_size, n, seed=1, soft=bool(a.soft_targets), block_frames=tcfg.block_frames)
+    stream = StreamedFrames(
+        labelled_cuts_path(ali, a.corpus, "train", a.soft_targets),
+        FeatureNormalizer.of_features(fbank),
+        mcfg.context,
+        tcfg.batch_size,
+        n,
+        seed=1,
+        soft=bool(a.soft_targets),
+        block_frames=tcfg.block_frames,
+    )
     steps = int(a.epochs * stream.steps_per_epoch)
     loaders = EpochLoaders(stream, tcfg.loader_workers, last_epoch=10**6)
 
@@ -73,13 +82,23 @@ def main() -> None:
             perm = torch.randperm(len(memory), generator=gen)
             for s in range(0, len(perm) - tcfg.batch_size + 1, tcfg.batch_size):
                 idx = perm[s : s + tcfg.batch_size]
-                yield memory.windows(idx, mcfg.context), memory.labels[idx], memory.soft[idx] if memory.soft is not None else None
+                yield (
+                    memory.windows(idx, mcfg.context),
+                    memory.labels[idx],
+                    memory.soft[idx] if memory.soft is not None else None,
+                )
 
     paths = {}
     for name, batches in (("memory", memory_batches()), ("streamed", stream_batches())):
         torch.manual_seed(1)
         model = build_model(mcfg, memory.feat_dim, n)
-        paths[name] = {"model": model, "opt": build_optimizer(model, tcfg), "batches": batches, "seconds": [], "steps": 0}
+        paths[name] = {
+            "model": model,
+            "opt": build_optimizer(model, tcfg),
+            "batches": batches,
+            "seconds": [],
+            "steps": 0,
+        }
     for name in paths:  # warm-up: the stream's first block, allocator and kernels
         _segment(paths[name], criterion, 8)
         paths[name]["seconds"].clear()
@@ -93,12 +112,24 @@ def main() -> None:
     b = tcfg.batch_size
     fps = {name: steps * b / sum(p["seconds"]) for name, p in paths.items()}
     pair_ratios = [m / s for m, s in zip(paths["memory"]["seconds"], paths["streamed"]["seconds"])]
-    result = {"steps_each": steps, "batch_size": b, "segment": a.segment, "frames_per_second": fps,
-              "ratio": fps["streamed"] / fps["memory"], "median_segment_ratio": statistics.median(pair_ratios),
-              "soft_targets": a.soft_targets, "loader_workers": tcfg.loader_workers, "frames": len(memory)}
-    print(f"training split: {len(memory):,} frames; {steps} steps of {b} frames on each path, alternating every {a.segment} steps")
-    print(f"in memory: {fps['memory']:,.0f} frames/s; streamed ({tcfg.loader_workers} loader worker): {fps['streamed']:,.0f} frames/s; "
-          f"ratio {result['ratio']:.3f} (median of segment pairs {result['median_segment_ratio']:.3f})")
+    result = {
+        "steps_each": steps,
+        "batch_size": b,
+        "segment": a.segment,
+        "frames_per_second": fps,
+        "ratio": fps["streamed"] / fps["memory"],
+        "median_segment_ratio": statistics.median(pair_ratios),
+        "soft_targets": a.soft_targets,
+        "loader_workers": tcfg.loader_workers,
+        "frames": len(memory),
+    }
+    print(
+        f"training split: {len(memory):,} frames; {steps} steps of {b} frames on each path, alternating every {a.segment} steps"
+    )
+    print(
+        f"in memory: {fps['memory']:,.0f} frames/s; streamed ({tcfg.loader_workers} loader worker): {fps['streamed']:,.0f} frames/s; "
+        f"ratio {result['ratio']:.3f} (median of segment pairs {result['median_segment_ratio']:.3f})"
+    )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2))
 

@@ -8,6 +8,7 @@ shape, the model's achieved GFLOP/s (6 x parameters per frame), and a 2048x2048 
 GFLOP/s measured with the same thread count; the ratio says how close training is to the
 machine's dense-algebra limit.
 """
+
 import argparse
 import sys
 import time
@@ -69,9 +70,13 @@ def main() -> None:
     fps = args.steps * args.batch_size / secs
     model_gflops = 6 * params * fps / 1e9
     mm = matmul_gflops()
-    print(f"model: {cfg.name}, {params / 1e6:.2f}M parameters, window {window} x {args.feat_dim}, batch {args.batch_size}, threads {args.threads}")
+    print(
+        f"model: {cfg.name}, {params / 1e6:.2f}M parameters, window {window} x {args.feat_dim}, batch {args.batch_size}, threads {args.threads}"
+    )
     print(f"training throughput: {fps:,.0f} frames/s ({3600 * 100 / fps:.1f} s per hour of audio per epoch)")
-    print(f"achieved: {model_gflops:.1f} GFLOP/s; 2048x2048 matmul in the same run: {mm:.1f} GFLOP/s; ratio {model_gflops / mm:.2f}")
+    print(
+        f"achieved: {model_gflops:.1f} GFLOP/s; 2048x2048 matmul in the same run: {mm:.1f} GFLOP/s; ratio {model_gflops / mm:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ utterances tiled with 0.5 s pauses and written as 16-bit WAV.
    default endpointing); the mean cost per chunk in the first and the last minute and their
    ratio are printed, beside the offline time of the same audio.
 """
+
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -49,21 +49,52 @@ def build_model(work: Path) -> Path:
     model = work / "model"
     if (model / "card.json").is_file():
         return model
-    generate_corpus(DigitsCorpusConfig(train_speakers=4, dev_speakers=2, test_speakers=2, utts_per_speaker=5),
-                    work / "corpus", num_jobs=2)
+    generate_corpus(
+        DigitsCorpusConfig(train_speakers=4, dev_speakers=2, test_speakers=2, utts_per_speaker=5),
+        work / "corpus",
+        num_jobs=2,
+    )
     prepare_digits(work / "corpus", work / "manifests")
-    cuts = compute_fbank(work / "manifests", work / "fbank", "digits", ["train", "dev", "test"], FeatureConfig(), num_jobs=2)
+    cuts = compute_fbank(
+        work / "manifests", work / "fbank", "digits", ["train", "dev", "test"], FeatureConfig(), num_jobs=2
+    )
     compute_cmvn(cuts, "global").save(work / "fbank" / "cmvn.npz")
     lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us"])
     prepare_lang(lex, work / "lang")
-    train_and_align(work / "fbank", "digits", ["train", "dev", "test"], work / "lang", work / "exp",
-                    MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5, 6), total_gauss=200), nj=2)
+    train_and_align(
+        work / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        work / "lang",
+        work / "exp",
+        MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5, 6), total_gauss=200),
+        nj=2,
+    )
     build_graph(work / "lang", work / "exp", work / "manifests", "digits", work / "graph", lm_order=2)
-    train_speech_model(work / "exp", work / "fbank", "digits", work / "dnn", ModelConfig(context=3, hidden=64, num_layers=2),
-                       TrainConfig(epochs=3, batch_size=128, lr=0.003), LossConfig(loss="ce"), seed=1)
-    return export_model_dir(model, [work / "dnn" / "best.pt"], work / "exp", work / "lang", work / "graph", work / "fbank",
-                            fbank_settings(work / "fbank", "digits"), "bench dnn", "digits", lmwt=5.0, wip=0.5,
-                            formats=("pt",))
+    train_speech_model(
+        work / "exp",
+        work / "fbank",
+        "digits",
+        work / "dnn",
+        ModelConfig(context=3, hidden=64, num_layers=2),
+        TrainConfig(epochs=3, batch_size=128, lr=0.003),
+        LossConfig(loss="ce"),
+        seed=1,
+    )
+    return export_model_dir(
+        model,
+        [work / "dnn" / "best.pt"],
+        work / "exp",
+        work / "lang",
+        work / "graph",
+        work / "fbank",
+        fbank_settings(work / "fbank", "digits"),
+        "bench dnn",
+        "digits",
+        lmwt=5.0,
+        wip=0.5,
+        formats=("pt",),
+    )
 
 
 def speech_samples(cuts_path: Path, sample_rate: int) -> np.ndarray:
@@ -90,9 +121,11 @@ def long_file(path: Path, unit: np.ndarray, minutes: float, sample_rate: int) ->
 
 def peak_rss_mb(cmd) -> float:
     """Peak RSS of ``cmd`` run in a fresh wrapper process (so ru_maxrss covers it alone)."""
-    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
-             "assert r.returncode == 0, r.stderr.decode()[-2000:]; "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
+        "assert r.returncode == 0, r.stderr.decode()[-2000:]; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", probe, *map(str, cmd)], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
 
@@ -138,8 +171,10 @@ def main() -> None:
         row = {"minutes": m, "peak_rss_mb": round(mb, 1), "seconds": round(time.perf_counter() - t0, 1)}
         row["ratio_to_first"] = round(mb / result["memory"][0]["peak_rss_mb"], 3) if result["memory"] else 1.0
         result["memory"].append(row)
-        print(f"  {m:6g} min: {mb:8.1f} MB  ({row['ratio_to_first']:.3f} x the {args.minutes[0]:g}-min file), "
-              f"{row['seconds']} s")
+        print(
+            f"  {m:6g} min: {mb:8.1f} MB  ({row['ratio_to_first']:.3f} x the {args.minutes[0]:g}-min file), "
+            f"{row['seconds']} s"
+        )
     chunk = int(args.chunk_ms / 1000 * sr)
     n = int(args.stream_minutes * 60 * sr)
     per_minute = int(60 * 1000 / args.chunk_ms)
@@ -147,12 +182,20 @@ def main() -> None:
     for name, audio in (("speech", np.resize(unit, n)), ("silence", np.zeros(n, np.float32))):
         offline, streamed, costs = stream_costs(model, audio, chunk)
         first, last = costs[:per_minute].mean(), costs[-per_minute:].mean()
-        row = {"audio": name, "minutes": args.stream_minutes, "offline_s": round(offline, 2), "streamed_s": round(streamed, 2),
-               "chunk_ms_first_minute": round(1000 * first, 3), "chunk_ms_last_minute": round(1000 * last, 3),
-               "last_to_first": round(last / first, 3)}
+        row = {
+            "audio": name,
+            "minutes": args.stream_minutes,
+            "offline_s": round(offline, 2),
+            "streamed_s": round(streamed, 2),
+            "chunk_ms_first_minute": round(1000 * first, 3),
+            "chunk_ms_last_minute": round(1000 * last, 3),
+            "last_to_first": round(last / first, 3),
+        }
         result["streaming"].append(row)
-        print(f"  {name:8s}: offline {offline:6.1f} s, streamed {streamed:6.1f} s; per chunk {1000 * first:.2f} ms in the "
-              f"first minute, {1000 * last:.2f} ms in the last ({last / first:.2f}x)")
+        print(
+            f"  {name:8s}: offline {offline:6.1f} s, streamed {streamed:6.1f} s; per chunk {1000 * first:.2f} ms in the "
+            f"first minute, {1000 * last:.2f} ms in the last ({last / first:.2f}x)"
+        )
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -39,7 +39,9 @@ def tiny_features(tmp_path_factory, tiny_corpus):
 
     root = tmp_path_factory.mktemp("feats")
     prepare_digits(tiny_corpus, root / "manifests")
-    cuts = compute_fbank(root / "manifests", root / "fbank", "digits", ["train", "dev", "test"], FeatureConfig(), num_jobs=1)
+    cuts = compute_fbank(
+        root / "manifests", root / "fbank", "digits", ["train", "dev", "test"], FeatureConfig(), num_jobs=1
+    )
     compute_cmvn(cuts, "global").save(root / "fbank" / "cmvn.npz")
     return root
 
@@ -58,8 +60,15 @@ def tiny_graph(tmp_path_factory, tiny_features):
     root = tmp_path_factory.mktemp("decode")
     lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us"])
     prepare_lang(lex, root / "lang")
-    train_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
-                    MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120), nj=1)
+    train_and_align(
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        root / "lang",
+        root / "exp",
+        MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120),
+        nj=1,
+    )
     info = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", root / "graph", lm_order=2)
     return root, info
 
@@ -88,8 +97,20 @@ def tiny_tri_graph(tiny_graph, tiny_features):
     from asr_kd.gmm.configs import TriConfig
 
     root, _ = tiny_graph
-    cfg = TriConfig(num_iters=6, max_iter_inc=4, realign_iters=(3, 5), total_gauss=200, num_leaves=50, min_leaf_count=20)
-    train_triphone_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
-                             root / "tri1", cfg, nj=2)
-    info = build_graph(root / "lang", root / "tri1", tiny_features / "manifests", "digits", root / "graph_tri1", lm_order=2)
+    cfg = TriConfig(
+        num_iters=6, max_iter_inc=4, realign_iters=(3, 5), total_gauss=200, num_leaves=50, min_leaf_count=20
+    )
+    train_triphone_and_align(
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        root / "lang",
+        root / "exp",
+        root / "tri1",
+        cfg,
+        nj=2,
+    )
+    info = build_graph(
+        root / "lang", root / "tri1", tiny_features / "manifests", "digits", root / "graph_tri1", lm_order=2
+    )
     return root, root / "tri1", info

@@ -1,4 +1,5 @@
 """Monophone GMM-HMM training and forced alignment on the tiny corpus."""
+
 import json
 
 import numpy as np
@@ -13,7 +14,6 @@ TINY_MONO = MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5
 
 @pytest.fixture(scope="module")
 def aligned(tiny_features, tmp_path_factory):
-
     from asr_kd.align.pipeline import train_and_align
     from asr_kd.lang.lexicon import build_lexicon
     from asr_kd.lang.prepare_lang import prepare_lang
@@ -22,8 +22,16 @@ def aligned(tiny_features, tmp_path_factory):
     root = tmp_path_factory.mktemp("align")
     lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us", "en"])
     prepare_lang(lex, root / "lang")
-    summary = train_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", root / "exp",
-                              TINY_MONO, nj=2, held_out_accents=("en-gb-scotland", "en-029"))
+    summary = train_and_align(
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        root / "lang",
+        root / "exp",
+        TINY_MONO,
+        nj=2,
+        held_out_accents=("en-gb-scotland", "en-029"),
+    )
     return root, summary
 
 
@@ -213,8 +221,9 @@ def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, 
             assert (labelled[inside] == a.symbol).all(), (cut.id, a.symbol)
         assert labelled[0] == labelled[-1] == "SIL"
     assert usable >= 0.8 * len(cuts)
-    ref = train_oracle_reference(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tmp_path / "ref",
-                                 TINY_MONO, nj=2)
+    ref = train_oracle_reference(
+        tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tmp_path / "ref", TINY_MONO, nj=2
+    )
     assert (tmp_path / "ref" / "alignment_report.md").is_file()
     got = ref["report"]["train"]["all"]["boundary_accuracy"]
     assert got > flat["report"]["train"]["all"]["boundary_accuracy"] + 0.05 and got > 0.6, got

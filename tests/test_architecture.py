@@ -1,6 +1,7 @@
 """The library's architecture as tests: the import-linter contracts of pyproject.toml (layers, the
 one door to the Kaldi bindings, independent decoding backends), no import cycle, no private name
 imported across modules, no module global assigned from another module."""
+
 import ast
 import os
 import shutil
@@ -18,8 +19,10 @@ PACKAGE = ROOT / "asr_kd"
 def _lint(root: Path) -> int:
     """``lint-imports`` on the package below ``root``, in a subprocess (import-linter reconfigures
     logging, which would silence the log assertions of later tests)."""
-    code = ("import sys; from importlinter.cli import lint_imports; "
-            "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))"
+    )
     env = {**os.environ, "PYTHONPATH": str(root)}
     run = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     print(run.stdout[-3000:], run.stderr[-3000:])
@@ -30,11 +33,16 @@ def test_import_contracts_hold():
     assert _lint(ROOT) == 0
 
 
-@pytest.mark.parametrize("module, upward", [("asr_kd/utils/io.py", "asr_kd.cli"),
-                                            ("asr_kd/nnet/train.py", "asr_kd.distill.soft_targets"),
-                                            ("asr_kd/data/features.py", "kaldifst"),
-                                            ("asr_kd/decode/k2_decoder.py", "asr_kd.decode.kaldi_decoder"),
-                                            ("asr_kd/cli/data.py", "asr_kd.utils.io")])
+@pytest.mark.parametrize(
+    "module, upward",
+    [
+        ("asr_kd/utils/io.py", "asr_kd.cli"),
+        ("asr_kd/nnet/train.py", "asr_kd.distill.soft_targets"),
+        ("asr_kd/data/features.py", "kaldifst"),
+        ("asr_kd/decode/k2_decoder.py", "asr_kd.decode.kaldi_decoder"),
+        ("asr_kd/cli/data.py", "asr_kd.utils.io"),
+    ],
+)
 def test_an_upward_import_breaks_a_contract(tmp_path, module, upward):
     """A copy of the package with one forbidden import added fails the check; the last case (a
     downward import) is the control: the copy itself passes."""
@@ -68,7 +76,12 @@ def test_no_private_name_crosses_a_module():
     found = []
     for name, path in _modules():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("asr_kd") and node.module != name:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("asr_kd")
+                and node.module != name
+            ):
                 found += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert not found, found
 
@@ -77,17 +90,47 @@ def test_no_module_global_set_from_another_module():
     found = []
     for name, path in _modules():
         tree = ast.parse(path.read_text())
-        imported = {a.asname or a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                    and n.module and n.module.startswith("asr_kd") for a in n.names}
-        imported |= {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
-                     if a.name.startswith("asr_kd")}
+        imported = {
+            a.asname or a.name.split(".")[-1]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("asr_kd")
+            for a in n.names
+        }
+        imported |= {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Import)
+            for a in n.names
+            if a.name.startswith("asr_kd")
+        }
         for node in ast.walk(tree):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AugAssign)
+                else []
+            )
             for t in targets:
                 base = t.value if isinstance(t, (ast.Attribute, ast.Subscript)) else None
                 while isinstance(base, (ast.Attribute, ast.Subscript)):
                     base = base.value
-                if isinstance(base, ast.Name) and base.id in imported and isinstance(t, ast.Attribute) \
-                        and isinstance(t.value, ast.Name):
+                if (
+                    isinstance(base, ast.Name)
+                    and base.id in imported
+                    and isinstance(t, ast.Attribute)
+                    and isinstance(t.value, ast.Name)
+                ):
                     found.append(f"{name}: {ast.unparse(t)}")
     assert not found, found
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_the_tree_passes_ruff(command):
+    """The style of pyproject.toml's [tool.ruff] holds everywhere (``ruff format`` and ``ruff check``
+    fix what this finds)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    r = subprocess.run(
+        [str(ruff) if ruff.exists() else "ruff", *command, "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

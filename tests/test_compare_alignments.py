@@ -1,4 +1,5 @@
 """Alignments compared by the DNNs they train (asr_kd.align.compare), with and without oracle times."""
+
 import shutil
 
 import pytest
@@ -17,14 +18,20 @@ def dnn_on_gmm_labels(tiny_graph, tiny_features):
     dev = load_split(ali, tiny_features / "fbank", "digits", "dev")
     ckpts = []
     for seed in (1, 2):
-        train_model(train, dev, num_pdfs(ali), root / f"dnn{seed}", ModelConfig(hidden=64, num_layers=1, context=2),
-                    TrainConfig(epochs=2, batch_size=128, lr=0.003), seed=seed)
+        train_model(
+            train,
+            dev,
+            num_pdfs(ali),
+            root / f"dnn{seed}",
+            ModelConfig(hidden=64, num_layers=1, context=2),
+            TrainConfig(epochs=2, batch_size=128, lr=0.003),
+            seed=seed,
+        )
         ckpts.append(str(root / f"dnn{seed}" / "best.pt"))
     return root, ckpts
 
 
 def _oracle_phone_accuracy(ckpt, ali_dir, features):
-    import numpy as np
     import torch
     from lhotse import CutSet
 
@@ -33,12 +40,14 @@ def _oracle_phone_accuracy(ckpt, ali_dir, features):
 
     model = load_model(ckpt)
     norm = FeatureNormalizer.load(features / "fbank" / "cmvn.npz")
-    pdf2phone = dict(l.split() for l in (ali_dir / "pdf_to_phone.txt").read_text().splitlines())
+    pdf2phone = dict(line.split() for line in (ali_dir / "pdf_to_phone.txt").read_text().splitlines())
     right = total = 0
     for cut in CutSet.from_file(ali_dir / "digits_test_cuts.jsonl.gz"):
         x = torch.from_numpy(norm.normalize_cut(cut))
         t, c = x.shape[0], model.context
-        win = torch.stack([x[min(max(i + k, 0), t - 1)] for i in range(t) for k in range(-c, c + 1)]).view(t, 2 * c + 1, -1)
+        win = torch.stack([x[min(max(i + k, 0), t - 1)] for i in range(t) for k in range(-c, c + 1)]).view(
+            t, 2 * c + 1, -1
+        )
         with torch.no_grad():
             pred = model(win).argmax(-1).numpy()
         for i, p in enumerate(pred):
@@ -68,12 +77,16 @@ def _without_oracle(src, dst):
     return dst
 
 
-def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_times(dnn_on_gmm_labels, tiny_features, tmp_path):
+def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_times(
+    dnn_on_gmm_labels, tiny_features, tmp_path
+):
     from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
 
     root, ckpts = dnn_on_gmm_labels
     plain = _without_oracle(root / "exp", tmp_path / "no_oracle")
-    decode = DecodeSettings(str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1, 3), penalties=(0.0,))
+    decode = DecodeSettings(
+        str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1, 3), penalties=(0.0,)
+    )
     rows = [AlignmentRow("with oracle", root / "exp", ckpts), AlignmentRow("no oracle", plain, ckpts[:1])]
     res = compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)
     assert res[0]["oracle"] is not None and res[0]["oracle"]["frame_agreement"] > 0.5
@@ -81,7 +94,8 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
     # the measure, recomputed independently: per 10 ms frame, the phone of the DNN's best pdf against
     # the oracle phone at the frame's centre (SIL outside the oracle's phones)
     assert res[0]["dnn_oracle_phone_accuracy"]["values"] == pytest.approx(
-        [_oracle_phone_accuracy(c, root / "exp", tiny_features) for c in ckpts], abs=1e-9)
+        [_oracle_phone_accuracy(c, root / "exp", tiny_features) for c in ckpts], abs=1e-9
+    )
     assert res[0]["test_wer"]["n"] == 2 and len(res[0]["decode"]) == 2
     assert res[1]["oracle"] is None and "dnn_oracle_phone_accuracy" not in res[1]
     # same labels, same seed, same priors: the one DNN of row 2 decodes exactly as row 1's first
@@ -92,7 +106,6 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
 
 
 def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_features, tmp_path):
-
     from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, compare_alignments
     from asr_kd.gmm.mono import MonoConfig, GmmAligner
     from asr_kd.lang.lexicon import Lexicon
@@ -102,11 +115,15 @@ def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_
     with pytest.raises(ValueError, match="NAME=ALI_DIR"):
         AlignmentRow.parse("only=two")
     # the same phones with 2-state HMMs: other transition-ids, so the shared HCLG would misread them
-    lang2 = prepare_lang(Lexicon.read(root / "lang" / "lexiconp.txt"), tmp_path / "lang2", LangConfig(num_nonsil_states=2))
+    lang2 = prepare_lang(
+        Lexicon.read(root / "lang" / "lexiconp.txt"), tmp_path / "lang2", LangConfig(num_nonsil_states=2)
+    )
     other = tmp_path / "other"
     shutil.copytree(root / "exp", other)
     GmmAligner(lang2, MonoConfig()).save(other / "final.mdl")
-    decode = DecodeSettings(str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1,), penalties=(0.0,))
+    decode = DecodeSettings(
+        str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1,), penalties=(0.0,)
+    )
     rows = [AlignmentRow("gmm", root / "exp", ckpts[:1]), AlignmentRow("other", other, ckpts[:1])]
     with pytest.raises(ValueError, match="transition model differs"):
         compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)

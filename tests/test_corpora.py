@@ -1,5 +1,6 @@
 """Real and user corpora: OpenSLR yesno, Kaldi data directories, audio folders, and the recipes
 that run the whole pipeline on them (yesno; the 'any corpus' recipe on a Kaldi-format copy)."""
+
 import json
 import os
 import shutil
@@ -19,8 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def yesno_dir() -> Path:
     """The local copy named in the README: $ASR_KD_YESNO, else ../shared/corpora/waves_yesno."""
-    for cand in (os.environ.get("ASR_KD_YESNO"), REPO.parent / "shared" / "corpora" / "waves_yesno",
-                 Path("/work/shared/corpora/waves_yesno")):
+    for cand in (
+        os.environ.get("ASR_KD_YESNO"),
+        REPO.parent / "shared" / "corpora" / "waves_yesno",
+        Path("/work/shared/corpora/waves_yesno"),
+    ):
         if cand and Path(cand).is_dir() and len(list(Path(cand).glob("*.wav"))) == 60:
             return Path(cand)
     raise FileNotFoundError("the yesno corpus was not found: set ASR_KD_YESNO to its folder of 60 wav files")
@@ -54,7 +58,9 @@ def test_bad_yesno_copy_is_reported_not_fatal(tmp_path):
 def kaldi_copy(features_root: Path, split: str, out: Path, segments: bool = False) -> Path:
     """A Kaldi data directory holding the tiny corpus' split (optionally as two segments per file)."""
     recs = RecordingSet.from_file(manifest_paths(features_root / "manifests", "digits", split)["recordings"]).to_eager()
-    sups = SupervisionSet.from_file(manifest_paths(features_root / "manifests", "digits", split)["supervisions"]).to_eager()
+    sups = SupervisionSet.from_file(
+        manifest_paths(features_root / "manifests", "digits", split)["supervisions"]
+    ).to_eager()
     out.mkdir(parents=True)
     wav, text, u2s, seg = [], [], [], []
     for s in sups:
@@ -89,8 +95,9 @@ def test_kaldi_data_dir_import(tiny_features, tmp_path):
     assert import_kaldi_dir(seg, tmp_path / "s", "mine", "dev", 16000) == 2 * len(orig)
     cuts = CutSet.from_file(manifest_paths(tmp_path / "s", "mine", "dev")["cuts"]).to_eager()
     dur = {c.id: c.duration for c in orig}
-    assert all(c.id.endswith(("-seg0", "-seg1")) and c.duration < 0.5 * dur[c.id.rsplit("-seg", 1)[0]] + 0.02
-               for c in cuts)
+    assert all(
+        c.id.endswith(("-seg0", "-seg1")) and c.duration < 0.5 * dur[c.id.rsplit("-seg", 1)[0]] + 0.02 for c in cuts
+    )
     # a missing recording is a counted skip; the rest stays usable
     lines = (src / "wav.scp").read_text().splitlines()
     lines[0] = lines[0].split()[0] + " /nonexistent/file.wav"
@@ -102,8 +109,12 @@ def test_kaldi_data_dir_import(tiny_features, tmp_path):
 
 
 def test_audio_folder_import(tiny_features, tmp_path):
-    sups = SupervisionSet.from_file(manifest_paths(tiny_features / "manifests", "digits", "test")["supervisions"]).to_eager()
-    recs = RecordingSet.from_file(manifest_paths(tiny_features / "manifests", "digits", "test")["recordings"]).to_eager()
+    sups = SupervisionSet.from_file(
+        manifest_paths(tiny_features / "manifests", "digits", "test")["supervisions"]
+    ).to_eager()
+    recs = RecordingSet.from_file(
+        manifest_paths(tiny_features / "manifests", "digits", "test")["recordings"]
+    ).to_eager()
     folder = tmp_path / "audio"
     lines = []
     for i, s in enumerate(sups):
@@ -127,8 +138,16 @@ def _wer_rows(exp: Path):
 
 
 def test_yesno_recipe_end_to_end(tmp_path):
-    args = ["bash", str(REPO / "recipes" / "yesno" / "run.sh"), "--corpus-dir", str(yesno_dir()),
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+    args = [
+        "bash",
+        str(REPO / "recipes" / "yesno" / "run.sh"),
+        "--corpus-dir",
+        str(yesno_dir()),
+        "--data",
+        str(tmp_path / "data"),
+        "--exp",
+        str(tmp_path / "exp"),
+    ]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = _wer_rows(tmp_path / "exp")
@@ -138,7 +157,9 @@ def test_yesno_recipe_end_to_end(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 0 and again.stdout.count("done before, skipping") == 12  # stages 0-8, 13, 14 and 15
     k2 = json.loads((tmp_path / "exp" / "decode_k2" / "agreement.json").read_text())  # k2 decoded every model
-    assert len(k2["rows"]) == sum(row["seeds"] for row in rows.values()) and all(r["same_share"] >= 0.9 for r in k2["rows"])
+    assert len(k2["rows"]) == sum(row["seeds"] for row in rows.values()) and all(
+        r["same_share"] >= 0.9 for r in k2["rows"]
+    )
     # stage 15: the deployment table, and the exported student transcribing real recordings of the test set
     table = json.loads((tmp_path / "exp" / "deploy" / "deployment_table.json").read_text())
     assert len(table["rows"]) == 8 and all(r["words"] == 240 and r["wer"] < 0.15 for r in table["rows"])
@@ -148,8 +169,21 @@ def test_yesno_recipe_end_to_end(tmp_path):
     assert table["feature_check"]["fresh_max_abs"] < 1e-3
     test_ids = [c.id for c in CutSet.from_file(tmp_path / "data" / "manifests" / "yesno_cuts_test.jsonl.gz")]
     wavs = [yesno_dir() / f"{i}.wav" for i in test_ids[:6]]
-    r = subprocess.run([sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", str(tmp_path / "exp" / "deploy" / "student"),
-                        "--format", "onnx", *map(str, wavs)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_kd",
+            "transcribe",
+            "--model-dir",
+            str(tmp_path / "exp" / "deploy" / "student"),
+            "--format",
+            "onnx",
+            *map(str, wavs),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     hyps = dict(line.split("\t") for line in r.stdout.splitlines())
     refs = {str(w): " ".join("YES" if b == "1" else "NO" for b in w.stem.split("_")) for w in wavs}
@@ -160,10 +194,30 @@ def test_yesno_recipe_end_to_end(tmp_path):
 def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
     """The README's swap: Kaldi data directories in, WER out, without touching the library."""
     dirs = {s: kaldi_copy(tiny_features, s, tmp_path / "kaldi" / s) for s in ("train", "dev", "test")}
-    args = ["bash", str(REPO / "recipes" / "custom" / "run.sh"), "--train-dir", str(dirs["train"]),
-            "--dev-dir", str(dirs["dev"]), "--test-dir", str(dirs["test"]), "--corpus", "mine",
-            "--config", str(REPO / "conf" / "tiny.yaml"), "--ensemble-size", "2", "--student-seeds", "1",
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"), "--stop-stage", "14"]
+    args = [
+        "bash",
+        str(REPO / "recipes" / "custom" / "run.sh"),
+        "--train-dir",
+        str(dirs["train"]),
+        "--dev-dir",
+        str(dirs["dev"]),
+        "--test-dir",
+        str(dirs["test"]),
+        "--corpus",
+        "mine",
+        "--config",
+        str(REPO / "conf" / "tiny.yaml"),
+        "--ensemble-size",
+        "2",
+        "--student-seeds",
+        "1",
+        "--data",
+        str(tmp_path / "data"),
+        "--exp",
+        str(tmp_path / "exp"),
+        "--stop-stage",
+        "14",
+    ]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (tmp_path / "data" / "manifests" / "mine_cuts_train.jsonl.gz").is_file()
@@ -190,10 +244,28 @@ def test_words_without_pronunciation_are_reported_and_map_to_unk(tmp_path):
     first = next(iter(sups)).id
     sups = SupervisionSet.from_segments(s.transform_text(lambda t: t + " --") if s.id == first else s for s in sups)
     sups.to_file(path)
-    r = subprocess.run([sys.executable, "-m", "asr_kd", "prepare-lang", "--manifest-dir", str(m), "--corpus", "yesno",
-                        "--dictionary", str(REPO / "recipes" / "yesno" / "local" / "lexicon.txt"),
-                        "--dict-dir", str(tmp_path / "dict"), "--out", str(tmp_path / "lang")],
-                       capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_kd",
+            "prepare-lang",
+            "--manifest-dir",
+            str(m),
+            "--corpus",
+            "yesno",
+            "--dictionary",
+            str(REPO / "recipes" / "yesno" / "local" / "lexicon.txt"),
+            "--dict-dir",
+            str(tmp_path / "dict"),
+            "--out",
+            str(tmp_path / "lang"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "1 word(s) have no pronunciation" in r.stderr
     report = (tmp_path / "dict" / "uncovered_words.txt").read_text()

@@ -3,6 +3,7 @@
 with identical weights, the loss curve follows one process, and a distributed run resumed from a
 checkpoint ends where an uninterrupted one does. The batch split and accumulation bookkeeping of
 every method is checked without processes."""
+
 import json
 import os
 import subprocess
@@ -22,17 +23,39 @@ CONF = "model:\n  context: 3\n  hidden: 64\n  num_layers: 2\ntrain:\n  batch_siz
 def runs(tiny_graph, tiny_features, tmp_path_factory):
     root, _ = tiny_graph
     out = tmp_path_factory.mktemp("ddp")
-    confs = {"allreduce": CONF.format(batch=128, extra="  ddp: allreduce\n"),
-             "average": CONF.format(batch=128, extra="  ddp: average\n  sync_every: 4\n"),
-             "batch256": CONF.format(batch=256, extra="")}
+    confs = {
+        "allreduce": CONF.format(batch=128, extra="  ddp: allreduce\n"),
+        "average": CONF.format(batch=128, extra="  ddp: average\n  sync_every: 4\n"),
+        "batch256": CONF.format(batch=256, extra=""),
+    }
     for name, text in confs.items():
         (out / f"{name}.yaml").write_text(text)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def run(cmd, conf, name, epochs):
-        r = subprocess.run([*cmd, "-m", "asr_kd", "train-dnn", "--config", str(out / f"{conf}.yaml"), "--ali-dir", str(root / "exp"),
-                            "--fbank-dir", str(tiny_features / "fbank"), "--seed", "5", "--epochs", str(epochs),
-                            "--out", str(out / name)], capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [
+                *cmd,
+                "-m",
+                "asr_kd",
+                "train-dnn",
+                "--config",
+                str(out / f"{conf}.yaml"),
+                "--ali-dir",
+                str(root / "exp"),
+                "--fbank-dir",
+                str(tiny_features / "fbank"),
+                "--seed",
+                "5",
+                "--epochs",
+                str(epochs),
+                "--out",
+                str(out / name),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         return r
 
@@ -99,10 +122,21 @@ def test_a_different_method_or_world_does_not_resume_a_run():
 
     import numpy as np
 
-    train = FrameData(torch.randn(50, 4), torch.zeros(50, dtype=torch.long), torch.zeros(50, dtype=torch.long),
-                      torch.full((50,), 50), ["u1"], np.array([0, 50]))
-    keys = {(m, w): run_fingerprint(train, train, 3, ModelConfig(), TrainConfig(ddp=m, sync_every=4), LossConfig(), 1, world=w)
-            for m in ("allreduce", "average") for w in (1, 2)}
+    train = FrameData(
+        torch.randn(50, 4),
+        torch.zeros(50, dtype=torch.long),
+        torch.zeros(50, dtype=torch.long),
+        torch.full((50,), 50),
+        ["u1"],
+        np.array([0, 50]),
+    )
+    keys = {
+        (m, w): run_fingerprint(
+            train, train, 3, ModelConfig(), TrainConfig(ddp=m, sync_every=4), LossConfig(), 1, world=w
+        )
+        for m in ("allreduce", "average")
+        for w in (1, 2)
+    }
     assert keys[("allreduce", 1)] == keys[("allreduce", 2)] == keys[("average", 1)]
     assert keys[("average", 2)] != keys[("average", 1)]
 

@@ -31,7 +31,9 @@ def test_arpa_is_normalised(tmp_path, estimator):
         _need_lmplz()
     texts = ["ONE TWO THREE", "ONE TWO", "TWO THREE ONE", "THREE"] * 3
     path = tmp_path / "lm.arpa"
-    assert train_arpa(texts, 3, path, estimator=estimator) == {"python": "python-kneser-ney", "lmplz": "lmplz"}[estimator]
+    assert (
+        train_arpa(texts, 3, path, estimator=estimator) == {"python": "python-kneser-ney", "lmplz": "lmplz"}[estimator]
+    )
     import kenlm
 
     model = kenlm.Model(str(path))
@@ -135,7 +137,9 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
     from asr_kd.nnet.data import load_frames
 
     root, _ = graph
-    cfg = MonoConfig(num_iters=3, max_iter_inc=2, realign_iters=(1, 2), total_gauss=100, use_deltas=False, utterance_cmvn=True)
+    cfg = MonoConfig(
+        num_iters=3, max_iter_inc=2, realign_iters=(1, 2), total_gauss=100, use_deltas=False, utterance_cmvn=True
+    )
     train_and_align(tiny_features / "fbank", "digits", ["train", "dev"], root / "lang", tmp_path / "exp", cfg, nj=1)
     normalizer = FeatureNormalizer.load(tiny_features / "fbank" / "cmvn.npz")
     cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_dev.jsonl.gz").to_eager()
@@ -161,7 +165,11 @@ def test_graph_is_reused_only_when_built_from_the_same_inputs(graph, tiny_featur
     shutil.copytree(root / "graph", tmp_path / "graph")
     hclg = tmp_path / "graph" / "HCLG.fst"
     built = hclg.stat().st_mtime_ns
-    same = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=2)
+    same = build_graph(
+        root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=2
+    )
     assert same == info and hclg.stat().st_mtime_ns == built
-    trigram = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=3)
+    trigram = build_graph(
+        root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=3
+    )
     assert trigram["lm_order"] == 3 and trigram["key"] != info["key"] and hclg.stat().st_mtime_ns != built

@@ -1,5 +1,6 @@
 """Shipping a system (asr_kd.deploy): export parity in every format, streaming = offline, word
 times, and bad audio reported by name while the other files are transcribed."""
+
 import subprocess
 import sys
 
@@ -46,8 +47,14 @@ def test_every_export_format_matches_pytorch(name, tmp_path):
 def test_streamed_windows_equal_training_splicing():
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((23, 3)).astype(np.float32)
-    data = FrameData(torch.from_numpy(feats), torch.zeros(23, dtype=torch.long), torch.zeros(23, dtype=torch.long),
-                     torch.full((23,), 23), ["u"], np.array([0, 23]))
+    data = FrameData(
+        torch.from_numpy(feats),
+        torch.zeros(23, dtype=torch.long),
+        torch.zeros(23, dtype=torch.long),
+        torch.full((23,), 23),
+        ["u"],
+        np.array([0, 23]),
+    )
     offline = data.windows(torch.arange(23), context=4).numpy()
     for sizes in ([23], [1] * 23, [5, 0, 2, 9, 7]):
         w, out, i = FrameWindows(4), [], 0
@@ -67,8 +74,12 @@ def test_streaming_fbank_equals_one_piece_and_lhotse(tiny_features):
     assert np.array_equal(np.concatenate(parts), whole)
     from lhotse import Fbank, FbankConfig
 
-    theirs = Fbank(FbankConfig(sampling_rate=cut.sampling_rate, num_mel_bins=40, dither=0.0)).extract(audio, cut.sampling_rate)
-    assert whole.shape == theirs.shape and np.abs(whole - theirs).max() < 5e-3  # float rounding: 1e-3 at most on 1440 cuts
+    theirs = Fbank(FbankConfig(sampling_rate=cut.sampling_rate, num_mel_bins=40, dither=0.0)).extract(
+        audio, cut.sampling_rate
+    )
+    assert (
+        whole.shape == theirs.shape and np.abs(whole - theirs).max() < 5e-3
+    )  # float rounding: 1e-3 at most on 1440 cuts
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +92,30 @@ def model_dir(tiny_graph, tiny_features, tmp_path_factory):
 
     root, _ = tiny_graph
     out = tmp_path_factory.mktemp("deploy")
-    train_speech_model(root / "exp", tiny_features / "fbank", "digits", out / "dnn", ModelConfig(context=3, hidden=64, num_layers=2),
-                       TrainConfig(epochs=3, batch_size=128, lr=0.003), LossConfig(loss="ce"), seed=1)
-    return export_model_dir(out / "model", [out / "dnn" / "best.pt"], root / "exp", root / "lang", root / "graph",
-                            tiny_features / "fbank", fbank_settings(tiny_features / "fbank", "digits"), "tiny dnn", "digits",
-                            lmwt=5.0, wip=0.5, formats=("pt", "onnx"))
+    train_speech_model(
+        root / "exp",
+        tiny_features / "fbank",
+        "digits",
+        out / "dnn",
+        ModelConfig(context=3, hidden=64, num_layers=2),
+        TrainConfig(epochs=3, batch_size=128, lr=0.003),
+        LossConfig(loss="ce"),
+        seed=1,
+    )
+    return export_model_dir(
+        out / "model",
+        [out / "dnn" / "best.pt"],
+        root / "exp",
+        root / "lang",
+        root / "graph",
+        tiny_features / "fbank",
+        fbank_settings(tiny_features / "fbank", "digits"),
+        "tiny dnn",
+        "digits",
+        lmwt=5.0,
+        wip=0.5,
+        formats=("pt", "onnx"),
+    )
 
 
 def test_streaming_equals_offline_and_word_times_follow_the_words(model_dir, tiny_features):
@@ -137,9 +167,28 @@ def test_transcribe_reports_bad_files_and_goes_on(model_dir, tiny_features, tmp_
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF not really a wave file")
     assert len(read_audio(stereo, cut.sampling_rate)) == pytest.approx(len(audio), abs=2)
-    r = subprocess.run([sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", str(model_dir), str(good), str(empty),
-                        str(corrupt), str(tmp_path / "missing.wav"), str(stereo), "--ctm", str(tmp_path / "out.ctm"),
-                        "--streaming", "--chunk-ms", "200"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_kd",
+            "transcribe",
+            "--model-dir",
+            str(model_dir),
+            str(good),
+            str(empty),
+            str(corrupt),
+            str(tmp_path / "missing.wav"),
+            str(stereo),
+            "--ctm",
+            str(tmp_path / "out.ctm"),
+            "--streaming",
+            "--chunk-ms",
+            "200",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     lines = dict(line.split("\t") for line in r.stdout.splitlines())
     assert set(lines) == {str(good), str(stereo)}
@@ -156,17 +205,42 @@ def test_export_refuses_a_gmm_and_names_missing_files(tiny_graph, tiny_features,
 
     root, _ = tiny_graph
     with pytest.raises(ValueError, match="GMM"):
-        export_model_dir(tmp_path / "m", [root / "exp" / "final.mdl"], root / "exp", root / "lang", root / "graph",
-                         tiny_features / "fbank", FbankSettings(), "gmm", "digits", 5.0, 0.0)
+        export_model_dir(
+            tmp_path / "m",
+            [root / "exp" / "final.mdl"],
+            root / "exp",
+            root / "lang",
+            root / "graph",
+            tiny_features / "fbank",
+            FbankSettings(),
+            "gmm",
+            "digits",
+            5.0,
+            0.0,
+        )
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
-        export_model_dir(tmp_path / "m", [tmp_path / "nothing.pt"], root / "exp", root / "lang", root / "graph",
-                         tiny_features / "fbank", FbankSettings(), "x", "digits", 5.0, 0.0)
+        export_model_dir(
+            tmp_path / "m",
+            [tmp_path / "nothing.pt"],
+            root / "exp",
+            root / "lang",
+            root / "graph",
+            tiny_features / "fbank",
+            FbankSettings(),
+            "x",
+            "digits",
+            5.0,
+            0.0,
+        )
     assert not (tmp_path / "m").exists()
 
 
 def _transcribe(model_dir, *args):
-    return subprocess.run([sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", str(model_dir), *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", str(model_dir), *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def _one_error_line(r, *needles):
@@ -190,8 +264,16 @@ def test_transcribe_survives_nan_and_implausible_rates_and_keeps_ctm_ids_apart(m
     sf.write(nan, bad, cut.sampling_rate, subtype="FLOAT")
     one_hz = tmp_path / "one_hz.wav"  # an 8 KB file whose header claims 1 Hz: 2.2 h at 16 kHz if believed
     sf.write(one_hz, np.zeros(4000, np.int16), 1, subtype="PCM_16")
-    r = _transcribe(model_dir, tmp_path / "a" / "x.wav", nan, one_hz, tmp_path / "b" / "x.wav", tmp_path / "my file.wav",
-                    "--ctm", tmp_path / "out.ctm")
+    r = _transcribe(
+        model_dir,
+        tmp_path / "a" / "x.wav",
+        nan,
+        one_hz,
+        tmp_path / "b" / "x.wav",
+        tmp_path / "my file.wav",
+        "--ctm",
+        tmp_path / "out.ctm",
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 2 and "nan.wav" in errors[0] and "not a finite number" in errors[0]
@@ -224,12 +306,20 @@ def test_transcribe_checks_the_model_directory(model_dir, tmp_path):
     wav = tmp_path / "in.wav"
     sf.write(wav, np.zeros(8000, np.float32), 16000)
     cases = {
-        "outside": (lambda d: card(d, lambda c: c["members"][0]["files"].update(pt="../../../etc/passwd")), "plain file name"),
+        "outside": (
+            lambda d: card(d, lambda c: c["members"][0]["files"].update(pt="../../../etc/passwd")),
+            "plain file name",
+        ),
         "absolute": (lambda d: card(d, lambda c: c["members"][0]["files"].update(pt="/etc/passwd")), "plain file name"),
-        "truncated_card": (lambda d: (d / "card.json").write_text((d / "card.json").read_text()[:50]), "not valid JSON"),
+        "truncated_card": (
+            lambda d: (d / "card.json").write_text((d / "card.json").read_text()[:50]),
+            "not valid JSON",
+        ),
         "truncated_graph": (lambda d: (d / "HCLG.fst").write_bytes((d / "HCLG.fst").read_bytes()[:200]), "HCLG.fst"),
-        "truncated_net": (lambda d: (d / "nnet" / "member0.pt").write_bytes((d / "nnet" / "member0.pt").read_bytes()[:300]),
-                          "member0.pt"),
+        "truncated_net": (
+            lambda d: (d / "nnet" / "member0.pt").write_bytes((d / "nnet" / "member0.pt").read_bytes()[:300]),
+            "member0.pt",
+        ),
         "zero_shift": (lambda d: features(d, frame_shift=0), "frame_shift"),
         "zero_lmwt": (lambda d: card(d, lambda c: c["decode"].update(lmwt=0)), "decode.lmwt"),
     }
@@ -267,8 +357,20 @@ def test_export_never_deletes_what_it_did_not_write(model_dir, tiny_graph, tiny_
     settings = fbank_settings(tiny_features / "fbank", "digits")
 
     def export(out, checkpoints=(ckpt,)):
-        return export_model_dir(out, list(checkpoints), root / "exp", root / "lang", root / "graph", tiny_features / "fbank",
-                                settings, "t", "digits", lmwt=5.0, wip=0.0, formats=("pt",))
+        return export_model_dir(
+            out,
+            list(checkpoints),
+            root / "exp",
+            root / "lang",
+            root / "graph",
+            tiny_features / "fbank",
+            settings,
+            "t",
+            "digits",
+            lmwt=5.0,
+            wip=0.0,
+            formats=("pt",),
+        )
 
     with pytest.raises(ValueError, match="holds an input"):
         export(ckpt.parent.parent)  # --out is the folder the checkpoint is in

@@ -3,6 +3,7 @@ must cope with utterances of a single word (no 'pick an utterance of three words
 
 The corpus: the real 8 kHz OpenSLR yesno recordings, cut into single words by Kaldi ``segments``
 found with a frame-energy detector (files where it finds exactly the 8 words of the file name)."""
+
 import json
 import subprocess
 from pathlib import Path
@@ -74,11 +75,38 @@ def test_isolated_word_corpus_runs_every_stage(tmp_path):
     cfg["lexicon"].pop("dictionary")
     cfg["train"]["epochs"] = 4
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump(cfg))
-    args = ["bash", str(REPO / "recipes" / "custom" / "run.sh"), "--train-dir", str(dirs["train"]),
-            "--dev-dir", str(dirs["dev"]), "--test-dir", str(dirs["test"]), "--corpus", "words", "--sample-rate", "8000",
-            "--dictionary", str(REPO / "recipes" / "yesno" / "local" / "lexicon.txt"), "--config", str(tmp_path / "conf.yaml"),
-            "--ensemble-size", "2", "--student-seeds", "2", "--analysis", "true", "--sweep-temperatures", "2",
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"), "--stop-stage", "14"]
+    args = [
+        "bash",
+        str(REPO / "recipes" / "custom" / "run.sh"),
+        "--train-dir",
+        str(dirs["train"]),
+        "--dev-dir",
+        str(dirs["dev"]),
+        "--test-dir",
+        str(dirs["test"]),
+        "--corpus",
+        "words",
+        "--sample-rate",
+        "8000",
+        "--dictionary",
+        str(REPO / "recipes" / "yesno" / "local" / "lexicon.txt"),
+        "--config",
+        str(tmp_path / "conf.yaml"),
+        "--ensemble-size",
+        "2",
+        "--student-seeds",
+        "2",
+        "--analysis",
+        "true",
+        "--sweep-temperatures",
+        "2",
+        "--data",
+        str(tmp_path / "data"),
+        "--exp",
+        str(tmp_path / "exp"),
+        "--stop-stage",
+        "14",
+    ]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # every utterance is one word, and every stage ran: alignment (with its example picture), the

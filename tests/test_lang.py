@@ -1,4 +1,5 @@
 """Lang builder and lexicon sources on toy inputs."""
+
 import pytest
 
 from asr_kd.kaldi import kaldifst

@@ -1,6 +1,7 @@
 """Lattices (asr_kd.decode.lattice): decoded once, their best path at any LM weight and penalty
 equals re-decoding, they round-trip through Kaldi's text archive, and the oracle is never worse
 than the 1-best."""
+
 import numpy as np
 import pytest
 
@@ -28,8 +29,13 @@ def _lattices(root, tm, loglikes):
     from asr_kd.kaldi.fst import read_fst
 
     id2pdf = np.asarray(tm.id2pdf_id)
-    return decode_lattices(read_fst(root / "graph" / "HCLG.fst"), {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
-                           acoustic_scale=0.1, beam=30.0, lattice_beam=20.0)
+    return decode_lattices(
+        read_fst(root / "graph" / "HCLG.fst"),
+        {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
+        acoustic_scale=0.1,
+        beam=30.0,
+        lattice_beam=20.0,
+    )
 
 
 def test_lattice_best_path_equals_re_decoding_at_every_weight_and_penalty(noisy, tmp_path):
@@ -46,14 +52,17 @@ def test_lattice_best_path_equals_re_decoding_at_every_weight_and_penalty(noisy,
     assert back.utts == sorted(texts)
     for name in ("graph", "acoustic", "word", "tid", "final_graph"):
         order = [direct.utts.index(u) for u in back.utts]
-        assert np.allclose(np.concatenate([_arcs_of(back, k, name) for k in range(len(back.utts))]),
-                           np.concatenate([_arcs_of(direct, k, name) for k in order])), name
+        assert np.allclose(
+            np.concatenate([_arcs_of(back, k, name) for k in range(len(back.utts))]),
+            np.concatenate([_arcs_of(direct, k, name) for k in order]),
+        ), name
     points = [(lmwt, wip) for lmwt in LMWTS for wip in PENALTIES]
     paths = back.best_paths(points, alignments=True)
     differs = 0
     for (lmwt, wip), got in zip(points, paths):
-        ref = decode(root / "graph" / "HCLG.fst", tm, {u: ll / lmwt for u, ll in loglikes.items()}, beam=30.0,
-                     word_penalty=wip)
+        ref = decode(
+            root / "graph" / "HCLG.fst", tm, {u: ll / lmwt for u, ll in loglikes.items()}, beam=30.0, word_penalty=wip
+        )
         for u in texts:
             words, tids, frames = got[u]
             assert words == ref[u]["words"] and tids == ref[u]["alignment"], (u, lmwt, wip)
@@ -127,8 +136,10 @@ def mixed(tiny_graph):
         cuts += list(c)
         onehot.update(o)
     rng = np.random.default_rng(7)
-    loglikes = {u: ((0.3 if i % 2 == 0 else 0.03) * m + rng.standard_normal(m.shape)).astype(np.float32)
-                for i, (u, m) in enumerate(sorted(onehot.items()))}
+    loglikes = {
+        u: ((0.3 if i % 2 == 0 else 0.03) * m + rng.standard_normal(m.shape)).astype(np.float32)
+        for i, (u, m) in enumerate(sorted(onehot.items()))
+    }
     return root, tm, cuts, loglikes
 
 
@@ -143,9 +154,15 @@ def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
     lang = Lang(root / "lang")
     id2pdf = np.asarray(tm.id2pdf_id)
     lmwt = 2.0
-    lats = LatticeSet.from_texts(decode_lattices(
-        read_fst(root / "graph" / "HCLG.fst"), {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
-        acoustic_scale=1 / lmwt, beam=30.0, lattice_beam=20.0).items())
+    lats = LatticeSet.from_texts(
+        decode_lattices(
+            read_fst(root / "graph" / "HCLG.fst"),
+            {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
+            acoustic_scale=1 / lmwt,
+            beam=30.0,
+            lattice_beam=20.0,
+        ).items()
+    )
     confs = lats.word_confidences(lmwt)
     best = lats.best_paths([(lmwt, 0.0)])[0]
     post, _ = lats.arc_posteriors(lmwt)
@@ -157,7 +174,7 @@ def test_word_confidences_are_probabilities_and_higher_on_correct_words(mixed):
         assert all(0.0 <= c <= 1.0 for _, _, c in conf)
         k = lats.utts.index(cut.id)
         mine = (lats.src >= lats.offset[k]) & (lats.src < lats.offset[k + 1]) & (lats.tid != 0)
-        last = int(frame[lats.offset[k]:lats.offset[k + 1]].max())
+        last = int(frame[lats.offset[k] : lats.offset[k + 1]].max())
         for t in (0, last // 2, last - 1):  # every complete path consumes frame t on exactly one arc
             mass = post[mine & (frame[lats.src] == t)].sum()
             assert mass == pytest.approx(1.0, abs=1e-3), (cut.id, t)
@@ -190,18 +207,24 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
     args = (rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph")
     old = decode_models(*args, tmp_path / "redecode", decoder="kaldi", **common)[0]
     new = decode_models(*args, tmp_path / "lattice", decoder="lattice", **common)[0]
-    forked = decode_models(*args, tmp_path / "lattice2", decoder="lattice", nj=2, **common)[0]  # two processes, same lattices
+    forked = decode_models(*args, tmp_path / "lattice2", decoder="lattice", nj=2, **common)[
+        0
+    ]  # two processes, same lattices
     assert old["decoder"] == "kaldi" and new["decoder"] == forked["decoder"] == "lattice"
     assert (tmp_path / "lattice" / "GMM" / "lat.dev.gz").read_bytes() != b""
     for key in ("best_lmwt", "best_wip", "dev_wer", "test_wer", "test_oracle_wer"):
         assert forked[key] == new[key], key
     assert (new["best_lmwt"], new["best_wip"]) == (old["best_lmwt"], old["best_wip"])
-    assert new["dev_wer"] == pytest.approx(old["dev_wer"], abs=1e-3) and new["test_wer"] == pytest.approx(old["test_wer"], abs=1e-3)
+    assert new["dev_wer"] == pytest.approx(old["dev_wer"], abs=1e-3) and new["test_wer"] == pytest.approx(
+        old["test_wer"], abs=1e-3
+    )
     out = tmp_path / "lattice" / "GMM"
     assert len(LatticeSet.read(out / "lat.test.gz").utts) > 0 and (out / "lattice_options.json").is_file()
     assert 0.0 <= new["test_oracle_wer"] <= new["test_wer"]
     conf = [line.split() for line in (out / "test.conf.txt").read_text().splitlines()]
-    assert conf and all(0.0 <= float(c) <= 1.0 and 0.0 <= float(r) <= 1.0 and ok in ("0", "1") for _, _, c, r, ok in conf)
+    assert conf and all(
+        0.0 <= float(c) <= 1.0 and 0.0 <= float(r) <= 1.0 and ok in ("0", "1") for _, _, c, r, ok in conf
+    )
     import json
 
     info = json.loads((out / "confidence.json").read_text())

@@ -1,5 +1,6 @@
 """LibriSpeech and TIMIT preparation on small fixtures laid out exactly like the real corpora
 (the corpora themselves cannot be downloaded here)."""
+
 import subprocess
 from pathlib import Path
 
@@ -52,8 +53,9 @@ def musan_fixture(root: Path) -> Path:
 def test_mini_librispeech_prepare_with_augmentation(tiny_features, tmp_path):
     src = librispeech_fixture(tiny_features, tmp_path / "corpus")
     train_sups = _tiny(tiny_features, "train")[1]
-    counts = prepare_librispeech(src, tmp_path / "m", mini=True, speed_factors=[0.9, 1.1],
-                                 musan_dir=str(musan_fixture(tmp_path)))
+    counts = prepare_librispeech(
+        src, tmp_path / "m", mini=True, speed_factors=[0.9, 1.1], musan_dir=str(musan_fixture(tmp_path))
+    )
     n = len(train_sups)
     assert counts["train"] == 4 * n  # original, two speeds, MUSAN
     assert counts["dev"] + counts["test"] == len(_tiny(tiny_features, "dev")[1]) + len(_tiny(tiny_features, "test")[1])
@@ -62,7 +64,11 @@ def test_mini_librispeech_prepare_with_augmentation(tiny_features, tmp_path):
     assert not ({s.speaker for s in dev} & {s.speaker for s in test})  # split by speaker
     cuts = CutSet.from_file(manifest_paths(tmp_path / "m", "librispeech", "train")["cuts"]).to_eager()
     ids = [c.id for c in cuts]
-    assert len(set(ids)) == len(ids) and sum(i.endswith("_sp0.9") for i in ids) == n and sum(i.endswith("_musan") for i in ids) == n
+    assert (
+        len(set(ids)) == len(ids)
+        and sum(i.endswith("_sp0.9") for i in ids) == n
+        and sum(i.endswith("_musan") for i in ids) == n
+    )
     orig = {c.id: c.duration for c in cuts if not c.id.endswith(("_sp0.9", "_sp1.1", "_musan"))}
     for c in cuts:
         if c.id.endswith("_sp0.9"):
@@ -80,9 +86,28 @@ def test_mini_librispeech_prepare_with_augmentation(tiny_features, tmp_path):
 
 def test_librispeech_recipe_prepares_and_computes_features(tiny_features, tmp_path):
     src = librispeech_fixture(tiny_features, tmp_path / "corpus")
-    r = subprocess.run(["bash", str(REPO / "recipes" / "librispeech" / "run.sh"), "--stage", "1", "--stop-stage", "2",
-                        "--corpus-dir", str(src), "--speed-perturb", "0.9 1.1", "--nj", "1",
-                        "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "bash",
+            str(REPO / "recipes" / "librispeech" / "run.sh"),
+            "--stage",
+            "1",
+            "--stop-stage",
+            "2",
+            "--corpus-dir",
+            str(src),
+            "--speed-perturb",
+            "0.9 1.1",
+            "--nj",
+            "1",
+            "--data",
+            str(tmp_path / "data"),
+            "--exp",
+            str(tmp_path / "exp"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     cuts = CutSet.from_file(tmp_path / "data" / "fbank" / "librispeech_cuts_train.jsonl.gz").to_eager()
     n = len(_tiny(tiny_features, "train")[1])
@@ -92,8 +117,10 @@ def test_librispeech_recipe_prepares_and_computes_features(tiny_features, tmp_pa
         assert feats.shape[0] == c.num_frames and np.isfinite(feats).all()
 
 
-TIMIT61 = ("aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng er ey f g gcl hh hv ih ix iy jh k "
-           "kcl l m n ng nx ow oy p pcl r s sh t tcl th uh uw ux v w y z zh").split()
+TIMIT61 = (
+    "aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng er ey f g gcl hh hv ih ix iy jh k "
+    "kcl l m n ng nx ow oy p pcl r s sh t tcl th uh uw ux v w y z zh"
+).split()
 
 
 def timit_fixture(features_root: Path, root: Path) -> Path:
@@ -102,8 +129,11 @@ def timit_fixture(features_root: Path, root: Path) -> Path:
     from lhotse.recipes.timit import get_speakers
 
     dev_spk, test_spk = get_speakers()
-    names = {"train": ["MTRN0", "FTRN1", "MTRN2", "FTRN3"], "dev": [s.upper() for s in dev_spk[:4]],
-             "test": [s.upper() for s in test_spk[:4]]}
+    names = {
+        "train": ["MTRN0", "FTRN1", "MTRN2", "FTRN3"],
+        "dev": [s.upper() for s in dev_spk[:4]],
+        "test": [s.upper() for s in test_spk[:4]],
+    }
     symbol = {}
     for split, part in (("train", "TRAIN"), ("dev", "TEST"), ("test", "TEST")):
         recs, sups = _tiny(features_root, split)
@@ -122,30 +152,58 @@ def timit_fixture(features_root: Path, root: Path) -> Path:
                 lines.append(f"{b} {e} {symbol.setdefault(sym, TIMIT61[len(symbol) % len(TIMIT61)])}")
             lines.append(f"{phones[-1][2]} {n} h#")
             (d / f"{utt}.PHN").write_text("\n".join(lines) + "\n")
-            (d / f"{utt}.WRD").write_text("".join(f"{int(a.start * 16000)} {int(a.end * 16000)} {a.symbol.lower()}\n"
-                                                  for a in s.alignment["word"]))
+            (d / f"{utt}.WRD").write_text(
+                "".join(
+                    f"{int(a.start * 16000)} {int(a.end * 16000)} {a.symbol.lower()}\n" for a in s.alignment["word"]
+                )
+            )
             (d / f"{utt}.TXT").write_text(f"0 {n} {s.text.lower()}.\n")
     return root
 
 
 def test_timit_recipe_prepares_and_scores_per(tiny_features, tmp_path):
     src = timit_fixture(tiny_features, tmp_path / "TIMIT")
-    args = ["bash", str(REPO / "recipes" / "timit" / "run.sh"), "--corpus-dir", str(src),
-            "--config", str(REPO / "conf" / "tiny.yaml"), "--ensemble-size", "2", "--student-seeds", "1",
-            "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
-    for stages in (["--stop-stage", "8"], ["--stage", "13", "--stop-stage", "13"]):  # the analysis stages are not TIMIT's
+    args = [
+        "bash",
+        str(REPO / "recipes" / "timit" / "run.sh"),
+        "--corpus-dir",
+        str(src),
+        "--config",
+        str(REPO / "conf" / "tiny.yaml"),
+        "--ensemble-size",
+        "2",
+        "--student-seeds",
+        "1",
+        "--data",
+        str(tmp_path / "data"),
+        "--exp",
+        str(tmp_path / "exp"),
+    ]
+    for stages in (
+        ["--stop-stage", "8"],
+        ["--stage", "13", "--stop-stage", "13"],
+    ):  # the analysis stages are not TIMIT's
         r = subprocess.run(args + stages, capture_output=True, text=True)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = tmp_path / "data" / "manifests"
-    sups = {s: SupervisionSet.from_file(manifest_paths(m, "timit", s)["supervisions"]).to_eager() for s in ("train", "dev", "test")}
-    assert [len(sups[s]) for s in ("train", "dev", "test")] == [len(_tiny(tiny_features, s)[1]) for s in ("train", "dev", "test")]
+    sups = {
+        s: SupervisionSet.from_file(manifest_paths(m, "timit", s)["supervisions"]).to_eager()
+        for s in ("train", "dev", "test")
+    }
+    assert [len(sups[s]) for s in ("train", "dev", "test")] == [
+        len(_tiny(tiny_features, s)[1]) for s in ("train", "dev", "test")
+    ]
     lexicon = {line.split()[0] for line in (m / "timit_phone_lexicon.txt").read_text().splitlines()}
-    fold = dict(line.split() if len(line.split()) == 2 else (line.strip(), "") for line in (m / "timit_48_to_39.txt").read_text().splitlines())
+    fold = dict(
+        line.split() if len(line.split()) == 2 else (line.strip(), "")
+        for line in (m / "timit_48_to_39.txt").read_text().splitlines()
+    )
     assert len(lexicon) == 47 and fold["ao"] == "aa" and fold["cl"] == "" and fold["zh"] == "sh"
     for s in sups["train"]:
         assert s.text and set(s.text.split()) <= lexicon and "sil" not in s.text.split()
         assert s.alignment["phone"][0].symbol == "SIL"  # h# -> sil -> the lang's silence phone
     import json
+
     table = json.loads((tmp_path / "exp" / "decode" / "wer_table.json").read_text())
     assert len(table["rows"]) == 4
     # the scorer saw folded tokens: no 48-only phone in any reference

@@ -1,4 +1,5 @@
 """The paper's loss: gradients, T^2 scaling, the high-temperature limit, per-frame reduction."""
+
 import pytest
 import torch
 import torch.nn.functional as F

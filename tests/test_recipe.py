@@ -1,4 +1,5 @@
 """Integration: the default recipe's implemented stages on a tiny configuration."""
+
 import subprocess
 from pathlib import Path
 
@@ -30,9 +31,28 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     cfg = root / "tiny.yaml"
     cfg.write_text((REPO / "conf" / "tiny.yaml").read_text())
-    args = ["--config", str(cfg), "--data", str(root / "data"), "--exp", str(root / "exp"), "--nj", "2",
-            "--ensemble-size", "2", "--student-seeds", "2", "--sweep-temperatures", "1 2", "--topk-values", "3",
-            "--small-fraction", "0.3", "--stop-stage", "14"]  # stage 15 (deploy): the yesno recipe's test
+    args = [
+        "--config",
+        str(cfg),
+        "--data",
+        str(root / "data"),
+        "--exp",
+        str(root / "exp"),
+        "--nj",
+        "2",
+        "--ensemble-size",
+        "2",
+        "--student-seeds",
+        "2",
+        "--sweep-temperatures",
+        "1 2",
+        "--topk-values",
+        "3",
+        "--small-fraction",
+        "0.3",
+        "--stop-stage",
+        "14",
+    ]  # stage 15 (deploy): the yesno recipe's test
     first = run(args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return root, args, first
@@ -40,9 +60,22 @@ def tiny_run(tmp_path_factory):
 
 def test_stages_produce_features_logs_and_markers(tiny_run):
     root, _, first = tiny_run
-    for n, name in ((0, "corpus"), (1, "manifests"), (2, "features"), (3, "lang"), (4, "align"), (5, "ensemble"),
-                    (6, "soft-targets"), (7, "distill"), (8, "results"), (9, "t-sweep"), (10, "small-data"),
-                    (11, "topk"), (12, "realign"), (13, "decode")):
+    for n, name in (
+        (0, "corpus"),
+        (1, "manifests"),
+        (2, "features"),
+        (3, "lang"),
+        (4, "align"),
+        (5, "ensemble"),
+        (6, "soft-targets"),
+        (7, "distill"),
+        (8, "results"),
+        (9, "t-sweep"),
+        (10, "small-data"),
+        (11, "topk"),
+        (12, "realign"),
+        (13, "decode"),
+    ):
         assert (root / "exp" / "done" / f"stage_{n}_{name}").is_file()
         assert (root / "exp" / "log" / f"stage_{n}_{name}.log").stat().st_size > 0
     cuts = CutSet.from_file(root / "data" / "fbank" / "digits_cuts_train.jsonl.gz")
@@ -66,7 +99,10 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     test = CutSet.from_file(root / "exp" / "mono" / "digits_test_cuts.jsonl.gz")
     labels = np.concatenate([c.load_pdf_ali() for c in test])
     majority = np.bincount(labels).max() / len(labels)
-    assert min(table["baseline"]["single"] + table["student"]["single"] + [table["baseline"]["ensemble"]]) > majority + 0.05
+    assert (
+        min(table["baseline"]["single"] + table["student"]["single"] + [table["baseline"]["ensemble"]])
+        > majority + 0.05
+    )
     # the table's figures are the per-utterance counts they claim to summarise
     s = table["summary"]
     assert s["baseline"]["utterances"] == len(test) and s["baseline"]["tokens"] == len(labels)
@@ -75,7 +111,10 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     for k in ("baseline", "ensemble", "student"):
         assert s[k]["ci95"][0] <= s[k]["rate"] <= s[k]["ci95"][1]
     assert [(p["a"], p["b"]) for p in table["significance"]["pairs"]] == [
-        ("baseline", "ensemble"), ("baseline", "student"), ("ensemble", "student")]
+        ("baseline", "ensemble"),
+        ("baseline", "student"),
+        ("ensemble", "student"),
+    ]
     results = (root / "exp" / "kd" / "RESULTS.md").read_text()
     for heading in ("(5a)", "(5b)", "(5c)", "(5d)"):
         assert heading in results
@@ -93,7 +132,9 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     assert len(rows) == 3 and all(r["dnn_oracle_phone_accuracy"]["n"] == 2 for r in rows)
     assert all(len(r["decode"]) == 2 for r in rows)  # DNNs of seeds 1 and 2, decoded
     # the DNNs predict the oracle's phone far more often than chance over the phone set
-    assert all(r["dnn_oracle_phone_accuracy"]["mean"] > 0.3 for r in rows), [r["dnn_oracle_phone_accuracy"] for r in rows]
+    assert all(r["dnn_oracle_phone_accuracy"]["mean"] > 0.3 for r in rows), [
+        r["dnn_oracle_phone_accuracy"] for r in rows
+    ]
     assert all(r["test_wer"]["ci95"][0] <= r["test_wer"]["mean"] <= r["test_wer"]["ci95"][1] for r in rows)
     assert rows[2]["name"].startswith("reference: GMM trained on oracle phone times")
     assert all("test_wer_vs_first" in r for r in rows[1:])
@@ -111,16 +152,21 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
         assert r["test_wer"]["rate"] < (0.8 if name.startswith("GMM") else 1.0), (name, r["test_wer"])
         assert r["test_wer"]["ci95"][0] <= r["test_wer"]["rate"] <= r["test_wer"]["ci95"][1]
     assert {(p["a"], p["b"]) for p in wer["significance"]["pairs"]} == {
-        ("baseline", "2-model ensemble"), ("baseline", "distilled student (T=2)"), ("2-model ensemble", "distilled student (T=2)")}
+        ("baseline", "2-model ensemble"),
+        ("baseline", "distilled student (T=2)"),
+        ("2-model ensemble", "distilled student (T=2)"),
+    }
     assert "gain_kept" in wer["significance"]
     assert (root / "exp" / "graph" / "HCLG.fst").is_file()
     hyp = (root / "exp" / "decode" / "baseline" / "seed2" / "test.hyp.txt").read_text().splitlines()
     assert len(hyp) == 2 * 5  # conf/tiny.yaml: 2 test speakers x 5 utterances
     # the LM is estimated on the training transcripts only: its bigrams are exactly those seen in training
-    train = [c.supervisions[0].text.split() for c in CutSet.from_file(root / "exp" / "mono" / "digits_train_cuts.jsonl.gz")]
+    train = [
+        c.supervisions[0].text.split() for c in CutSet.from_file(root / "exp" / "mono" / "digits_train_cuts.jsonl.gz")
+    ]
     seen = {(a, b) for t in train for a, b in zip(["<s>"] + t, t + ["</s>"])}
     arpa = (root / "exp" / "graph" / "lm_2gram.arpa").read_text().split("\\2-grams:")[1].split("\\end\\")[0]
-    bigrams = {tuple(l.split()[1:3]) for l in arpa.splitlines() if l.strip()}
+    bigrams = {tuple(line.split()[1:3]) for line in arpa.splitlines() if line.strip()}
     assert bigrams == seen
 
 
@@ -167,8 +213,10 @@ def test_k2_opt_out_states_the_absence_in_the_table(tiny_run):
     root, args, _ = tiny_run
     marker = root / "exp" / "done" / "stage_14_k2-decode"
     marker.unlink(missing_ok=True)
-    r = run(args + ["--stage", "14", "--stop-stage", "14"],
-            env={**os.environ, "ASR_KD_K2_PYTHON": "/nonexistent/python", "ASR_KD_NO_K2": "1"})
+    r = run(
+        args + ["--stage", "14", "--stop-stage", "14"],
+        env={**os.environ, "ASR_KD_K2_PYTHON": "/nonexistent/python", "ASR_KD_NO_K2": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     table = (root / "exp" / "decode_k2" / "agreement.md").read_text()
     assert "k2 did not run: k2 was opted out" in table and "| baseline | 2 |" in table and "not run" in table
@@ -182,11 +230,31 @@ def test_state_specialists_on_the_recipe_outputs(tiny_run):
     import sys
 
     root, _, _ = tiny_run
-    r = subprocess.run([sys.executable, "-m", "asr_kd", "specialists-speech", "--generalist",
-                        str(root / "exp" / "dnn" / "seed1" / "best.pt"), "--ali-dir", str(root / "exp" / "mono"),
-                        "--fbank-dir", str(root / "data" / "fbank"), "--num-clusters", "3", "--epochs", "1",
-                        "--out-dir", str(root / "exp" / "state_specialists"), "--out", str(root / "exp" / "kd" / "states")],
-                       cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_kd",
+            "specialists-speech",
+            "--generalist",
+            str(root / "exp" / "dnn" / "seed1" / "best.pt"),
+            "--ali-dir",
+            str(root / "exp" / "mono"),
+            "--fbank-dir",
+            str(root / "data" / "fbank"),
+            "--num-clusters",
+            "3",
+            "--epochs",
+            "1",
+            "--out-dir",
+            str(root / "exp" / "state_specialists"),
+            "--out",
+            str(root / "exp" / "kd" / "states"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((root / "exp" / "kd" / "states.json").read_text())
     assert res["clusters"] and all(len(c) >= 2 for c in res["clusters"])

@@ -1,6 +1,7 @@
 """Safe to load, hard to break: nothing executable is loaded from data, names and model-dir paths
 are confined, bad Kaldi data directories and configs get one line naming the file and line (or a
 counted skip), manifests are written as one unit, and a bounded fuzz run finds no traceback."""
+
 import json
 import os
 import random
@@ -35,12 +36,15 @@ def one_line_error(r, *needles):
 
 # -- Kaldi data directories ---------------------------------------------------------------------
 
+
 def kaldi_dir(root: Path, text: str, utt2spk=None, segments=None, n=3, wav_scp=None) -> Path:
     d = root / "data"
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         sf.write(d / f"r{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(8000)).astype(np.float32), 16000)
-    (d / "wav.scp").write_text(wav_scp if wav_scp is not None else "".join(f"u{i} {d / f'r{i}.wav'}\n" for i in range(n)))
+    (d / "wav.scp").write_text(
+        wav_scp if wav_scp is not None else "".join(f"u{i} {d / f'r{i}.wav'}\n" for i in range(n))
+    )
     (d / "text").write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
     if utt2spk is not None:
         (d / "utt2spk").write_text(utt2spk)
@@ -63,16 +67,19 @@ def skipped(out: Path):
     return {i["id"]: i["reason"] for i in json.loads((out / "c_train.skipped.json").read_text())["items"]}
 
 
-@pytest.mark.parametrize("case, text, outcome", [
-    ("form feed separates words", "u0 A\x0cB\nu1 C\nu2 D\n", {"u0": "A B"}),
-    ("U+2028 is not a line end", "u0 A\u2028B\nu1 C\nu2 D\n", "LINE SEPARATOR"),
-    ("NEL is not a line end", "u0 A\x85B\nu1 C\nu2 D\n", "U+0085"),
-    ("duplicate id", "u0 A\nu1 B\nu1 C\n", "text:3: id u1 repeated (first at line 2)"),
-    ("epsilon as a word", "u0 A\nu1 <eps>\nu2 C\n", "text:2: <eps> is a reserved symbol"),
-    ("disambiguation symbol as a word", "u0 A #0\nu1 B\nu2 C\n", "text:1: #0 is a reserved symbol"),
-    ("sentence start as a word", "u0 A\nu1 B\nu2 <s> C\n", "text:3: <s> is a reserved symbol"),
-    ("latin-1 text", "u0 A\nu1 CAF\xc9\nu2 C\n".encode("latin-1"), "text:2: not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "case, text, outcome",
+    [
+        ("form feed separates words", "u0 A\x0cB\nu1 C\nu2 D\n", {"u0": "A B"}),
+        ("U+2028 is not a line end", "u0 A\u2028B\nu1 C\nu2 D\n", "LINE SEPARATOR"),
+        ("NEL is not a line end", "u0 A\x85B\nu1 C\nu2 D\n", "U+0085"),
+        ("duplicate id", "u0 A\nu1 B\nu1 C\n", "text:3: id u1 repeated (first at line 2)"),
+        ("epsilon as a word", "u0 A\nu1 <eps>\nu2 C\n", "text:2: <eps> is a reserved symbol"),
+        ("disambiguation symbol as a word", "u0 A #0\nu1 B\nu2 C\n", "text:1: #0 is a reserved symbol"),
+        ("sentence start as a word", "u0 A\nu1 B\nu2 <s> C\n", "text:3: <s> is a reserved symbol"),
+        ("latin-1 text", "u0 A\nu1 CAF\xc9\nu2 C\n".encode("latin-1"), "text:2: not UTF-8"),
+    ],
+)
 def test_kaldi_text_cases(tmp_path, case, text, outcome):
     d = kaldi_dir(tmp_path, text)
     if isinstance(outcome, dict):
@@ -91,17 +98,23 @@ def test_kaldi_counted_skips_empty_transcript_missing_text_and_speaker(tmp_path)
     (d / "utt2spk").write_text("u0 s\nu1 s\nu2 s\n")
     (d / "text").write_text("u0 A\nu1\nu3 B\nu9 C\n")
     assert imported(d, tmp_path / "m") == 1
-    assert skipped(tmp_path / "m") == {"u1": "empty transcript", "u2": "no transcript in text",
-                                       "u3": "no speaker in utt2spk",
-                                       "u9": "recording u9 is not in wav.scp"}
+    assert skipped(tmp_path / "m") == {
+        "u1": "empty transcript",
+        "u2": "no transcript in text",
+        "u3": "no speaker in utt2spk",
+        "u9": "recording u9 is not in wav.scp",
+    }
 
 
-@pytest.mark.parametrize("segments, needle", [
-    ("s0 u0 0 0.3\ns1 u1 0.1\n", "segments:2: expected 'utt recording start end', got 3 fields"),
-    ("s0 u0 0.4 0.2\n", "segments:1: segment s0 runs from 0.4 to 0.2 s"),
-    ("s0 u0 -0.1 0.2\n", "segments:1: segment s0 runs from -0.1 to 0.2 s"),
-    ("s0 u0 zero 0.2\n", "segments:1: start and end must be numbers"),
-])
+@pytest.mark.parametrize(
+    "segments, needle",
+    [
+        ("s0 u0 0 0.3\ns1 u1 0.1\n", "segments:2: expected 'utt recording start end', got 3 fields"),
+        ("s0 u0 0.4 0.2\n", "segments:1: segment s0 runs from 0.4 to 0.2 s"),
+        ("s0 u0 -0.1 0.2\n", "segments:1: segment s0 runs from -0.1 to 0.2 s"),
+        ("s0 u0 zero 0.2\n", "segments:1: start and end must be numbers"),
+    ],
+)
 def test_kaldi_bad_segments_name_the_line(tmp_path, segments, needle):
     d = kaldi_dir(tmp_path, "s0 A\ns1 B\n", segments=segments)
     with pytest.raises(CorpusError) as e:
@@ -113,8 +126,11 @@ def test_kaldi_segments_become_cuts_and_the_cli_error_is_one_line(tmp_path):
     d = kaldi_dir(tmp_path, "s0 A\ns1 B C\n", segments="s0 u0 0 0.2\ns1 u0 0.2 0.5\n", utt2spk="s0 x\ns1 y\n")
     assert imported(d, tmp_path / "m") == 2
     (d / "text").write_text("s0 A\ns0 B\n")
-    one_line_error(asr_kd("import-kaldi-dir", "--data-dir", d, "--corpus", "c", "--split", "train", "--out", tmp_path / "m2"),
-                   "text:2", "repeated")
+    one_line_error(
+        asr_kd("import-kaldi-dir", "--data-dir", d, "--corpus", "c", "--split", "train", "--out", tmp_path / "m2"),
+        "text:2",
+        "repeated",
+    )
 
 
 def test_wav_scp_pipes_run_only_when_allowed(tmp_path):
@@ -128,15 +144,32 @@ def test_wav_scp_pipes_run_only_when_allowed(tmp_path):
     assert imported(d, tmp_path / "m", allow_pipes=True) == 1 and marker.exists()
     # the manifests now hold a command: reading them needs the same opt-in
     marker.unlink()
-    r = asr_kd("compute-fbank", "--manifest-dir", tmp_path / "m", "--corpus", "c", "--splits", "train",
-               "--out", tmp_path / "fbank", "--sample-rate", 16000)
+    r = asr_kd(
+        "compute-fbank",
+        "--manifest-dir",
+        tmp_path / "m",
+        "--corpus",
+        "c",
+        "--splits",
+        "train",
+        "--out",
+        tmp_path / "fbank",
+        "--sample-rate",
+        16000,
+    )
     one_line_error(r, "recording u0 reads its audio by running a command", "--allow-pipes")
     assert not marker.exists()
 
 
 def test_names_that_would_leave_the_output_folder_are_refused(tmp_path):
     d = kaldi_dir(tmp_path, "u0 A\nu1 B\nu2 C\n")
-    for corpus, split in (("../evil", "train"), ("c", "../../x"), ("/abs", "train"), (".hidden", "train"), ("a b", "train")):
+    for corpus, split in (
+        ("../evil", "train"),
+        ("c", "../../x"),
+        ("/abs", "train"),
+        (".hidden", "train"),
+        ("a b", "train"),
+    ):
         r = asr_kd("import-kaldi-dir", "--data-dir", d, "--corpus", corpus, "--split", split, "--out", tmp_path / "m")
         one_line_error(r, "is not a valid name")
     assert not (tmp_path / "m").exists() and not list(tmp_path.glob("*evil*"))
@@ -145,6 +178,7 @@ def test_names_that_would_leave_the_output_folder_are_refused(tmp_path):
 
 
 # -- audio folders ------------------------------------------------------------------------------
+
 
 def test_audio_folder_same_name_in_two_speakers_and_spaces_in_names(tmp_path):
     for spk in ("alice", "bob"):
@@ -160,22 +194,26 @@ def test_audio_folder_same_name_in_two_speakers_and_spaces_in_names(tmp_path):
 
 # -- configs ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("yaml_text, needle", [
-    ("features:\n  num_mel_bins: forty\n", "features.num_mel_bins: expected a number, not 'forty'"),
-    ("features:\n  frame_shift: 0\n", "features.frame_shift: must be greater than 0"),
-    ("features:\n  num_mel_bins: -40\n", "features.num_mel_bins: must not be negative"),
-    ("features:\n  num_mel_bins: 40.5\n", "expected a whole number"),
-    ("features:\n  cmvn: both\n", "cmvn must be global or speaker"),
-    ("model:\n  hidden: 0\n", "model.hidden: must be greater than 0"),
-    ("model:\n  dropout: 1.5\n", "dropout must be in [0, 1)"),
-    ("train:\n  epochs: -2\n", "train.epochs: must not be negative"),
-    ("train:\n  lr: .nan\n", "expected a finite number"),
-    ("train:\n  streaming: yes please\n", "expected true or false"),
-    ("distill:\n  temperature: 0\n", "distill.temperature: must be greater than 0"),
-    ("features: [1, 2]\n", "expected a mapping"),
-    ("features:\n  num_mel_bins: 40\n bad indent: 3\n", "malformed YAML"),
-    ("features:\n  num_mel_bins: [\n", "malformed YAML"),
-])
+
+@pytest.mark.parametrize(
+    "yaml_text, needle",
+    [
+        ("features:\n  num_mel_bins: forty\n", "features.num_mel_bins: expected a number, not 'forty'"),
+        ("features:\n  frame_shift: 0\n", "features.frame_shift: must be greater than 0"),
+        ("features:\n  num_mel_bins: -40\n", "features.num_mel_bins: must not be negative"),
+        ("features:\n  num_mel_bins: 40.5\n", "expected a whole number"),
+        ("features:\n  cmvn: both\n", "cmvn must be global or speaker"),
+        ("model:\n  hidden: 0\n", "model.hidden: must be greater than 0"),
+        ("model:\n  dropout: 1.5\n", "dropout must be in [0, 1)"),
+        ("train:\n  epochs: -2\n", "train.epochs: must not be negative"),
+        ("train:\n  lr: .nan\n", "expected a finite number"),
+        ("train:\n  streaming: yes please\n", "expected true or false"),
+        ("distill:\n  temperature: 0\n", "distill.temperature: must be greater than 0"),
+        ("features: [1, 2]\n", "expected a mapping"),
+        ("features:\n  num_mel_bins: 40\n bad indent: 3\n", "malformed YAML"),
+        ("features:\n  num_mel_bins: [\n", "malformed YAML"),
+    ],
+)
 def test_configs_are_checked_for_type_and_range_with_the_key_named(tmp_path, yaml_text, needle):
     from asr_kd.data.features import FeatureConfig
     from asr_kd.nnet.losses import LossConfig
@@ -185,7 +223,12 @@ def test_configs_are_checked_for_type_and_range_with_the_key_named(tmp_path, yam
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
     with pytest.raises(ConfigError) as e:
-        for name, cls in (("features", FeatureConfig), ("model", ModelConfig), ("train", TrainConfig), ("distill", LossConfig)):
+        for name, cls in (
+            ("features", FeatureConfig),
+            ("model", ModelConfig),
+            ("train", TrainConfig),
+            ("distill", LossConfig),
+        ):
             section(path, name, cls)
     assert needle in str(e.value) and "bad.yaml" in str(e.value), str(e.value)
 
@@ -203,8 +246,13 @@ def test_every_shipped_config_still_loads():
     assert len(configs) > 5
     for path in configs:
         data = load_yaml(path)
-        for name, cls in (("features", FeatureConfig), ("model", ModelConfig), ("train", TrainConfig),
-                          ("distill", LossConfig), ("mono", MonoConfig)):
+        for name, cls in (
+            ("features", FeatureConfig),
+            ("model", ModelConfig),
+            ("train", TrainConfig),
+            ("distill", LossConfig),
+            ("mono", MonoConfig),
+        ):
             if name in data:
                 section(path, name, cls)
         if "corpus" in data and "readspeech" in str(path):
@@ -215,8 +263,19 @@ def test_every_shipped_config_still_loads():
 
 
 def test_soft_targets_refuse_temperature_zero(tmp_path):
-    r = asr_kd("soft-targets", "--teachers", "x.pt", "--ali-dir", tmp_path, "--fbank-dir", tmp_path, "--out", tmp_path / "s",
-               "--temperature", "0")
+    r = asr_kd(
+        "soft-targets",
+        "--teachers",
+        "x.pt",
+        "--ali-dir",
+        tmp_path,
+        "--fbank-dir",
+        tmp_path,
+        "--out",
+        tmp_path / "s",
+        "--temperature",
+        "0",
+    )
     assert r.returncode == 2 and "--temperature: must be greater than 0" in r.stderr
     from asr_kd.distill.soft_targets import soft_targets_for_split
 
@@ -225,6 +284,7 @@ def test_soft_targets_refuse_temperature_zero(tmp_path):
 
 
 # -- models and downloads -----------------------------------------------------------------------
+
 
 def test_gmm_model_file_round_trips_and_an_old_pickle_is_refused(tiny_graph, tmp_path):
     import pickle
@@ -276,15 +336,26 @@ def test_sbatch_options_are_split_as_a_shell_would(tmp_path):
     (fake / "slurm_job.sh").write_text('#!/usr/bin/env bash\nprintf "[%s]\\n" "$@" > "$ARGS_OUT"\n')
     (fake / "slurm_job.sh").chmod(0o755)
     script = f'. {fake}/stages.sh; cmd="slurm --comment=\\"a b\\" --mem=4G"; run_job {tmp_path}/job.log echo hi'
-    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                       env={**os.environ, "ARGS_OUT": str(tmp_path / "args")})
+    r = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "ARGS_OUT": str(tmp_path / "args")},
+    )
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "args").read_text().splitlines() == ["[--comment=a b]", "[--mem=4G]", f"[{tmp_path}/job.log]",
-                                                             "[echo]", "[hi]"]
+    assert (tmp_path / "args").read_text().splitlines() == [
+        "[--comment=a b]",
+        "[--mem=4G]",
+        f"[{tmp_path}/job.log]",
+        "[echo]",
+        "[hi]",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["args", "utils"]
 
 
 # -- crash consistency --------------------------------------------------------------------------
+
 
 def test_a_failed_manifest_write_changes_none_of_the_three(tmp_path, monkeypatch):
     from lhotse import CutSet
@@ -321,9 +392,33 @@ def test_atomic_writes_respect_the_umask_and_fsync_before_the_rename(tmp_path, m
 
 # -- fuzz ---------------------------------------------------------------------------------------
 
+
 def _random_text(rng: random.Random, n: int) -> str:
-    alphabet = ["u0", "u1", "u2", "r0", " ", "\t", "\n", "\r", "\x0c", "\u2028", "\x85", "0", "1.5", "-3", "<eps>", "#0",
-                "A", "\u00e9", "|", "/", "..", "wav", "e9"]
+    alphabet = [
+        "u0",
+        "u1",
+        "u2",
+        "r0",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "\x0c",
+        "\u2028",
+        "\x85",
+        "0",
+        "1.5",
+        "-3",
+        "<eps>",
+        "#0",
+        "A",
+        "\u00e9",
+        "|",
+        "/",
+        "..",
+        "wav",
+        "e9",
+    ]
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
@@ -351,20 +446,30 @@ def test_fuzz_importers_and_config_loader_raise_only_named_errors(tmp_path):
                         body = f"u0 {tmp_path / 'r0.wav'}\n" + body
                     (d / name).write_text(body, encoding="utf-8")
         junk = d / "junk.wav"  # random bytes as audio, listed in wav.scp and found in the audio folder
-        junk.write_bytes((b"RIFF" if rng.random() < 0.5 else b"") + bytes(rng.randrange(256) for _ in range(rng.randrange(200))))
+        junk.write_bytes(
+            (b"RIFF" if rng.random() < 0.5 else b"") + bytes(rng.randrange(256) for _ in range(rng.randrange(200)))
+        )
         if rng.random() < 0.5:
             with open(d / "wav.scp", "a", encoding="utf-8") as f:
                 f.write(f"\nr9 {junk}\n")
         (d / "junk.txt").write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(20))))
-        for importer in (lambda: import_kaldi_dir(d, tmp_path / "m", "c", "train", 16000),
-                         lambda: import_audio_folder(d, tmp_path / "a", "c", "train", 16000)):
+        for importer in (
+            lambda: import_kaldi_dir(d, tmp_path / "m", "c", "train", 16000),
+            lambda: import_audio_folder(d, tmp_path / "a", "c", "train", 16000),
+        ):
             try:
                 importer()
             except CorpusError:
                 pass
         y = tmp_path / f"c{runs}.yaml"
-        y.write_text(rng.choice(["train:\n  ", "model:\n  ", "", "- ", "train: "]) + _random_text(rng, rng.randrange(30))
-                     .replace("u0", "epochs: ").replace("u1", "hidden: ").replace("u2", "lr: ").replace("r0", "{"))
+        y.write_text(
+            rng.choice(["train:\n  ", "model:\n  ", "", "- ", "train: "])
+            + _random_text(rng, rng.randrange(30))
+            .replace("u0", "epochs: ")
+            .replace("u1", "hidden: ")
+            .replace("u2", "lr: ")
+            .replace("r0", "{")
+        )
         for name, cls in (("train", TrainConfig), ("model", ModelConfig)):
             try:
                 section(y, name, cls)

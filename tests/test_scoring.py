@@ -1,5 +1,6 @@
 """Error rates with their uncertainty (asr_kd.scoring), dev tuning, WER edge cases, and the
 guards that turn silent wrong results into errors."""
+
 import json
 
 import numpy as np
@@ -102,7 +103,9 @@ def test_dev_grid_widens_past_its_edge_until_the_optimum_is_inside():
 def test_wer_with_an_empty_reference_and_a_missing_hypothesis():
     from asr_kd.decode.wer import wer_details
 
-    d = wer_details({"u1": [], "u2": ["A", "B"], "u3": ["C"]}, {"u1": ["X"], "u3": ["C"]}, {"u1": "s", "u2": "s", "u3": "t"})
+    d = wer_details(
+        {"u1": [], "u2": ["A", "B"], "u3": ["C"]}, {"u1": ["X"], "u3": ["C"]}, {"u1": "s", "u2": "s", "u3": "t"}
+    )
     assert (d["ins"], d["del"], d["sub"], d["ref_len"]) == (1, 2, 0, 3)
     assert d["wer"] == pytest.approx(1.0) and d["sentence_errors"] == 2
     assert d["per_speaker"]["t"]["wer"] == 0.0
@@ -169,9 +172,18 @@ def test_sentences_for_ties_and_no_gain():
     rng = np.random.default_rng(6)
     a = _binomial_system(rng, 0.1, 200)
     worse = ErrorCounts(a.errors + 1, a.tokens)
-    res = compare({"a": a, "same": ErrorCounts(a.errors.copy(), a.tokens), "worse": worse},
-                  [("a", "same"), ("worse", "same")], num_boot=300, gain_kept=("a", "worse", "same"))
+    res = compare(
+        {"a": a, "same": ErrorCounts(a.errors.copy(), a.tokens), "worse": worse},
+        [("a", "same"), ("worse", "same")],
+        num_boot=300,
+        gain_kept=("a", "worse", "same"),
+    )
     tie, other = res["pairs"]
-    assert pair_sentence(tie).startswith("a and same have the same error rate") and "not significant" in pair_sentence(tie)
+    assert pair_sentence(tie).startswith("a and same have the same error rate") and "not significant" in pair_sentence(
+        tie
+    )
     assert pair_sentence(other).startswith("same has a lower error rate than worse in 100.0%")
-    assert res["gain_kept"]["share"] is None and res["gain_kept"]["ci95"] == [None, None]  # the "ensemble" gained nothing
+    assert res["gain_kept"]["share"] is None and res["gain_kept"]["ci95"] == [
+        None,
+        None,
+    ]  # the "ensemble" gained nothing

@@ -2,6 +2,7 @@
 localhost with its own ports): jobs run as Slurm jobs, their output lands in the job logs, and a
 failing job fails bg_wait; the library's own fan-out (alignment, decoding, soft-target shards) run
 as Slurm jobs equals the local result. ``./setup.sh --dev`` installs slurm-wlm when it runs as root."""
+
 import os
 import shutil
 import socket
@@ -57,8 +58,10 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     for sub in ("state", "spool"):
         (d / sub).mkdir()
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    daemons = [subprocess.Popen(["slurmctld", "-D", "-i"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-               subprocess.Popen(["slurmd", "-D"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    daemons = [
+        subprocess.Popen(["slurmctld", "-D", "-i"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["slurmd", "-D"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
     try:
         for _ in range(120):
             state = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip()
@@ -78,8 +81,22 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 def test_fan_out_jobs_run_as_slurm_jobs(slurm, tiny_graph, tiny_features, tmp_path):
     env, _ = slurm
     root, _ = tiny_graph
-    train = [sys.executable, "-m", "asr_kd", "train-dnn", "--ali-dir", str(root / "exp"), "--fbank-dir",
-             str(tiny_features / "fbank"), "--epochs", "1", "--seed", "1", "--out", str(tmp_path / "dnn")]
+    train = [
+        sys.executable,
+        "-m",
+        "asr_kd",
+        "train-dnn",
+        "--ali-dir",
+        str(root / "exp"),
+        "--fbank-dir",
+        str(tiny_features / "fbank"),
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "dnn"),
+    ]
     script = f"""
 set -u
 nj=2
@@ -91,10 +108,14 @@ bg_wait; echo "first wait: $?"
 bg_job {tmp_path}/fails.log bash -c 'echo about to fail; exit 3'
 bg_wait; echo "second wait: $?"
 """
-    r = subprocess.run(["bash", "-c", script], env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        ["bash", "-c", script], env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, cwd=tmp_path
+    )
     assert "first wait: 0" in r.stdout and "second wait: 1" in r.stdout, r.stdout + r.stderr
     assert "hello from" in (tmp_path / "hello.log").read_text()
-    assert (tmp_path / "dnn" / "best.pt").is_file() and "best dev frame accuracy" in (tmp_path / "train.log").read_text()
+    assert (tmp_path / "dnn" / "best.pt").is_file() and "best dev frame accuracy" in (
+        tmp_path / "train.log"
+    ).read_text()
     assert "about to fail" in (tmp_path / "fails.log").read_text()
     ids = {int((tmp_path / f"{n}.log.jobid").read_text()) for n in ("hello", "train", "fails")}
     assert len(ids) == 3  # three distinct Slurm job ids
@@ -107,7 +128,9 @@ def test_data_parallel_training_runs_as_one_slurm_job_of_two_tasks(slurm, tiny_g
     env, _ = slurm
     root, _ = tiny_graph
     conf = tmp_path / "conf.yaml"
-    conf.write_text("model:\n  context: 3\n  hidden: 64\n  num_layers: 2\ntrain:\n  batch_size: 64\n  ddp: average\n  sync_every: 2\n")
+    conf.write_text(
+        "model:\n  context: 3\n  hidden: 64\n  num_layers: 2\ntrain:\n  batch_size: 64\n  ddp: average\n  sync_every: 2\n"
+    )
     script = f"""
 set -u
 nj=2; ddp_procs=2
@@ -118,8 +141,13 @@ ddp_job {tmp_path}/ddp.log train-dnn --config {conf} --ali-dir {root / 'exp'} --
 bg_wait; echo "wait: $?"
 """
     path = f"{Path(sys.executable).parent}:{env['PATH']}"  # the job's `python` is this interpreter
-    r = subprocess.run(["bash", "-c", script], env={**env, "PYTHONPATH": str(REPO), "PATH": path}, capture_output=True,
-                       text=True, cwd=tmp_path)
+    r = subprocess.run(
+        ["bash", "-c", script],
+        env={**env, "PYTHONPATH": str(REPO), "PATH": path},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     log = (tmp_path / "ddp.log").read_text() if (tmp_path / "ddp.log").exists() else ""
     assert "wait: 0" in r.stdout, r.stdout + r.stderr + log[-3000:]
     ranks = __import__("json").loads((tmp_path / "dnn" / "ranks.json").read_text())
@@ -129,8 +157,11 @@ bg_wait; echo "wait: $?"
 
 
 def test_an_unknown_cmd_is_an_error(tmp_path):
-    r = subprocess.run(["bash", "-c", f"nj=1; cmd=pbs; . {REPO}/utils/stages.sh; bg_job {tmp_path}/x.log true; bg_wait; echo rc=$?"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", "-c", f"nj=1; cmd=pbs; . {REPO}/utils/stages.sh; bg_job {tmp_path}/x.log true; bg_wait; echo rc=$?"],
+        capture_output=True,
+        text=True,
+    )
     assert "rc=1" in r.stdout and "--cmd must be" in (tmp_path / "x.log").read_text()
 
 
@@ -159,7 +190,9 @@ def test_python_fan_out_through_slurm_equals_local(slurm, tiny_graph, tiny_featu
     assert len(list((tmp_path / "mono" / "jobs").glob("align.*.log"))) == 2
     for split in ("train", "dev", "test"):
         local = {c.id: c.load_pdf_ali() for c in CutSet.from_file(root / "exp" / f"digits_{split}_cuts.jsonl.gz")}
-        slurm_ali = {c.id: c.load_pdf_ali() for c in CutSet.from_file(tmp_path / "mono" / f"digits_{split}_cuts.jsonl.gz")}
+        slurm_ali = {
+            c.id: c.load_pdf_ali() for c in CutSet.from_file(tmp_path / "mono" / f"digits_{split}_cuts.jsonl.gz")
+        }
         assert local.keys() == slurm_ali.keys() and all(np.array_equal(local[u], slurm_ali[u]) for u in local), split
 
     # decoding: oracle likelihoods through the HCLG, 2 Slurm jobs against one local process
@@ -171,19 +204,42 @@ def test_python_fan_out_through_slurm_equals_local(slurm, tiny_graph, tiny_featu
     assert len(list((tmp_path / "decode_jobs").glob("decode.*.log"))) == 2
 
     # soft-target shards: a teacher trained for one epoch, top-5 targets in 2 shards, local and as Slurm jobs
-    r = subprocess.run([sys.executable, "-m", "asr_kd", "train-dnn", "--ali-dir", str(root / "exp"), "--fbank-dir", str(fbank),
-                        "--epochs", "1", "--seed", "1", "--out", str(tmp_path / "teacher")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_kd",
+            "train-dnn",
+            "--ali-dir",
+            str(root / "exp"),
+            "--fbank-dir",
+            str(fbank),
+            "--epochs",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "teacher"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     teacher = [str(tmp_path / "teacher" / "best.pt")]
-    metas = {where: soft_targets_for_split(root / "exp", fbank, "digits", "train", teacher, tmp_path / f"soft_{where}", 2.0,
-                                           topk=5, num_jobs=2, cmd=c)
-             for where, c in (("local", "local"), ("slurm", cmd))}
+    metas = {
+        where: soft_targets_for_split(
+            root / "exp", fbank, "digits", "train", teacher, tmp_path / f"soft_{where}", 2.0, topk=5, num_jobs=2, cmd=c
+        )
+        for where, c in (("local", "local"), ("slurm", cmd))
+    }
     assert metas["local"]["num_frames"] == metas["slurm"]["num_frames"] > 0
     assert len(list((tmp_path / "soft_slurm" / "jobs").glob("soft_targets.*.log"))) == 2
     cuts = {w: {c.id: c for c in CutSet.from_file(tmp_path / f"soft_{w}" / "cuts.jsonl.gz")} for w in metas}
     for cid, c in cuts["local"].items():
         s = cuts["slurm"][cid]
-        assert np.array_equal(c.load_soft_idx(), s.load_soft_idx()) and np.array_equal(c.load_soft_logp(), s.load_soft_logp())
+        assert np.array_equal(c.load_soft_idx(), s.load_soft_idx()) and np.array_equal(
+            c.load_soft_logp(), s.load_soft_logp()
+        )
 
 
 def test_a_bad_cmd_is_refused_before_any_work():

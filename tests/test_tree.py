@@ -1,6 +1,7 @@
 """Decision trees: Kaldi's formats (byte for byte against kaldi-hmm-gmm), the split objective against
 the closed-form Gaussian likelihood, and tree building / phone clustering on synthetic contexts
 with a known answer."""
+
 import itertools
 import struct
 
@@ -8,8 +9,17 @@ import numpy as np
 import pytest
 
 from asr_kd.gmm.tree import PDF_CLASS, ContextTree, Leaf, Split, Table
-from asr_kd.gmm.tree_build import (TreeConfig, TreeStats, accumulate_tree_stats, build_tree, cluster_phones,
-                                   frame_events, gauss_objf, leaf_gaussians, pdf_class_questions)
+from asr_kd.gmm.tree_build import (
+    TreeConfig,
+    TreeStats,
+    accumulate_tree_stats,
+    build_tree,
+    cluster_phones,
+    frame_events,
+    gauss_objf,
+    leaf_gaussians,
+    pdf_class_questions,
+)
 from asr_kd.kaldi import khg
 from asr_kd.lang.prepare_lang import topology_text
 
@@ -23,7 +33,9 @@ def _topo(num_phones=4):
 
 def test_monophone_tree_bytes_and_text_match_kaldi(tmp_path):
     topo = _topo(6)
-    mono = khg.monophone_context_dependency(phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes())
+    mono = khg.monophone_context_dependency(
+        phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes()
+    )
     ours = ContextTree.from_kaldi(mono)
     state = mono.__getstate__()[0]
     assert ours.to_binary() == struct.pack(f"{len(state)}b", *state)
@@ -51,8 +63,16 @@ def test_hand_built_triphone_tree_maps_contexts_in_kaldi(tmp_path):
     ours = _hand_tree()
     kaldi_tree = ours.to_kaldi()
     assert (kaldi_tree.context_width, kaldi_tree.central_position, kaldi_tree.num_pdfs) == (3, 1, 14)
-    expected = {((3, 2, 1), 0): 3, ((0, 2, 1), 0): 4, ((4, 2, 0), 2): 6, ((2, 3, 0), 2): 9, ((2, 3, 4), 2): 10,
-                ((1, 3, 2), 0): 7, ((1, 1, 4), 2): 1, ((0, 1, 0), 4): 2}
+    expected = {
+        ((3, 2, 1), 0): 3,
+        ((0, 2, 1), 0): 4,
+        ((4, 2, 0), 2): 6,
+        ((2, 3, 0), 2): 9,
+        ((2, 3, 4), 2): 10,
+        ((1, 3, 2), 0): 7,
+        ((1, 1, 4), 2): 1,
+        ((0, 1, 0), 4): 2,
+    }
     for (window, pdf_class), pdf in expected.items():
         assert ours.pdf(window, pdf_class) == pdf
         assert kaldi_tree.compute(list(window), pdf_class) == (True, pdf)
@@ -138,7 +158,10 @@ def test_cluster_phones_finds_the_groups_and_stats_shards_add_up():
     assert set(sets[1:3]) == {(2, 3), (4, 5, 6)}
     assert all((p,) in sets for p in range(2, 7))
     half = len(stats.events) // 2
-    parts = [TreeStats(stats.events[s], stats.counts[s], stats.sums[s], stats.sumsq[s]) for s in (slice(0, half), slice(half, None))]
+    parts = [
+        TreeStats(stats.events[s], stats.counts[s], stats.sums[s], stats.sumsq[s])
+        for s in (slice(0, half), slice(half, None))
+    ]
     merged = TreeStats.merge(parts + [parts[0]])
     m0 = (merged.events == stats.events[0]).all(1)
     assert merged.counts[m0][0] == 2 * stats.counts[0]

@@ -1,9 +1,9 @@
 """Triphone systems: alignment conversion, tri1 / tri2 training, LDA and MLLT, and the
 context-dependent HCLG decoded with oracle likelihoods."""
+
 import json
 
 import numpy as np
-import pytest
 from lhotse import CutSet
 
 from asr_kd.gmm.lda_mllt import estimate_lda, estimate_mllt, lda_stats, splice
@@ -101,17 +101,30 @@ def test_tri2_stores_its_transform_and_decodes_with_it(tiny_tri_graph, tiny_feat
     from asr_kd.hybrid.likelihoods import model_loglikes
 
     root, tri, _ = tiny_tri_graph
-    cfg = TriConfig(num_iters=4, max_iter_inc=3, realign_iters=(3,), mllt_iters=(2,), total_gauss=150, num_leaves=40,
-                    min_leaf_count=20, splice=3, use_deltas=False, lda_dim=20)
-    train_triphone_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tri, tmp_path / "tri2",
-                             cfg, nj=1)
+    cfg = TriConfig(
+        num_iters=4,
+        max_iter_inc=3,
+        realign_iters=(3,),
+        mllt_iters=(2,),
+        total_gauss=150,
+        num_leaves=40,
+        min_leaf_count=20,
+        splice=3,
+        use_deltas=False,
+        lda_dim=20,
+    )
+    train_triphone_and_align(
+        tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tri, tmp_path / "tri2", cfg, nj=1
+    )
     model = load_gmm(tmp_path / "tri2" / "final.mdl")
     assert model["transform"].shape == (20, 13 * 7)
     timings = json.loads((tmp_path / "tri2" / "timings.json").read_text())
     assert timings["lda"]["output_dim"] == 20
     history = json.loads((tmp_path / "tri2" / "train_history.json").read_text())
     assert history[1]["mllt_gain_per_frame"] > 0
-    _, _, priors, splits = load_decode_data(tmp_path / "tri2", root / "lang", tiny_features / "fbank", "digits", ("train",))
+    _, _, priors, splits = load_decode_data(
+        tmp_path / "tri2", root / "lang", tiny_features / "fbank", "digits", ("train",)
+    )
     ll = model_loglikes([str(tmp_path / "tri2" / "final.mdl")], splits, priors)["train"]
     assert ll.shape[1] == model["am"].num_pdfs and np.isfinite(ll).all()
     # decoding sees the training features: on its training split, the GMM's own alignment is mostly
@@ -127,6 +140,7 @@ def test_tri2_stores_its_transform_and_decodes_with_it(tiny_tri_graph, tiny_feat
     assert hits / total > 0.5
     # rerun: loaded, not retrained
     before = (tmp_path / "tri2" / "final.mdl").stat().st_mtime
-    train_triphone_and_align(tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tri, tmp_path / "tri2",
-                             cfg, nj=1)
+    train_triphone_and_align(
+        tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tri, tmp_path / "tri2", cfg, nj=1
+    )
     assert (tmp_path / "tri2" / "final.mdl").stat().st_mtime == before

@@ -4,6 +4,7 @@ split -> labels stored with lhotse -> pdf statistics -> report against the oracl
 Resumable: the trained model (``<exp>/final.mdl``) and each split's labels are kept once
 written; a rerun loads them instead of redoing the work.
 """
+
 import json
 import logging
 import time
@@ -48,30 +49,53 @@ def _load_inputs(fbank_dir, corpus: str, splits: Sequence[str], exp_dir: Path, c
         energy.update(e)
     if not feats:
         raise ValueError(f"no {corpus} cuts with features in {fbank_dir} for splits {list(splits)}")
-    log.info("GMM features for %d cuts (%d-dim) in %.1f s", len(feats), next(iter(feats.values())).shape[1], time.time() - t0)
+    log.info(
+        "GMM features for %d cuts (%d-dim) in %.1f s", len(feats), next(iter(feats.values())).shape[1], time.time() - t0
+    )
     return cuts, feats, texts, energy
 
 
-def train_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp_dir, cfg: MonoConfig,
-                    nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None, cmd="local") -> Dict:
+def train_and_align(
+    fbank_dir,
+    corpus: str,
+    splits: Sequence[str],
+    lang_dir,
+    exp_dir,
+    cfg: MonoConfig,
+    nj: int = 1,
+    held_out_accents: Sequence[str] = (),
+    cmvn_mode=None,
+    cmd="local",
+) -> Dict:
     exp_dir = Path(exp_dir)
     cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
-    key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]), "texts": sorted(texts.items()),
-                       "lang": (Path(lang_dir) / "phones.txt").read_text()})
+    key = fingerprint(
+        {
+            "cfg": cfg.__dict__,
+            "train": sorted(c.id for c in cuts[splits[0]]),
+            "texts": sorted(texts.items()),
+            "lang": (Path(lang_dir) / "phones.txt").read_text(),
+        }
+    )
 
     def train(aligner: GmmAligner) -> Dict:
-        history = aligner.train([c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json", log_energy=energy)
+        history = aligner.train(
+            [c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json", log_energy=energy
+        )
         em = history[1:]
         realign = [h["align_seconds"] for h in em if h["align"] == "viterbi"]
-        return {"mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
-                "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None}
+        return {
+            "mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
+            "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
+        }
 
     aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
     return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
 
 
-def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, feats, texts,
-                   train: Callable[[GmmAligner], Dict]):
+def _train_or_load(
+    exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, feats, texts, train: Callable[[GmmAligner], Dict]
+):
     """The model in ``exp_dir`` if it was trained with the same key, else ``train(aligner)`` on a
     new one, saved with timings.json; returns (aligner with the data set, timings)."""
     model_path = exp_dir / "final.mdl"
@@ -85,15 +109,29 @@ def _train_or_load(exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, 
     t0 = time.time()
     extra = train(aligner)
     aligner.save(model_path)
-    timings = {"train_seconds": round(time.time() - t0, 2), **extra,
-               "num_pdfs": aligner.tm.num_pdfs, "num_gauss": aligner.am.num_gauss, "nj": nj}
+    timings = {
+        "train_seconds": round(time.time() - t0, 2),
+        **extra,
+        "num_pdfs": aligner.tm.num_pdfs,
+        "num_gauss": aligner.am.num_gauss,
+        "nj": nj,
+    }
     write_json_atomic(exp_dir / "timings.json", timings)
     mark_done(exp_dir, key)
     return aligner, timings
 
 
-def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequence[str], corpus: str,
-                      exp_dir: Path, key: str, timings: Dict, held_out_accents: Sequence[str], cmd="local") -> Dict:
+def _align_and_report(
+    aligner: GmmAligner,
+    cuts: Dict[str, CutSet],
+    splits: Sequence[str],
+    corpus: str,
+    exp_dir: Path,
+    key: str,
+    timings: Dict,
+    held_out_accents: Sequence[str],
+    cmd="local",
+) -> Dict:
     """Align every split (resumable per split; ``nj`` jobs run as ``cmd`` says: Kaldi's
     align_si.sh after training), store the labels, pdf statistics, the report against the oracle
     and its picture, and summary.json. Training's own realignment stays in forked processes."""
@@ -104,12 +142,18 @@ def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequ
         marker_dir = exp_dir / f".ali_{s}"
         if is_done(marker_dir, split_key) and (exp_dir / f"{out_name}_cuts.jsonl.gz").is_file():
             ali_cuts[s] = CutSet.from_file(exp_dir / f"{out_name}_cuts.jsonl.gz")
-            failures[s] = [l for l in (exp_dir / f"{out_name}_failed.txt").read_text().split()]
+            failures[s] = (exp_dir / f"{out_name}_failed.txt").read_text().split()
             continue
         t_ali = time.time()
         res = aligner.align([c.id for c in cuts[s]], cmd=cmd, job_dir=exp_dir / "jobs")
-        log.info("aligned %s: %d ok, %d retried, %d failed in %.1f s", s, len(res.alignments), len(res.retried),
-                 len(res.failed), time.time() - t_ali)
+        log.info(
+            "aligned %s: %d ok, %d retried, %d failed in %.1f s",
+            s,
+            len(res.alignments),
+            len(res.retried),
+            len(res.failed),
+            time.time() - t_ali,
+        )
         ali_cuts[s] = store_alignments(cuts[s], res.alignments, aligner.tm, exp_dir, out_name)
         failures[s] = res.failed
         mark_done(marker_dir, split_key)
@@ -119,18 +163,40 @@ def _align_and_report(aligner: GmmAligner, cuts: Dict[str, CutSet], splits: Sequ
     occupied = int((counts > 0).sum())
     if occupied < len(counts):
         log.warning("%d of %d pdfs have no training frames", len(counts) - occupied, len(counts))
-    summary = {"timings": timings, "num_pdfs": int(len(counts)), "pdfs_with_frames": occupied,
-               "failed": {s: len(f) for s, f in failures.items()}, "report": report["splits"]}
+    summary = {
+        "timings": timings,
+        "num_pdfs": int(len(counts)),
+        "pdfs_with_frames": occupied,
+        "failed": {s: len(f) for s, f in failures.items()},
+        "report": report["splits"],
+    }
     write_json_atomic(exp_dir / "summary.json", summary)
     for s, groups in report["splits"].items():
         for name, r in groups.items():
-            log.info("%s/%s: %.1f%% of oracle boundaries within %.0f ms, frame phone agreement %.1f%%", s, name,
-                     100 * r["boundary_accuracy"], report["tolerance_ms"], 100 * r["frame_agreement"])
+            log.info(
+                "%s/%s: %.1f%% of oracle boundaries within %.0f ms, frame phone agreement %.1f%%",
+                s,
+                name,
+                100 * r["boundary_accuracy"],
+                report["tolerance_ms"],
+                100 * r["frame_agreement"],
+            )
     return summary
 
 
-def train_triphone_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, prev_dir, exp_dir, cfg,
-                             nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None, cmd="local") -> Dict:
+def train_triphone_and_align(
+    fbank_dir,
+    corpus: str,
+    splits: Sequence[str],
+    lang_dir,
+    prev_dir,
+    exp_dir,
+    cfg,
+    nj: int = 1,
+    held_out_accents: Sequence[str] = (),
+    cmvn_mode=None,
+    cmd="local",
+) -> Dict:
     """tri1 / tri2 (``asr_kd.gmm.triphone``) from the system in ``prev_dir`` (its model and training
     alignments), then every split aligned and reported as for the monophone stage. Resumable: a
     model trained from the same inputs is loaded; a changed previous system retrains."""
@@ -143,9 +209,16 @@ def train_triphone_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing: train and align the previous system ({prev_dir}) first")
     cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
-    key = fingerprint({"cfg": cfg.__dict__, "train": sorted(c.id for c in cuts[splits[0]]), "texts": sorted(texts.items()),
-                       "lang": (Path(lang_dir) / "phones.txt").read_text(), "prev_model": file_digest(prev_dir / "final.mdl"),
-                       "prev_ali": file_digest(prev_dir / f"{corpus}_{splits[0]}_ali.h5")})
+    key = fingerprint(
+        {
+            "cfg": cfg.__dict__,
+            "train": sorted(c.id for c in cuts[splits[0]]),
+            "texts": sorted(texts.items()),
+            "lang": (Path(lang_dir) / "phones.txt").read_text(),
+            "prev_model": file_digest(prev_dir / "final.mdl"),
+            "prev_ali": file_digest(prev_dir / f"{corpus}_{splits[0]}_ali.h5"),
+        }
+    )
     model_path = exp_dir / "final.mdl"
     if is_done(exp_dir, key) and model_path.is_file():
         log.info("%s is trained; loading it", model_path)
@@ -157,33 +230,69 @@ def train_triphone_and_align(fbank_dir, corpus: str, splits: Sequence[str], lang
     else:
         t0 = time.time()
         prev_ali = {c.id: c.load_tid_ali() for c in CutSet.from_file(prev_cuts_path)}
-        aligner, info = train_triphone(lang_dir, cfg, nj, feats, texts, load_gmm(prev_dir / "final.mdl"), prev_ali,
-                                       [c.id for c in cuts[splits[0]]], exp_dir, log_path=exp_dir / "train_history.json")
+        aligner, info = train_triphone(
+            lang_dir,
+            cfg,
+            nj,
+            feats,
+            texts,
+            load_gmm(prev_dir / "final.mdl"),
+            prev_ali,
+            [c.id for c in cuts[splits[0]]],
+            exp_dir,
+            log_path=exp_dir / "train_history.json",
+        )
         aligner.save(model_path)
         em = info["history"]
         realign = [h["align_seconds"] for h in em if h.get("align") == "viterbi"]
-        timings = {"train_seconds": round(time.time() - t0, 2), "tree_seconds": info["tree"]["seconds"],
-                   "mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
-                   "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
-                   "num_pdfs": aligner.tm.num_pdfs, "num_gauss": aligner.am.num_gauss, "nj": nj,
-                   "tree_leaves_before_merging": info["tree"]["leaves_split"], "previous": str(prev_dir),
-                   **({"lda": info["lda"]} if "lda" in info else {})}
+        timings = {
+            "train_seconds": round(time.time() - t0, 2),
+            "tree_seconds": info["tree"]["seconds"],
+            "mean_update_seconds_per_iter": round(float(np.mean([h["update_seconds"] for h in em])), 3),
+            "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
+            "num_pdfs": aligner.tm.num_pdfs,
+            "num_gauss": aligner.am.num_gauss,
+            "nj": nj,
+            "tree_leaves_before_merging": info["tree"]["leaves_split"],
+            "previous": str(prev_dir),
+            **({"lda": info["lda"]} if "lda" in info else {}),
+        }
         write_json_atomic(exp_dir / "timings.json", timings)
         mark_done(exp_dir, key)
     return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
 
 
-def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_dir, exp_dir, cfg: MonoConfig,
-                           nj: int = 1, held_out_accents: Sequence[str] = (), cmvn_mode=None, cmd="local") -> Dict:
+def train_oracle_reference(
+    fbank_dir,
+    corpus: str,
+    splits: Sequence[str],
+    lang_dir,
+    exp_dir,
+    cfg: MonoConfig,
+    nj: int = 1,
+    held_out_accents: Sequence[str] = (),
+    cmvn_mode=None,
+    cmd="local",
+) -> Dict:
     """A reference for corpora with oracle phone times (the embedded one): the same GMM-HMM trained
     on the training split's oracle times instead of from a flat start, then Viterbi-aligned like the
     flat-start model. Its report shows what this model class reaches when it learns the oracle's
     boundary conventions; it is not an aligner for corpora without phone times."""
     exp_dir = Path(exp_dir)
     cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
-    oracle = [[(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])] for c in cuts[splits[0]]]
-    key = fingerprint({"cfg": cfg.__dict__, "oracle": oracle, "train": sorted(c.id for c in cuts[splits[0]]),
-                       "texts": sorted(texts.items()), "lang": (Path(lang_dir) / "phones.txt").read_text()})
+    oracle = [
+        [(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])]
+        for c in cuts[splits[0]]
+    ]
+    key = fingerprint(
+        {
+            "cfg": cfg.__dict__,
+            "oracle": oracle,
+            "train": sorted(c.id for c in cuts[splits[0]]),
+            "texts": sorted(texts.items()),
+            "lang": (Path(lang_dir) / "phones.txt").read_text(),
+        }
+    )
 
     def train(aligner: GmmAligner) -> Dict:
         labels = {}
@@ -192,7 +301,9 @@ def train_oracle_reference(fbank_dir, corpus: str, splits: Sequence[str], lang_d
             if lab is not None:
                 labels[cut.id] = lab
         if not labels:
-            raise ValueError(f"no {corpus} {splits[0]} cut has usable oracle phone times (supervision.alignment['phone'])")
+            raise ValueError(
+                f"no {corpus} {splits[0]} cut has usable oracle phone times (supervision.alignment['phone'])"
+            )
         log.info("oracle phone times for %d of %d training cuts", len(labels), len(cuts[splits[0]]))
         aligner.train_from_pdf_labels(labels, log_path=exp_dir / "train_history.json")
         return {"training_cuts_with_oracle_times": len(labels)}

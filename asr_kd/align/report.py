@@ -11,6 +11,7 @@ edges (a word's first phone start or last phone end) apart from those inside wor
 vocabulary a phone pair that occurs inside one word only (SIX: I k) gives a flat start nothing
 to place its boundary by, while word edges meet silence and other words.
 """
+
 import logging
 import re
 from pathlib import Path
@@ -33,7 +34,9 @@ STOPS = {"p", "t", "k", "b", "d", "g"}
 
 def _boundaries(segs, skip_stop_onsets: bool = False) -> np.ndarray:
     def stop_onset(j: int) -> bool:  # phone j is a stop that starts where phone j-1 ends
-        return skip_stop_onsets and 0 < j < len(segs) and segs[j][0] in STOPS and abs(segs[j - 1][2] - segs[j][1]) < 1e-6
+        return (
+            skip_stop_onsets and 0 < j < len(segs) and segs[j][0] in STOPS and abs(segs[j - 1][2] - segs[j][1]) < 1e-6
+        )
 
     out = []
     for i, (p, s, e) in enumerate(segs):
@@ -60,6 +63,7 @@ def score_cut(cut, maps, id2phone, tolerance: float, frame_shift: float) -> Dict
     tids = cut.load_tid_ali()
     forced = [(id2phone[p], s * frame_shift, e * frame_shift) for p, s, e in phone_segments(tids, maps)]
     forced_b = np.array([b for ph, s, e in forced if ph != "SIL" for b in (s, e)])
+
     def nearest(ob):
         return np.abs(ob[:, None] - forced_b[None, :]).min(1) if len(forced_b) else np.full(len(ob), np.inf)
 
@@ -76,11 +80,17 @@ def score_cut(cut, maps, id2phone, tolerance: float, frame_shift: float) -> Dict
     forced_frames = np.array([base_phone(id2phone[p]) for p in maps["phone"][np.asarray(tids)]], dtype=object)
     compared = oracle_frames != WORD_ONLY
     agree = sum(f in o.split(" ") for o, f in zip(oracle_frames[compared], forced_frames[compared]))
-    return {"boundaries": len(dist), "within": int(ok.sum()),
-            "edge_boundaries": int(at_edge.sum()), "edge_within": int(ok[at_edge].sum()),
-            "boundaries_ns": len(dist_ns), "within_ns": int((dist_ns <= tolerance + 1e-9).sum()),
-            "frames": int(compared.sum()), "agree": int(agree),
-            "mean_abs_ms": float(np.mean(np.minimum(dist, 1.0)) * 1000) if len(dist) else 0.0}
+    return {
+        "boundaries": len(dist),
+        "within": int(ok.sum()),
+        "edge_boundaries": int(at_edge.sum()),
+        "edge_within": int(ok[at_edge].sum()),
+        "boundaries_ns": len(dist_ns),
+        "within_ns": int((dist_ns <= tolerance + 1e-9).sum()),
+        "frames": int(compared.sum()),
+        "agree": int(agree),
+        "mean_abs_ms": float(np.mean(np.minimum(dist, 1.0)) * 1000) if len(dist) else 0.0,
+    }
 
 
 SNR_LOW_DB = 5.0
@@ -108,8 +118,15 @@ def subsets_of(custom: Dict, held_out_accents=()) -> List[str]:
     return out
 
 
-def alignment_report(cuts_by_split: Dict[str, CutSet], tm, lang, out_dir, held_out_accents=(),
-                     tolerance: float = 0.02, frame_shift: float = 0.01) -> Dict:
+def alignment_report(
+    cuts_by_split: Dict[str, CutSet],
+    tm,
+    lang,
+    out_dir,
+    held_out_accents=(),
+    tolerance: float = 0.02,
+    frame_shift: float = 0.01,
+) -> Dict:
     maps = label_maps(tm)
     report = {"tolerance_ms": tolerance * 1000, "splits": {}}
     for split, cuts in cuts_by_split.items():
@@ -121,19 +138,27 @@ def alignment_report(cuts_by_split: Dict[str, CutSet], tm, lang, out_dir, held_o
             for name in ["all"] + subsets_of(cut.supervisions[0].custom or {}, held_out_accents):
                 groups.setdefault(name, []).append(s)
         # a subset holding the whole split would repeat the "all" row
-        report["splits"][split] = {name: _summary(groups[name]) for name in SUBSETS if groups.get(name)
-                                   and (name == "all" or len(groups[name]) < len(groups["all"]))}
+        report["splits"][split] = {
+            name: _summary(groups[name])
+            for name in SUBSETS
+            if groups.get(name) and (name == "all" or len(groups[name]) < len(groups["all"]))
+        }
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "alignment_report.json", report)
-    lines = [f"# Forced alignment vs. eSpeak oracle (boundary tolerance {tolerance * 1000:.0f} ms)", "",
-             "| split | subset | utterances | boundaries within tolerance | same, stop onsets excluded | at word edges | inside words | mean abs. boundary error (ms) | frame phone agreement |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Forced alignment vs. eSpeak oracle (boundary tolerance {tolerance * 1000:.0f} ms)",
+        "",
+        "| split | subset | utterances | boundaries within tolerance | same, stop onsets excluded | at word edges | inside words | mean abs. boundary error (ms) | frame phone agreement |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for split, groups in report["splits"].items():
         for name, s in groups.items():
-            lines.append(f"| {split} | {name} | {s['utterances']} | {100 * s['boundary_accuracy']:.1f}% | "
-                         f"{100 * s['boundary_accuracy_no_stop_onsets']:.1f}% | "
-                         f"{100 * s['boundary_accuracy_word_edges']:.1f}% | {100 * s['boundary_accuracy_inside_words']:.1f}% | "
-                         f"{s['mean_abs_ms']:.1f} | {100 * s['frame_agreement']:.1f}% |")
+            lines.append(
+                f"| {split} | {name} | {s['utterances']} | {100 * s['boundary_accuracy']:.1f}% | "
+                f"{100 * s['boundary_accuracy_no_stop_onsets']:.1f}% | "
+                f"{100 * s['boundary_accuracy_word_edges']:.1f}% | {100 * s['boundary_accuracy_inside_words']:.1f}% | "
+                f"{s['mean_abs_ms']:.1f} | {100 * s['frame_agreement']:.1f}% |"
+            )
     if not any(report["splits"].values()):
         lines.append("| (no split has oracle phone times: nothing to compare) | | | | | | | | |")
     write_text_atomic(out_dir / "alignment_report.md", "\n".join(lines) + "\n")
@@ -146,12 +171,15 @@ def _summary(rows: List[Dict]) -> Dict:
     b_ns = sum(r["boundaries_ns"] for r in rows)
     edge = sum(r["edge_boundaries"] for r in rows)
     edge_within = sum(r["edge_within"] for r in rows)
-    return {"utterances": len(rows), "boundary_accuracy": sum(r["within"] for r in rows) / max(b, 1),
-            "boundary_accuracy_word_edges": edge_within / max(edge, 1),
-            "boundary_accuracy_inside_words": (sum(r["within"] for r in rows) - edge_within) / max(b - edge, 1),
-            "boundary_accuracy_no_stop_onsets": sum(r["within_ns"] for r in rows) / max(b_ns, 1),
-            "frame_agreement": sum(r["agree"] for r in rows) / max(f, 1),
-            "mean_abs_ms": float(np.mean([r["mean_abs_ms"] for r in rows]))}
+    return {
+        "utterances": len(rows),
+        "boundary_accuracy": sum(r["within"] for r in rows) / max(b, 1),
+        "boundary_accuracy_word_edges": edge_within / max(edge, 1),
+        "boundary_accuracy_inside_words": (sum(r["within"] for r in rows) - edge_within) / max(b - edge, 1),
+        "boundary_accuracy_no_stop_onsets": sum(r["within_ns"] for r in rows) / max(b_ns, 1),
+        "frame_agreement": sum(r["agree"] for r in rows) / max(f, 1),
+        "mean_abs_ms": float(np.mean([r["mean_abs_ms"] for r in rows])),
+    }
 
 
 def example_cut(cuts, min_words: int = 3):
@@ -178,18 +206,32 @@ def plot_alignment(cut, tm, lang, path, frame_shift: float = 0.01) -> None:
     feats = cut.load_features()
     ali = cut.supervisions[0].alignment or {}
     oracle = [(a.symbol, a.start, a.end) for a in ali.get("phone", [])]  # empty for real corpora
-    forced = [(lang.id2phone[p], s * frame_shift, e * frame_shift) for p, s, e in phone_segments(cut.load_tid_ali(), maps)]
+    forced = [
+        (lang.id2phone[p], s * frame_shift, e * frame_shift) for p, s, e in phone_segments(cut.load_tid_ali(), maps)
+    ]
     dur = feats.shape[0] * frame_shift
     fig, axes = plt.subplots(3, 1, figsize=(12, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]})
     axes[0].imshow(feats.T, origin="lower", aspect="auto", extent=[0, dur, 0, feats.shape[1]], cmap="magma")
     axes[0].set_ylabel("mel bin")
     axes[0].set_title(f"{cut.id}: {cut.supervisions[0].text}")
-    for ax, segs, name, colour in ((axes[1], oracle, "eSpeak oracle" if oracle else "(no oracle)", "tab:blue"), (axes[2], forced, "forced (GMM)", "tab:orange")):
+    for ax, segs, name, colour in (
+        (axes[1], oracle, "eSpeak oracle" if oracle else "(no oracle)", "tab:blue"),
+        (axes[2], forced, "forced (GMM)", "tab:orange"),
+    ):
         for sym, s, e in segs:
-            ax.axvspan(s, e, ymin=0.1, ymax=0.9, facecolor=colour if sym != "SIL" else "lightgrey", alpha=0.35, edgecolor="k")
+            ax.axvspan(
+                s, e, ymin=0.1, ymax=0.9, facecolor=colour if sym != "SIL" else "lightgrey", alpha=0.35, edgecolor="k"
+            )
             ax.text((s + e) / 2, 0.5, sym, ha="center", va="center", fontsize=8)
         for sym, s, e in segs:
-            axes[0].axvline(s, color=colour, lw=0.8, alpha=0.8, ymin=0 if colour == "tab:blue" else 0.5, ymax=0.5 if colour == "tab:blue" else 1)
+            axes[0].axvline(
+                s,
+                color=colour,
+                lw=0.8,
+                alpha=0.8,
+                ymin=0 if colour == "tab:blue" else 0.5,
+                ymax=0.5 if colour == "tab:blue" else 1,
+            )
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
     axes[2].set_xlabel("time (s)")

@@ -14,6 +14,7 @@ library call, so the CLI mirrors the Python API:
   specialists  specialists-data, -generalist, -cluster, -train, -report, specialists-speech
   images       mnist-prepare, mnist-train, mnist-report                      (asr_kd.images)
 """
+
 import argparse
 import logging
 import sys
@@ -29,7 +30,9 @@ GROUPS = (data, lang, align, nnet, tables, decode, deploy, specialists, images)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="asr_kd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:

@@ -1,4 +1,5 @@
 """Alignment: train-mono, train-oracle-gmm, train-tri, realign-dnn."""
+
 import json
 import logging
 
@@ -16,12 +17,30 @@ log = logging.getLogger("asr_kd")
 def train_mono(args) -> None:
     """train-mono (flat start) and train-oracle-gmm (the reference trained on oracle phone times)."""
     # the reference is its own variant of the flat-start config: features that drift from a flat start may suit it
-    cfg = section(args.config, "mono_reference", MonoConfig, base="mono") if args.oracle else section(args.config, "mono", MonoConfig)
+    cfg = (
+        section(args.config, "mono_reference", MonoConfig, base="mono")
+        if args.oracle
+        else section(args.config, "mono", MonoConfig)
+    )
     trainer = train_oracle_reference if args.oracle else train_and_align
-    summary = trainer(args.fbank_dir, args.corpus, splits(args.splits), args.lang, args.exp, cfg, nj=args.nj,
-                      held_out_accents=held_out_accents(args.config, args.corpus), cmd=args.cmd)
-    log.info("%s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.command, summary["num_pdfs"],
-             json.dumps(summary["failed"]), args.exp)
+    summary = trainer(
+        args.fbank_dir,
+        args.corpus,
+        splits(args.splits),
+        args.lang,
+        args.exp,
+        cfg,
+        nj=args.nj,
+        held_out_accents=held_out_accents(args.config, args.corpus),
+        cmd=args.cmd,
+    )
+    log.info(
+        "%s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md",
+        args.command,
+        summary["num_pdfs"],
+        json.dumps(summary["failed"]),
+        args.exp,
+    )
 
 
 # what a system's section starts from: Kaldi's tri1 (deltas) and tri2 (LDA+MLLT on +-3 spliced frames)
@@ -39,16 +58,39 @@ def tri_config(path, system: str) -> TriConfig:
 
 def train_tri(args) -> None:
     cfg = tri_config(args.config, args.system)
-    summary = train_triphone_and_align(args.fbank_dir, args.corpus, splits(args.splits), args.lang, args.prev_dir, args.exp,
-                                       cfg, nj=args.nj, held_out_accents=held_out_accents(args.config, args.corpus),
-                                       cmd=args.cmd)
-    log.info("train-tri %s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md", args.system,
-             summary["num_pdfs"], json.dumps(summary["failed"]), args.exp)
+    summary = train_triphone_and_align(
+        args.fbank_dir,
+        args.corpus,
+        splits(args.splits),
+        args.lang,
+        args.prev_dir,
+        args.exp,
+        cfg,
+        nj=args.nj,
+        held_out_accents=held_out_accents(args.config, args.corpus),
+        cmd=args.cmd,
+    )
+    log.info(
+        "train-tri %s: %d pdfs, alignment failures: %s; report: %s/alignment_report.md",
+        args.system,
+        summary["num_pdfs"],
+        json.dumps(summary["failed"]),
+        args.exp,
+    )
 
 
 def realign_dnn(args) -> None:
-    s = realign(args.models, args.gmm_dir, args.lang, args.fbank_dir, args.corpus, splits(args.splits), args.out,
-                acoustic_scale=args.acoustic_scale, held_out_accents=held_out_accents(args.config, args.corpus))
+    s = realign(
+        args.models,
+        args.gmm_dir,
+        args.lang,
+        args.fbank_dir,
+        args.corpus,
+        splits(args.splits),
+        args.out,
+        acoustic_scale=args.acoustic_scale,
+        held_out_accents=held_out_accents(args.config, args.corpus),
+    )
     log.info("DNN realignment: failures %s; report: %s/alignment_report.md", json.dumps(s["failed"]), args.out)
 
 
@@ -59,24 +101,36 @@ def _gmm_training_args(s) -> None:
     s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
     s.add_argument("--lang", required=True)
     s.add_argument("--exp", required=True)
-    s.add_argument("--nj", type=int, default=1, help="parallel processes; the final alignment of each split in --nj jobs")
+    s.add_argument(
+        "--nj", type=int, default=1, help="parallel processes; the final alignment of each split in --nj jobs"
+    )
     add_cmd_arg(s)
 
 
 def register(sub) -> None:
     for name, oracle, text, sections in (
-            ("train-mono", False, "monophone GMM-HMM from a flat start; align every split", "section 'mono'"),
-            ("train-oracle-gmm", True, "reference: the monophone GMM-HMM trained on oracle phone times, then aligning",
-             "section 'mono', overridden by 'mono_reference'")):
+        ("train-mono", False, "monophone GMM-HMM from a flat start; align every split", "section 'mono'"),
+        (
+            "train-oracle-gmm",
+            True,
+            "reference: the monophone GMM-HMM trained on oracle phone times, then aligning",
+            "section 'mono', overridden by 'mono_reference'",
+        ),
+    ):
         s = sub.add_parser(name, help=text)
         s.add_argument("--config", help=f"YAML config ({sections})")
         _gmm_training_args(s)
         s.set_defaults(func=train_mono, oracle=oracle)
 
-    s = sub.add_parser("train-tri", help="triphone GMM-HMM (tree, tri1 deltas / tri2 LDA+MLLT) from a previous system's alignments")
+    s = sub.add_parser(
+        "train-tri", help="triphone GMM-HMM (tree, tri1 deltas / tri2 LDA+MLLT) from a previous system's alignments"
+    )
     s.add_argument("--config", help="YAML config (section named by --system; mono's num_cepstra / utterance_cmvn)")
-    s.add_argument("--system", default="tri1", help="config section, and its defaults: tri1 (deltas) or tri2 (LDA+MLLT); "
-                   "another name starts from tri1's")
+    s.add_argument(
+        "--system",
+        default="tri1",
+        help="config section, and its defaults: tri1 (deltas) or tri2 (LDA+MLLT); " "another name starts from tri1's",
+    )
     s.add_argument("--prev-dir", required=True, help="the system whose alignments start this one (e.g. exp/mono)")
     _gmm_training_args(s)
     s.set_defaults(func=train_tri)

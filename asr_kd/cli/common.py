@@ -1,4 +1,5 @@
 """Options several command groups share, and the small translations they need."""
+
 import argparse
 import math
 from pathlib import Path
@@ -55,9 +56,15 @@ def add_decode_search_args(s, manifest_required: bool = False) -> None:
 
 
 def search_settings(args) -> dict:
-    return {"lmwts": [float(x) for x in args.lmwt.split(",")], "penalties": [float(x) for x in args.wip.split(",")],
-            "beam": args.beam, "max_active": args.max_active, "nj": args.nj, "cmd": args.cmd,
-            "score_map": read_score_map(args.score_map) if args.score_map else None}
+    return {
+        "lmwts": [float(x) for x in args.lmwt.split(",")],
+        "penalties": [float(x) for x in args.wip.split(",")],
+        "beam": args.beam,
+        "max_active": args.max_active,
+        "nj": args.nj,
+        "cmd": args.cmd,
+        "score_map": read_score_map(args.score_map) if args.score_map else None,
+    }
 
 
 def add_table_output_args(s, title: str) -> None:

@@ -1,5 +1,6 @@
 """Corpora and features: synth-digits, prepare-digits, synth-readspeech, prepare-readspeech, compute-fbank, prepare-yesno,
 prepare-librispeech, prepare-timit, import-kaldi-dir, import-audio-folder."""
+
 import json
 import logging
 import time
@@ -24,25 +25,39 @@ def synth_digits(args) -> None:
 
 
 def prepare_digits_manifests(args) -> None:
-    counts = prepare_digits(args.corpus_dir, args.out, sample_rate=section(args.config, "corpus", DigitsCorpusConfig).sample_rate)
+    counts = prepare_digits(
+        args.corpus_dir, args.out, sample_rate=section(args.config, "corpus", DigitsCorpusConfig).sample_rate
+    )
     log.info("manifests in %s: %s", args.out, json.dumps(counts))
 
 
 def synth_readspeech(args) -> None:
     t0 = time.time()
-    counts = generate_readspeech(section(args.config, "corpus", ReadSpeechCorpusConfig), args.text, args.out, num_jobs=args.nj)
+    counts = generate_readspeech(
+        section(args.config, "corpus", ReadSpeechCorpusConfig), args.text, args.out, num_jobs=args.nj
+    )
     log.info("corpus in %s: %s (%.1f s)", args.out, json.dumps(counts), time.time() - t0)
 
 
 def prepare_readspeech_manifests(args) -> None:
-    counts = prepare_readspeech(args.corpus_dir, args.out, sample_rate=section(args.config, "corpus", ReadSpeechCorpusConfig).sample_rate)
+    counts = prepare_readspeech(
+        args.corpus_dir, args.out, sample_rate=section(args.config, "corpus", ReadSpeechCorpusConfig).sample_rate
+    )
     log.info("manifests in %s: %s", args.out, json.dumps(counts))
 
 
 def compute_fbank(args) -> None:
     sample_rate = args.sample_rate or section(args.config, "corpus", DigitsCorpusConfig).sample_rate
-    compute_features(args.manifest_dir, args.out, args.corpus, splits(args.splits), section(args.config, "features", FeatureConfig),
-                     sample_rate=sample_rate, num_jobs=args.nj, allow_pipes=args.allow_pipes)
+    compute_features(
+        args.manifest_dir,
+        args.out,
+        args.corpus,
+        splits(args.splits),
+        section(args.config, "features", FeatureConfig),
+        sample_rate=sample_rate,
+        num_jobs=args.nj,
+        allow_pipes=args.allow_pipes,
+    )
 
 
 def prepare_yesno_manifests(args) -> None:
@@ -51,9 +66,18 @@ def prepare_yesno_manifests(args) -> None:
 
 
 def prepare_librispeech_manifests(args) -> None:
-    librispeech.prepare_from_options(args.out, corpus_dir=args.corpus_dir, download_dir=args.download, lm_dir=args.download_lm,
-                                     mini=args.mini, train_parts=args.train_parts, speed_factors=args.speed_perturb,
-                                     musan_dir=args.musan_dir, seed=args.seed, num_jobs=args.nj)
+    librispeech.prepare_from_options(
+        args.out,
+        corpus_dir=args.corpus_dir,
+        download_dir=args.download,
+        lm_dir=args.download_lm,
+        mini=args.mini,
+        train_parts=args.train_parts,
+        speed_factors=args.speed_perturb,
+        musan_dir=args.musan_dir,
+        seed=args.seed,
+        num_jobs=args.nj,
+    )
 
 
 def prepare_timit_manifests(args) -> None:
@@ -61,8 +85,15 @@ def prepare_timit_manifests(args) -> None:
 
 
 def import_kaldi_data_dir(args) -> None:
-    import_kaldi_dir(args.data_dir, args.out, args.corpus, args.split, args.sample_rate, allow_pipes=args.allow_pipes,
-                     resample=args.resample)
+    import_kaldi_dir(
+        args.data_dir,
+        args.out,
+        args.corpus,
+        args.split,
+        args.sample_rate,
+        allow_pipes=args.allow_pipes,
+        resample=args.resample,
+    )
 
 
 def import_folder(args) -> None:
@@ -82,14 +113,18 @@ def register(sub) -> None:
     s.add_argument("--out", required=True)
     s.set_defaults(func=prepare_digits_manifests)
 
-    s = sub.add_parser("synth-readspeech", help="generate a read-speech corpus from a text (one sentence a line) with eSpeak NG")
+    s = sub.add_parser(
+        "synth-readspeech", help="generate a read-speech corpus from a text (one sentence a line) with eSpeak NG"
+    )
     s.add_argument("--config", help="YAML config (section 'corpus': ReadSpeechCorpusConfig)")
     s.add_argument("--text", required=True, help="UTF-8 text, one sentence a line (normalised here)")
     s.add_argument("--out", required=True)
     s.add_argument("--nj", type=int, default=1)
     s.set_defaults(func=synth_readspeech)
 
-    s = sub.add_parser("prepare-readspeech", help="lhotse manifests for the read-speech corpus (oracle phones in ARPAbet)")
+    s = sub.add_parser(
+        "prepare-readspeech", help="lhotse manifests for the read-speech corpus (oracle phones in ARPAbet)"
+    )
     s.add_argument("--config", help="YAML config (section 'corpus')")
     s.add_argument("--corpus-dir", required=True)
     s.add_argument("--out", required=True)
@@ -115,13 +150,23 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=prepare_yesno_manifests)
 
-    s = sub.add_parser("prepare-librispeech", help="manifests for (mini) LibriSpeech, optional speed perturbation / MUSAN")
+    s = sub.add_parser(
+        "prepare-librispeech", help="manifests for (mini) LibriSpeech, optional speed perturbation / MUSAN"
+    )
     src = s.add_mutually_exclusive_group()
     src.add_argument("--corpus-dir", help="folder holding LibriSpeech/<part>/ (or the LibriSpeech folder itself)")
-    src.add_argument("--download", metavar="DIR", help="download the parts with lhotse into DIR first (needs the internet)")
-    s.add_argument("--download-lm", metavar="DIR", help="also fetch the official lexicon and ARPA LMs (OpenSLR 11) into DIR")
-    s.add_argument("--mini", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
-                   help="true: mini LibriSpeech (train-clean-5, dev-clean-2); false: full")
+    src.add_argument(
+        "--download", metavar="DIR", help="download the parts with lhotse into DIR first (needs the internet)"
+    )
+    s.add_argument(
+        "--download-lm", metavar="DIR", help="also fetch the official lexicon and ARPA LMs (OpenSLR 11) into DIR"
+    )
+    s.add_argument(
+        "--mini",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        default=True,
+        help="true: mini LibriSpeech (train-clean-5, dev-clean-2); false: full",
+    )
     s.add_argument("--train-parts", nargs="+", default=["train-clean-100"], help="full LibriSpeech training parts")
     s.add_argument("--speed-perturb", type=float, nargs="*", default=[], help="extra training copies at these speeds")
     s.add_argument("--musan-dir", help="MUSAN folder: extra training copies mixed with its noise at 10-20 dB SNR")
@@ -137,13 +182,21 @@ def register(sub) -> None:
     s.set_defaults(func=prepare_timit_manifests)
 
     for name, helptext, handler in (
-            ("import-kaldi-dir", "a Kaldi data directory (wav.scp, text, utt2spk, [segments]) -> manifests", import_kaldi_data_dir),
-            ("import-audio-folder", "a folder of wav/flac files with transcripts -> manifests", import_folder)):
+        (
+            "import-kaldi-dir",
+            "a Kaldi data directory (wav.scp, text, utt2spk, [segments]) -> manifests",
+            import_kaldi_data_dir,
+        ),
+        ("import-audio-folder", "a folder of wav/flac files with transcripts -> manifests", import_folder),
+    ):
         s = sub.add_parser(name, help=helptext)
         if name == "import-kaldi-dir":
             s.add_argument("--data-dir", required=True)
-            s.add_argument("--allow-pipes", action="store_true",
-                           help="run wav.scp commands ('cmd |') through the shell; only for data directories you trust")
+            s.add_argument(
+                "--allow-pipes",
+                action="store_true",
+                help="run wav.scp commands ('cmd |') through the shell; only for data directories you trust",
+            )
         else:
             s.add_argument("--folder", required=True)
         s.add_argument("--resample", action="store_true", help="resample other rates instead of failing")

@@ -1,18 +1,41 @@
 """Decoding: decode (WER table, tuned on dev), decoder-agreement (k2 vs. Kaldi, the k2 environment)."""
+
 from pathlib import Path
 
-from asr_kd.cli.common import add_decode_search_args, add_table_output_args, held_out_accents, names, search_settings, show_table
+from asr_kd.cli.common import (
+    add_decode_search_args,
+    add_table_output_args,
+    held_out_accents,
+    names,
+    search_settings,
+    show_table,
+)
 from asr_kd.decode.agreement import absent_table, agreement_table
 from asr_kd.scoring.wer_table import decode_table
 
 
 def decode(args) -> None:
-    decode_table(args.models, args.ali_dir, args.lang, args.manifest_dir, args.fbank_dir, args.corpus, args.graph_dir, args.out,
-                 args.title, [names(c, 2, "--compare") for c in args.compare or []],
-                 names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None, args.lm_order, args.arpa,
-                 decoder=args.decoder, results_md=args.results_md, rescore_arpa=args.rescore_arpa,
-                 rescore_nbest=args.rescore_nbest, held_out_accents=held_out_accents(args.config, args.corpus),
-                 **search_settings(args))
+    decode_table(
+        args.models,
+        args.ali_dir,
+        args.lang,
+        args.manifest_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.graph_dir,
+        args.out,
+        args.title,
+        [names(c, 2, "--compare") for c in args.compare or []],
+        names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None,
+        args.lm_order,
+        args.arpa,
+        decoder=args.decoder,
+        results_md=args.results_md,
+        rescore_arpa=args.rescore_arpa,
+        rescore_nbest=args.rescore_nbest,
+        held_out_accents=held_out_accents(args.config, args.corpus),
+        **search_settings(args),
+    )
     show_table(Path(args.out) / "wer_table")
 
 
@@ -22,43 +45,80 @@ def decoder_agreement(args) -> None:
         absent_table(args.decode_dir, args.out, args.title, args.absent, args.results_md)
         show_table(args.out)
         return
-    agreement_table(args.decode_dir, args.ali_dir, args.lang, args.fbank_dir, args.corpus, args.graph_dir, args.out, args.title,
-                    args.results_md, beam=args.beam)
+    agreement_table(
+        args.decode_dir,
+        args.ali_dir,
+        args.lang,
+        args.fbank_dir,
+        args.corpus,
+        args.graph_dir,
+        args.out,
+        args.title,
+        args.results_md,
+        beam=args.beam,
+    )
     show_table(args.out)
 
 
 def register(sub) -> None:
     s = sub.add_parser("decode", help="n-gram LM, HCLG, hybrid decoding of dev/test and WER (tuned on dev)")
-    s.add_argument("--models", nargs="+", required=True,
-                   help="NAME=CKPT[,CKPT...] (several checkpoints: ensemble posteriors); repeat a NAME for its seeds")
-    s.add_argument("--compare", nargs="*", metavar="A|B", help="paired-bootstrap comparisons: is system B better than A?")
-    s.add_argument("--gain-kept", metavar="BASE|ENSEMBLE|STUDENT", help="share of the ensemble's gain kept by the student")
-    s.add_argument("--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt")
+    s.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="NAME=CKPT[,CKPT...] (several checkpoints: ensemble posteriors); repeat a NAME for its seeds",
+    )
+    s.add_argument(
+        "--compare", nargs="*", metavar="A|B", help="paired-bootstrap comparisons: is system B better than A?"
+    )
+    s.add_argument(
+        "--gain-kept", metavar="BASE|ENSEMBLE|STUDENT", help="share of the ensemble's gain kept by the student"
+    )
+    s.add_argument(
+        "--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt"
+    )
     s.add_argument("--lang", required=True)
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
     s.add_argument("--config", help="the recipe's config: its corpus's held-out test accents are also scored apart")
     s.add_argument("--graph-dir", required=True)
-    s.add_argument("--decoder", choices=["kaldi", "lattice", "k2"], default="kaldi",
-                   help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
-                        "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
-                        "k2 (the k2 environment, re-decodes) [%(default)s]")
-    s.add_argument("--rescore-arpa", help="rescore the lattices with this ARPA LM (e.g. the unpruned or a 4-gram) in "
-                                          "place of the graph's: WER before and after, gain interval (lattice decoder)")
-    s.add_argument("--rescore-nbest", type=int, default=100, help="distinct word sequences rescored per utterance [%(default)s]")
+    s.add_argument(
+        "--decoder",
+        choices=["kaldi", "lattice", "k2"],
+        default="kaldi",
+        help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
+        "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
+        "k2 (the k2 environment, re-decodes) [%(default)s]",
+    )
+    s.add_argument(
+        "--rescore-arpa",
+        help="rescore the lattices with this ARPA LM (e.g. the unpruned or a 4-gram) in "
+        "place of the graph's: WER before and after, gain interval (lattice decoder)",
+    )
+    s.add_argument(
+        "--rescore-nbest", type=int, default=100, help="distinct word sequences rescored per utterance [%(default)s]"
+    )
     add_decode_search_args(s, manifest_required=True)
-    add_table_output_args(s, 'WER (hybrid decoding with HCLG)')
+    add_table_output_args(s, "WER (hybrid decoding with HCLG)")
     s.set_defaults(func=decode)
 
-    s = sub.add_parser("decoder-agreement", help="k2 vs. Kaldi decoder on the same graph and likelihoods (k2 environment)")
-    s.add_argument("--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)")
+    s = sub.add_parser(
+        "decoder-agreement", help="k2 vs. Kaldi decoder on the same graph and likelihoods (k2 environment)"
+    )
+    s.add_argument(
+        "--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)"
+    )
     s.add_argument("--ali-dir")
     s.add_argument("--lang")
     s.add_argument("--fbank-dir")
     s.add_argument("--corpus", default="digits")
     s.add_argument("--graph-dir")
     s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
-    s.add_argument("--absent", metavar="REASON", help="k2 is not available: write the table with the k2 column marked "
-                   "as not run, and REASON (needs only --decode-dir, --out)")
+    s.add_argument(
+        "--absent",
+        metavar="REASON",
+        help="k2 is not available: write the table with the k2 column marked "
+        "as not run, and REASON (needs only --decode-dir, --out)",
+    )
     add_table_output_args(s, "k2 vs. Kaldi decoder agreement")
     s.set_defaults(func=decoder_agreement)

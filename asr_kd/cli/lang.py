@@ -1,4 +1,5 @@
 """The lang stage: prepare-lang, train-lm."""
+
 from dataclasses import replace
 
 from lhotse import SupervisionSet
@@ -15,14 +16,30 @@ from asr_kd.utils.config import section
 def prepare_lang(args) -> None:
     lexicon_cfg = section(args.config, "lexicon", LexiconConfig)
     overrides = {k: v for k, v in (("dictionary", args.dictionary), ("units", args.units)) if v}
-    prepare_lang_from_manifests(args.manifest_dir, args.corpus, splits(args.splits), args.dict_dir, args.out,
-                                replace(lexicon_cfg, **overrides), section(args.config, "lang", LangConfig),
-                                lm_vocab=args.lm_vocab)
+    prepare_lang_from_manifests(
+        args.manifest_dir,
+        args.corpus,
+        splits(args.splits),
+        args.dict_dir,
+        args.out,
+        replace(lexicon_cfg, **overrides),
+        section(args.config, "lang", LangConfig),
+        lm_vocab=args.lm_vocab,
+    )
 
 
 def train_lm_cmd(args) -> None:
-    evals = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, s)["supervisions"])]
-             for s in splits(args.eval_splits)} if args.manifest_dir else {}
+    evals = (
+        {
+            s: [
+                x.text
+                for x in SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, s)["supervisions"])
+            ]
+            for s in splits(args.eval_splits)
+        }
+        if args.manifest_dir
+        else {}
+    )
     cfg = section(args.config, "lm", LmConfig)
     if args.order is not None:
         cfg = replace(cfg, order=args.order)
@@ -32,7 +49,9 @@ def train_lm_cmd(args) -> None:
 
 
 def register(sub) -> None:
-    s = sub.add_parser("train-lm", help="n-gram ARPA LM (kenlm lmplz, optionally pruned) on a text; perplexity and OOV rate per split")
+    s = sub.add_parser(
+        "train-lm", help="n-gram ARPA LM (kenlm lmplz, optionally pruned) on a text; perplexity and OOV rate per split"
+    )
     s.add_argument("--config", help="YAML config (section 'lm': order, prune)")
     s.add_argument("--text", required=True, help="LM text, one sentence a line")
     s.add_argument("--out", required=True, help="the ARPA file (its report: OUT.json)")
@@ -40,16 +59,22 @@ def register(sub) -> None:
     s.add_argument("--corpus", default="digits")
     s.add_argument("--eval-splits", default="dev,test")
     s.add_argument("--order", type=positive_int, help="n-gram order (overrides the config)")
-    s.add_argument("--no-prune", action="store_true", help="keep every n-gram (overrides the config's prune), "
-                                                           "e.g. the large LM that rescores lattices")
+    s.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="keep every n-gram (overrides the config's prune), " "e.g. the large LM that rescores lattices",
+    )
     s.set_defaults(func=train_lm_cmd)
 
     s = sub.add_parser("prepare-lang", help="lexicon (dictionary / eSpeak G2P / graphemes / BPE) and lang directory")
     s.add_argument("--config", help="YAML config (sections 'lexicon', 'lang')")
     s.add_argument("--manifest-dir", required=True, help="supervision manifests give the word list")
     s.add_argument("--corpus", default="digits")
-    s.add_argument("--splits", default="train,dev,test",
-                   help="comma-separated; the first (training) split gives the vocabulary, the others are counted for OOVs")
+    s.add_argument(
+        "--splits",
+        default="train,dev,test",
+        help="comma-separated; the first (training) split gives the vocabulary, the others are counted for OOVs",
+    )
     s.add_argument("--lm-vocab", help="an ARPA file or LM text whose words join the vocabulary")
     s.add_argument("--dictionary", help="pronunciation dictionary (Kaldi lexicon.txt); overrides the config")
     s.add_argument("--units", choices=["phones", "graphemes", "bpe"], help="overrides the config's lexicon units")

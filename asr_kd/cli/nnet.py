@@ -1,4 +1,5 @@
 """Networks: train-dnn (baseline, ensemble member or distilled student), soft-targets."""
+
 import argparse
 import logging
 from dataclasses import replace
@@ -23,41 +24,84 @@ def train_dnn(args) -> None:
         logging.getLogger("asr_kd").setLevel(logging.WARNING)
     distilling = bool(args.soft_targets or args.teachers)
     # a student's schedule: the train section with the student section's overrides (patient teaching)
-    schedule = section(args.config, "student", TrainConfig, base="train") if distilling else section(args.config, "train", TrainConfig)
+    schedule = (
+        section(args.config, "student", TrainConfig, base="train")
+        if distilling
+        else section(args.config, "train", TrainConfig)
+    )
     train_cfg = replace(schedule, threads=args.threads, **({"epochs": args.epochs} if args.epochs is not None else {}))
     # the distill section applies to students; a model without teachers trains on hard labels
     loss_cfg = section(args.config, "distill", LossConfig) if distilling else LossConfig(loss="ce")
-    loss_cfg = replace(loss_cfg, **{k: v for k, v in (("temperature", args.temperature), ("loss", args.loss)) if v is not None})
+    loss_cfg = replace(
+        loss_cfg, **{k: v for k, v in (("temperature", args.temperature), ("loss", args.loss)) if v is not None}
+    )
     model_cfg = section(args.config, "model", ModelConfig)
     if args.hidden is not None:
         model_cfg = replace(model_cfg, hidden=args.hidden)
     teaching = section(args.config, "teaching", TeachingConfig)
     if args.online_teacher is not None or args.augment is not None:
-        teaching = replace(teaching, **{k: v for k, v in (("online", args.online_teacher), ("augment", args.augment))
-                                        if v is not None})
+        teaching = replace(
+            teaching, **{k: v for k, v in (("online", args.online_teacher), ("augment", args.augment)) if v is not None}
+        )
         teaching.validate()
     for key in ("select_on", "schedule", "halve_below", "max_halvings"):
         if getattr(args, key) is not None:
             train_cfg = replace(train_cfg, **{key: getattr(args, key)})
-    res = train_speech_model(args.ali_dir, args.fbank_dir, args.corpus, args.out, model_cfg,
-                             train_cfg, loss_cfg, seed=args.seed, fraction=args.fraction, subset_seed=args.subset_seed,
-                             soft_targets=args.soft_targets, teachers=args.teachers,
-                             teacher_models=args.teacher_models or (), teaching=teaching)
+    res = train_speech_model(
+        args.ali_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.out,
+        model_cfg,
+        train_cfg,
+        loss_cfg,
+        seed=args.seed,
+        fraction=args.fraction,
+        subset_seed=args.subset_seed,
+        soft_targets=args.soft_targets,
+        teachers=args.teachers,
+        teacher_models=args.teacher_models or (),
+        teaching=teaching,
+    )
     log.info("best dev frame accuracy %.4f", res["best_dev_frame_acc"])
 
 
 def soft_targets(args) -> None:
-    meta = soft_targets_for_split(args.ali_dir, args.fbank_dir, args.corpus, args.split, args.teachers, args.out,
-                                  args.temperature, args.topk, args.combine, num_jobs=args.nj, cmd=args.cmd)
-    log.info("soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio", args.temperature,
-             f"top-{args.topk}" if args.topk else "dense", meta["num_frames"], meta["mb_per_hour"])
+    meta = soft_targets_for_split(
+        args.ali_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.split,
+        args.teachers,
+        args.out,
+        args.temperature,
+        args.topk,
+        args.combine,
+        num_jobs=args.nj,
+        cmd=args.cmd,
+    )
+    log.info(
+        "soft targets (T=%g, %s) for %d frames: %.1f MB per hour of audio",
+        args.temperature,
+        f"top-{args.topk}" if args.topk else "dense",
+        meta["num_frames"],
+        meta["mb_per_hour"],
+    )
 
 
 def diagnose_student(args) -> None:
     from asr_kd.distill.diagnosis import diagnose, write_diagnosis
 
-    res = diagnose(args.students, args.teachers, args.ali_dir, args.fbank_dir, args.corpus, args.temperature,
-                   args.train_fraction, args.references or ())
+    res = diagnose(
+        args.students,
+        args.teachers,
+        args.ali_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.temperature,
+        args.train_fraction,
+        args.references or (),
+    )
     path = write_diagnosis(res, args.out, args.title)
     log.info("verdict: %s (%s, diagnosis.png beside it)", res["verdict"], path)
 
@@ -65,13 +109,25 @@ def diagnose_student(args) -> None:
 def teaching_table_cmd(args) -> None:
     from asr_kd.distill.diagnosis import teaching_table
 
-    teaching_table(args.rows, args.teachers, args.ali_dir, args.fbank_dir, args.corpus, args.temperature, args.out,
-                   args.results_md, args.title, args.split)
+    teaching_table(
+        args.rows,
+        args.teachers,
+        args.ali_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.temperature,
+        args.out,
+        args.results_md,
+        args.title,
+        args.split,
+    )
     show_table(args.out)
 
 
 def register(sub) -> None:
-    s = sub.add_parser("train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)")
+    s = sub.add_parser(
+        "train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)"
+    )
     s.add_argument("--config", help="YAML config (sections 'model', 'train', 'distill')")
     add_labelled_data_args(s)
     s.add_argument("--out", required=True)
@@ -86,10 +142,18 @@ def register(sub) -> None:
     s.add_argument("--temperature", type=positive_float, help="override distill.temperature (> 0)")
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--hidden", type=int, help="override model.hidden (e.g. a smaller student)")
-    s.add_argument("--teacher-models", nargs="+", help="the ensemble behind --soft-targets: dev KL to the teacher per "
-                                                       "epoch, and the online teacher of teaching.online")
-    s.add_argument("--online-teacher", action=argparse.BooleanOptionalAction, default=None,
-                   help="override teaching.online: the ensemble scores every (augmented) batch")
+    s.add_argument(
+        "--teacher-models",
+        nargs="+",
+        help="the ensemble behind --soft-targets: dev KL to the teacher per "
+        "epoch, and the online teacher of teaching.online",
+    )
+    s.add_argument(
+        "--online-teacher",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="override teaching.online: the ensemble scores every (augmented) batch",
+    )
     s.add_argument("--augment", help="override teaching.augment (e.g. specaugment, mixup, specaugment+mixup)")
     s.add_argument("--select-on", choices=["dev_acc", "dev_kl"], help="override train.select_on")
     s.add_argument("--schedule", choices=["newbob", "cosine"], help="override train.schedule")
@@ -109,8 +173,11 @@ def register(sub) -> None:
     s.add_argument("--out", required=True)
     s.set_defaults(func=soft_targets)
 
-    s = sub.add_parser("diagnose-student", help="per epoch: a student's KL to and agreement with its teacher on train "
-                                                "and dev frames, and the verdict (cannot fit / generalisation / targets)")
+    s = sub.add_parser(
+        "diagnose-student",
+        help="per epoch: a student's KL to and agreement with its teacher on train "
+        "and dev frames, and the verdict (cannot fit / generalisation / targets)",
+    )
     s.add_argument("--students", nargs="+", required=True, help="student training folders (with epoch-N.pt)")
     s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
     s.add_argument("--references", nargs="*", help="single models measured beside them (e.g. baselines)")
@@ -121,9 +188,14 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="folder for diagnosis.json and diagnosis.png")
     s.set_defaults(func=diagnose_student)
 
-    s = sub.add_parser("teaching-table", help="(5e) students of several teaching recipes against their ensemble on dev: "
-                                              "frame accuracy, KL, agreement, gain kept, epochs, time")
-    s.add_argument("--rows", nargs="+", required=True, help="NAME=RUN_DIR[,RUN_DIR...] (training folders, one per seed)")
+    s = sub.add_parser(
+        "teaching-table",
+        help="(5e) students of several teaching recipes against their ensemble on dev: "
+        "frame accuracy, KL, agreement, gain kept, epochs, time",
+    )
+    s.add_argument(
+        "--rows", nargs="+", required=True, help="NAME=RUN_DIR[,RUN_DIR...] (training folders, one per seed)"
+    )
     s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
     add_labelled_data_args(s)
     s.add_argument("--temperature", type=positive_float, default=2.0)

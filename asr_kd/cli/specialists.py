@@ -1,5 +1,6 @@
 """Specialists (the paper's section 5): specialists-data, -generalist, -cluster, -train, -report on
 images, and specialists-speech over HMM states."""
+
 import logging
 from pathlib import Path
 
@@ -14,8 +15,14 @@ log = logging.getLogger("asr_kd")
 
 def make_data(args) -> None:
     d = sdata.make_dataset(args.data, folder=args.image_folder, mnist_npz=args.mnist_npz, fashion_dir=args.fashion_dir)
-    log.info("%d classes; train %d, valid %d, test %d -> %s", len(d["names"]), len(d["y_train"]), len(d["y_valid"]),
-             len(d["y_test"]), args.data)
+    log.info(
+        "%d classes; train %d, valid %d, test %d -> %s",
+        len(d["names"]),
+        len(d["y_train"]),
+        len(d["y_valid"]),
+        len(d["y_test"]),
+        args.data,
+    )
 
 
 def generalist(args) -> None:
@@ -25,8 +32,14 @@ def generalist(args) -> None:
 
 def cluster(args) -> None:
     cfg = ex.load_config(args.config)
-    ex.find_clusters(Path(args.exp) / "generalist", args.data, args.num_clusters or cfg.num_clusters, cfg.seed, args.exp,
-                     cfg.num_clusterings)
+    ex.find_clusters(
+        Path(args.exp) / "generalist",
+        args.data,
+        args.num_clusters or cfg.num_clusters,
+        cfg.seed,
+        args.exp,
+        cfg.num_clusterings,
+    )
 
 
 def train(args) -> None:
@@ -39,19 +52,31 @@ def report(args) -> None:
 
 
 def speech(args) -> None:
-    speech_specialists_table(args.generalist, args.ali_dir, args.fbank_dir, args.corpus, args.out_dir, args.out, args.title,
-                             args.results_md, num_clusters=args.num_clusters, num_clusterings=args.num_clusterings,
-                             train_cfg=TrainConfig(epochs=args.epochs, lr=args.lr), seed=args.seed)
+    speech_specialists_table(
+        args.generalist,
+        args.ali_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.out_dir,
+        args.out,
+        args.title,
+        args.results_md,
+        num_clusters=args.num_clusters,
+        num_clusterings=args.num_clusterings,
+        train_cfg=TrainConfig(epochs=args.epochs, lr=args.lr),
+        seed=args.seed,
+    )
     show_table(args.out)
 
 
 def register(sub) -> None:
     for step, helptext, handler in (
-            ("data", "20-class MNIST + Fashion-MNIST (or an ImageFolder) -> one .npz", make_data),
-            ("generalist", "train the generalist; save its probabilities", generalist),
-            ("cluster", "confusable-class clusters from the generalist's predictions (+ heat map)", cluster),
-            ("train", "train one specialist (cluster --index), optionally with soft targets", train),
-            ("report", "generalist vs. generalist + specialists; gains by coverage", report)):
+        ("data", "20-class MNIST + Fashion-MNIST (or an ImageFolder) -> one .npz", make_data),
+        ("generalist", "train the generalist; save its probabilities", generalist),
+        ("cluster", "confusable-class clusters from the generalist's predictions (+ heat map)", cluster),
+        ("train", "train one specialist (cluster --index), optionally with soft targets", train),
+        ("report", "generalist vs. generalist + specialists; gains by coverage", report),
+    ):
         s = sub.add_parser(f"specialists-{step}", help=helptext)
         s.add_argument("--data", required=True, help="the .npz of specialists-data")
         s.add_argument("--config", help="YAML with a 'specialists' section")
@@ -70,7 +95,9 @@ def register(sub) -> None:
             s.add_argument("--results-md")
         s.set_defaults(func=handler)
 
-    s = sub.add_parser("specialists-speech", help="specialists over HMM states: clusters, specialists, KL-combined frame accuracy")
+    s = sub.add_parser(
+        "specialists-speech", help="specialists over HMM states: clusters, specialists, KL-combined frame accuracy"
+    )
     s.add_argument("--generalist", required=True, help="a frame-level DNN checkpoint (e.g. exp/dnn/seed1/best.pt)")
     s.add_argument("--ali-dir", required=True)
     s.add_argument("--fbank-dir", required=True)

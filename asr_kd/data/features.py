@@ -5,6 +5,7 @@ and normalises them through :class:`FeatureNormalizer`, so frame counts and stat
 always agree between stages. lhotse's Fbank uses ``snip_edges=False``: a cut of duration
 d has ``lhotse.utils.compute_num_frames(d, 0.01, sr)`` frames.
 """
+
 import logging
 import functools
 import shutil
@@ -64,29 +65,53 @@ def check_no_commands(cuts, where, allow_pipes: bool) -> None:
             recording = getattr(track, "recording", None)
             for src in recording.sources if recording is not None else []:
                 if src.type == "command":
-                    raise ValueError(f"{where}: recording {recording.id} reads its audio by running a command "
-                                     f"({str(src.source)[:60]}); pass --allow-pipes if you trust these manifests")
+                    raise ValueError(
+                        f"{where}: recording {recording.id} reads its audio by running a command "
+                        f"({str(src.source)[:60]}); pass --allow-pipes if you trust these manifests"
+                    )
 
 
-def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg: FeatureConfig,
-                  sample_rate: int = 16000, num_jobs: int = 1, allow_pipes: bool = False) -> Dict[str, CutSet]:
+def compute_fbank(
+    manifest_dir,
+    out_dir,
+    corpus: str,
+    splits: Sequence[str],
+    cfg: FeatureConfig,
+    sample_rate: int = 16000,
+    num_jobs: int = 1,
+    allow_pipes: bool = False,
+) -> Dict[str, CutSet]:
     """Compute and store fbank for each split (skipping splits already done), then CMVN stats."""
     out_dir = Path(out_dir)
-    extractor = Fbank(FbankConfig(sampling_rate=sample_rate, num_mel_bins=cfg.num_mel_bins,
-                                  frame_shift=cfg.frame_shift, frame_length=cfg.frame_length, dither=0.0))
+    extractor = Fbank(
+        FbankConfig(
+            sampling_rate=sample_rate,
+            num_mel_bins=cfg.num_mel_bins,
+            frame_shift=cfg.frame_shift,
+            frame_length=cfg.frame_length,
+            dither=0.0,
+        )
+    )
     result = {}
     for split in splits:
         split_dir = out_dir / f"{corpus}_{split}"
         cuts_path = manifest_paths(manifest_dir, corpus, split)["cuts"]
         if not cuts_path.is_file():
-            raise FileNotFoundError(f"{cuts_path} is missing: import or prepare the {corpus} corpus's {split} split first "
-                                    "(or pass the --corpus it was imported as)")
+            raise FileNotFoundError(
+                f"{cuts_path} is missing: import or prepare the {corpus} corpus's {split} split first "
+                "(or pass the --corpus it was imported as)"
+            )
         cuts_in = CutSet.from_file(cuts_path)
         check_no_commands(cuts_in, cuts_path, allow_pipes)
         # the features depend on the audio only (supervisions, texts and oracle times, are re-attached):
         # its files' sizes and modification times stand for their contents, as in make
-        key = fingerprint({"cfg": asdict(cfg), "cuts": sorted((c.id, c.num_samples, _audio_stamp(c)) for c in cuts_in),
-                           "sr": sample_rate})
+        key = fingerprint(
+            {
+                "cfg": asdict(cfg),
+                "cuts": sorted((c.id, c.num_samples, _audio_stamp(c)) for c in cuts_in),
+                "sr": sample_rate,
+            }
+        )
         if is_done(split_dir, key) and feature_cuts_path(out_dir, corpus, split).is_file():
             log.info("fbank %s/%s is complete; skipping", corpus, split)
             result[split] = _with_current_supervisions(feature_cuts_path(out_dir, corpus, split), cuts_in)
@@ -98,8 +123,11 @@ def compute_fbank(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg
         if num_jobs > 1:  # intra-op threads in every worker oversubscribe the cores (lhotse warns of hangs)
             torch.set_num_threads(1)
         cuts = cuts_in.compute_and_store_features(
-            extractor=extractor, storage_path=tmp_dir / "feats", num_jobs=num_jobs,
-            storage_type=LilcomChunkyWriter, progress_bar=True,
+            extractor=extractor,
+            storage_path=tmp_dir / "feats",
+            num_jobs=num_jobs,
+            storage_type=LilcomChunkyWriter,
+            progress_bar=True,
         )
         # point the manifests at the final folder, then move the folder into place
         shutil.rmtree(split_dir, ignore_errors=True)
@@ -169,7 +197,9 @@ class FeatureNormalizer:
     def fingerprint(self) -> str:
         """A short hash of the statistics: an input of what is computed from normalised features."""
         spk = sorted(self.speaker_stats)
-        arrays = [self.global_mean, self.global_std] + [np.asarray(x, np.float32) for s in spk for x in self.speaker_stats[s]]
+        arrays = [self.global_mean, self.global_std] + [
+            np.asarray(x, np.float32) for s in spk for x in self.speaker_stats[s]
+        ]
         return fingerprint([self.mode, spk, [a.tobytes().hex() for a in arrays]])
 
     def save(self, path) -> None:
@@ -178,7 +208,10 @@ class FeatureNormalizer:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(
-                    f, mode=np.array(self.mode), global_mean=self.global_mean, global_std=self.global_std,
+                    f,
+                    mode=np.array(self.mode),
+                    global_mean=self.global_mean,
+                    global_std=self.global_std,
                     speakers=np.array(spk, dtype=str),
                     speaker_mean=np.array([self.speaker_stats[s][0] for s in spk], np.float32).reshape(len(spk), dim),
                     speaker_std=np.array([self.speaker_stats[s][1] for s in spk], np.float32).reshape(len(spk), dim),
@@ -232,12 +265,21 @@ def compute_cmvn(cuts_by_split: Dict[str, CutSet], mode: str, train_split: str =
     return FeatureNormalizer(mode, mean, std, {s: a.stats() for s, a in per_spk.items()})
 
 
-def compute_features(manifest_dir, out_dir, corpus: str, splits: Sequence[str], cfg: "FeatureConfig",
-                     sample_rate: int, num_jobs: int = 1, allow_pipes: bool = False) -> FeatureNormalizer:
+def compute_features(
+    manifest_dir,
+    out_dir,
+    corpus: str,
+    splits: Sequence[str],
+    cfg: "FeatureConfig",
+    sample_rate: int,
+    num_jobs: int = 1,
+    allow_pipes: bool = False,
+) -> FeatureNormalizer:
     """The feature stage: fbank of every split (``compute_fbank``) and CMVN statistics, the global
     ones from ``splits[0]``, saved as ``out_dir/cmvn.npz``."""
-    cuts = compute_fbank(manifest_dir, out_dir, corpus, splits, cfg, sample_rate=sample_rate, num_jobs=num_jobs,
-                         allow_pipes=allow_pipes)
+    cuts = compute_fbank(
+        manifest_dir, out_dir, corpus, splits, cfg, sample_rate=sample_rate, num_jobs=num_jobs, allow_pipes=allow_pipes
+    )
     normalizer = compute_cmvn(cuts, cfg.cmvn, train_split=splits[0])
     normalizer.save(Path(out_dir) / "cmvn.npz")
     log.info("fbank (%d bins) and %s CMVN statistics in %s", cfg.num_mel_bins, cfg.cmvn, out_dir)

@@ -15,6 +15,7 @@ Decisions:
   ``<stem>.lab`` beside it, or a line ``<stem> <words>`` in a ``text`` / ``transcripts.txt``
   file in the folder; the speaker is the name of the file's parent folder.
 """
+
 import io
 import logging
 import math
@@ -50,8 +51,15 @@ def yesno_items(corpus_dir, report: Optional[SkipReport] = None) -> Dict[str, Li
             if report is not None:
                 report.add(w.stem, str(w), "file name is not a sequence of 0/1 words")
             continue
-        items.append({"id": w.stem, "audio": w, "text": " ".join(YESNO_WORDS[d] for d in digits),
-                      "speaker": "yesno", "language": "Hebrew"})
+        items.append(
+            {
+                "id": w.stem,
+                "audio": w,
+                "text": " ".join(YESNO_WORDS[d] for d in digits),
+                "speaker": "yesno",
+                "language": "Hebrew",
+            }
+        )
     return {"train": items[::2], "test": items[1::2]}
 
 
@@ -61,8 +69,11 @@ def prepare_yesno(corpus_dir, out_dir, num_dev: int = 6, sample_rate: int = 8000
     parts = yesno_items(corpus_dir, name_report)
     if num_dev >= len(parts["train"]):
         raise CorpusError(f"{corpus_dir}: {len(parts['train'])} training files, cannot hold out {num_dev} for dev")
-    splits = {"train": parts["train"][: len(parts["train"]) - num_dev],
-              "dev": parts["train"][len(parts["train"]) - num_dev:], "test": parts["test"]}
+    splits = {
+        "train": parts["train"][: len(parts["train"]) - num_dev],
+        "dev": parts["train"][len(parts["train"]) - num_dev :],
+        "test": parts["test"],
+    }
     counts = {}
     for split, items in splits.items():
         recs, sups, report = build_manifests(items, expected_sr=sample_rate, vocabulary=set(YESNO_WORDS.values()))
@@ -90,8 +101,10 @@ def _read_utf8(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise CorpusError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}); convert the file, "
-                          "e.g. iconv -f latin1 -t utf-8") from None
+        raise CorpusError(
+            f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}); convert the file, "
+            "e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def kaldi_lines(path: Path, min_fields: int = 1) -> Iterator[Tuple[int, List[str]]]:
@@ -119,12 +132,15 @@ def kaldi_table(path: Path, min_fields: int = 1) -> Dict[str, Tuple[int, List[st
 def _check_words(path: Path, n: int, words: List[str]) -> None:
     for w in words:
         if RESERVED_WORDS.fullmatch(w):
-            raise CorpusError(f"{path}:{n}: {w} is a reserved symbol (epsilon, sentence boundary or "
-                              "disambiguation), not a word")
+            raise CorpusError(
+                f"{path}:{n}: {w} is a reserved symbol (epsilon, sentence boundary or " "disambiguation), not a word"
+            )
         odd = [c for c in w if unicodedata.category(c)[0] in "CZ"]
         if odd:
-            raise CorpusError(f"{path}:{n}: word {w!r} holds the character {unicodedata.name(odd[0], hex(ord(odd[0])))} "
-                              f"(U+{ord(odd[0]):04X}); Kaldi words are separated by spaces and tabs only")
+            raise CorpusError(
+                f"{path}:{n}: word {w!r} holds the character {unicodedata.name(odd[0], hex(ord(odd[0])))} "
+                f"(U+{ord(odd[0]):04X}); Kaldi words are separated by spaces and tabs only"
+            )
 
 
 def _segments(path: Path) -> Dict[str, Tuple[str, float, float]]:
@@ -136,7 +152,9 @@ def _segments(path: Path) -> Dict[str, Tuple[str, float, float]]:
         try:
             start, end = float(rest[1]), float(rest[2])
         except ValueError:
-            raise CorpusError(f"{path}:{n}: start and end must be numbers (seconds), not {rest[1]!r} {rest[2]!r}") from None
+            raise CorpusError(
+                f"{path}:{n}: start and end must be numbers (seconds), not {rest[1]!r} {rest[2]!r}"
+            ) from None
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             raise CorpusError(f"{path}:{n}: segment {utt} runs from {rest[1]} to {rest[2]} s: needs 0 <= start < end")
         out[utt] = (rest[0], start, end)
@@ -153,8 +171,13 @@ def _command_recording(rec_id: str, command: str) -> Recording:
         raise OSError(f"command exited with {run.returncode}: {run.stderr.decode(errors='replace').strip()[:200]}")
     info = soundfile.info(io.BytesIO(run.stdout))
     num_samples = info.frames
-    return Recording(id=rec_id, sources=[AudioSource(type="command", channels=list(range(info.channels)), source=command)],
-                     sampling_rate=info.samplerate, num_samples=num_samples, duration=num_samples / info.samplerate)
+    return Recording(
+        id=rec_id,
+        sources=[AudioSource(type="command", channels=list(range(info.channels)), source=command)],
+        sampling_rate=info.samplerate,
+        num_samples=num_samples,
+        duration=num_samples / info.samplerate,
+    )
 
 
 def _kaldi_recordings(wav_scp: Path, report: SkipReport, allow_pipes: bool) -> Dict[str, Recording]:
@@ -171,12 +194,16 @@ def _kaldi_recordings(wav_scp: Path, report: SkipReport, allow_pipes: bool) -> D
         try:
             if spec.endswith("|"):
                 if not allow_pipes:
-                    raise CorpusError(f"{wav_scp}:{n}: {rec_id} is a command ({spec[:60]}...); commands run through the "
-                                      "shell, so they run only with --allow-pipes (when you trust this data directory)")
+                    raise CorpusError(
+                        f"{wav_scp}:{n}: {rec_id} is a command ({spec[:60]}...); commands run through the "
+                        "shell, so they run only with --allow-pipes (when you trust this data directory)"
+                    )
                 rec = _command_recording(rec_id, spec[:-1].strip())
             else:
                 if len(fields) != 2:
-                    raise CorpusError(f"{wav_scp}:{n}: expected 'recording-id path' (a path with spaces is not Kaldi's format)")
+                    raise CorpusError(
+                        f"{wav_scp}:{n}: expected 'recording-id path' (a path with spaces is not Kaldi's format)"
+                    )
                 rec = Recording.from_file(spec, recording_id=rec_id)
         except CorpusError:
             raise
@@ -187,8 +214,9 @@ def _kaldi_recordings(wav_scp: Path, report: SkipReport, allow_pipes: bool) -> D
     return recordings
 
 
-def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: int, allow_pipes: bool = False,
-                     resample: bool = False) -> int:
+def import_kaldi_dir(
+    data_dir, out_dir, corpus: str, split: str, sample_rate: int, allow_pipes: bool = False, resample: bool = False
+) -> int:
     """One Kaldi data directory (wav.scp, text, optional utt2spk and segments) -> lhotse manifests
     for one split; returns the number of cuts. Read line by line with Kaldi's rules (lines end at
     \\n only, fields split at ASCII white space); a malformed line, a repeated id, a reserved
@@ -213,8 +241,10 @@ def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: in
     for rec_id, rec in list(recordings.items()):
         if rec.sampling_rate != sample_rate:
             if not resample:
-                raise CorpusError(f"recording {rec_id} ({rec.sources[0].source}): {rec.sampling_rate} Hz, expected "
-                                  f"{sample_rate} Hz (resample the corpus, or pass --resample)")
+                raise CorpusError(
+                    f"recording {rec_id} ({rec.sources[0].source}): {rec.sampling_rate} Hz, expected "
+                    f"{sample_rate} Hz (resample the corpus, or pass --resample)"
+                )
             recordings[rec_id] = rec.resample(sample_rate)
     if segments is None:
         segments = {rec_id: (rec_id, 0.0, None) for rec_id in recordings}
@@ -239,22 +269,38 @@ def import_kaldi_dir(data_dir, out_dir, corpus: str, split: str, sample_rate: in
             continue
         end = rec.duration if end is None else end
         if end > rec.duration + SEGMENT_TOLERANCE:
-            report.add(utt, str(data_dir / "segments"), f"segment ends at {end:.3f} s, after its recording ({rec.duration:.3f} s)")
+            report.add(
+                utt,
+                str(data_dir / "segments"),
+                f"segment ends at {end:.3f} s, after its recording ({rec.duration:.3f} s)",
+            )
             continue
         end = min(end, rec.duration)  # Kaldi rounds segment times: clip a small overrun to the recording's end
         if end - start <= 0:
             report.add(utt, str(data_dir / "segments"), "segment starts after its recording ends")
             continue
         used.add(rec_id)
-        keep.append(SupervisionSegment(id=utt, recording_id=rec_id, start=round(start, 6), duration=round(end - start, 6),
-                                       channel=0, text=" ".join(texts[utt][1]),
-                                       speaker=speakers[utt][1][0] if speakers is not None else utt))
+        keep.append(
+            SupervisionSegment(
+                id=utt,
+                recording_id=rec_id,
+                start=round(start, 6),
+                duration=round(end - start, 6),
+                channel=0,
+                text=" ".join(texts[utt][1]),
+                speaker=speakers[utt][1][0] if speakers is not None else utt,
+            )
+        )
     for utt in sorted(set(texts) - set(segments)):
-        report.add(utt, f"{data_dir / 'text'}:{texts[utt][0]}", "no audio for this utterance (not in wav.scp or segments)")
+        report.add(
+            utt, f"{data_dir / 'text'}:{texts[utt][0]}", "no audio for this utterance (not in wav.scp or segments)"
+        )
     if not keep:
         raise CorpusError(f"{data_dir}: no usable utterance ({len(report)} skipped; see the warnings above)")
     recs = RecordingSet.from_recordings(r for k, r in recordings.items() if k in used)
-    cuts = write_manifests(out_dir, corpus, split, _readable(recs, report, sample_rate), SupervisionSet.from_segments(keep), report)
+    cuts = write_manifests(
+        out_dir, corpus, split, _readable(recs, report, sample_rate), SupervisionSet.from_segments(keep), report
+    )
     log.info("%s/%s from %s: %d cuts (%d skipped)", corpus, split, data_dir, len(cuts), len(report))
     return len(cuts)
 
@@ -264,7 +310,9 @@ def _readable(recordings: RecordingSet, report: SkipReport, sample_rate: int) ->
     ok = []
     for r in recordings:
         if r.sampling_rate != sample_rate:
-            raise CorpusError(f"recording {r.id} ({r.sources[0].source}): {r.sampling_rate} Hz, expected {sample_rate} Hz")
+            raise CorpusError(
+                f"recording {r.id} ({r.sources[0].source}): {r.sampling_rate} Hz, expected {sample_rate} Hz"
+            )
         try:
             r.load_audio(duration=min(r.duration, 0.1))
         except Exception as e:  # lhotse raises several kinds for corrupt or missing audio
@@ -313,7 +361,9 @@ def audio_folder_items(folder, report: Optional[SkipReport] = None) -> List[Dict
 
 def import_audio_folder(folder, out_dir, corpus: str, split: str, sample_rate: int, resample: bool = False) -> int:
     name_report = SkipReport()
-    recs, sups, report = build_manifests(audio_folder_items(folder, name_report), expected_sr=sample_rate, resample=resample)
+    recs, sups, report = build_manifests(
+        audio_folder_items(folder, name_report), expected_sr=sample_rate, resample=resample
+    )
     report.skipped = name_report.skipped + report.skipped
     if not len(sups):
         raise CorpusError(f"{folder}: no usable utterance ({len(report)} skipped; see the warnings above)")

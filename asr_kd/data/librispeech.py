@@ -11,6 +11,7 @@ Augmentation of the training split only, each as extra copies of the training cu
   (seeded); ids get ``_musan``.
 The official lexicon and LMs (OpenSLR 11) are fetched by ``download_lm_resources``.
 """
+
 import logging
 import random
 from pathlib import Path
@@ -66,13 +67,22 @@ def _lhotse_parts(corpus_dir: Path, parts: Sequence[str], num_jobs: int):
 
     missing = [p for p in parts if not (corpus_dir / p).is_dir()]
     if missing:
-        raise CorpusError(f"{corpus_dir}: missing LibriSpeech part(s) {', '.join(missing)} (expected {corpus_dir}/<part>/<spk>/<chapter>/)")
+        raise CorpusError(
+            f"{corpus_dir}: missing LibriSpeech part(s) {', '.join(missing)} (expected {corpus_dir}/<part>/<spk>/<chapter>/)"
+        )
     return _prepare(corpus_dir, dataset_parts=list(parts), num_jobs=num_jobs)
 
 
-def prepare_librispeech(corpus_dir, out_dir, mini: bool = True, train_parts: Sequence[str] = ("train-clean-100",),
-                        speed_factors: Sequence[float] = (), musan_dir: Optional[str] = None, seed: int = 0,
-                        num_jobs: int = 1) -> Dict[str, int]:
+def prepare_librispeech(
+    corpus_dir,
+    out_dir,
+    mini: bool = True,
+    train_parts: Sequence[str] = ("train-clean-100",),
+    speed_factors: Sequence[float] = (),
+    musan_dir: Optional[str] = None,
+    seed: int = 0,
+    num_jobs: int = 1,
+) -> Dict[str, int]:
     """Manifests librispeech_{recordings,supervisions,cuts}_{train,dev,test}; returns cuts per split."""
     corpus_dir = Path(corpus_dir)
     if (corpus_dir / "LibriSpeech").is_dir():
@@ -90,12 +100,16 @@ def prepare_librispeech(corpus_dir, out_dir, mini: bool = True, train_parts: Seq
     else:
         m = _lhotse_parts(corpus_dir, list(train_parts) + ["dev-clean", "test-clean"], num_jobs)
         train = [m[p] for p in train_parts]
-        splits = {"dev": (m["dev-clean"]["recordings"], m["dev-clean"]["supervisions"]),
-                  "test": (m["test-clean"]["recordings"], m["test-clean"]["supervisions"])}
+        splits = {
+            "dev": (m["dev-clean"]["recordings"], m["dev-clean"]["supervisions"]),
+            "test": (m["test-clean"]["recordings"], m["test-clean"]["supervisions"]),
+        }
     from lhotse import RecordingSet, SupervisionSet
 
-    splits["train"] = (RecordingSet.from_recordings(r for t in train for r in t["recordings"]),
-                       SupervisionSet.from_segments(s for t in train for s in t["supervisions"]))
+    splits["train"] = (
+        RecordingSet.from_recordings(r for t in train for r in t["recordings"]),
+        SupervisionSet.from_segments(s for t in train for s in t["supervisions"]),
+    )
     counts = {}
     for split in ("train", "dev", "test"):
         recs, sups = splits[split]
@@ -109,8 +123,9 @@ def prepare_librispeech(corpus_dir, out_dir, mini: bool = True, train_parts: Seq
     return counts
 
 
-def augment_train(out_dir, corpus: str, speed_factors: Sequence[float] = (), musan_dir: Optional[str] = None,
-                  seed: int = 0) -> int:
+def augment_train(
+    out_dir, corpus: str, speed_factors: Sequence[float] = (), musan_dir: Optional[str] = None, seed: int = 0
+) -> int:
     """Append speed-perturbed and/or MUSAN-mixed copies to the training cuts manifest."""
     path = manifest_paths(out_dir, corpus, "train")["cuts"]
     base = CutSet.from_file(path).to_eager()
@@ -130,19 +145,37 @@ def augment_train(out_dir, corpus: str, speed_factors: Sequence[float] = (), mus
         mixed = []
         for c in base:
             n = noise_cuts[rng.randrange(len(noise_cuts))]
-            mixed.append(c.mix(n, snr=rng.uniform(10.0, 20.0), allow_padding=True, preserve_id="left")
-                         .truncate(duration=c.duration).with_id(f"{c.id}_musan"))
+            mixed.append(
+                c.mix(n, snr=rng.uniform(10.0, 20.0), allow_padding=True, preserve_id="left")
+                .truncate(duration=c.duration)
+                .with_id(f"{c.id}_musan")
+            )
         parts.append(CutSet.from_cuts(mixed))
     cuts = CutSet.from_cuts(c for p in parts for c in p).to_eager()
     with atomic_path(path) as tmp:
         cuts.to_file(tmp)
-    log.info("%s/train: %d cuts after augmentation (speed %s, musan %s)", corpus, len(cuts), list(speed_factors), bool(musan_dir))
+    log.info(
+        "%s/train: %d cuts after augmentation (speed %s, musan %s)",
+        corpus,
+        len(cuts),
+        list(speed_factors),
+        bool(musan_dir),
+    )
     return len(cuts)
 
 
-def prepare_from_options(out_dir, corpus_dir=None, download_dir=None, lm_dir=None, mini: bool = True,
-                         train_parts: Sequence[str] = ("train-clean-100",), speed_factors: Sequence[float] = (),
-                         musan_dir=None, seed: int = 0, num_jobs: int = 1) -> None:
+def prepare_from_options(
+    out_dir,
+    corpus_dir=None,
+    download_dir=None,
+    lm_dir=None,
+    mini: bool = True,
+    train_parts: Sequence[str] = ("train-clean-100",),
+    speed_factors: Sequence[float] = (),
+    musan_dir=None,
+    seed: int = 0,
+    num_jobs: int = 1,
+) -> None:
     """The corpus stages of the LibriSpeech recipe: the official lexicon and LMs into ``lm_dir``
     (when given), the corpus downloaded into ``download_dir`` (when given, else ``corpus_dir`` is
     used), and its manifests."""
@@ -151,5 +184,13 @@ def prepare_from_options(out_dir, corpus_dir=None, download_dir=None, lm_dir=Non
     if download_dir:
         corpus_dir = download_librispeech(download_dir, mini, train_parts)
     if corpus_dir:
-        prepare_librispeech(corpus_dir, out_dir, mini=mini, train_parts=train_parts, speed_factors=speed_factors,
-                            musan_dir=musan_dir, seed=seed, num_jobs=num_jobs)
+        prepare_librispeech(
+            corpus_dir,
+            out_dir,
+            mini=mini,
+            train_parts=train_parts,
+            speed_factors=speed_factors,
+            musan_dir=musan_dir,
+            seed=seed,
+            num_jobs=num_jobs,
+        )

@@ -11,6 +11,7 @@ counted in ``<out>/<corpus>_<split>.skipped.json`` with the file it came from; a
 other than the expected one is an error naming the file (pass ``resample=True`` to convert
 on the fly instead); words outside a given vocabulary are an error naming the utterance.
 """
+
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -54,7 +55,9 @@ def manifest_paths(out_dir, corpus: str, split: str) -> Dict[str, Path]:
     return {kind: out_dir / f"{corpus}_{kind}_{split}.jsonl.gz" for kind in ("recordings", "supervisions", "cuts")}
 
 
-def load_recording(audio_path, recording_id: str, expected_sr: Optional[int], resample: bool, report: SkipReport) -> Optional[Recording]:
+def load_recording(
+    audio_path, recording_id: str, expected_sr: Optional[int], resample: bool, report: SkipReport
+) -> Optional[Recording]:
     """Open ``audio_path`` as a lhotse Recording; None (and a counted skip) when it is unreadable or empty."""
     audio_path = Path(audio_path)
     if not audio_path.is_file():
@@ -83,7 +86,9 @@ def load_recording(audio_path, recording_id: str, expected_sr: Optional[int], re
     return rec
 
 
-def check_transcript(utt_id: str, text: Optional[str], vocabulary: Optional[set], source: str, report: SkipReport) -> Optional[str]:
+def check_transcript(
+    utt_id: str, text: Optional[str], vocabulary: Optional[set], source: str, report: SkipReport
+) -> Optional[str]:
     """Normalised transcript, or None (a counted skip) when it is empty. OOV words raise."""
     words = (text or "").split()
     if not words:
@@ -126,16 +131,29 @@ def build_manifests(
         recordings.append(rec)
         supervisions.append(
             SupervisionSegment(
-                id=utt_id, recording_id=utt_id, start=0.0, duration=rec.duration, channel=0,
-                text=text, speaker=item.get("speaker"), language=item.get("language", "English"),
-                alignment=alignment, custom=item.get("custom"),
+                id=utt_id,
+                recording_id=utt_id,
+                start=0.0,
+                duration=rec.duration,
+                channel=0,
+                text=text,
+                speaker=item.get("speaker"),
+                language=item.get("language", "English"),
+                alignment=alignment,
+                custom=item.get("custom"),
             )
         )
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions), report
 
 
-def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, supervisions: SupervisionSet,
-                    report: Optional[SkipReport] = None) -> CutSet:
+def write_manifests(
+    out_dir,
+    corpus: str,
+    split: str,
+    recordings: RecordingSet,
+    supervisions: SupervisionSet,
+    report: Optional[SkipReport] = None,
+) -> CutSet:
     """Validate, build the CutSet and write all three manifests atomically."""
     from lhotse.qa import validate_recordings_and_supervisions
 
@@ -156,9 +174,13 @@ def write_manifests(out_dir, corpus: str, split: str, recordings: RecordingSet, 
             manifest.to_file(temps[kind])
         paths["cuts"].unlink(missing_ok=True)
     if report is not None:
-        write_json_atomic(Path(out_dir) / f"{corpus}_{split}.skipped.json", {"count": len(report), "items": report.skipped})
+        write_json_atomic(
+            Path(out_dir) / f"{corpus}_{split}.skipped.json", {"count": len(report), "items": report.skipped}
+        )
         if len(report):
-            log.warning("%s/%s: %d item(s) skipped, listed in %s_%s.skipped.json", corpus, split, len(report), corpus, split)
+            log.warning(
+                "%s/%s: %d item(s) skipped, listed in %s_%s.skipped.json", corpus, split, len(report), corpus, split
+            )
     return cuts
 
 
@@ -168,7 +190,10 @@ def synth_items(corpus_dir, split: str, phones=None) -> List[Dict]:
     corpus_dir = Path(corpus_dir)
     return [
         {
-            "id": m["id"], "audio": corpus_dir / m["wav"], "text": m["text"], "speaker": m["speaker"],
+            "id": m["id"],
+            "audio": corpus_dir / m["wav"],
+            "text": m["text"],
+            "speaker": m["speaker"],
             "alignment": {"word": m["words"], "phone": phones(m) if phones else m["phones"]},
             "custom": {"accent": m["accent"], "degradation": m["degradation"]},
         }
@@ -190,8 +215,7 @@ def arpabet_oracle_phones(meta: Dict, cmudict: Dict[str, List[Tuple[str, ...]]])
         own = [p for p in meta["phones"] if start - 1e-6 <= p[1] and p[2] <= end + 1e-6]
         mapped = [espeak_to_arpabet([p[0]]) for p in own]
         flat = tuple(q for m in mapped if m for q in m)
-        ok = bool(own) and all(m is not None for m in mapped) and (
-            flat in cmudict[word] if word in cmudict else True)
+        ok = bool(own) and all(m is not None for m in mapped) and (flat in cmudict[word] if word in cmudict else True)
         if ok:
             out += [[" ".join(m), s, e] for m, (_, s, e) in zip(mapped, own) if m]
         else:
@@ -199,7 +223,9 @@ def arpabet_oracle_phones(meta: Dict, cmudict: Dict[str, List[Tuple[str, ...]]])
     return out
 
 
-def prepare_readspeech(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000) -> Dict[str, int]:
+def prepare_readspeech(
+    corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000
+) -> Dict[str, int]:
     """Manifests for the read-speech corpus (asr_kd.data.synth.readspeech), oracle phones in
     ARPAbet (``arpabet_oracle_phones``); returns the number of cuts per split."""
     cmudict = read_cmudict(keep_stress=False)
@@ -210,13 +236,19 @@ def prepare_readspeech(corpus_dir, out_dir, splits: Sequence[str] = ("train", "d
         recs, sups, report = build_manifests(items, expected_sr=sample_rate)
         cuts = write_manifests(out_dir, "readspeech", split, recs, sups, report)
         counts[split] = len(cuts)
-        log.info("readspeech/%s: %d cuts, %.3f h; %.1f%% of oracle phone segments are whole words (eSpeak's phones differ from CMUdict's)",
-                 split, len(cuts), sum(c.duration for c in cuts) / 3600,
-                 100 * sum(p[0] == WORD_ONLY for p in segments) / max(1, len(segments)))
+        log.info(
+            "readspeech/%s: %d cuts, %.3f h; %.1f%% of oracle phone segments are whole words (eSpeak's phones differ from CMUdict's)",
+            split,
+            len(cuts),
+            sum(c.duration for c in cuts) / 3600,
+            100 * sum(p[0] == WORD_ONLY for p in segments) / max(1, len(segments)),
+        )
     return counts
 
 
-def prepare_digits(corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000) -> Dict[str, int]:
+def prepare_digits(
+    corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000
+) -> Dict[str, int]:
     """Manifests for the embedded corpus; returns the number of cuts per split."""
     vocab = {w.upper() for w in DIGIT_WORDS}
     counts = {}

@@ -5,15 +5,25 @@ Decisions: an apostrophe inside a word is kept (LORD'S, DON'T: CMUdict has them)
 slash separates words; ordinals (1ST, 22ND) and plain integers are spelled out; decimals read
 "POINT" and digits; other symbols are dropped. Text in other scripts passes through upper-cased.
 """
+
 import re
 from typing import Iterable, Iterator, List
 
-_ONES = ("ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN FOURTEEN "
-         "FIFTEEN SIXTEEN SEVENTEEN EIGHTEEN NINETEEN").split()
+_ONES = (
+    "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN FOURTEEN "
+    "FIFTEEN SIXTEEN SEVENTEEN EIGHTEEN NINETEEN"
+).split()
 _TENS = "_ _ TWENTY THIRTY FORTY FIFTY SIXTY SEVENTY EIGHTY NINETY".split()
 _SCALES = ((10**12, "TRILLION"), (10**9, "BILLION"), (10**6, "MILLION"), (1000, "THOUSAND"), (100, "HUNDRED"))
-_ORDINAL = {"ONE": "FIRST", "TWO": "SECOND", "THREE": "THIRD", "FIVE": "FIFTH", "EIGHT": "EIGHTH",
-            "NINE": "NINTH", "TWELVE": "TWELFTH"}
+_ORDINAL = {
+    "ONE": "FIRST",
+    "TWO": "SECOND",
+    "THREE": "THIRD",
+    "FIVE": "FIFTH",
+    "EIGHT": "EIGHTH",
+    "NINE": "NINTH",
+    "TWELVE": "TWELFTH",
+}
 
 
 def number_to_words(n: int) -> str:

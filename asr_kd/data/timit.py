@@ -10,6 +10,7 @@ train, dev (50 speakers) and core test (24 speakers) sets with phones folded 61 
 - PER is scored after folding 48 -> 39 phones (``timit_48_to_39.txt``, from lhotse's 61 -> 48
   and 61 -> 39 tables); the closures and epenthetic silence fold into silence and are not scored.
 """
+
 import logging
 from pathlib import Path
 from typing import Dict
@@ -53,11 +54,15 @@ def prepare_timit(corpus_dir, out_dir, num_jobs: int = 1) -> Dict[str, int]:
             text = " ".join(a.symbol for a in phones if a.symbol != "sil")
             oracle = [AlignmentItem("SIL" if a.symbol == "sil" else a.symbol, a.start, a.duration) for a in phones]
             fixed.append(s.with_alignment("phone", oracle).transform_text(lambda _t, text=text: text))
-        counts[split] = len(write_manifests(out_dir, "timit", split, recs, SupervisionSet.from_segments(fixed), SkipReport()))
+        counts[split] = len(
+            write_manifests(out_dir, "timit", split, recs, SupervisionSet.from_segments(fixed), SkipReport())
+        )
     fold = fold_48_to_39()
     phones = sorted(p for p in fold if p != "sil")
     write_text_atomic(Path(out_dir) / "timit_phone_lexicon.txt", "".join(f"{p} {p}\n" for p in phones))
-    write_text_atomic(Path(out_dir) / "timit_48_to_39.txt",
-                      "".join(f"{p} {q}\n" if q != "sil" else f"{p}\n" for p, q in sorted(fold.items())))
+    write_text_atomic(
+        Path(out_dir) / "timit_48_to_39.txt",
+        "".join(f"{p} {q}\n" if q != "sil" else f"{p}\n" for p, q in sorted(fold.items())),
+    )
     log.info("timit manifests in %s: %s", out_dir, counts)
     return counts

@@ -3,6 +3,7 @@ the share of utterances with identical 1-best words, the share with identical be
 and per-frame transition-ids), both WERs, and the largest score difference over identical paths
 (Kaldi's best-path log-likelihood against k2's shortest-path total score; both are graph score plus
 acoustic score)."""
+
 import json
 import logging
 import time
@@ -21,8 +22,17 @@ from asr_kd.utils.results import write_table
 log = logging.getLogger(__name__)
 
 
-def compare_decoders(graph_path, tm, loglikes: Dict[str, np.ndarray], refs: Dict[str, List[str]], id2word: Dict[int, str],
-                     beam: float = 13.0, max_active: int = 7000, word_penalty: float = 0.0, device=None) -> Dict:
+def compare_decoders(
+    graph_path,
+    tm,
+    loglikes: Dict[str, np.ndarray],
+    refs: Dict[str, List[str]],
+    id2word: Dict[int, str],
+    beam: float = 13.0,
+    max_active: int = 7000,
+    word_penalty: float = 0.0,
+    device=None,
+) -> Dict:
     frames = sum(m.shape[0] for m in loglikes.values())
     t0 = time.time()
     kaldi = decode(graph_path, tm, loglikes, beam=beam, max_active=max_active, word_penalty=word_penalty)
@@ -35,31 +45,52 @@ def compare_decoders(graph_path, tm, loglikes: Dict[str, np.ndarray], refs: Dict
     same_path = [u for u in same if list(kaldi[u]["alignment"]) == k2res[u]["alignment"]]
     diffs = [abs(kaldi[u]["log_like"] - k2res[u]["score"]) for u in same_path]
     rel = [d / max(abs(k2res[u]["score"]), 1.0) for d, u in zip(diffs, same_path)]  # Kaldi sums in float32
-    hyp = {name: {u: [id2word[w] for w in r[u]["words"]] for u in loglikes} for name, r in (("kaldi", kaldi), ("k2", k2res))}
+    hyp = {
+        name: {u: [id2word[w] for w in r[u]["words"]] for u in loglikes}
+        for name, r in (("kaldi", kaldi), ("k2", k2res))
+    }
     wer = {name: wer_details(refs, h)["wer"] for name, h in hyp.items()}
-    return {"utterances": len(loglikes), "same_words": len(same), "same_share": len(same) / max(len(loglikes), 1),
-            "same_paths": len(same_path), "same_path_share": len(same_path) / max(len(loglikes), 1),
-            "wer_kaldi": wer["kaldi"], "wer_k2": wer["k2"], "max_score_diff": max(diffs) if diffs else float("nan"),
-            "mean_score_diff": float(np.mean(diffs)) if diffs else float("nan"),
-            "max_rel_score_diff": max(rel) if rel else float("nan"),
-            "rtf_kaldi": t_kaldi / (frames * 0.01), "rtf_k2": t_k2 / (frames * 0.01), "k2_version": k2_version(),
-            "differing": sorted(set(loglikes) - set(same))}
+    return {
+        "utterances": len(loglikes),
+        "same_words": len(same),
+        "same_share": len(same) / max(len(loglikes), 1),
+        "same_paths": len(same_path),
+        "same_path_share": len(same_path) / max(len(loglikes), 1),
+        "wer_kaldi": wer["kaldi"],
+        "wer_k2": wer["k2"],
+        "max_score_diff": max(diffs) if diffs else float("nan"),
+        "mean_score_diff": float(np.mean(diffs)) if diffs else float("nan"),
+        "max_rel_score_diff": max(rel) if rel else float("nan"),
+        "rtf_kaldi": t_kaldi / (frames * 0.01),
+        "rtf_k2": t_k2 / (frames * 0.01),
+        "k2_version": k2_version(),
+        "differing": sorted(set(loglikes) - set(same)),
+    }
 
 
 def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
     """The WER table's systems with the k2 WER beside the Kaldi WERs (means over each system's seeds).
     ``rows``: the agreement rows (empty when k2 did not run)."""
     by_name = {r["name"]: r for r in rows}
-    beams = f"the Kaldi column of the decode stage used its own beam, the other two beam {beam:g}" if rows else "k2 not run"
-    lines = [f"WER of every system with both decoders (test set; mean over seeds; {beams}):", "",
-             "| system | seeds | Kaldi test WER (decode stage) | Kaldi test WER | k2 test WER | same 1-best words |",
-             "|---|---|---|---|---|---|"]
+    beams = (
+        f"the Kaldi column of the decode stage used its own beam, the other two beam {beam:g}" if rows else "k2 not run"
+    )
+    lines = [
+        f"WER of every system with both decoders (test set; mean over seeds; {beams}):",
+        "",
+        "| system | seeds | Kaldi test WER (decode stage) | Kaldi test WER | k2 test WER | same 1-best words |",
+        "|---|---|---|---|---|---|",
+    ]
     for sys_row in table["rows"]:
         got = [by_name[m["name"]] for m in sys_row["members"] if m["name"] in by_name]
         kaldi13 = f"{100 * float(np.mean([m['test_wer'] for m in sys_row['members']])):.2f}%"
         if got:
             mean = lambda key: float(np.mean([g[key] for g in got]))  # noqa: E731
-            cells = [f"{100 * mean('wer_kaldi'):.2f}%", f"{100 * mean('wer_k2'):.2f}%", f"{100 * mean('same_share'):.2f}%"]
+            cells = [
+                f"{100 * mean('wer_kaldi'):.2f}%",
+                f"{100 * mean('wer_k2'):.2f}%",
+                f"{100 * mean('same_share'):.2f}%",
+            ]
         else:
             cells = ["-", "not run", "-"]
         lines.append(f"| {sys_row['name']} | {len(sys_row['members'])} | {kaldi13} | " + " | ".join(cells) + " |")
@@ -74,8 +105,18 @@ def absent_table(decode_dir, out_stem, title: str, reason: str, results_md=None)
     return {"rows": [], "absent": reason}
 
 
-def agreement_table(decode_dir, ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_stem, title: str,
-                    results_md=None, beam: float = 20.0) -> Dict:
+def agreement_table(
+    decode_dir,
+    ali_dir,
+    lang_dir,
+    fbank_dir,
+    corpus: str,
+    graph_dir,
+    out_stem,
+    title: str,
+    results_md=None,
+    beam: float = 20.0,
+) -> Dict:
     """k2 vs. Kaldi on the test set, for every decoded member (seed) of every system of an earlier
     decode (``decode_dir/wer_table.json``), at the LM weight and insertion penalty it chose on dev.
     Writes OUT.json / OUT.md and the RESULTS.md block; returns the rows."""
@@ -87,19 +128,34 @@ def agreement_table(decode_dir, ali_dir, lang_dir, fbank_dir, corpus: str, graph
     for r in (m for row in table["rows"] for m in row["members"]):
         lp = model_loglikes(r["checkpoints"], splits, priors)["test"]
         ll = {c.id: lp[data.utterance(i)] / r["best_lmwt"] for i, c in enumerate(cuts)}
-        res = compare_decoders(Path(graph_dir) / "HCLG.fst", tm, ll, refs, lang.id2word, beam=beam, word_penalty=r["best_wip"])
+        res = compare_decoders(
+            Path(graph_dir) / "HCLG.fst", tm, ll, refs, lang.id2word, beam=beam, word_penalty=r["best_wip"]
+        )
         rows.append({"name": r["name"], "lmwt": r["best_lmwt"], "wip": r["best_wip"], **res})
-        log.info("%s: %d/%d same 1-best, WER kaldi %.2f%% k2 %.2f%%, max score diff %.2g", r["name"], res["same_words"],
-                 res["utterances"], 100 * res["wer_kaldi"], 100 * res["wer_k2"], res["max_score_diff"])
+        log.info(
+            "%s: %d/%d same 1-best, WER kaldi %.2f%% k2 %.2f%%, max score diff %.2g",
+            r["name"],
+            res["same_words"],
+            res["utterances"],
+            100 * res["wer_kaldi"],
+            100 * res["wer_k2"],
+            res["max_score_diff"],
+        )
     lines = [f"### {title}", ""] + by_system_lines(table, rows, beam)
-    lines += [f"Per decoded model: same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
-              f"on dev by the Kaldi decode; beams {beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.", "",
-              "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff, absolute / "
-              "relative (same paths) | RTF Kaldi | RTF k2 |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Per decoded model: same HCLG, same log-likelihoods, test set, LM weight and insertion penalty as tuned "
+        f"on dev by the Kaldi decode; beams {beam:g}; k2 {rows[0]['k2_version'] if rows else '?'}.",
+        "",
+        "| system | utterances | same 1-best words | same best paths | Kaldi WER | k2 WER | max score diff, absolute / "
+        "relative (same paths) | RTF Kaldi | RTF k2 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
-                     f"{100 * r['wer_kaldi']:.2f}% | "
-                     f"{100 * r['wer_k2']:.2f}% | {r['max_score_diff']:.2g} / {r['max_rel_score_diff']:.1g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |")
+        lines.append(
+            f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
+            f"{100 * r['wer_kaldi']:.2f}% | "
+            f"{100 * r['wer_k2']:.2f}% | {r['max_score_diff']:.2g} / {r['max_rel_score_diff']:.1g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |"
+        )
     lines.append("")
     write_table(out_stem, {"rows": rows}, lines, results_md, title)
     return {"rows": rows}

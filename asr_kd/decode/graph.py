@@ -8,6 +8,7 @@
 The graph keeps transition-ids as input labels (so decoding returns alignments); its output
 labels are word ids of ``words.txt``. Saved as OpenFst binary with size and build time logged.
 """
+
 import logging
 import resource
 import time
@@ -32,11 +33,19 @@ def make_hclg(lang, tm, tree, G_path, out_dir, self_loop_scale: float = 0.1, tra
     if kaldifst.determinize_star(LG, use_log=True):
         raise RuntimeError("determinize_star(L o G) did not finish (is L_disambig missing disambiguation symbols?)")
     kaldifst.minimize_encoded(LG)
-    CLG, ilabels = kaldifst.compose_context(disambig_syms=lang.disambig_ids, context_width=tree.context_width,
-                                            central_position=tree.central_position, ifst=LG)
+    CLG, ilabels = kaldifst.compose_context(
+        disambig_syms=lang.disambig_ids,
+        context_width=tree.context_width,
+        central_position=tree.central_position,
+        ifst=LG,
+    )
     kaldifst.arcsort(CLG, sort_type="ilabel")
-    H, disambig_tids = khg.get_h_transducer(ilabel_info=ilabels, ctx_dep=tree, trans_model=tm,
-                                            config=khg.HTransducerConfig(transition_scale=transition_scale))
+    H, disambig_tids = khg.get_h_transducer(
+        ilabel_info=ilabels,
+        ctx_dep=tree,
+        trans_model=tm,
+        config=khg.HTransducerConfig(transition_scale=transition_scale),
+    )
     HCLGa = kaldifst.compose(H, CLG)
     if kaldifst.determinize_star(HCLGa, use_log=True):
         raise RuntimeError("determinize_star(H o CLG) did not finish")
@@ -44,15 +53,27 @@ def make_hclg(lang, tm, tree, G_path, out_dir, self_loop_scale: float = 0.1, tra
     HCLGa = map_arcs(HCLGa, lambda a: (0 if a.ilabel in drop else a.ilabel, a.olabel, a.weight))
     kaldifst.rmepsilon(HCLGa)
     kaldifst.minimize_encoded(HCLGa)
-    HCLG = khg.add_self_loops(self_loop_scale=self_loop_scale, disambig_syms=[], reorder=True, trans_model=tm, ifst=HCLGa)
+    HCLG = khg.add_self_loops(
+        self_loop_scale=self_loop_scale, disambig_syms=[], reorder=True, trans_model=tm, ifst=HCLGa
+    )
     kaldifst.arcsort(HCLG, sort_type="ilabel")
     with atomic_path(out_dir / "HCLG.fst") as tmp:
         HCLG.write(str(tmp))
-    info = {"states": HCLG.num_states, "arcs": sum(HCLG.num_arcs(s) for s in range(HCLG.num_states)),
-            "seconds": round(time.time() - t0, 3), "self_loop_scale": self_loop_scale,
-            "file_mb": round((out_dir / "HCLG.fst").stat().st_size / 2**20, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # of the whole process
+    info = {
+        "states": HCLG.num_states,
+        "arcs": sum(HCLG.num_arcs(s) for s in range(HCLG.num_states)),
+        "seconds": round(time.time() - t0, 3),
+        "self_loop_scale": self_loop_scale,
+        "file_mb": round((out_dir / "HCLG.fst").stat().st_size / 2**20, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }  # of the whole process
     write_json_atomic(out_dir / "graph_info.json", info)
-    log.info("HCLG: %d states, %d arcs, %.1f MB, built in %.2f s (process peak RSS %.0f MB)", info["states"], info["arcs"],
-             info["file_mb"], info["seconds"], info["peak_rss_mb"])
+    log.info(
+        "HCLG: %d states, %d arcs, %.1f MB, built in %.2f s (process peak RSS %.0f MB)",
+        info["states"],
+        info["arcs"],
+        info["file_mb"],
+        info["seconds"],
+        info["peak_rss_mb"],
+    )
     return HCLG, info

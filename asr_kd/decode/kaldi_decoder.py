@@ -2,6 +2,7 @@
 are transition-ids. The decodable gets one column per transition-id (``loglik[:, id2pdf[1:]]``;
 DecodableCtc reads column ``ilabel - 1``). Utterances are decoded in ``nj`` forked processes, each
 reading the graph from disk (FSTs do not pickle)."""
+
 import multiprocessing as mp
 import pickle
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,8 @@ def _decode_chunk(items: List[Tuple[str, np.ndarray]]) -> List[Tuple[str, List[i
     for utt, loglik in items:
         mat = np.ascontiguousarray(loglik[:, _D["id2pdf"][1:]], dtype=np.float32)
         ok, ali, words, like = khg.decode_utterance_lattice_faster(
-            decoder=_D["decoder"], decodable=khg.DecodableCtc(mat), trans_model=_D["tm"], utt=utt, allow_partial=True)
+            decoder=_D["decoder"], decodable=khg.DecodableCtc(mat), trans_model=_D["tm"], utt=utt, allow_partial=True
+        )
         out.append((utt, list(words), list(ali), float(like), bool(ok)))
     return out
 
@@ -42,8 +44,18 @@ def _decode_job(init_args: tuple, items: List[Tuple[str, np.ndarray]]):
     return _decode_chunk(items)
 
 
-def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, max_active: int = 7000,
-           lattice_beam: float = 6.0, word_penalty: float = 0.0, nj: int = 1, cmd="local", job_dir=None) -> Dict[str, Dict]:
+def decode(
+    graph_path,
+    tm,
+    loglikes: Dict[str, np.ndarray],
+    beam: float = 13.0,
+    max_active: int = 7000,
+    lattice_beam: float = 6.0,
+    word_penalty: float = 0.0,
+    nj: int = 1,
+    cmd="local",
+    job_dir=None,
+) -> Dict[str, Dict]:
     """1-best words (ids) and alignment per utterance. ``loglikes`` are already scaled, per pdf.
     ``cmd`` "slurm ...": the utterances go out as ``nj`` Slurm jobs (their log-likelihoods pickled
     to ``job_dir``), else ``nj`` forked processes."""
@@ -52,7 +64,7 @@ def decode(graph_path, tm, loglikes: Dict[str, np.ndarray], beam: float = 13.0, 
     args = (str(graph_path), pickle.dumps(tm), beam, max_active, lattice_beam, word_penalty)
     results = {}
     if not JobCmd.parse(cmd).local:
-        chunks = [[(u, loglikes[u]) for u in utts[i :: nj]] for i in range(nj)]
+        chunks = [[(u, loglikes[u]) for u in utts[i::nj]] for i in range(nj)]
         parts = run_jobs(cmd, _decode_job, [(args, c) for c in chunks if c], job_dir, "decode")
     elif nj <= 1:
         _init(*args)

@@ -30,6 +30,7 @@ pass. Searches:
 - ``nbest``: the n best distinct word sequences (the lattice projected on words, determinised
   in the tropical semiring and searched with OpenFst's n-shortest paths, through kaldifst).
 """
+
 import gzip
 import math
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ from asr_kd.utils.numerics import require_finite_utterances
 Point = Tuple[float, float]  # (LM weight, word insertion penalty)
 
 
-def decode_lattices(graph, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float = 13.0,
-                    lattice_beam: float = 6.0) -> Dict[str, str]:
+def decode_lattices(
+    graph, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float = 13.0, lattice_beam: float = 6.0
+) -> Dict[str, str]:
     """Raw lattices of every utterance, as Kaldi text (``{utt: text}``): ``loglikes`` are per
     transition-id column (``ll[:, id2pdf[1:]]``), unscaled; the search uses ``acoustic_scale`` and
     the lattices keep unscaled acoustic costs. ``graph``: an FST or its path."""
@@ -55,8 +57,9 @@ def decode_lattices(graph, loglikes: Dict[str, np.ndarray], acoustic_scale: floa
         from asr_kd.kaldi.fst import read_fst
 
         graph = read_fst(graph)
-    decoder = kaldi_decoder.LatticeSimpleDecoder(graph, kaldi_decoder.LatticeSimpleDecoderConfig(
-        beam=beam, lattice_beam=lattice_beam, determinize_lattice=False))
+    decoder = kaldi_decoder.LatticeSimpleDecoder(
+        graph, kaldi_decoder.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam, determinize_lattice=False)
+    )
     unscale = kaldifst.lattice_scale(1.0, 1.0 / acoustic_scale)
     out = {}
     for utt, ll in loglikes.items():
@@ -69,13 +72,22 @@ def decode_lattices(graph, loglikes: Dict[str, np.ndarray], acoustic_scale: floa
     return out
 
 
-def _decode_part(graph_path: str, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float,
-                 lattice_beam: float) -> Dict[str, str]:
+def _decode_part(
+    graph_path: str, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float, lattice_beam: float
+) -> Dict[str, str]:
     return decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam)
 
 
-def decode_lattices_parallel(graph_path, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float = 13.0,
-                             lattice_beam: float = 6.0, nj: int = 1, cmd="local", job_dir=None) -> Dict[str, str]:
+def decode_lattices_parallel(
+    graph_path,
+    loglikes: Dict[str, np.ndarray],
+    acoustic_scale: float,
+    beam: float = 13.0,
+    lattice_beam: float = 6.0,
+    nj: int = 1,
+    cmd="local",
+    job_dir=None,
+) -> Dict[str, str]:
     """``decode_lattices`` over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
     (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first."""
     from concurrent.futures import ProcessPoolExecutor
@@ -141,6 +153,7 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
 class _Levels:
     """Arcs grouped for level-synchronous passes: ``incoming[L]`` = (arc ids sorted by destination,
     group starts, destinations) of the arcs into level-L states; ``outgoing`` the same by source."""
+
     incoming: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]
     outgoing: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]
     frame: np.ndarray  # frames consumed before each state
@@ -151,8 +164,14 @@ class LatticeSet:
     ``offset[k]``; arcs (``src``, ``dst``, ``tid``, ``word``, ``graph``, ``acoustic``), final states
     (``final_state``, ``final_graph``, ``final_acoustic``)."""
 
-    def __init__(self, utts: List[str], offset: np.ndarray, start: np.ndarray, arcs: Dict[str, np.ndarray],
-                 finals: Dict[str, np.ndarray]):
+    def __init__(
+        self,
+        utts: List[str],
+        offset: np.ndarray,
+        start: np.ndarray,
+        arcs: Dict[str, np.ndarray],
+        finals: Dict[str, np.ndarray],
+    ):
         self.utts, self.offset, self.start = utts, offset, start
         self.src, self.dst, self.tid, self.word = arcs["src"], arcs["dst"], arcs["tid"], arcs["word"]
         self.graph, self.acoustic = arcs["graph"], arcs["acoustic"]
@@ -199,10 +218,20 @@ class LatticeSet:
         fi = np.array(finals, dtype=np.float64).reshape(-1, 3)
         order = np.argsort(fi[:, 0], kind="stable")
         fi = fi[order]
-        return cls(utts, np.asarray(offset, np.int64), np.asarray(start, np.int64),
-                   {"src": a[:, 0].astype(np.int64), "dst": a[:, 1].astype(np.int64), "tid": a[:, 2].astype(np.int64),
-                    "word": a[:, 3].astype(np.int64), "graph": a[:, 4], "acoustic": a[:, 5]},
-                   {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]})
+        return cls(
+            utts,
+            np.asarray(offset, np.int64),
+            np.asarray(start, np.int64),
+            {
+                "src": a[:, 0].astype(np.int64),
+                "dst": a[:, 1].astype(np.int64),
+                "tid": a[:, 2].astype(np.int64),
+                "word": a[:, 3].astype(np.int64),
+                "graph": a[:, 4],
+                "acoustic": a[:, 5],
+            },
+            {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]},
+        )
 
     @classmethod
     def read(cls, path) -> "LatticeSet":
@@ -216,7 +245,12 @@ class LatticeSet:
             au, fu = self.state_utt[self.src], self.state_utt[self.final_state]
             if len(au) > 1 and (au[1:] < au[:-1]).any():
                 order = np.argsort(au, kind="stable")
-                self.src, self.dst, self.tid, self.word = self.src[order], self.dst[order], self.tid[order], self.word[order]
+                self.src, self.dst, self.tid, self.word = (
+                    self.src[order],
+                    self.dst[order],
+                    self.tid[order],
+                    self.word[order],
+                )
                 self.graph, self.acoustic = self.graph[order], self.acoustic[order]
                 self._levels, au = None, au[order]
             u = np.arange(len(self.utts) + 1)
@@ -227,15 +261,21 @@ class LatticeSet:
             k = index[u]
             shift = offset[-1] - self.offset[k]
             a, f = slice(ab[k], ab[k + 1]), slice(fb[k], fb[k + 1])
-            arcs.append((self.src[a] + shift, self.dst[a] + shift, self.tid[a], self.word[a], self.graph[a], self.acoustic[a]))
+            arcs.append(
+                (self.src[a] + shift, self.dst[a] + shift, self.tid[a], self.word[a], self.graph[a], self.acoustic[a])
+            )
             finals.append((self.final_state[f] + shift, self.final_graph[f], self.final_acoustic[f]))
             start.append(self.start[k] + shift if self.start[k] >= 0 else -1)
             offset.append(offset[-1] + self.offset[k + 1] - self.offset[k])
         cat = [np.concatenate(x) for x in zip(*arcs)]
         fin = [np.concatenate(x) for x in zip(*finals)]
-        return LatticeSet(list(utts), np.asarray(offset, np.int64), np.asarray(start, np.int64),
-                          dict(zip(("src", "dst", "tid", "word", "graph", "acoustic"), cat)),
-                          dict(zip(("state", "graph", "acoustic"), fin)))
+        return LatticeSet(
+            list(utts),
+            np.asarray(offset, np.int64),
+            np.asarray(start, np.int64),
+            dict(zip(("src", "dst", "tid", "word", "graph", "acoustic"), cat)),
+            dict(zip(("state", "graph", "acoustic"), fin)),
+        )
 
     @property
     def levels(self) -> _Levels:
@@ -270,7 +310,7 @@ class LatticeSet:
             bounds = np.searchsorted(key[order], np.arange(depth + 2))
             out = []
             for lv in range(depth + 1):
-                r = order[bounds[lv]:bounds[lv + 1]]
+                r = order[bounds[lv] : bounds[lv + 1]]
                 starts = _group_starts(state_of_arc[r])
                 out.append((r, starts, state_of_arc[r][starts]))
             return out
@@ -285,22 +325,24 @@ class LatticeSet:
 
     # -- costs ------------------------------------------------------------------------------
     def _arc_costs(self, r: np.ndarray, inv_lmwt: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-        return (self.graph[r, None] + self.acoustic[r, None] * inv_lmwt[None]
-                + (self.word[r] != 0)[:, None] * penalty[None])
+        return (
+            self.graph[r, None] + self.acoustic[r, None] * inv_lmwt[None] + (self.word[r] != 0)[:, None] * penalty[None]
+        )
 
     def _final_costs(self, inv_lmwt: np.ndarray) -> np.ndarray:
         return self.final_graph[:, None] + self.final_acoustic[:, None] * inv_lmwt[None]
 
     # -- searches ---------------------------------------------------------------------------
-    def best_paths(self, points: Sequence[Point], alignments: bool = False,
-                   max_cells: int = 20_000_000) -> List[Dict[str, Tuple[List[int], List[int], List[int]]]]:
+    def best_paths(
+        self, points: Sequence[Point], alignments: bool = False, max_cells: int = 20_000_000
+    ) -> List[Dict[str, Tuple[List[int], List[int], List[int]]]]:
         """For each (LM weight, penalty) point: {utt: (word ids, transition ids, frame of each
         word)} of the best path (transition ids only with ``alignments``; an utterance without a
         complete path: empty). A word's frame is the number of frames before its arc."""
         out: List[Dict] = []
         step = max(1, max_cells // max(1, self.num_states))
         for k in range(0, len(points), step):
-            out += self._best_paths(points[k:k + step], alignments)
+            out += self._best_paths(points[k : k + step], alignments)
         return out
 
     def _best_paths(self, points: Sequence[Point], alignments: bool) -> List[Dict]:
@@ -365,7 +407,7 @@ class LatticeSet:
             who, what = who[order], what[order]
             bounds = np.searchsorted(who, np.arange(len(pair_u) + 1))
             for k in range(len(pair_u)):
-                seq = what[bounds[k]:bounds[k + 1]][::-1].tolist()
+                seq = what[bounds[k] : bounds[k + 1]][::-1].tolist()
                 result[pair_g[k]][self.utts[pair_u[k]]][slot].extend(seq)
 
         collect(words, 0)
@@ -383,7 +425,7 @@ class LatticeSet:
         M = int(m.max(initial=0))
         ref = np.full((U, max(M, 1)), -7, np.int64)
         for k, u in enumerate(self.utts):
-            ref[k, :m[k]] = refs[u]
+            ref[k, : m[k]] = refs[u]
         big = np.int64(1) << 40
         ar = np.arange(M + 1)
         cost = np.full((self.num_states, M + 1), big, np.int64)
@@ -418,22 +460,34 @@ class LatticeSet:
         alpha[self.start[ok]] = 0.0
         for r, starts, states in lv.incoming[1:]:
             if len(r):
-                alpha[states] = np.logaddexp.reduceat(alpha[self.src[r]] - scale * self._arc_costs(r, inv, pen)[:, 0], starts)
+                alpha[states] = np.logaddexp.reduceat(
+                    alpha[self.src[r]] - scale * self._arc_costs(r, inv, pen)[:, 0], starts
+                )
         beta = np.full(n, -np.inf)
         beta[self.final_state] = -scale * self._final_costs(inv)[:, 0]  # one final weight per state
         for r, starts, states in reversed(lv.outgoing):
             if len(r):
-                beta[states] = np.logaddexp(beta[states], np.logaddexp.reduceat(
-                    beta[self.dst[r]] - scale * self._arc_costs(r, inv, pen)[:, 0], starts))
+                beta[states] = np.logaddexp(
+                    beta[states],
+                    np.logaddexp.reduceat(beta[self.dst[r]] - scale * self._arc_costs(r, inv, pen)[:, 0], starts),
+                )
         total = np.where(ok, beta[np.maximum(self.start, 0)], -np.inf)
         with np.errstate(invalid="ignore"):
-            post = np.exp(alpha[self.src] - scale * self._arc_costs(np.arange(len(self.src)), inv, pen)[:, 0]
-                          + beta[self.dst] - total[self.state_utt[self.src]])
+            post = np.exp(
+                alpha[self.src]
+                - scale * self._arc_costs(np.arange(len(self.src)), inv, pen)[:, 0]
+                + beta[self.dst]
+                - total[self.state_utt[self.src]]
+            )
         return np.clip(np.nan_to_num(post), 0.0, 1.0), total
 
-    def word_confidences(self, lmwt: float, penalty: float = 0.0, scale: float = 1.0,
-                         paths: Optional[Dict[str, Tuple[List[int], List[int], List[int]]]] = None
-                         ) -> Dict[str, List[Tuple[int, int, float]]]:
+    def word_confidences(
+        self,
+        lmwt: float,
+        penalty: float = 0.0,
+        scale: float = 1.0,
+        paths: Optional[Dict[str, Tuple[List[int], List[int], List[int]]]] = None,
+    ) -> Dict[str, List[Tuple[int, int, float]]]:
         """{utt: [(word, emission frame, confidence)]} along each best path. The confidence is the
         posterior mass of the lattice's arcs emitting the same word within the word's window
         (halfway to the neighbouring words' emissions): the probability, under the lattice at this
@@ -450,7 +504,7 @@ class LatticeSet:
         out = {}
         for k, u in enumerate(self.utts):
             hyp = list(zip(paths[u][0], paths[u][2]))
-            arcs = word_arcs[bounds[k]:bounds[k + 1]]
+            arcs = word_arcs[bounds[k] : bounds[k + 1]]
             w, f, p = self.word[arcs], frame[self.src[arcs]], post[arcs]
             conf = []
             for j, (word, t) in enumerate(hyp):
@@ -478,8 +532,9 @@ class LatticeSet:
         beta[self.final_state] = final
         for r, starts, states in reversed(lv.outgoing):
             if len(r):
-                beta[states] = np.minimum(beta[states], np.minimum.reduceat(
-                    beta[self.dst[r]] + self._arc_costs(r, inv, pen)[:, 0], starts))
+                beta[states] = np.minimum(
+                    beta[states], np.minimum.reduceat(beta[self.dst[r]] + self._arc_costs(r, inv, pen)[:, 0], starts)
+                )
         best = np.where(ok, beta[np.maximum(self.start, 0)], np.inf)
         cost = self._arc_costs(np.arange(len(self.src)), inv, pen)[:, 0]
         with np.errstate(invalid="ignore"):
@@ -487,8 +542,9 @@ class LatticeSet:
             fin = alpha[self.final_state] + final - best[self.state_utt[self.final_state]]
         return np.nan_to_num(arc, nan=np.inf), np.nan_to_num(fin, nan=np.inf)
 
-    def nbest(self, utt: str, n: int, lmwt: float, penalty: float = 0.0, beam: float = 8.0,
-              max_states: int = 200_000) -> List[Tuple[List[int], float]]:
+    def nbest(
+        self, utt: str, n: int, lmwt: float, penalty: float = 0.0, beam: float = 8.0, max_states: int = 200_000
+    ) -> List[Tuple[List[int], float]]:
         """The ``n`` best distinct word sequences of ``utt`` with their costs (graph + acoustic /
         lmwt + penalty x words), best first: the lattice pruned to paths within ``beam`` of the
         best at this scale, projected on words and determinised (as lattice-determinize-pruned |
@@ -503,16 +559,34 @@ class LatticeSet:
         if not keep_final.any():
             return []
         cost = one.graph + one.acoustic / lmwt + penalty * (one.word != 0)
-        one = LatticeSet([utt], one.offset, one.start,
-                         {"src": one.src[keep], "dst": one.dst[keep], "tid": one.tid[keep], "word": one.word[keep],
-                          "graph": cost[keep], "acoustic": np.zeros(int(keep.sum()))},
-                         {"state": one.final_state[keep_final], "graph": (one.final_graph + one.final_acoustic / lmwt)[keep_final],
-                          "acoustic": np.zeros(int(keep_final.sum()))})
+        one = LatticeSet(
+            [utt],
+            one.offset,
+            one.start,
+            {
+                "src": one.src[keep],
+                "dst": one.dst[keep],
+                "tid": one.tid[keep],
+                "word": one.word[keep],
+                "graph": cost[keep],
+                "acoustic": np.zeros(int(keep.sum())),
+            },
+            {
+                "state": one.final_state[keep_final],
+                "graph": (one.final_graph + one.final_acoustic / lmwt)[keep_final],
+                "acoustic": np.zeros(int(keep_final.sum())),
+            },
+        )
         cost = one.graph
-        lines = [f"{s} {d} {w} {w} {c:.6f}" for s, d, w, c in zip(one.src.tolist(), one.dst.tolist(), one.word.tolist(), cost.tolist())]
+        lines = [
+            f"{s} {d} {w} {w} {c:.6f}"
+            for s, d, w, c in zip(one.src.tolist(), one.dst.tolist(), one.word.tolist(), cost.tolist())
+        ]
         lines += [f"{s} {c:.6f}" for s, c in zip(one.final_state.tolist(), one.final_graph.tolist())]
         start = str(int(one.start[0]))
-        lines.sort(key=lambda line: line.split()[0] != start)  # OpenFst's text format: the first line's source is the start
+        lines.sort(
+            key=lambda line: line.split()[0] != start
+        )  # OpenFst's text format: the first line's source is the start
         fst = kaldifst.compile("\n".join(lines))
         kaldifst.rmepsilon(fst, weight=f"{beam}")  # pruned at the beam: bounded work on wide lattices
         fst = kaldifst.determinize(fst, weight=f"{beam}", nstate=max_states)
@@ -544,6 +618,7 @@ class Calibration:
     feature). ``a = 1, b = 0`` leaves them as they are. Confidences are clipped to
     [``EPS``, 1 - ``EPS``] before the logit and after the map: a posterior of exactly 0 or 1 says
     no more than "very sure", and no word's confidence may cost unbounded cross entropy."""
+
     a: float = 1.0
     b: float = 0.0
     EPS = 1e-3
@@ -600,6 +675,12 @@ def reliability(confidences: Sequence[float], correct: Sequence[bool], bins: int
     for b in range(bins):
         sel = which == b
         if sel.any():
-            rows.append({"bin": [b / bins, (b + 1) / bins], "words": int(sel.sum()),
-                         "mean_confidence": round(float(c[sel].mean()), 4), "correct": round(float(ok[sel].mean()), 4)})
+            rows.append(
+                {
+                    "bin": [b / bins, (b + 1) / bins],
+                    "words": int(sel.sum()),
+                    "mean_confidence": round(float(c[sel].mean()), 4),
+                    "correct": round(float(ok[sel].mean()), 4),
+                }
+            )
     return rows

@@ -7,6 +7,7 @@ same graph, same likelihoods), and WER (``asr_kd.decode.wer``).
 Scoring: a grid over LM weight (= 1 / acoustic scale) and word insertion penalty, the best pair
 chosen on dev and applied unchanged to test.
 """
+
 import logging
 import time
 from pathlib import Path
@@ -23,7 +24,14 @@ from asr_kd.decode.kaldi_decoder import decode
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors, model_loglikes
-from asr_kd.decode.lattice import Calibration, LatticeSet, decode_lattices_parallel, normalised_cross_entropy, reliability, write_lattices
+from asr_kd.decode.lattice import (
+    Calibration,
+    LatticeSet,
+    decode_lattices_parallel,
+    normalised_cross_entropy,
+    reliability,
+    write_lattices,
+)
 from asr_kd.kaldi.fst import arpa_to_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
@@ -86,13 +94,21 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     the same lang, transition model, LM text and order or ARPA)."""
     graph_dir = Path(graph_dir)
     info_path = graph_dir / "graph_summary.json"
-    texts = {s: [x.text for x in SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, s)["supervisions"])]
-             for s in ("train", "dev", "test")}
+    texts = {
+        s: [x.text for x in SupervisionSet.from_file(manifest_paths(manifest_dir, corpus, s)["supervisions"])]
+        for s in ("train", "dev", "test")
+    }
     aligner = GmmAligner.load(Path(ali_dir) / "final.mdl", lang_dir)
     # what the graph is built from: a graph of another lang, transition model, LM or LM text is rebuilt
-    key = fingerprint({"lang": dir_digest(lang_dir),
-                       "transition_ids": list(aligner.tm.id2pdf_id), "texts": texts, "lm_order": lm_order,
-                       "arpa": file_digest(arpa) if arpa else None})
+    key = fingerprint(
+        {
+            "lang": dir_digest(lang_dir),
+            "transition_ids": list(aligner.tm.id2pdf_id),
+            "texts": texts,
+            "lm_order": lm_order,
+            "arpa": file_digest(arpa) if arpa else None,
+        }
+    )
     kept = kept_summary(info_path, key)
     if kept is not None and (graph_dir / "HCLG.fst").is_file():
         return kept
@@ -100,8 +116,10 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
         log.info("%s was built from other inputs: rebuilding it", graph_dir)
     lang = Lang(lang_dir)
     if lang.oov_word:  # words without a pronunciation are the OOV word in G too
-        texts = {s: [" ".join(w if w in lang.word2id else lang.oov_word for w in t.split()) for t in ts]
-                 for s, ts in texts.items()}
+        texts = {
+            s: [" ".join(w if w in lang.word2id else lang.oov_word for w in t.split()) for t in ts]
+            for s, ts in texts.items()
+        }
     graph_dir.mkdir(parents=True, exist_ok=True)
     if arpa:
         estimator, arpa_path = "given", Path(arpa)
@@ -112,8 +130,16 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
     ppl = {s: perplexity(arpa_path, texts[s]) for s in ("dev", "test")}
     arpa_to_fst(arpa_path, Path(lang_dir) / "words.txt", graph_dir / "G.fst")
     _, info = make_hclg(lang, aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
-    summary = {"lm_order": lm_order, "estimator": estimator, "arpa": str(arpa_path), "ngrams": {str(n): c for n, c in ngram_counts(arpa_path).items()},  # str keys: as JSON reads them back
-               "words": len(lang.word2id), "perplexity": ppl, "hclg": info, "key": key}
+    summary = {
+        "lm_order": lm_order,
+        "estimator": estimator,
+        "arpa": str(arpa_path),
+        "ngrams": {str(n): c for n, c in ngram_counts(arpa_path).items()},  # str keys: as JSON reads them back
+        "words": len(lang.word2id),
+        "perplexity": ppl,
+        "hclg": info,
+        "key": key,
+    }
     write_json_atomic(info_path, summary)
     log.info("LM (%s, order %d): perplexity dev %.2f, test %.2f", estimator, lm_order, ppl["dev"], ppl["test"])
     return summary
@@ -129,7 +155,9 @@ def load_decode_splits(fbank_dir, corpus: str, split_names=("dev", "test")) -> D
     return splits
 
 
-def load_decode_data(ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("dev", "test"), splits: Optional[Dict] = None):
+def load_decode_data(
+    ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("dev", "test"), splits: Optional[Dict] = None
+):
     """(lang, transition model, log priors, {split: (cuts, frames)}) for decoding; ``splits``, when
     given, is a ``load_decode_splits`` result reused instead of reading the frames again."""
     lang = Lang(lang_dir)
@@ -144,8 +172,17 @@ class LatticeStore:
     text archive, ``asr_kd.decode.lattice``) with ``lattice_options.json``; best paths of any
     (LM weight, penalty) points come from one pass over a split's lattices."""
 
-    def __init__(self, out_dir: Path, graph_path: Path, id2pdf: np.ndarray, lmwts: Sequence[float],
-                 beam: float, lattice_beam: float = 6.0, nj: int = 1, cmd="local"):
+    def __init__(
+        self,
+        out_dir: Path,
+        graph_path: Path,
+        id2pdf: np.ndarray,
+        lmwts: Sequence[float],
+        beam: float,
+        lattice_beam: float = 6.0,
+        nj: int = 1,
+        cmd="local",
+    ):
         self.out_dir, self.graph_path, self.id2pdf = out_dir, graph_path, id2pdf
         self.acoustic_scale = 1.0 / float(np.median(lmwts))
         self.beam, self.lattice_beam, self.nj, self.cmd = beam, lattice_beam, nj, cmd
@@ -158,15 +195,31 @@ class LatticeStore:
         if split not in self.lattices:
             ll = loglikes()
             t0 = time.time()
-            texts = decode_lattices_parallel(self.graph_path, {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
-                                             self.acoustic_scale, self.beam, self.lattice_beam, self.nj, self.cmd,
-                                             self.out_dir / "jobs")
+            texts = decode_lattices_parallel(
+                self.graph_path,
+                {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
+                self.acoustic_scale,
+                self.beam,
+                self.lattice_beam,
+                self.nj,
+                self.cmd,
+                self.out_dir / "jobs",
+            )
             self.seconds[split] = time.time() - t0
             write_lattices(self.out_dir / f"lat.{split}.gz", texts)
-            write_json_atomic(self.out_dir / "lattice_options.json", {
-                "graph": str(self.graph_path), "graph_digest": file_digest(self.graph_path), "decoder": "LatticeSimpleDecoder",
-                "beam": self.beam, "lattice_beam": self.lattice_beam, "acoustic_scale": self.acoustic_scale,
-                "costs": "graph, acoustic (unscaled: -log-likelihood)", "format": "Kaldi text archive of Lattice (lattice-copy ark,t)"})
+            write_json_atomic(
+                self.out_dir / "lattice_options.json",
+                {
+                    "graph": str(self.graph_path),
+                    "graph_digest": file_digest(self.graph_path),
+                    "decoder": "LatticeSimpleDecoder",
+                    "beam": self.beam,
+                    "lattice_beam": self.lattice_beam,
+                    "acoustic_scale": self.acoustic_scale,
+                    "costs": "graph, acoustic (unscaled: -log-likelihood)",
+                    "format": "Kaldi text archive of Lattice (lattice-copy ark,t)",
+                },
+            )
             self.lattices[split] = LatticeSet.from_texts(texts.items(), str(self.out_dir / f"lat.{split}.gz"))
         return self.lattices[split]
 
@@ -180,8 +233,15 @@ class LatticeStore:
         self.best(split, [(lmwt, wip)])
         return {u: p[0] for u, p in self.paths[(split, lmwt, wip)].items()}
 
-    def confidences(self, split: str, lmwt: float, wip: float, hyps: Dict[str, List[str]],
-                    refs: Dict[str, List[str]], id2word: Dict[int, str]) -> Tuple[List[Tuple[str, str, float]], List[bool]]:
+    def confidences(
+        self,
+        split: str,
+        lmwt: float,
+        wip: float,
+        hyps: Dict[str, List[str]],
+        refs: Dict[str, List[str]],
+        id2word: Dict[int, str],
+    ) -> Tuple[List[Tuple[str, str, float]], List[bool]]:
         """((utt, word, raw confidence), correct) of the scored hypothesis words (an utterance whose
         words a score map changed is left out: no one-to-one confidence)."""
         from kaldialign import align
@@ -205,18 +265,27 @@ class LatticeStore:
         cal = Calibration.fit([c for _, _, c in dev[0]], dev[1])
         raw = np.array([c for _, _, c in test[0]])
         fixed = cal(raw) if len(raw) else raw
-        write_text_atomic(self.out_dir / "test.conf.txt", "".join(
-            f"{u} {w} {c:.4f} {r:.4f} {int(ok)}\n" for (u, w, r), c, ok in zip(test[0], fixed, test[1])))
+        write_text_atomic(
+            self.out_dir / "test.conf.txt",
+            "".join(f"{u} {w} {c:.4f} {r:.4f} {int(ok)}\n" for (u, w, r), c, ok in zip(test[0], fixed, test[1])),
+        )
 
         def nce(c, ok):
             v = normalised_cross_entropy(c, ok)
             return None if np.isnan(v) else round(v, 4)
 
-        info = {"calibration": {"a": cal.a, "b": cal.b, "fitted_on_dev_words": len(dev[1])},
-                "nce": {"dev_raw": nce([c for _, _, c in dev[0]], dev[1]), "test_raw": nce(raw, test[1]),
-                        "test_calibrated": nce(fixed, test[1])},
-                "test_words": len(raw), "test_correct": int(np.sum(test[1])),
-                "reliability_raw": reliability(raw, test[1]), "reliability_calibrated": reliability(fixed, test[1])}
+        info = {
+            "calibration": {"a": cal.a, "b": cal.b, "fitted_on_dev_words": len(dev[1])},
+            "nce": {
+                "dev_raw": nce([c for _, _, c in dev[0]], dev[1]),
+                "test_raw": nce(raw, test[1]),
+                "test_calibrated": nce(fixed, test[1]),
+            },
+            "test_words": len(raw),
+            "test_correct": int(np.sum(test[1])),
+            "reliability_raw": reliability(raw, test[1]),
+            "reliability_calibrated": reliability(fixed, test[1]),
+        }
         write_json_atomic(self.out_dir / "confidence.json", info)
         _reliability_plot(self.out_dir / "reliability.png", info)
         return info["nce"]
@@ -238,8 +307,10 @@ def _reliability_plot(path: Path, info: Dict) -> None:
         return
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    for key, label in (("reliability_raw", f"raw (NCE {info['nce']['test_raw']})"),
-                       ("reliability_calibrated", f"calibrated on dev (NCE {info['nce']['test_calibrated']})")):
+    for key, label in (
+        ("reliability_raw", f"raw (NCE {info['nce']['test_raw']})"),
+        ("reliability_calibrated", f"calibrated on dev (NCE {info['nce']['test_calibrated']})"),
+    ):
         rows = info[key]
         ax.plot([r["mean_confidence"] for r in rows], [r["correct"] for r in rows], marker="o", label=label)
     ax.set_xlabel("word confidence")
@@ -264,18 +335,36 @@ def _rescored(d: Path, lattices: LatticeStore, best: Dict, id2word, lms, n: int,
         words, stats[split] = rescore(lattices.lattices[split], best["lmwt"], best["wip"], id2word, *lms, n=n)
         res[split] = score(split, {u: {"words": w} for u, w in words.items()})
         write_scoring(d / "rescored", split, res[split])
-    info = {"dev_wer_rescored": res["dev"]["wer"], "test_wer_rescored": res["test"]["wer"],
-            "rescore": {**stats["test"], "dev_seconds": stats["dev"]["seconds"]}}
+    info = {
+        "dev_wer_rescored": res["dev"]["wer"],
+        "test_wer_rescored": res["test"]["wer"],
+        "rescore": {**stats["test"], "dev_seconds": stats["dev"]["seconds"]},
+    }
     write_json_atomic(d / "rescored" / "rescore.json", info)
     info["rescored_counts"] = utterance_counts(res["test"])
     return info
 
 
-def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fbank_dir, corpus: str, graph_dir, out_dir,
-                  lmwts: Sequence[float] = (5, 7, 10, 14, 20), penalties: Sequence[float] = (0.0, 0.5, 1.0),
-                  beam: float = 13.0, max_active: int = 7000, nj: int = 1, cmd="local",
-                  score_map: Optional[Dict[str, str]] = None, decoder: str = "kaldi",
-                  splits: Optional[Dict] = None, rescore_arpa=None, rescore_nbest: int = 100) -> List[Dict]:
+def decode_models(
+    rows: Sequence[Tuple[str, List[str]]],
+    ali_dir,
+    lang_dir,
+    fbank_dir,
+    corpus: str,
+    graph_dir,
+    out_dir,
+    lmwts: Sequence[float] = (5, 7, 10, 14, 20),
+    penalties: Sequence[float] = (0.0, 0.5, 1.0),
+    beam: float = 13.0,
+    max_active: int = 7000,
+    nj: int = 1,
+    cmd="local",
+    score_map: Optional[Dict[str, str]] = None,
+    decoder: str = "kaldi",
+    splits: Optional[Dict] = None,
+    rescore_arpa=None,
+    rescore_nbest: int = 100,
+) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
@@ -307,7 +396,10 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
 
         from asr_kd.decode.rescore import ArpaCost
 
-        lms = (ArpaCost(json.loads((Path(graph_dir) / "graph_summary.json").read_text())["arpa"]), ArpaCost(rescore_arpa))
+        lms = (
+            ArpaCost(json.loads((Path(graph_dir) / "graph_summary.json").read_text())["arpa"]),
+            ArpaCost(rescore_arpa),
+        )
     out, k2_graphs = [], {}
     for name, _ in rows:
         confined(out_dir, name, "system name")  # names become folders under out_dir
@@ -331,10 +423,21 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
                 if decoder == "k2":
                     if wip not in k2_graphs:
                         k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
-                    res = decode_k2(k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active)
+                    res = decode_k2(
+                        k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active
+                    )
                 else:
-                    res = decode(graph, tm, ll, beam=beam, max_active=max_active, word_penalty=wip, nj=nj, cmd=cmd,
-                                 job_dir=Path(out_dir) / name / "jobs")
+                    res = decode(
+                        graph,
+                        tm,
+                        ll,
+                        beam=beam,
+                        max_active=max_active,
+                        word_penalty=wip,
+                        nj=nj,
+                        cmd=cmd,
+                        job_dir=Path(out_dir) / name / "jobs",
+                    )
                 secs = time.time() - t0
             return score(split, res), secs / max(len(data) * 0.01, 1e-9)
 
@@ -345,7 +448,9 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             spk = {c.id: c.supervisions[0].speaker for c in cuts}
             details = wer_details(refs, hyps, spk)
             # OOV words (outside words.txt) stay in the references: no hypothesis can hold them, so they count as errors
-            details["oov_tokens"] = sum(1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id)
+            details["oov_tokens"] = sum(
+                1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id
+            )
             return details
 
         dev_runs = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
@@ -366,9 +471,16 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             # the lattices hold the paths near the best one at their own scale: an optimum far from it
             # is searched again on lattices decoded at its scale (Kaldi users re-pick --acwt likewise)
             recentred = (1.0 / lattices.acoustic_scale, best["lmwt"])
-            log.info("%s: dev optimum LM weight %g is far from the lattices' %g: decoding them again at %g",
-                     name, best["lmwt"], recentred[0], best["lmwt"])
-            lattices = LatticeStore(Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), [best["lmwt"]], beam, nj=nj, cmd=cmd)
+            log.info(
+                "%s: dev optimum LM weight %g is far from the lattices' %g: decoding them again at %g",
+                name,
+                best["lmwt"],
+                recentred[0],
+                best["lmwt"],
+            )
+            lattices = LatticeStore(
+                Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), [best["lmwt"]], beam, nj=nj, cmd=cmd
+            )
             dev_runs.clear()
             grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
         if widened:
@@ -379,11 +491,24 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
         write_scoring(d, "dev", dev)
         write_scoring(d, "test", test)
         write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best, "widened": widened})
-        row = {"name": name, "checkpoints": list(ckpts), "best_lmwt": best["lmwt"], "best_wip": best["wip"],
-               "grid_widened": widened, "dev_wer": dev["wer"], "test_wer": test["wer"], "test_ins": test["ins"],
-               "test_del": test["del"], "test_sub": test["sub"], "test_words": test["ref_len"],
-               "test_oov_tokens": test["oov_tokens"], "rtf_test": rtf, "nj": nj if decoder == "kaldi" else 1,
-               "decoder": decoder, "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)}}
+        row = {
+            "name": name,
+            "checkpoints": list(ckpts),
+            "best_lmwt": best["lmwt"],
+            "best_wip": best["wip"],
+            "grid_widened": widened,
+            "dev_wer": dev["wer"],
+            "test_wer": test["wer"],
+            "test_ins": test["ins"],
+            "test_del": test["del"],
+            "test_sub": test["sub"],
+            "test_words": test["ref_len"],
+            "test_oov_tokens": test["oov_tokens"],
+            "rtf_test": rtf,
+            "nj": nj if decoder == "kaldi" else 1,
+            "decoder": decoder,
+            "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)},
+        }
         row["decode_seconds"] = round(time.time() - t_tune, 2)
         if decoder == "lattice":
             row["lattices_recentred"] = recentred
@@ -394,17 +519,31 @@ def decode_models(rows: Sequence[Tuple[str, List[str]]], ali_dir, lang_dir, fban
             conf = {}
             for split, res in (("dev", dev), ("test", test)):
                 split_cuts, _ = splits[split]
-                conf[split] = lattices.confidences(split, best["lmwt"], best["wip"],
-                                                   {u: r["hyp"] for u, r in res["per_utt"].items()},
-                                                   {c.id: fold(c.supervisions[0].text.split()) for c in split_cuts},
-                                                   lang.id2word)
+                conf[split] = lattices.confidences(
+                    split,
+                    best["lmwt"],
+                    best["wip"],
+                    {u: r["hyp"] for u, r in res["per_utt"].items()},
+                    {c.id: fold(c.supervisions[0].text.split()) for c in split_cuts},
+                    lang.id2word,
+                )
             nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
             if lms:
                 row.update(_rescored(d, lattices, best, lang.id2word, lms, rescore_nbest, score))
             row["test_confidence_nce"] = nce["test_raw"]
             row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
         out.append(row)
-        log.info("%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
-                 name, 100 * dev["wer"], best["lmwt"], best["wip"], 100 * test["wer"], test["ins"], test["del"],
-                 test["sub"], test["ref_len"], rtf)
+        log.info(
+            "%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
+            name,
+            100 * dev["wer"],
+            best["lmwt"],
+            best["wip"],
+            100 * test["wer"],
+            test["ins"],
+            test["del"],
+            test["sub"],
+            test["ref_len"],
+            rtf,
+        )
     return out

@@ -10,6 +10,7 @@ files through kenlm; the old one is the ARPA the graph was built from, so what i
 the graph's LM part (up to G's choice between an n-gram and its backoff path, which kenlm makes
 the ARPA way).
 """
+
 import math
 import time
 from typing import Dict, List, Sequence, Tuple
@@ -32,8 +33,9 @@ class ArpaCost:
         return -self.model.score(" ".join(words), bos=True, eos=True) * LN10
 
 
-def rescore(lats: LatticeSet, lmwt: float, wip: float, id2word: Dict[int, str], old: ArpaCost, new: ArpaCost,
-            n: int = 100) -> Tuple[Dict[str, List[int]], Dict]:
+def rescore(
+    lats: LatticeSet, lmwt: float, wip: float, id2word: Dict[int, str], old: ArpaCost, new: ArpaCost, n: int = 100
+) -> Tuple[Dict[str, List[int]], Dict]:
     """({utt: rescored best word ids}, stats): the best of each utterance's ``n``-best list after
     replacing ``old``'s LM cost by ``new``'s."""
     t0 = time.time()
@@ -51,5 +53,12 @@ def rescore(lats: LatticeSet, lmwt: float, wip: float, id2word: Dict[int, str], 
         best = min(range(len(nb)), key=lambda k: (costs[k], k))
         out[utt] = nb[best][0]
         changed += best != 0
-    return out, {"utterances": len(lats.utts), "changed": changed, "mean_list": round(listed / max(1, len(lats.utts)), 1),
-                 "n": n, "seconds": round(time.time() - t0, 2), "old_lm": old.path, "new_lm": new.path}
+    return out, {
+        "utterances": len(lats.utts),
+        "changed": changed,
+        "mean_list": round(listed / max(1, len(lats.utts)), 1),
+        "n": n,
+        "seconds": round(time.time() - t0, 2),
+        "old_lm": old.path,
+        "new_lm": new.path,
+    }

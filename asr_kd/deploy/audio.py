@@ -7,6 +7,7 @@ rounding), which ``feature_difference`` measures on a real set and the recipes' 
 reports. Decision: deploy with kaldi-native-fbank (streaming, no torch in the feature path) and
 keep lhotse for training.
 """
+
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ class AudioError(ValueError):
 @dataclass
 class FbankSettings:
     """What the model was trained on (``asr_kd.data.features.FeatureConfig`` + the sample rate)."""
+
     sample_rate: int = 16000
     num_mel_bins: int = 40
     frame_shift: float = 0.01
@@ -32,7 +34,9 @@ class FbankSettings:
 
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # a header outside this range is an error, not a 3 GB resample
-BLOCK_SECONDS = 30.0  # audio is read, checked and resampled in blocks of this length: memory does not grow with the file
+BLOCK_SECONDS = (
+    30.0  # audio is read, checked and resampled in blocks of this length: memory does not grow with the file
+)
 
 
 def _open(path: Path):
@@ -44,8 +48,10 @@ def _open(path: Path):
         raise AudioError(f"{path}: cannot read audio ({str(e).strip()[:200]})") from None
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
         f.close()
-        raise AudioError(f"{path}: implausible sample rate {f.samplerate} Hz in its header "
-                         f"(expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+        raise AudioError(
+            f"{path}: implausible sample rate {f.samplerate} Hz in its header "
+            f"(expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+        )
     if f.frames == 0:
         f.close()
         raise AudioError(f"{path}: no samples")
@@ -109,14 +115,14 @@ def audio_blocks(path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -
             if hi <= done:
                 return
             lo_ctx = max(buf_start, done - pad)
-            seg = torch.from_numpy(np.ascontiguousarray(buf[lo_ctx - buf_start:]))
+            seg = torch.from_numpy(np.ascontiguousarray(buf[lo_ctx - buf_start :]))
             out = AF.resample(seg, sr, sample_rate).numpy()
             first = (done - lo_ctx) * up // down
             n_out = (total_out - done * up // down) if hi == end_in and eof else (hi - done) * up // down
-            yield np.ascontiguousarray(out[first:first + n_out], dtype=np.float32)
+            yield np.ascontiguousarray(out[first : first + n_out], dtype=np.float32)
             done = hi
             keep = max(buf_start, done - pad)
-            buf, buf_start = buf[keep - buf_start:], keep
+            buf, buf_start = buf[keep - buf_start :], keep
             if eof and done >= end_in:
                 return
 
@@ -134,7 +140,7 @@ def rechunk(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         pending = np.concatenate([pending, b]) if len(pending) else b
         n = len(pending) // size * size
         for i in range(0, n, size):
-            yield pending[i:i + size]
+            yield pending[i : i + size]
         pending = pending[n:]
     if len(pending):
         yield pending
@@ -204,7 +210,7 @@ class StreamingFbank:
             return
         self._fbank = self._new()
         self._base = self._taken - self._lead
-        self._fbank.accept_waveform(self.settings.sample_rate, self._history[first - self._history_start:].tolist())
+        self._fbank.accept_waveform(self.settings.sample_rate, self._history[first - self._history_start :].tolist())
         assert self._fbank.num_frames_ready <= self._lead, "a restarted extractor made frames already handed out"
 
     def accept(self, samples: np.ndarray) -> np.ndarray:
@@ -235,8 +241,15 @@ def feature_difference(cuts, settings: FbankSettings) -> Dict:
     on: lhotse's, lilcom-compressed, which is lossy). Largest and mean absolute log-mel difference."""
     from lhotse import Fbank, FbankConfig
 
-    extractor = Fbank(FbankConfig(sampling_rate=settings.sample_rate, num_mel_bins=settings.num_mel_bins,
-                                  frame_shift=settings.frame_shift, frame_length=settings.frame_length, dither=0.0))
+    extractor = Fbank(
+        FbankConfig(
+            sampling_rate=settings.sample_rate,
+            num_mel_bins=settings.num_mel_bins,
+            frame_shift=settings.frame_shift,
+            frame_length=settings.frame_length,
+            dither=0.0,
+        )
+    )
     stats = {k: [0.0, 0.0, 0] for k in ("fresh", "stored")}
     other_count = 0
     for cut in cuts:
@@ -249,8 +262,12 @@ def feature_difference(cuts, settings: FbankSettings) -> Dict:
             d = np.abs(ours - theirs)
             st = stats[key]
             st[0], st[1], st[2] = max(st[0], float(d.max())), st[1] + float(d.sum()), st[2] + d.size
-    return {"cuts": len(cuts), "cuts_with_other_frame_count": other_count,
-            **{f"{k}_max_abs": v[0] for k, v in stats.items()}, **{f"{k}_mean_abs": v[1] / max(v[2], 1) for k, v in stats.items()}}
+    return {
+        "cuts": len(cuts),
+        "cuts_with_other_frame_count": other_count,
+        **{f"{k}_max_abs": v[0] for k, v in stats.items()},
+        **{f"{k}_mean_abs": v[1] / max(v[2], 1) for k, v in stats.items()},
+    }
 
 
 def chunks(samples: np.ndarray, size: int) -> List[np.ndarray]:

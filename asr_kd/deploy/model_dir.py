@@ -14,6 +14,7 @@ speaker has none; the card says so). The LM weight and insertion penalty are the
 by the recipe's decode stage (read from its ``wer_table.json``) unless given. The directory is
 written under a temporary name and renamed into place: an interrupted export leaves nothing.
 """
+
 import json
 import math
 import shutil
@@ -44,11 +45,17 @@ def decoded_settings(decode_dir, checkpoints: Sequence[str]) -> Optional[Dict]:
 
     def tails(paths):
         return [Path(c).parts[-3:] for c in paths]
+
     for row in table["rows"]:
         for m in row["members"]:
             if tails(m["checkpoints"]) == tails(checkpoints):
-                return {"system": row["name"], "lmwt": m["best_lmwt"], "wip": m["best_wip"],
-                        "dev_wer": m["dev_wer"], "test_wer": m["test_wer"]}
+                return {
+                    "system": row["name"],
+                    "lmwt": m["best_lmwt"],
+                    "wip": m["best_wip"],
+                    "dev_wer": m["dev_wer"],
+                    "test_wer": m["test_wer"],
+                }
     return None
 
 
@@ -60,20 +67,44 @@ def fbank_settings(fbank_dir, corpus: str, frame_length: float = 0.025) -> Fbank
     from asr_kd.data.features import feature_cuts_path
 
     cut = next(iter(CutSet.from_file(feature_cuts_path(fbank_dir, corpus, "train"))))
-    return FbankSettings(sample_rate=cut.sampling_rate, num_mel_bins=cut.features.num_features,
-                         frame_shift=cut.features.frame_shift, frame_length=frame_length)
+    return FbankSettings(
+        sample_rate=cut.sampling_rate,
+        num_mel_bins=cut.features.num_features,
+        frame_shift=cut.features.frame_shift,
+        frame_length=frame_length,
+    )
 
 
-def export_model_dir(out_dir, checkpoints: Sequence[str], ali_dir, lang_dir, graph_dir, fbank_dir,
-                     settings: FbankSettings, name: str, corpus: str, lmwt: float, wip: float,
-                     formats: Sequence[str] = FORMATS, wer: Optional[Dict] = None, beam: float = 13.0,
-                     max_active: int = 7000) -> Path:
+def export_model_dir(
+    out_dir,
+    checkpoints: Sequence[str],
+    ali_dir,
+    lang_dir,
+    graph_dir,
+    fbank_dir,
+    settings: FbankSettings,
+    name: str,
+    corpus: str,
+    lmwt: float,
+    wip: float,
+    formats: Sequence[str] = FORMATS,
+    wer: Optional[Dict] = None,
+    beam: float = 13.0,
+    max_active: int = 7000,
+) -> Path:
     """Write the model directory ``out_dir`` (replacing an older one only once the new one is complete)."""
     out_dir = Path(out_dir)
     if any(str(c).endswith(".mdl") for c in checkpoints):
         raise ValueError("export takes network checkpoints (.pt); a GMM (.mdl) is not exported")
-    for f in [*checkpoints, Path(ali_dir) / "final.mdl", Path(ali_dir) / "pdf_counts.txt", Path(graph_dir) / "HCLG.fst",
-              Path(fbank_dir) / "cmvn.npz", Path(lang_dir) / "words.txt", Path(lang_dir) / "lexiconp.txt"]:
+    for f in [
+        *checkpoints,
+        Path(ali_dir) / "final.mdl",
+        Path(ali_dir) / "pdf_counts.txt",
+        Path(graph_dir) / "HCLG.fst",
+        Path(fbank_dir) / "cmvn.npz",
+        Path(lang_dir) / "words.txt",
+        Path(lang_dir) / "lexiconp.txt",
+    ]:
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f} is missing: export needs a trained, decoded system")
     _check_export_target(out_dir, [*checkpoints, ali_dir, lang_dir, graph_dir, fbank_dir])
@@ -84,9 +115,16 @@ def export_model_dir(out_dir, checkpoints: Sequence[str], ali_dir, lang_dir, gra
     for i, ckpt in enumerate(checkpoints):
         written = export_all(ckpt, tmp / "nnet" / f"member{i}", formats)
         model = load_network(ckpt)
-        members.append({"source": str(ckpt), "model": type(model).__name__, "context": model.context,
-                        "parameters": num_parameters(model), "flops_per_frame": flops_per_frame(model, model.feat_dim),
-                        "files": {k: p.name for k, p in written.items()}})
+        members.append(
+            {
+                "source": str(ckpt),
+                "model": type(model).__name__,
+                "context": model.context,
+                "parameters": num_parameters(model),
+                "flops_per_frame": flops_per_frame(model, model.feat_dim),
+                "files": {k: p.name for k, p in written.items()},
+            }
+        )
     np.save(tmp / "priors.npy", log_priors(read_pdf_counts(Path(ali_dir) / "pdf_counts.txt")))
     norm = FeatureNormalizer.of_features(fbank_dir)
     FeatureNormalizer("global", norm.global_mean, norm.global_std).save(tmp / "cmvn.npz")
@@ -96,15 +134,25 @@ def export_model_dir(out_dir, checkpoints: Sequence[str], ali_dir, lang_dir, gra
         with_word_penalty(read_fst(Path(graph_dir) / "HCLG.fst"), wip).write(str(tmp / "HCLG.fst"))
     else:
         shutil.copyfile(Path(graph_dir) / "HCLG.fst", tmp / "HCLG.fst")
-    for src in (*(Path(lang_dir) / f for f in ("words.txt", "lexiconp.txt", "phones.txt")), Path(lang_dir) / "phones" / "silence.int"):
+    for src in (
+        *(Path(lang_dir) / f for f in ("words.txt", "lexiconp.txt", "phones.txt")),
+        Path(lang_dir) / "phones" / "silence.int",
+    ):
         shutil.copyfile(src, tmp / src.name)
-    card = {"name": name, "corpus": corpus, "members": members, "num_pdfs": int(len(np.load(tmp / "priors.npy"))),
-            "parameters": sum(m["parameters"] for m in members),
-            "flops_per_frame": sum(m["flops_per_frame"] for m in members),
-            "frames_per_second": round(1.0 / settings.frame_shift),
-            "cmvn": {"trained_with": norm.mode, "served_with": "global"},
-            "decode": {"lmwt": lmwt, "wip": wip, "wip_in_graph": wip, "beam": beam, "max_active": max_active},
-            "wer": wer, "sizes_mb": _sizes(tmp), "exported": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    card = {
+        "name": name,
+        "corpus": corpus,
+        "members": members,
+        "num_pdfs": int(len(np.load(tmp / "priors.npy"))),
+        "parameters": sum(m["parameters"] for m in members),
+        "flops_per_frame": sum(m["flops_per_frame"] for m in members),
+        "frames_per_second": round(1.0 / settings.frame_shift),
+        "cmvn": {"trained_with": norm.mode, "served_with": "global"},
+        "decode": {"lmwt": lmwt, "wip": wip, "wip_in_graph": wip, "beam": beam, "max_active": max_active},
+        "wer": wer,
+        "sizes_mb": _sizes(tmp),
+        "exported": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
     write_json_atomic(tmp / "card.json", card)
     _replace_model_dir(tmp, out_dir)
     return out_dir
@@ -121,8 +169,10 @@ def _check_export_target(out_dir: Path, inputs: Sequence) -> None:
         if not out_dir.is_dir():
             raise ValueError(f"--out {out_dir} is a file, not a model directory: choose another path")
         if any(out_dir.iterdir()) and not (out_dir / "card.json").is_file():
-            raise ValueError(f"--out {out_dir} is a folder that is not a model directory (no card.json): "
-                             "export replaces only its own output; choose a new or empty folder")
+            raise ValueError(
+                f"--out {out_dir} is a folder that is not a model directory (no card.json): "
+                "export replaces only its own output; choose a new or empty folder"
+            )
 
 
 def _replace_model_dir(new: Path, out_dir: Path) -> None:
@@ -149,8 +199,18 @@ class ModelDirError(ValueError):
     """A model directory that cannot be served; the message names the file and the problem."""
 
 
-REQUIRED_FILES = ("card.json", "features.json", "cmvn.npz", "priors.npy", "HCLG.fst", "words.txt",
-                  "transitions.npz", "lexiconp.txt", "phones.txt", "silence.int")
+REQUIRED_FILES = (
+    "card.json",
+    "features.json",
+    "cmvn.npz",
+    "priors.npy",
+    "HCLG.fst",
+    "words.txt",
+    "transitions.npz",
+    "lexiconp.txt",
+    "phones.txt",
+    "silence.int",
+)
 
 
 def _read_json(path: Path):
@@ -179,8 +239,14 @@ def _table(path: Path, width: int, int_column: int):
 
 
 def _plain_name(name) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name \
-        and not name.startswith(".") and "\x00" not in name
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+        and "\x00" not in name
+    )
 
 
 def _positive(value, kind=(int, float)) -> bool:
@@ -215,7 +281,9 @@ def _fbank_settings(where: Path, data) -> FbankSettings:
         raise ModelDirError(f"{where}: expected exactly the keys {sorted(keys)}")
     s = FbankSettings(**data)
     if not (isinstance(s.sample_rate, int) and MIN_SAMPLE_RATE <= s.sample_rate <= MAX_SAMPLE_RATE):
-        raise ModelDirError(f"{where}: sample_rate must be a whole number of Hz in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+        raise ModelDirError(
+            f"{where}: sample_rate must be a whole number of Hz in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]"
+        )
     if not (isinstance(s.num_mel_bins, int) and 1 <= s.num_mel_bins <= 512):
         raise ModelDirError(f"{where}: num_mel_bins must be a whole number in [1, 512]")
     for key in ("frame_shift", "frame_length"):
@@ -228,6 +296,7 @@ def _fbank_settings(where: Path, data) -> FbankSettings:
 @dataclass
 class ModelDir:
     """A model directory loaded for serving."""
+
     path: Path
     card: Dict
     settings: FbankSettings
@@ -257,7 +326,9 @@ class ModelDir:
         for n, fields in _numbered_fields(path / "lexiconp.txt"):
             unknown = [q for q in fields[2:] if q not in phone2id]
             if len(fields) < 3 or unknown:
-                raise ModelDirError(f"{path / 'lexiconp.txt'}:{n}: expected WORD PROB PHONE..., with phones from phones.txt")
+                raise ModelDirError(
+                    f"{path / 'lexiconp.txt'}:{n}: expected WORD PROB PHONE..., with phones from phones.txt"
+                )
             prons.setdefault(fields[0], []).append([phone2id[q] for q in fields[2:]])
         words = {int(i): w for w, i in _table(path / "words.txt", 2, int_column=1)}
         try:
@@ -267,12 +338,16 @@ class ModelDir:
             normalizer = FeatureNormalizer.load(path / "cmvn.npz")
             silence = {int(x) for x in (path / "silence.int").read_text(encoding="utf-8").split()}
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-            raise ModelDirError(f"{path}: an array or list file is unreadable ({type(e).__name__}: {str(e)[:160]})") from None
+            raise ModelDirError(
+                f"{path}: an array or list file is unreadable ({type(e).__name__}: {str(e)[:160]})"
+            ) from None
         if priors.ndim != 1 or len(priors) != card["num_pdfs"] or not np.isfinite(priors).all():
             raise ModelDirError(f"{path / 'priors.npy'}: expected {card['num_pdfs']} finite log priors")
         if normalizer.global_mean.shape != (settings.num_mel_bins,):
-            raise ModelDirError(f"{path / 'cmvn.npz'}: statistics of dimension {normalizer.global_mean.shape}, "
-                                f"features have {settings.num_mel_bins} bins")
+            raise ModelDirError(
+                f"{path / 'cmvn.npz'}: statistics of dimension {normalizer.global_mean.shape}, "
+                f"features have {settings.num_mel_bins} bins"
+            )
         lacking = sorted({"pdf", "phone", "final", "self_loop", "tstate"} - set(maps))
         if lacking:
             raise ModelDirError(f"{path / 'transitions.npz'}: missing the map(s) {lacking}")
@@ -284,7 +359,9 @@ class ModelDir:
             raise ValueError(f"network format must be one of {FORMATS}, not {fmt!r}")
         files = [self.path / "nnet" / m["files"][fmt] for m in self.card["members"] if fmt in m["files"]]
         if len(files) != len(self.card["members"]):
-            raise FileNotFoundError(f"{self.path}: no {fmt} network (exported formats: {sorted(self.card['members'][0]['files'])})")
+            raise FileNotFoundError(
+                f"{self.path}: no {fmt} network (exported formats: {sorted(self.card['members'][0]['files'])})"
+            )
         return files
 
     @property

@@ -7,6 +7,7 @@ the weights). Every model type exports the same way: the window is the model's w
 Cost figures come from a forward pass over one window (``flops_per_frame``): what inference here
 actually computes per frame, not an estimate.
 """
+
 import warnings
 from pathlib import Path
 from typing import Callable, Dict
@@ -43,8 +44,16 @@ def export_onnx(model, path, opset: int = 17) -> Path:
     x = torch.zeros(2, *window_shape(model))
     with warnings.catch_warnings():  # the TorchScript-based exporter (no onnxscript needed) warns it is legacy
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["windows"], output_names=["logits"],
-                          dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            input_names=["windows"],
+            output_names=["logits"],
+            dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+        )
     return Path(path)
 
 
@@ -82,6 +91,7 @@ def runtime(path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
     return run
 
 
@@ -98,9 +108,18 @@ def flops_per_frame(model, feat_dim: int) -> int:
         if isinstance(module, torch.nn.Linear):
             total[0] += 2 * module.in_features * module.out_features * output.shape[0]
         elif isinstance(module, torch.nn.Conv1d):
-            total[0] += 2 * module.in_channels * module.out_channels * module.kernel_size[0] * output.shape[0] * output.shape[-1]
+            total[0] += (
+                2
+                * module.in_channels
+                * module.out_channels
+                * module.kernel_size[0]
+                * output.shape[0]
+                * output.shape[-1]
+            )
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))]
+    hooks = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))
+    ]
     with torch.no_grad():
         model(torch.zeros(1, 2 * model.context + 1, feat_dim))
     for h in hooks:

@@ -18,6 +18,7 @@ each closed segment's log-likelihoods are decoded once more into a lattice (the 
 LatticeSimpleDecoder, lattice beam 6) and every 1-best word gets the posterior mass of lattice
 arcs emitting it near its start (``LatticeSet.word_confidences``), uncalibrated.
 """
+
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -104,17 +105,30 @@ class Recognizer:
     """One loaded model directory; ``stream()`` starts an utterance, ``transcribe(samples)`` does
     a whole one."""
 
-    def __init__(self, model: ModelDir, fmt: str = "pt", threads: int = 1, beam: Optional[float] = None,
-                 max_active: Optional[int] = None, lmwt: Optional[float] = None, wip: Optional[float] = None,
-                 confidences: bool = False, lattice_beam: float = 6.0):
+    def __init__(
+        self,
+        model: ModelDir,
+        fmt: str = "pt",
+        threads: int = 1,
+        beam: Optional[float] = None,
+        max_active: Optional[int] = None,
+        lmwt: Optional[float] = None,
+        wip: Optional[float] = None,
+        confidences: bool = False,
+        lattice_beam: float = 6.0,
+    ):
         self.model = model
         self.confidences, self.lattice_beam = confidences, lattice_beam
         dec = model.card["decode"]
         self.scorer = Scorer(model, fmt, threads, lmwt)
         graph = read_fst(model.path / "HCLG.fst")
         if graph is None:
-            raise ModelDirError(f"{model.path / 'HCLG.fst'}: the decoding graph cannot be read (truncated or not an FST)")
-        extra = 0.0 if wip is None else wip - dec.get("wip_in_graph", 0.0)  # the export put the tuned penalty in the graph
+            raise ModelDirError(
+                f"{model.path / 'HCLG.fst'}: the decoding graph cannot be read (truncated or not an FST)"
+            )
+        extra = (
+            0.0 if wip is None else wip - dec.get("wip_in_graph", 0.0)
+        )  # the export put the tuned penalty in the graph
         self.graph = with_word_penalty(graph, extra) if extra else graph
         self.beam = beam or dec["beam"]
         self.options = kaldi_decoder.FasterDecoderOptions(beam=self.beam, max_active=max_active or dec["max_active"])
@@ -145,6 +159,7 @@ class Endpointing:
     decoder takes the frames after it again (their log-likelihoods are kept). A partial result
     then traces back over the open segment only, so each chunk costs the same and memory stays
     flat however long the audio runs."""
+
     silence_without_words: float = 5.0
     silence_after_words: float = 2.0
     max_segment: float = 20.0
@@ -196,7 +211,10 @@ class Stream:
         else:
             words = []
             shift = self.rec.model.settings.frame_shift
-            if self.endpointing is not None and (self.frames - self.segment_start) * shift >= self.endpointing.max_segment:
+            if (
+                self.endpointing is not None
+                and (self.frames - self.segment_start) * shift >= self.endpointing.max_segment
+            ):
                 self.partial()
         self.chunk_seconds.append(time.perf_counter() - t0)
         return words
@@ -288,7 +306,9 @@ class Stream:
         if times is None or not len(ll):
             return [None] * len(words)
         shift = self.rec.model.settings.frame_shift
-        texts = decode_lattices(self.rec.graph, {"segment": ll}, 1.0, self.rec.beam, self.rec.lattice_beam)  # ll: scaled already
+        texts = decode_lattices(
+            self.rec.graph, {"segment": ll}, 1.0, self.rec.beam, self.rec.lattice_beam
+        )  # ll: scaled already
         lats = LatticeSet.from_texts(texts.items())
         path = ([self.rec.word_ids[w] for w in words], [], [int(round(start / shift)) for _, start, _ in times])
         return [c for _, _, c in lats.word_confidences(1.0, 0.0, paths={"segment": path})["segment"]]
@@ -319,4 +339,7 @@ def ctm_lines(utt: str, result: Result) -> List[str]:
     times = result.word_times or []
     if result.confidences is None or len(result.confidences) != len(times):
         return [f"{utt} 1 {s:.2f} {d:.2f} {w}" for w, s, d in times]
-    return [f"{utt} 1 {s:.2f} {d:.2f} {w} {'-' if c is None else f'{c:.2f}'}" for (w, s, d), c in zip(times, result.confidences)]
+    return [
+        f"{utt} 1 {s:.2f} {d:.2f} {w} {'-' if c is None else f'{c:.2f}'}"
+        for (w, s, d), c in zip(times, result.confidences)
+    ]

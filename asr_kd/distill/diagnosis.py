@@ -14,6 +14,7 @@ The three answers it tells apart (``verdict``):
 
 The teacher is the ensemble of member checkpoints (mean of their softmaxes at T), scored on the
 same frames as the student; training frames are a seeded share of the training cuts."""
+
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -54,24 +55,41 @@ def verdict(rows: List[Dict], teacher: Dict[str, Dict[str, float]]) -> Dict:
         kind = "cannot fit"
     else:
         kind = "generalisation"
-    return {"kind": kind, "shortfall_train": short_train, "shortfall_dev": short_dev,
-            "kl_gap_dev_minus_train": last["dev"]["kl"] - last["train"]["kl"], "converging": bool(falling)}
+    return {
+        "kind": kind,
+        "shortfall_train": short_train,
+        "shortfall_dev": short_dev,
+        "kl_gap_dev_minus_train": last["dev"]["kl"] - last["train"]["kl"],
+        "converging": bool(falling),
+    }
 
 
 @torch.no_grad()
-def diagnose(students: Sequence, teachers: Sequence, ali_dir, fbank_dir, corpus: str, temperature: float,
-             train_fraction: float = 0.1, references: Sequence = (), seed: int = 0) -> Dict:
+def diagnose(
+    students: Sequence,
+    teachers: Sequence,
+    ali_dir,
+    fbank_dir,
+    corpus: str,
+    temperature: float,
+    train_fraction: float = 0.1,
+    references: Sequence = (),
+    seed: int = 0,
+) -> Dict:
     """Per student run folder (``students``), per epoch: ``model_teacher_measures`` on a ``train_fraction``
     of the training cuts and on dev. ``references``: single-model checkpoints (e.g. baselines)
     measured the same way, once."""
-    splits = {"train": load_split(ali_dir, fbank_dir, corpus, "train", train_fraction, seed=seed),
-              "dev": load_split(ali_dir, fbank_dir, corpus, "dev")}
+    splits = {
+        "train": load_split(ali_dir, fbank_dir, corpus, "train", train_fraction, seed=seed),
+        "dev": load_split(ali_dir, fbank_dir, corpus, "dev"),
+    }
     return {**diagnose_frames(students, teachers, splits, temperature, references), "train_fraction": train_fraction}
 
 
 @torch.no_grad()
-def diagnose_frames(students: Sequence, teachers: Sequence, splits: Dict, temperature: float,
-                    references: Sequence = ()) -> Dict:
+def diagnose_frames(
+    students: Sequence, teachers: Sequence, splits: Dict, temperature: float, references: Sequence = ()
+) -> Dict:
     """``diagnose`` on given frames: ``splits`` = {"train": FrameData, "dev": FrameData}."""
     probs = {k: ensemble_soft_targets(teacher_logits(teachers, d), temperature) for k, d in splits.items()}
     teacher = {k: {"frame_acc": frame_accuracy(probs[k], d.labels)} for k, d in splits.items()}
@@ -79,16 +97,28 @@ def diagnose_frames(students: Sequence, teachers: Sequence, splits: Dict, temper
     def measure(model) -> Dict[str, Dict[str, float]]:
         return {k: model_teacher_measures(model, d, probs[k], temperature) for k, d in splits.items()}
 
-    out = {"temperature": temperature, "teachers": [str(t) for t in teachers],
-           "frames": {k: int((d.labels >= 0).sum()) for k, d in splits.items()}, "teacher": teacher,
-           "references": {str(r): measure(load_model(r)) for r in references}, "students": {}}
+    out = {
+        "temperature": temperature,
+        "teachers": [str(t) for t in teachers],
+        "frames": {k: int((d.labels >= 0).sum()) for k, d in splits.items()},
+        "teacher": teacher,
+        "references": {str(r): measure(load_model(r)) for r in references},
+        "students": {},
+    }
     for run in students:
         rows = []
         for ck in epoch_checkpoints(run):
             rows.append({"epoch": int(ck.stem.split("-")[1]), **measure(load_model(ck))})
-            log.info("%s epoch %d: train KL %.3f agree %.3f | dev KL %.3f agree %.3f acc %.4f", run, rows[-1]["epoch"],
-                     rows[-1]["train"]["kl"], rows[-1]["train"]["agreement"], rows[-1]["dev"]["kl"],
-                     rows[-1]["dev"]["agreement"], rows[-1]["dev"]["frame_acc"])
+            log.info(
+                "%s epoch %d: train KL %.3f agree %.3f | dev KL %.3f agree %.3f acc %.4f",
+                run,
+                rows[-1]["epoch"],
+                rows[-1]["train"]["kl"],
+                rows[-1]["train"]["agreement"],
+                rows[-1]["dev"]["kl"],
+                rows[-1]["dev"]["agreement"],
+                rows[-1]["dev"]["frame_acc"],
+            )
         out["students"][str(run)] = {"epochs": rows, "verdict": verdict(rows, teacher)}
     kinds = sorted({s["verdict"]["kind"] for s in out["students"].values()})
     out["verdict"] = kinds[0] if len(kinds) == 1 else "mixed: " + ", ".join(kinds)
@@ -108,12 +138,19 @@ def plot_diagnosis(res: Dict, path, title: str = "") -> None:
         label = Path(name).name
         for ax, key in zip(axes, ("kl", "agreement", "frame_acc")):
             for split, style in (("train", "--"), ("dev", "-")):
-                ax.plot(ep, [r[split][key] for r in run["epochs"]], style, color=colour, marker=".",
-                        label=f"{label} {split}")
+                ax.plot(
+                    ep,
+                    [r[split][key] for r in run["epochs"]],
+                    style,
+                    color=colour,
+                    marker=".",
+                    label=f"{label} {split}",
+                )
     for split, style in (("train", "--"), ("dev", "-")):
         axes[2].axhline(res["teacher"][split]["frame_acc"], color="k", ls=style, lw=0.8, label=f"teacher {split}")
-    for ax, name in zip(axes, (f"KL(teacher || student) at T={res['temperature']:g}", "top-1 agreement with teacher",
-                               "frame accuracy")):
+    for ax, name in zip(
+        axes, (f"KL(teacher || student) at T={res['temperature']:g}", "top-1 agreement with teacher", "frame accuracy")
+    ):
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -138,24 +175,46 @@ def _run_figures(run_dir, model_measures) -> Dict:
 
     run = Path(run_dir)
     history = json.loads((run / "history.json").read_text()) if (run / "history.json").is_file() else []
-    return {**model_measures(load_model(run / "best.pt")), "epochs": len(history),
-            "train_seconds": sum(r.get("seconds", 0.0) for r in history)}
+    return {
+        **model_measures(load_model(run / "best.pt")),
+        "epochs": len(history),
+        "train_seconds": sum(r.get("seconds", 0.0) for r in history),
+    }
 
 
 @torch.no_grad()
-def teaching_table(rows: Sequence[str], teachers: Sequence, ali_dir, fbank_dir, corpus: str, temperature: float,
-                   out_stem, results_md=None, title: str = "", split: str = "dev") -> Dict:
+def teaching_table(
+    rows: Sequence[str],
+    teachers: Sequence,
+    ali_dir,
+    fbank_dir,
+    corpus: str,
+    temperature: float,
+    out_stem,
+    results_md=None,
+    title: str = "",
+    split: str = "dev",
+) -> Dict:
     """(5e) what makes the student keep the gain: each row ``NAME=RUN_DIR[,RUN_DIR...]`` (training
     folders, one per seed) scored on ``split`` against the ensemble ``teachers``: frame accuracy,
     KL(teacher || student) at T, top-1 agreement, and the share of the ensemble's frame-accuracy gain
     over its members kept; with epochs run and training time."""
-    return teaching_table_frames(rows, teachers, load_split(ali_dir, fbank_dir, corpus, split), temperature, out_stem,
-                                 results_md, title, split)
+    return teaching_table_frames(
+        rows, teachers, load_split(ali_dir, fbank_dir, corpus, split), temperature, out_stem, results_md, title, split
+    )
 
 
 @torch.no_grad()
-def teaching_table_frames(rows: Sequence[str], teachers: Sequence, data, temperature: float, out_stem, results_md=None,
-                          title: str = "", split: str = "dev") -> Dict:
+def teaching_table_frames(
+    rows: Sequence[str],
+    teachers: Sequence,
+    data,
+    temperature: float,
+    out_stem,
+    results_md=None,
+    title: str = "",
+    split: str = "dev",
+) -> Dict:
     """``teaching_table`` on given frames (``data``, the ``split`` named in the table)."""
     import numpy as np
 
@@ -171,15 +230,26 @@ def teaching_table_frames(rows: Sequence[str], teachers: Sequence, data, tempera
     def measures(model) -> Dict[str, float]:
         return model_teacher_measures(model, data, probs, temperature)
 
-    res = {"title": title, "split": split, "temperature": temperature, "frames": int(keep.sum()),
-           "baseline_frame_acc": members, "ensemble_frame_acc": ensemble, "rows": []}
-    lines = [f"### {title}", "",
-             f"{split} frames ({int(keep.sum())}): frame accuracy, KL(ensemble || student) at T={temperature:g} (nats "
-             "per frame), top-1 agreement with the ensemble, and the share of the ensemble's frame-accuracy gain over "
-             f"its members kept, (student - baseline) / (ensemble - baseline); mean over seeds (n). Baseline "
-             f"(mean of {len(members)} members) {100 * base:.2f}%, ensemble {100 * ensemble:.2f}%.", "",
-             f"| recipe | {split} frame accuracy | KL to ensemble | agreement | gain kept | epochs | training minutes |",
-             "|---|---|---|---|---|---|---|"]
+    res = {
+        "title": title,
+        "split": split,
+        "temperature": temperature,
+        "frames": int(keep.sum()),
+        "baseline_frame_acc": members,
+        "ensemble_frame_acc": ensemble,
+        "rows": [],
+    }
+    lines = [
+        f"### {title}",
+        "",
+        f"{split} frames ({int(keep.sum())}): frame accuracy, KL(ensemble || student) at T={temperature:g} (nats "
+        "per frame), top-1 agreement with the ensemble, and the share of the ensemble's frame-accuracy gain over "
+        f"its members kept, (student - baseline) / (ensemble - baseline); mean over seeds (n). Baseline "
+        f"(mean of {len(members)} members) {100 * base:.2f}%, ensemble {100 * ensemble:.2f}%.",
+        "",
+        f"| recipe | {split} frame accuracy | KL to ensemble | agreement | gain kept | epochs | training minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for spec in rows:
         name, _, paths = spec.rpartition("=")
         runs = [_run_figures(p, measures) for p in paths.split(",") if p]
@@ -187,11 +257,14 @@ def teaching_table_frames(rows: Sequence[str], teachers: Sequence, data, tempera
             raise ValueError(f"teaching table: row {spec!r} names no training folder")
         mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
         kept = (mean["frame_acc"] - base) / (ensemble - base) if ensemble != base else float("nan")
-        res["rows"].append({"name": name, "runs": [str(p) for p in paths.split(",") if p], "seeds": runs, **mean,
-                            "gain_kept": kept})
-        lines.append(f"| {name} (n={len(runs)}) | {100 * mean['frame_acc']:.2f}% | {mean['kl']:.4f} | "
-                     f"{100 * mean['agreement']:.1f}% | {100 * kept:.0f}% | {mean['epochs']:.0f} | "
-                     f"{mean['train_seconds'] / 60:.1f} |")
+        res["rows"].append(
+            {"name": name, "runs": [str(p) for p in paths.split(",") if p], "seeds": runs, **mean, "gain_kept": kept}
+        )
+        lines.append(
+            f"| {name} (n={len(runs)}) | {100 * mean['frame_acc']:.2f}% | {mean['kl']:.4f} | "
+            f"{100 * mean['agreement']:.1f}% | {100 * kept:.0f}% | {mean['epochs']:.0f} | "
+            f"{mean['train_seconds'] / 60:.1f} |"
+        )
     lines.append("")
     write_table(out_stem, res, lines, results_md, title)
     return res

@@ -3,6 +3,7 @@ checkpoints, stored per cut with lhotse (dense float32, or top-k: int16 indices 
 pdfs) + float16 log-probabilities, as HDF5 TemporalArrays), checked against the loss that will read
 them, and read back for training: dense rows, or top-k kept sparse and densified per batch
 (``asr_kd.nnet.targets.TopKTargets``)."""
+
 import gzip
 import hashlib
 import itertools
@@ -33,9 +34,18 @@ from asr_kd.utils.validity import file_digest, fingerprint, kept_summary
 log = logging.getLogger(__name__)
 
 
-def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Sequence, out_dir, temperature: float,
-                       topk: int = 0, combine: str = "arithmetic", chunk_cuts: int = 64, num_jobs: int = 1,
-                       cmd="local") -> Dict:
+def write_soft_targets(
+    cuts: CutSet,
+    normalizer: FeatureNormalizer,
+    teachers: Sequence,
+    out_dir,
+    temperature: float,
+    topk: int = 0,
+    combine: str = "arithmetic",
+    chunk_cuts: int = 64,
+    num_jobs: int = 1,
+    cmd="local",
+) -> Dict:
     """Stream over ``cuts`` (a lazy CutSet is read, never held: ``chunk_cuts`` cuts at a time, so peak
     memory does not grow with the corpus): the teachers' soft targets at T go into HDF5 files of
     per-cut TemporalArrays (``soft_probs`` dense, or ``soft_idx`` + ``soft_logp`` top-k) attached to
@@ -50,25 +60,50 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     num_cuts, cuts_digest = _cuts_digest(cuts)
-    key = fingerprint({"teachers": [file_digest(t) for t in teachers], "temperature": temperature, "topk": topk,
-                       "combine": combine, "cuts": cuts_digest, "cmvn": normalizer.fingerprint()})
+    key = fingerprint(
+        {
+            "teachers": [file_digest(t) for t in teachers],
+            "temperature": temperature,
+            "topk": topk,
+            "combine": combine,
+            "cuts": cuts_digest,
+            "cmvn": normalizer.fingerprint(),
+        }
+    )
     meta_path = out_dir / "soft_targets.json"
     kept = kept_summary(meta_path, key)
     if kept is not None and (out_dir / "cuts.jsonl.gz").is_file():
         log.info("%s: soft targets of these teachers and settings are there; keeping them", out_dir)
         return kept
-    for old in [*out_dir.glob("soft_targets*.h5"), *out_dir.glob("cuts.*.jsonl.gz")]:  # another run's (maybe another shard count)
+    for old in [
+        *out_dir.glob("soft_targets*.h5"),
+        *out_dir.glob("cuts.*.jsonl.gz"),
+    ]:  # another run's (maybe another shard count)
         old.unlink()
     if num_cuts == 0:
         raise ValueError(f"{out_dir}: no cuts to make soft targets for")
     num_jobs = max(1, min(num_jobs, num_cuts))
     bounds = np.linspace(0, num_cuts, num_jobs + 1).astype(int)
     cluster = not JobCmd.parse(cmd).local
-    jobs = [(cuts, int(bounds[i]), int(bounds[i + 1]), normalizer, list(teachers),
-             out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"), out_dir / f"cuts.{i}.jsonl.gz",
-             temperature, topk, combine, chunk_cuts, None if cluster or num_jobs == 1 else 1,
-             # a GPU when present for a single or a cluster job; forked shards stay on the CPU (CUDA does not survive fork)
-             None if cluster or num_jobs == 1 else "cpu") for i in range(num_jobs)]
+    jobs = [
+        (
+            cuts,
+            int(bounds[i]),
+            int(bounds[i + 1]),
+            normalizer,
+            list(teachers),
+            out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
+            out_dir / f"cuts.{i}.jsonl.gz",
+            temperature,
+            topk,
+            combine,
+            chunk_cuts,
+            None if cluster or num_jobs == 1 else 1,
+            # a GPU when present for a single or a cluster job; forked shards stay on the CPU (CUDA does not survive fork)
+            None if cluster or num_jobs == 1 else "cpu",
+        )
+        for i in range(num_jobs)
+    ]
     if cluster:
         results = run_jobs(cmd, _write_shard, jobs, out_dir / "jobs", "soft_targets")
     elif num_jobs == 1:
@@ -82,9 +117,17 @@ def write_soft_targets(cuts: CutSet, normalizer: FeatureNormalizer, teachers: Se
     frames = sum(r[0] for r in results)
     topk = max(r[1] for r in results)
     files = sorted(out_dir.glob("soft_targets*.h5"))
-    meta = {"temperature": temperature, "topk": topk, "combine": combine, "num_frames": frames, "shards": num_jobs,
-            "bytes": sum(os.path.getsize(f) for f in files), "hours": frames * 0.01 / 3600, "teachers": [str(t) for t in teachers],
-            "key": key}
+    meta = {
+        "temperature": temperature,
+        "topk": topk,
+        "combine": combine,
+        "num_frames": frames,
+        "shards": num_jobs,
+        "bytes": sum(os.path.getsize(f) for f in files),
+        "hours": frames * 0.01 / 3600,
+        "teachers": [str(t) for t in teachers],
+        "key": key,
+    }
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
     # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
     parts = [job[6] for job in jobs]
@@ -109,8 +152,21 @@ def _cuts_digest(cuts) -> Tuple[int, str]:
     return n, h.hexdigest()[:16]
 
 
-def _write_shard(cuts, lo: int, hi: int, normalizer, teachers, h5: Path, part: Path, temperature, topk, combine,
-                 chunk_cuts, threads, device):
+def _write_shard(
+    cuts,
+    lo: int,
+    hi: int,
+    normalizer,
+    teachers,
+    h5: Path,
+    part: Path,
+    temperature,
+    topk,
+    combine,
+    chunk_cuts,
+    threads,
+    device,
+):
     """Soft targets of cuts ``lo`` to ``hi`` (positions in ``cuts``) into ``h5`` (written
     atomically), and those cuts with their arrays into the manifest part ``part``: (frames, k).
     ``threads`` / ``device`` None: torch's default threads, the GPU when present."""
@@ -120,29 +176,51 @@ def _write_shard(cuts, lo: int, hi: int, normalizer, teachers, h5: Path, part: P
     device = device or str(torch_device())
     models = [load_model(t, device) for t in teachers]
     frames = 0
-    with atomic_path(h5) as tmp, NumpyHdf5Writer(tmp) as w, atomic_path(part) as tmp_part, \
-            CutSet.open_writer(tmp_part) as manifest:
+    with (
+        atomic_path(h5) as tmp,
+        NumpyHdf5Writer(tmp) as w,
+        atomic_path(part) as tmp_part,
+        CutSet.open_writer(tmp_part) as manifest,
+    ):
         for chunk in _chunks(itertools.islice(cuts, lo, hi), chunk_cuts):
             release_freed_memory()
             data = load_frames(CutSet.from_cuts(chunk), normalizer, with_labels=False)
             logits = torch.stack([predict_logits(m, data) for m in models])
             probs = ensemble_soft_targets(logits, temperature, combine)
             if topk > probs.shape[-1]:  # top-k of k > C classes is every class: store them all, and say so
-                log.warning("top-%d soft targets asked for, but the teachers have %d classes: storing all of them",
-                            topk, probs.shape[-1])
+                log.warning(
+                    "top-%d soft targets asked for, but the teachers have %d classes: storing all of them",
+                    topk,
+                    probs.shape[-1],
+                )
                 topk = probs.shape[-1]
             frames += len(data)
             for i, cut in enumerate(chunk):
                 p = probs[data.utterance(i)]
                 if topk:
                     idx, logp = topk_targets(p, topk)
-                    arrays = {"soft_idx": w.store_array(cut.id + "/idx", idx.numpy().astype(index_dtype(probs.shape[-1])),
-                                                        frame_shift=0.01, temporal_dim=0, start=cut.start),
-                              "soft_logp": w.store_array(cut.id + "/logp", logp.numpy().astype(np.float16),
-                                                         frame_shift=0.01, temporal_dim=0, start=cut.start)}
+                    arrays = {
+                        "soft_idx": w.store_array(
+                            cut.id + "/idx",
+                            idx.numpy().astype(index_dtype(probs.shape[-1])),
+                            frame_shift=0.01,
+                            temporal_dim=0,
+                            start=cut.start,
+                        ),
+                        "soft_logp": w.store_array(
+                            cut.id + "/logp",
+                            logp.numpy().astype(np.float16),
+                            frame_shift=0.01,
+                            temporal_dim=0,
+                            start=cut.start,
+                        ),
+                    }
                 else:
-                    arrays = {"soft_probs": w.store_array(cut.id, p.numpy().astype(np.float32), frame_shift=0.01,
-                                                          temporal_dim=0, start=cut.start)}
+                    arrays = {
+                        "soft_probs": w.store_array(
+                            cut.id, p.numpy().astype(np.float32), frame_shift=0.01, temporal_dim=0, start=cut.start
+                        )
+                    }
                 for name, a in arrays.items():  # arrays start where their cut does (Kaldi segments)
                     a.array.storage_path = str(h5)  # the final file, not the temporary one
                     cut = cut.with_custom(name, a)
@@ -161,16 +239,36 @@ def _chunks(items: Iterable, size: int) -> Iterator[List]:
         yield chunk
 
 
-def soft_targets_for_split(ali_dir, fbank_dir, corpus: str, split: str, teachers: Sequence, out_dir, temperature: float,
-                           topk: int = 0, combine: str = "arithmetic", num_jobs: int = 1, cmd="local") -> Dict:
+def soft_targets_for_split(
+    ali_dir,
+    fbank_dir,
+    corpus: str,
+    split: str,
+    teachers: Sequence,
+    out_dir,
+    temperature: float,
+    topk: int = 0,
+    combine: str = "arithmetic",
+    num_jobs: int = 1,
+    cmd="local",
+) -> Dict:
     """``write_soft_targets`` over a split of an alignment folder, normalised with the fbank
     folder's statistics, in ``num_jobs`` parallel shards (run as ``cmd`` says)."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"soft targets: the temperature must be a finite number > 0, not {temperature!r}")
     if topk < 0:
         raise ValueError(f"soft targets: topk must be >= 0 (0: dense), not {topk!r}")
-    return write_soft_targets(ali_cuts(ali_dir, corpus, split, lazy=True), FeatureNormalizer.of_features(fbank_dir), teachers, out_dir,
-                              temperature, topk, combine, num_jobs=num_jobs, cmd=cmd)
+    return write_soft_targets(
+        ali_cuts(ali_dir, corpus, split, lazy=True),
+        FeatureNormalizer.of_features(fbank_dir),
+        teachers,
+        out_dir,
+        temperature,
+        topk,
+        combine,
+        num_jobs=num_jobs,
+        cmd=cmd,
+    )
 
 
 def check_soft_targets(soft_dir, loss_cfg: LossConfig) -> Dict:
@@ -179,15 +277,21 @@ def check_soft_targets(soft_dir, loss_cfg: LossConfig) -> Dict:
     would silently train on the wrong targets. Returns their ``soft_targets.json``."""
     meta_path = Path(soft_dir) / "soft_targets.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} is missing: run the soft-targets stage (or it was killed before finishing)")
+        raise FileNotFoundError(
+            f"{meta_path} is missing: run the soft-targets stage (or it was killed before finishing)"
+        )
     meta = json.loads(meta_path.read_text())
     if loss_cfg.loss == "logit_match":
-        raise ValueError(f"loss logit_match needs teacher logits, but {soft_dir} holds probabilities at T={meta['temperature']:g}: "
-                         "give the teachers instead (train-dnn --teachers CKPT ...), or use loss kd")
+        raise ValueError(
+            f"loss logit_match needs teacher logits, but {soft_dir} holds probabilities at T={meta['temperature']:g}: "
+            "give the teachers instead (train-dnn --teachers CKPT ...), or use loss kd"
+        )
     if loss_cfg.loss == "kd" and abs(float(meta["temperature"]) - float(loss_cfg.temperature)) > 1e-9:
-        raise ValueError(f"{soft_dir} holds soft targets at T={meta['temperature']:g} but training asks for "
-                         f"T={loss_cfg.temperature:g}: pass --temperature {meta['temperature']:g} or make targets at "
-                         f"T={loss_cfg.temperature:g} (soft-targets --temperature)")
+        raise ValueError(
+            f"{soft_dir} holds soft targets at T={meta['temperature']:g} but training asks for "
+            f"T={loss_cfg.temperature:g}: pass --temperature {meta['temperature']:g} or make targets at "
+            f"T={loss_cfg.temperature:g} (soft-targets --temperature)"
+        )
     return meta
 
 

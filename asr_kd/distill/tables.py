@@ -1,5 +1,6 @@
 """Result tables of the speech experiment (markdown + JSON), in the paper's form: (5a) baseline vs.
 ensemble vs. distilled student, and frame-accuracy tables of named systems (5b-5d)."""
+
 import json
 from pathlib import Path
 from typing import Sequence
@@ -10,8 +11,9 @@ from asr_kd.scoring.significance import compare, error_counts, fmt_accuracy, sig
 from asr_kd.utils.results import write_table
 
 
-def speech_table(baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "",
-                 subsets=None) -> dict:
+def speech_table(
+    baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "", subsets=None
+) -> dict:
     """(5a): baseline seeds, their ensemble and the student seeds on the test frames, with 95%
     bootstrap intervals over test utterances and paired-bootstrap comparisons (asr_kd.scoring).
     ``subsets``: {name: utterance indices} (e.g. held-out accents) each scored and compared apart."""
@@ -25,15 +27,28 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
     if "ensemble" in systems:
         pairs = [("baseline", "ensemble"), ("baseline", "student"), ("ensemble", "student")]
     sig = compare(systems, pairs, gain_kept=("baseline", "ensemble", "student") if "ensemble" in systems else None)
-    res = {"baseline": without_arrays(base), "student": without_arrays(stud), "summary": summary, "significance": sig,
-           "gain_kept": sig.get("gain_kept", {}).get("share"), "num_members": len(baselines),
-           "frames": len(test), "utterances": len(test.cut_ids),
-           "baselines": [str(p) for p in baselines], "students": [str(p) for p in students]}
-    lines = [f"### {title}", "",
-             f"Test frame accuracy on {len(test)} frames of {len(test.cut_ids)} utterances (pdf targets from the GMM "
-             "alignment): mean ± sample std over seeds, [95% bootstrap interval over test utterances].", "",
-             "| system | test frame accuracy |", "|---|---|",
-             f"| baseline (single model, {len(baselines)} seeds) | {fmt_accuracy(summary['baseline'])} |"]
+    res = {
+        "baseline": without_arrays(base),
+        "student": without_arrays(stud),
+        "summary": summary,
+        "significance": sig,
+        "gain_kept": sig.get("gain_kept", {}).get("share"),
+        "num_members": len(baselines),
+        "frames": len(test),
+        "utterances": len(test.cut_ids),
+        "baselines": [str(p) for p in baselines],
+        "students": [str(p) for p in students],
+    }
+    lines = [
+        f"### {title}",
+        "",
+        f"Test frame accuracy on {len(test)} frames of {len(test.cut_ids)} utterances (pdf targets from the GMM "
+        "alignment): mean ± sample std over seeds, [95% bootstrap interval over test utterances].",
+        "",
+        "| system | test frame accuracy |",
+        "|---|---|",
+        f"| baseline (single model, {len(baselines)} seeds) | {fmt_accuracy(summary['baseline'])} |",
+    ]
     if "ensemble" in summary:
         lines.append(f"| {len(baselines)}-model ensemble | {fmt_accuracy(summary['ensemble'])} |")
     lines += [f"| distilled single model ({len(students)} seeds) | {fmt_accuracy(summary['student'])} |", ""]
@@ -43,19 +58,31 @@ def speech_table(baselines: Sequence, students: Sequence, test, out_stem, result
         part = {k: v.subset(idx) for k, v in systems.items()}
         sub_summary = {k: summarise(v) for k, v in part.items()}
         sub_sig = compare(part, pairs, gain_kept=("baseline", "ensemble", "student") if "ensemble" in part else None)
-        res["subsets"][name] = {"utterances": int(len(idx)), "summary": sub_summary, "significance": sub_sig,
-                                "gain_kept": sub_sig.get("gain_kept", {}).get("share")}
-        lines += [f"#### {name} ({len(idx)} of the {len(test.cut_ids)} test utterances)", "",
-                  "| system | test frame accuracy |", "|---|---|"]
-        lines += [f"| {label} | {fmt_accuracy(sub_summary[k])} |" for k, label in
-                  (("baseline", "baseline"), ("ensemble", "ensemble"), ("student", "distilled student")) if k in sub_summary]
+        res["subsets"][name] = {
+            "utterances": int(len(idx)),
+            "summary": sub_summary,
+            "significance": sub_sig,
+            "gain_kept": sub_sig.get("gain_kept", {}).get("share"),
+        }
+        lines += [
+            f"#### {name} ({len(idx)} of the {len(test.cut_ids)} test utterances)",
+            "",
+            "| system | test frame accuracy |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {label} | {fmt_accuracy(sub_summary[k])} |"
+            for k, label in (("baseline", "baseline"), ("ensemble", "ensemble"), ("student", "distilled student"))
+            if k in sub_summary
+        ]
         lines += [""] + significance_lines(sub_sig, "frame error rate", brief=True)
     write_table(out_stem, res, lines, results_md, title)
     return res
 
 
-def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "",
-               compare_pairs=()) -> dict:
+def rows_table(
+    rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "", compare_pairs=()
+) -> dict:
     """Frame accuracy of named systems on named data sets.
 
     ``rows``: [(name, [checkpoints])] (several checkpoints: seeds, mean ± std over them);
@@ -67,9 +94,14 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
     extra_cols = sorted({c for v in extra.values() for c in v})
     res = {"title": title, "rows": []}
     last = {}  # row name -> ErrorCounts on the last column
-    lines = [f"### {title}", "", "Frame accuracy: mean ± sample std over seeds, [95% bootstrap interval over utterances].", "",
-             "| system | " + " | ".join([c for c, _ in columns] + extra_cols) + " |",
-             "|---|" + "---|" * (len(columns) + len(extra_cols))]
+    lines = [
+        f"### {title}",
+        "",
+        "Frame accuracy: mean ± sample std over seeds, [95% bootstrap interval over utterances].",
+        "",
+        "| system | " + " | ".join([c for c, _ in columns] + extra_cols) + " |",
+        "|---|" + "---|" * (len(columns) + len(extra_cols)),
+    ]
     for name, ckpts in rows:
         row = {"name": name, "checkpoints": [str(c) for c in ckpts]}
         cells = []
@@ -97,9 +129,21 @@ def rows_table(rows, columns, out_stem, results_md=None, title: str = "", extra=
     return res
 
 
-def frame_table(row_specs: Sequence[str], ali_dir, fbank_dir, corpus: str, out_stem, results_md=None, title: str = "",
-                split: str = "test", train_fraction: float = 0.0, subset_seed: int = 0, storage_specs: Sequence[str] = (),
-                compare_pairs: Sequence[tuple] = (), note: str = "") -> dict:
+def frame_table(
+    row_specs: Sequence[str],
+    ali_dir,
+    fbank_dir,
+    corpus: str,
+    out_stem,
+    results_md=None,
+    title: str = "",
+    split: str = "test",
+    train_fraction: float = 0.0,
+    subset_seed: int = 0,
+    storage_specs: Sequence[str] = (),
+    compare_pairs: Sequence[tuple] = (),
+    note: str = "",
+) -> dict:
     """``rows_table`` from command-line specs: rows ``NAME=CKPT[,CKPT...]``, the ``split`` column (and,
     with ``train_fraction``, a training-subset column before it), storage columns ``NAME=SOFT_DIR``
     (MB per hour of audio of a soft-target folder) and ``compare_pairs`` (row names A, B)."""

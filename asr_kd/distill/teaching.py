@@ -10,6 +10,7 @@ With the ensemble's checkpoints at hand (``train-dnn --teacher-models``), the st
 the teacher and top-1 agreement are recorded every epoch (``history.json``), and
 ``train.select_on: dev_kl`` picks the epoch closest to the teacher on dev ("patient teaching":
 long schedules, stopping where the student stops approaching its teacher)."""
+
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -49,8 +50,14 @@ class EnsembleTeacher(torch.nn.Module):
         return z.mean(0) if self.logits else ensemble_soft_targets(z, self.temperature)
 
 
-def attach_teaching(train: Optional[FrameData], dev: FrameData, teacher_models: Sequence, cfg: TeachingConfig,
-                    temperature: float, logits: bool = False) -> None:
+def attach_teaching(
+    train: Optional[FrameData],
+    dev: FrameData,
+    teacher_models: Sequence,
+    cfg: TeachingConfig,
+    temperature: float,
+    logits: bool = False,
+) -> None:
     """Sets ``train``'s augmentation and online teacher and ``dev``'s teacher probabilities (for the
     per-epoch dev KL) from the ensemble's checkpoints ``teacher_models``; ``train`` None: the latter only."""
     if train is not None and cfg.augment != "none":

@@ -1,6 +1,7 @@
 """Training one speech acoustic model on an alignment's labels: a baseline or ensemble member (hard
 labels), or a distilled student (stored soft targets, or soft targets computed on the fly from
 teacher checkpoints), with the criterion chosen by name from the config."""
+
 import logging
 from typing import Dict, Optional, Sequence
 
@@ -22,10 +23,22 @@ from asr_kd.nnet.train import TrainConfig, train_model
 log = logging.getLogger(__name__)
 
 
-def train_speech_model(ali_dir, fbank_dir, corpus: str, out_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                       loss_cfg: LossConfig, seed: int = 0, fraction: float = 1.0, subset_seed: int = 0,
-                       soft_targets=None, teachers: Optional[Sequence] = None, teacher_models: Sequence = (),
-                       teaching: TeachingConfig = TeachingConfig()) -> Dict:
+def train_speech_model(
+    ali_dir,
+    fbank_dir,
+    corpus: str,
+    out_dir,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    loss_cfg: LossConfig,
+    seed: int = 0,
+    fraction: float = 1.0,
+    subset_seed: int = 0,
+    soft_targets=None,
+    teachers: Optional[Sequence] = None,
+    teacher_models: Sequence = (),
+    teaching: TeachingConfig = TeachingConfig(),
+) -> Dict:
     """Train on ``fraction`` of the training cuts (``subset_seed`` picks which), choose by dev frame
     accuracy (or ``train_cfg.select_on``); ``soft_targets`` (a soft-targets folder) or ``teachers``
     (checkpoints) make it a distilled student. ``teacher_models``: the ensemble behind the soft
@@ -39,31 +52,62 @@ def train_speech_model(ali_dir, fbank_dir, corpus: str, out_dir, model_cfg: Mode
     distilling = bool(soft_targets or teachers)
     if train_cfg.streaming:
         if distilling and teaching != TeachingConfig():
-            raise ValueError("streamed training reads stored targets of clean frames: no teaching.online or teaching.augment")
+            raise ValueError(
+                "streamed training reads stored targets of clean frames: no teaching.online or teaching.augment"
+            )
         if fraction < 1.0 or teachers:
-            raise ValueError("streamed training reads every training cut from stored targets: no --fraction, no --teachers "
-                             "(make soft targets with the soft-targets stage)")
+            raise ValueError(
+                "streamed training reads every training cut from stored targets: no --fraction, no --teachers "
+                "(make soft targets with the soft-targets stage)"
+            )
         if distilling and teacher_models:  # dev KL per epoch
             attach_teaching(None, dev, teacher_models, TeachingConfig(), loss_cfg.temperature)
         r = distributed.ranks()
-        train = StreamedFrames(labelled_cuts_path(ali_dir, corpus, "train", soft_targets), FeatureNormalizer.of_features(fbank_dir),
-                               model_cfg.context, train_cfg.batch_size, n, seed=seed, soft=bool(soft_targets),
-                               block_frames=train_cfg.block_frames, rank=r.rank, world=r.world,
-                               whole_batches=train_cfg.ddp == "average")
-        log.info("training %s (%s, loss %s) on %d frames streamed from %s, %d pdfs", out_dir, model_cfg.name, loss_cfg.loss,
-                 train.num_frames, train.cuts_path, n)
+        train = StreamedFrames(
+            labelled_cuts_path(ali_dir, corpus, "train", soft_targets),
+            FeatureNormalizer.of_features(fbank_dir),
+            model_cfg.context,
+            train_cfg.batch_size,
+            n,
+            seed=seed,
+            soft=bool(soft_targets),
+            block_frames=train_cfg.block_frames,
+            rank=r.rank,
+            world=r.world,
+            whole_batches=train_cfg.ddp == "average",
+        )
+        log.info(
+            "training %s (%s, loss %s) on %d frames streamed from %s, %d pdfs",
+            out_dir,
+            model_cfg.name,
+            loss_cfg.loss,
+            train.num_frames,
+            train.cuts_path,
+            n,
+        )
         return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)
     train = load_split(ali_dir, fbank_dir, corpus, "train", fraction, seed=subset_seed)
     if distilling:  # the teaching section applies to students only
-        attach_teaching(train, dev, teacher_models, teaching, loss_cfg.temperature, logits=loss_cfg.loss == "logit_match")
+        attach_teaching(
+            train, dev, teacher_models, teaching, loss_cfg.temperature, logits=loss_cfg.loss == "logit_match"
+        )
     if train.teacher_model is not None:  # the online ensemble scores each batch: no stored targets read
         train.soft = None
     elif soft_targets:
         train.soft = read_soft_targets(soft_targets, train, n)
     elif teachers:  # soft targets on the fly from the teachers
         logits = teacher_logits(teachers, train)
-        train.soft = logits.mean(0) if loss_cfg.loss == "logit_match" else ensemble_soft_targets(logits, loss_cfg.temperature)
-    log.info("training %s (%s, loss %s%s%s) on %d frames, %d pdfs", out_dir, model_cfg.name, loss_cfg.loss,
-             ", online teacher" if train.teacher_model is not None else "",
-             f", augment {teaching.augment}" if teaching.augment != "none" else "", len(train), n)
+        train.soft = (
+            logits.mean(0) if loss_cfg.loss == "logit_match" else ensemble_soft_targets(logits, loss_cfg.temperature)
+        )
+    log.info(
+        "training %s (%s, loss %s%s%s) on %d frames, %d pdfs",
+        out_dir,
+        model_cfg.name,
+        loss_cfg.loss,
+        ", online teacher" if train.teacher_model is not None else "",
+        f", augment {teaching.augment}" if teaching.augment != "none" else "",
+        len(train),
+        n,
+    )
     return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)

@@ -1,5 +1,6 @@
 """The GMM-HMM systems' configs (config sections ``mono:``, ``tri1:``, ``tri2:``), and the name a
 saved model records its config class by."""
+
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
@@ -34,6 +35,7 @@ class MonoConfig:
 @dataclass
 class TriConfig(MonoConfig):
     """A triphone system; the MonoConfig fields keep their meaning (flat-start ones are unused)."""
+
     num_iters: int = 35
     max_iter_inc: int = 25
     total_gauss: int = 4000

@@ -6,6 +6,7 @@ coefficients, as Kaldi's monophone systems do; kaldi-hmm-gmm has no delta code, 
 here. They are computed frame by frame from the same lhotse features as the DNN inputs,
 so frame counts agree exactly.
 """
+
 import numpy as np
 
 from asr_kd.gmm.lda_mllt import splice
@@ -24,12 +25,15 @@ def deltas(x: np.ndarray, window: int = 2) -> np.ndarray:
     """Regression deltas with edge frames replicated (Kaldi's DeltaFeatures, one order)."""
     t = x.shape[0]
     padded = np.concatenate([np.repeat(x[:1], window, 0), x, np.repeat(x[-1:], window, 0)])
-    num = sum(n * (padded[window + n : window + n + t] - padded[window - n : window - n + t]) for n in range(1, window + 1))
+    num = sum(
+        n * (padded[window + n : window + n + t] - padded[window - n : window - n + t]) for n in range(1, window + 1)
+    )
     return (num / (2 * sum(n * n for n in range(1, window + 1)))).astype(np.float32)
 
 
-def gmm_features(normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True,
-                 utterance_cmvn: bool = False) -> np.ndarray:
+def gmm_features(
+    normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True, utterance_cmvn: bool = False
+) -> np.ndarray:
     c = normalized_fbank @ dct_matrix(normalized_fbank.shape[1], num_cepstra)
     if utterance_cmvn:
         c = (c - c.mean(0)) / np.maximum(c.std(0), 1e-3)

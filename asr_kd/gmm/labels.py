@@ -5,6 +5,7 @@ HDF5 (lilcom is lossy: never for indices). Read them with ``cut.load_pdf_ali()``
 Alongside: ``pdf_counts.txt`` (training-set pdf occupancy, for hybrid priors) and
 ``pdf_to_phone.txt`` (pdf-id -> phone symbol).
 """
+
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -32,7 +33,9 @@ def label_maps(tm) -> Dict[str, np.ndarray]:
     }
 
 
-def store_alignments(cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir, name: str, frame_shift: float = 0.01) -> CutSet:
+def store_alignments(
+    cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir, name: str, frame_shift: float = 0.01
+) -> CutSet:
     """Attach label arrays to every aligned cut and write ``<name>_cuts.jsonl.gz``; cuts without an
     alignment (failures) are left out and listed in ``<name>_failed.txt``."""
     out_dir = Path(out_dir)
@@ -54,8 +57,12 @@ def store_alignments(cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir
                 for key, arr in (("tid_ali", tids), ("pdf_ali", maps["pdf"][tids]), ("phone_ali", maps["phone"][tids])):
                     # start=cut.start: lhotse reads a cut's array from the cut's offset in its recording
                     # (a Kaldi segment starts inside it); at 0 a segment would read past the array's end
-                    c = c.with_custom(key, writer.store_array(cut.id + "/" + key, arr, frame_shift=frame_shift,
-                                                              temporal_dim=0, start=cut.start))
+                    c = c.with_custom(
+                        key,
+                        writer.store_array(
+                            cut.id + "/" + key, arr, frame_shift=frame_shift, temporal_dim=0, start=cut.start
+                        ),
+                    )
                 kept.append(c)
     forget_open_arrays()
     # the arrays point at the temporary name until now: repoint them at the final file
@@ -65,7 +72,9 @@ def store_alignments(cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir
         out.to_file(tmp)
     write_text_atomic(out_dir / f"{name}_failed.txt", "".join(f + "\n" for f in failed))
     if failed:
-        log.warning("%s: %d cut(s) have no alignment and were left out (%s)", name, len(failed), out_dir / f"{name}_failed.txt")
+        log.warning(
+            "%s: %d cut(s) have no alignment and were left out (%s)", name, len(failed), out_dir / f"{name}_failed.txt"
+        )
     return out
 
 
@@ -92,7 +101,9 @@ def write_pdf_stats(train_cuts: CutSet, tm, lang, out_dir) -> np.ndarray:
 
 
 def read_pdf_counts(path) -> np.ndarray:
-    return np.array([int(x) for x in Path(path).read_text().replace("[", " ").replace("]", " ").split()], dtype=np.int64)
+    return np.array(
+        [int(x) for x in Path(path).read_text().replace("[", " ").replace("]", " ").split()], dtype=np.int64
+    )
 
 
 def num_pdfs(ali_dir) -> int:

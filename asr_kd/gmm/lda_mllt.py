@@ -8,6 +8,7 @@ semi-tied covariance transform (Gales 1999; Kaldi's gmm-acc-mllt / est-mllt).
           scatter about their Gaussian's mean over that Gaussian's i-th variance (Gales' row-by-row
           update, as Kaldi's est-mllt).
 """
+
 from typing import Iterable, Tuple
 
 import numpy as np
@@ -28,7 +29,11 @@ def lda_stats(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], num_classes: int):
     for x, labels in pairs:
         x = x.astype(np.float64)
         if counts is None:
-            counts, sums, scatter = np.zeros(num_classes), np.zeros((num_classes, x.shape[1])), np.zeros((x.shape[1],) * 2)
+            counts, sums, scatter = (
+                np.zeros(num_classes),
+                np.zeros((num_classes, x.shape[1])),
+                np.zeros((x.shape[1],) * 2),
+            )
         counts += np.bincount(labels, minlength=num_classes)
         np.add.at(sums, labels, x)
         scatter += x.T @ x
@@ -37,7 +42,9 @@ def lda_stats(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], num_classes: int):
     return counts, sums, scatter
 
 
-def estimate_lda(counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, dim: int, floor: float = 1e-10) -> np.ndarray:
+def estimate_lda(
+    counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, dim: int, floor: float = 1e-10
+) -> np.ndarray:
     """(dim, D) LDA projection; within-class covariance of the output is the identity."""
     n = counts.sum()
     mean = sums.sum(0) / n

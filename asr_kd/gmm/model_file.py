@@ -12,6 +12,7 @@ Only classes of kaldi-hmm-gmm's native module are rebuilt (by their own ``__sets
 Python object is ever unpickled from the file.
 A model written by older versions (a Python pickle) is refused with a message: retrain it.
 """
+
 import io
 import json
 import sys
@@ -85,8 +86,12 @@ class _StateCodec:
 def save_gmm_file(path, tm, tree, am, meta: Dict, transform: Optional[np.ndarray] = None) -> None:
     codec = _StateCodec()
     parts = {name: codec.encode(obj) for name, obj in (("tm", tm), ("tree", tree), ("am", am))}
-    arrays = {"format": np.array(FORMAT), "meta": np.array(json.dumps(meta, sort_keys=True)),
-              "parts": np.array(json.dumps(parts)), **codec.arrays}
+    arrays = {
+        "format": np.array(FORMAT),
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
+        "parts": np.array(json.dumps(parts)),
+        **codec.arrays,
+    }
     if transform is not None:
         arrays["transform"] = np.asarray(transform, dtype=np.float64)
     with atomic_path(path) as tmp:
@@ -102,8 +107,10 @@ def load_gmm_file(path) -> Dict:
     except FileNotFoundError:
         raise GmmFileError(f"{path}: GMM model file not found") from None
     if head[:1] == b"\x80":
-        raise GmmFileError(f"{path}: a GMM model in the old pickle format, which is not loaded (it could run "
-                           "code); retrain it with this version (the recipe's alignment stage)")
+        raise GmmFileError(
+            f"{path}: a GMM model in the old pickle format, which is not loaded (it could run "
+            "code); retrain it with this version (the recipe's alignment stage)"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             if "format" not in z.files or str(z["format"]) != FORMAT:
@@ -112,8 +119,9 @@ def load_gmm_file(path) -> Dict:
             codec = _StateCodec({k: z[k] for k in z.files if k.startswith("a")})
             parts = {name: codec.decode(value) for name, value in json.loads(str(z["parts"])).items()}
             # the GMM is None before the first training pass (an aligner saved untrained)
-            if sorted(parts) != sorted(_PARTS) or any(type(parts[k]).__name__ != c for k, c in _PARTS.items()
-                                                      if not (k == "am" and parts[k] is None)):
+            if sorted(parts) != sorted(_PARTS) or any(
+                type(parts[k]).__name__ != c for k, c in _PARTS.items() if not (k == "am" and parts[k] is None)
+            ):
                 raise GmmFileError(f"{path}: the model file does not hold a transition model, tree and GMM")
             transform = z["transform"] if "transform" in z.files else None
     except GmmFileError:

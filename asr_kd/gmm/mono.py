@@ -11,6 +11,7 @@ statistics are accumulated in the parent from the returned alignments. An uttera
 fails at ``beam`` is retried at ``retry_beam`` (Kaldi's AlignConfig); one that fails both is
 counted, logged by id, and left out of that iteration, never silently.
 """
+
 import logging
 import multiprocessing as mp
 import pickle
@@ -27,7 +28,7 @@ from asr_kd.gmm.labels import label_maps
 from asr_kd.gmm.model_file import load_gmm_file, save_gmm_file
 from asr_kd.kaldi import kaldifst, khg
 from asr_kd.lang.prepare_lang import Lang
-from asr_kd.utils.io import atomic_path, write_json_atomic
+from asr_kd.utils.io import write_json_atomic
 from asr_kd.utils.jobs import JobCmd, run_jobs
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,18 @@ def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
     for utt in utts:
         feats = _DATA["feats"][utt]
         dec = khg.DecodableAmDiagGmmScaled(am=am, tm=tm, feats=feats, scale=cfg.acoustic_scale)
-        ali, like, retried = align_utterance(_graph(utt), tm, dec, utt, feats.shape[0], cfg.acoustic_scale, cfg.beam,
-                                             cfg.retry_beam, cfg.transition_scale, cfg.self_loop_scale)
+        ali, like, retried = align_utterance(
+            _graph(utt),
+            tm,
+            dec,
+            utt,
+            feats.shape[0],
+            cfg.acoustic_scale,
+            cfg.beam,
+            cfg.retry_beam,
+            cfg.transition_scale,
+            cfg.self_loop_scale,
+        )
         out.append((utt, ali, like, retried))
     return out
 
@@ -98,8 +109,14 @@ def load_gmm(path) -> Dict:
     ``transform`` (the LDA+MLLT matrix of its features, or None)."""
     d = load_gmm_file(path)
     meta = d["meta"]
-    return {"tm": d["tm"], "tree": d["tree"], "am": d["am"], "lang_dir": meta["lang_dir"],
-            "cfg": mono_config(meta["cfg"], meta.get("cfg_class", "MonoConfig")), "transform": d["transform"]}
+    return {
+        "tm": d["tm"],
+        "tree": d["tree"],
+        "am": d["am"],
+        "lang_dir": meta["lang_dir"],
+        "cfg": mono_config(meta["cfg"], meta.get("cfg_class", "MonoConfig")),
+        "transform": d["transform"],
+    }
 
 
 class GmmAligner:
@@ -111,7 +128,13 @@ class GmmAligner:
         self.cfg, self.nj, self.lang_dir = cfg, max(1, nj), str(lang_dir)
         self.lang = Lang(lang_dir)
         topo = self.lang.topology()
-        self.tree = tree if tree is not None else khg.monophone_context_dependency(phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes())
+        self.tree = (
+            tree
+            if tree is not None
+            else khg.monophone_context_dependency(
+                phones=topo.phones, phone2num_pdf_classes=topo.get_phone_to_num_pdf_classes()
+            )
+        )
         self.tm = khg.TransitionModel(ctx_dep=self.tree, hmm_topo=topo)
         self.am = None
         self.transform = None  # a feature transform the model's features went through (LDA+MLLT), or None
@@ -135,8 +158,12 @@ class GmmAligner:
         if self._pool is None:
             # concurrent.futures, not multiprocessing.Pool: a crashed worker raises
             # BrokenProcessPool instead of hanging the stage forever
-            self._pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("fork"), initializer=_worker_init,
-                                             initargs=(self.lang_dir, pickle.dumps(self.tm), pickle.dumps(self.tree)))
+            self._pool = ProcessPoolExecutor(
+                self.nj,
+                mp_context=mp.get_context("fork"),
+                initializer=_worker_init,
+                initargs=(self.lang_dir, pickle.dumps(self.tm), pickle.dumps(self.tree)),
+            )
         return self._pool
 
     def close(self) -> None:
@@ -155,8 +182,21 @@ class GmmAligner:
         else:
             chunks = [c for c in (utts[i :: self.nj] for i in range(self.nj)) if c]
             graphs = (self.lang_dir, pickle.dumps(self.tm), pickle.dumps(self.tree))
-            results = run_jobs(cmd, _align_job, [(*graphs, {u: _DATA["feats"][u] for u in c}, {u: _DATA["texts"][u] for u in c},
-                                                  (mode, model, c, self.cfg)) for c in chunks], job_dir, "align")
+            results = run_jobs(
+                cmd,
+                _align_job,
+                [
+                    (
+                        *graphs,
+                        {u: _DATA["feats"][u] for u in c},
+                        {u: _DATA["texts"][u] for u in c},
+                        (mode, model, c, self.cfg),
+                    )
+                    for c in chunks
+                ],
+                job_dir,
+                "align",
+            )
         ali, failed, retried, like = {}, [], [], 0.0
         for chunk in results:
             for utt, a, ll, r in chunk:
@@ -168,8 +208,13 @@ class GmmAligner:
                 if r:
                     retried.append(utt)
         if failed:
-            log.warning("alignment failed for %d of %d utterances (after retry beam %.0f): %s",
-                        len(failed), len(utts), self.cfg.retry_beam, ", ".join(sorted(failed)[:20]))
+            log.warning(
+                "alignment failed for %d of %d utterances (after retry beam %.0f): %s",
+                len(failed),
+                len(utts),
+                self.cfg.retry_beam,
+                ", ".join(sorted(failed)[:20]),
+            )
         return AlignPassResult(ali, sorted(failed), sorted(retried), like)
 
     # -- model -------------------------------------------------------------------------------
@@ -242,7 +287,12 @@ class GmmAligner:
                 continue
             speech = np.flatnonzero(e > lo + 0.3 * (hi - lo))
             start, end = int(speech[0]), int(speech[-1]) + 1
-            states = [pdf for w in _DATA["texts"][utt].split() for ph in prons[w] for pdf in phone_pdfs[self.lang.phone2id[ph]]]
+            states = [
+                pdf
+                for w in _DATA["texts"][utt].split()
+                for ph in prons[w]
+                for pdf in phone_pdfs[self.lang.phone2id[ph]]
+            ]
             if end - start < len(states):
                 continue
             lab = np.empty(len(e), np.int64)
@@ -263,7 +313,9 @@ class GmmAligner:
                 like += acc.accumulate_for_gmm(model=self.am, data=x[t], gmm_index=int(pdf), weight=1.0)
             frames += len(lab)
         if frames == 0:
-            raise AlignmentFailures("flat start: no utterance has a usable speech/silence contrast; use flat_start: equal")
+            raise AlignmentFailures(
+                "flat start: no utterance has a usable speech/silence contrast; use flat_start: equal"
+            )
         opts = khg.MleDiagGmmOptions()
         opts.min_gaussian_occupancy = self.cfg.min_gaussian_occupancy
         khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=acc, flags=khg.str_to_gmm_flags("mvw"), am_gmm=self.am)
@@ -302,14 +354,23 @@ class GmmAligner:
         before = [self.am.num_gauss_in_pdf(i) for i in range(self.am.num_pdfs)]
         # The library perturbs split means with an unseeded generator, so reruns would drift
         # apart: split without perturbation, then perturb the split pdfs with a seeded one.
-        self.am.split_by_count(state_occs=torch.tensor(occupancy, dtype=torch.float32), target_components=target,
-                               perturb_factor=0.0, power=self.cfg.power, min_count=20.0)
+        self.am.split_by_count(
+            state_occs=torch.tensor(occupancy, dtype=torch.float32),
+            target_components=target,
+            perturb_factor=0.0,
+            power=self.cfg.power,
+            min_count=20.0,
+        )
         rng = np.random.default_rng([self.cfg.seed, self.am.num_gauss])
         for i in range(self.am.num_pdfs):
             if self.am.num_gauss_in_pdf(i) != before[i]:
                 g = self.am.get_pdf(i)  # a reference into the model
                 means, std = np.asarray(g.means), np.sqrt(np.asarray(g.vars))
-                g.set_means(torch.from_numpy((means + self.cfg.perturb_factor * std * rng.standard_normal(means.shape)).astype(np.float32)))
+                g.set_means(
+                    torch.from_numpy(
+                        (means + self.cfg.perturb_factor * std * rng.standard_normal(means.shape)).astype(np.float32)
+                    )
+                )
                 g.compute_gconsts()
 
     def train_from_pdf_labels(self, labels: Dict[str, np.ndarray], log_path=None) -> List[Dict]:
@@ -327,13 +388,23 @@ class GmmAligner:
             if it < cfg.max_iter_inc:
                 num_gauss += inc
                 self._mix_up(occupancy, num_gauss)
-            history.append({"iter": it, "align": "fixed labels", "log_like": like, "frames": frames, "gauss": self.am.num_gauss,
-                            "update_seconds": round(time.time() - t0, 3)})
+            history.append(
+                {
+                    "iter": it,
+                    "align": "fixed labels",
+                    "log_like": like,
+                    "frames": frames,
+                    "gauss": self.am.num_gauss,
+                    "update_seconds": round(time.time() - t0, 3),
+                }
+            )
             if log_path:
                 write_json_atomic(log_path, history)
         return history
 
-    def train(self, train_utts: Sequence[str], log_path=None, log_energy: Optional[Dict[str, np.ndarray]] = None) -> List[Dict]:
+    def train(
+        self, train_utts: Sequence[str], log_path=None, log_energy: Optional[Dict[str, np.ndarray]] = None
+    ) -> List[Dict]:
         """Flat start + Viterbi EM. Returns the per-iteration history (also written to ``log_path``).
         ``log_energy`` (per-frame log energy by utterance) is needed for ``flat_start: vad``."""
         cfg = self.cfg
@@ -352,14 +423,32 @@ class GmmAligner:
         elif cfg.flat_start == "equal":
             res = self.align(train_utts, mode="equal")
             if res.failed:
-                log.warning("equal alignment failed for %d utterance(s) (too short for their transcript?)", len(res.failed))
+                log.warning(
+                    "equal alignment failed for %d utterance(s) (too short for their transcript?)", len(res.failed)
+                )
             ali, failed = res.alignments, len(res.failed)
             like, frames = self.accumulate_and_update(ali, num_gauss)
         else:
             raise ValueError(f"flat_start must be 'vad' or 'equal', not {cfg.flat_start!r}")
-        history.append({"iter": 0, "align": cfg.flat_start, "log_like": like, "frames": frames, "gauss": self.am.num_gauss,
-                        "failed": failed, "align_seconds": 0.0, "update_seconds": round(time.time() - t0, 3)})
-        log.info("iter 0 (%s flat start): %.3f per frame over %d frames (%d utterances left out)", cfg.flat_start, like, frames, failed)
+        history.append(
+            {
+                "iter": 0,
+                "align": cfg.flat_start,
+                "log_like": like,
+                "frames": frames,
+                "gauss": self.am.num_gauss,
+                "failed": failed,
+                "align_seconds": 0.0,
+                "update_seconds": round(time.time() - t0, 3),
+            }
+        )
+        log.info(
+            "iter 0 (%s flat start): %.3f per frame over %d frames (%d utterances left out)",
+            cfg.flat_start,
+            like,
+            frames,
+            failed,
+        )
         for it in range(1, cfg.num_iters):
             if it == 1 and not ali:  # the vad start has no transition-level alignment yet
                 ali = self.align(train_utts).alignments
@@ -372,19 +461,36 @@ class GmmAligner:
             if it <= cfg.max_iter_inc:
                 num_gauss += inc
             like, frames = self.accumulate_and_update(ali, num_gauss)
-            rec = {"iter": it, "align": "viterbi" if it in cfg.realign_iters else "none", "log_like": like,
-                   "frames": frames, "gauss": self.am.num_gauss, "failed": failed, "retried": retried,
-                   "align_seconds": round(t_upd - t_align, 3), "update_seconds": round(time.time() - t_upd, 3)}
+            rec = {
+                "iter": it,
+                "align": "viterbi" if it in cfg.realign_iters else "none",
+                "log_like": like,
+                "frames": frames,
+                "gauss": self.am.num_gauss,
+                "failed": failed,
+                "retried": retried,
+                "align_seconds": round(t_upd - t_align, 3),
+                "update_seconds": round(time.time() - t_upd, 3),
+            }
             history.append(rec)
-            log.info("iter %d: %.3f per frame, %d Gaussians, align %.1f s, update %.1f s%s", it, like, rec["gauss"],
-                     rec["align_seconds"], rec["update_seconds"], f", {failed} failed" if failed else "")
+            log.info(
+                "iter %d: %.3f per frame, %d Gaussians, align %.1f s, update %.1f s%s",
+                it,
+                like,
+                rec["gauss"],
+                rec["align_seconds"],
+                rec["update_seconds"],
+                f", {failed} failed" if failed else "",
+            )
             if log_path:
                 write_json_atomic(log_path, history)
         return history
 
     def state_occupancy(self, alignments: Dict[str, List[int]]) -> np.ndarray:
         id2pdf = np.asarray(self.tm.id2pdf_id)
-        return np.bincount(np.concatenate([id2pdf[np.asarray(a)] for a in alignments.values()]), minlength=self.tm.num_pdfs)
+        return np.bincount(
+            np.concatenate([id2pdf[np.asarray(a)] for a in alignments.values()]), minlength=self.tm.num_pdfs
+        )
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:

@@ -13,6 +13,7 @@ Node kinds, named as in Kaldi's ``event-map.h``:
 ``to_binary`` gives the bytes ``kaldi_hmm_gmm.ContextDependency`` loads (``to_kaldi``), ``to_text``
 the ``copy-tree --binary=false`` text, ``info`` what ``tree-info`` prints.
 """
+
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,9 @@ class _Writer:
 
     def int_vector(self, values: Sequence[int]) -> None:
         if self.binary:
-            self.parts.append(struct.pack("<b", 4) + struct.pack("<i", len(values)) + struct.pack(f"<{len(values)}i", *values))
+            self.parts.append(
+                struct.pack("<b", 4) + struct.pack("<i", len(values)) + struct.pack(f"<{len(values)}i", *values)
+            )
         else:
             self.parts.append(("[ " + "".join(f"{v} " for v in values) + "]\n").encode())
 
@@ -196,6 +199,7 @@ def _read_node(r: _Reader) -> Optional[Node]:
 @dataclass
 class ContextTree:
     """Kaldi's ContextDependency: context width N, central position P and the event map."""
+
     context_width: int
     central_position: int
     root: Node
@@ -270,7 +274,11 @@ class ContextTree:
 
     def info(self) -> Dict[str, int]:
         """What Kaldi's ``tree-info`` prints."""
-        return {"num-pdfs": self.num_pdfs, "context-width": self.context_width, "central-position": self.central_position}
+        return {
+            "num-pdfs": self.num_pdfs,
+            "context-width": self.context_width,
+            "central-position": self.central_position,
+        }
 
     def info_text(self) -> str:
         return "".join(f"{k} {v}\n" for k, v in self.info().items())

@@ -18,6 +18,7 @@ Objective of a set of frames, as Kaldi's GaussClusterable (diagonal ML Gaussian,
 
     objf = -0.5 * count * (D * (1 + log 2 pi) + sum_d log var_d)
 """
+
 import heapq
 import logging
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def gauss_objf(count, sums, sumsq, var_floor: float = VAR_FLOOR):
 @dataclass
 class TreeStats:
     """Sufficient statistics per event: ``events`` (E, 4) int = (left, centre, right, pdf-class)."""
+
     events: np.ndarray
     counts: np.ndarray
     sums: np.ndarray
@@ -135,7 +137,9 @@ def _two_means(phones: List[int], stats: Dict[int, tuple], max_iter: int = 10) -
     return sorted(p for p in phones if assign[p] == 0), sorted(p for p in phones if assign[p] == 1)
 
 
-def cluster_phones(stats: TreeStats, phones: Sequence[int], pdf_classes: Optional[Sequence[int]] = None) -> List[Tuple[int, ...]]:
+def cluster_phones(
+    stats: TreeStats, phones: Sequence[int], pdf_classes: Optional[Sequence[int]] = None
+) -> List[Tuple[int, ...]]:
     """Kaldi's cluster-phones: per-phone Gaussians (frames of the given pdf-classes, default all)
     clustered top-down into a binary tree; returns the sets of all its nodes (the root, every
     split, every single phone) in a deterministic order. Phones without statistics form one set."""
@@ -162,8 +166,12 @@ def cluster_phones(stats: TreeStats, phones: Sequence[int], pdf_classes: Optiona
 
 def pdf_class_questions(num_pdf_classes: int) -> List[Tuple[int, ...]]:
     """Every contiguous run of pdf-classes (left-to-right HMMs split by position)."""
-    return [tuple(range(a, b)) for a in range(num_pdf_classes) for b in range(a + 1, num_pdf_classes + 1)
-            if b - a < num_pdf_classes]
+    return [
+        tuple(range(a, b))
+        for a in range(num_pdf_classes)
+        for b in range(a + 1, num_pdf_classes + 1)
+        if b - a < num_pdf_classes
+    ]
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -171,7 +179,9 @@ def pdf_class_questions(num_pdf_classes: int) -> List[Tuple[int, ...]]:
 class TreeConfig:
     num_leaves: int = 500
     min_count: float = 100.0  # frames on each side of a split
-    cluster_thresh: float = -1.0  # merge leaves under a root while the loss is below; -1: last split's gain; 0: no merging
+    cluster_thresh: float = (
+        -1.0
+    )  # merge leaves under a root while the loss is below; -1: last split's gain; 0: no merging
 
 
 @dataclass
@@ -216,8 +226,9 @@ def _best_split(s: TreeStats, leaf: _Leaf, questions: Dict[int, List[Tuple[int, 
     return best
 
 
-def build_tree(stats: TreeStats, phones: Sequence[int], questions: Dict[int, List[Tuple[int, ...]]],
-               cfg: TreeConfig = TreeConfig()) -> Tuple[ContextTree, Dict]:
+def build_tree(
+    stats: TreeStats, phones: Sequence[int], questions: Dict[int, List[Tuple[int, ...]]], cfg: TreeConfig = TreeConfig()
+) -> Tuple[ContextTree, Dict]:
     """A triphone tree (context width 3, central position 1) over ``phones``; returns (tree, info)
     with the leaves before merging, the pdfs after, and the objective gains."""
     roots: Dict[int, _Leaf] = {}
@@ -268,11 +279,22 @@ def build_tree(stats: TreeStats, phones: Sequence[int], questions: Dict[int, Lis
     for p in sorted(phones):
         children[p] = node(index[id(roots[p])])
     tree = ContextTree(3, 1, Table(1, children))
-    info = {"leaves_split": len(final), "num_pdfs": tree.num_pdfs, "merge_thresh": thresh,
-            "split_gain": total_gain, "last_split_gain": last_gain,
-            "objf_per_frame": float(sum(gauss_objf(*all_leaves[i].stats) for i in final) / max(stats.counts.sum(), 1))}
-    log.info("tree: %d leaves from splitting, %d pdfs after merging (threshold %.1f); gain %.1f over %d frames",
-             info["leaves_split"], info["num_pdfs"], thresh, total_gain, int(stats.counts.sum()))
+    info = {
+        "leaves_split": len(final),
+        "num_pdfs": tree.num_pdfs,
+        "merge_thresh": thresh,
+        "split_gain": total_gain,
+        "last_split_gain": last_gain,
+        "objf_per_frame": float(sum(gauss_objf(*all_leaves[i].stats) for i in final) / max(stats.counts.sum(), 1)),
+    }
+    log.info(
+        "tree: %d leaves from splitting, %d pdfs after merging (threshold %.1f); gain %.1f over %d frames",
+        info["leaves_split"],
+        info["num_pdfs"],
+        thresh,
+        total_gain,
+        int(stats.counts.sum()),
+    )
     return tree, info
 
 
@@ -289,7 +311,9 @@ def _merge_leaves(all_leaves: List[_Leaf], final: List[int], thresh: float) -> D
         clusters = {i: all_leaves[i].stats for i in members}
         while len(clusters) > 1:
             ids = sorted(clusters)
-            loss, a, b = min((_merge_loss(clusters[a], clusters[b]), a, b) for x, a in enumerate(ids) for b in ids[x + 1:])
+            loss, a, b = min(
+                (_merge_loss(clusters[a], clusters[b]), a, b) for x, a in enumerate(ids) for b in ids[x + 1 :]
+            )
             if loss >= thresh:
                 break
             clusters[a] = tuple(x + y for x, y in zip(clusters[a], clusters.pop(b)))

@@ -16,6 +16,7 @@ From a previous system's alignments (monophone, or tri1 for tri2):
 MLLT statistics use each frame's best Gaussian within its aligned pdf (Kaldi weights by the
 Gaussian posteriors); the transform is the same Gales update.
 """
+
 import logging
 import multiprocessing as mp
 import time
@@ -31,14 +32,21 @@ from asr_kd.gmm.labels import label_maps, phone_segments
 from asr_kd.gmm.lda_mllt import estimate_lda, estimate_mllt, lda_stats
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.gmm.tree import ContextTree
-from asr_kd.gmm.tree_build import (PDF_CLASS, TreeConfig, TreeStats, accumulate_tree_stats, build_tree, cluster_phones,
-                                   frame_events, leaf_gaussians, pdf_class_questions)
+from asr_kd.gmm.tree_build import (
+    PDF_CLASS,
+    TreeConfig,
+    TreeStats,
+    accumulate_tree_stats,
+    build_tree,
+    cluster_phones,
+    frame_events,
+    leaf_gaussians,
+    pdf_class_questions,
+)
 from asr_kd.kaldi import khg
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
-
-
 
 
 class TransitionTable:
@@ -65,14 +73,22 @@ class TransitionTable:
             classes = {c for ph, c in pdf_info[pdf] if ph == phone}
             entry = topo.topology_for_phone(phone)
             states = [h for h, st in enumerate(entry) if st.forward_pdf_class in classes]
-            if len(states) != len(tstates) or any(entry[h].self_loop_pdf_class != entry[h].forward_pdf_class for h in states):
+            if len(states) != len(tstates) or any(
+                entry[h].self_loop_pdf_class != entry[h].forward_pdf_class for h in states
+            ):
                 raise ValueError(f"transition model: cannot recover the HMM states of phone {phone}, pdf {pdf}")
             for h, s in zip(states, sorted(tstates)):
                 self.hmm_state_of_tstate[s] = h
                 self.lookup[(phone, h, pdf)] = s
         self.hmm_state = self.hmm_state_of_tstate[self.tstate]
-        self.pdf_class = np.array([0] + [topo.topology_for_phone(int(self.phone[t]))[int(self.hmm_state[t])].forward_pdf_class
-                                         for t in range(1, n + 1)], np.int64)
+        self.pdf_class = np.array(
+            [0]
+            + [
+                topo.topology_for_phone(int(self.phone[t]))[int(self.hmm_state[t])].forward_pdf_class
+                for t in range(1, n + 1)
+            ],
+            np.int64,
+        )
 
     def segments(self, tids) -> List[Tuple[int, int, int]]:
         return phone_segments(tids, self.maps)
@@ -121,7 +137,9 @@ def parallel_tree_stats(feats: Dict[str, np.ndarray], events: Dict[str, np.ndarr
         _STATS_INPUT.clear()
 
 
-def questions_for(stats: TreeStats, lang, topo, extra: Sequence[Sequence[str]] = ()) -> Dict[int, List[Tuple[int, ...]]]:
+def questions_for(
+    stats: TreeStats, lang, topo, extra: Sequence[Sequence[str]] = ()
+) -> Dict[int, List[Tuple[int, ...]]]:
     """Context questions: clustered non-silence phone sets, the silence phones (with the utterance
     edge, phone 0) and the recipe's sets; pdf-class questions from the topology."""
     sil = sorted(lang.silence_ids)
@@ -197,9 +215,18 @@ def _transform_model(am, A: np.ndarray) -> None:
         g.compute_gconsts()
 
 
-def train_triphone(lang_dir, cfg: TriConfig, nj: int, feats: Dict[str, np.ndarray], texts: Dict[str, str],
-                   prev_model: Dict, prev_ali: Dict[str, np.ndarray], train_utts: Sequence[str], out_dir,
-                   log_path=None) -> Tuple[GmmAligner, Dict]:
+def train_triphone(
+    lang_dir,
+    cfg: TriConfig,
+    nj: int,
+    feats: Dict[str, np.ndarray],
+    texts: Dict[str, str],
+    prev_model: Dict,
+    prev_ali: Dict[str, np.ndarray],
+    train_utts: Sequence[str],
+    out_dir,
+    log_path=None,
+) -> Tuple[GmmAligner, Dict]:
     """A triphone system from ``prev_model`` (``load_gmm``'s dict) and its training alignments;
     ``feats`` are ``gmm_features_for(..., cfg)`` without a transform. Returns (aligner with its
     data set, info: tree, LDA/MLLT and per-iteration history)."""
@@ -217,15 +244,25 @@ def train_triphone(lang_dir, cfg: TriConfig, nj: int, feats: Dict[str, np.ndarra
     transform = None
     t0 = time.time()
     if cfg.splice:
-        counts, sums, scatter = lda_stats(((feats[u], prev.pdf[np.asarray(prev_ali[u])]) for u in utts), prev_model["tm"].num_pdfs)
+        counts, sums, scatter = lda_stats(
+            ((feats[u], prev.pdf[np.asarray(prev_ali[u])]) for u in utts), prev_model["tm"].num_pdfs
+        )
         transform = estimate_lda(counts, sums, scatter, cfg.lda_dim)
         feats = {u: (f @ transform.T).astype(np.float32) for u, f in feats.items()}
-        info["lda"] = {"input_dim": int(transform.shape[1]), "output_dim": int(transform.shape[0]), "classes": int((counts > 0).sum())}
+        info["lda"] = {
+            "input_dim": int(transform.shape[1]),
+            "output_dim": int(transform.shape[0]),
+            "classes": int((counts > 0).sum()),
+        }
     events = {u: prev.events(prev_ali[u]) for u in utts}
     stats = parallel_tree_stats(feats, events, nj)
     questions = questions_for(stats, lang, topo, cfg.extra_questions)
-    tree, tree_info = build_tree(stats, topo.phones, questions,
-                                 TreeConfig(num_leaves=cfg.num_leaves, min_count=cfg.min_leaf_count, cluster_thresh=cfg.cluster_thresh))
+    tree, tree_info = build_tree(
+        stats,
+        topo.phones,
+        questions,
+        TreeConfig(num_leaves=cfg.num_leaves, min_count=cfg.min_leaf_count, cluster_thresh=cfg.cluster_thresh),
+    )
     write_tree_files(tree, questions, lang, out_dir, {**tree_info, "questions": len(questions[0])})
     info["tree"] = {**tree_info, "seconds": round(time.time() - t0, 2)}
     aligner = GmmAligner(lang_dir, cfg, nj, tree=tree.to_kaldi())
@@ -257,11 +294,18 @@ def train_triphone(lang_dir, cfg: TriConfig, nj: int, feats: Dict[str, np.ndarra
         if it <= cfg.max_iter_inc:
             num_gauss += inc
         like, frames = aligner.accumulate_and_update(ali, num_gauss)
-        rec.update(log_like=like, frames=frames, gauss=aligner.am.num_gauss, update_seconds=round(time.time() - t_upd, 3))
+        rec.update(
+            log_like=like, frames=frames, gauss=aligner.am.num_gauss, update_seconds=round(time.time() - t_upd, 3)
+        )
         history.append(rec)
-        log.info("iter %d: %.3f per frame, %d Gaussians%s%s", it, like, rec["gauss"],
-                 f", realigned in {rec['align_seconds']:.1f} s" if "align" in rec else "",
-                 f", MLLT gain {rec['mllt_gain_per_frame']:.3f}" if "mllt_gain_per_frame" in rec else "")
+        log.info(
+            "iter %d: %.3f per frame, %d Gaussians%s%s",
+            it,
+            like,
+            rec["gauss"],
+            f", realigned in {rec['align_seconds']:.1f} s" if "align" in rec else "",
+            f", MLLT gain {rec['mllt_gain_per_frame']:.3f}" if "mllt_gain_per_frame" in rec else "",
+        )
         if log_path:
             write_json_atomic(log_path, history)
     info["history"] = history

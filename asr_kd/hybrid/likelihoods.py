@@ -5,6 +5,7 @@
 with priors from the alignment's pdf counts; several networks are combined by averaging their
 posteriors. A GMM (a ``.mdl`` of the monophone stage) gives its own log-likelihoods instead.
 """
+
 from pathlib import Path
 from typing import Dict, Sequence
 
@@ -40,8 +41,16 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
     m = load_gmm(model_path)
     am = m["am"]
     # features per utterance (deltas and splicing stop at its edges), then one library call per pdf
-    x = np.concatenate([gmm_features_for(data.feats[data.utterance(i)].numpy(), m["cfg"], m["transform"])
-                        for i in range(len(cuts))]) if len(cuts) else np.zeros((0, 1), np.float32)
+    x = (
+        np.concatenate(
+            [
+                gmm_features_for(data.feats[data.utterance(i)].numpy(), m["cfg"], m["transform"])
+                for i in range(len(cuts))
+            ]
+        )
+        if len(cuts)
+        else np.zeros((0, 1), np.float32)
+    )
     out = np.empty((len(x), am.num_pdfs), np.float32)
     for p in range(am.num_pdfs):
         comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)

@@ -5,6 +5,7 @@ A model distilled without a class still learns it from the soft targets but unde
 adding ``delta`` to chosen output biases fixes that. ``delta`` is chosen on validation data (never
 test) from a grid, and applied to the logits, which is the same as editing the last layer's bias.
 """
+
 from typing import Dict, Iterable, Sequence
 
 import numpy as np

@@ -2,6 +2,7 @@
 speech frames (``windows``, ``labels``, ``soft``), a window of one flattened image, and an
 optional training-time jitter (random shifts of up to ``jitter`` pixels, as the paper's teacher).
 With a ``teacher_model`` the soft targets are computed online, on the jittered batch itself."""
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,8 +24,14 @@ class ImageData:
 
     @classmethod
     def from_numpy(cls, x: np.ndarray, y: np.ndarray, soft=None, jitter: int = 0, height: int = 28, width: int = 28):
-        return cls(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(np.asarray(y, dtype=np.int64)),
-                   None if soft is None else torch.as_tensor(soft, dtype=torch.float32), height, width, jitter)
+        return cls(
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            torch.from_numpy(np.asarray(y, dtype=np.int64)),
+            None if soft is None else torch.as_tensor(soft, dtype=torch.float32),
+            height,
+            width,
+            jitter,
+        )
 
     def __len__(self) -> int:
         return self.feats.shape[0]

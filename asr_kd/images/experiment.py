@@ -11,6 +11,7 @@ hidden size or temperature (the T sweep). Every run writes ``eval.json`` (valida
 errors out of 10,000, per-class test errors) next to its checkpoints; the teacher also caches its
 logits on the training images (``train_logits.npy``) for distillation.
 """
+
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field, replace
@@ -48,14 +49,24 @@ class RoleConfig:
 
 @dataclass
 class MnistConfig:
-    teacher: RoleConfig = field(default_factory=lambda: RoleConfig(
-        _mlp(1200, 0.5, 0.2), TrainConfig(epochs=30, batch_size=128, lr=1e-3, schedule="cosine"), jitter=2))
-    small: RoleConfig = field(default_factory=lambda: RoleConfig(
-        _mlp(800), TrainConfig(epochs=20, batch_size=128, lr=1e-3, schedule="cosine")))
-    distilled: RoleConfig = field(default_factory=lambda: RoleConfig(
-        _mlp(800), TrainConfig(epochs=30, batch_size=128, lr=1e-3, schedule="cosine")))
-    distill: LossConfig = field(default_factory=lambda: LossConfig(loss="kd", temperature=20.0, soft_weight=1.0,
-                                                                        hard_weight=0.1))
+    teacher: RoleConfig = field(
+        default_factory=lambda: RoleConfig(
+            _mlp(1200, 0.5, 0.2), TrainConfig(epochs=30, batch_size=128, lr=1e-3, schedule="cosine"), jitter=2
+        )
+    )
+    small: RoleConfig = field(
+        default_factory=lambda: RoleConfig(
+            _mlp(800), TrainConfig(epochs=20, batch_size=128, lr=1e-3, schedule="cosine")
+        )
+    )
+    distilled: RoleConfig = field(
+        default_factory=lambda: RoleConfig(
+            _mlp(800), TrainConfig(epochs=30, batch_size=128, lr=1e-3, schedule="cosine")
+        )
+    )
+    distill: LossConfig = field(
+        default_factory=lambda: LossConfig(loss="kd", temperature=20.0, soft_weight=1.0, hard_weight=0.1)
+    )
     train_subset: int = 0  # quick mode: the first N training images only (0 = all 50,000)
 
 
@@ -75,7 +86,12 @@ def teacher_train_logits(teacher_dir, x_train: np.ndarray) -> np.ndarray:
     """The teacher's logits on the (unjittered) training images, cached in the teacher's folder
     with a key of the checkpoint and the images (a retrained teacher gets new logits)."""
     path, record = Path(teacher_dir) / "train_logits.npy", Path(teacher_dir) / "train_logits.json"
-    key = fingerprint([file_digest(Path(teacher_dir) / "best.pt"), hashlib.sha256(np.ascontiguousarray(x_train).tobytes()).hexdigest()])
+    key = fingerprint(
+        [
+            file_digest(Path(teacher_dir) / "best.pt"),
+            hashlib.sha256(np.ascontiguousarray(x_train).tobytes()).hexdigest(),
+        ]
+    )
     if path.exists() and kept_summary(record, key) is not None:
         return np.load(path)
     model = load_model(Path(teacher_dir) / "best.pt")
@@ -87,8 +103,18 @@ def teacher_train_logits(teacher_dir, x_train: np.ndarray) -> np.ndarray:
     return logits
 
 
-def train_role(npz, out_dir, role: str, cfg: MnistConfig, seed: int, teacher_dir=None, keep: Sequence[int] = (),
-               drop: Sequence[int] = (), temperature: Optional[float] = None, hidden: Optional[int] = None) -> Dict:
+def train_role(
+    npz,
+    out_dir,
+    role: str,
+    cfg: MnistConfig,
+    seed: int,
+    teacher_dir=None,
+    keep: Sequence[int] = (),
+    drop: Sequence[int] = (),
+    temperature: Optional[float] = None,
+    hidden: Optional[int] = None,
+) -> Dict:
     """Train (or resume) one model and write its ``eval.json``; returns the evaluation."""
     if role not in ("teacher", "small", "distilled"):
         raise ValueError(f"unknown role {role!r}; choose teacher, small or distilled")
@@ -104,21 +130,44 @@ def train_role(npz, out_dir, role: str, cfg: MnistConfig, seed: int, teacher_dir
         logits = torch.from_numpy(teacher_train_logits(teacher_dir, s.x_train))
         soft = torch.softmax(logits / loss_cfg.temperature, dim=-1).numpy()
     mask = class_mask(s.y_train, keep, drop)
-    train = ImageData.from_numpy(s.x_train[mask], s.y_train[mask], None if soft is None else soft[mask], jitter=rc.jitter)
+    train = ImageData.from_numpy(
+        s.x_train[mask], s.y_train[mask], None if soft is None else soft[mask], jitter=rc.jitter
+    )
     if role == "distilled" and rc.online_teacher:
         train.soft = None
         train.teacher_model = load_model(Path(teacher_dir) / "best.pt")
         train.teacher_temperature = loss_cfg.temperature
     valid = ImageData.from_numpy(s.x_valid, s.y_valid)
-    log.info("%s %s seed %d: %d training images%s", role, out_dir, seed, len(train),
-             f", T={loss_cfg.temperature}" if role == "distilled" else "")
+    log.info(
+        "%s %s seed %d: %d training images%s",
+        role,
+        out_dir,
+        seed,
+        len(train),
+        f", T={loss_cfg.temperature}" if role == "distilled" else "",
+    )
     res = train_model(train, valid, 10, out_dir, model_cfg, rc.train, build_criterion(loss_cfg), seed=seed)
     ev = evaluate(out_dir, s)
-    ev.update({"role": role, "seed": seed, "keep": list(keep), "drop": list(drop), "train_images": len(train),
-               "temperature": loss_cfg.temperature if role == "distilled" else None, "hidden": model_cfg.hidden,
-               "epochs": len(res["history"]), "train_seconds": round(sum(h["seconds"] for h in res["history"]), 1),
-               "config": {"model": asdict(model_cfg), "train": asdict(rc.train), "loss": asdict(loss_cfg), "jitter": rc.jitter,
-                          "online_teacher": rc.online_teacher}})
+    ev.update(
+        {
+            "role": role,
+            "seed": seed,
+            "keep": list(keep),
+            "drop": list(drop),
+            "train_images": len(train),
+            "temperature": loss_cfg.temperature if role == "distilled" else None,
+            "hidden": model_cfg.hidden,
+            "epochs": len(res["history"]),
+            "train_seconds": round(sum(h["seconds"] for h in res["history"]), 1),
+            "config": {
+                "model": asdict(model_cfg),
+                "train": asdict(rc.train),
+                "loss": asdict(loss_cfg),
+                "jitter": rc.jitter,
+                "online_teacher": rc.online_teacher,
+            },
+        }
+    )
     write_json_atomic(Path(out_dir) / "eval.json", ev)
     return ev
 

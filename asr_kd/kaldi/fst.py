@@ -1,5 +1,6 @@
 """FST helpers over kaldifst: arc mapping (the bindings cannot edit arcs in place), Kaldi's word
 insertion penalty, and G.fst from an ARPA file (kaldilm, in a subprocess)."""
+
 import os
 import subprocess
 import sys
@@ -21,7 +22,9 @@ def map_arcs(fst, arc_fn):
             out.set_final(state=s, weight=final)
         for arc in kaldifst.ArcIterator(fst, s):
             ilabel, olabel, weight = arc_fn(arc)
-            out.add_arc(state=s, arc=kaldifst.StdArc(ilabel=ilabel, olabel=olabel, weight=weight, nextstate=arc.nextstate))
+            out.add_arc(
+                state=s, arc=kaldifst.StdArc(ilabel=ilabel, olabel=olabel, weight=weight, nextstate=arc.nextstate)
+            )
     return out
 
 
@@ -50,8 +53,19 @@ def arpa_to_fst(arpa_path, words_txt, out_path) -> None:
     txt = Path(out_path).with_suffix(".fst.txt")
     with atomic_path(txt) as tmp:
         with open(tmp, "w") as f:
-            subprocess.run([sys.executable, "-m", "kaldilm", f"--read-symbol-table={words_txt}", "--disambig-symbol=#0",
-                            str(arpa_path)], stdout=f, stderr=subprocess.PIPE, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "kaldilm",
+                    f"--read-symbol-table={words_txt}",
+                    "--disambig-symbol=#0",
+                    str(arpa_path),
+                ],
+                stdout=f,
+                stderr=subprocess.PIPE,
+                check=True,
+            )
     g = kaldifst.compile(s=Path(txt).read_text(), acceptor=False)
     kaldifst.arcsort(g, sort_type="ilabel")
     with atomic_path(out_path) as tmp:

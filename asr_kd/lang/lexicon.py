@@ -8,6 +8,7 @@
 
 Words are upper-cased throughout (Kaldi/LibriSpeech convention).
 """
+
 import logging
 import math
 from collections import OrderedDict
@@ -134,8 +135,13 @@ def add_disambig(lexicon: Lexicon) -> Tuple[List[Tuple[str, float, Pron]], int]:
 
 
 # -- sources ----------------------------------------------------------------------------------
-def g2p_espeak(words: Iterable[str], voices: Sequence[str] = ("en-us",), uncovered: Optional[List[str]] = None,
-               arpabet: bool = False, keep_stress: bool = False) -> Lexicon:
+def g2p_espeak(
+    words: Iterable[str],
+    voices: Sequence[str] = ("en-us",),
+    uncovered: Optional[List[str]] = None,
+    arpabet: bool = False,
+    keep_stress: bool = False,
+) -> Lexicon:
     """eSpeak NG pronunciations (eSpeak's ASCII phoneme names, stress removed; or ARPAbet, with
     stress digits when ``keep_stress``), one per distinct pronunciation over ``voices``; the first
     voice's pronunciation is the most likely. A word eSpeak cannot pronounce (e.g. "--"), or whose
@@ -182,9 +188,17 @@ def train_bpe(texts: Iterable[str], model_prefix, vocab_size: int = 200) -> Path
     text_file = model_prefix.with_suffix(".txt")
     write_text_atomic(text_file, "\n".join(texts) + "\n")
     spm.SentencePieceTrainer.train(
-        input=str(text_file), model_prefix=str(model_prefix), vocab_size=vocab_size, model_type="bpe",
-        character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0, hard_vocab_limit=False,
-        num_threads=1, minloglevel=2,  # single-threaded BPE training is deterministic
+        input=str(text_file),
+        model_prefix=str(model_prefix),
+        vocab_size=vocab_size,
+        model_type="bpe",
+        character_coverage=1.0,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,  # single-threaded BPE training is deterministic
     )
     return model_prefix.with_suffix(".model")
 
@@ -202,9 +216,15 @@ def bpe_lexicon(words: Iterable[str], bpe_model) -> Lexicon:
     return lex
 
 
-def build_lexicon(words: Iterable[str], dictionary=None, g2p_voices: Optional[Sequence[str]] = None,
-                  units: str = "phones", bpe_model=None, g2p_arpabet: bool = False,
-                  keep_stress: bool = True) -> Tuple[Lexicon, Dict[str, int]]:
+def build_lexicon(
+    words: Iterable[str],
+    dictionary=None,
+    g2p_voices: Optional[Sequence[str]] = None,
+    units: str = "phones",
+    bpe_model=None,
+    g2p_arpabet: bool = False,
+    keep_stress: bool = True,
+) -> Tuple[Lexicon, Dict[str, int]]:
     """The lexicon for ``words``: dictionary entries first (``dictionary='cmudict'``: the CMU
     dictionary, stress digits kept or not), then eSpeak G2P for the rest (``units='phones'``;
     mapped to ARPAbet with ``g2p_arpabet``), or grapheme / BPE units. Returns (lexicon, source counts)."""

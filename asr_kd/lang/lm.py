@@ -5,6 +5,7 @@ as ``./setup.sh`` installs it, or on PATH); without it, a
 pure-Python interpolated Kneser-Ney estimator writes the ARPA, and the log says so. Perplexity
 comes from the kenlm Python module.
 """
+
 import json
 import logging
 import math
@@ -32,8 +33,14 @@ def lmplz_path():
     return str(beside_python) if os.access(beside_python, os.X_OK) else shutil.which("lmplz")
 
 
-def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7, estimator: str = "auto",
-               prune: Sequence[int] = ()) -> str:
+def train_arpa(
+    texts: Sequence[str],
+    order: int,
+    out_path,
+    discount: float = 0.7,
+    estimator: str = "auto",
+    prune: Sequence[int] = (),
+) -> str:
     """Write an ARPA LM of ``order`` over ``texts``; returns the estimator used.
 
     ``estimator``: ``auto`` (lmplz when found, else the fallback, logged), ``lmplz`` (required) or
@@ -53,8 +60,24 @@ def train_arpa(texts: Sequence[str], order: int, out_path, discount: float = 0.7
         prune_args = ["--prune", *map(str, prune)] if prune else []
         with atomic_path(out_path) as tmp:
             with open(tmp, "w") as f:
-                subprocess.run([lmplz, "-o", str(order), "--discount_fallback", "-S", "10%", "-T", str(out_path.parent), *prune_args],
-                               input="\n".join(texts) + "\n", text=True, stdout=f, stderr=subprocess.PIPE, check=True)
+                subprocess.run(
+                    [
+                        lmplz,
+                        "-o",
+                        str(order),
+                        "--discount_fallback",
+                        "-S",
+                        "10%",
+                        "-T",
+                        str(out_path.parent),
+                        *prune_args,
+                    ],
+                    input="\n".join(texts) + "\n",
+                    text=True,
+                    stdout=f,
+                    stderr=subprocess.PIPE,
+                    check=True,
+                )
         return "lmplz"
     if estimator == "auto":
         log.warning("lmplz not found: estimating the %d-gram with asr_kd's pure-Python Kneser-Ney fallback", order)
@@ -166,14 +189,28 @@ def train_lm(text_path, out_path, cfg: LmConfig, eval_texts: Dict[str, Sequence[
     t0 = time.time()
     estimator = train_arpa(texts, cfg.order, out_path, prune=cfg.prune)
     vocab = {w for t in texts for w in t.split()}
-    report = {"text": str(text_path), "sentences": len(texts), "words": sum(len(t.split()) for t in texts),
-              "vocabulary": len(vocab), "order": cfg.order, "prune": list(cfg.prune), "estimator": estimator,
-              "ngrams": {str(n): c for n, c in ngram_counts(out_path).items()}, "seconds": round(time.time() - t0, 1), "splits": {}}
+    report = {
+        "text": str(text_path),
+        "sentences": len(texts),
+        "words": sum(len(t.split()) for t in texts),
+        "vocabulary": len(vocab),
+        "order": cfg.order,
+        "prune": list(cfg.prune),
+        "estimator": estimator,
+        "ngrams": {str(n): c for n, c in ngram_counts(out_path).items()},
+        "seconds": round(time.time() - t0, 1),
+        "splits": {},
+    }
     for split, ts in eval_texts.items():
         tokens = [w for t in ts for w in t.split()]
         oov = sum(w not in vocab for w in tokens)
-        report["splits"][split] = {"sentences": len(ts), "words": len(tokens), "oov_tokens": oov,
-                                   "oov_rate": oov / max(1, len(tokens)), "perplexity": perplexity(out_path, ts)}
+        report["splits"][split] = {
+            "sentences": len(ts),
+            "words": len(tokens),
+            "oov_tokens": oov,
+            "oov_rate": oov / max(1, len(tokens)),
+            "perplexity": perplexity(out_path, ts),
+        }
     write_json_atomic(Path(str(out_path) + ".json"), report)
     log.info("LM %s: %s", out_path, json.dumps(report))
     return report

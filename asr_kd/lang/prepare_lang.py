@@ -15,6 +15,7 @@ Kaldi's _B begin, _I internal, _E end, _S singleton variants of the non-silence 
 lexicon uses are created); the silence phone is ``SIL``, optional between words with probability
 ``sil_prob``.
 """
+
 import logging
 import math
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class LangConfig:
     position_dependent_phones: bool = False  # Kaldi's _B _I _E _S word-position variants of non-silence phones
 
 
-def topology_text(nonsil: Sequence[int], sil: Sequence[int], num_nonsil_states: int = 3, num_sil_states: int = 5) -> str:
+def topology_text(
+    nonsil: Sequence[int], sil: Sequence[int], num_nonsil_states: int = 3, num_sil_states: int = 5
+) -> str:
     """Kaldi text topology. Silence: first state enters the middle ones, which are fully
     connected among themselves and to the last, as in Kaldi's gen_topo.pl."""
     out = ["<Topology>", "<TopologyEntry>", "<ForPhones>", " ".join(map(str, nonsil)), "</ForPhones>"]
@@ -53,9 +56,15 @@ def topology_text(nonsil: Sequence[int], sil: Sequence[int], num_nonsil_states: 
             out.append("<State> 0 <PdfClass> 0 <Transition> 0 0.75 <Transition> 1 0.25 </State>")
         else:
             p = 1.0 / (n - 1)
-            out.append("<State> 0 <PdfClass> 0 " + " ".join(f"<Transition> {k} {p}" for k in range(n - 1)) + " </State>")
+            out.append(
+                "<State> 0 <PdfClass> 0 " + " ".join(f"<Transition> {k} {p}" for k in range(n - 1)) + " </State>"
+            )
             for s in range(1, n - 1):
-                out.append(f"<State> {s} <PdfClass> {s} " + " ".join(f"<Transition> {k} {p}" for k in range(1, n)) + " </State>")
+                out.append(
+                    f"<State> {s} <PdfClass> {s} "
+                    + " ".join(f"<Transition> {k} {p}" for k in range(1, n))
+                    + " </State>"
+                )
             out.append(f"<State> {n - 1} <PdfClass> {n - 1} <Transition> {n - 1} 0.75 <Transition> {n} 0.25 </State>")
         out += [f"<State> {n} </State>", "</TopologyEntry>"]
     out.append("</Topology>")
@@ -66,8 +75,14 @@ def _symbol_table_text(symbols: Sequence[str]) -> str:
     return "".join(f"{s} {i}\n" for i, s in enumerate(symbols))
 
 
-def make_lexicon_fst(entries, phone2id: Dict[str, int], word2id: Dict[str, int], sil_prob: float,
-                     sil_phone: str = SIL, disambig_loop: Optional[tuple] = None):
+def make_lexicon_fst(
+    entries,
+    phone2id: Dict[str, int],
+    word2id: Dict[str, int],
+    sil_prob: float,
+    sil_phone: str = SIL,
+    disambig_loop: Optional[tuple] = None,
+):
     """L (phones -> words) with optional silence, as Kaldi's make_lexicon_fst.py.
 
     ``entries``: (word, prob, phones) with phones possibly ending in disambiguation symbols.
@@ -111,8 +126,10 @@ def with_word_positions(lexicon: Lexicon, silence: Sequence[str]) -> Lexicon:
         if len(phones) == 1:
             marked = [phones[0] if phones[0] in silence else phones[0] + "_S"]
         else:
-            marked = [p if p in silence else p + ("_B" if i == 0 else "_E" if i == len(phones) - 1 else "_I")
-                      for i, p in enumerate(phones)]
+            marked = [
+                p if p in silence else p + ("_B" if i == 0 else "_E" if i == len(phones) - 1 else "_I")
+                for i, p in enumerate(phones)
+            ]
         out.add(word, marked, prob)
     return out
 
@@ -143,30 +160,47 @@ def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> P
 
     write_text_atomic(out_dir / "phones.txt", _symbol_table_text(phones))
     write_text_atomic(out_dir / "words.txt", _symbol_table_text(words))
-    sets = {"silence": silence, "nonsilence": nonsilence, "optional_silence": [SIL],
-            "disambig": disambig, "context_indep": silence}
+    sets = {
+        "silence": silence,
+        "nonsilence": nonsilence,
+        "optional_silence": [SIL],
+        "disambig": disambig,
+        "context_indep": silence,
+    }
     for name, syms in sets.items():
         write_text_atomic(out_dir / "phones" / f"{name}.txt", "".join(s + "\n" for s in syms))
         write_text_atomic(out_dir / "phones" / f"{name}.int", "".join(f"{phone2id[s]}\n" for s in syms))
     if cfg.position_dependent_phones:
         kinds = {"B": "begin", "I": "internal", "E": "end", "S": "singleton"}
-        write_text_atomic(out_dir / "phones" / "word_boundary.txt",
-                          "".join(f"{p} {kinds[p[-1]] if p not in silence else 'nonword'}\n" for p in silence + nonsilence))
+        write_text_atomic(
+            out_dir / "phones" / "word_boundary.txt",
+            "".join(f"{p} {kinds[p[-1]] if p not in silence else 'nonword'}\n" for p in silence + nonsilence),
+        )
     write_text_atomic(out_dir / "oov.txt", (cfg.oov_word + "\n") if cfg.oov_word else "")
-    topo = topology_text([phone2id[p] for p in nonsilence], [phone2id[p] for p in silence],
-                         cfg.num_nonsil_states, cfg.num_sil_states)
+    topo = topology_text(
+        [phone2id[p] for p in nonsilence], [phone2id[p] for p in silence], cfg.num_nonsil_states, cfg.num_sil_states
+    )
     write_text_atomic(out_dir / "topo", topo)
     lex.write(out_dir / "lexiconp.txt", with_probs=True)
-    write_text_atomic(out_dir / "lexiconp_disambig.txt",
-                      "".join(f"{w} {p:.6g} {' '.join(ph)}\n" for w, p, ph in disambig_entries))
+    write_text_atomic(
+        out_dir / "lexiconp_disambig.txt", "".join(f"{w} {p:.6g} {' '.join(ph)}\n" for w, p, ph in disambig_entries)
+    )
 
     plain = [(w, p, ph) for w, p, ph in lex]
-    for name, entries, loop in (("L.fst", plain, None),
-                                ("L_disambig.fst", disambig_entries, (phone2id["#0"], word2id["#0"]))):
+    for name, entries, loop in (
+        ("L.fst", plain, None),
+        ("L_disambig.fst", disambig_entries, (phone2id["#0"], word2id["#0"])),
+    ):
         fst = make_lexicon_fst(entries, phone2id, word2id, cfg.sil_prob, disambig_loop=loop)
         with atomic_path(out_dir / name) as tmp:
             fst.write(str(tmp))
-    log.info("lang %s: %d words, %d phones (+%d disambiguation symbols)", out_dir, len(lex), len(silence) + len(nonsilence), len(disambig))
+    log.info(
+        "lang %s: %d words, %d phones (+%d disambiguation symbols)",
+        out_dir,
+        len(lex),
+        len(silence) + len(nonsilence),
+        len(disambig),
+    )
     return out_dir
 
 
@@ -229,5 +263,7 @@ class Lang:
             else:
                 oov.append(w)
         if oov:
-            raise ValueError(f"utterance {utt_id}: word(s) {sorted(set(oov))} are not in the lexicon ({self.dir}/words.txt)")
+            raise ValueError(
+                f"utterance {utt_id}: word(s) {sorted(set(oov))} are not in the lexicon ({self.dir}/words.txt)"
+            )
         return ids

@@ -8,6 +8,7 @@ test words outside it are OOV: counted per split (``oov_report.json``), mapped t
 errors, since no hypothesis can contain them. The lang learns *that* an evaluation split has OOVs
 (then it gets the OOV word), never which words they are.
 """
+
 import gzip
 import logging
 from pathlib import Path
@@ -53,8 +54,13 @@ def oov_report(vocab: Set[str], split_texts: Dict[str, Sequence[str]]) -> Dict[s
             if w not in vocab:
                 oov[w] = oov.get(w, 0) + 1
         n_oov = sum(oov.values())
-        out[split] = {"words": len(tokens), "oov_tokens": n_oov, "oov_rate": n_oov / len(tokens) if tokens else 0.0,
-                      "oov_types": len(oov), "oov_words": dict(sorted(oov.items(), key=lambda kv: (-kv[1], kv[0])))}
+        out[split] = {
+            "words": len(tokens),
+            "oov_tokens": n_oov,
+            "oov_rate": n_oov / len(tokens) if tokens else 0.0,
+            "oov_types": len(oov),
+            "oov_words": dict(sorted(oov.items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
     return out
 
 
@@ -68,8 +74,14 @@ def training_vocabulary(train_texts: Iterable[str], lm_vocab: Optional[Iterable[
 def write_oov_report(report: Dict[str, Dict], path) -> None:
     write_json_atomic(path, report)
     for split, r in report.items():
-        log.info("%s: %d words, %d OOV tokens (%.2f%%) of %d types", split, r["words"], r["oov_tokens"],
-                 100 * r["oov_rate"], r["oov_types"])
+        log.info(
+            "%s: %d words, %d OOV tokens (%.2f%%) of %d types",
+            split,
+            r["words"],
+            r["oov_tokens"],
+            100 * r["oov_rate"],
+            r["oov_types"],
+        )
 
 
 def uncovered_report(uncovered: Sequence[str], utts_of: Dict[str, List[str]], path) -> None:

@@ -8,6 +8,7 @@ come from torch's global generator, which training checkpoints carry: a resumed 
 masks. With an online teacher (asr_kd.distill.teaching) the teacher scores the augmented batch
 itself: the student is taught the teacher's function on inputs off the training frames
 ("consistent teaching", Beyer et al. 2022)."""
+
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
@@ -31,6 +32,7 @@ def register_augment(name: str):
             raise ValueError(f"augmentation {name!r} is registered twice")
         AUGMENTATIONS[name] = factory
         return factory
+
     return add
 
 
@@ -57,6 +59,7 @@ def _specaugment(cfg: AugmentConfig):
         keep = _band_mask(b, d, cfg.freq_masks, min(cfg.freq_width, d))[:, None, :]
         keep = keep & _band_mask(b, t, cfg.time_masks, min(cfg.time_width, t))[:, :, None]
         return x * keep
+
     return apply
 
 
@@ -67,6 +70,7 @@ def _mixup(cfg: AugmentConfig):
         lam = torch.rand(b, 1, 1) * cfg.mixup_max
         other = torch.randperm(b)
         return (1 - lam) * x + lam * x[other]
+
     return apply
 
 
@@ -86,4 +90,5 @@ def build_augment(spec: str, cfg: AugmentConfig = AugmentConfig()) -> Callable[[
         for step in steps:
             x = step(x)
         return x
+
     return apply

@@ -5,6 +5,7 @@ Every checkpoint is read by ``read_checkpoint``: ``torch.load(weights_only=True)
 tensors, numbers, strings and containers only and never runs code from the file (a ``.pt`` from
 someone else cannot execute anything). A file that is not a checkpoint is a ``CheckpointError``
 naming it."""
+
 import pickle
 import types
 from dataclasses import asdict
@@ -18,8 +19,16 @@ from asr_kd.utils.io import atomic_path
 
 def save_checkpoint(path, model, model_cfg: ModelConfig, feat_dim: int, num_pdfs: int, extra: Dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "model_cfg": asdict(model_cfg), "feat_dim": feat_dim,
-                    "num_pdfs": num_pdfs, **extra}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "model_cfg": asdict(model_cfg),
+                "feat_dim": feat_dim,
+                "num_pdfs": num_pdfs,
+                **extra,
+            },
+            tmp,
+        )
 
 
 class CheckpointError(ValueError):
@@ -40,9 +49,12 @@ class _TensorsOnly(pickle.Unpickler):
     ordered dicts and refuses any other class (no code from the file runs)."""
 
     def find_class(self, module, name):
-        if (module, name) in {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
-                              ("collections", "OrderedDict"), ("torch", "device")} \
-                or (module == "torch" and name.endswith("Storage")):
+        if (module, name) in {
+            ("torch._utils", "_rebuild_tensor_v2"),
+            ("torch._utils", "_rebuild_parameter"),
+            ("collections", "OrderedDict"),
+            ("torch", "device"),
+        } or (module == "torch" and name.endswith("Storage")):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint (only tensors and containers)")
 

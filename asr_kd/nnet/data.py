@@ -3,6 +3,7 @@ bounds (context windows never cross an utterance edge: edge frames are repeated,
 splicing does), and optional per-frame soft targets. lhotse is imported only by the functions that
 read manifests, so that the training loop runs where only torch is installed (e.g. a GPU benchmark
 on synthetic frames)."""
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,14 @@ def load_frames(cuts: "CutSet", normalizer: "FeatureNormalizer", with_labels: bo
         offsets.append(n)
     if not ids:
         raise ValueError("no cuts to load")
-    return FrameData(torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(labels)),
-                     torch.from_numpy(np.concatenate(starts)), torch.from_numpy(np.concatenate(ends)), ids, np.array(offsets))
+    return FrameData(
+        torch.from_numpy(np.concatenate(feats)),
+        torch.from_numpy(np.concatenate(labels)),
+        torch.from_numpy(np.concatenate(starts)),
+        torch.from_numpy(np.concatenate(ends)),
+        ids,
+        np.array(offsets),
+    )
 
 
 def subset_cuts(cuts: "CutSet", fraction: float, seed: int) -> "CutSet":
@@ -114,8 +121,10 @@ def accent_subsets(ali_dir, corpus: str, split: str, cut_ids: List[str], held_ou
     ``accent`` (the synthetic corpora record it); {} when no cut has one of ``held_out``."""
     if not held_out:
         return {}
-    accent = {c.id: (c.supervisions[0].custom or {}).get("accent") if c.supervisions else None
-              for c in ali_cuts(ali_dir, corpus, split, lazy=True)}
+    accent = {
+        c.id: (c.supervisions[0].custom or {}).get("accent") if c.supervisions else None
+        for c in ali_cuts(ali_dir, corpus, split, lazy=True)
+    }
     held = np.array([i for i, c in enumerate(cut_ids) if accent.get(c) in held_out], dtype=np.int64)
     if not len(held):
         return {}

@@ -31,6 +31,7 @@ them side by side):
   costs each rank 1/N of the steps: the per-step costs that do not shrink with a smaller share
   (the optimiser step, Python and kernel overheads) shrink with N too.
 """
+
 import contextlib
 import hashlib
 import os
@@ -80,10 +81,17 @@ def _env_from_slurm() -> None:
     """torch.distributed's environment from an ``srun`` step's: rank, world, local rank, and the
     step's first node as the meeting point."""
     nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ["SLURM_JOB_NODELIST"]
-    first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
-                           check=True).stdout.split()[0]
-    os.environ.update({"RANK": os.environ["SLURM_PROCID"], "WORLD_SIZE": str(_slurm_tasks()),
-                       "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0"), "MASTER_ADDR": first})
+    first = subprocess.run(
+        ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    os.environ.update(
+        {
+            "RANK": os.environ["SLURM_PROCID"],
+            "WORLD_SIZE": str(_slurm_tasks()),
+            "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0"),
+            "MASTER_ADDR": first,
+        }
+    )
     os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
 
 
@@ -164,8 +172,12 @@ class Synchroniser:
         checkpoints) the same state."""
         if self.plain or self.method != "average":
             return
-        state = [t for p in model.parameters() for k, t in sorted(opt.state.get(p, {}).items())
-                 if k != "step" and isinstance(t, torch.Tensor) and t.is_floating_point()]
+        state = [
+            t
+            for p in model.parameters()
+            for k, t in sorted(opt.state.get(p, {}).items())
+            if k != "step" and isinstance(t, torch.Tensor) and t.is_floating_point()
+        ]
         average_tensors(list(model.parameters()) + state, self.r)
 
 

@@ -1,5 +1,6 @@
 """Frame-level evaluation of networks: logits over a data set, frame accuracy, and the
 per-utterance error counts that the significance tests resample (asr_kd.scoring)."""
+
 from typing import Dict, Sequence
 
 import numpy as np
@@ -45,13 +46,18 @@ def _teacher_sums(z, p, labels, temperature: float) -> Dict[str, float]:
     z, p, y = z[keep].float(), p[keep].float(), labels[keep]
     log_q = torch.log_softmax(z / temperature, dim=-1)
     kl = (p * (p.clamp_min(1e-30).log() - log_q)).sum(-1)
-    return {"kl": float(kl.sum()), "agreement": float((z.argmax(-1) == p.argmax(-1)).sum()),
-            "frame_acc": float((z.argmax(-1) == y).sum()), "frames": int(keep.sum())}
+    return {
+        "kl": float(kl.sum()),
+        "agreement": float((z.argmax(-1) == p.argmax(-1)).sum()),
+        "frame_acc": float((z.argmax(-1) == y).sum()),
+        "frames": int(keep.sum()),
+    }
 
 
 @torch.no_grad()
-def model_teacher_measures(model, data: FrameData, teacher_probs: torch.Tensor, temperature: float,
-                           batch_size: int = 4096) -> Dict[str, float]:
+def model_teacher_measures(
+    model, data: FrameData, teacher_probs: torch.Tensor, temperature: float, batch_size: int = 4096
+) -> Dict[str, float]:
     """Mean KL(p_T || q_T) per labelled frame (nats), top-1 agreement with the teacher and frame
     accuracy of ``model`` against the teacher's probabilities ``teacher_probs`` at T, batch by batch
     (no frames x pdfs logits held)."""
@@ -89,10 +95,14 @@ def evaluate(models: Sequence, data: FrameData) -> Dict:
     T = 1). ``errors`` (not JSON) holds per-utterance frame errors, one row per model (``single``)
     and for the ensemble (``ensemble``); ``frames`` the labelled frames per utterance."""
     logits = teacher_logits(models, data)
-    single = [frame_accuracy(l, data.labels) for l in logits]
-    res = {"single": single, "single_mean": float(np.mean(single)),
-           "single_std": float(np.std(single, ddof=1)) if len(single) > 1 else 0.0,
-           "errors": {"single": np.stack([utterance_errors(l, data) for l in logits])}, "frames": utterance_frames(data)}
+    single = [frame_accuracy(z, data.labels) for z in logits]
+    res = {
+        "single": single,
+        "single_mean": float(np.mean(single)),
+        "single_std": float(np.std(single, ddof=1)) if len(single) > 1 else 0.0,
+        "errors": {"single": np.stack([utterance_errors(z, data) for z in logits])},
+        "frames": utterance_frames(data),
+    }
     if len(models) > 1:
         avg = ensemble_soft_targets(logits, 1.0).log()
         res["ensemble"] = frame_accuracy(avg, data.labels)

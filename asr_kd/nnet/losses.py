@@ -21,6 +21,7 @@ Soft targets come as probabilities (dense, rows summing to 1); frames whose labe
 ``ignore_index`` (padding) are excluded from both terms. A new loss is a ``Criterion`` subclass
 under ``@register_loss("name")``; ``loss: name`` in the config's ``distill`` section selects it.
 """
+
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Type
 
@@ -46,8 +47,15 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor
     return -(teacher_probs * log_q).sum(dim=-1)
 
 
-def kd_loss(student_logits, labels, teacher_probs, temperature: float, soft_weight: float, hard_weight: float,
-            ignore_index: int = -100) -> torch.Tensor:
+def kd_loss(
+    student_logits,
+    labels,
+    teacher_probs,
+    temperature: float,
+    soft_weight: float,
+    hard_weight: float,
+    ignore_index: int = -100,
+) -> torch.Tensor:
     mask = labels != ignore_index
     z, p, y = student_logits[mask], teacher_probs[mask], labels[mask]
     if z.numel() == 0:
@@ -58,8 +66,9 @@ def kd_loss(student_logits, labels, teacher_probs, temperature: float, soft_weig
     return loss
 
 
-def logit_match_loss(student_logits, labels, teacher_logits, hard_weight: float, ignore_index: int = -100,
-                     soft_weight: float = 1.0) -> torch.Tensor:
+def logit_match_loss(
+    student_logits, labels, teacher_logits, hard_weight: float, ignore_index: int = -100, soft_weight: float = 1.0
+) -> torch.Tensor:
     mask = labels != ignore_index
     z, v, y = student_logits[mask], teacher_logits[mask], labels[mask]
     if z.numel() == 0:
@@ -82,7 +91,9 @@ class Criterion(torch.nn.Module):
         super().__init__()
         self.cfg, self.ignore_index = cfg, ignore_index
 
-    def forward(self, student_logits: torch.Tensor, labels: torch.Tensor, teacher: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, student_logits: torch.Tensor, labels: torch.Tensor, teacher: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         if self.needs_teacher and teacher is None:
             raise ValueError(f"loss {self.cfg.loss!r} needs teacher outputs")
         return self.compute(student_logits, labels, teacher)
@@ -100,6 +111,7 @@ def register_loss(name: str) -> Callable[[Type[Criterion]], Type[Criterion]]:
             raise ValueError(f"loss {name!r} is registered twice")
         LOSSES[name] = cls
         return cls
+
     return add
 
 

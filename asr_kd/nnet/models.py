@@ -7,6 +7,7 @@ Every model maps a window of ``2 * context + 1`` normalised feature frames, shap
 ``dnn``: the paper's kind: spliced frames -> fully connected ReLU layers.
 ``tdnn``: 1-D convolutions over time (dilated, no padding) that shrink the window to one frame.
 """
+
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple, Type
 
@@ -30,7 +31,9 @@ class ModelConfig:
             if not 0 <= getattr(self, key) < 1:
                 raise ValueError(f"{key} must be in [0, 1), not {getattr(self, key)!r}")
         if any(len(layer) != 2 or min(layer) < 1 for layer in self.tdnn_layers):
-            raise ValueError(f"tdnn_layers must be [kernel, dilation] pairs of positive integers, not {self.tdnn_layers!r}")
+            raise ValueError(
+                f"tdnn_layers must be [kernel, dilation] pairs of positive integers, not {self.tdnn_layers!r}"
+            )
 
 
 MODELS: Dict[str, Type[nn.Module]] = {}
@@ -39,11 +42,13 @@ MODELS: Dict[str, Type[nn.Module]] = {}
 def register_model(name: str) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
     """Class decorator: ``name`` in a config's ``model.name`` builds this class with
     ``(feat_dim, num_pdfs, cfg)``; the class must set ``self.context``."""
+
     def add(cls: Type[nn.Module]) -> Type[nn.Module]:
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         MODELS[name] = cls
         return cls
+
     return add
 
 
@@ -74,7 +79,9 @@ class TDNN(nn.Module):
         self.context = cfg.context
         field_ = 1 + sum((k - 1) * d for k, d in cfg.tdnn_layers)
         if field_ != 2 * cfg.context + 1:
-            raise ValueError(f"tdnn receptive field {field_} != window {2 * cfg.context + 1}: adjust tdnn_layers or context")
+            raise ValueError(
+                f"tdnn receptive field {field_} != window {2 * cfg.context + 1}: adjust tdnn_layers or context"
+            )
         layers: List[nn.Module] = []
         dim = feat_dim
         for k, d in cfg.tdnn_layers:

@@ -19,6 +19,7 @@ densified per batch. The in-memory path (``asr_kd.nnet.data.FrameData``) stays f
 corpora; ``train_model`` takes either. Decision: the streamed path trains on every cut (no
 ``fraction`` subset) and keeps the dev split in memory (scored after every epoch, batch by batch).
 """
+
 import json
 import random
 import zlib
@@ -42,9 +43,22 @@ class StreamedFrames(torch.utils.data.IterableDataset):
     """An endless stream of batches for one rank, in stacked groups of ``group`` (``unstack`` /
     ``batches()`` give (windows, labels, soft targets or None) per batch)."""
 
-    def __init__(self, cuts_path, normalizer: FeatureNormalizer, context: int, batch_size: int, num_classes: int,
-                 seed: int = 0, soft: bool = False, block_frames: int = 100_000, cut_buffer: int = 10_000,
-                 rank: int = 0, world: int = 1, group: int = 16, whole_batches: bool = False):
+    def __init__(
+        self,
+        cuts_path,
+        normalizer: FeatureNormalizer,
+        context: int,
+        batch_size: int,
+        num_classes: int,
+        seed: int = 0,
+        soft: bool = False,
+        block_frames: int = 100_000,
+        cut_buffer: int = 10_000,
+        rank: int = 0,
+        world: int = 1,
+        group: int = 16,
+        whole_batches: bool = False,
+    ):
         self.cuts_path, self.normalizer, self.context = str(cuts_path), normalizer, context
         self.batch_size, self.num_classes, self.seed, self.soft = batch_size, num_classes, seed, soft
         self.block_frames, self.cut_buffer, self.rank, self.world = block_frames, cut_buffer, rank, world
@@ -67,8 +81,9 @@ class StreamedFrames(torch.utils.data.IterableDataset):
 
     def fingerprint_inputs(self) -> str:
         """What the stream trains on, for checkpoint validity: the manifest and the statistics."""
-        return fingerprint([file_digest(self.cuts_path), self.normalizer.fingerprint(), self.soft, self.block_frames,
-                            self.cut_buffer])
+        return fingerprint(
+            [file_digest(self.cuts_path), self.normalizer.fingerprint(), self.soft, self.block_frames, self.cut_buffer]
+        )
 
     def _cuts(self, stream: int, streams: int, epoch: int) -> Iterator:
         """This stream's cuts of the manifest, in a buffered shuffle seeded by (seed, epoch). The
@@ -76,7 +91,7 @@ class StreamedFrames(torch.utils.data.IterableDataset):
         several times that as cut objects), and only this stream's lines are parsed."""
         rng = random.Random(hash((self.seed, epoch)) & 0xFFFFFFFF)
         with open_best(self.cuts_path) as f:
-            lines = (zlib.compress(l.encode(), 1) for l in f if l.strip())
+            lines = (zlib.compress(line.encode(), 1) for line in f if line.strip())
             for i, line in enumerate(buffered_shuffle(lines, rng, self.cut_buffer)):
                 if i % streams == stream:
                     yield deserialize_item(json.loads(zlib.decompress(line)))
@@ -93,16 +108,26 @@ class StreamedFrames(torch.utils.data.IterableDataset):
             feats.append(x)
             labels.append(y)
             if self.soft:  # dense rows, or top-k (indices, log-probs) kept sparse until a batch is drawn
-                soft.append(torch.from_numpy(cut.load_soft_probs()) if cut.has_custom("soft_probs") else
-                            (torch.from_numpy(cut.load_soft_idx()), torch.from_numpy(cut.load_soft_logp())))
+                soft.append(
+                    torch.from_numpy(cut.load_soft_probs())
+                    if cut.has_custom("soft_probs")
+                    else (torch.from_numpy(cut.load_soft_idx()), torch.from_numpy(cut.load_soft_logp()))
+                )
             starts.append(np.full(len(x), n))
             ends.append(np.full(len(x), n + len(x)))
             n += len(x)
-        data = FrameData(torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(labels)),
-                         torch.from_numpy(np.concatenate(starts)), torch.from_numpy(np.concatenate(ends)),
-                         [c.id for c in cuts], np.array([0]))
+        data = FrameData(
+            torch.from_numpy(np.concatenate(feats)),
+            torch.from_numpy(np.concatenate(labels)),
+            torch.from_numpy(np.concatenate(starts)),
+            torch.from_numpy(np.concatenate(ends)),
+            [c.id for c in cuts],
+            np.array([0]),
+        )
         if self.soft and isinstance(soft[0], tuple):
-            data.soft = TopKTargets(torch.cat([i for i, _ in soft]), torch.cat([lp for _, lp in soft]), self.num_classes)
+            data.soft = TopKTargets(
+                torch.cat([i for i, _ in soft]), torch.cat([lp for _, lp in soft]), self.num_classes
+            )
         elif self.soft:
             data.soft = torch.cat(soft)
         return data
@@ -110,7 +135,9 @@ class StreamedFrames(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
         info = torch.utils.data.get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
-        if info:  # a loader worker: its blocks' arrays must not fragment its heap (not the trainer's: see map_large_blocks)
+        if (
+            info
+        ):  # a loader worker: its blocks' arrays must not fragment its heap (not the trainer's: see map_large_blocks)
             map_large_blocks()
         stream, streams = self.rank * nworkers + wid, self.world * nworkers
         local_batch = self.local_batch
@@ -128,7 +155,9 @@ class StreamedFrames(torch.utils.data.IterableDataset):
             if pending:
                 yield from self._batches(self._block(pending), local_batch, gen)
             if not any_cut:
-                raise ValueError(f"{self.cuts_path}: stream {stream} of {streams} got no cuts (fewer cuts than ranks x workers)")
+                raise ValueError(
+                    f"{self.cuts_path}: stream {stream} of {streams} got no cuts (fewer cuts than ranks x workers)"
+                )
             epoch += 1000  # another shuffle when the shard is read again within the epoch
 
     def _batches(self, block: FrameData, size: int, gen: torch.Generator):
@@ -144,7 +173,11 @@ class StreamedFrames(torch.utils.data.IterableDataset):
                 soft = (block.soft.idx[idx].view(g, size, -1), block.soft.logp[idx].view(g, size, -1))
             elif block.soft is not None:
                 soft = block.soft[idx].view(g, size, -1)
-            yield block.windows(idx, self.context).view(g, size, 2 * self.context + 1, -1), block.labels[idx].view(g, size), soft
+            yield (
+                block.windows(idx, self.context).view(g, size, 2 * self.context + 1, -1),
+                block.labels[idx].view(g, size),
+                soft,
+            )
 
     def batches(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
         """The stream's batches read in this process: (windows, labels, dense soft targets or None)."""
@@ -195,8 +228,13 @@ def stream_loader(dataset: StreamedFrames, num_workers: int = 1, prefetch_frames
     edges (a constant few tens of MB of shared memory, whatever the corpus size)."""
     local_batch = dataset.local_batch
     prefetch = max(2, -(-prefetch_frames // (local_batch * dataset.group)))  # in groups of batches
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
-                                       persistent_workers=False, prefetch_factor=prefetch if num_workers else None)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+        prefetch_factor=prefetch if num_workers else None,
+    )
 
 
 class EpochLoaders:

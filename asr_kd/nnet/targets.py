@@ -1,5 +1,6 @@
 """Soft targets from teachers: the ensemble's combination at temperature T, and the top-k storage
 format (indices + renormalised log-probabilities) with its expansion back to dense rows."""
+
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +34,9 @@ class TopKTargets:
 
     def __init__(self, idx: torch.Tensor, logp: torch.Tensor, num_classes: int):
         if idx.shape != logp.shape:
-            raise ValueError(f"top-k indices {tuple(idx.shape)} and log-probabilities {tuple(logp.shape)} differ in shape")
+            raise ValueError(
+                f"top-k indices {tuple(idx.shape)} and log-probabilities {tuple(logp.shape)} differ in shape"
+            )
         self.idx, self.logp, self.num_classes = idx, logp, num_classes
 
     def __len__(self) -> int:

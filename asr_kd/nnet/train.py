@@ -11,6 +11,7 @@ schedule for fixed-length runs). ``best.pt`` is the epoch with the best dev accu
 run resumes from its last checkpoint; checkpoints of other inputs (data, labels, config, seed) are
 discarded instead (``run_fingerprint``). TensorBoard scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
+
 import contextlib
 import hashlib
 import logging
@@ -74,8 +75,17 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be at most 1, not {self.lr_decay!r}")
 
 
-def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: TrainConfig, loss_cfg: LossConfig,
-                    seed: int, init_state: Optional[Dict] = None, world: int = 1) -> str:
+def run_fingerprint(
+    train,
+    dev,
+    num_pdfs: int,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    loss_cfg: LossConfig,
+    seed: int,
+    init_state: Optional[Dict] = None,
+    world: int = 1,
+) -> str:
     """What a run trains on and how: the configs (thread count aside, and the epoch count unless the
     schedule depends on it: a longer newbob run continues a shorter one; the data-parallel method when
     it makes the run differ from one process's: ``world`` ranks under a ``train.ddp`` other than
@@ -96,11 +106,21 @@ def run_fingerprint(train, dev, num_pdfs: int, model_cfg: ModelConfig, cfg: Trai
         tensors += [state[k] for k in sorted(state)]
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    settings = {"model": asdict(model_cfg), "loss": asdict(loss_cfg), "seed": seed, "num_pdfs": num_pdfs,
-                "train": {**_settings(cfg), "threads": None, "loader_workers": None,
-                          "epochs": cfg.epochs if cfg.schedule == "cosine" else None},
-                "data": {} if streamed else {k: v for k, v in vars(train).items()
-                                         if isinstance(v, (bool, int, float, str)) and v != ""}}
+    settings = {
+        "model": asdict(model_cfg),
+        "loss": asdict(loss_cfg),
+        "seed": seed,
+        "num_pdfs": num_pdfs,
+        "train": {
+            **_settings(cfg),
+            "threads": None,
+            "loader_workers": None,
+            "epochs": cfg.epochs if cfg.schedule == "cosine" else None,
+        },
+        "data": {}
+        if streamed
+        else {k: v for k, v in vars(train).items() if isinstance(v, (bool, int, float, str)) and v != ""},
+    }
     if world > 1 and cfg.ddp != "allreduce":
         settings["parallel"] = {"ddp": cfg.ddp, "sync_every": cfg.sync_every, "world": world}
     h.update(fingerprint(settings).encode())
@@ -113,8 +133,9 @@ _LATER_SETTINGS = {"select_on": "dev_acc", "halve_below": 0.0, "max_halvings": 0
 
 
 def _settings(cfg: TrainConfig) -> Dict:
-    return {k: v for k, v in asdict(cfg).items()
-            if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every")}  # those: run_fingerprint's world
+    return {
+        k: v for k, v in asdict(cfg).items() if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every")
+    }  # those: run_fingerprint's world
 
 
 def _data_tensors(data) -> List[torch.Tensor]:
@@ -123,7 +144,15 @@ def _data_tensors(data) -> List[torch.Tensor]:
     out = _data_tensors(base) if base is not None else []
     soft = getattr(data, "soft", None)
     sparse = soft.tensors() if hasattr(soft, "tensors") else []  # top-k targets kept sparse
-    return out + [t for t in (getattr(data, n, None) for n in ("feats", "start", "end", "idx", "labels", "soft")) if isinstance(t, torch.Tensor)] + sparse
+    return (
+        out
+        + [
+            t
+            for t in (getattr(data, n, None) for n in ("feats", "start", "end", "idx", "labels", "soft"))
+            if isinstance(t, torch.Tensor)
+        ]
+        + sparse
+    )
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -145,8 +174,11 @@ def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[
         return [], cfg.lr, -1.0, 1
     ck = safe_torch_load(done[-1])
     if not still_valid(ck, key):
-        log.warning("%s: its checkpoints were not made from these inputs (data, labels, config or seed differ, or they "
-                    "carry no key): training from scratch", out_dir)
+        log.warning(
+            "%s: its checkpoints were not made from these inputs (data, labels, config or seed differ, or they "
+            "carry no key): training from scratch",
+            out_dir,
+        )
         for p in done + [out_dir / "best.pt", out_dir / "history.json"]:
             p.unlink(missing_ok=True)
         return [], cfg.lr, -1.0, 1
@@ -170,8 +202,20 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
 
-def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: int, b: int,
-          precision: Optional[Precision] = None, sync: Optional[distributed.Synchroniser] = None, nb: int = 0) -> float:
+def _step(
+    model,
+    criterion: Criterion,
+    opt,
+    x,
+    y,
+    teacher,
+    where: str,
+    epoch: int,
+    b: int,
+    precision: Optional[Precision] = None,
+    sync: Optional[distributed.Synchroniser] = None,
+    nb: int = 0,
+) -> float:
     """Forward, backward and (unless ``sync`` accumulates this batch's gradient with the next) an
     optimiser step on batch ``b`` of ``nb``."""
     group, steps = (sync.accumulating(b, nb), sync.steps_after(b, nb)) if sync is not None else (1, True)
@@ -182,8 +226,11 @@ def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: in
             loss = criterion(logits.float(), y, teacher)  # the loss in float32
         else:
             loss = criterion(model(x), y, teacher)
-        require_finite(loss, lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
-                                     f"(now {opt.param_groups[0]['lr']}) or check the inputs")
+        require_finite(
+            loss,
+            lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
+            f"(now {opt.param_groups[0]['lr']}) or check the inputs",
+        )
         if group == 1 or (sync is not None and b % sync.every == 0):  # the first batch of a group starts afresh
             opt.zero_grad(set_to_none=True)
         scaled = loss / group if group > 1 else loss
@@ -202,9 +249,19 @@ def _step(model, criterion: Criterion, opt, x, y, teacher, where: str, epoch: in
     return loss.item()
 
 
-def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor, batch_size: int, device,
-                    where: str, epoch: int, sync: Optional[distributed.Synchroniser] = None,
-                    precision: Optional[Precision] = None) -> Tuple[float, int]:
+def train_one_epoch(
+    model,
+    train,
+    criterion: Criterion,
+    opt,
+    perm: torch.Tensor,
+    batch_size: int,
+    device,
+    where: str,
+    epoch: int,
+    sync: Optional[distributed.Synchroniser] = None,
+    precision: Optional[Precision] = None,
+) -> Tuple[float, int]:
     """One pass over ``perm`` of in-memory data; returns (summed loss, batches). ``where`` names the
     run in errors. ``sync``: under torchrun, which batches this rank takes and how its steps are
     kept in step with the other ranks' (asr_kd.nnet.distributed.Synchroniser)."""
@@ -214,8 +271,9 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
     sync = sync if sync is not None else distributed.Synchroniser("allreduce", 1, distributed.Ranks())
     batches = sync.rank_batches(perm, batch_size)
     tot, nb = 0.0, 0
-    for b, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", mininterval=10, leave=False,
-                                 disable=None if sync.r.main else True)):
+    for b, idx in enumerate(
+        tqdm(batches, desc=f"epoch {epoch}", mininterval=10, leave=False, disable=None if sync.r.main else True)
+    ):
         x = train.windows(idx, context)
         if hasattr(train, "augment"):  # e.g. image jitter; draws from the checkpointed torch RNG
             x = train.augment(x)
@@ -231,19 +289,45 @@ def train_one_epoch(model, train, criterion: Criterion, opt, perm: torch.Tensor,
     return tot, nb
 
 
-def stream_one_epoch(model, loaders, criterion: Criterion, opt, device, where: str, epoch: int,
-                     precision: Optional[Precision] = None, sync: Optional[distributed.Synchroniser] = None) -> Tuple[float, int]:
+def stream_one_epoch(
+    model,
+    loaders,
+    criterion: Criterion,
+    opt,
+    device,
+    where: str,
+    epoch: int,
+    precision: Optional[Precision] = None,
+    sync: Optional[distributed.Synchroniser] = None,
+) -> Tuple[float, int]:
     """One epoch of a ``StreamedFrames`` through its ``EpochLoaders`` (loader worker processes); the
     stream already holds this rank's batches (a share of each, or whole ones for ``average``)."""
     model.train()
     tot, nb = 0.0, 0
     batches = loaders.batches(epoch)
     steps = loaders.dataset.steps_per_epoch
-    for b in tqdm(range(steps), desc=f"epoch {epoch}", mininterval=10, leave=False,
-                  disable=None if loaders.dataset.rank == 0 else True):
+    for b in tqdm(
+        range(steps),
+        desc=f"epoch {epoch}",
+        mininterval=10,
+        leave=False,
+        disable=None if loaders.dataset.rank == 0 else True,
+    ):
         x, y, soft = next(batches)
-        tot += _step(model, criterion, opt, x.to(device), y.to(device), soft.to(device) if soft is not None else None,
-                     where, epoch, b, precision, sync, steps)
+        tot += _step(
+            model,
+            criterion,
+            opt,
+            x.to(device),
+            y.to(device),
+            soft.to(device) if soft is not None else None,
+            where,
+            epoch,
+            b,
+            precision,
+            sync,
+            steps,
+        )
         nb += 1
     batches.close()
     if sync is not None:
@@ -251,8 +335,17 @@ def stream_one_epoch(model, loaders, criterion: Criterion, opt, device, where: s
     return tot, nb
 
 
-def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_cfg: ModelConfig, cfg: TrainConfig,
-                criterion: Optional[Criterion] = None, seed: int = 0, init_state: Optional[Dict] = None) -> Dict:
+def train_model(
+    train: FrameData,
+    dev: FrameData,
+    num_pdfs: int,
+    out_dir,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    criterion: Optional[Criterion] = None,
+    seed: int = 0,
+    init_state: Optional[Dict] = None,
+) -> Dict:
     """Train (or resume) and return the history; best model in ``out_dir/best.pt``. ``criterion``:
     a ``build_criterion`` result (default: hard labels). ``init_state`` (a state dict) initialises
     the model instead of random weights (e.g. a specialist from its generalist)."""
@@ -271,12 +364,16 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
     opt = build_optimizer(model, cfg)
     online = getattr(train, "teacher_model", None) is not None
     streamed = hasattr(train, "steps_per_epoch")
-    has_soft = train.soft if isinstance(train.soft, bool) else train.soft is not None  # a stream says whether it has them
+    has_soft = (
+        train.soft if isinstance(train.soft, bool) else train.soft is not None
+    )  # a stream says whether it has them
     if criterion.needs_teacher and not has_soft and not online:
         raise ValueError(f"loss {criterion.cfg.loss!r} needs soft targets (run the soft-targets stage)")
     if cfg.select_on == "dev_kl" and getattr(dev, "teacher_probs", None) is None:
-        raise ValueError(f"{out_dir}: select_on dev_kl needs the teacher's probabilities on dev (a distilled student "
-                         "given its teachers)")
+        raise ValueError(
+            f"{out_dir}: select_on dev_kl needs the teacher's probabilities on dev (a distilled student "
+            "given its teachers)"
+        )
     key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state, ranks.world)
     if ranks.main:  # rank 0 first: it deletes stale checkpoints before any other rank reads them
         state = resume(out_dir, key, model, opt, cfg)
@@ -308,20 +405,38 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             tot, nb = stream_one_epoch(parallel, loaders, criterion, opt, device, str(out_dir), epoch, precision, sync)
         else:
             perm = torch.randperm(num_train, generator=gen)
-            tot, nb = train_one_epoch(parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch,
-                                      sync, precision)
+            tot, nb = train_one_epoch(
+                parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch, sync, precision
+            )
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
         dev_acc = model_frame_accuracy(model, dev)
-        rec = {"epoch": epoch, "loss": tot / max(nb, 1), "dev_frame_acc": dev_acc, "lr": lr,
-               "seconds": round(secs, 2), "frames_per_second": round(nb * train.local_batch * ranks.world / secs if streamed else num_train / secs, 1)}
-        if getattr(dev, "teacher_probs", None) is not None:  # a student: how close it is to its teacher off the training frames
+        rec = {
+            "epoch": epoch,
+            "loss": tot / max(nb, 1),
+            "dev_frame_acc": dev_acc,
+            "lr": lr,
+            "seconds": round(secs, 2),
+            "frames_per_second": round(
+                nb * train.local_batch * ranks.world / secs if streamed else num_train / secs, 1
+            ),
+        }
+        if (
+            getattr(dev, "teacher_probs", None) is not None
+        ):  # a student: how close it is to its teacher off the training frames
             m = model_teacher_measures(model, dev, dev.teacher_probs, criterion.cfg.temperature)
             rec.update({"dev_kl": m["kl"], "dev_agreement": m["agreement"]})
         history.append(rec)
-        log.info("%s epoch %d: loss %.4f, dev frame accuracy %.4f%s, lr %.2g, %.0f frames/s", out_dir.name, epoch,
-                 rec["loss"], dev_acc, f", dev KL to teacher {rec['dev_kl']:.4f}" if "dev_kl" in rec else "", lr,
-                 rec["frames_per_second"])
+        log.info(
+            "%s epoch %d: loss %.4f, dev frame accuracy %.4f%s, lr %.2g, %.0f frames/s",
+            out_dir.name,
+            epoch,
+            rec["loss"],
+            dev_acc,
+            f", dev KL to teacher {rec['dev_kl']:.4f}" if "dev_kl" in rec else "",
+            lr,
+            rec["frames_per_second"],
+        )
         if tb is not None:
             for k in ("loss", "dev_frame_acc", "lr", "frames_per_second"):
                 tb.add_scalar(k, rec[k], epoch)
@@ -342,17 +457,40 @@ def train_model(train: FrameData, dev: FrameData, num_pdfs: int, out_dir, model_
             halvings += 1
         if ranks.main:
             if improved:
-                save_checkpoint(out_dir / "best.pt", model, model_cfg, train.feat_dim, num_pdfs, {"epoch": epoch, "dev_frame_acc": dev_acc})
-            save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, model_cfg, train.feat_dim, num_pdfs,
-                            {"optimizer": opt.state_dict(), "history": history, "lr": lr, "best_acc": best_acc,
-                             "epoch": epoch, "rng": torch.get_rng_state(), "key": key})
+                save_checkpoint(
+                    out_dir / "best.pt",
+                    model,
+                    model_cfg,
+                    train.feat_dim,
+                    num_pdfs,
+                    {"epoch": epoch, "dev_frame_acc": dev_acc},
+                )
+            save_checkpoint(
+                out_dir / f"epoch-{epoch}.pt",
+                model,
+                model_cfg,
+                train.feat_dim,
+                num_pdfs,
+                {
+                    "optimizer": opt.state_dict(),
+                    "history": history,
+                    "lr": lr,
+                    "best_acc": best_acc,
+                    "epoch": epoch,
+                    "rng": torch.get_rng_state(),
+                    "key": key,
+                },
+            )
         distributed.barrier(ranks)
         if cfg.max_halvings and halvings >= cfg.max_halvings:
             log.info("%s: stopping after epoch %d (%d learning-rate halvings)", out_dir.name, epoch, halvings)
             break
     if streamed:
         loaders.close()
-    chosen = max(history or [{"epoch": 0, "dev_frame_acc": float("nan"), "dev_kl": float("nan")}], key=lambda r: r["dev_frame_acc"] if cfg.select_on == "dev_acc" else -r["dev_kl"])
+    chosen = max(
+        history or [{"epoch": 0, "dev_frame_acc": float("nan"), "dev_kl": float("nan")}],
+        key=lambda r: r["dev_frame_acc"] if cfg.select_on == "dev_acc" else -r["dev_kl"],
+    )
     result = {"history": history, "best_dev_frame_acc": chosen["dev_frame_acc"], "best_epoch": chosen["epoch"]}
     if ranks.world > 1:
         digests = distributed.digests_of_all_ranks(model, ranks)

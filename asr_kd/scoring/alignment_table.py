@@ -16,6 +16,7 @@ rows should use the same seeds so that only the labels differ. Every row shares 
 the first row's transition model: realignment and the oracle-trained reference keep the GMM's tree
 and topology, so their transition-ids are the same (checked).
 """
+
 import json
 import logging
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class AlignmentRow:
 @dataclass
 class DecodeSettings:
     """Where and how to decode (the options of ``asr_kd decode``)."""
+
     lang_dir: str
     manifest_dir: str
     graph_dir: str
@@ -94,7 +96,9 @@ def _same_transition_ids(a: Path, b: Path, lang_dir) -> bool:
     return ids(a) == ids(b)
 
 
-def oracle_phone_accuracy(model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, pdf_to_phone: Dict[int, str]) -> List[float]:
+def oracle_phone_accuracy(
+    model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, pdf_to_phone: Dict[int, str]
+) -> List[float]:
     """Per model: the share of frames whose most likely pdf belongs to the phone that eSpeak's
     oracle puts at the frame centre (SIL outside the oracle's phones). It does not depend on which
     alignment trained the model, so it compares alignments by the DNNs they give. The frames and
@@ -115,29 +119,61 @@ def oracle_phone_accuracy(model_paths: Sequence, cuts: CutSet, normalizer: Featu
     return out
 
 
-def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_dir,
-                       decode: Optional[DecodeSettings] = None) -> List[Dict]:
+def compare_alignments(
+    rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_dir, decode: Optional[DecodeSettings] = None
+) -> List[Dict]:
     """One result dict per row (see the module docstring); decoding output goes under ``out_dir``."""
     normalizer = FeatureNormalizer.of_features(fbank_dir)
     if decode is not None:
-        build_graph(decode.lang_dir, rows[0].ali_dir, decode.manifest_dir, corpus, decode.graph_dir, decode.lm_order, decode.arpa)
+        build_graph(
+            decode.lang_dir,
+            rows[0].ali_dir,
+            decode.manifest_dir,
+            corpus,
+            decode.graph_dir,
+            decode.lm_order,
+            decode.arpa,
+        )
         decode_splits = load_decode_splits(fbank_dir, corpus)  # the same frames for every row
     results, counts = [], {}
     for i, row in enumerate(rows):
-        res = {"name": row.name, "ali_dir": str(row.ali_dir), "checkpoints": list(row.checkpoints),
-               "oracle": _oracle_report(row.ali_dir)}
+        res = {
+            "name": row.name,
+            "ali_dir": str(row.ali_dir),
+            "checkpoints": list(row.checkpoints),
+            "oracle": _oracle_report(row.ali_dir),
+        }
         cuts = CutSet.from_file(row.ali_dir / f"{corpus}_test_cuts.jsonl.gz").to_eager()
         if all((c.supervisions[0].alignment or {}).get("phone") for c in cuts):
-            pdf2phone = {int(a): b for a, b in (l.split() for l in (row.ali_dir / "pdf_to_phone.txt").read_text().splitlines())}
-            res["dnn_oracle_phone_accuracy"] = mean_std(oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf2phone))
+            pdf2phone = {
+                int(a): b
+                for a, b in (line.split() for line in (row.ali_dir / "pdf_to_phone.txt").read_text().splitlines())
+            }
+            res["dnn_oracle_phone_accuracy"] = mean_std(
+                oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf2phone)
+            )
         if decode is not None:
             if i > 0 and not _same_transition_ids(rows[0].ali_dir, row.ali_dir, decode.lang_dir):
-                raise ValueError(f"{row.ali_dir}: its transition model differs from {rows[0].ali_dir}'s, so the shared graph does not fit it")
-            dec = decode_models([(f"row{i}_seed{k}", [c]) for k, c in enumerate(row.checkpoints)], row.ali_dir,
-                                decode.lang_dir, fbank_dir, corpus, decode.graph_dir, out_dir,
-                                lmwts=decode.lmwts, penalties=decode.penalties, beam=decode.beam,
-                                max_active=decode.max_active, nj=decode.nj, cmd=decode.cmd, score_map=decode.score_map,
-                                splits=decode_splits)
+                raise ValueError(
+                    f"{row.ali_dir}: its transition model differs from {rows[0].ali_dir}'s, so the shared graph does not fit it"
+                )
+            dec = decode_models(
+                [(f"row{i}_seed{k}", [c]) for k, c in enumerate(row.checkpoints)],
+                row.ali_dir,
+                decode.lang_dir,
+                fbank_dir,
+                corpus,
+                decode.graph_dir,
+                out_dir,
+                lmwts=decode.lmwts,
+                penalties=decode.penalties,
+                beam=decode.beam,
+                max_active=decode.max_active,
+                nj=decode.nj,
+                cmd=decode.cmd,
+                score_map=decode.score_map,
+                splits=decode_splits,
+            )
             counts[row.name] = group_counts(dec, "test")
             res["decode"] = [{k: v for k, v in d.items() if k != "counts"} for d in dec]
             res["dev_wer"] = mean_std([d["dev_wer"] for d in dec])
@@ -156,28 +192,59 @@ def compare_alignments(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out
 def alignment_table_lines(results: Sequence[Dict], title: str) -> List[str]:
     n = max(len(r["checkpoints"]) for r in results)
     seeds = f"mean ± std over {n} seeds" if n > 1 else "one seed"
-    lines = [f"### {title}", "",
-             "| alignment | test boundaries within 20 ms | at word edges | inside words | test frame phone agreement "
-             f"| DNN trained on it: test frames whose predicted pdf is the oracle's phone ({seeds}) | DNN: dev WER | DNN: test WER |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| alignment | test boundaries within 20 ms | at word edges | inside words | test frame phone agreement "
+        f"| DNN trained on it: test frames whose predicted pdf is the oracle's phone ({seeds}) | DNN: dev WER | DNN: test WER |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         o = r["oracle"]
-        cells = ["-"] * 4 if o is None else [f"{100 * o[k]:.1f}%" for k in ("boundary_accuracy", "boundary_accuracy_word_edges",
-                                                                            "boundary_accuracy_inside_words", "frame_agreement")]
-        lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {_pm(r.get('dnn_oracle_phone_accuracy'))} | "
-                     f"{_pm(r.get('dev_wer'))} | {_pm(r.get('test_wer'))} |")
-    lines += ["", "Boundaries and agreement: the alignment against the oracle phone times (- where the corpus has "
-              "none). WER: each DNN over its own alignment's priors, LM weight and insertion penalty chosen on dev; "
-              "mean ± sample std over seeds, [95% bootstrap interval of the seed mean over test utterances].", ""]
+        cells = (
+            ["-"] * 4
+            if o is None
+            else [
+                f"{100 * o[k]:.1f}%"
+                for k in (
+                    "boundary_accuracy",
+                    "boundary_accuracy_word_edges",
+                    "boundary_accuracy_inside_words",
+                    "frame_agreement",
+                )
+            ]
+        )
+        lines.append(
+            f"| {r['name']} | " + " | ".join(cells) + f" | {_pm(r.get('dnn_oracle_phone_accuracy'))} | "
+            f"{_pm(r.get('dev_wer'))} | {_pm(r.get('test_wer'))} |"
+        )
+    lines += [
+        "",
+        "Boundaries and agreement: the alignment against the oracle phone times (- where the corpus has "
+        "none). WER: each DNN over its own alignment's priors, LM weight and insertion penalty chosen on dev; "
+        "mean ± sample std over seeds, [95% bootstrap interval of the seed mean over test utterances].",
+        "",
+    ]
     pairs = [r["test_wer_vs_first"] for r in results if "test_wer_vs_first" in r]
     if pairs:
-        lines += ["Test WER against the first row (paired bootstrap over test utterances and seeds): " +
-                  "; ".join(pair_sentence(p, "test WER") for p in pairs) + ".", ""]
+        lines += [
+            "Test WER against the first row (paired bootstrap over test utterances and seeds): "
+            + "; ".join(pair_sentence(p, "test WER") for p in pairs)
+            + ".",
+            "",
+        ]
     return lines
 
 
-def alignment_table(rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_stem, title: str,
-                    decode: Optional[DecodeSettings] = None, results_md=None) -> List[Dict]:
+def alignment_table(
+    rows: Sequence[AlignmentRow],
+    fbank_dir,
+    corpus: str,
+    out_stem,
+    title: str,
+    decode: Optional[DecodeSettings] = None,
+    results_md=None,
+) -> List[Dict]:
     """``compare_alignments`` (decodes under ``OUT_decode``) written as OUT.json / OUT.md and the
     RESULTS.md block."""
     results = compare_alignments(rows, fbank_dir, corpus, f"{out_stem}_decode", decode)

@@ -20,6 +20,7 @@ Decisions (written here because every table relies on them):
 * Seeds and utterances are resampled by a generator seeded with ``seed``: a rerun gives the same
   intervals and probabilities.
 """
+
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -97,18 +98,34 @@ def confidence_interval(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 
 def mean_std(values: Sequence[float]) -> Dict:
     """Mean and sample standard deviation over seeds (0 for one), with the values."""
     v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v),
-            "values": [float(x) for x in v]}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "n": len(v),
+        "values": [float(x) for x in v],
+    }
 
 
 def summarise(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 0) -> Dict:
     lo, hi = confidence_interval(sys, num_boot, seed)
-    return {"rate": sys.rate(), "std": sys.std(), "seeds": sys.num_seeds, "per_seed": sys.per_seed().tolist(),
-            "ci95": [lo, hi], "utterances": int(len(sys.tokens)), "tokens": int(sys.tokens.sum())}
+    return {
+        "rate": sys.rate(),
+        "std": sys.std(),
+        "seeds": sys.num_seeds,
+        "per_seed": sys.per_seed().tolist(),
+        "ci95": [lo, hi],
+        "utterances": int(len(sys.tokens)),
+        "tokens": int(sys.tokens.sum()),
+    }
 
 
-def compare(systems: Dict[str, ErrorCounts], pairs: Sequence[tuple], num_boot: int = NUM_BOOT, seed: int = 0,
-            gain_kept: Optional[tuple] = None) -> Dict:
+def compare(
+    systems: Dict[str, ErrorCounts],
+    pairs: Sequence[tuple],
+    num_boot: int = NUM_BOOT,
+    seed: int = 0,
+    gain_kept: Optional[tuple] = None,
+) -> Dict:
     """Paired bootstrap over shared utterances (and each system's seeds).
 
     ``pairs``: (A, B) names; for each, ``prob_better`` = P(rate_B < rate_A) and ``p_value``.
@@ -129,11 +146,24 @@ def compare(systems: Dict[str, ErrorCounts], pairs: Sequence[tuple], num_boot: i
     for a, b in pairs:
         diff = reps[a] - reps[b]
         prob, worse, tie = float((diff > 0).mean()), float((diff < 0).mean()), float((diff == 0).mean())
-        p_value = min(1.0, 2.0 * min(prob + tie, worse + tie))  # two-sided (no direction chosen in advance); ties count against
-        out["pairs"].append({"a": a, "b": b, "rate_a": systems[a].rate(), "rate_b": systems[b].rate(),
-                             "prob_better": prob, "prob_worse": worse, "prob_tie": tie,
-                             "p_value": p_value, "significant": bool(p_value < ALPHA), "num_boot": num_boot,
-                             "diff_ci95": [float(np.quantile(diff, ALPHA / 2)), float(np.quantile(diff, 1 - ALPHA / 2))]})
+        p_value = min(
+            1.0, 2.0 * min(prob + tie, worse + tie)
+        )  # two-sided (no direction chosen in advance); ties count against
+        out["pairs"].append(
+            {
+                "a": a,
+                "b": b,
+                "rate_a": systems[a].rate(),
+                "rate_b": systems[b].rate(),
+                "prob_better": prob,
+                "prob_worse": worse,
+                "prob_tie": tie,
+                "p_value": p_value,
+                "significant": bool(p_value < ALPHA),
+                "num_boot": num_boot,
+                "diff_ci95": [float(np.quantile(diff, ALPHA / 2)), float(np.quantile(diff, 1 - ALPHA / 2))],
+            }
+        )
     if gain_kept:
         base, ens, stud = gain_kept
         point = _kept(systems[base].rate(), systems[ens].rate(), systems[stud].rate())
@@ -141,8 +171,11 @@ def compare(systems: Dict[str, ErrorCounts], pairs: Sequence[tuple], num_boot: i
         with np.errstate(divide="ignore", invalid="ignore"):
             shares = (reps[base] - reps[stud]) / gain
         shares = shares[np.isfinite(shares) & (gain > 0)]  # a share of no gain is undefined
-        ci = ([float(np.quantile(shares, ALPHA / 2)), float(np.quantile(shares, 1 - ALPHA / 2))]
-              if point is not None and len(shares) else [None, None])
+        ci = (
+            [float(np.quantile(shares, ALPHA / 2)), float(np.quantile(shares, 1 - ALPHA / 2))]
+            if point is not None and len(shares)
+            else [None, None]
+        )
         out["gain_kept"] = {"baseline": base, "ensemble": ens, "student": stud, "share": point, "ci95": ci}
     return out
 
@@ -161,8 +194,10 @@ def pair_sentence(p: Dict, what: str = "error rate") -> str:
     better = p["rate_b"] < p["rate_a"]
     first, second = (p["b"], p["a"]) if better else (p["a"], p["b"])
     prob = p["prob_better"] if better else p["prob_worse"]  # strictly lower; ties are neither
-    return (f"{first} has a lower {what} than {second} in {100 * prob:.1f}% of bootstrap replicates "
-            f"(two-sided p {pv}: {verdict} at 0.05)")
+    return (
+        f"{first} has a lower {what} than {second} in {100 * prob:.1f}% of bootstrap replicates "
+        f"(two-sided p {pv}: {verdict} at 0.05)"
+    )
 
 
 def fmt_p(p: float, num_boot: int = NUM_BOOT, eq: str = "") -> str:
@@ -191,15 +226,26 @@ def fmt_accuracy(s: Dict, digits: int = 2) -> str:
 def significance_lines(sig: dict, what: str, brief: bool = False) -> list:
     """The paired comparisons and the share of the ensemble's gain kept, as sentences and a table;
     ``brief``: the table and the share alone (a subset's, after the full explanation)."""
-    lines = [] if brief else [
-        f"Paired bootstrap ({sig['num_boot']} replicates resampling test utterances and each system's seeds): "
-        "P(B better) is the share of replicates in which B's error rate is lower than A's; p = 2 min(P(B<A) + P(tie), P(B>A) + P(tie)), two-sided.", ""]
-    lines += ["| A | B | error rate A | error rate B | P(B better) | p | 95% interval of A - B |", "|---|---|---|---|---|---|---|"]
+    lines = (
+        []
+        if brief
+        else [
+            f"Paired bootstrap ({sig['num_boot']} replicates resampling test utterances and each system's seeds): "
+            "P(B better) is the share of replicates in which B's error rate is lower than A's; p = 2 min(P(B<A) + P(tie), P(B>A) + P(tie)), two-sided.",
+            "",
+        ]
+    )
+    lines += [
+        "| A | B | error rate A | error rate B | P(B better) | p | 95% interval of A - B |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for p in sig["pairs"]:
         lo, hi = p["diff_ci95"]
-        lines.append(f"| {p['a']} | {p['b']} | {100 * p['rate_a']:.2f}% | {100 * p['rate_b']:.2f}% | "
-                     f"{p['prob_better']:.3f} | {fmt_p(p['p_value'], sig['num_boot'])}{' *' if p['significant'] else ''} | "
-                     f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |")
+        lines.append(
+            f"| {p['a']} | {p['b']} | {100 * p['rate_a']:.2f}% | {100 * p['rate_b']:.2f}% | "
+            f"{p['prob_better']:.3f} | {fmt_p(p['p_value'], sig['num_boot'])}{' *' if p['significant'] else ''} | "
+            f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |"
+        )
     if brief:
         lines.append("")
     elif sig["pairs"]:
@@ -207,7 +253,11 @@ def significance_lines(sig: dict, what: str, brief: bool = False) -> list:
     g = sig.get("gain_kept")
     if g:
         lo, hi = g["ci95"]
-        share = "undefined (the ensemble is no better than the baseline)" if g["share"] is None else f"{100 * g['share']:.1f}%"
+        share = (
+            "undefined (the ensemble is no better than the baseline)"
+            if g["share"] is None
+            else f"{100 * g['share']:.1f}%"
+        )
         interval = f" (95% interval {100 * lo:.1f}% to {100 * hi:.1f}%)" if lo is not None else ""
         lines += [f"Share of the ensemble's gain kept by the student: {share}{interval}; paper: over 80%.", ""]
     return lines

@@ -1,6 +1,7 @@
 """Clusters of classes that the generalist confuses, found without true labels: the covariance
 matrix of the generalist's predicted distributions, its columns clustered with online k-means
 (one column per class; classes whose predictions co-vary end up together)."""
+
 from typing import Dict, List, Sequence
 
 import numpy as np

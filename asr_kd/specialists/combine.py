@@ -8,6 +8,7 @@ classes). Active specialists are those whose classes meet the generalist's top-n
 is found numerically, batched: Adam on z from log p_g (minimising the cross-entropy terms, which
 differ from the KLs by constants).
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -33,9 +34,17 @@ def fold_matrix(num_classes: int, cluster: Sequence[int]) -> torch.Tensor:
     return f
 
 
-def combine(p_general: np.ndarray, specialist_probs: Sequence[Optional[np.ndarray]], clusters: Sequence[Sequence[int]],
-            active: np.ndarray, steps: int = 300, lr: float = 0.1, eps: float = 1e-8, chunk: int = 8192,
-            tol: float = 1e-6) -> np.ndarray:
+def combine(
+    p_general: np.ndarray,
+    specialist_probs: Sequence[Optional[np.ndarray]],
+    clusters: Sequence[Sequence[int]],
+    active: np.ndarray,
+    steps: int = 300,
+    lr: float = 0.1,
+    eps: float = 1e-8,
+    chunk: int = 8192,
+    tol: float = 1e-6,
+) -> np.ndarray:
     """q (N, C). ``specialist_probs[m]`` is (N, |cluster m| + 1) (dustbin last); rows where no
     specialist is active come back as p_g exactly. Rows are solved in chunks; a chunk stops early
     once no element of q moves by more than ``tol`` in a step."""
@@ -48,8 +57,15 @@ def combine(p_general: np.ndarray, specialist_probs: Sequence[Optional[np.ndarra
     for a, b in bounds:
         r = rows[a:b]
         pg = torch.as_tensor(q_out[r])
-        terms = [(folds[m], torch.as_tensor(np.asarray(specialist_probs[m][r], dtype=np.float64)),
-                  torch.as_tensor(active[r, m], dtype=torch.float64)) for m in range(len(clusters)) if active[r, m].any()]
+        terms = [
+            (
+                folds[m],
+                torch.as_tensor(np.asarray(specialist_probs[m][r], dtype=np.float64)),
+                torch.as_tensor(active[r, m], dtype=torch.float64),
+            )
+            for m in range(len(clusters))
+            if active[r, m].any()
+        ]
         z = torch.log(pg + eps).clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         prev = torch.softmax(z.detach(), dim=1)
@@ -80,8 +96,11 @@ def _chunks(flags: np.ndarray, size: int):
     return out
 
 
-def objective(q: np.ndarray, p_general: np.ndarray, specialist_probs, clusters, active, eps: float = 1e-12) -> np.ndarray:
+def objective(
+    q: np.ndarray, p_general: np.ndarray, specialist_probs, clusters, active, eps: float = 1e-12
+) -> np.ndarray:
     """The per-example KL sum (for checks): KL(p_g, q) + sum over active m of KL(p_m, q_m)."""
+
     def kl(p, r):
         return (p * (np.log(p + eps) - np.log(r + eps))).sum(1)
 

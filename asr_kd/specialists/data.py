@@ -6,6 +6,7 @@
 - Any ImageFolder-style directory (``<root>/<split>/<class>/<image>``, split in train/valid/test;
   without split folders, a seeded 80/10/10 split), images converted to 28x28 grey.
 """
+
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -35,7 +36,10 @@ def mnist_fashion(mnist_npz, fashion_dir: str = FASHION_DIR) -> Dict:
     if np.bincount(f["y_train"], minlength=10).tolist() != [6000] * 10:
         raise MnistError(f"{fashion_dir}: Fashion-MNIST train label counts are not 6000 per class")
     parts = {}
-    for name, (x, y, off) in {"mnist": (m["x_train"], m["y_train"], 0), "fashion": (f["x_train"], f["y_train"], 10)}.items():
+    for name, (x, y, off) in {
+        "mnist": (m["x_train"], m["y_train"], 0),
+        "fashion": (f["x_train"], f["y_train"], 10),
+    }.items():
         parts[name] = _split(x.reshape(len(x), -1), np.asarray(y, np.int64) + off, NUM_VALID)
     out = {"names": DIGIT_NAMES + FASHION_NAMES}
     for split in ("train", "valid"):

@@ -9,6 +9,7 @@ set; here it is 1/2); at inference its logit is corrected by log((1 - s) / s), w
 true prior. With ``soft_weight`` > 0 the generalist's distribution, folded onto the cluster's
 classes + dustbin, is a soft target beside the hard labels (the paper's remedy for overfitting).
 """
+
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -37,11 +38,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SpecialistConfig:
-    generalist_model: ModelConfig = field(default_factory=lambda: ModelConfig(name="dnn", context=0, hidden=512, num_layers=2))
-    generalist_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=128, lr=1e-3, schedule="cosine"))
-    specialist_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=128, lr=3e-4, schedule="cosine"))
+    generalist_model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(name="dnn", context=0, hidden=512, num_layers=2)
+    )
+    generalist_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=10, batch_size=128, lr=1e-3, schedule="cosine")
+    )
+    specialist_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=6, batch_size=128, lr=3e-4, schedule="cosine")
+    )
     num_clusters: int = 5
-    num_clusterings: int = 1  # k-means runs with different seeds; their clusters overlap, so up to this many specialists cover a class
+    num_clusterings: int = (
+        1  # k-means runs with different seeds; their clusters overlap, so up to this many specialists cover a class
+    )
     top_n: int = 1  # the generalist's top-n classes choose the active specialists
     soft_weight: float = 1.0  # weight of the generalist's folded soft targets when they are used
     train_subset: int = 0  # quick mode: the first N training images
@@ -72,8 +81,15 @@ def train_generalist(data_npz, out_dir, cfg: SpecialistConfig) -> Dict:
     xt, yt = _images(d, "train", cfg)
     xv, yv = _images(d, "valid", cfg)
     n = len(d["names"])
-    train_model(ImageData.from_numpy(xt, yt), ImageData.from_numpy(xv, yv), n, out_dir, cfg.generalist_model,
-                cfg.generalist_train, seed=cfg.seed)
+    train_model(
+        ImageData.from_numpy(xt, yt),
+        ImageData.from_numpy(xv, yv),
+        n,
+        out_dir,
+        cfg.generalist_model,
+        cfg.generalist_train,
+        seed=cfg.seed,
+    )
     model = load_model(Path(out_dir) / "best.pt")
     for split in ("train", "valid", "test"):
         x, y = _images(d, split, cfg)
@@ -95,15 +111,18 @@ def find_clusters(generalist_dir, data_npz, k: int, seed: int, out_dir, num_clus
             if cl not in clusters:
                 clusters.append(cl)
     out_dir = Path(out_dir)
-    write_json_atomic(out_dir / "clusters.json", {"clusters": clusters, "names": [[d["names"][c] for c in cl] for cl in clusters]})
+    write_json_atomic(
+        out_dir / "clusters.json", {"clusters": clusters, "names": [[d["names"][c] for c in cl] for cl in clusters]}
+    )
     plot_covariance(probs, clusters, d["names"], out_dir / "clusters.png")
     for line in describe(clusters, d["names"]):
         log.info("%s", line)
     return clusters
 
 
-def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_dir, cfg: SpecialistConfig,
-                     soft_targets: bool = False) -> Dict:
+def train_specialist(
+    data_npz, generalist_dir, clusters_json, index: int, out_dir, cfg: SpecialistConfig, soft_targets: bool = False
+) -> Dict:
     d = sdata.load(data_npz)
     cluster = json.loads(Path(clusters_json).read_text())["clusters"][index]
     xt, yt = _images(d, "train", cfg)
@@ -117,9 +136,17 @@ def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_di
         soft = pg @ fold_matrix(pg.shape[1], cluster).numpy()
         loss = LossConfig(loss="kd", temperature=1.0, soft_weight=cfg.soft_weight, hard_weight=1.0)
     state, model_cfg = specialist_init(Path(generalist_dir) / "best.pt", cluster)
-    res = train_model(ImageData.from_numpy(xt[idx], labels, soft), ImageData.from_numpy(xv[vidx], vlabels),
-                      len(cluster) + 1, out_dir, model_cfg, cfg.specialist_train, build_criterion(loss), seed=cfg.seed + index,
-                      init_state=state)
+    res = train_model(
+        ImageData.from_numpy(xt[idx], labels, soft),
+        ImageData.from_numpy(xv[vidx], vlabels),
+        len(cluster) + 1,
+        out_dir,
+        model_cfg,
+        cfg.specialist_train,
+        build_criterion(loss),
+        seed=cfg.seed + index,
+        init_state=state,
+    )
     share = float(np.isin(yt, cluster).mean())
     model = load_model(Path(out_dir) / "best.pt")
     correction = float(np.log((1 - share) / share))
@@ -128,8 +155,15 @@ def train_specialist(data_npz, generalist_dir, clusters_json, index: int, out_di
         logits = predict_logits(model, ImageData.from_numpy(x, y))
         logits[:, -1] += correction
         _save_npy(Path(out_dir) / f"{split}_probs.npy", torch.softmax(logits, -1).numpy())
-    info = {"cluster": cluster, "train_examples": int(len(idx)), "cluster_share": share, "dustbin_correction": correction,
-            "soft_targets": soft_targets, "best_dev_acc": res["best_dev_frame_acc"], "config": asdict(cfg.specialist_train)}
+    info = {
+        "cluster": cluster,
+        "train_examples": int(len(idx)),
+        "cluster_share": share,
+        "dustbin_correction": correction,
+        "soft_targets": soft_targets,
+        "best_dev_acc": res["best_dev_frame_acc"],
+        "config": asdict(cfg.specialist_train),
+    }
     write_json_atomic(Path(out_dir) / "eval.json", info)
     return info
 
@@ -139,8 +173,15 @@ def train_specialist_in(exp, data_npz, index: int, cfg: SpecialistConfig, soft_t
     and ``exp/specialists[_soft]/<index>``."""
     exp = Path(exp)
     variant = "specialists_soft" if soft_targets else "specialists"
-    return train_specialist(data_npz, exp / "generalist", exp / "clusters.json", index, exp / variant / str(index), cfg,
-                            soft_targets=soft_targets)
+    return train_specialist(
+        data_npz,
+        exp / "generalist",
+        exp / "clusters.json",
+        index,
+        exp / variant / str(index),
+        cfg,
+        soft_targets=soft_targets,
+    )
 
 
 def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -> Dict:
@@ -172,20 +213,35 @@ def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: i
         r = res[v] = evaluate(exp, data_npz, v, top_n)
         if len(tables) == 0:
             lines.append(f"| generalist | {100 * r['generalist_accuracy']:.2f}% | |")
-        label = "generalist + specialists" + (" trained with the generalist's soft targets" if v.endswith("_soft") else " (hard labels)")
+        label = "generalist + specialists" + (
+            " trained with the generalist's soft targets" if v.endswith("_soft") else " (hard labels)"
+        )
         lines.append(f"| {label} | {100 * r['combined_accuracy']:.2f}% | {100 * r['active_rate']:.1f}% |")
-        t = [f"By the number of active specialists covering the correct class ({label}):", "",
-             "| specialists covering | test examples | change in top-1 correct | relative accuracy change |", "|---|---|---|---|"]
-        t += [f"| {row['specialists_covering']} | {row['examples']} | {row['delta_correct']:+d} | "
-              + (f"{100 * row['relative_change']:+.2f}% |" if np.isfinite(row["relative_change"]) else "n/a (none right before) |")
-              for row in r["by_coverage"]]
+        t = [
+            f"By the number of active specialists covering the correct class ({label}):",
+            "",
+            "| specialists covering | test examples | change in top-1 correct | relative accuracy change |",
+            "|---|---|---|---|",
+        ]
+        t += [
+            f"| {row['specialists_covering']} | {row['examples']} | {row['delta_correct']:+d} | "
+            + (
+                f"{100 * row['relative_change']:+.2f}% |"
+                if np.isfinite(row["relative_change"])
+                else "n/a (none right before) |"
+            )
+            for row in r["by_coverage"]
+        ]
         tables.append(t)
     if len(tables) == 0:
         raise FileNotFoundError(f"no specialists under {exp}")
     lines.append("")
     for t in tables:
         lines += t + [""]
-    lines += ["Paper (JFT, 61 specialists): 25.0% -> 26.1% test accuracy; the gain grows with the number of "
-              "specialists covering an example.", ""]
+    lines += [
+        "Paper (JFT, 61 specialists): 25.0% -> 26.1% test accuracy; the gain grows with the number of "
+        "specialists covering an example.",
+        "",
+    ]
     write_table(exp / "specialists_table", res, lines, results_md, "specialists")
     return res

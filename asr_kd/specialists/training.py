@@ -1,6 +1,7 @@
 """What the image and speech specialist recipes share: a specialist's training set (its cluster's
 examples plus as many others, labelled as a dustbin), its initialisation from the generalist, and
 the accuracy of the generalist against the KL-combined generalist + specialists."""
+
 from typing import Dict
 
 import numpy as np
@@ -45,7 +46,18 @@ def combined_accuracy(pg: np.ndarray, sp, clusters, y: np.ndarray, top_n: int = 
     for k in sorted(set(covering.tolist())):
         sel = covering == k
         b, a = int(before[sel].sum()), int(after[sel].sum())
-        rows.append({"specialists_covering": k, "examples": int(sel.sum()), "delta_correct": a - b,
-                     "relative_change": (a - b) / b if b else float("nan")})
-    return {"generalist_accuracy": float(before.mean()), "combined_accuracy": float(after.mean()),
-            "examples": int(len(y)), "active_rate": float(active.any(1).mean()), "by_coverage": rows}
+        rows.append(
+            {
+                "specialists_covering": k,
+                "examples": int(sel.sum()),
+                "delta_correct": a - b,
+                "relative_change": (a - b) / b if b else float("nan"),
+            }
+        )
+    return {
+        "generalist_accuracy": float(before.mean()),
+        "combined_accuracy": float(after.mean()),
+        "examples": int(len(y)),
+        "active_rate": float(active.any(1).mean()),
+        "by_coverage": rows,
+    }

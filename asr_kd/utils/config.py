@@ -10,6 +10,7 @@ Checked when loaded, each failure a ``ConfigError`` naming the file, section and
   counts where 0 means "off"); a class may add its own checks in a ``validate()`` method
   (choices, upper bounds), which raises ValueError.
 """
+
 import dataclasses
 import math
 from pathlib import Path
@@ -20,11 +21,30 @@ import yaml
 T = TypeVar("T")
 
 # positive defaults where 0 is a meaningful setting (off / none / pure soft targets)
-MAY_BE_ZERO = frozenset({
-    "soft_weight", "hard_weight", "lr_decay", "weight_decay", "loader_workers", "dropout", "input_dropout",
-    "threads", "perturb_factor", "vad_min_range", "min_gaussian_occupancy", "power", "transition_scale",
-    "self_loop_scale", "min_leaf_count", "splice", "seed", "num_dev", "max_iter_inc", "context",
-})
+MAY_BE_ZERO = frozenset(
+    {
+        "soft_weight",
+        "hard_weight",
+        "lr_decay",
+        "weight_decay",
+        "loader_workers",
+        "dropout",
+        "input_dropout",
+        "threads",
+        "perturb_factor",
+        "vad_min_range",
+        "min_gaussian_occupancy",
+        "power",
+        "transition_scale",
+        "self_loop_scale",
+        "min_leaf_count",
+        "splice",
+        "seed",
+        "num_dev",
+        "max_iter_inc",
+        "context",
+    }
+)
 
 
 class ConfigError(ValueError):

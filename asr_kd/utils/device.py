@@ -1,4 +1,5 @@
 """Where tensors go: the GPU when one is present, else the CPU (everything runs on both)."""
+
 import torch
 
 

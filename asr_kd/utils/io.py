@@ -4,6 +4,7 @@ it is renamed into place, and its folder after. Written files get the permission
 (``mkstemp`` alone would leave them 0600: a model folder another user could not read).
 
 Names that become parts of paths (corpus, split, system names) go through ``check_name``."""
+
 import contextlib
 import json
 import os
@@ -21,8 +22,10 @@ def check_name(kind: str, value: str) -> str:
     """``value`` when it is safe inside a file name (letters, digits, ``_ . + = -``, not starting
     with a dot, no ``/``), else ValueError naming ``kind`` (a name never leads outside its folder)."""
     if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
-        raise ValueError(f"{kind} {value!r} is not a valid name: use letters, digits and _ . + = - "
-                         "(no / or spaces, not starting with a dot)")
+        raise ValueError(
+            f"{kind} {value!r} is not a valid name: use letters, digits and _ . + = - "
+            "(no / or spaces, not starting with a dot)"
+        )
     return value
 
 

@@ -11,6 +11,7 @@ under Slurm each call is pickled to ``job_dir/NAME.J.in.pkl`` on the shared file
 result read back, so the submitting process only waits. A failed job raises an error naming its
 log. The bash side of the same option is ``utils/stages.sh`` (``run_job``).
 """
+
 import os
 import pickle
 import shlex
@@ -49,8 +50,11 @@ class JobCmd:
 
 def add_cmd_arg(parser) -> None:
     """The ``--cmd`` option of every command that fans out (default: $ASR_KD_CMD, else local)."""
-    parser.add_argument("--cmd", default=os.environ.get("ASR_KD_CMD", "local"),
-                        help="how parallel jobs run: local (forked processes), or 'slurm [sbatch options]'")
+    parser.add_argument(
+        "--cmd",
+        default=os.environ.get("ASR_KD_CMD", "local"),
+        help="how parallel jobs run: local (forked processes), or 'slurm [sbatch options]'",
+    )
 
 
 def run_jobs(cmd, fn: Callable, calls: Sequence[tuple], job_dir, name: str) -> List[Any]:
@@ -73,13 +77,20 @@ def _slurm_call(cmd: JobCmd, fn: Callable, args: tuple, job_dir: Path, stem: str
     with atomic_path(inp) as tmp:
         tmp.write_bytes(pickle.dumps((fn, args)))
     script = job_dir / f"{stem}.sbatch"
-    script.write_text("#!/usr/bin/env bash\n"
-                      f"cd {shlex.quote(os.getcwd())}\n"
-                      f"exec {shlex.join([sys.executable, '-m', 'asr_kd.utils.jobs', str(inp), str(out)])}\n")
-    r = subprocess.run(["sbatch", "--wait", "--parsable", f"--job-name=asr_kd:{stem}", f"--output={log}", *cmd.options,
-                        str(script)], capture_output=True, text=True)
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f"cd {shlex.quote(os.getcwd())}\n"
+        f"exec {shlex.join([sys.executable, '-m', 'asr_kd.utils.jobs', str(inp), str(out)])}\n"
+    )
+    r = subprocess.run(
+        ["sbatch", "--wait", "--parsable", f"--job-name=asr_kd:{stem}", f"--output={log}", *cmd.options, str(script)],
+        capture_output=True,
+        text=True,
+    )
     if not out.is_file():  # killed, out of time or memory, or never started
-        raise RuntimeError(f"Slurm job {stem} failed (sbatch exit {r.returncode}: {r.stderr.strip()[-500:]}); see {log}")
+        raise RuntimeError(
+            f"Slurm job {stem} failed (sbatch exit {r.returncode}: {r.stderr.strip()[-500:]}); see {log}"
+        )
     ok, value = pickle.loads(out.read_bytes())
     if not ok:  # the call raised: its traceback
         raise RuntimeError(f"Slurm job {stem} failed; see {log}:\n{value}")

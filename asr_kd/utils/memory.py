@@ -5,6 +5,7 @@ features, labels and targets; numpy, torch, lilcom and HDF5 buffers) then fragme
 loader worker's peak drifted up with the number of blocks it had read (measured:
 benchmarks/scale_memory.py, RESULTS.md). Both calls are no-ops where the C library is not glibc.
 """
+
 import ctypes
 import ctypes.util
 import functools

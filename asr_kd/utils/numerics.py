@@ -1,4 +1,5 @@
 """The one NaN/inf check: a bad number stops the work with a message naming where it came from."""
+
 from typing import Callable, Mapping
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Writing a result table: OUT.json (the numbers), OUT.md (the table) and its block in a RESULTS.md."""
+
 import datetime
 from pathlib import Path
 

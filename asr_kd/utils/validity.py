@@ -3,6 +3,7 @@ checkpoints, soft targets, graphs, cached k2 graphs): the step computes a *key* 
 (``fingerprint`` of its settings and the ``file_digest``/``dir_digest`` of the files it reads) and
 stores it in its record (a JSON summary, a ``.done`` marker, a checkpoint dict); on a rerun the
 output is kept only when ``still_valid(record, key)``, else it is redone. Keys never use mtimes."""
+
 import hashlib
 import json
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The k2 backend against the Kaldi decoder (the k2 lane: tools/k2_lane.sh)."""
+
 import numpy as np
 import pytest
 
@@ -62,10 +63,28 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
     root, _ = tiny_graph
     rows = [("GMM", [str(root / "exp" / "final.mdl")])]
     common = dict(lmwts=(5, 10), penalties=(0.0, 1.0), beam=20.0)
-    kaldi = decode_models(rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph",
-                          tmp_path / "kaldi", decoder="kaldi", **common)
-    k2 = decode_models(rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph",
-                       tmp_path / "k2", decoder="k2", **common)
+    kaldi = decode_models(
+        rows,
+        root / "exp",
+        root / "lang",
+        tiny_features / "fbank",
+        "digits",
+        root / "graph",
+        tmp_path / "kaldi",
+        decoder="kaldi",
+        **common,
+    )
+    k2 = decode_models(
+        rows,
+        root / "exp",
+        root / "lang",
+        tiny_features / "fbank",
+        "digits",
+        root / "graph",
+        tmp_path / "k2",
+        decoder="k2",
+        **common,
+    )
     assert k2[0]["decoder"] == "k2" and (tmp_path / "k2" / "GMM" / "test.hyp.txt").is_file()
     assert (k2[0]["best_lmwt"], k2[0]["best_wip"]) == (kaldi[0]["best_lmwt"], kaldi[0]["best_wip"])
     assert k2[0]["test_wer"] == pytest.approx(kaldi[0]["test_wer"], abs=1e-9)
@@ -75,14 +94,34 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
     import sys
 
     (tmp_path / "kaldi" / "wer_table.json").write_text(json.dumps({"rows": [{"name": "GMM", "members": kaldi}]}))
-    r = subprocess.run([sys.executable, "-m", "asr_kd", "decoder-agreement", "--decode-dir", str(tmp_path / "kaldi"),
-                        "--ali-dir", str(root / "exp"), "--lang", str(root / "lang"), "--fbank-dir",
-                        str(tiny_features / "fbank"), "--graph-dir", str(root / "graph"), "--out", str(tmp_path / "agreement")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_kd",
+            "decoder-agreement",
+            "--decode-dir",
+            str(tmp_path / "kaldi"),
+            "--ali-dir",
+            str(root / "exp"),
+            "--lang",
+            str(root / "lang"),
+            "--fbank-dir",
+            str(tiny_features / "fbank"),
+            "--graph-dir",
+            str(root / "graph"),
+            "--out",
+            str(tmp_path / "agreement"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     row = json.loads((tmp_path / "agreement.json").read_text())["rows"][0]
     assert row["same_share"] >= 0.99 and row["wer_k2"] == pytest.approx(row["wer_kaldi"], abs=0.02)
-    system = next(line for line in (tmp_path / "agreement.md").read_text().splitlines() if line.startswith("| GMM | 1 |"))
+    system = next(
+        line for line in (tmp_path / "agreement.md").read_text().splitlines() if line.startswith("| GMM | 1 |")
+    )
     assert f"{100 * row['wer_k2']:.2f}%" in system  # the k2 WER beside the Kaldi WER in the per-system table
 
 

@@ -10,6 +10,7 @@
   survive a killed run, nothing but counts is kept in memory, and the split lists
   (``SPLIT.jsonl``) are written last, streamed from the meta files.
 """
+
 import json
 import logging
 import os
@@ -74,8 +75,12 @@ def make_speakers(cfg: SynthConfig) -> List[Speaker]:
     rng = np.random.default_rng([cfg.seed, 0])
     speakers, seen = [], set()
     n_held = cfg.test_speakers // 2 if cfg.held_out_accents else 0
-    plan = [("train", cfg.train_speakers, cfg.accents), ("dev", cfg.dev_speakers, cfg.accents),
-            ("test", cfg.test_speakers - n_held, cfg.accents), ("test", n_held, cfg.held_out_accents)]
+    plan = [
+        ("train", cfg.train_speakers, cfg.accents),
+        ("dev", cfg.dev_speakers, cfg.accents),
+        ("test", cfg.test_speakers - n_held, cfg.accents),
+        ("test", n_held, cfg.held_out_accents),
+    ]
     for split, count, accents in plan:
         for k in range(count):
             while True:  # distinct voices across the whole corpus keep speakers distinct
@@ -121,7 +126,9 @@ def _segments(events: List[Tuple[str, float]], end: float, offset: float) -> Lis
     return out
 
 
-def render_utterance(cfg: SynthConfig, speaker: Speaker, utt_id: str, words: Sequence[str], plan: Dict) -> Tuple[np.ndarray, Dict]:
+def render_utterance(
+    cfg: SynthConfig, speaker: Speaker, utt_id: str, words: Sequence[str], plan: Dict
+) -> Tuple[np.ndarray, Dict]:
     """``words`` spoken by ``speaker`` and degraded as ``plan`` says (``draw_rendering``).
     Returns (float32 audio at cfg.sample_rate, metadata with oracle word and phone times).
     Raises RuntimeError when eSpeak's word events do not match ``words`` (no oracle then)."""
@@ -186,7 +193,9 @@ def _event_words(words: Sequence[str], offsets: Sequence[int], utt_id: str) -> L
         pos += len(w.lower().encode("utf-8")) + 1
     owner = [int(np.searchsorted(starts, off, side="right")) - 1 for off in offsets]
     if not owner or owner != sorted(set(owner)) or owner[0] < 0:
-        raise RuntimeError(f"{utt_id}: eSpeak's word events (at bytes {list(offsets)}) do not follow the words {list(words)}")
+        raise RuntimeError(
+            f"{utt_id}: eSpeak's word events (at bytes {list(offsets)}) do not follow the words {list(words)}"
+        )
     return owner
 
 
@@ -199,7 +208,11 @@ WINDOW = 2048  # jobs submitted to the process pool at a time
 
 def _run_job(job_and_dir) -> Tuple[str, str, float]:
     (utt_id, split, render, args), out_dir, sample_rate, skip_errors = job_and_dir
-    wav, meta_path, skip_path = out_dir / "wav" / f"{utt_id}.wav", out_dir / "meta" / f"{utt_id}.json", out_dir / "meta" / f"{utt_id}.skip"
+    wav, meta_path, skip_path = (
+        out_dir / "wav" / f"{utt_id}.wav",
+        out_dir / "meta" / f"{utt_id}.json",
+        out_dir / "meta" / f"{utt_id}.skip",
+    )
     if wav.is_file() and meta_path.is_file():  # finished by an earlier (killed) run
         return utt_id, split, json.loads(meta_path.read_text())["duration"]
     if skip_path.is_file():
@@ -224,8 +237,15 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
 
 
-def generate(jobs: Sequence[Job], out_dir, key: str, sample_rate: int, num_jobs: int = 1,
-             skip_errors: bool = False, extra_files: Dict[str, object] = None) -> Dict[str, int]:
+def generate(
+    jobs: Sequence[Job],
+    out_dir,
+    key: str,
+    sample_rate: int,
+    num_jobs: int = 1,
+    skip_errors: bool = False,
+    extra_files: Dict[str, object] = None,
+) -> Dict[str, int]:
     """Render every job into ``out_dir`` (resumable), then write ``SPLIT.jsonl`` per split in job
     order and the ``.done`` marker for ``key``. ``extra_files``: name -> JSON object written first
     (e.g. the speaker table). ``skip_errors``: an utterance eSpeak cannot align is skipped (its
@@ -269,8 +289,14 @@ def generate(jobs: Sequence[Job], out_dir, key: str, sample_rate: int, num_jobs:
         counts[split] = len(ids)
         hours = sum(done[u][1] for u in ids) / 3600
         speakers = len({u.rsplit("-", 1)[0] for u in ids})
-        log.info("%s: %d utterances, %d speakers, %.3f h%s", split, len(ids), speakers, hours,
-                 f"; {skipped} skipped (eSpeak's word events did not match the text: meta/*.skip)" if skipped else "")
+        log.info(
+            "%s: %d utterances, %d speakers, %.3f h%s",
+            split,
+            len(ids),
+            speakers,
+            hours,
+            f"; {skipped} skipped (eSpeak's word events did not match the text: meta/*.skip)" if skipped else "",
+        )
     mark_done(out_dir, key)
     return counts
 

@@ -1,6 +1,7 @@
 """Signal degradations for synthetic speech: additive coloured noise at a given SNR,
 synthetic reverberation and telephone band-limiting. Every function takes an explicit
 ``numpy.random.Generator`` so the corpus is a pure function of its seed."""
+
 import functools
 from typing import Tuple
 

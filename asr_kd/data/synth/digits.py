@@ -13,14 +13,25 @@ Output layout under ``out_dir``::
     <split>.jsonl           one record per utterance (written last, atomically)
     .done                   completion marker (config fingerprint)
 """
+
 import logging
 from dataclasses import asdict, dataclass
 from typing import Dict, Tuple
 
 import numpy as np
 
-from asr_kd.data.synth.corpus import (SPLITS, Speaker, SynthConfig, default_num_jobs, draw_rendering, generate, make_speakers,
-                                      read_split, render_utterance, speaker_table)
+from asr_kd.data.synth.corpus import (
+    SPLITS,
+    Speaker,
+    SynthConfig,
+    default_num_jobs,
+    draw_rendering,
+    generate,
+    make_speakers,
+    read_split,
+    render_utterance,
+    speaker_table,
+)
 from asr_kd.utils.validity import fingerprint
 
 log = logging.getLogger(__name__)
@@ -28,8 +39,17 @@ log = logging.getLogger(__name__)
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Bumped whenever the generator's output changes for the same config (invalidates old corpora).
 GENERATOR_VERSION = 3  # 3: schwa ('@') phone events kept in the oracle
-__all__ = ["DIGIT_WORDS", "SPLITS", "DigitsCorpusConfig", "Speaker", "make_speakers", "synthesize_utterance",
-           "generate_corpus", "read_split", "default_num_jobs"]
+__all__ = [
+    "DIGIT_WORDS",
+    "SPLITS",
+    "DigitsCorpusConfig",
+    "Speaker",
+    "make_speakers",
+    "synthesize_utterance",
+    "generate_corpus",
+    "read_split",
+    "default_num_jobs",
+]
 
 
 @dataclass
@@ -53,7 +73,9 @@ def _utterance_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int) -> 
     return {"words": words, **draw_rendering(cfg, rng)}
 
 
-def synthesize_utterance(cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int) -> Tuple[np.ndarray, Dict]:
+def synthesize_utterance(
+    cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int
+) -> Tuple[np.ndarray, Dict]:
     """Returns (float32 audio at cfg.sample_rate, metadata with oracle word and phone times)."""
     plan = _utterance_plan(cfg, spk_index, utt_index)
     return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", plan["words"], plan)
@@ -63,6 +85,11 @@ def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict
     """Generate (or finish generating) the corpus; returns utterance counts per split."""
     key = fingerprint({"config": asdict(cfg), "generator": GENERATOR_VERSION})
     speakers = make_speakers(cfg)
-    jobs = [(f"{s.id}-{u:04d}", s.split, synthesize_utterance, (cfg, s, i, u))
-            for i, s in enumerate(speakers) for u in range(cfg.utts_per_speaker)]
-    return generate(jobs, out_dir, key, cfg.sample_rate, num_jobs, extra_files={"speakers.json": speaker_table(speakers)})
+    jobs = [
+        (f"{s.id}-{u:04d}", s.split, synthesize_utterance, (cfg, s, i, u))
+        for i, s in enumerate(speakers)
+        for u in range(cfg.utts_per_speaker)
+    ]
+    return generate(
+        jobs, out_dir, key, cfg.sample_rate, num_jobs, extra_files={"speakers.json": speaker_table(speakers)}
+    )

@@ -9,6 +9,7 @@ library is initialised once per process and every utterance is synthesised in
 a forked child that seeds eSpeak's and libc's generators first; the parent's
 state never changes, and the same request always gives the same samples.
 """
+
 import ctypes
 import os
 import pickle
@@ -93,8 +94,14 @@ class ESpeak:
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
@@ -197,7 +204,11 @@ class ESpeak:
             for word in words:
                 ptr = ctypes.c_char_p(word.encode("utf-8"))
                 # phonememode: ASCII names, separator '_' in bits 8-23
-                out.append((self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, ord("_") << 8) or b"").decode("utf-8", "replace"))
+                out.append(
+                    (self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, ord("_") << 8) or b"").decode(
+                        "utf-8", "replace"
+                    )
+                )
             return out
 
         result = []

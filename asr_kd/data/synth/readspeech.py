@@ -19,6 +19,7 @@ Output layout: as the digits corpus (``wav/``, ``meta/``, ``speakers.json``, ``S
 ``.done``) plus ``lm/`` and ``text_stats.json``. eSpeak occasionally merges or splits words
 (e.g. an abbreviation): such an utterance has no oracle and is skipped, counted in the log.
 """
+
 import hashlib
 import json
 import logging
@@ -28,7 +29,16 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from asr_kd.data.synth.corpus import SPLITS, Speaker, SynthConfig, draw_rendering, generate, make_speakers, render_utterance, speaker_table
+from asr_kd.data.synth.corpus import (
+    SPLITS,
+    Speaker,
+    SynthConfig,
+    draw_rendering,
+    generate,
+    make_speakers,
+    render_utterance,
+    speaker_table,
+)
 from asr_kd.data.text import normalized_sentences
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
 from asr_kd.utils.validity import fingerprint
@@ -93,8 +103,10 @@ def assign_sentences(sentences: List[str], cfg: ReadSpeechCorpusConfig) -> Dict[
         total = 0.0
         while total < hours * 3600:
             if pos >= len(eligible):
-                raise ValueError(f"the text has too few sentences of {cfg.min_words}-{cfg.max_words} words for "
-                                 f"{cfg.dev_hours} h of dev and {cfg.test_hours} h of test")
+                raise ValueError(
+                    f"the text has too few sentences of {cfg.min_words}-{cfg.max_words} words for "
+                    f"{cfg.dev_hours} h of dev and {cfg.test_hours} h of test"
+                )
             out[split].append(eligible[pos])
             total += estimated_seconds(sentences[eligible[pos]], cfg)
             pos += 1
@@ -121,12 +133,17 @@ def _utterances(split: str, pool: List[str], hours: float, cfg: ReadSpeechCorpus
         out.append(s)
         total += estimated_seconds(s, cfg)
     if len(out) > len(pool):
-        log.info("train reads its %d sentences %.1f times on average (more hours than sentences)", len(pool), len(out) / len(pool))
+        log.info(
+            "train reads its %d sentences %.1f times on average (more hours than sentences)",
+            len(pool),
+            len(out) / len(pool),
+        )
     return out
 
 
-def synthesize_read_utterance(cfg: ReadSpeechCorpusConfig, speaker: Speaker, utt_id: str, sentence: str,
-                              plan_seed: Tuple[int, ...]) -> Tuple[np.ndarray, Dict]:
+def synthesize_read_utterance(
+    cfg: ReadSpeechCorpusConfig, speaker: Speaker, utt_id: str, sentence: str, plan_seed: Tuple[int, ...]
+) -> Tuple[np.ndarray, Dict]:
     plan = draw_rendering(cfg, np.random.default_rng(list(plan_seed)))
     return render_utterance(cfg, speaker, utt_id, sentence.split(), plan)
 
@@ -151,17 +168,35 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_job
             s = k % len(spks)
             utt_id = f"{spks[s].id}-{per_speaker[s]:04d}"
             per_speaker[s] += 1
-            jobs.append((utt_id, split, synthesize_read_utterance, (cfg, spks[s], utt_id, sentence, (cfg.seed, 3, split_index, k))))
+            jobs.append(
+                (
+                    utt_id,
+                    split,
+                    synthesize_read_utterance,
+                    (cfg, spks[s], utt_id, sentence, (cfg.seed, 3, split_index, k)),
+                )
+            )
     held_out = set(parts["dev"]) | set(parts["test"])
     lm_text = [s for s in sentences if s not in held_out]
     write_text_atomic(out_dir / "lm" / "text.txt", "".join(s + "\n" for s in lm_text))
     write_text_atomic(out_dir / "lm" / "lm_only.txt", "".join(s + "\n" for s in parts["lm_only"]))
-    stats = {"text": str(text_path), "distinct_sentences": len(sentences), "lm_sentences": len(lm_text),
-             "lm_words": sum(len(s.split()) for s in lm_text),
-             "lm_vocabulary": len({w for s in lm_text for w in s.split()}),
-             **{f"{k}_sentences": len(v) for k, v in parts.items()},
-             "train_vocabulary": len({w for s in parts["train"] for w in s.split()})}
+    stats = {
+        "text": str(text_path),
+        "distinct_sentences": len(sentences),
+        "lm_sentences": len(lm_text),
+        "lm_words": sum(len(s.split()) for s in lm_text),
+        "lm_vocabulary": len({w for s in lm_text for w in s.split()}),
+        **{f"{k}_sentences": len(v) for k, v in parts.items()},
+        "train_vocabulary": len({w for s in parts["train"] for w in s.split()}),
+    }
     write_json_atomic(out_dir / "text_stats.json", stats)
     log.info("text: %s", json.dumps(stats))
-    return generate(jobs, out_dir, key, cfg.sample_rate, num_jobs, skip_errors=True,
-                    extra_files={"speakers.json": speaker_table(speakers)})
+    return generate(
+        jobs,
+        out_dir,
+        key,
+        cfg.sample_rate,
+        num_jobs,
+        skip_errors=True,
+        extra_files={"speakers.json": speaker_table(speakers)},
+    )
