@@ -134,3 +134,41 @@ def test_the_tree_passes_ruff(command):
         [str(ruff) if ruff.exists() else "ruff", *command, "."], cwd=ROOT, capture_output=True, text=True
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def _contract_layers() -> dict:
+    """{package: layer number} from pyproject's layers contract (0 = the lowest)."""
+    import tomllib
+
+    layers = next(
+        c
+        for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+        if c["id"] == "layers"
+    )["layers"]
+    return {
+        name.strip().split(".")[1]: len(layers) - 1 - k for k, layer in enumerate(layers) for name in layer.split("|")
+    }
+
+
+def test_the_layer_picture_matches_the_contract():
+    """README's Layout draws every package at its contract layer, and each package's docstring that
+    names a layer names that one: the picture lives in the contract, the rest is checked against it."""
+    import re
+
+    want = _contract_layers()
+    assert set(want) == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}  # every package has a layer
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("asr_kd/                 the library") :]
+    drawn = {}
+    for line in block.splitlines()[1:]:
+        m = re.match(r"^  ((?:[a-z_]+/\s*)+?)\s*(\d+)\s", line)
+        if m:
+            for pkg in m.group(1).split():
+                drawn[pkg.rstrip("/")] = int(m.group(2))
+        elif not line.startswith("   "):
+            break
+    assert drawn == want
+    for pkg, layer in want.items():
+        m = re.match(r'"""Layer (\d+)', (PACKAGE / pkg / "__init__.py").read_text())
+        if m:
+            assert int(m.group(1)) == layer, pkg
