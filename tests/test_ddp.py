@@ -163,6 +163,7 @@ def test_accumulation_groups_and_steps():
     nb = 10
     assert [s.accumulating(b, nb) for b in range(nb)] == [4, 4, 4, 4, 4, 4, 4, 4, 2, 2]
     assert [b for b in range(nb) if s.steps_after(b, nb)] == [3, 7, 9]
+    assert [b for b in range(nb) if s.starts_group(b, nb)] == [0, 4, 8]
     for method in ("allreduce", "allreduce_fp16", "average"):
         assert all(sync(method).steps_after(b, nb) for b in range(nb))
     assert all(Synchroniser("accumulate", 4, Ranks()).steps_after(b, nb) for b in range(nb))  # one process

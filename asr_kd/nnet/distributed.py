@@ -123,6 +123,11 @@ class Synchroniser:
         self.method, self.every, self.r = method, every, r
         self.plain = r.world <= 1
 
+    @classmethod
+    def single(cls) -> "Synchroniser":
+        """One process: plain training."""
+        return cls("allreduce", 1, Ranks())
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the training loop calls: DDP for the gradient methods, the model itself otherwise."""
         if self.plain or self.method == "average":
@@ -151,6 +156,10 @@ class Synchroniser:
         if self.plain or self.method != "accumulate":
             return 1
         return min(self.every, nb - (b // self.every) * self.every)
+
+    def starts_group(self, b: int, nb: int) -> bool:
+        """Whether batch ``b`` starts with fresh gradients: every batch, or the first of each accumulated group."""
+        return self.accumulating(b, nb) == 1 or b % self.every == 0
 
     def steps_after(self, b: int, nb: int) -> bool:
         """Whether the optimiser steps after batch ``b``: every batch, or the last of each accumulated group."""

@@ -12,7 +12,6 @@ run resumes from its last checkpoint; checkpoints of other inputs (data, labels,
 discarded instead (``run_fingerprint``). TensorBoard scalars go to ``<out>/tensorboard``. A NaN/inf loss stops training with the epoch and batch named.
 """
 
-import contextlib
 import hashlib
 import logging
 import math
@@ -70,7 +69,7 @@ class TrainConfig:
             raise ValueError(f"schedule must be newbob or cosine, not {self.schedule!r}")
         if self.select_on not in ("dev_acc", "dev_kl"):
             raise ValueError(f"select_on must be dev_acc or dev_kl, not {self.select_on!r}")
-        distributed.Synchroniser(self.ddp, self.sync_every, distributed.Ranks())  # checks both
+        distributed.Synchroniser(self.ddp, self.sync_every, distributed.Ranks())  # checks ddp and sync_every
         if self.lr_decay > 1:
             raise ValueError(f"lr_decay must be at most 1, not {self.lr_decay!r}")
 
@@ -218,8 +217,9 @@ def _step(
 ) -> float:
     """Forward, backward and (unless ``sync`` accumulates this batch's gradient with the next) an
     optimiser step on batch ``b`` of ``nb``."""
-    group, steps = (sync.accumulating(b, nb), sync.steps_after(b, nb)) if sync is not None else (1, True)
-    with sync.no_sync(model, b, nb) if sync is not None else contextlib.nullcontext():
+    sync = sync or distributed.Synchroniser.single()
+    group = sync.accumulating(b, nb)
+    with sync.no_sync(model, b, nb):
         if precision is not None and precision.enabled:
             with precision.autocast():
                 logits = model(x)
@@ -231,21 +231,20 @@ def _step(
             lambda: f"{where}: loss is {loss.item()} at epoch {epoch}, batch {b}; lower the learning rate "
             f"(now {opt.param_groups[0]['lr']}) or check the inputs",
         )
-        if group == 1 or (sync is not None and b % sync.every == 0):  # the first batch of a group starts afresh
+        if sync.starts_group(b, nb):
             opt.zero_grad(set_to_none=True)
         scaled = loss / group if group > 1 else loss
         if precision is not None and precision.scaler is not None:
             precision.scaler.scale(scaled).backward()
         else:
             scaled.backward()
-    if steps:
+    if sync.steps_after(b, nb):
         if precision is not None and precision.scaler is not None:
             precision.scaler.step(opt)
             precision.scaler.update()
         else:
             opt.step()
-        if sync is not None:
-            sync.after_step(model, b)
+        sync.after_step(model, b)
     return loss.item()
 
 
@@ -268,7 +267,7 @@ def train_one_epoch(
     model.train()
     context = getattr(model, "module", model).context  # DDP wraps the model
     online = getattr(train, "teacher_model", None) is not None  # soft targets computed per batch
-    sync = sync if sync is not None else distributed.Synchroniser("allreduce", 1, distributed.Ranks())
+    sync = sync or distributed.Synchroniser.single()
     batches = sync.rank_batches(perm, batch_size)
     tot, nb = 0.0, 0
     for b, idx in enumerate(
@@ -303,6 +302,7 @@ def stream_one_epoch(
     """One epoch of a ``StreamedFrames`` through its ``EpochLoaders`` (loader worker processes); the
     stream already holds this rank's batches (a share of each, or whole ones for ``average``)."""
     model.train()
+    sync = sync or distributed.Synchroniser.single()
     tot, nb = 0.0, 0
     batches = loaders.batches(epoch)
     steps = loaders.dataset.steps_per_epoch
@@ -330,8 +330,7 @@ def stream_one_epoch(
         )
         nb += 1
     batches.close()
-    if sync is not None:
-        sync.end_epoch(getattr(model, "module", model), opt)
+    sync.end_epoch(getattr(model, "module", model), opt)
     return tot, nb
 
 
