@@ -20,6 +20,8 @@ topk_values="5 20"  # top-k soft targets compared with dense ones
 gmm_systems="mono tri1 tri2"  # stage 4's GMM systems: monophone, then triphone trees (tri1 deltas, tri2 LDA+MLLT)
 labels=mono         # whose alignments (pdfs) the networks of stages 5-15 train on
 label_systems="mono tri2"     # stage 16 repeats stages 5-7 and 13 on each of these systems' labels
+unlabelled_hours=0  # stage 0 also synthesises this many hours of untranscribed transfer audio (stage 18)
+transfer_ratios="1 2 4"       # stage 18: students on labelled + R x as many untranscribed frames
 
 help_message="Usage: $0 [options]
 Options (defaults in brackets):
@@ -38,6 +40,8 @@ Options (defaults in brackets):
   --gmm-systems LIST GMM systems of stage 4, mono first [$gmm_systems]
   --labels SYSTEM    the system whose alignments the networks train on [$labels]
   --label-systems LIST        stage 16: the networks on each of these systems' labels [$label_systems]
+  --unlabelled-hours H        stage 0: also H hours of untranscribed transfer audio, for stage 18 [$unlabelled_hours]
+  --transfer-ratios LIST      stage 18: untranscribed frames per labelled frame, one student each [$transfer_ratios]
 Stages:
   0  corpus       synthesise the digit-string corpus (local/make_corpus.sh)
   1  manifests    lhotse recordings/supervisions/cuts per split (local/prepare_manifests.sh)
@@ -70,6 +74,8 @@ Stages:
   17 teaching     (run it with --stage 17 --stop-stage 17) students taught in other ways (members' short schedule,
                   cosine, SpecAugment, an online ensemble on augmented views) and a hard-label control, scored
                   against the ensemble on dev: table (5e); the stage-7 students' per-epoch diagnosis (exp/kd/diagnosis)
+  18 transfer     (with --unlabelled-hours H at stage 0; run it with --stage 18 --stop-stage 18) students that also
+                  learn from the ensemble on untranscribed audio, one per --transfer-ratios R, scored like (5e)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.
@@ -77,8 +83,10 @@ root=.
 
 stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
 
-run_stage 0 corpus    local/make_corpus.sh --config "$config" --nj "$nj" "$data/corpus"
-run_stage 1 manifests local/prepare_manifests.sh --config "$config" "$data/corpus" "$data/manifests"
+data_key=$(unlabelled_key)  # stages 0-2 redo (skipping what is complete) when --unlabelled-hours changes
+stage_key=$data_key run_stage 0 corpus local/make_corpus.sh --config "$config" --nj "$nj" \
+  --unlabelled-hours "$unlabelled_hours" "$data/corpus"
+stage_key=$data_key run_stage 1 manifests local/prepare_manifests.sh --config "$config" "$data/corpus" "$data/manifests"
 corpus=digits
 oracle_reference=true  # the embedded corpus has oracle phone times: stage 4 also trains the GMM on them (a reference)
 . utils/kd_stages.sh

@@ -192,8 +192,14 @@ def test_yesno_recipe_end_to_end(tmp_path):
 
 
 def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
-    """The README's swap: Kaldi data directories in, WER out, without touching the library."""
+    """The README's swap: Kaldi data directories in, WER out, without touching the library; with
+    untranscribed audio (--unlabelled-dir) whose text is never read, for stage 18's students."""
     dirs = {s: kaldi_copy(tiny_features, s, tmp_path / "kaldi" / s) for s in ("train", "dev", "test")}
+    unl = tmp_path / "kaldi" / "unlabelled"  # the training audio again, under new ids, with a canary transcript
+    unl.mkdir()
+    scp = [line.split(maxsplit=1) for line in (dirs["train"] / "wav.scp").read_text().splitlines()]
+    (unl / "wav.scp").write_text("".join(f"u-{utt} {rest}\n" for utt, rest in scp))
+    (unl / "text").write_text("".join(f"u-{utt} ZEBRA\n" for utt, _ in scp))
     args = [
         "bash",
         str(REPO / "recipes" / "custom" / "run.sh"),
@@ -203,6 +209,8 @@ def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
         str(dirs["dev"]),
         "--test-dir",
         str(dirs["test"]),
+        "--unlabelled-dir",
+        str(unl),
         "--corpus",
         "mine",
         "--config",
@@ -218,7 +226,8 @@ def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
         "--stop-stage",
         "14",
     ]
-    r = subprocess.run(args, capture_output=True, text=True)
+    _text = {"capture_output": True, "text": True}
+    r = subprocess.run(args, **_text)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (tmp_path / "data" / "manifests" / "mine_cuts_train.jsonl.gz").is_file()
     rows = _wer_rows(tmp_path / "exp")
@@ -230,6 +239,12 @@ def test_any_corpus_recipe_on_a_kaldi_copy(tiny_features, tmp_path):
     wer = {n: r["test_wer"]["rate"] for n, r in rows.items()}
     assert wer["GMM (monophone)"] < 0.8 and all(w < 1.0 for w in wer.values()), wer
     assert (tmp_path / "exp" / "kd" / "RESULTS.md").read_text().count("test WER") >= 1
+    r = subprocess.run(args[:-2] + ["--transfer-ratios", "1", "--stage", "18", "--stop-stage", "18"], **_text)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ZEBRA" not in (tmp_path / "data" / "lang" / "words.txt").read_text()
+    assert "ZEBRA" not in (tmp_path / "data" / "local" / "dict" / "lexicon.txt").read_text()
+    table = json.loads((tmp_path / "exp" / "kd" / "table_5e_transfer.json").read_text())
+    assert [row["name"] for row in table["rows"]][1:] == ["+ 1x untranscribed audio"]
 
 
 def test_words_without_pronunciation_are_reported_and_map_to_unk(tmp_path):

@@ -50,6 +50,8 @@ def tiny_run(tmp_path_factory):
         "3",
         "--small-fraction",
         "0.3",
+        "--unlabelled-hours",
+        "0.01",
         "--stop-stage",
         "14",
     ]  # stage 15 (deploy): the yesno recipe's test
@@ -315,3 +317,26 @@ def test_teaching_levers_stage(tiny_run):
     diag = json.loads((root / "exp" / "kd" / "diagnosis" / "diagnosis.json").read_text())
     assert len(diag["students"]) == 2 and diag["verdict"]
     assert (root / "exp" / "kd" / "diagnosis" / "diagnosis.png").is_file()
+
+
+def test_transfer_stage_teaches_students_on_untranscribed_audio(tiny_run):
+    """Stage 18: students on labelled + R x untranscribed frames (stage 0's --unlabelled-hours); the
+    untranscribed split has features but reaches no alignment, and the students' logs count its frames."""
+    import json
+
+    root, args, _ = tiny_run
+    assert (root / "data" / "fbank" / "digits_cuts_unlabelled.jsonl.gz").is_file()
+    assert not [p for p in (root / "exp").rglob("*unlabelled*")]  # no alignment, label or model file
+    r = run(args[:-2] + ["--transfer-ratios", "1 2", "--stage", "18", "--stop-stage", "18"])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    table = json.loads((root / "exp" / "kd" / "table_5e_transfer.json").read_text())
+    names = [row["name"] for row in table["rows"]]
+    assert names[0].startswith("labelled only") and names[1:] == [
+        "+ 1x untranscribed audio",
+        "+ 2x untranscribed audio",
+    ]
+    for ratio in (1, 2):
+        log = (root / "exp" / "transfer" / f"ratio{ratio}.log").read_text()
+        assert "of them untranscribed" in log
+        history = json.loads((root / "exp" / "transfer" / f"ratio{ratio}" / "seed101" / "history.json").read_text())
+        assert all("dev_kl" in h for h in history)

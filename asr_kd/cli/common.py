@@ -95,3 +95,12 @@ def names(spec: str, n: int, option: str) -> Tuple[str, ...]:
 
 def splits(text: str) -> Sequence[str]:
     return text.split(",")
+
+
+def transcribed_splits(text: str) -> Sequence[str]:
+    """``splits`` for a command that reads transcripts (alignment, lexicon, LM): never the untranscribed
+    transfer split."""
+    out = splits(text)
+    if "unlabelled" in out:
+        raise ValueError("the unlabelled split has no transcripts: it cannot be aligned or give words")
+    return out

@@ -4,23 +4,39 @@ prepare-librispeech, prepare-timit, import-kaldi-dir, import-audio-folder."""
 import json
 import logging
 import time
+from pathlib import Path
 
 from asr_kd.cli.common import splits
 from asr_kd.data import librispeech
 from asr_kd.data.features import FeatureConfig, compute_features
 from asr_kd.data.importers import download_yesno, import_audio_folder, import_kaldi_dir, prepare_yesno
 from asr_kd.data.manifests import prepare_digits, prepare_readspeech
-from asr_kd.data.synth.digits import DigitsCorpusConfig, generate_corpus
-from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech
+from asr_kd.data.synth.corpus import UNLABELLED
+from asr_kd.data.synth.digits import DigitsCorpusConfig, generate_corpus, generate_unlabelled
+from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech, generate_readspeech_unlabelled
 from asr_kd.data.timit import prepare_timit
 from asr_kd.utils.config import section
 
 log = logging.getLogger("asr_kd")
 
 
+def add_unlabelled_hours_arg(parser, what: str) -> None:
+    parser.add_argument(
+        "--unlabelled-hours",
+        type=float,
+        default=0.0,
+        help=f"also an untranscribed transfer split of about this many hours in OUT/unlabelled ({what}, new "
+        "speakers of the training accents); what it says never reaches the manifests [0: none]",
+    )
+
+
 def synth_digits(args) -> None:
     t0 = time.time()
-    counts = generate_corpus(section(args.config, "corpus", DigitsCorpusConfig), args.out, num_jobs=args.nj)
+    cfg = section(args.config, "corpus", DigitsCorpusConfig)
+    counts = generate_corpus(cfg, args.out, num_jobs=args.nj)
+    if args.unlabelled_hours:
+        unlabelled = Path(args.out) / UNLABELLED
+        counts.update(generate_unlabelled(cfg, args.unlabelled_hours, unlabelled, num_jobs=args.nj))
     log.info("corpus in %s: %s (%.1f s)", args.out, json.dumps(counts), time.time() - t0)
 
 
@@ -33,9 +49,11 @@ def prepare_digits_manifests(args) -> None:
 
 def synth_readspeech(args) -> None:
     t0 = time.time()
-    counts = generate_readspeech(
-        section(args.config, "corpus", ReadSpeechCorpusConfig), args.text, args.out, num_jobs=args.nj
-    )
+    cfg = section(args.config, "corpus", ReadSpeechCorpusConfig)
+    counts = generate_readspeech(cfg, args.text, args.out, num_jobs=args.nj)
+    if args.unlabelled_hours:
+        unlabelled = Path(args.out) / UNLABELLED
+        counts.update(generate_readspeech_unlabelled(cfg, args.text, args.unlabelled_hours, unlabelled, args.nj))
     log.info("corpus in %s: %s (%.1f s)", args.out, json.dumps(counts), time.time() - t0)
 
 
@@ -105,6 +123,7 @@ def register(sub) -> None:
     s.add_argument("--config", help="YAML config (section 'corpus')")
     s.add_argument("--out", required=True)
     s.add_argument("--nj", type=int, default=1)
+    add_unlabelled_hours_arg(s, "digit strings of no dev or test utterance")
     s.set_defaults(func=synth_digits)
 
     s = sub.add_parser("prepare-digits", help="lhotse manifests for the embedded corpus")
@@ -120,6 +139,7 @@ def register(sub) -> None:
     s.add_argument("--text", required=True, help="UTF-8 text, one sentence a line (normalised here)")
     s.add_argument("--out", required=True)
     s.add_argument("--nj", type=int, default=1)
+    add_unlabelled_hours_arg(s, "sentences no dev or test utterance reads")
     s.set_defaults(func=synth_readspeech)
 
     s = sub.add_parser(
@@ -201,7 +221,9 @@ def register(sub) -> None:
             s.add_argument("--folder", required=True)
         s.add_argument("--resample", action="store_true", help="resample other rates instead of failing")
         s.add_argument("--corpus", required=True, help="corpus name used in the manifest file names")
-        s.add_argument("--split", required=True, help="train, dev or test")
+        s.add_argument(
+            "--split", required=True, help="train, dev or test; unlabelled: untranscribed transfer audio (no text read)"
+        )
         s.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate")
         s.add_argument("--out", required=True, help="manifest folder")
         s.set_defaults(func=handler)

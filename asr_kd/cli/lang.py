@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from lhotse import SupervisionSet
 
-from asr_kd.cli.common import positive_int, splits
+from asr_kd.cli.common import positive_int, transcribed_splits
 from asr_kd.data.manifests import manifest_paths
 from asr_kd.lang.lexicon import LexiconConfig
 from asr_kd.lang.lm import LmConfig, train_lm
@@ -19,7 +19,7 @@ def prepare_lang(args) -> None:
     prepare_lang_from_manifests(
         args.manifest_dir,
         args.corpus,
-        splits(args.splits),
+        transcribed_splits(args.splits),
         args.dict_dir,
         args.out,
         replace(lexicon_cfg, **overrides),
@@ -35,7 +35,7 @@ def train_lm_cmd(args) -> None:
                 x.text
                 for x in SupervisionSet.from_file(manifest_paths(args.manifest_dir, args.corpus, s)["supervisions"])
             ]
-            for s in splits(args.eval_splits)
+            for s in transcribed_splits(args.eval_splits)
         }
         if args.manifest_dir
         else {}

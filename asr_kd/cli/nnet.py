@@ -39,10 +39,13 @@ def train_dnn(args) -> None:
     if args.hidden is not None:
         model_cfg = replace(model_cfg, hidden=args.hidden)
     teaching = section(args.config, "teaching", TeachingConfig)
-    if args.online_teacher is not None or args.augment is not None:
-        teaching = replace(
-            teaching, **{k: v for k, v in (("online", args.online_teacher), ("augment", args.augment)) if v is not None}
-        )
+    overrides = (
+        ("online", args.online_teacher),
+        ("augment", args.augment),
+        ("unlabelled_ratio", args.unlabelled_ratio),
+    )
+    if any(v is not None for _, v in overrides):
+        teaching = replace(teaching, **{k: v for k, v in overrides if v is not None})
         teaching.validate()
     for key in ("select_on", "schedule", "halve_below", "max_halvings"):
         if getattr(args, key) is not None:
@@ -155,6 +158,12 @@ def register(sub) -> None:
         help="override teaching.online: the ensemble scores every (augmented) batch",
     )
     s.add_argument("--augment", help="override teaching.augment (e.g. specaugment, mixup, specaugment+mixup)")
+    s.add_argument(
+        "--unlabelled-ratio",
+        type=float,
+        help="override teaching.unlabelled_ratio: R x the training frames of untranscribed audio (the fbank "
+        "folder's unlabelled split) taught by the ensemble (--teacher-models)",
+    )
     s.add_argument("--select-on", choices=["dev_acc", "dev_kl"], help="override train.select_on")
     s.add_argument("--schedule", choices=["newbob", "cosine"], help="override train.schedule")
     s.add_argument("--halve-below", type=float, help="override train.halve_below (newbob)")

@@ -28,7 +28,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
 
-from asr_kd.data.manifests import CorpusError, SkipReport, build_manifests, manifest_paths, write_manifests
+from asr_kd.data.manifests import (
+    CorpusError,
+    SkipReport,
+    build_manifests,
+    build_unlabelled_manifests,
+    manifest_paths,
+    write_manifests,
+)
+from asr_kd.data.synth.corpus import UNLABELLED
 
 log = logging.getLogger(__name__)
 
@@ -221,13 +229,16 @@ def import_kaldi_dir(
     for one split; returns the number of cuts. Read line by line with Kaldi's rules (lines end at
     \\n only, fields split at ASCII white space); a malformed line, a repeated id, a reserved
     symbol or a file that is not UTF-8 is an error naming the file and line; an utterance without
-    audio, transcript or speaker is a counted skip. Without utt2spk each utterance is its own speaker."""
+    audio, transcript or speaker is a counted skip. Without utt2spk each utterance is its own speaker.
+    The split ``unlabelled`` (untranscribed transfer audio) reads no ``text``, even where there is one:
+    its supervisions have no text."""
     data_dir = Path(data_dir)
-    for required in ("wav.scp", "text"):
+    transcribed = split != UNLABELLED
+    for required in ("wav.scp", "text") if transcribed else ("wav.scp",):
         if not (data_dir / required).is_file():
             raise CorpusError(f"{data_dir}: not a Kaldi data directory (missing {required})")
     report = SkipReport()
-    texts = kaldi_table(data_dir / "text")
+    texts = kaldi_table(data_dir / "text") if transcribed else {}
     for n, words in texts.values():
         _check_words(data_dir / "text", n, words)
     speakers = kaldi_table(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else None
@@ -258,10 +269,10 @@ def import_kaldi_dir(
             elif utt != rec_id:  # the recording itself was counted when its audio failed
                 report.add(utt, str(data_dir / "wav.scp"), f"recording {rec_id} is unreadable")
             continue
-        if utt not in texts:
+        if transcribed and utt not in texts:
             report.add(utt, str(data_dir / "text"), "no transcript in text")
             continue
-        if not texts[utt][1]:
+        if transcribed and not texts[utt][1]:
             report.add(utt, f"{data_dir / 'text'}:{texts[utt][0]}", "empty transcript")
             continue
         if speakers is not None and utt not in speakers:
@@ -287,7 +298,7 @@ def import_kaldi_dir(
                 start=round(start, 6),
                 duration=round(end - start, 6),
                 channel=0,
-                text=" ".join(texts[utt][1]),
+                text=" ".join(texts[utt][1]) if transcribed else None,
                 speaker=speakers[utt][1][0] if speakers is not None else utt,
             )
         )
@@ -322,16 +333,17 @@ def _readable(recordings: RecordingSet, report: SkipReport, sample_rate: int) ->
     return RecordingSet.from_recordings(ok)
 
 
-def audio_folder_items(folder, report: Optional[SkipReport] = None) -> List[Dict]:
+def audio_folder_items(folder, report: Optional[SkipReport] = None, transcribed: bool = True) -> List[Dict]:
     """Items of an audio folder. The id is the file's stem; where two files share a stem (the same
     name in two speaker folders) both get ``<speaker>-<stem>``, and a ``text`` line may use either
-    form. A stem with white space cannot be a Kaldi id: a counted skip saying so."""
+    form. A stem with white space cannot be a Kaldi id: a counted skip saying so. ``transcribed``
+    False: no transcript is read (untranscribed transfer audio)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CorpusError(f"{folder}: audio folder not found")
     report = report if report is not None else SkipReport()
     table: Dict[str, str] = {}
-    for name in ("text", "transcripts.txt"):
+    for name in ("text", "transcripts.txt") if transcribed else ():
         if (folder / name).is_file():
             for n, fields in kaldi_lines(folder / name):
                 if fields[0] in table:
@@ -349,7 +361,7 @@ def audio_folder_items(folder, report: Optional[SkipReport] = None) -> List[Dict
             continue
         utt_id = stem if stems.count(stem) == 1 else f"{path.parent.name}-{stem}"
         text = table.get(utt_id, table.get(stem) if utt_id == stem else None)
-        for ext in (".txt", ".lab"):
+        for ext in (".txt", ".lab") if transcribed else ():
             side = path.with_suffix(ext)
             if text is None and side.is_file():
                 words = [w for w in KALDI_SPACE.split(_read_utf8(side).replace("\n", " ")) if w]
@@ -360,10 +372,16 @@ def audio_folder_items(folder, report: Optional[SkipReport] = None) -> List[Dict
 
 
 def import_audio_folder(folder, out_dir, corpus: str, split: str, sample_rate: int, resample: bool = False) -> int:
+    """An audio folder -> lhotse manifests for one split; the split ``unlabelled`` reads no transcripts."""
     name_report = SkipReport()
-    recs, sups, report = build_manifests(
-        audio_folder_items(folder, name_report), expected_sr=sample_rate, resample=resample
-    )
+    if split == UNLABELLED:
+        recs, sups, report = build_unlabelled_manifests(
+            audio_folder_items(folder, name_report, transcribed=False), expected_sr=sample_rate, resample=resample
+        )
+    else:
+        recs, sups, report = build_manifests(
+            audio_folder_items(folder, name_report), expected_sr=sample_rate, resample=resample
+        )
     report.skipped = name_report.skipped + report.skipped
     if not len(sups):
         raise CorpusError(f"{folder}: no usable utterance ({len(report)} skipped; see the warnings above)")

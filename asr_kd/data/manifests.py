@@ -22,7 +22,7 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, Supervis
 from lhotse.supervision import AlignmentItem
 
 from asr_kd.data.cmudict import read_cmudict
-from asr_kd.data.synth.corpus import read_split
+from asr_kd.data.synth.corpus import UNLABELLED, read_split
 from asr_kd.data.synth.digits import DIGIT_WORDS
 from asr_kd.data.synth.phonemap import espeak_to_arpabet
 from asr_kd.utils.io import atomic_path, check_name, write_json_atomic
@@ -146,6 +146,33 @@ def build_manifests(
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions), report
 
 
+def build_unlabelled_manifests(
+    items: Iterable[Dict], *, expected_sr: Optional[int] = None, resample: bool = False
+) -> Tuple[RecordingSet, SupervisionSet, SkipReport]:
+    """Manifests of untranscribed audio (the ``unlabelled`` transfer split) from items with keys id,
+    audio and optional speaker / custom. An item's text, if it has one, is not read: each supervision
+    spans its recording with no text and no alignment, so nothing downstream can see a transcript."""
+    report = SkipReport()
+    recordings, supervisions = [], []
+    for item in items:
+        rec = load_recording(item["audio"], item["id"], expected_sr, resample, report)
+        if rec is None:
+            continue
+        recordings.append(rec)
+        supervisions.append(
+            SupervisionSegment(
+                id=item["id"],
+                recording_id=item["id"],
+                start=0.0,
+                duration=rec.duration,
+                channel=0,
+                speaker=item.get("speaker"),
+                custom=item.get("custom"),
+            )
+        )
+    return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions), report
+
+
 def write_manifests(
     out_dir,
     corpus: str,
@@ -227,7 +254,8 @@ def prepare_readspeech(
     corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000
 ) -> Dict[str, int]:
     """Manifests for the read-speech corpus (asr_kd.data.synth.readspeech), oracle phones in
-    ARPAbet (``arpabet_oracle_phones``); returns the number of cuts per split."""
+    ARPAbet (``arpabet_oracle_phones``); returns the number of cuts per split (and of the
+    untranscribed split when the corpus has one)."""
     cmudict = read_cmudict(keep_stress=False)
     counts = {}
     for split in splits:
@@ -243,13 +271,37 @@ def prepare_readspeech(
             sum(c.duration for c in cuts) / 3600,
             100 * sum(p[0] == WORD_ONLY for p in segments) / max(1, len(segments)),
         )
+    if (Path(corpus_dir) / UNLABELLED / f"{UNLABELLED}.jsonl").is_file():
+        counts[UNLABELLED] = prepare_unlabelled(Path(corpus_dir) / UNLABELLED, out_dir, "readspeech", sample_rate)
     return counts
+
+
+def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 16000) -> int:
+    """Manifests of a synthetic corpus's untranscribed split (``<corpus_dir>/unlabelled/``, written
+    by the generators' ``--unlabelled-hours``) with no text (``build_unlabelled_manifests``);
+    returns the number of cuts."""
+    items = [
+        {
+            "id": m["id"],
+            "audio": Path(corpus_dir) / m["wav"],
+            "speaker": m["speaker"],
+            "custom": {"accent": m["accent"]},
+        }
+        for m in read_split(corpus_dir, UNLABELLED)
+    ]
+    recs, sups, report = build_unlabelled_manifests(items, expected_sr=sample_rate)
+    cuts = write_manifests(out_dir, corpus, UNLABELLED, recs, sups, report)
+    log.info(
+        "%s/%s: %d cuts, %.3f h, untranscribed", corpus, UNLABELLED, len(cuts), sum(c.duration for c in cuts) / 3600
+    )
+    return len(cuts)
 
 
 def prepare_digits(
     corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000
 ) -> Dict[str, int]:
-    """Manifests for the embedded corpus; returns the number of cuts per split."""
+    """Manifests for the embedded corpus; returns the number of cuts per split, and of the
+    untranscribed transfer split when the corpus has one (``corpus_dir/unlabelled``)."""
     vocab = {w.upper() for w in DIGIT_WORDS}
     counts = {}
     for split in splits:
@@ -257,4 +309,6 @@ def prepare_digits(
         cuts = write_manifests(out_dir, "digits", split, recs, sups, report)
         counts[split] = len(cuts)
         log.info("digits/%s: %d cuts, %.3f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
+    if (Path(corpus_dir) / UNLABELLED / f"{UNLABELLED}.jsonl").is_file():
+        counts[UNLABELLED] = prepare_unlabelled(Path(corpus_dir) / UNLABELLED, out_dir, "digits", sample_rate)
     return counts

@@ -4,7 +4,11 @@
 - ``online``: the ensemble scores each (augmented) batch as the student sees it, instead of the
   stored soft targets of the clean training frames ("consistent teaching": the student learns the
   teacher's function where it is shown it, not one fixed target per frame). The ensemble runs in the
-  training process: its cost per epoch is about members x one forward pass of a member.
+  training process: its cost per epoch is about members x one forward pass of a member;
+- ``unlabelled_ratio``: untranscribed transfer audio (the paper's transfer set) beside the labelled
+  frames, R x their number, from the ``unlabelled`` split (``synth-digits --unlabelled-hours``,
+  ``import-audio-folder --split unlabelled``); its targets come from the ensemble (stored targets of
+  the labelled frames are kept), and it has no hard-label term.
 
 With the ensemble's checkpoints at hand (``train-dnn --teacher-models``), the student's dev KL to
 the teacher and top-1 agreement are recorded every epoch (``history.json``), and
@@ -29,9 +33,14 @@ class TeachingConfig:
     online: bool = False  # the ensemble scores every training batch (after augmentation)
     augment: str = "none"  # names from asr_kd.nnet.augment.AUGMENTATIONS chained with +: none | specaugment | mixup
     augment_options: AugmentConfig = field(default_factory=AugmentConfig)
+    # untranscribed transfer audio: R x the training frames of the fbank folder's ``unlabelled`` split,
+    # where the ensemble alone teaches (no hard-label term); 0: none
+    unlabelled_ratio: float = 0.0
 
     def validate(self) -> None:
         augment_names(self.augment)
+        if self.unlabelled_ratio < 0:
+            raise ValueError(f"teaching.unlabelled_ratio must be >= 0, got {self.unlabelled_ratio}")
 
 
 class EnsembleTeacher(torch.nn.Module):

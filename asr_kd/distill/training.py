@@ -11,7 +11,7 @@ from asr_kd.data.features import FeatureNormalizer
 from asr_kd.distill.soft_targets import check_soft_targets, read_soft_targets
 from asr_kd.distill.teaching import TeachingConfig, attach_teaching
 from asr_kd.gmm.labels import num_pdfs
-from asr_kd.nnet.data import load_split
+from asr_kd.nnet.data import FrameData, concat_frames, load_split, load_unlabelled
 from asr_kd.nnet.evaluate import teacher_logits
 from asr_kd.nnet.losses import LossConfig, build_criterion
 from asr_kd.nnet import distributed
@@ -42,7 +42,8 @@ def train_speech_model(
     """Train on ``fraction`` of the training cuts (``subset_seed`` picks which), choose by dev frame
     accuracy (or ``train_cfg.select_on``); ``soft_targets`` (a soft-targets folder) or ``teachers``
     (checkpoints) make it a distilled student. ``teacher_models``: the ensemble behind the soft
-    targets, for the dev KL and ``teaching`` (asr_kd.distill.teaching). Returns ``train_model``'s history."""
+    targets, for the dev KL and ``teaching`` (asr_kd.distill.teaching; its ``unlabelled_ratio`` adds
+    untranscribed transfer audio). Returns ``train_model``'s history."""
     torch.set_num_threads(train_cfg.threads)
     if soft_targets:
         check_soft_targets(soft_targets, loss_cfg)  # before any data is read
@@ -50,6 +51,14 @@ def train_speech_model(
     dev = load_split(ali_dir, fbank_dir, corpus, "dev")
     teacher_models = list(teacher_models or teachers or [])
     distilling = bool(soft_targets or teachers)
+    unlabelled_ratio = teaching.unlabelled_ratio
+    if unlabelled_ratio and not (distilling and teacher_models):
+        raise ValueError(
+            "untranscribed transfer audio teaches a student only: pass the ensemble (--teacher-models, with "
+            "--soft-targets or --teachers)"
+        )
+    if unlabelled_ratio and train_cfg.streaming:
+        raise ValueError("untranscribed transfer audio is read into memory: set train.streaming false")
     if train_cfg.streaming:
         if distilling and teaching != TeachingConfig():
             raise ValueError(
@@ -87,6 +96,9 @@ def train_speech_model(
         )
         return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)
     train = load_split(ali_dir, fbank_dir, corpus, "train", fraction, seed=subset_seed)
+    transfer = load_unlabelled(fbank_dir, corpus, round(unlabelled_ratio * len(train))) if unlabelled_ratio else None
+    if transfer is not None and (teaching.online or teachers):  # targets on the fly for every frame
+        train = concat_frames(train, transfer)
     if distilling:  # the teaching section applies to students only
         attach_teaching(
             train, dev, teacher_models, teaching, loss_cfg.temperature, logits=loss_cfg.loss == "logit_match"
@@ -95,19 +107,30 @@ def train_speech_model(
         train.soft = None
     elif soft_targets:
         train.soft = read_soft_targets(soft_targets, train, n)
+        if transfer is not None:
+            train = _with_transfer(train, transfer, teacher_models, loss_cfg.temperature)
     elif teachers:  # soft targets on the fly from the teachers
         logits = teacher_logits(teachers, train)
         train.soft = (
             logits.mean(0) if loss_cfg.loss == "logit_match" else ensemble_soft_targets(logits, loss_cfg.temperature)
         )
     log.info(
-        "training %s (%s, loss %s%s%s) on %d frames, %d pdfs",
+        "training %s (%s, loss %s%s%s) on %d frames%s, %d pdfs",
         out_dir,
         model_cfg.name,
         loss_cfg.loss,
         ", online teacher" if train.teacher_model is not None else "",
         f", augment {teaching.augment}" if teaching.augment != "none" else "",
         len(train),
+        f" ({len(transfer)} of them untranscribed)" if transfer is not None else "",
         n,
     )
     return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)
+
+
+def _with_transfer(train: FrameData, transfer: FrameData, teacher_models: Sequence, temperature: float) -> FrameData:
+    """The labelled frames (stored soft targets), then the transfer frames with the ensemble's targets."""
+    if hasattr(train.soft, "tensors"):
+        raise ValueError("untranscribed transfer audio needs dense stored soft targets (no --topk), or teaching.online")
+    transfer.soft = ensemble_soft_targets(teacher_logits(teacher_models, transfer), temperature)
+    return concat_frames(train, transfer)

@@ -5,7 +5,7 @@ read manifests, so that the training loop runs where only torch is installed (e.
 on synthetic frames)."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
@@ -139,3 +139,50 @@ def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.
 
     normalizer = FeatureNormalizer.of_features(fbank_dir)
     return load_frames(subset_cuts(ali_cuts(ali_dir, corpus, split), fraction, seed), normalizer)
+
+
+def concat_frames(a: FrameData, b: FrameData) -> FrameData:
+    """``a``'s frames, then ``b``'s (soft targets too, when both have them), with ``a``'s
+    distillation extras (augmentation, teachers)."""
+    if (a.soft is None) != (b.soft is None):
+        raise ValueError("both parts need soft targets, or neither")
+    n = len(a)
+    return replace(
+        a,
+        feats=torch.cat([a.feats, b.feats]),
+        labels=torch.cat([a.labels, b.labels]),
+        start=torch.cat([a.start, b.start + n]),
+        end=torch.cat([a.end, b.end + n]),
+        cut_ids=a.cut_ids + b.cut_ids,
+        offsets=np.concatenate([a.offsets, b.offsets[1:] + n]),
+        soft=torch.cat([a.soft, b.soft]) if a.soft is not None else None,
+    )
+
+
+def unlabelled_cuts_path(fbank_dir, corpus: str) -> Path:
+    return Path(fbank_dir) / f"{corpus}_cuts_unlabelled.jsonl.gz"
+
+
+def load_unlabelled(fbank_dir, corpus: str, frames: int) -> FrameData:
+    """About ``frames`` frames of the untranscribed transfer split (its fbank cuts, in file order:
+    a smaller set is a prefix of a larger one), labels ``-100`` (no hard-label term), normalised
+    with the fbank folder's CMVN statistics (the training split's)."""
+    from lhotse import CutSet
+
+    from asr_kd.data.features import FeatureNormalizer
+
+    path = unlabelled_cuts_path(fbank_dir, corpus)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: make an untranscribed split (run.sh --unlabelled-hours H, or recipes/custom "
+            "--unlabelled-dir DIR) and compute its features"
+        )
+    chosen, total = [], 0
+    for cut in CutSet.from_file(path):
+        if total >= frames:
+            break
+        chosen.append(cut)
+        total += cut.num_frames
+    if total < frames:
+        raise ValueError(f"{path} holds {total} frames, fewer than the {frames} asked for: make a larger split")
+    return load_frames(CutSet.from_cuts(chosen), FeatureNormalizer.of_features(fbank_dir), with_labels=False)

@@ -17,8 +17,8 @@ T and are refused for it (``asr_kd.distill.soft_targets.check_soft_targets``).
 
 ``ce``: plain cross-entropy on hard labels (the baseline).
 
-Soft targets come as probabilities (dense, rows summing to 1); frames whose label is
-``ignore_index`` (padding) are excluded from both terms. A new loss is a ``Criterion`` subclass
+Soft targets come as probabilities (dense, rows summing to 1). Every frame has a soft term; frames
+whose label is ``ignore_index`` (untranscribed transfer audio) have no hard term. A new loss is a ``Criterion`` subclass
 under ``@register_loss("name")``; ``loss: name`` in the config's ``distill`` section selects it.
 """
 
@@ -56,29 +56,26 @@ def kd_loss(
     hard_weight: float,
     ignore_index: int = -100,
 ) -> torch.Tensor:
+    loss = soft_weight * temperature**2 * soft_cross_entropy(student_logits, teacher_probs, temperature).mean()
+    return loss + _hard_term(student_logits, labels, hard_weight, ignore_index)
+
+
+def _hard_term(student_logits, labels, hard_weight: float, ignore_index: int) -> torch.Tensor:
+    """The weighted hard-label cross-entropy over the labelled frames only (untranscribed transfer
+    audio has labels ``ignore_index``: the teacher alone teaches there)."""
     mask = labels != ignore_index
-    z, p, y = student_logits[mask], teacher_probs[mask], labels[mask]
-    if z.numel() == 0:
+    if not hard_weight or not bool(mask.any()):
         return student_logits.sum() * 0.0
-    loss = soft_weight * temperature**2 * soft_cross_entropy(z, p, temperature).mean()
-    if hard_weight:
-        loss = loss + hard_weight * F.cross_entropy(z, y)
-    return loss
+    return hard_weight * F.cross_entropy(student_logits[mask], labels[mask])
 
 
 def logit_match_loss(
     student_logits, labels, teacher_logits, hard_weight: float, ignore_index: int = -100, soft_weight: float = 1.0
 ) -> torch.Tensor:
-    mask = labels != ignore_index
-    z, v, y = student_logits[mask], teacher_logits[mask], labels[mask]
-    if z.numel() == 0:
-        return student_logits.sum() * 0.0
-    z0 = z - z.mean(dim=-1, keepdim=True)
-    v0 = v - v.mean(dim=-1, keepdim=True)
+    z0 = student_logits - student_logits.mean(dim=-1, keepdim=True)
+    v0 = teacher_logits - teacher_logits.mean(dim=-1, keepdim=True)
     loss = soft_weight * 0.5 * ((z0 - v0) ** 2).sum(dim=-1).mean()
-    if hard_weight:
-        loss = loss + hard_weight * F.cross_entropy(z, y)
-    return loss
+    return loss + _hard_term(student_logits, labels, hard_weight, ignore_index)
 
 
 class Criterion(torch.nn.Module):

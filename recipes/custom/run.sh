@@ -20,6 +20,8 @@ corpus=custom
 train_dir=""
 dev_dir=""
 test_dir=""
+unlabelled_dir=""     # untranscribed audio (Kaldi dir or audio folder; no text is read) for stage 18
+transfer_ratios="1 2 4"  # stage 18: untranscribed frames per labelled frame, one student each
 sample_rate=16000
 dictionary=""         # Kaldi lexicon.txt; words it lacks get eSpeak G2P (units: phones)
 units=""              # phones | graphemes | bpe (overrides the config)
@@ -38,6 +40,9 @@ Each D is a Kaldi data directory (has wav.scp) or a folder of wav/flac files wit
 (<stem>.txt / <stem>.lab beside each file, or a 'text' file of '<stem> <words>' lines).
 Options (defaults in brackets):
   --corpus NAME       name in the manifest file names [$corpus]
+  --unlabelled-dir D  untranscribed audio (Kaldi dir or audio folder; its text, if any, is never read): the
+                      students of stage 18 also learn from the ensemble on it
+  --transfer-ratios LIST    stage 18: untranscribed frames per labelled frame, one student each [$transfer_ratios]
   --sample-rate HZ    expected sample rate [$sample_rate]
   --dictionary FILE   pronunciation dictionary; eSpeak G2P fills the gaps
   --units U           phones | graphemes | bpe (no dictionary needed for the last two)
@@ -47,12 +52,12 @@ Options (defaults in brackets):
   --stage N / --stop-stage N [$stage..$stop_stage]   --nj N [$nj]
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
   --analysis true|false  also run the paper's analysis stages 9-12 [$analysis]
-Stages: 1 import (manifests), then 2-13 as in the default recipe (see ../../run.sh --help)."
+Stages: 1 import (manifests), then 2-$stop_stage as in the default recipe (see ../../run.sh --help); 16-18 opt-in."
 
 . $root/utils/recipe.sh
 
 train_dir=$(from_caller "$train_dir"); dev_dir=$(from_caller "$dev_dir"); test_dir=$(from_caller "$test_dir")
-dictionary=$(from_caller "$dictionary")
+dictionary=$(from_caller "$dictionary"); unlabelled_dir=$(from_caller "$unlabelled_dir")
 for d in "$train_dir" "$dev_dir" "$test_dir"; do
   [ -n "$d" ] && [ -d "$d" ] || { echo "$0: give --train-dir, --dev-dir and --test-dir (folders); see --help" >&2; exit 1; }
 done
@@ -71,8 +76,12 @@ import_split() {  # import_split SPLIT DIR
       --out "$data/manifests" "${extra[@]}"
   fi
 }
-import_all() { import_split train "$train_dir" && import_split dev "$dev_dir" && import_split test "$test_dir"; }
+import_all() {
+  import_split train "$train_dir" && import_split dev "$dev_dir" && import_split test "$test_dir" || return 1
+  if [ -n "$unlabelled_dir" ]; then import_split unlabelled "$unlabelled_dir"; fi
+}
 
-run_stage 1 import import_all
+data_key=$(unlabelled_key)  # stages 1-2 redo (skipping what is complete) when --unlabelled-dir changes
+stage_key=$data_key run_stage 1 import import_all
 . $root/utils/kd_stages.sh
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"

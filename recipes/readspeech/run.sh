@@ -29,6 +29,8 @@ topk_values="5 20"
 gmm_systems="mono tri1 tri2"  # stage 4: monophone, then triphone trees (tri1 deltas, tri2 LDA+MLLT)
 labels=mono           # the system whose alignments the networks of stages 5-15 train on
 label_systems="mono tri2"     # stage 16: the network stages repeated on each of these systems' labels
+unlabelled_hours=0    # stage 0: also this many hours of untranscribed transfer audio (stage 18)
+transfer_ratios="1 2 4"       # stage 18: untranscribed frames per labelled frame, one student each
 
 help_message="Usage: $0 [options]
 Options (defaults in brackets):
@@ -38,12 +40,14 @@ Options (defaults in brackets):
   --config FILE  --data DIR  --exp DIR  --nj N  --stage N  --stop-stage N
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
   --gmm-systems LIST [$gmm_systems]  --labels SYSTEM [$labels]  --label-systems LIST [$label_systems]
+  --unlabelled-hours H  stage 0: also H hours of untranscribed audio (sentences of no dev or test utterance) [$unlabelled_hours]
+  --transfer-ratios LIST        stage 18: untranscribed frames per labelled frame, one student each [$transfer_ratios]
 Stages:
   0  corpus     the text (local/kjv_text.sh) and the synthetic corpus (synth-readspeech)
   1  manifests  lhotse manifests (oracle phones in ARPAbet), the pruned 3-gram LM of the decoding
                 graph and the unpruned 4-gram that rescores its lattices, with perplexities and
                 OOV rates on dev and test (train-lm)
-  2-17          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
+  2-18          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
                 over the training and LM words, the decoding graph uses the 3-gram."
 
 . $root/utils/recipe.sh
@@ -56,7 +60,8 @@ stage_key=$(stage_key_of "$config" -- "$text $ensemble_size $temperature $studen
 make_corpus() {
   local src=$text
   if [ -z "$src" ]; then src=$data/text/kjv.txt; local/kjv_text.sh "$src"; fi
-  python -m asr_kd synth-readspeech --config "$config" --text "$src" --nj "$nj" --out "$data/corpus"
+  python -m asr_kd synth-readspeech --config "$config" --text "$src" --nj "$nj" --out "$data/corpus" \
+    --unlabelled-hours "$unlabelled_hours"
   du -sh "$data/corpus" | sed 's/^/corpus size on disk: /'
 }
 manifests_and_lm() {
@@ -67,8 +72,9 @@ manifests_and_lm() {
   python -m asr_kd train-lm --config "$config" --text "$data/corpus/lm/text.txt" --out "$data/lm/4gram.arpa" \
     --manifest-dir "$data/manifests" --corpus readspeech --order 4 --no-prune
 }
-run_stage 0 corpus    make_corpus
-run_stage 1 manifests manifests_and_lm
+data_key=$(unlabelled_key)  # stages 0-2 redo (skipping what is complete) when --unlabelled-hours changes
+stage_key=$data_key run_stage 0 corpus    make_corpus
+stage_key=$data_key run_stage 1 manifests manifests_and_lm
 corpus=readspeech
 sample_rate=16000
 oracle_reference=false

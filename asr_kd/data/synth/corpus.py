@@ -98,6 +98,32 @@ def make_speakers(cfg: SynthConfig) -> List[Speaker]:
     return speakers
 
 
+UNLABELLED = "unlabelled"  # the transfer split: audio whose transcripts the pipeline never reads
+
+
+def make_unlabelled_speakers(cfg: SynthConfig, count: int) -> List[Speaker]:
+    """``count`` speakers of the training accents for the untranscribed transfer split, their voices
+    distinct from every train, dev and test speaker's (drawn from a stream of their own, so the other
+    splits' speakers are those of ``make_speakers``)."""
+    rng = np.random.default_rng([cfg.seed, 0, 1])
+    seen = {s.voice for s in make_speakers(cfg)}
+    speakers = []
+    for k in range(count):
+        while True:
+            voice = Voice(
+                accent=cfg.accents[k % len(cfg.accents)],
+                variant=str(rng.choice(VARIANTS)),
+                rate=int(rng.integers(cfg.rate_range[0], cfg.rate_range[1] + 1)),
+                pitch=int(rng.integers(cfg.pitch_range[0], cfg.pitch_range[1] + 1)),
+                pitch_range=int(rng.integers(20, 81)),
+            )
+            if voice not in seen:
+                seen.add(voice)
+                break
+        speakers.append(Speaker(f"{UNLABELLED}{k:03d}-{voice.accent}", UNLABELLED, voice))
+    return speakers
+
+
 def draw_rendering(cfg: SynthConfig, rng: np.random.Generator) -> Dict:
     """eSpeak's seed, silences, gain and degradations of one utterance (drawn after its words)."""
     plan = {
@@ -245,6 +271,7 @@ def generate(
     num_jobs: int = 1,
     skip_errors: bool = False,
     extra_files: Dict[str, object] = None,
+    splits: Sequence[str] = SPLITS,
 ) -> Dict[str, int]:
     """Render every job into ``out_dir`` (resumable), then write ``SPLIT.jsonl`` per split in job
     order and the ``.done`` marker for ``key``. ``extra_files``: name -> JSON object written first
@@ -253,7 +280,7 @@ def generate(
     out_dir = Path(out_dir)
     if is_done(out_dir, key):
         log.info("%s is complete (config %s); nothing to do", out_dir, key)
-        return {s: sum(1 for _ in open(out_dir / f"{s}.jsonl")) for s in SPLITS}
+        return {s: sum(1 for _ in open(out_dir / f"{s}.jsonl")) for s in splits}
     # finished utterances are kept across a killed run, but only those of this config
     stamp = out_dir / "meta" / ".config_key"
     if (out_dir / "meta").is_dir() and (not stamp.is_file() or stamp.read_text().strip() != key):
@@ -280,7 +307,7 @@ def generate(
                         done[utt_id] = (split, dur)
                         bar.update()
     counts = {}
-    for split in SPLITS:
+    for split in splits:
         ids = [j[0] for j in jobs if j[1] == split and done[j[0]][1] >= 0]
         skipped = sum(1 for j in jobs if j[1] == split and done[j[0]][1] < 0)
         with atomic_path(out_dir / f"{split}.jsonl") as tmp, open(tmp, "w") as f:

@@ -22,12 +22,14 @@ import numpy as np
 
 from asr_kd.data.synth.corpus import (
     SPLITS,
+    UNLABELLED,
     Speaker,
     SynthConfig,
     default_num_jobs,
     draw_rendering,
     generate,
     make_speakers,
+    make_unlabelled_speakers,
     read_split,
     render_utterance,
     speaker_table,
@@ -37,6 +39,10 @@ from asr_kd.utils.validity import fingerprint
 log = logging.getLogger(__name__)
 
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# The mean duration of an untranscribed utterance (2.16 s over 5,768 of the default config's; longer
+# than a training utterance's 1.86 s because the short strings are all in dev or test): the
+# unlabelled split's planned hours use it.
+UNLABELLED_UTTERANCE_SECONDS = 2.16
 # Bumped whenever the generator's output changes for the same config (invalidates old corpora).
 GENERATOR_VERSION = 3  # 3: schwa ('@') phone events kept in the oracle
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "make_speakers",
     "synthesize_utterance",
     "generate_corpus",
+    "generate_unlabelled",
     "read_split",
     "default_num_jobs",
 ]
@@ -92,4 +99,70 @@ def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict
     ]
     return generate(
         jobs, out_dir, key, cfg.sample_rate, num_jobs, extra_files={"speakers.json": speaker_table(speakers)}
+    )
+
+
+def _unlabelled_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int, held_out: set) -> Dict:
+    """An untranscribed utterance's words, redrawn until they are no dev or test utterance's string."""
+    rng = np.random.default_rng([cfg.seed, 2, spk_index, utt_index])
+    while True:
+        n = int(rng.integers(cfg.min_words, cfg.max_words + 1))
+        words = [str(w) for w in rng.choice(DIGIT_WORDS, size=n)]
+        if tuple(words) not in held_out:
+            return {"words": words, **draw_rendering(cfg, rng)}
+
+
+def synthesize_unlabelled(
+    cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int
+) -> Tuple[np.ndarray, Dict]:
+    plan = _unlabelled_plan(cfg, spk_index, utt_index, evaluation_strings(cfg))
+    return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", plan["words"], plan)
+
+
+_EVALUATION_STRINGS: Dict[str, frozenset] = {}  # per config, computed once per process
+
+
+def evaluation_strings(cfg: DigitsCorpusConfig) -> frozenset:
+    """The digit strings of every dev and test utterance (a pure function of the config)."""
+    key = fingerprint(asdict(cfg))
+    if key not in _EVALUATION_STRINGS:
+        _EVALUATION_STRINGS[key] = _evaluation_strings(cfg)
+    return _EVALUATION_STRINGS[key]
+
+
+def _evaluation_strings(cfg: DigitsCorpusConfig) -> frozenset:
+    return frozenset(
+        tuple(_utterance_plan(cfg, i, u)["words"])
+        for i, s in enumerate(make_speakers(cfg))
+        if s.split != "train"
+        for u in range(cfg.utts_per_speaker)
+    )
+
+
+def generate_unlabelled(cfg: DigitsCorpusConfig, hours: float, out_dir, num_jobs: int = 1) -> Dict[str, int]:
+    """The untranscribed transfer split (``unlabelled.jsonl`` in ``out_dir``, a folder of its own):
+    about ``hours`` of digit strings, none of them a dev or test utterance's string, spoken by new
+    speakers of the training accents, ``utts_per_speaker`` each, under the corpus's degradations.
+    The generator keeps what it said in ``meta/`` (as for every split); the manifests drop it
+    (``asr_kd.data.manifests.prepare_unlabelled``), so no later stage can read a transcript."""
+    if hours <= 0:
+        raise ValueError(f"unlabelled hours must be positive, got {hours}")
+    utts = int(np.ceil(hours * 3600 / UNLABELLED_UTTERANCE_SECONDS))
+    speakers = make_unlabelled_speakers(cfg, int(np.ceil(utts / cfg.utts_per_speaker)))
+    key = fingerprint(
+        {"config": asdict(cfg), "generator": GENERATOR_VERSION, "unlabelled_hours": hours, "utterances": utts}
+    )
+    jobs = [
+        (f"{s.id}-{u:04d}", s.split, synthesize_unlabelled, (cfg, s, i, u))
+        for i, s in enumerate(speakers)
+        for u in range(cfg.utts_per_speaker)
+    ][:utts]
+    return generate(
+        jobs,
+        out_dir,
+        key,
+        cfg.sample_rate,
+        num_jobs,
+        extra_files={"speakers.json": speaker_table(speakers)},
+        splits=(UNLABELLED,),
     )

@@ -31,11 +31,13 @@ import numpy as np
 
 from asr_kd.data.synth.corpus import (
     SPLITS,
+    UNLABELLED,
     Speaker,
     SynthConfig,
     draw_rendering,
     generate,
     make_speakers,
+    make_unlabelled_speakers,
     render_utterance,
     speaker_table,
 )
@@ -199,4 +201,47 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_job
         num_jobs,
         skip_errors=True,
         extra_files={"speakers.json": speaker_table(speakers)},
+    )
+
+
+def generate_readspeech_unlabelled(
+    cfg: ReadSpeechCorpusConfig, text_path, hours: float, out_dir, num_jobs: int = 1
+) -> Dict[str, int]:
+    """The untranscribed transfer split (``unlabelled.jsonl`` in ``out_dir``, a folder of its own):
+    about ``hours`` of sentences that no dev or test utterance reads (the sentences no split reads
+    first, then train's; the LM text holds them all, as LibriSpeech's LM text holds its training
+    books), spoken by new speakers of the training accents, as many per hour as train has. The
+    manifests drop what was said (``asr_kd.data.manifests.prepare_unlabelled``)."""
+    if hours <= 0:
+        raise ValueError(f"unlabelled hours must be positive, got {hours}")
+    key = fingerprint(
+        {"config": asdict(cfg), "text": text_digest(text_path), "generator": GENERATOR_VERSION, "hours": hours}
+    )
+    parts = assign_sentences(read_sentences(text_path, cfg.max_sentences), cfg)
+    rng = np.random.default_rng([cfg.seed, 4])
+    unread = [s for s in parts["lm_only"] if cfg.min_words <= len(s.split()) <= cfg.max_words]
+    pool = [unread[i] for i in rng.permutation(len(unread))] + parts["train"]
+    if not pool:
+        raise ValueError("the text has no sentence outside dev and test for untranscribed audio")
+    chosen, total = [], 0.0
+    while total < hours * 3600:
+        chosen.append(pool[len(chosen) % len(pool)])
+        total += estimated_seconds(chosen[-1], cfg)
+    speakers = make_unlabelled_speakers(cfg, max(1, int(np.ceil(cfg.train_speakers * hours / cfg.train_hours))))
+    per_speaker = [0] * len(speakers)
+    jobs = []
+    for k, sentence in enumerate(chosen):
+        spk = speakers[k % len(speakers)]
+        utt_id = f"{spk.id}-{per_speaker[k % len(speakers)]:04d}"
+        per_speaker[k % len(speakers)] += 1
+        jobs.append((utt_id, UNLABELLED, synthesize_read_utterance, (cfg, spk, utt_id, sentence, (cfg.seed, 5, k))))
+    return generate(
+        jobs,
+        out_dir,
+        key,
+        cfg.sample_rate,
+        num_jobs,
+        skip_errors=True,
+        extra_files={"speakers.json": speaker_table(speakers)},
+        splits=(UNLABELLED,),
     )
