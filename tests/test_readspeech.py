@@ -11,7 +11,13 @@ from lhotse import CutSet
 
 from asr_kd.data.synth.corpus import SPLITS, read_split
 from asr_kd.data.synth.phonemap import ARPABET_VOWELS, espeak_to_arpabet
-from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech, read_sentences, assign_sentences
+from asr_kd.data.synth.readspeech import (
+    ReadSpeechCorpusConfig,
+    assign_sentences,
+    generate_readspeech,
+    generate_readspeech_unlabelled,
+    read_sentences,
+)
 from asr_kd.data.text import normalize_sentence, number_to_words, ordinal_to_words
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +75,22 @@ def test_dev_and_test_sentences_never_reach_the_lm_text(tmp_path):
     assert read["dev"] and read["test"] and read["train"]
     assert not (read["dev"] | read["test"]) & lm
     assert read["train"] <= lm
+
+
+def test_untranscribed_audio_reads_no_dev_or_test_sentence(tmp_path):
+    """The transfer split (--unlabelled-hours): sentences outside dev and test, new speakers."""
+    cfg = ReadSpeechCorpusConfig(**TINY)
+    text = _text(tmp_path / "t.txt")
+    generate_readspeech(cfg, text, tmp_path / "c", num_jobs=2)
+    counts = generate_readspeech_unlabelled(cfg, text, 0.01, tmp_path / "c" / "unlabelled", num_jobs=2)
+    unlabelled = read_split(tmp_path / "c" / "unlabelled", "unlabelled")
+    assert counts == {"unlabelled": len(unlabelled)} and len(unlabelled) >= 3
+    assert 0.5 * 36 < sum(m["duration"] for m in unlabelled) < 2 * 36  # about the hours asked for
+    held_out = {m["text"] for s in ("dev", "test") for m in read_split(tmp_path / "c", s)}
+    assert not {m["text"] for m in unlabelled} & held_out
+    speakers = {m["speaker"] for s in SPLITS for m in read_split(tmp_path / "c", s)}
+    assert not {m["speaker"] for m in unlabelled} & speakers
+    assert all(m["accent"] in cfg.accents for m in unlabelled)
 
 
 def test_same_config_same_bytes_and_speaker_disjoint_splits(tmp_path):
