@@ -83,19 +83,24 @@ def make_speakers(cfg: SynthConfig) -> List[Speaker]:
     ]
     for split, count, accents in plan:
         for k in range(count):
-            while True:  # distinct voices across the whole corpus keep speakers distinct
-                voice = Voice(
-                    accent=accents[k % len(accents)],
-                    variant=str(rng.choice(VARIANTS)),
-                    rate=int(rng.integers(cfg.rate_range[0], cfg.rate_range[1] + 1)),
-                    pitch=int(rng.integers(cfg.pitch_range[0], cfg.pitch_range[1] + 1)),
-                    pitch_range=int(rng.integers(20, 81)),
-                )
-                if voice not in seen:
-                    seen.add(voice)
-                    break
+            voice = _new_voice(cfg, accents[k % len(accents)], rng, seen)
             speakers.append(Speaker(f"{split}{len(speakers):03d}-{voice.accent}", split, voice))
     return speakers
+
+
+def _new_voice(cfg: SynthConfig, accent: str, rng: np.random.Generator, seen: set) -> Voice:
+    """A voice of ``accent`` not in ``seen`` (added to it): distinct voices keep speakers distinct."""
+    while True:
+        voice = Voice(
+            accent=accent,
+            variant=str(rng.choice(VARIANTS)),
+            rate=int(rng.integers(cfg.rate_range[0], cfg.rate_range[1] + 1)),
+            pitch=int(rng.integers(cfg.pitch_range[0], cfg.pitch_range[1] + 1)),
+            pitch_range=int(rng.integers(20, 81)),
+        )
+        if voice not in seen:
+            seen.add(voice)
+            return voice
 
 
 UNLABELLED = "unlabelled"  # the transfer split: audio whose transcripts the pipeline never reads
@@ -109,17 +114,7 @@ def make_unlabelled_speakers(cfg: SynthConfig, count: int) -> List[Speaker]:
     seen = {s.voice for s in make_speakers(cfg)}
     speakers = []
     for k in range(count):
-        while True:
-            voice = Voice(
-                accent=cfg.accents[k % len(cfg.accents)],
-                variant=str(rng.choice(VARIANTS)),
-                rate=int(rng.integers(cfg.rate_range[0], cfg.rate_range[1] + 1)),
-                pitch=int(rng.integers(cfg.pitch_range[0], cfg.pitch_range[1] + 1)),
-                pitch_range=int(rng.integers(20, 81)),
-            )
-            if voice not in seen:
-                seen.add(voice)
-                break
+        voice = _new_voice(cfg, cfg.accents[k % len(cfg.accents)], rng, seen)
         speakers.append(Speaker(f"{UNLABELLED}{k:03d}-{voice.accent}", UNLABELLED, voice))
     return speakers
 
