@@ -66,13 +66,14 @@ def test_reduction_is_per_frame_not_per_class():
     assert torch.allclose(kd_loss(z2, y, p2, 1.0, 1.0, 0.0), expected, atol=1e-5)
 
 
-def test_hard_term_and_padding_are_handled():
+def test_hard_term_only_on_labelled_frames():
+    """Frames labelled -100 (untranscribed transfer audio) keep the soft term, lose the hard one."""
     z = torch.randn(6, 5)
     y = torch.tensor([0, 1, 2, -100, 3, -100])
     p = F.softmax(torch.randn(6, 5), -1)
     loss = build_criterion(LossConfig(loss="kd", temperature=3.0, soft_weight=1.0, hard_weight=0.5))(z, y, p)
     keep = y != -100
-    ref = 9.0 * soft_cross_entropy(z[keep], p[keep], 3.0).mean() + 0.5 * F.cross_entropy(z[keep], y[keep])
+    ref = 9.0 * soft_cross_entropy(z, p, 3.0).mean() + 0.5 * F.cross_entropy(z[keep], y[keep])
     assert torch.allclose(loss, ref)
     with pytest.raises(ValueError, match="unknown loss"):
         build_criterion(LossConfig(loss="nope"))
