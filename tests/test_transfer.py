@@ -60,7 +60,11 @@ def test_unlabelled_split_is_new_voices_saying_no_evaluation_string(tiny_unlabel
 
 def test_unlabelled_manifests_carry_no_transcript(tiny_unlabelled, tmp_path):
     _, out, counts = tiny_unlabelled
-    assert prepare_unlabelled(out / "a", tmp_path, "digits") == counts["unlabelled"]
+    (out / "corpus").mkdir(exist_ok=True)
+    if not (out / "corpus" / "unlabelled").exists():
+        (out / "corpus" / "unlabelled").symlink_to(out / "a")
+    assert prepare_unlabelled(out / "corpus", tmp_path, "digits") == counts
+    assert prepare_unlabelled(tmp_path, tmp_path, "digits") == {}  # no untranscribed split: nothing
     text = _manifest_text(tmp_path, "digits", "unlabelled")
     assert not any(w.upper() in text for w in DIGIT_WORDS)
     from lhotse import SupervisionSet

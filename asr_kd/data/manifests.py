@@ -271,15 +271,16 @@ def prepare_readspeech(
             sum(c.duration for c in cuts) / 3600,
             100 * sum(p[0] == WORD_ONLY for p in segments) / max(1, len(segments)),
         )
-    if (Path(corpus_dir) / UNLABELLED / f"{UNLABELLED}.jsonl").is_file():
-        counts[UNLABELLED] = prepare_unlabelled(Path(corpus_dir) / UNLABELLED, out_dir, "readspeech", sample_rate)
-    return counts
+    return {**counts, **prepare_unlabelled(corpus_dir, out_dir, "readspeech", sample_rate)}
 
 
-def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 16000) -> int:
+def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 16000) -> Dict[str, int]:
     """Manifests of a synthetic corpus's untranscribed split (``<corpus_dir>/unlabelled/``, written
     by the generators' ``--unlabelled-hours``) with no text (``build_unlabelled_manifests``);
-    returns the number of cuts."""
+    returns {"unlabelled": number of cuts}, or {} when the corpus has no such split."""
+    corpus_dir = Path(corpus_dir) / UNLABELLED
+    if not (corpus_dir / f"{UNLABELLED}.jsonl").is_file():
+        return {}
     items = [
         {
             "id": m["id"],
@@ -294,7 +295,7 @@ def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 1600
     log.info(
         "%s/%s: %d cuts, %.3f h, untranscribed", corpus, UNLABELLED, len(cuts), sum(c.duration for c in cuts) / 3600
     )
-    return len(cuts)
+    return {UNLABELLED: len(cuts)}
 
 
 def prepare_digits(
@@ -309,6 +310,4 @@ def prepare_digits(
         cuts = write_manifests(out_dir, "digits", split, recs, sups, report)
         counts[split] = len(cuts)
         log.info("digits/%s: %d cuts, %.3f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
-    if (Path(corpus_dir) / UNLABELLED / f"{UNLABELLED}.jsonl").is_file():
-        counts[UNLABELLED] = prepare_unlabelled(Path(corpus_dir) / UNLABELLED, out_dir, "digits", sample_rate)
-    return counts
+    return {**counts, **prepare_unlabelled(corpus_dir, out_dir, "digits", sample_rate)}
