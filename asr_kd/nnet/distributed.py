@@ -29,7 +29,11 @@ them side by side):
   ranks average their parameters every ``sync_every`` steps, and parameters and optimiser state at
   the end of every epoch (so that every rank checkpoints and resumes the same state). An epoch
   costs each rank 1/N of the steps: the per-step costs that do not shrink with a smaller share
-  (the optimiser step, Python and kernel overheads) shrink with N too.
+  (the optimiser step, Python and kernel overheads) shrink with N too. As in nnet3, where ``lr``
+  is the *effective* learning rate and each of N jobs trains at N x it (``train.scale_lr``): an
+  average of N rank updates moves the model about as far as one of them, so unscaled, an epoch on
+  N ranks would make the progress of 1/N of an epoch, and models stopped by the schedule end
+  less fitted (flatter posteriors) than one process's.
 """
 
 import contextlib
@@ -115,13 +119,15 @@ class Synchroniser:
     this rank takes, and how its optimiser steps are kept in step with the other ranks'. With one
     process every method is plain training."""
 
-    def __init__(self, method: str, every: int, r: Ranks):
+    def __init__(self, method: str, every: int, r: Ranks, scale_lr: bool = True):
         if method not in SYNC_METHODS:
             raise ValueError(f"train.ddp must be one of {', '.join(SYNC_METHODS)}, not {method!r}")
         if every < 1:
             raise ValueError(f"train.sync_every must be at least 1, not {every}")
         self.method, self.every, self.r = method, every, r
         self.plain = r.world <= 1
+        # ``average``: each rank's optimiser runs at N x the schedule's (effective) learning rate
+        self.lr_scale = r.world if scale_lr and not self.plain and method == "average" else 1
 
     @classmethod
     def single(cls) -> "Synchroniser":

@@ -58,6 +58,7 @@ class TrainConfig:
     ddp: str = "average"  # several processes (torchrun, srun): how the ranks stay in step (asr_kd.nnet.distributed:
     # average = Kaldi's model averaging, the one that scales at batch 256; allreduce = one process's run, split)
     sync_every: int = 16  # ddp accumulate / average: batches between synchronisations
+    scale_lr: bool = True  # ddp average on N ranks: each rank steps at N x lr (nnet3's rule: lr is the effective rate)
     fused_optimizer: bool = False  # torch's one-kernel Adam/SGD step (CPU and CUDA): about 7 ms less per step for the
     # default 0.8M-parameter model on one CPU thread (benchmarks/ddp_scaling.py); off by default because it rounds
     # differently (~2e-7 per step) from the multi-tensor step every recorded result was trained with
@@ -122,6 +123,8 @@ def run_fingerprint(
     }
     if world > 1 and cfg.ddp != "allreduce":
         settings["parallel"] = {"ddp": cfg.ddp, "sync_every": cfg.sync_every, "world": world}
+        if cfg.ddp == "average" and cfg.scale_lr:
+            settings["parallel"]["lr_scale"] = world
     h.update(fingerprint(settings).encode())
     return h.hexdigest()[:16]
 
@@ -133,7 +136,7 @@ _LATER_SETTINGS = {"select_on": "dev_acc", "halve_below": 0.0, "max_halvings": 0
 
 def _settings(cfg: TrainConfig) -> Dict:
     return {
-        k: v for k, v in asdict(cfg).items() if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every")
+        k: v for k, v in asdict(cfg).items() if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every", "scale_lr")
     }  # those: run_fingerprint's world
 
 
@@ -380,7 +383,7 @@ def train_model(
     if not ranks.main:
         state = resume(out_dir, key, model, opt, cfg)
     history, lr, best_acc, start_epoch = state
-    sync = distributed.Synchroniser(cfg.ddp, cfg.sync_every, ranks)
+    sync = distributed.Synchroniser(cfg.ddp, cfg.sync_every, ranks, cfg.scale_lr)
     parallel = sync.wrap(model)
     precision = Precision(cfg.amp, device)
     tb = _tensorboard(out_dir) if ranks.main else None
@@ -398,7 +401,7 @@ def train_model(
         if cfg.schedule == "cosine":
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * sync.lr_scale
         t0 = time.time()
         if streamed:  # the stream shuffles itself, seeded by (seed, epoch)
             tot, nb = stream_one_epoch(parallel, loaders, criterion, opt, device, str(out_dir), epoch, precision, sync)
