@@ -136,7 +136,9 @@ _LATER_SETTINGS = {"select_on": "dev_acc", "halve_below": 0.0, "max_halvings": 0
 
 def _settings(cfg: TrainConfig) -> Dict:
     return {
-        k: v for k, v in asdict(cfg).items() if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every", "scale_lr")
+        k: v
+        for k, v in asdict(cfg).items()
+        if _LATER_SETTINGS.get(k, object()) != v and k not in ("ddp", "sync_every", "scale_lr")
     }  # those: run_fingerprint's world
 
 
