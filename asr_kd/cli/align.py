@@ -5,7 +5,7 @@ import logging
 
 from asr_kd.align.dnn_align import realign
 from asr_kd.align.pipeline import train_and_align, train_oracle_reference, train_triphone_and_align
-from asr_kd.cli.common import held_out_accents, transcribed_splits
+from asr_kd.cli.common import FBANK_HELP, LANG_HELP, add_corpus_arg, held_out_accents, transcribed_splits
 from asr_kd.gmm.mono import MonoConfig
 from asr_kd.gmm.configs import TriConfig
 from asr_kd.utils.config import load_yaml, merge, section
@@ -96,11 +96,11 @@ def realign_dnn(args) -> None:
 
 def _gmm_training_args(s) -> None:
     """The options every GMM training command shares."""
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
     s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first is trained on")
-    s.add_argument("--lang", required=True)
-    s.add_argument("--exp", required=True)
+    s.add_argument("--lang", required=True, help=LANG_HELP)
+    s.add_argument("--exp", required=True, help="the system's folder: model, alignments of every split, reports")
     s.add_argument(
         "--nj", type=int, default=1, help="parallel processes; the final alignment of each split in --nj jobs"
     )
@@ -137,12 +137,19 @@ def register(sub) -> None:
 
     s = sub.add_parser("realign-dnn", help="realign every split with trained DNNs (hybrid likelihoods, GMM graphs)")
     s.add_argument("--config", help="YAML config (section 'corpus' for the held-out accents)")
-    s.add_argument("--models", nargs="+", required=True)
+    s.add_argument(
+        "--models", nargs="+", required=True, help="network checkpoints (best.pt); several: their averaged posteriors"
+    )
     s.add_argument("--gmm-dir", required=True, help="the GMM alignment folder (final.mdl, pdf_counts.txt)")
-    s.add_argument("--lang", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--splits", default="train,dev,test")
-    s.add_argument("--acoustic-scale", type=float, default=0.1)
-    s.add_argument("--out", required=True)
+    s.add_argument("--lang", required=True, help=LANG_HELP)
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
+    s.add_argument("--splits", default="train,dev,test", help="comma-separated splits to realign")
+    s.add_argument(
+        "--acoustic-scale",
+        type=float,
+        default=0.1,
+        help="scale of the network's log-likelihoods against the graph's costs",
+    )
+    s.add_argument("--out", required=True, help="the new alignment folder")
     s.set_defaults(func=realign_dnn)

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import re
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -10,6 +11,47 @@ from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
 from asr_kd.utils.config import section
 from asr_kd.utils.jobs import add_cmd_arg
+
+
+FBANK_HELP = "features folder (compute-fbank's --out: <corpus>_cuts_<split>.jsonl.gz, cmvn.npz)"
+LANG_HELP = "lang folder (prepare-lang's --out: words.txt, L.fst, topo)"
+GRAPH_HELP = "graph folder: HCLG.fst and the LM, built there when missing"
+
+# the folders, in this order, whose manifest file names give a command's corpus when --corpus is not given
+CORPUS_FOLDERS = ("fbank_dir", "manifest_dir")
+_MANIFEST_NAME = re.compile(r"^(.+?)_(?:cuts|recordings|supervisions)_[^/]+\.jsonl\.gz$")
+
+
+def add_corpus_arg(s, folder: str = "--fbank-dir") -> None:
+    """``--corpus``: the name in the manifest files; by default the only one in ``folder``."""
+    s.add_argument(
+        "--corpus",
+        help=f"corpus name in the manifest file names (<corpus>_cuts_<split>.jsonl.gz); default: the only one in {folder}",
+    )
+
+
+def resolve_corpus(args) -> None:
+    """Fill a missing ``--corpus`` from the manifests in the command's features or manifest folder,
+    or say what to pass."""
+    if not hasattr(args, "corpus") or args.corpus is not None:
+        return
+    for dest in CORPUS_FOLDERS:
+        folder = getattr(args, dest, None)
+        if folder is None:
+            continue
+        found = sorted({m.group(1) for f in _listing(folder) if (m := _MANIFEST_NAME.match(f))})
+        if len(found) == 1:
+            args.corpus = found[0]
+            return
+        held = f"manifests of {', '.join(found)}" if found else "no manifests (<corpus>_cuts_<split>.jsonl.gz)"
+        raise ValueError(f"--{dest.replace('_', '-')} {folder} holds {held}: pass --corpus NAME")
+
+
+def _listing(folder: str):
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no such folder: {folder}")
+    return [f.name for f in path.iterdir()]
 
 
 def positive_float(text: str) -> float:
@@ -37,21 +79,21 @@ def positive_int(text: str) -> int:
 def add_labelled_data_args(s) -> None:
     """The options of every command on aligned data."""
     s.add_argument("--ali-dir", required=True, help="alignment folder (labelled cuts, pdf_counts.txt)")
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
 
 
 def add_decode_search_args(s, manifest_required: bool = False) -> None:
     """The LM, tuning grid and search options of ``decode`` and ``alignment-table``."""
     s.add_argument("--manifest-dir", required=manifest_required, help="transcripts for the LM and the perplexities")
-    s.add_argument("--lm-order", type=int, default=2)
+    s.add_argument("--lm-order", type=int, default=2, help="n-gram order of the decoding LM")
     s.add_argument("--arpa", help="use this ARPA LM instead of estimating one")
     s.add_argument("--lmwt", default="5,7,10,14,20", help="LM weights to try on dev (acoustic scale = 1/LM weight)")
     s.add_argument("--wip", default="0,0.5,1", help="word insertion penalties to try on dev")
     s.add_argument("--score-map", help="token map applied to ref and hyp before scoring (FROM TO, or FROM: delete)")
-    s.add_argument("--beam", type=float, default=13.0)
-    s.add_argument("--max-active", type=int, default=7000)
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--beam", type=float, default=13.0, help="decoding beam")
+    s.add_argument("--max-active", type=int, default=7000, help="most active states per frame")
+    s.add_argument("--nj", type=int, default=1, help="parallel decoding processes")
     add_cmd_arg(s)
 
 
@@ -69,7 +111,7 @@ def search_settings(args) -> dict:
 
 def add_table_output_args(s, title: str) -> None:
     """The options of every command that writes a result table."""
-    s.add_argument("--title", default=title)
+    s.add_argument("--title", default=title, help="the table's heading")
     s.add_argument("--out", required=True, help="output stem: writes OUT.md and OUT.json")
     s.add_argument("--results-md", help="also put the table into this RESULTS.md")
 

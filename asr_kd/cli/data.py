@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from asr_kd.cli.common import splits
+from asr_kd.cli.common import add_corpus_arg, splits
 from asr_kd.data import librispeech
 from asr_kd.data.features import FeatureConfig, compute_features
 from asr_kd.data.importers import download_yesno, import_audio_folder, import_kaldi_dir, prepare_yesno
@@ -121,15 +121,15 @@ def import_folder(args) -> None:
 def register(sub) -> None:
     s = sub.add_parser("synth-digits", help="generate the embedded digit-string corpus with eSpeak NG")
     s.add_argument("--config", help="YAML config (section 'corpus')")
-    s.add_argument("--out", required=True)
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--out", required=True, help="corpus folder (wav/ and the transcripts)")
+    s.add_argument("--nj", type=int, default=1, help="parallel synthesis processes")
     add_unlabelled_hours_arg(s, "digit strings of no dev or test utterance")
     s.set_defaults(func=synth_digits)
 
     s = sub.add_parser("prepare-digits", help="lhotse manifests for the embedded corpus")
     s.add_argument("--config", help="YAML config (section 'corpus')")
-    s.add_argument("--corpus-dir", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--corpus-dir", required=True, help="the corpus folder synth-digits wrote")
+    s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=prepare_digits_manifests)
 
     s = sub.add_parser(
@@ -137,8 +137,8 @@ def register(sub) -> None:
     )
     s.add_argument("--config", help="YAML config (section 'corpus': ReadSpeechCorpusConfig)")
     s.add_argument("--text", required=True, help="UTF-8 text, one sentence a line (normalised here)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--out", required=True, help="corpus folder (wav/ and the transcripts)")
+    s.add_argument("--nj", type=int, default=1, help="parallel synthesis processes")
     add_unlabelled_hours_arg(s, "sentences no dev or test utterance reads")
     s.set_defaults(func=synth_readspeech)
 
@@ -146,18 +146,22 @@ def register(sub) -> None:
         "prepare-readspeech", help="lhotse manifests for the read-speech corpus (oracle phones in ARPAbet)"
     )
     s.add_argument("--config", help="YAML config (section 'corpus')")
-    s.add_argument("--corpus-dir", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--corpus-dir", required=True, help="the corpus folder synth-readspeech wrote")
+    s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=prepare_readspeech_manifests)
 
     s = sub.add_parser("compute-fbank", help="fbank features with lhotse and CMVN statistics")
     s.add_argument("--config", help="YAML config (section 'features')")
-    s.add_argument("--manifest-dir", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--corpus", default="digits")
+    s.add_argument(
+        "--manifest-dir", required=True, help="lhotse manifest folder (a prepare-* or import-* command's --out)"
+    )
+    s.add_argument("--out", required=True, help="features folder (cuts with fbank, cmvn.npz)")
+    add_corpus_arg(s, "--manifest-dir")
     s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first gives global CMVN")
-    s.add_argument("--sample-rate", type=int, default=None)
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument(
+        "--sample-rate", type=int, default=None, help="resample to this rate in Hz (default: the recordings' own)"
+    )
+    s.add_argument("--nj", type=int, default=1, help="parallel feature extraction processes")
     s.add_argument("--allow-pipes", action="store_true", help="read audio that the manifests get by running commands")
     s.set_defaults(func=compute_fbank)
 
@@ -166,7 +170,7 @@ def register(sub) -> None:
     src.add_argument("--corpus-dir", help="folder of the 60 yesno wav files")
     src.add_argument("--download", metavar="DIR", help="download with lhotse into DIR first (needs the internet)")
     s.add_argument("--num-dev", type=int, default=6, help="training files held out as dev")
-    s.add_argument("--sample-rate", type=int, default=8000)
+    s.add_argument("--sample-rate", type=int, default=8000, help="the recordings' sample rate in Hz")
     s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=prepare_yesno_manifests)
 
@@ -190,14 +194,14 @@ def register(sub) -> None:
     s.add_argument("--train-parts", nargs="+", default=["train-clean-100"], help="full LibriSpeech training parts")
     s.add_argument("--speed-perturb", type=float, nargs="*", default=[], help="extra training copies at these speeds")
     s.add_argument("--musan-dir", help="MUSAN folder: extra training copies mixed with its noise at 10-20 dB SNR")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise and speed copies")
+    s.add_argument("--nj", type=int, default=1, help="parallel processes")
     s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=prepare_librispeech_manifests)
 
     s = sub.add_parser("prepare-timit", help="TIMIT manifests for phone recognition (+ phone lexicon, 48->39 map)")
     s.add_argument("--corpus-dir", required=True, help="the TIMIT folder holding data/TRAIN and data/TEST")
-    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--nj", type=int, default=1, help="parallel processes")
     s.add_argument("--out", required=True, help="manifest folder")
     s.set_defaults(func=prepare_timit_manifests)
 
@@ -211,14 +215,18 @@ def register(sub) -> None:
     ):
         s = sub.add_parser(name, help=helptext)
         if name == "import-kaldi-dir":
-            s.add_argument("--data-dir", required=True)
+            s.add_argument("--data-dir", required=True, help="the Kaldi data directory")
             s.add_argument(
                 "--allow-pipes",
                 action="store_true",
                 help="run wav.scp commands ('cmd |') through the shell; only for data directories you trust",
             )
         else:
-            s.add_argument("--folder", required=True)
+            s.add_argument(
+                "--folder",
+                required=True,
+                help="audio folder; transcripts in a text file or .txt/.lab files beside the audio",
+            )
         s.add_argument("--resample", action="store_true", help="resample other rates instead of failing")
         s.add_argument("--corpus", required=True, help="corpus name used in the manifest file names")
         s.add_argument(

@@ -3,6 +3,10 @@
 from pathlib import Path
 
 from asr_kd.cli.common import (
+    FBANK_HELP,
+    GRAPH_HELP,
+    LANG_HELP,
+    add_corpus_arg,
     add_decode_search_args,
     add_table_output_args,
     held_out_accents,
@@ -77,11 +81,11 @@ def register(sub) -> None:
     s.add_argument(
         "--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt"
     )
-    s.add_argument("--lang", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    s.add_argument("--lang", required=True, help=LANG_HELP)
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
     s.add_argument("--config", help="the recipe's config: its corpus's held-out test accents are also scored apart")
-    s.add_argument("--graph-dir", required=True)
+    s.add_argument("--graph-dir", required=True, help=GRAPH_HELP)
     s.add_argument(
         "--decoder",
         choices=["kaldi", "lattice", "k2"],
@@ -108,11 +112,11 @@ def register(sub) -> None:
     s.add_argument(
         "--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)"
     )
-    s.add_argument("--ali-dir")
-    s.add_argument("--lang")
-    s.add_argument("--fbank-dir")
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--graph-dir")
+    s.add_argument("--ali-dir", help="alignment folder (labelled cuts, pdf_counts.txt)")
+    s.add_argument("--lang", help=LANG_HELP)
+    s.add_argument("--fbank-dir", help=FBANK_HELP)
+    add_corpus_arg(s)
+    s.add_argument("--graph-dir", help=GRAPH_HELP)
     s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
     s.add_argument(
         "--absent",

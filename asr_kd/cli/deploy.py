@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 from typing import Dict, Sequence
 
-from asr_kd.cli.common import add_table_output_args, positive_float, positive_int, show_table
+from asr_kd.cli.common import (
+    FBANK_HELP,
+    GRAPH_HELP,
+    LANG_HELP,
+    add_corpus_arg,
+    add_table_output_args,
+    positive_float,
+    positive_int,
+    show_table,
+)
 from asr_kd.data.features import FeatureConfig
 from asr_kd.deploy.audio import AudioError, audio_blocks, feature_difference, rechunk
 from asr_kd.deploy.model_dir import ModelDir, decoded_settings, export_model_dir, fbank_settings
@@ -140,26 +149,26 @@ def register(sub) -> None:
     s.add_argument(
         "--ali-dir", required=True, help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors)"
     )
-    s.add_argument("--lang", required=True)
-    s.add_argument("--graph-dir", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    s.add_argument("--lang", required=True, help=LANG_HELP)
+    s.add_argument("--graph-dir", required=True, help=GRAPH_HELP)
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
     s.add_argument(
         "--decode-dir", help="the decode stage's output: LM weight and penalty tuned on dev, WER for the card"
     )
     s.add_argument("--lmwt", type=float, help="LM weight (overrides the tuned one)")
     s.add_argument("--wip", type=float, help="word insertion penalty (overrides the tuned one)")
-    s.add_argument("--beam", type=float, default=13.0)
-    s.add_argument("--max-active", type=int, default=7000)
+    s.add_argument("--beam", type=float, default=13.0, help="decoding beam of the exported decoder")
+    s.add_argument("--max-active", type=int, default=7000, help="most active states per frame")
     s.add_argument("--formats", default=",".join(FORMATS), help=f"network formats to write, from {FORMATS}")
     s.add_argument("--out", required=True, help="the model directory")
     s.set_defaults(func=export)
 
     s = sub.add_parser("transcribe", help="transcribe audio files with a model directory (offline or streaming)")
-    s.add_argument("--model-dir", required=True)
+    s.add_argument("--model-dir", required=True, help="a model directory export wrote")
     s.add_argument("audio", nargs="+", help="audio files (any sample rate; stereo is mixed down)")
     s.add_argument("--format", choices=FORMATS, default="pt", help="network format to run")
-    s.add_argument("--threads", type=positive_int, default=1)
+    s.add_argument("--threads", type=positive_int, default=1, help="inference threads")
     s.add_argument(
         "--ctm",
         help="write word times here (Kaldi CTM: id 1 start duration word confidence; the id is the "
@@ -174,10 +183,10 @@ def register(sub) -> None:
     s = sub.add_parser(
         "deploy-eval", help="WER, RTF and peak memory of a model directory on a test CutSet (one process)"
     )
-    s.add_argument("--model-dir", required=True)
+    s.add_argument("--model-dir", required=True, help="a model directory export wrote")
     s.add_argument("--cuts", required=True, help="a CutSet with recordings and supervisions (the test set)")
-    s.add_argument("--format", choices=FORMATS, default="onnx")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--format", choices=FORMATS, default="onnx", help="which exported network serves")
+    s.add_argument("--threads", type=int, default=1, help="inference threads")
     s.add_argument(
         "--stream-chunk-ms", type=float, default=0.0, help="also stream each utterance in chunks of this length"
     )
@@ -185,11 +194,17 @@ def register(sub) -> None:
     s.set_defaults(func=deploy_eval)
 
     s = sub.add_parser("deploy-table", help="the deployment table: cost and WER of each system as served")
-    s.add_argument("--systems", nargs="+", required=True, metavar="NAME=MODEL_DIR:FORMAT")
+    s.add_argument(
+        "--systems",
+        nargs="+",
+        required=True,
+        metavar="NAME=MODEL_DIR:FORMAT",
+        help="the rows: a name, a model directory and its format",
+    )
     s.add_argument("--cuts", required=True, help="the test CutSet (recordings and supervisions)")
     s.add_argument("--feature-cuts", help="the test set's stored feature cuts: kaldi-native-fbank vs. lhotse")
     s.add_argument("--streaming", metavar="NAME", help="also stream this system's test set and compare with offline")
-    s.add_argument("--chunk-ms", type=float, default=160.0)
+    s.add_argument("--chunk-ms", type=float, default=160.0, help="streaming chunk length in milliseconds")
     s.add_argument("--parity", metavar="NAME", help="compare this system's exported formats with PyTorch")
     add_table_output_args(s, "Deployment: what each system costs to serve")
     s.set_defaults(func=deploy_table)

@@ -51,22 +51,31 @@ def register(sub) -> None:
 
     s = sub.add_parser("mnist-train", help="train an MNIST teacher, small net or distilled net; writes eval.json")
     s.add_argument("--data", required=True, help="mnist.npz from mnist-prepare")
-    s.add_argument("--role", required=True, choices=["teacher", "small", "distilled"])
+    s.add_argument(
+        "--role",
+        required=True,
+        choices=["teacher", "small", "distilled"],
+        help="the paper's big net, the small net on hard labels, or the small net distilled",
+    )
     s.add_argument("--config", help="YAML with an 'mnist' section (defaults: the paper's settings)")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seed", type=int, default=1, help="seed of the initial weights and the shuffles")
     s.add_argument("--teacher", help="teacher run folder (distilled only)")
     s.add_argument("--keep", type=int, nargs="*", default=[], help="transfer set: only these classes")
     s.add_argument("--drop", type=int, nargs="*", default=[], help="transfer set: without these classes")
     s.add_argument("--temperature", type=float, help="override the config's distillation temperature")
     s.add_argument("--hidden", type=int, help="override the hidden units per layer")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="model folder")
     s.set_defaults(func=mnist_train)
 
     s = sub.add_parser("mnist-report", help="MNIST tables (main, transfer, tsweep) -> EXP/*.md/json and RESULTS.md")
-    s.add_argument("--exp", required=True)
+    s.add_argument("--exp", required=True, help="the recipe's exp folder (its models)")
     s.add_argument("--data", help="mnist.npz (for the transfer tables)")
     s.add_argument(
-        "--tables", nargs="+", default=["main", "transfer", "tsweep"], choices=["main", "transfer", "tsweep"]
+        "--tables",
+        nargs="+",
+        default=["main", "transfer", "tsweep"],
+        choices=["main", "transfer", "tsweep"],
+        help="which tables to write",
     )
     s.add_argument("--results-md", help="RESULTS.md to update")
     s.set_defaults(func=mnist_report)

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from lhotse import SupervisionSet
 
-from asr_kd.cli.common import positive_int, transcribed_splits
+from asr_kd.cli.common import add_corpus_arg, positive_int, transcribed_splits
 from asr_kd.data.manifests import manifest_paths
 from asr_kd.lang.lexicon import LexiconConfig
 from asr_kd.lang.lm import LmConfig, train_lm
@@ -56,8 +56,8 @@ def register(sub) -> None:
     s.add_argument("--text", required=True, help="LM text, one sentence a line")
     s.add_argument("--out", required=True, help="the ARPA file (its report: OUT.json)")
     s.add_argument("--manifest-dir", help="supervision manifests of the evaluation splits")
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--eval-splits", default="dev,test")
+    add_corpus_arg(s, "--manifest-dir")
+    s.add_argument("--eval-splits", default="dev,test", help="splits whose perplexity and OOV rate are reported")
     s.add_argument("--order", type=positive_int, help="n-gram order (overrides the config)")
     s.add_argument(
         "--no-prune",
@@ -69,7 +69,7 @@ def register(sub) -> None:
     s = sub.add_parser("prepare-lang", help="lexicon (dictionary / eSpeak G2P / graphemes / BPE) and lang directory")
     s.add_argument("--config", help="YAML config (sections 'lexicon', 'lang')")
     s.add_argument("--manifest-dir", required=True, help="supervision manifests give the word list")
-    s.add_argument("--corpus", default="digits")
+    add_corpus_arg(s, "--manifest-dir")
     s.add_argument(
         "--splits",
         default="train,dev,test",

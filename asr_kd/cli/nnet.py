@@ -133,9 +133,9 @@ def register(sub) -> None:
     )
     s.add_argument("--config", help="YAML config (sections 'model', 'train', 'distill')")
     add_labelled_data_args(s)
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True, help="model folder (best.pt, epoch checkpoints, history.json)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the shuffles")
+    s.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     s.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training cuts")
     s.add_argument("--subset-seed", type=int, default=0, help="which fraction (same seed, same cuts)")
     g = s.add_mutually_exclusive_group()
@@ -171,15 +171,20 @@ def register(sub) -> None:
     s.set_defaults(func=train_dnn)
 
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
-    s.add_argument("--teachers", nargs="+", required=True)
+    s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's checkpoints (best.pt)")
     add_labelled_data_args(s)
     s.add_argument("--temperature", type=positive_float, default=2.0, help="softmax temperature T > 0 [%(default)s]")
-    s.add_argument("--combine", choices=["arithmetic", "geometric"], default="arithmetic")
+    s.add_argument(
+        "--combine",
+        choices=["arithmetic", "geometric"],
+        default="arithmetic",
+        help="mean of the members' probabilities, or of their log-probabilities",
+    )
     s.add_argument("--topk", type=int, default=0, help="0: dense; k: top-k indices + renormalised log-probs")
-    s.add_argument("--split", default="train")
+    s.add_argument("--split", default="train", help="the split whose frames get targets")
     s.add_argument("--nj", type=int, default=1, help="shards written in parallel jobs (soft_targets.<i>.h5)")
     add_cmd_arg(s)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="soft-target folder (cuts, HDF5 shards, soft_targets.json)")
     s.set_defaults(func=soft_targets)
 
     s = sub.add_parser(
@@ -191,9 +196,11 @@ def register(sub) -> None:
     s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
     s.add_argument("--references", nargs="*", help="single models measured beside them (e.g. baselines)")
     add_labelled_data_args(s)
-    s.add_argument("--temperature", type=positive_float, default=2.0)
+    s.add_argument(
+        "--temperature", type=positive_float, default=2.0, help="the temperature the student was distilled at"
+    )
     s.add_argument("--train-fraction", type=float, default=0.1, help="share of training cuts scored [%(default)s]")
-    s.add_argument("--title", default="")
+    s.add_argument("--title", default="", help="heading of the diagnosis")
     s.add_argument("--out", required=True, help="folder for diagnosis.json and diagnosis.png")
     s.set_defaults(func=diagnose_student)
 
@@ -207,7 +214,7 @@ def register(sub) -> None:
     )
     s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
     add_labelled_data_args(s)
-    s.add_argument("--temperature", type=positive_float, default=2.0)
-    s.add_argument("--split", default="dev")
+    s.add_argument("--temperature", type=positive_float, default=2.0, help="the temperature of the KL to the ensemble")
+    s.add_argument("--split", default="dev", help="the split the students are scored on")
     add_table_output_args(s, "(5e) What makes the student keep the gain")
     s.set_defaults(func=teaching_table_cmd)

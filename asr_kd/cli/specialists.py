@@ -4,7 +4,7 @@ images, and specialists-speech over HMM states."""
 import logging
 from pathlib import Path
 
-from asr_kd.cli.common import add_table_output_args, show_table
+from asr_kd.cli.common import FBANK_HELP, add_corpus_arg, add_table_output_args, show_table
 from asr_kd.nnet.train import TrainConfig
 from asr_kd.specialists import data as sdata
 from asr_kd.specialists import experiment as ex
@@ -81,32 +81,34 @@ def register(sub) -> None:
         s.add_argument("--data", required=True, help="the .npz of specialists-data")
         s.add_argument("--config", help="YAML with a 'specialists' section")
         if step != "data":
-            s.add_argument("--exp", required=True)
+            s.add_argument("--exp", required=True, help="the recipe's exp folder")
         if step == "data":
             s.add_argument("--mnist-npz", help="mnist.npz from mnist-prepare")
-            s.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
+            s.add_argument(
+                "--fashion-dir", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST's idx files"
+            )
             s.add_argument("--image-folder", help="an ImageFolder-style directory instead")
         if step == "cluster":
-            s.add_argument("--num-clusters", type=int)
+            s.add_argument("--num-clusters", type=int, help="clusters of confusable classes (default: the config's)")
         if step == "train":
-            s.add_argument("--index", type=int, required=True)
+            s.add_argument("--index", type=int, required=True, help="which cluster's specialist to train")
             s.add_argument("--soft-targets", action="store_true", help="add the generalist's folded soft targets")
         if step == "report":
-            s.add_argument("--results-md")
+            s.add_argument("--results-md", help="also put the tables into this RESULTS.md")
         s.set_defaults(func=handler)
 
     s = sub.add_parser(
         "specialists-speech", help="specialists over HMM states: clusters, specialists, KL-combined frame accuracy"
     )
     s.add_argument("--generalist", required=True, help="a frame-level DNN checkpoint (e.g. exp/dnn/seed1/best.pt)")
-    s.add_argument("--ali-dir", required=True)
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
-    s.add_argument("--num-clusters", type=int, default=6)
-    s.add_argument("--num-clusterings", type=int, default=1)
-    s.add_argument("--epochs", type=int, default=3)
-    s.add_argument("--lr", type=float, default=3e-4)
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--ali-dir", required=True, help="alignment folder (labelled cuts, pdf_counts.txt)")
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
+    s.add_argument("--num-clusters", type=int, default=6, help="clusters of confusable pdfs")
+    s.add_argument("--num-clusterings", type=int, default=1, help="independent clusterings (overlapping specialists)")
+    s.add_argument("--epochs", type=int, default=3, help="epochs of each specialist")
+    s.add_argument("--lr", type=float, default=3e-4, help="learning rate of each specialist")
+    s.add_argument("--seed", type=int, default=1, help="seed of the clustering and the specialists")
     s.add_argument("--out-dir", required=True, help="specialist checkpoints")
     add_table_output_args(s, "Specialists over HMM states (embedded corpus)")
     s.set_defaults(func=speech)

@@ -1,6 +1,8 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
 
 from asr_kd.cli.common import (
+    FBANK_HELP,
+    add_corpus_arg,
     add_decode_search_args,
     add_labelled_data_args,
     add_table_output_args,
@@ -79,21 +81,23 @@ def systems_table_cmd(args) -> None:
 def register(sub) -> None:
     s = sub.add_parser("speech-table", help="test frame accuracy: baselines, their ensemble, distilled students")
     s.add_argument("--baselines", nargs="+", required=True, help="ensemble members (each also a baseline)")
-    s.add_argument("--students", nargs="+", required=True)
+    s.add_argument("--students", nargs="+", required=True, help="the distilled students' checkpoints")
     add_labelled_data_args(s)
-    s.add_argument("--split", default="test")
+    s.add_argument("--split", default="test", help="the split scored")
     s.add_argument("--config", help="the recipe's config: its corpus's held-out accents are also scored apart")
     add_table_output_args(s, "Baseline vs. ensemble vs. distilled student")
     s.set_defaults(func=speech_table_cmd)
 
     s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
-    s.add_argument("--rows", nargs="+", required=True)
+    s.add_argument(
+        "--rows", nargs="+", required=True, help="NAME=CKPT[,CKPT...] per row; several checkpoints: their seeds"
+    )
     add_labelled_data_args(s)
-    s.add_argument("--split", default="test")
+    s.add_argument("--split", default="test", help="the split scored")
     s.add_argument("--train-fraction", type=float, default=0.0, help="also score this training subset")
-    s.add_argument("--subset-seed", type=int, default=0)
+    s.add_argument("--subset-seed", type=int, default=0, help="seed of the bootstrap resampling")
     s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
-    s.add_argument("--note", default="")
+    s.add_argument("--note", default="", help="a sentence printed under the table")
     s.add_argument(
         "--compare",
         nargs="*",
@@ -105,8 +109,8 @@ def register(sub) -> None:
 
     s = sub.add_parser("alignment-table", help="compare alignments: oracle boundaries and the DNNs they give")
     s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...] (several: one DNN per seed)")
-    s.add_argument("--fbank-dir", required=True)
-    s.add_argument("--corpus", default="digits")
+    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    add_corpus_arg(s)
     s.add_argument("--lang", help="lang folder (with --graph-dir)")
     s.add_argument("--graph-dir", help="decode every DNN with this HCLG (built here if missing) for a WER column")
     add_decode_search_args(s)

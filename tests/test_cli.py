@@ -1,0 +1,100 @@
+"""The command line and the documents that name it: every command and recipe answers ``--help``,
+every option says what it is, the corpus is never silently the embedded one, and every command
+and repository path the README and RESULTS files name exists."""
+
+import argparse
+import gzip
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from asr_kd import __version__
+from asr_kd.cli import RECIPE_STEPS, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = [ROOT / "run.sh", *sorted(ROOT.glob("recipes/*/run.sh"))]
+DOCS = [ROOT / "README.md", ROOT / "RESULTS.md", *sorted(ROOT.glob("recipes/*/RESULTS.md")), *ROOT.glob("docs/*.md")]
+
+
+def commands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices
+
+
+def test_every_command_answers_help_and_every_option_says_what_it_is(capsys):
+    _, choices = commands()
+    unexplained = []
+    for name, command in choices.items():
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0, name
+        assert capsys.readouterr().out.startswith(f"usage: asr_kd {name}")
+        unexplained += [
+            f"{name} {a.option_strings or a.dest}"
+            for a in command._actions
+            if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()
+        ]
+    assert not unexplained
+
+
+def test_help_lists_user_commands_apart_from_recipe_steps_and_shows_defaults(capsys):
+    parser, choices = commands()
+    text = parser.format_help()
+    users, steps = text.split("recipe steps (result tables):")
+    assert all(re.search(rf"^  {s}\s", steps, re.M) for s in RECIPE_STEPS)
+    assert not any(re.search(rf"^  {s}\s", users, re.M) for s in RECIPE_STEPS)
+    for name in set(choices) - set(RECIPE_STEPS):
+        assert re.search(rf"^  {name}\s", users, re.M), name
+    assert "(default: 1)" in choices["compute-fbank"].format_help()  # --nj
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"asr_kd {__version__}"
+
+
+def test_every_recipe_answers_help():
+    for recipe in RECIPES:
+        r = subprocess.run(["bash", str(recipe), "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "--stage" in r.stdout + r.stderr, (recipe, r.stderr[-500:])
+
+
+def _manifests(folder: Path, corpus: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"{corpus}_cuts_train.jsonl.gz", "wt") as f:
+        f.write("")
+
+
+def test_the_corpus_comes_from_the_manifests_or_the_user_is_told_what_to_pass(tmp_path, caplog):
+    from asr_kd.cli.common import resolve_corpus
+
+    _manifests(tmp_path / "one", "mine")
+    args = argparse.Namespace(corpus=None, fbank_dir=str(tmp_path / "one"))
+    resolve_corpus(args)
+    assert args.corpus == "mine"
+
+    _manifests(tmp_path / "two", "mine")
+    _manifests(tmp_path / "two", "theirs")
+    rc = main(["train-dnn", "--ali-dir", str(tmp_path), "--fbank-dir", str(tmp_path / "two"), "--out", "x"])
+    assert rc == 1 and "holds manifests of mine, theirs: pass --corpus NAME" in caplog.text
+
+    (tmp_path / "none").mkdir()
+    caplog.clear()
+    assert main(["compute-fbank", "--manifest-dir", str(tmp_path / "none"), "--out", str(tmp_path / "f")]) == 1
+    assert "holds no manifests" in caplog.text and "pass --corpus NAME" in caplog.text
+
+
+def test_every_command_and_repository_path_the_documents_name_exists():
+    _, choices = commands()
+    missing = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for m in re.finditer(r"(?:python -m asr_kd|asr-kd)\s+([a-z][a-z0-9-]+)", text):
+            if m.group(1) not in choices:
+                missing.append(f"{doc.name}: command {m.group(1)}")
+        for m in re.finditer(r"`((?:asr_kd|recipes|benchmarks|tools|tests|local|utils|conf|docs)/[\w./-]+)", text):
+            path = m.group(1).rstrip(".")
+            if "/exp/" not in path and not (ROOT / path).exists():  # exp/: what a run writes
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+    assert not missing
