@@ -93,10 +93,17 @@ def prepare_yesno(corpus_dir, out_dir, num_dev: int = 6, sample_rate: int = 8000
 
 
 def download_yesno(target_dir) -> Path:
-    """lhotse's download (needs the internet); returns the folder of wav files."""
+    """lhotse's download (needs the internet); returns the folder of wav files. A failed download is
+    one error that says what to pass instead."""
     from lhotse.recipes import download_yesno as _download
 
-    return Path(_download(target_dir))
+    try:
+        return Path(_download(target_dir))
+    except Exception as e:  # noqa: BLE001  urllib, ssl, tarfile: all mean the same to the user
+        raise CorpusError(
+            f"could not download yesno from openslr.org into {target_dir} ({type(e).__name__}: {e}); "
+            "without the internet, pass --corpus-dir DIR: a folder holding the 60 yesno .wav files"
+        ) from None
 
 
 KALDI_SPACE = re.compile(r"[ \t\r\f\v]+")  # Kaldi splits fields on ASCII white space (C isspace), lines on \n only

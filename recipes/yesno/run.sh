@@ -13,7 +13,7 @@ ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --dd
 config=conf/yesno.yaml
 data=data
 exp=exp
-corpus_dir=../../../shared/corpora/waves_yesno   # a local copy; empty: download with lhotse
+corpus_dir=""       # a folder of the 60 yesno wav files; empty: download with lhotse (needs the internet)
 ensemble_size=3
 temperature=2
 student_seeds=2
@@ -41,7 +41,9 @@ stage_key=$(stage_key_of "$config" local/lexicon.txt -- "$corpus_dir $ensemble_s
 
 get_corpus() {
   if [ -z "$corpus_dir" ]; then
-    python -c "from asr_kd.data.importers import download_yesno; print(download_yesno('$data/download'))"
+    python -c "import sys; from asr_kd.data.importers import CorpusError, download_yesno as d
+try: print(d('$data/download'))
+except CorpusError as e: sys.exit(f'$0: {e}')"
   else
     ls "$corpus_dir"/*.wav > /dev/null || { echo "$0: no wav files in $corpus_dir" >&2; return 1; }
     echo "$(ls "$corpus_dir"/*.wav | wc -l) wav files in $corpus_dir"

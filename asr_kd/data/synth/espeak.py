@@ -2,7 +2,7 @@
 
 eSpeak NG is GPL-3.0 and only generates data: nothing else in asr_kd imports it.
 
-Reproducibility (see ../shared/FACTS.md section 6): the library keeps state
+Reproducibility: the library keeps state
 between utterances (flutter phase, a time-seeded noise generator, rate and
 pitch that outlive a voice change), and re-initialising can deadlock. So the
 library is initialised once per process and every utterance is synthesised in
