@@ -9,6 +9,7 @@ stop_stage=16       # 16: GMM systems and senone labels; 15: deploy; stage 14 de
 nj=2                # parallel processes
 ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 config=conf/default.yaml
+quick=false         # --quick: the tiny configuration (conf/tiny.yaml), outputs under $data/quick and $exp/quick
 data=data           # corpus, manifests, features
 exp=exp             # models, logs (exp/log), completion markers (exp/done)
 ensemble_size=4     # ensemble members (the paper used 10); they differ only in their seed
@@ -29,6 +30,8 @@ Options (defaults in brackets):
   --stop-stage N     last stage to run [$stop_stage]
   --nj N             parallel jobs [$nj]
   --config FILE      YAML config [$config]
+  --quick            a smoke run of the same stages on the tiny corpus (conf/tiny.yaml; about 4 min),
+                     outputs under DATA/quick and EXP/quick [$quick]
   --data DIR         data folder [$data]
   --exp DIR          experiment folder [$exp]
   --ensemble-size N  DNN ensemble members [$ensemble_size]
@@ -80,6 +83,7 @@ A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.
 . utils/recipe.sh
+if $quick; then config=conf/tiny.yaml data=$data/quick exp=$exp/quick; fi
 
 stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
 

@@ -2,6 +2,7 @@
 # Kaldi-style option parsing, sourced by recipe scripts after they set their defaults:
 #   --some-option VALUE   sets the shell variable some_option (which must already exist)
 #   --some-option=VALUE   same
+#   --flag                a true|false option given alone (last, or before another --option): true
 #   --help / -h           prints $help_message and exits 0
 # Unknown options are an error; remaining positional arguments are left in "$@".
 while true; do
@@ -16,6 +17,11 @@ while true; do
       continue ;;
     --*)
       name=$(echo "${1#--}" | tr '-' '_')
+      if declare -p "$name" >/dev/null 2>&1 && [[ "${!name}" =~ ^(true|false)$ ]] && { [ "$#" -lt 2 ] || [[ "$2" == --* ]]; }; then
+        printf -v "$name" '%s' true
+        shift
+        continue
+      fi
       if [ "$#" -lt 2 ]; then
         echo "$0: option $1 needs a value" >&2; exit 1
       fi
