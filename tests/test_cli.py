@@ -98,3 +98,22 @@ def test_every_command_and_repository_path_the_documents_name_exists():
             if "/exp/" not in path and not (ROOT / path).exists():  # exp/: what a run writes
                 missing.append(f"{doc.relative_to(ROOT)}: {path}")
     assert not missing
+
+
+def test_the_readme_results_table_quotes_its_sources():
+    """Every figure of README's "What it found" table appears in the RESULTS.md its row names."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## What it found") : readme.index("## Recipes")]
+    sources = {"RESULTS.md": ROOT / "RESULTS.md"}
+    sources.update({f"recipes/{p.parent.name}": p for p in ROOT.glob("recipes/*/RESULTS.md")})
+    unquoted = []
+    rows = [r for r in table.splitlines() if r.startswith("| ") and not r.startswith("| recipe")]
+    assert len(rows) >= 5
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        source = next(sources[k] for k in sorted(sources, key=len, reverse=True) if cells[-1].startswith(k))
+        text = source.read_text()
+        for figure in re.findall(r"\d+\.\d+%?(?: ± \d+\.\d+)?", " ".join(cells[1:4])):
+            if figure not in text:
+                unquoted.append(f"{cells[0]}: {figure} not in {source.relative_to(ROOT)}")
+    assert not unquoted
