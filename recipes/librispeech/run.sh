@@ -35,7 +35,7 @@ Options (defaults in brackets):
   --corpus-dir DIR      an existing copy; empty: download with lhotse [$corpus_dir]
   --download-lm true|false  official lexicon + ARPA LMs into \$data/lm [$download_lm]
   --speed-perturb LIST  e.g. \"0.9 1.1\" [$speed_perturb]   --musan-dir DIR [$musan_dir]
-  --config FILE  --data DIR  --exp DIR  --nj N  --stage N  --stop-stage N
+  --config FILE  --data DIR  --exp DIR  --nj N  --stage N / --stop-stage N [$stage..$stop_stage]
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
 Stages: 0 download, 1 manifests, then 2-13 as in the default recipe (../../run.sh --help)."
 

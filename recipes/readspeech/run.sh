@@ -37,7 +37,7 @@ Options (defaults in brackets):
   --size tiny|default|large   corpus and model sizes (conf/SIZE.yaml) [$size]
   --text FILE        the text to read, one sentence a line [the King James Bible]
   --analysis true|false       also run stages 9-12 [$analysis]
-  --config FILE  --data DIR  --exp DIR  --nj N  --stage N  --stop-stage N
+  --config FILE  --data DIR  --exp DIR  --nj N  --stage N / --stop-stage N [$stage..$stop_stage]
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
   --gmm-systems LIST [$gmm_systems]  --labels SYSTEM [$labels]  --label-systems LIST [$label_systems]
   --unlabelled-hours H  stage 0: also H hours of untranscribed audio (sentences of no dev or test utterance) [$unlabelled_hours]

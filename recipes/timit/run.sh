@@ -25,7 +25,7 @@ topk_values="5 20"
 help_message="Usage: $0 --corpus-dir DIR [options]
 Options (defaults in brackets):
   --corpus-dir DIR   TIMIT (data/TRAIN, data/TEST)
-  --config FILE [$config]  --data DIR [$data]  --exp DIR [$exp]  --nj N [$nj]  --stage N  --stop-stage N
+  --config FILE [$config]  --data DIR [$data]  --exp DIR [$exp]  --nj N [$nj]  --stage N / --stop-stage N [$stage..$stop_stage]
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
 Stages: 1 manifests (+ phone lexicon and the 48->39 map), then 2-13 as in the default recipe; the
 decode stage reports PER on 39 phones."
