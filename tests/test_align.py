@@ -239,7 +239,19 @@ def test_alignment_failures_reach_the_user_as_one_line(monkeypatch, caplog, tmp_
         raise AlignmentFailures("no utterance could be aligned: nothing to train on")
 
     monkeypatch.setattr(align_commands, "train_and_align", no_alignment)
-    rc = main(["train-mono", "--fbank-dir", str(tmp_path), "--lang", str(tmp_path), "--exp", str(tmp_path / "exp")])
+    rc = main(
+        [
+            "train-mono",
+            "--fbank-dir",
+            str(tmp_path),
+            "--corpus",
+            "digits",
+            "--lang",
+            str(tmp_path),
+            "--exp",
+            str(tmp_path / "exp"),
+        ]
+    )
     assert rc == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert errors == ["AlignmentFailures: no utterance could be aligned: nothing to train on"]

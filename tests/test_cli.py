@@ -119,3 +119,26 @@ def test_the_readme_results_table_quotes_its_sources():
             if figure not in text:
                 unquoted.append(f"{cells[0]}: {figure} not in {source.relative_to(ROOT)}")
     assert not unquoted
+
+
+def test_an_alignment_folder_records_what_it_was_made_from_so_later_commands_take_it_alone(
+    tiny_graph, tiny_features, tmp_path, caplog
+):
+    """The GMM stage records its features, corpus and lang (made_from.json); train-dnn then needs
+    only --ali-dir, and a folder without the record gets one line saying what to pass."""
+    from asr_kd.utils.made_from import read_made_from
+
+    root, _ = tiny_graph
+    made_from = read_made_from(root / "exp")
+    assert Path(made_from["fbank_dir"]).resolve() == (tiny_features / "fbank").resolve()
+    assert made_from["corpus"] == "digits" and Path(made_from["lang"]).resolve() == (root / "lang").resolve()
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model:\n  context: 1\n  hidden: 16\n  num_layers: 1\ntrain:\n  epochs: 1\n")
+    assert main(["train-dnn", "--config", str(conf), "--ali-dir", str(root / "exp"), "--out", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "best.pt").is_file()
+
+    bare = tmp_path / "bare_ali"
+    bare.mkdir()
+    assert main(["train-dnn", "--ali-dir", str(bare), "--out", str(tmp_path / "n")]) == 1
+    assert f"--fbank-dir not given, and {bare} records no fbank_dir (made_from.json): pass --fbank-dir" in caplog.text

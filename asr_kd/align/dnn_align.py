@@ -28,6 +28,7 @@ from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import load_frames
 from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.made_from import write_made_from
 from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def realign(
     held_out_accents: Sequence[str] = (),
 ) -> Dict:
     gmm_dir, out_dir = Path(gmm_dir), Path(out_dir)
+    write_made_from(out_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
     normalizer = FeatureNormalizer.of_features(fbank_dir)
     # a rerun keeps a realignment made from the same models, GMM, lang, features and settings
     key = fingerprint(

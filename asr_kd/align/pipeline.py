@@ -20,6 +20,7 @@ from asr_kd.gmm.features import gmm_features_for
 from asr_kd.gmm.labels import store_alignments
 from asr_kd.gmm.mono import MonoConfig, GmmAligner
 from asr_kd.utils.io import write_json_atomic
+from asr_kd.utils.made_from import write_made_from
 from asr_kd.utils.validity import file_digest, fingerprint, is_done, mark_done
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def train_and_align(
     cmd="local",
 ) -> Dict:
     exp_dir = Path(exp_dir)
+    write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
     cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
     key = fingerprint(
         {
@@ -204,6 +206,7 @@ def train_triphone_and_align(
     from asr_kd.gmm.triphone import train_triphone
 
     exp_dir, prev_dir = Path(exp_dir), Path(prev_dir)
+    write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
     prev_cuts_path = prev_dir / f"{corpus}_{splits[0]}_cuts.jsonl.gz"
     for f in (prev_dir / "final.mdl", prev_cuts_path):
         if not f.is_file():
@@ -279,6 +282,7 @@ def train_oracle_reference(
     flat-start model. Its report shows what this model class reaches when it learns the oracle's
     boundary conventions; it is not an aligner for corpora without phone times."""
     exp_dir = Path(exp_dir)
+    write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
     cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
     oracle = [
         [(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])]

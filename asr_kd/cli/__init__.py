@@ -7,10 +7,10 @@ result tables (``RECIPE_STEPS``); every option shows its default."""
 import argparse
 import logging
 import sys
+from importlib.metadata import version
 
-from asr_kd import __version__
 from asr_kd.cli import align, data, decode, deploy, images, lang, nnet, specialists, tables
-from asr_kd.cli.common import resolve_corpus
+from asr_kd.cli.common import resolve_corpus, resolve_made_from
 from asr_kd.gmm.mono import AlignmentFailures
 from asr_kd.utils.io import check_name
 from asr_kd.utils.logging import setup_logging
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of an error")
-    p.add_argument("--version", action="version", version=f"asr_kd {__version__}")
+    p.add_argument("--version", action="version", version=f"asr_kd {version('asr_kd')}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        resolve_made_from(args)
         resolve_corpus(args)
         for option in ("corpus", "split"):  # names that become parts of file names
             value = getattr(args, option, None)

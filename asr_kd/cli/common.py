@@ -11,10 +11,12 @@ from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
 from asr_kd.utils.config import section
 from asr_kd.utils.jobs import add_cmd_arg
+from asr_kd.utils.made_from import MADE_FROM, read_made_from
 
 
 FBANK_HELP = "features folder (compute-fbank's --out: <corpus>_cuts_<split>.jsonl.gz, cmvn.npz)"
 LANG_HELP = "lang folder (prepare-lang's --out: words.txt, L.fst, topo)"
+RECORDED = "; default: the one the alignment folder was made from (its made_from.json)"
 GRAPH_HELP = "graph folder: HCLG.fst and the LM, built there when missing"
 
 # the folders, in this order, whose manifest file names give a command's corpus when --corpus is not given
@@ -22,11 +24,37 @@ CORPUS_FOLDERS = ("fbank_dir", "manifest_dir")
 _MANIFEST_NAME = re.compile(r"^(.+?)_(?:cuts|recordings|supervisions)_[^/]+\.jsonl\.gz$")
 
 
+# folders whose made_from.json fills the options a command was not given, in this order (a decode
+# folder names its alignment folder, which names its features, corpus and lang)
+RECORDING_FOLDERS = ("decode_dir", "ali_dir")
+
+
+def from_alignment(s, *dests: str) -> None:
+    """Options of ``s`` that default to what the alignment folder records, and are needed."""
+    s.set_defaults(from_alignment=dests)
+
+
+def resolve_made_from(args) -> None:
+    """Fill the options a command was not given from the records of its decode and alignment
+    folders; an option still missing that the command needs is one error saying what to pass."""
+    for source in RECORDING_FOLDERS:
+        folder = getattr(args, source, None)
+        if folder:
+            for dest, value in read_made_from(folder).items():
+                if hasattr(args, dest) and getattr(args, dest) is None:
+                    setattr(args, dest, value)
+    for dest in getattr(args, "from_alignment", ()):
+        if getattr(args, dest) is None:
+            option = "--" + dest.replace("_", "-")
+            raise ValueError(f"{option} not given, and {args.ali_dir} records no {dest} ({MADE_FROM}): pass {option}")
+
+
 def add_corpus_arg(s, folder: str = "--fbank-dir") -> None:
     """``--corpus``: the name in the manifest files; by default the only one in ``folder``."""
     s.add_argument(
         "--corpus",
-        help=f"corpus name in the manifest file names (<corpus>_cuts_<split>.jsonl.gz); default: the only one in {folder}",
+        help="corpus name in the manifest file names (<corpus>_cuts_<split>.jsonl.gz); default: the one an "
+        f"alignment folder records, else the only one in {folder}",
     )
 
 
@@ -79,8 +107,9 @@ def positive_int(text: str) -> int:
 def add_labelled_data_args(s) -> None:
     """The options of every command on aligned data."""
     s.add_argument("--ali-dir", required=True, help="alignment folder (labelled cuts, pdf_counts.txt)")
-    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    s.add_argument("--fbank-dir", help=FBANK_HELP + RECORDED)
     add_corpus_arg(s)
+    from_alignment(s, "fbank_dir")
 
 
 def add_decode_search_args(s, manifest_required: bool = False) -> None:

@@ -6,9 +6,11 @@ from asr_kd.cli.common import (
     FBANK_HELP,
     GRAPH_HELP,
     LANG_HELP,
+    RECORDED,
     add_corpus_arg,
     add_decode_search_args,
     add_table_output_args,
+    from_alignment,
     held_out_accents,
     names,
     search_settings,
@@ -81,8 +83,8 @@ def register(sub) -> None:
     s.add_argument(
         "--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt"
     )
-    s.add_argument("--lang", required=True, help=LANG_HELP)
-    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    s.add_argument("--lang", help=LANG_HELP + RECORDED)
+    s.add_argument("--fbank-dir", help=FBANK_HELP + RECORDED)
     add_corpus_arg(s)
     s.add_argument("--config", help="the recipe's config: its corpus's held-out test accents are also scored apart")
     s.add_argument("--graph-dir", required=True, help=GRAPH_HELP)
@@ -104,6 +106,7 @@ def register(sub) -> None:
     )
     add_decode_search_args(s, manifest_required=True)
     add_table_output_args(s, "WER (hybrid decoding with HCLG)")
+    from_alignment(s, "lang", "fbank_dir")
     s.set_defaults(func=decode)
 
     s = sub.add_parser(
@@ -112,11 +115,11 @@ def register(sub) -> None:
     s.add_argument(
         "--decode-dir", required=True, help="an earlier decode's output (wer_table.json: models, tuned settings)"
     )
-    s.add_argument("--ali-dir", help="alignment folder (labelled cuts, pdf_counts.txt)")
-    s.add_argument("--lang", help=LANG_HELP)
-    s.add_argument("--fbank-dir", help=FBANK_HELP)
+    s.add_argument("--ali-dir", help="alignment folder (labelled cuts, pdf_counts.txt); default: the decode folder's")
+    s.add_argument("--lang", help=LANG_HELP + RECORDED)
+    s.add_argument("--fbank-dir", help=FBANK_HELP + RECORDED)
     add_corpus_arg(s)
-    s.add_argument("--graph-dir", help=GRAPH_HELP)
+    s.add_argument("--graph-dir", help=GRAPH_HELP + "; default: the decode folder's")
     s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
     s.add_argument(
         "--absent",

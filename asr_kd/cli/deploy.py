@@ -11,8 +11,10 @@ from asr_kd.cli.common import (
     FBANK_HELP,
     GRAPH_HELP,
     LANG_HELP,
+    RECORDED,
     add_corpus_arg,
     add_table_output_args,
+    from_alignment,
     positive_float,
     positive_int,
     show_table,
@@ -149,9 +151,9 @@ def register(sub) -> None:
     s.add_argument(
         "--ali-dir", required=True, help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors)"
     )
-    s.add_argument("--lang", required=True, help=LANG_HELP)
+    s.add_argument("--lang", help=LANG_HELP + RECORDED)
     s.add_argument("--graph-dir", required=True, help=GRAPH_HELP)
-    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    s.add_argument("--fbank-dir", help=FBANK_HELP + RECORDED)
     add_corpus_arg(s)
     s.add_argument(
         "--decode-dir", help="the decode stage's output: LM weight and penalty tuned on dev, WER for the card"
@@ -162,6 +164,7 @@ def register(sub) -> None:
     s.add_argument("--max-active", type=int, default=7000, help="most active states per frame")
     s.add_argument("--formats", default=",".join(FORMATS), help=f"network formats to write, from {FORMATS}")
     s.add_argument("--out", required=True, help="the model directory")
+    from_alignment(s, "lang", "fbank_dir")
     s.set_defaults(func=export)
 
     s = sub.add_parser("transcribe", help="transcribe audio files with a model directory (offline or streaming)")

@@ -4,7 +4,7 @@ images, and specialists-speech over HMM states."""
 import logging
 from pathlib import Path
 
-from asr_kd.cli.common import FBANK_HELP, add_corpus_arg, add_table_output_args, show_table
+from asr_kd.cli.common import FBANK_HELP, RECORDED, add_corpus_arg, add_table_output_args, from_alignment, show_table
 from asr_kd.nnet.train import TrainConfig
 from asr_kd.specialists import data as sdata
 from asr_kd.specialists import experiment as ex
@@ -102,7 +102,7 @@ def register(sub) -> None:
     )
     s.add_argument("--generalist", required=True, help="a frame-level DNN checkpoint (e.g. exp/dnn/seed1/best.pt)")
     s.add_argument("--ali-dir", required=True, help="alignment folder (labelled cuts, pdf_counts.txt)")
-    s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
+    s.add_argument("--fbank-dir", help=FBANK_HELP + RECORDED)
     add_corpus_arg(s)
     s.add_argument("--num-clusters", type=int, default=6, help="clusters of confusable pdfs")
     s.add_argument("--num-clusterings", type=int, default=1, help="independent clusterings (overlapping specialists)")
@@ -111,4 +111,5 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=1, help="seed of the clustering and the specialists")
     s.add_argument("--out-dir", required=True, help="specialist checkpoints")
     add_table_output_args(s, "Specialists over HMM states (embedded corpus)")
+    from_alignment(s, "fbank_dir")
     s.set_defaults(func=speech)

@@ -38,6 +38,7 @@ from asr_kd.lang.prepare_lang import Lang
 from asr_kd.nnet.data import load_frames
 from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import confined, write_json_atomic, write_text_atomic
+from asr_kd.utils.made_from import write_made_from
 from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_summary
 
 log = logging.getLogger(__name__)
@@ -380,6 +381,11 @@ def decode_models(
     paired-bootstrap interval."""
     if decoder not in ("kaldi", "k2", "lattice"):
         raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
+    write_made_from(
+        out_dir,
+        {"ali_dir": ali_dir, "lang": lang_dir, "fbank_dir": fbank_dir, "graph_dir": graph_dir},
+        {"corpus": corpus},
+    )
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
 
