@@ -4,7 +4,7 @@ optional training-time jitter (random shifts of up to ``jitter`` pixels, as the 
 With a ``teacher_model`` the soft targets are computed online, on the jittered batch itself."""
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 @dataclass
 class ImageData:
+    streamed: ClassVar[bool] = False  # asr_kd.nnet.data.FrameSource
+    teacher_probs: ClassVar[None] = None  # no teacher to measure dev KL against
     feats: torch.Tensor  # (N, H*W) float32
     labels: torch.Tensor  # (N,) int64
     soft: Optional[torch.Tensor] = None  # (N, C) soft targets

@@ -7,7 +7,7 @@ on synthetic frames)."""
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, ClassVar, List, Optional, Protocol
 
 import numpy as np
 import torch
@@ -20,8 +20,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class FrameSource(Protocol):
+    """What the training loop (``asr_kd.nnet.train``) asks of its training data. In memory
+    (``FrameData``, ``ImageData``, a specialist's ``FrameSubset``): ``len``, ``labels``, ``soft``
+    (tensor or None), ``windows(idx, context)``, ``augment(x)``; streamed (``StreamedFrames``):
+    batches from its loaders, ``soft`` a flag, ``steps_per_epoch``, ``local_batch`` and
+    ``fingerprint_inputs()``. ``streamed`` says which; ``teacher_model`` is the online teacher
+    (None: stored or no soft targets). Class attributes, so that the data's own settings, which
+    run fingerprints read, stay as they were."""
+
+    streamed: ClassVar[bool]
+    teacher_model: Optional[torch.nn.Module]
+    teacher_probs: Optional[torch.Tensor]  # of a dev set: the teacher's probabilities that dev KL is measured by
+
+    @property
+    def feat_dim(self) -> int: ...
+
+
 @dataclass
 class FrameData:
+    streamed: ClassVar[bool] = False
     feats: torch.Tensor  # (N, D) float32
     labels: torch.Tensor  # (N,) int64 pdf-ids
     start: torch.Tensor  # (N,) first frame of the frame's utterance

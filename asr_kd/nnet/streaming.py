@@ -43,6 +43,9 @@ class StreamedFrames(torch.utils.data.IterableDataset):
     """An endless stream of batches for one rank, in stacked groups of ``group`` (``unstack`` /
     ``batches()`` give (windows, labels, soft targets or None) per batch)."""
 
+    streamed = True  # asr_kd.nnet.data.FrameSource
+    teacher_model = None  # streamed training takes stored soft targets only
+
     def __init__(
         self,
         cuts_path,

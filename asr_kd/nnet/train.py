@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from asr_kd.nnet import distributed
 from asr_kd.nnet.checkpoint import safe_torch_load, save_checkpoint
-from asr_kd.nnet.data import FrameData
+from asr_kd.nnet.data import FrameSource
 from asr_kd.nnet.evaluate import model_frame_accuracy, model_teacher_measures
 from asr_kd.nnet.losses import Criterion, HardLabels, LossConfig
 from asr_kd.nnet.models import ModelConfig, build_model
@@ -95,13 +95,13 @@ def run_fingerprint(
     Checkpoints carry it, so a rerun after the labels or the config changed starts over instead of
     resuming a stale model."""
     h = hashlib.sha256()
-    streamed = hasattr(train, "fingerprint_inputs")  # a StreamedFrames: its manifest's digest, not tensors
+    streamed = train.streamed  # a StreamedFrames: its manifest's digest, not tensors
     if streamed:
         h.update(train.fingerprint_inputs().encode())
     tensors = ([] if streamed else _data_tensors(train)) + _data_tensors(dev)
     if cfg.select_on == "dev_kl":  # the teacher's dev probabilities then choose the model
         tensors.append(dev.teacher_probs)
-    teacher = getattr(train, "teacher_model", None)
+    teacher = train.teacher_model
     for state in (teacher.state_dict() if teacher is not None else {}, init_state or {}):
         tensors += [state[k] for k in sorted(state)]
     for t in tensors:
@@ -271,16 +271,14 @@ def train_one_epoch(
     kept in step with the other ranks' (asr_kd.nnet.distributed.Synchroniser)."""
     model.train()
     context = getattr(model, "module", model).context  # DDP wraps the model
-    online = getattr(train, "teacher_model", None) is not None  # soft targets computed per batch
+    online = train.teacher_model is not None  # soft targets computed per batch
     sync = sync or distributed.Synchroniser.single()
     batches = sync.rank_batches(perm, batch_size)
     tot, nb = 0.0, 0
     for b, idx in enumerate(
         tqdm(batches, desc=f"epoch {epoch}", mininterval=10, leave=False, disable=None if sync.r.main else True)
     ):
-        x = train.windows(idx, context)
-        if hasattr(train, "augment"):  # e.g. image jitter; draws from the checkpointed torch RNG
-            x = train.augment(x)
+        x = train.augment(train.windows(idx, context))  # e.g. image jitter: the checkpointed torch RNG
         x = x.to(device)
         y = train.labels[idx].to(device)
         if online:
@@ -340,8 +338,8 @@ def stream_one_epoch(
 
 
 def train_model(
-    train: FrameData,
-    dev: FrameData,
+    train: FrameSource,
+    dev: FrameSource,
     num_pdfs: int,
     out_dir,
     model_cfg: ModelConfig,
@@ -366,14 +364,14 @@ def train_model(
         model.load_state_dict(init_state)
     model = model.to(device)
     opt = build_optimizer(model, cfg)
-    online = getattr(train, "teacher_model", None) is not None
-    streamed = hasattr(train, "steps_per_epoch")
+    online = train.teacher_model is not None
+    streamed = train.streamed
     has_soft = (
         train.soft if isinstance(train.soft, bool) else train.soft is not None
     )  # a stream says whether it has them
     if criterion.needs_teacher and not has_soft and not online:
         raise ValueError(f"loss {criterion.cfg.loss!r} needs soft targets (run the soft-targets stage)")
-    if cfg.select_on == "dev_kl" and getattr(dev, "teacher_probs", None) is None:
+    if cfg.select_on == "dev_kl" and dev.teacher_probs is None:
         raise ValueError(
             f"{out_dir}: select_on dev_kl needs the teacher's probabilities on dev (a distilled student "
             "given its teachers)"
@@ -425,9 +423,7 @@ def train_model(
                 nb * train.local_batch * ranks.world / secs if streamed else num_train / secs, 1
             ),
         }
-        if (
-            getattr(dev, "teacher_probs", None) is not None
-        ):  # a student: how close it is to its teacher off the training frames
+        if dev.teacher_probs is not None:  # a student: how close it is to its teacher off the training frames
             m = model_teacher_measures(model, dev, dev.teacher_probs, criterion.cfg.temperature)
             rec.update({"dev_kl": m["kl"], "dev_agreement": m["agreement"]})
         history.append(rec)

@@ -6,7 +6,7 @@ alignment stage (asr_kd.nnet.data.load_split)."""
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import ClassVar, Dict, List
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 class FrameSubset:
     """Some frames of a FrameData with new labels (context windows still come from the full utterances)."""
 
+    streamed: ClassVar[bool] = False  # asr_kd.nnet.data.FrameSource
+    teacher_model: ClassVar[None] = None
+    teacher_probs: ClassVar[None] = None
     base: FrameData
     idx: torch.Tensor
     labels: torch.Tensor
@@ -41,6 +44,9 @@ class FrameSubset:
 
     def windows(self, i: torch.Tensor, context: int) -> torch.Tensor:
         return self.base.windows(self.idx[i], context)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 def speech_specialists(
