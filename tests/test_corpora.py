@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def yesno_dir() -> Path:
-    """The local copy named in the README: $ASR_KD_YESNO, else ../shared/corpora/waves_yesno."""
+    """A local copy of the yesno corpus: $ASR_KD_YESNO, else ../shared/corpora/waves_yesno."""
     for cand in (
         os.environ.get("ASR_KD_YESNO"),
         REPO.parent / "shared" / "corpora" / "waves_yesno",

@@ -84,7 +84,7 @@ def test_allreduce_loss_curve_follows_one_process_at_the_same_global_batch(runs)
     out, _ = runs
     single, ddp = history(out / "single"), history(out / "allreduce")
     assert [h["epoch"] for h in ddp] == [1, 2, 3]
-    for a, b in zip(single, ddp):  # float summation order differs; the README states the tolerance
+    for a, b in zip(single, ddp):  # float summation order differs; docs/design.md states the tolerance
         assert abs(a["loss"] - b["loss"]) <= 0.01 * a["loss"], (a, b)
         assert abs(a["dev_frame_acc"] - b["dev_frame_acc"]) <= 0.01, (a, b)
 
@@ -92,7 +92,7 @@ def test_allreduce_loss_curve_follows_one_process_at_the_same_global_batch(runs)
 def test_averaged_loss_curve_follows_one_process_stepping_on_every_batch(runs):
     """Two ranks on batches of 128, each at 2 x lr (``train.scale_lr``, nnet3's rule), averaged every
     4 steps: the loss per epoch stays within 10% of one process stepping on every batch of 128 at lr
-    (README states the tolerance), and closer to it than the same run at lr on each rank, whose
+    (docs/design.md states the tolerance), and closer to it than the same run at lr on each rank, whose
     averaged epoch makes about half an epoch's progress."""
     out, _ = runs
     single, avg, unscaled = history(out / "single"), history(out / "average"), history(out / "average_unscaled")
