@@ -7,7 +7,7 @@ result tables (``RECIPE_STEPS``); every option shows its default."""
 import argparse
 import logging
 import sys
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from asr_kd.cli import align, data, decode, deploy, images, lang, nnet, specialists, tables
 from asr_kd.cli.common import resolve_corpus, resolve_made_from
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of an error")
-    p.add_argument("--version", action="version", version=f"asr_kd {version('asr_kd')}")
+    p.add_argument("--version", action="version", version=f"asr_kd {_installed_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
@@ -67,6 +67,13 @@ class ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+
+def _installed_version() -> str:
+    try:
+        return version("asr_kd")
+    except PackageNotFoundError:  # a source tree that pip never installed
+        return "(not installed)"
 
 
 def _command_list(title: str, commands) -> str:
