@@ -113,7 +113,7 @@ def test_commands_that_read_transcripts_refuse_the_unlabelled_split(tmp_path, ca
         ["train-mono", "--fbank-dir", str(tmp_path), "--lang", str(tmp_path), "--exp", str(tmp_path / "e")],
     ):
         caplog.clear()
-        assert cli_main(cmd + ["--splits", "unlabelled,dev,test"]) != 0
+        assert cli_main(cmd + ["--corpus", "digits", "--splits", "unlabelled,dev,test"]) != 0
         assert "unlabelled split has no transcripts" in caplog.text
 
 
