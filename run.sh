@@ -30,7 +30,7 @@ Options (defaults in brackets):
   --stop-stage N     last stage to run [$stop_stage]
   --nj N             parallel jobs [$nj]
   --config FILE      YAML config [$config]
-  --quick            a smoke run of the same stages on the tiny corpus (conf/tiny.yaml; about 4 min),
+  --quick            a smoke run of the same stages on the tiny corpus (conf/tiny.yaml; under 4 min),
                      outputs under DATA/quick and EXP/quick [$quick]
   --data DIR         data folder [$data]
   --exp DIR          experiment folder [$exp]
