@@ -172,6 +172,16 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     assert bigrams == seen
 
 
+def test_the_results_file_ends_with_the_command_commit_and_machine(tiny_run):
+    root, args, _ = tiny_run
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    text = (root / "exp" / "kd" / "RESULTS.md").read_text()
+    footer = text[text.rindex("<!-- begin: made by -->") :]
+    assert text.rstrip().endswith("<!-- end: made by -->") and text.count("<!-- begin: made by -->") == 1
+    assert "run.sh --config " in footer and "--stop-stage 14" in footer
+    assert f"at commit {commit.stdout.strip()}" in footer and "CPU cores" in footer
+
+
 def test_rerun_skips_finished_stages(tiny_run):
     root, args, _ = tiny_run
     again = run(args)

@@ -352,3 +352,4 @@ if [ "$gmm_systems" != mono ]; then  # an if, not &&: a false test as the file's
 fi
 run_stage 17 teaching  teaching_compare  # opt-in: past the recipes' default --stop-stage
 stage_key="$stage_key $transfer_ratios" run_stage 18 transfer transfer_compare  # opt-in, as 17
+results_footer "$exp/kd/RESULTS.md"

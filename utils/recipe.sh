@@ -15,6 +15,7 @@
 #                                    never installed (it pins numpy<2); the offline MNIST source
 root=${root:-.}
 caller=${caller:-$PWD}
+recipe_command=$(printf '%q ' "$0" "$@"); recipe_command=${recipe_command% }  # as run, for the RESULTS footer
 . "$root/path.sh"
 cmd=${cmd:-local}  # every recipe's --cmd: how fan-out jobs run (local | "slurm [sbatch options]"; utils/stages.sh)
 help_message="${help_message:-}

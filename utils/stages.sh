@@ -71,3 +71,13 @@ ddp_job() {
     *) bg_job "$log" python -m torch.distributed.run --standalone --nproc_per_node "$procs" -m asr_kd "$@" ;;
   esac
 }
+
+# results_footer FILE: end FILE (a RESULTS.md) with the command, commit and machine of this run
+results_footer() {
+  [ -f "$1" ] || return 0
+  local commit dirty
+  commit=$(git -C "$_stages_dir/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git -C "$_stages_dir/.." status --porcelain --untracked-files=no 2>/dev/null | head -c 1)
+  python -m asr_kd results-footer --results-md "$1" --command "$recipe_command" --commit "$commit" \
+    ${dirty:+--uncommitted} > /dev/null
+}

@@ -32,6 +32,7 @@ RECIPE_STEPS = (
     "deploy-table",
     "specialists-report",
     "mnist-report",
+    "results-footer",
 )
 
 

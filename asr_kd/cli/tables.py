@@ -15,6 +15,7 @@ from asr_kd.distill.tables import frame_table, speech_table
 from asr_kd.nnet.data import accent_subsets, load_split
 from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
 from asr_kd.scoring.systems_table import systems_table
+from asr_kd.utils.results import set_results_footer
 
 
 def speech_table_cmd(args) -> None:
@@ -78,6 +79,10 @@ def systems_table_cmd(args) -> None:
     show_table(args.out)
 
 
+def results_footer(args) -> None:
+    print(set_results_footer(args.results_md, args.command, args.commit, args.uncommitted))
+
+
 def register(sub) -> None:
     s = sub.add_parser("speech-table", help="test frame accuracy: baselines, their ensemble, distilled students")
     s.add_argument("--baselines", nargs="+", required=True, help="ensemble members (each also a baseline)")
@@ -130,3 +135,10 @@ def register(sub) -> None:
     )
     add_table_output_args(s, "GMM systems and the networks trained on their labels")
     s.set_defaults(func=systems_table_cmd)
+
+    s = sub.add_parser("results-footer", help="end a RESULTS.md with the command, commit and machine that made it")
+    s.add_argument("--results-md", required=True, help="the RESULTS.md (created when missing)")
+    s.add_argument("--command", required=True, help="the recipe command line, as run")
+    s.add_argument("--commit", required=True, help="the repository's commit")
+    s.add_argument("--uncommitted", action="store_true", help="the working tree had uncommitted changes")
+    s.set_defaults(func=results_footer)

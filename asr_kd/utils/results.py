@@ -1,6 +1,9 @@
-"""Writing a result table: OUT.json (the numbers), OUT.md (the table) and its block in a RESULTS.md."""
+"""Writing a result table: OUT.json (the numbers), OUT.md (the table) and its block in a RESULTS.md,
+and the footer that says which command, commit and machine made the file."""
 
 import datetime
+import os
+import platform
 from pathlib import Path
 
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
@@ -27,3 +30,43 @@ def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") ->
     write_text_atomic(out_stem.with_suffix(".md"), "\n".join(lines))
     if results_md:
         update_results_md(results_md, title, lines)
+
+
+FOOTER_KEY = "made by"
+
+
+def set_results_footer(path, command: str, commit: str, uncommitted: bool = False) -> str:
+    """End a RESULTS.md with one block naming the command, the commit and the machine that made it
+    (an earlier footer is replaced and moved to the end); returns the footer's sentence."""
+    p = Path(path)
+    text = p.read_text() if p.is_file() else "# RESULTS\n\n"
+    begin, end = f"<!-- begin: {FOOTER_KEY} -->", f"<!-- end: {FOOTER_KEY} -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head.rstrip("\n") + "\n\n" + rest.split(end, 1)[1].lstrip("\n")
+    changes = " with uncommitted changes" if uncommitted else ""
+    sentence = f"Made by `{command}` at commit {commit}{changes} on {machine()}."
+    write_text_atomic(p, text.rstrip("\n") + f"\n\n{begin}\n---\n\n{sentence}\n{end}\n")
+    return sentence
+
+
+def machine() -> str:
+    """A short description: CPU cores and model, memory, GPU when there is one."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (OSError, ValueError):
+        mem_gb = float("nan")
+    out = f"{os.cpu_count()} CPU cores ({model}), {mem_gb:.0f} GB memory"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out += f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return out

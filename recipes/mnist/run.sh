@@ -98,4 +98,5 @@ run_stage 5 transfer  transfer
 run_stage 6 bias      publish transfer
 run_stage 7 t-sweep   tsweep
 run_stage 8 t-table   publish tsweep
+results_footer "$exp/RESULTS.md"
 echo "$0: stages $stage..$stop_stage done; tables in $exp/RESULTS.md"

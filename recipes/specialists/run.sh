@@ -69,4 +69,5 @@ run_stage 1 generalist  python -m asr_kd specialists-generalist --config "$confi
 run_stage 2 clusters    python -m asr_kd specialists-cluster --config "$config" --data "$npz" --exp "$exp"
 run_stage 3 specialists train_specialists
 run_stage 4 report      python -m asr_kd specialists-report --config "$config" --data "$npz" --exp "$exp" --results-md "$exp/RESULTS.md"
+results_footer "$exp/RESULTS.md"
 echo "$0: stages $stage..$stop_stage done; tables in $exp/RESULTS.md"
