@@ -2,10 +2,10 @@
 
 import argparse
 import math
-import re
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from asr_kd.data.manifests import corpora_in
 from asr_kd.data.synth.digits import DigitsCorpusConfig
 from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
@@ -21,9 +21,6 @@ GRAPH_HELP = "graph folder: HCLG.fst and the LM, built there when missing"
 
 # the folders, in this order, whose manifest file names give a command's corpus when --corpus is not given
 CORPUS_FOLDERS = ("fbank_dir", "manifest_dir")
-_MANIFEST_NAME = re.compile(r"^(.+?)_(?:cuts|recordings|supervisions)_[^/]+\.jsonl\.gz$")
-
-
 # folders whose made_from.json fills the options a command was not given, in this order (a decode
 # folder names its alignment folder, which names its features, corpus and lang)
 RECORDING_FOLDERS = ("decode_dir", "ali_dir")
@@ -67,19 +64,12 @@ def resolve_corpus(args) -> None:
         folder = getattr(args, dest, None)
         if folder is None:
             continue
-        found = sorted({m.group(1) for f in _listing(folder) if (m := _MANIFEST_NAME.match(f))})
+        found = corpora_in(folder)
         if len(found) == 1:
             args.corpus = found[0]
             return
         held = f"manifests of {', '.join(found)}" if found else "no manifests (<corpus>_cuts_<split>.jsonl.gz)"
         raise ValueError(f"--{dest.replace('_', '-')} {folder} holds {held}: pass --corpus NAME")
-
-
-def _listing(folder: str):
-    path = Path(folder)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder}")
-    return [f.name for f in path.iterdir()]
 
 
 def positive_float(text: str) -> float:

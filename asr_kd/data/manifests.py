@@ -14,6 +14,7 @@ on the fly instead); words outside a given vocabulary are an error naming the ut
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -53,6 +54,16 @@ def manifest_paths(out_dir, corpus: str, split: str) -> Dict[str, Path]:
     check_name("split", split)
     out_dir = Path(out_dir)
     return {kind: out_dir / f"{corpus}_{kind}_{split}.jsonl.gz" for kind in ("recordings", "supervisions", "cuts")}
+
+
+def corpora_in(folder) -> List[str]:
+    """The corpus names of the manifests (``<corpus>_<kind>_<split>.jsonl.gz``) a folder holds: the
+    inverse of ``manifest_paths``, for features folders too."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no such folder: {folder}")
+    kinds = re.compile(r"^(.+?)_(?:cuts|recordings|supervisions)_[^/]+\.jsonl\.gz$")
+    return sorted({m.group(1) for f in path.iterdir() if (m := kinds.match(f.name))})
 
 
 def load_recording(

@@ -11,16 +11,29 @@ from asr_kd.utils.io import write_json_atomic, write_text_atomic
 
 def update_results_md(path, key: str, lines) -> None:
     """Put a table into a RESULTS.md, replacing the block of an earlier run with the same key."""
-    p = Path(path)
-    text = p.read_text() if p.is_file() else "# RESULTS\n\n"
-    begin, end = f"<!-- begin: {key} -->", f"<!-- end: {key} -->"
+    text, begin, end = _results_text(path), *_markers(key)
     block = f"{begin}\n<!-- written {datetime.date.today()} -->\n" + "\n".join(lines) + f"\n{end}\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text + block + "\n"
-    write_text_atomic(p, text)
+    parts = _split_block(text, key)
+    text = parts[0] + block + parts[1].lstrip("\n") if parts else text + block + "\n"
+    write_text_atomic(Path(path), text)
+
+
+def _results_text(path) -> str:
+    p = Path(path)
+    return p.read_text() if p.is_file() else "# RESULTS\n\n"
+
+
+def _markers(key: str):
+    return f"<!-- begin: {key} -->", f"<!-- end: {key} -->"
+
+
+def _split_block(text: str, key: str):
+    """(text before, text after) the block of ``key``, or None when the text has none."""
+    begin, end = _markers(key)
+    if begin not in text or end not in text:
+        return None
+    head, rest = text.split(begin, 1)
+    return head, rest.split(end, 1)[1]
 
 
 def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") -> None:
@@ -38,15 +51,13 @@ FOOTER_KEY = "made by"
 def set_results_footer(path, command: str, commit: str, uncommitted: bool = False) -> str:
     """End a RESULTS.md with one block naming the command, the commit and the machine that made it
     (an earlier footer is replaced and moved to the end); returns the footer's sentence."""
-    p = Path(path)
-    text = p.read_text() if p.is_file() else "# RESULTS\n\n"
-    begin, end = f"<!-- begin: {FOOTER_KEY} -->", f"<!-- end: {FOOTER_KEY} -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head.rstrip("\n") + "\n\n" + rest.split(end, 1)[1].lstrip("\n")
+    text, (begin, end) = _results_text(path), _markers(FOOTER_KEY)
+    parts = _split_block(text, FOOTER_KEY)
+    if parts:
+        text = parts[0].rstrip("\n") + "\n\n" + parts[1].lstrip("\n")
     changes = " with uncommitted changes" if uncommitted else ""
     sentence = f"Made by `{command}` at commit {commit}{changes} on {machine()}."
-    write_text_atomic(p, text.rstrip("\n") + f"\n\n{begin}\n---\n\n{sentence}\n{end}\n")
+    write_text_atomic(Path(path), text.rstrip("\n") + f"\n\n{begin}\n---\n\n{sentence}\n{end}\n")
     return sentence
 
 
