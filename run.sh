@@ -5,11 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=16       # 16: GMM systems and senone labels; 15: deploy; stage 14 decodes with k2 (.venv-k2, built by ./setup.sh; ASR_KD_NO_K2=1 states its absence instead)
+stop_stage=15       # the core experiment; --full: 18
 nj=2                # parallel processes
 ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 config=conf/default.yaml
 quick=false         # --quick: the tiny configuration (conf/tiny.yaml), outputs under $data/quick and $exp/quick
+full=false          # --full: every opt-in part below, stages 0-18
+analysis=false      # the paper's analysis stages 9-12
+triphones=false     # stage 4 also trains tri1 and tri2; stage 16 compares the GMM systems and their labels
+deploy_table=false  # stage 15 also trains quarter-width networks, exports every system and measures serving costs
+k2_members=1        # stage 14: k2 vs. Kaldi's decoder on this many seeds of each system ("all": every seed)
 data=data           # corpus, manifests, features
 exp=exp             # models, logs (exp/log), completion markers (exp/done)
 ensemble_size=4     # ensemble members (the paper used 10); they differ only in their seed
@@ -18,20 +23,32 @@ student_seeds=3     # distilled students (mean and std over seeds)
 sweep_temperatures="1 2 5 10"
 small_fraction=0.03 # the paper's "3% of the training data" experiment
 topk_values="5 20"  # top-k soft targets compared with dense ones
-gmm_systems="mono tri1 tri2"  # stage 4's GMM systems: monophone, then triphone trees (tri1 deltas, tri2 LDA+MLLT)
+gmm_systems=mono    # stage 4's GMM systems (--triphones: "mono tri1 tri2"; tri1 deltas, tri2 LDA+MLLT)
 labels=mono         # whose alignments (pdfs) the networks of stages 5-15 train on
 label_systems="mono tri2"     # stage 16 repeats stages 5-7 and 13 on each of these systems' labels
-unlabelled_hours=0  # stage 0 also synthesises this many hours of untranscribed transfer audio (stage 18)
+unlabelled_hours=0  # stage 0 also synthesises this many hours of untranscribed transfer audio (stage 18; --full: 0.75)
 transfer_ratios="1 2 4"       # stage 18: students on labelled + R x as many untranscribed frames
 
 help_message="Usage: $0 [options]
+By default stages 0-15, the paper's core experiment: corpus, alignment, ensemble, soft targets,
+students, the frame-accuracy table, decoding (Kaldi's decoder and k2) and the WER table, the
+student exported as a model directory and one test file transcribed with it. The rest is opt-in:
+--analysis, --triphones, --deploy-table, stages 17-18, or all of it with --full.
 Options (defaults in brackets):
   --stage N          first stage to run [$stage]
-  --stop-stage N     last stage to run [$stop_stage]
+  --stop-stage N     last stage to run (18 with --full) [$stop_stage]
   --nj N             parallel jobs [$nj]
   --config FILE      YAML config [$config]
-  --quick            a smoke run of the same stages on the tiny corpus (conf/tiny.yaml; under 4 min),
+  --quick            the same stages on the tiny corpus (conf/tiny.yaml; a smoke run of a few minutes),
                      outputs under DATA/quick and EXP/quick [$quick]
+  --full             everything: --analysis --triphones --deploy-table, --k2-members all,
+                     --unlabelled-hours 0.75 (unless given) and stages 0-18 (unless --stop-stage
+                     is other than 15) [$full]
+  --analysis         the paper's analysis stages 9-12 [$analysis]
+  --triphones        stage 4 also trains tri1 and tri2 (--gmm-systems \"mono tri1 tri2\"), stage 16 [$triphones]
+  --deploy-table     stage 15 also trains quarter-width networks, exports every system and writes the
+                     deployment table [$deploy_table]
+  --k2-members N     stage 14 decodes the first N seeds of each system with k2 and Kaldi, or all [$k2_members]
   --data DIR         data folder [$data]
   --exp DIR          experiment folder [$exp]
   --ensemble-size N  DNN ensemble members [$ensemble_size]
@@ -51,39 +68,47 @@ Stages:
   2  features     log-mel fbank with lhotse + CMVN statistics
   3  lang         lexicon (eSpeak G2P), phones, L.fst, HMM topology (data/lang)
   4  align        monophone GMM-HMM from a flat start; pdf/phone labels for every split
-                  stored with lhotse, pdf counts, report vs. eSpeak's oracle (exp/mono); then the
-                  triphone systems of --gmm-systems, each from the previous one's alignments: a
-                  decision tree in Kaldi's formats (exp/tri1/tree, tree.txt), tri1 (deltas), tri2 (LDA+MLLT)
+                  stored with lhotse, pdf counts, report vs. eSpeak's oracle (exp/mono); with --triphones
+                  also tri1 (deltas) and tri2 (LDA+MLLT), each from the previous one's alignments, with a
+                  decision tree in Kaldi's formats (exp/tri1/tree, tree.txt)
   5  ensemble     DNN acoustic models, one per seed, --nj at a time (exp/dnn/seedN)
   6  soft-targets ensemble posteriors at temperature T, stored with lhotse (exp/soft_T)
   7  distill      distilled students at --temperature, --student-seeds seeds (exp/student_T/seedN)
   8  results      (5a) test frame accuracy: baseline / ensemble / student -> exp/kd, RESULTS.md
-  9  t-sweep      (5b) students at each of --sweep-temperatures
-  10 small-data   (5c) --small-fraction of the data: hard labels vs. soft targets of the full ensemble
-  11 topk         (5d) top-k vs. dense soft targets: accuracy and storage
-  12 realign      realign every split with the ensemble (exp/dnn_ali); a DNN trained on it vs.
+  9  t-sweep      (5b, --analysis) students at each of --sweep-temperatures
+  10 small-data   (5c, --analysis) --small-fraction of the data: hard labels vs. soft targets of the full ensemble
+  11 topk         (5d, --analysis) top-k vs. dense soft targets: accuracy and storage
+  12 realign      (--analysis) realign every split with the ensemble (exp/dnn_ali); a DNN trained on it vs.
                   one trained on the GMM alignment, both scored against eSpeak's oracle phones
-  13 decode       bigram LM, HCLG, hybrid decoding of dev and test; LM weight and insertion
-                  penalty tuned on dev; WER of GMM / baseline / ensemble / student (exp/decode)
-  14 k2-decode    every system decoded with k2 and with Kaldi's decoder (same graph, same likelihoods,
-                  dev-tuned settings): WER of both per system, agreement, RTF (.venv-k2, built by
+  13 decode       bigram LM, HCLG; every system's dev and test decoded once into lattices (exp/decode/*/lat.*.gz);
+                  LM weight and insertion penalty tuned on dev on the lattices; WER of GMM / baseline /
+                  ensemble / student, oracle WER, word confidences (exp/decode)
+  14 k2-decode    systems decoded with k2 and with Kaldi's decoder (same graph, same likelihoods, dev-tuned
+                  settings; --k2-members seeds each): WER of both, agreement, RTF (.venv-k2, built by
                   ./setup.sh; with ASR_KD_NO_K2=1 the tables state that k2 was not run)
-  15 deploy       quarter-width networks (hard labels / distilled); every system exported as a model
-                  directory (exp/deploy/*: ONNX, TorchScript, int8); the deployment table: parameters,
-                  MFLOPs, size, memory, RTF and WER as served, streaming vs. offline, export parity
-  16 systems      every GMM system decoded on its own (context-dependent) HCLG; stages 5-7 and 13
+  15 deploy       the student exported as a model directory (exp/deploy/student: ONNX, TorchScript, int8) and
+                  one test file transcribed with it (exp/kd/transcribe_example.txt); with --deploy-table also
+                  quarter-width networks, every system exported, and the deployment table: parameters, MFLOPs,
+                  size, memory, RTF and WER as served, streaming vs. offline, export parity
+  16 systems      (--triphones) every GMM system decoded on its own (context-dependent) HCLG; stages 5-7 and 13
                   repeated on the labels of each --label-systems system (exp/labels_tri2); the table of
                   pdfs, Gaussians, oracle alignment accuracy, HCLG size and WER (exp/kd/table_systems)
-  17 teaching     (run it with --stage 17 --stop-stage 17) students taught in other ways (members' short schedule,
-                  cosine, SpecAugment, an online ensemble on augmented views) and a hard-label control, scored
-                  against the ensemble on dev: table (5e); the stage-7 students' per-epoch diagnosis (exp/kd/diagnosis)
-  18 transfer     (with --unlabelled-hours H at stage 0; run it with --stage 18 --stop-stage 18) students that also
-                  learn from the ensemble on untranscribed audio, one per --transfer-ratios R, scored like (5e)
+  17 teaching     students taught in other ways (members' short schedule, cosine, SpecAugment, an online
+                  ensemble on augmented views) and a hard-label control, scored against the ensemble on dev:
+                  table (5e); the stage-7 students' per-epoch diagnosis (exp/kd/diagnosis)
+  18 transfer     (needs --unlabelled-hours H at stage 0) students that also learn from the ensemble on
+                  untranscribed audio, one per --transfer-ratios R, scored like (5e)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.
 . utils/recipe.sh
 if $quick; then config=conf/tiny.yaml data=$data/quick exp=$exp/quick; fi
+if $full; then
+  analysis=true triphones=true deploy_table=true k2_members=all
+  [ "$unlabelled_hours" = 0 ] && unlabelled_hours=0.75
+  [ "$stop_stage" = 15 ] && stop_stage=18
+fi
+if $triphones && [ "$gmm_systems" = mono ]; then gmm_systems="mono tri1 tri2"; fi
 
 stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
 

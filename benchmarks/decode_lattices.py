@@ -65,7 +65,11 @@ def main() -> None:
     p.add_argument("--new-lmwt", default="1,1.5,2,2.5,3,4,5,6.5,8,10,13")
     p.add_argument("--new-wip", default="0,0.5,1,1.5")
     p.add_argument("--beam", type=float, default=13.0, help="re-decoding's beam (with --max-active)")
-    p.add_argument("--lattice-search-beam", type=float, help="the lattice decoder's beam (no max-active) [--beam]")
+    p.add_argument(
+        "--lattice-search-beam",
+        type=float,
+        help="the lattice decoder's beam (its 1-best check: --max-active, min-active 200) [--beam]",
+    )
     p.add_argument("--rescore-arpa", help="the lattice ways also rescore with this LM")
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--nj", type=int, default=2)
@@ -181,7 +185,9 @@ def main() -> None:
     id2pdf = np.asarray(tm.id2pdf_id)
     graph = read_fst(graph_dir / "HCLG.fst")
     t0 = time.time()
-    decode_lattices(graph, {u: utts[u][:, id2pdf[1:]] for u in chosen}, 1.0 / lmwt, lattice_beam, 6.0)
+    decode_lattices(
+        graph, {u: utts[u][:, id2pdf[1:]] for u in chosen}, 1.0 / lmwt, lattice_beam, 6.0, max_active=args.max_active
+    )
     rtf_lattice = (time.time() - t0) / audio
     from asr_kd.decode import kaldi_decoder as kd
 

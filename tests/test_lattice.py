@@ -257,3 +257,73 @@ def test_rescoring_with_the_graph_lm_changes_nothing_and_a_closer_lm_helps(mixed
         return sum(edit_distance(refs[u], [lang.id2word[w] for w in hyps[u]])["total"] for u in refs)
 
     assert stats["changed"] > 0 and errors(closer) < errors(same), (errors(closer), errors(same))
+
+
+def test_a_lattice_search_that_misses_the_one_best_path_is_searched_again(noisy):
+    """At a beam too narrow for these flat likelihoods the lattice search loses paths that the
+    1-best check (min-active 200) keeps; the utterance is searched again wider, so each lattice's
+    best path costs no more than the 1-best search's, and the counts say how often it happened."""
+    from asr_kd.decode import lattice as L
+    from asr_kd.decode.kaldi_decoder import decode
+    from asr_kd.kaldi.fst import read_fst
+
+    root, tm, cuts, loglikes = noisy
+    id2pdf = np.asarray(tm.id2pdf_id)
+    graph = read_fst(root / "graph" / "HCLG.fst")
+    cols = {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()}
+    stats = {}
+    texts = L.decode_lattices(graph, cols, 0.5, beam=1.0, lattice_beam=4.0, stats=stats)
+    assert stats["utterances"] == len(cols) and stats["widened"] > 0, stats
+    best = L.LatticeSet.from_texts(texts.items()).best_paths([(2.0, 0.0)])[0]
+    wide = decode(root / "graph" / "HCLG.fst", tm, {u: ll / 2.0 for u, ll in loglikes.items()}, beam=40.0)
+    same = sum(best[u][0] == wide[u]["words"] for u in cols)
+    assert same >= len(cols) - stats["still_worse"], (same, stats)
+    # without the second search the narrow beam alone loses some of them
+    L.SEARCH_RETRIES, saved = 0, L.SEARCH_RETRIES
+    try:
+        narrow = L.LatticeSet.from_texts(L.decode_lattices(graph, cols, 0.5, beam=1.0, lattice_beam=4.0).items())
+    finally:
+        L.SEARCH_RETRIES = saved
+    lost = sum(narrow.best_paths([(2.0, 0.0)])[0][u][0] != wide[u]["words"] for u in cols)
+    assert lost > 0
+
+
+def test_lattices_decoded_with_a_penalty_keep_it_out_of_their_graph_costs(noisy, tmp_path):
+    """A split scored at one tuned point is decoded with its penalty in the graph; the archive's
+    graph costs include it (lattice_options.json says how much) and reading them back takes it off,
+    so the best path at that point is the one the search found, and equals re-decoding's."""
+    from asr_kd.decode.kaldi_decoder import decode
+    from asr_kd.decode.lattice import LatticeSet, decode_lattices_parallel
+
+    root, tm, cuts, loglikes = noisy
+    id2pdf = np.asarray(tm.id2pdf_id)
+    cols = {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()}
+    lmwt, wip = 5.0, 1.0
+    lats, stats = decode_lattices_parallel(
+        root / "graph" / "HCLG.fst", cols, 1 / lmwt, tmp_path / "lat.gz", beam=30.0, nj=2, word_penalty=wip
+    )
+    back = LatticeSet.read(tmp_path / "lat.gz", word_penalty=wip)
+    raw = LatticeSet.read(tmp_path / "lat.gz")
+    assert sorted(back.utts) == sorted(lats.utts) == sorted(cols) and stats["utterances"] == len(cols)
+    assert np.allclose(np.sort(raw.graph[raw.word != 0] - wip), np.sort(back.graph[back.word != 0]))
+    ref = decode(
+        root / "graph" / "HCLG.fst", tm, {u: ll / lmwt for u, ll in loglikes.items()}, beam=30.0, word_penalty=wip
+    )
+    for got in (lats, back):
+        best = got.best_paths([(lmwt, wip)])[0]
+        assert all(best[u][0] == ref[u]["words"] for u in cols)
+
+
+def test_the_fast_parse_equals_the_line_by_line_one_and_a_bad_line_is_named(noisy):
+    from asr_kd.decode.lattice import LatticeSet
+
+    root, tm, cuts, loglikes = noisy
+    items = list(_lattices(root, tm, loglikes).items())
+    fast, slow = LatticeSet._from_texts_fast(items), LatticeSet._from_texts_slow(items, "here")
+    for name in ("offset", "start", "src", "dst", "tid", "word", "graph", "acoustic", "final_state", "final_graph"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    utt, text = items[0]
+    broken = text.split("\n")
+    broken[1] = broken[1] + " 7"
+    with pytest.raises(ValueError, match=f"lattice {utt}: bad line"):
+        LatticeSet.from_texts([(utt, "\n".join(broken))], "here")

@@ -52,6 +52,10 @@ def tiny_run(tmp_path_factory):
         "0.3",
         "--unlabelled-hours",
         "0.03",  # about 3x the tiny training frames: stage 18's 2x student
+        "--analysis",  # the opt-in parts of --full that these tests read (--full would also run stages 15-18)
+        "--triphones",
+        "--k2-members",
+        "all",
         "--stop-stage",
         "14",
     ]  # stage 15 (deploy): the yesno recipe's test
@@ -350,3 +354,20 @@ def test_transfer_stage_teaches_students_on_untranscribed_audio(tiny_run):
         assert "of them untranscribed" in log
         history = json.loads((root / "exp" / "transfer" / f"ratio{ratio}" / "seed101" / "history.json").read_text())
         assert all("dev_kl" in h for h in history)
+
+
+def test_the_core_run_ships_the_student_and_transcribes_a_test_file(tiny_run):
+    """Stage 15 without --deploy-table (the default run): the student exported as a model directory
+    and one test recording transcribed with it, the command and reference written beside."""
+    root, args, _ = tiny_run
+    r = run(args[:-2] + ["--stage", "15", "--stop-stage", "15"])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert not (root / "exp" / "deploy" / "deployment_table.json").exists()  # the table is opt-in
+    command, reference, result = (root / "exp" / "kd" / "transcribe_example.txt").read_text().splitlines()
+    wav, hyp = result.split("\t")
+    assert command == f"# python -m asr_kd transcribe --model-dir {root / 'exp' / 'deploy' / 'student'} {wav}"
+    assert Path(wav).is_file() and wav.startswith(str(root / "data" / "corpus"))
+    test = {c.supervisions[0].text for c in CutSet.from_file(root / "data" / "manifests" / "digits_cuts_test.jsonl.gz")}
+    assert reference.removeprefix("# reference: ") in test
+    words = set((root / "data" / "lang" / "words.txt").read_text().split()[::2])
+    assert set(hyp.split()) <= words

@@ -22,11 +22,13 @@ oracle_reference=${oracle_reference:-false}
 k2_python=${ASR_KD_K2_PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2/bin/python}
 k2_unavailable=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-k2.unavailable  # ./setup.sh's reason, when it could not build k2
 k2_opts=${k2_opts:-}  # decoder-agreement options, e.g. "--beam 12" for a large graph
+k2_members=${k2_members:-all}  # stage 14 decodes the first N seeds of each system with both decoders, or all
+deploy_table=${deploy_table:-true}  # stage 15: every system exported and the deployment table; false: the student and one transcript
 export_opts=${export_opts:-}  # stage 15's export options, e.g. the decode stage's "--beam 12 --max-active 5000"
 decode_lmwt=${decode_lmwt:-1,2,3,5,8,13}  # widened past an edge when the dev optimum sits on it
 decode_wip=${decode_wip:-0,1}
 sample_rate=${sample_rate:-}
-decode_opts=${decode_opts:-}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa", or lattices: "--decoder lattice --beam 20"
+decode_opts=${decode_opts:-}  # extra decode options, e.g. "--arpa data/lm/3-gram.pruned.1e-7.arpa", or re-decoding: "--decoder kaldi"
 decode_title=${decode_title:-"WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"}
 lang_opts=${lang_opts:-}   # extra prepare-lang options, e.g. "--dictionary FILE" or "--units bpe"
 # GMM systems (stage 4), each started from the previous one's alignments: mono, then triphone systems named
@@ -277,10 +279,23 @@ k2_decode() {  # the k2 environment (Python 3.9, torch 1.13.1, k2 1.23.4), built
   fi
   "$k2_python" -m asr_kd decoder-agreement --decode-dir "$nn/decode" --ali-dir "$ali" --lang "$data/lang" \
     --fbank-dir "$data/fbank" --corpus "$corpus" --graph-dir "$nn/graph" --out "$nn/decode_k2/agreement" \
-    --results-md "$nn/kd/RESULTS.md" --title "$title" $k2_opts
+    --results-md "$nn/kd/RESULTS.md" --title "$title" $k2_opts $( [ "$k2_members" = all ] || echo --members "$k2_members" )
 }
 run_stage 14 k2-decode   k2_decode
+export_student() {  # stage 15 without the deployment table: the student shipped, and one test file transcribed with it
+  local d=$nn/deploy stud="distilled student (T=$temperature)" example=$nn/kd/transcribe_example.txt wav
+  mkdir -p "$d"
+  python -m asr_kd export --config "$config" --ali-dir "$ali" --lang "$data/lang" --graph-dir "$nn/graph" \
+    --fbank-dir "$data/fbank" --corpus "$corpus" $export_opts --name "$stud" --decode-dir "$nn/decode" \
+    --out "$d/student" --checkpoints "$nn/student_T$temperature/seed101/best.pt" || return 1
+  wav=$(python -m asr_kd example-audio --manifest-dir "$data/manifests" --corpus "$corpus" --split test) || return 1
+  { echo "# python -m asr_kd transcribe --model-dir $d/student ${wav%%$'\t'*}"
+    echo "# reference: ${wav#*$'\t'}"
+    python -m asr_kd transcribe --model-dir "$d/student" "${wav%%$'\t'*}"; } > "$example.tmp" || return 1
+  mv "$example.tmp" "$example" && cat "$example"
+}
 deploy() {  # stage 15: ship the systems (asr_kd.deploy) and measure what each costs to serve
+  $deploy_table || { export_student; return; }
   local d=$nn/deploy small ens="$ensemble_size-model ensemble" stud="distilled student (T=$temperature)"
   mkdir -p "$d"
   small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config', 'model', ModelConfig).hidden)") / 4 ))

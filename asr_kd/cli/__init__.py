@@ -33,6 +33,7 @@ RECIPE_STEPS = (
     "specialists-report",
     "mnist-report",
     "results-footer",
+    "example-audio",
 )
 
 

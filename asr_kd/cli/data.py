@@ -10,7 +10,7 @@ from asr_kd.cli.common import add_corpus_arg, splits
 from asr_kd.data import librispeech
 from asr_kd.data.features import FeatureConfig, compute_features
 from asr_kd.data.importers import download_yesno, import_audio_folder, import_kaldi_dir, prepare_yesno
-from asr_kd.data.manifests import prepare_digits, prepare_readspeech
+from asr_kd.data.manifests import example_recording, prepare_digits, prepare_readspeech
 from asr_kd.data.synth.corpus import UNLABELLED
 from asr_kd.data.synth.digits import DigitsCorpusConfig, generate_corpus, generate_unlabelled
 from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig, generate_readspeech, generate_readspeech_unlabelled
@@ -118,6 +118,11 @@ def import_folder(args) -> None:
     import_audio_folder(args.folder, args.out, args.corpus, args.split, args.sample_rate, resample=args.resample)
 
 
+def example_audio(args) -> None:
+    path, text = example_recording(args.manifest_dir, args.corpus, args.split)
+    print(f"{path}\t{text}")
+
+
 def register(sub) -> None:
     s = sub.add_parser("synth-digits", help="generate the embedded digit-string corpus with eSpeak NG")
     s.add_argument("--config", help="YAML config (section 'corpus')")
@@ -164,6 +169,12 @@ def register(sub) -> None:
     s.add_argument("--nj", type=int, default=1, help="parallel feature extraction processes")
     s.add_argument("--allow-pipes", action="store_true", help="read audio that the manifests get by running commands")
     s.set_defaults(func=compute_fbank)
+
+    s = sub.add_parser("example-audio", help="print the path and transcript of a split's first audio file")
+    s.add_argument("--manifest-dir", required=True, help="lhotse manifest folder")
+    add_corpus_arg(s, "--manifest-dir")
+    s.add_argument("--split", default="test", help="the split to take it from")
+    s.set_defaults(func=example_audio)
 
     s = sub.add_parser("prepare-yesno", help="manifests for OpenSLR yesno (train/dev/test)")
     src = s.add_mutually_exclusive_group(required=True)

@@ -62,6 +62,7 @@ def decoder_agreement(args) -> None:
         args.title,
         args.results_md,
         beam=args.beam,
+        members=args.members,
     )
     show_table(args.out)
 
@@ -91,10 +92,10 @@ def register(sub) -> None:
     s.add_argument(
         "--decoder",
         choices=["kaldi", "lattice", "k2"],
-        default="kaldi",
+        default="lattice",
         help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
         "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
-        "k2 (the k2 environment, re-decodes) [%(default)s]",
+        "k2 (the k2 environment, re-decodes)",
     )
     s.add_argument(
         "--rescore-arpa",
@@ -121,6 +122,11 @@ def register(sub) -> None:
     add_corpus_arg(s)
     s.add_argument("--graph-dir", help=GRAPH_HELP + "; default: the decode folder's")
     s.add_argument("--beam", type=float, default=20.0, help="Kaldi beam and k2 search beam")
+    s.add_argument(
+        "--members",
+        type=int,
+        help="decode only the first N members (seeds) of each system (default: every member)",
+    )
     s.add_argument(
         "--absent",
         metavar="REASON",

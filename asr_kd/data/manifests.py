@@ -66,6 +66,20 @@ def corpora_in(folder) -> List[str]:
     return sorted({m.group(1) for f in path.iterdir() if (m := kinds.match(f.name))})
 
 
+def example_recording(manifest_dir, corpus: str, split: str = "test") -> Tuple[Path, str]:
+    """The first recording of a split that is a whole audio file with one supervision: its path
+    and transcript (a recipe's transcription example)."""
+    paths = manifest_paths(manifest_dir, corpus, split)
+    texts: Dict[str, List[str]] = {}
+    for s in SupervisionSet.from_file(paths["supervisions"]):
+        texts.setdefault(s.recording_id, []).append(s.text or "")
+    for rec in RecordingSet.from_file(paths["recordings"]):
+        src = rec.sources[0]
+        if len(rec.sources) == 1 and src.type == "file" and len(texts.get(rec.id, [])) == 1:
+            return Path(src.source), texts[rec.id][0]
+    raise ValueError(f"{paths['recordings']}: no recording is a whole audio file with one transcript")
+
+
 def load_recording(
     audio_path, recording_id: str, expected_sr: Optional[int], resample: bool, report: SkipReport
 ) -> Optional[Recording]:

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -116,16 +116,18 @@ def agreement_table(
     title: str,
     results_md=None,
     beam: float = 20.0,
+    members: Optional[int] = None,
 ) -> Dict:
     """k2 vs. Kaldi on the test set, for every decoded member (seed) of every system of an earlier
-    decode (``decode_dir/wer_table.json``), at the LM weight and insertion penalty it chose on dev.
-    Writes OUT.json / OUT.md and the RESULTS.md block; returns the rows."""
+    decode (``decode_dir/wer_table.json``), or its first ``members`` of each, at the LM weight and
+    insertion penalty it chose on dev. Writes OUT.json / OUT.md and the RESULTS.md block; returns
+    the rows."""
     table = json.loads((Path(decode_dir) / "wer_table.json").read_text())
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, ("test",))
     cuts, data = splits["test"]
     refs = {c.id: c.supervisions[0].text.split() for c in cuts}
     rows = []
-    for r in (m for row in table["rows"] for m in row["members"]):
+    for r in (m for row in table["rows"] for m in row["members"][:members]):
         lp = model_loglikes(r["checkpoints"], splits, priors)["test"]
         ll = {c.id: lp[data.utterance(i)] / r["best_lmwt"] for i, c in enumerate(cuts)}
         res = compare_decoders(

@@ -33,7 +33,9 @@ pass. Searches:
 
 import gzip
 import math
+import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -44,72 +46,165 @@ from asr_kd.utils.io import atomic_path
 from asr_kd.utils.numerics import require_finite_utterances
 
 Point = Tuple[float, float]  # (LM weight, word insertion penalty)
+_NUMBER = r"[-+0-9.eEinfaINF]+"
+_ARC_FIELDS = re.compile(r"^(?!\d+ \d+ \d+ \d+ \S+ \S+$).+$", re.M)  # an arc line (commas made spaces) it is not
+_SPACES = re.compile(r"[ \t]+")
+_FINAL_LINE = re.compile(rf"^(\d+)(?: ({_NUMBER}),({_NUMBER}))?$", re.M)
+
+
+SEARCH_CHECK_MIN_ACTIVE = 200  # LatticeFasterDecoder's default min-active, which the 1-best check keeps
+SEARCH_RETRIES = 3  # wider lattice searches (beam x 2, x 4, x 8) of an utterance the check finds wanting
+
+
+def _path_cost(lat) -> float:
+    """Total cost (graph + acoustic, as searched) of a linear best-path lattice."""
+    total = 0.0
+    for line in lat.to_str().split("\n"):
+        f = line.split()
+        if len(f) in (2, 5):
+            g, a = f[-1].split(",")[:2]
+            total += float(g) + float(a)
+    return total
 
 
 def decode_lattices(
-    graph, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float = 13.0, lattice_beam: float = 6.0
+    graph,
+    loglikes: Dict[str, np.ndarray],
+    acoustic_scale: float,
+    beam: float = 13.0,
+    lattice_beam: float = 6.0,
+    word_penalty: float = 0.0,
+    max_active: int = 7000,
+    stats: Optional[Dict[str, int]] = None,
 ) -> Dict[str, str]:
     """Raw lattices of every utterance, as Kaldi text (``{utt: text}``): ``loglikes`` are per
     transition-id column (``ll[:, id2pdf[1:]]``), unscaled; the search uses ``acoustic_scale`` and
-    the lattices keep unscaled acoustic costs. ``graph``: an FST or its path."""
+    ``word_penalty`` (added to every word arc of the graph, so the texts' graph costs include it)
+    and the lattices keep unscaled acoustic costs. ``graph``: an FST or its path.
+
+    The search is kaldi-decoder's LatticeSimpleDecoder, which has no min-active: on a small graph,
+    or on flat posteriors, its beam loses paths that the 1-best LatticeFasterDecoder (which keeps at
+    least 200 tokens a frame) finds. So each utterance is also searched 1-best by kaldi-decoder's
+    FasterDecoder with the same beam, ``max_active`` and min-active 200; where that path costs less
+    than the lattice's best, the utterance's lattice is searched again at twice the beam, up to
+    ``SEARCH_RETRIES`` times. A lattice's best path is then never worse than the 1-best search's.
+    ``stats`` (when given) counts ``utterances``, ``widened`` (searched again) and ``still_worse``."""
     require_finite_utterances(loglikes)
     if isinstance(graph, (str, Path)):
         from asr_kd.kaldi.fst import read_fst
 
         graph = read_fst(graph)
-    decoder = kaldi_decoder.LatticeSimpleDecoder(
-        graph, kaldi_decoder.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam, determinize_lattice=False)
+    if word_penalty:
+        from asr_kd.kaldi.fst import with_word_penalty
+
+        graph = with_word_penalty(graph, word_penalty)
+
+    def lattice_decoder(b: float):
+        cfg = kaldi_decoder.LatticeSimpleDecoderConfig(beam=b, lattice_beam=lattice_beam, determinize_lattice=False)
+        return kaldi_decoder.LatticeSimpleDecoder(graph, cfg)
+
+    decoders = {0: lattice_decoder(beam)}
+    check = kaldi_decoder.FasterDecoder(
+        graph,
+        kaldi_decoder.FasterDecoderOptions(beam=beam, max_active=max_active, min_active=SEARCH_CHECK_MIN_ACTIVE),
     )
     unscale = kaldifst.lattice_scale(1.0, 1.0 / acoustic_scale)
+    stats = stats if stats is not None else {}
+    for key in ("utterances", "widened", "still_worse"):
+        stats.setdefault(key, 0)
     out = {}
     for utt, ll in loglikes.items():
-        decoder.decode(kaldi_decoder.DecodableCtc(np.ascontiguousarray(ll * acoustic_scale, dtype=np.float32)))
+        decodable = kaldi_decoder.DecodableCtc(np.ascontiguousarray(ll * acoustic_scale, dtype=np.float32))
+        check.decode(decodable)
+        reached, path = check.get_best_path(use_final_probs=True)
+        target = _path_cost(path) if reached and path.num_states else math.inf
+        for retry in range(SEARCH_RETRIES + 1):
+            if retry not in decoders:
+                decoders[retry] = lattice_decoder(beam * 2**retry)
+            decoder = decoders[retry]
+            decoder.decode(decodable)
+            ok, best = decoder.get_best_path(use_final_probs=True)
+            cost = _path_cost(best) if ok and best.num_states else math.inf
+            if cost <= target + 1e-3 * max(1.0, abs(target)) or retry == SEARCH_RETRIES:
+                break
+        stats["utterances"] += 1
+        stats["widened"] += retry > 0
+        stats["still_worse"] += cost > target + 1e-3 * max(1.0, abs(target))
         ok, lat = decoder.get_raw_lattice(use_final_probs=True)
         if not ok or lat.num_states == 0:
             ok, lat = decoder.get_raw_lattice(use_final_probs=False)  # no final state reached: keep the partial lattice
         kaldifst.scale_lattice(unscale, lat)
-        out[utt] = "\n".join(" ".join(line.split()) for line in lat.to_str().split("\n") if line.strip())
+        out[utt] = _SPACES.sub(" ", lat.to_str()).strip()
     return out
 
 
 def _decode_part(
-    graph_path: str, loglikes: Dict[str, np.ndarray], acoustic_scale: float, beam: float, lattice_beam: float
-) -> Dict[str, str]:
-    return decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam)
+    graph_path: str,
+    loglikes: Dict[str, np.ndarray],
+    acoustic_scale: float,
+    beam: float,
+    lattice_beam: float,
+    word_penalty: float = 0.0,
+    max_active: int = 7000,
+    archive: Optional[str] = None,
+) -> Tuple["LatticeSet", Dict[str, int]]:
+    stats: Dict[str, int] = {}
+    texts = decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam, word_penalty, max_active, stats)
+    if archive:
+        write_lattices(archive, texts)
+    # parsed here (the parts parse in parallel too), graph costs without the penalty
+    return LatticeSet.from_texts(texts.items(), word_penalty=word_penalty), stats
 
 
 def decode_lattices_parallel(
     graph_path,
     loglikes: Dict[str, np.ndarray],
     acoustic_scale: float,
+    archive,
     beam: float = 13.0,
     lattice_beam: float = 6.0,
     nj: int = 1,
     cmd="local",
     job_dir=None,
-) -> Dict[str, str]:
+    word_penalty: float = 0.0,
+    max_active: int = 7000,
+) -> Tuple["LatticeSet", Dict[str, int]]:
     """``decode_lattices`` over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
-    (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first."""
+    (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first. Each part writes
+    its lattices (graph costs with ``word_penalty``) as a gzipped Kaldi text archive and parses
+    them; the parts' archives are joined into ``archive`` (gzip members, which ``gunzip -c`` and
+    Kaldi's ``ark:gunzip -c ... |`` read as one). Returns the ``LatticeSet`` of all utterances
+    (graph costs without the penalty) and the search counts (``decode_lattices``)."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
 
     from asr_kd.utils.jobs import JobCmd, run_jobs
 
     require_finite_utterances(loglikes)
+    archive = Path(archive)
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
-    if nj <= 1 and JobCmd.parse(cmd).local:
-        return decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam)
-    parts = [{u: loglikes[u] for u in utts[i::nj]} for i in range(nj)]
-    calls = [(str(graph_path), part, acoustic_scale, beam, lattice_beam) for part in parts if part]
-    if JobCmd.parse(cmd).local:
-        with ProcessPoolExecutor(len(calls), mp_context=mp.get_context("fork")) as ex:
+    args = (acoustic_scale, beam, lattice_beam, word_penalty, max_active)
+    nj = max(1, min(nj, len(utts)))
+    part_paths = [archive.with_name(f"{archive.name}.part{i}.gz") for i in range(nj)]
+    calls = [(str(graph_path), {u: loglikes[u] for u in utts[i::nj]}, *args, str(part_paths[i])) for i in range(nj)]
+    if nj == 1 and JobCmd.parse(cmd).local:
+        done = [_decode_part(*calls[0])]
+    elif JobCmd.parse(cmd).local:
+        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork")) as ex:
             done = list(ex.map(_decode_part, *zip(*calls)))
     else:
         done = run_jobs(cmd, _decode_part, calls, job_dir, "lattice")
-    out: Dict[str, str] = {}
-    for d in done:
-        out.update(d)
-    return out
+    with atomic_path(archive) as tmp:
+        with open(tmp, "wb") as out:
+            for part in part_paths:
+                out.write(part.read_bytes())
+    for part in part_paths:
+        part.unlink()
+    stats: Dict[str, int] = {}
+    for _, st in done:
+        for k, v in st.items():
+            stats[k] = stats.get(k, 0) + v
+    return LatticeSet.concatenate([lats for lats, _ in done]), stats
 
 
 def write_lattices(path, lattices: Dict[str, str]) -> Path:
@@ -117,7 +212,7 @@ def write_lattices(path, lattices: Dict[str, str]) -> Path:
     utterances in sorted order."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        opener = gzip.open if path.suffix == ".gz" else open
+        opener = partial(gzip.open, compresslevel=3) if path.suffix == ".gz" else open
         with opener(tmp, "wt", encoding="utf-8") as f:
             for utt in sorted(lattices):
                 f.write(f"{utt}\n{lattices[utt]}\n\n" if lattices[utt] else f"{utt}\n\n")
@@ -183,8 +278,23 @@ class LatticeSet:
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
-    def from_texts(cls, items: Iterable[Tuple[str, Sequence[str]]], where: str = "lattices") -> "LatticeSet":
-        """From (utt, Kaldi text lines) pairs; ValueError names the utterance and line."""
+    def from_texts(
+        cls, items: Iterable[Tuple[str, Sequence[str]]], where: str = "lattices", word_penalty: float = 0.0
+    ) -> "LatticeSet":
+        """From (utt, Kaldi text lines) pairs; ValueError names the utterance and line.
+        ``word_penalty``: the texts' graph costs include this insertion penalty on every word arc
+        (lattices decoded with it); it is taken off (lattice-add-penalty with its negative)."""
+        items = list(items)
+        try:
+            lats = cls._from_texts_fast(items)
+        except ValueError:  # the line-by-line parse names the bad line
+            lats = cls._from_texts_slow(items, where)
+        if word_penalty:
+            lats.graph[lats.word != 0] -= word_penalty
+        return lats
+
+    @classmethod
+    def _from_texts_slow(cls, items: List[Tuple[str, Sequence[str]]], where: str) -> "LatticeSet":
         utts, offset, start = [], [0], []
         arcs: List[Tuple] = []
         finals: List[Tuple] = []
@@ -234,9 +344,82 @@ class LatticeSet:
         )
 
     @classmethod
-    def read(cls, path) -> "LatticeSet":
+    def _from_texts_fast(cls, items: List[Tuple[str, Sequence[str]]]) -> "LatticeSet":
+        """``from_texts`` with regular expressions and numpy doing the parsing: an utterance's arc
+        lines (5 fields) and final lines (1 or 2) each become one array; ValueError on any other
+        line (single spaces between fields, as ``decode_lattices`` and ``write_lattices`` write)."""
+        utts, offset, start, arcs, finals = [], [0], [], [], []
+        for utt, lines in items:
+            text = lines if isinstance(lines, str) else "\n".join(lines)
+            text = text.strip()
+            base = offset[-1]
+            final_rows = _FINAL_LINE.findall(text)
+            arc_text = _FINAL_LINE.sub("", text).replace(",", " ")
+            n_arcs = (text.count("\n") + 1 if text else 0) - len(final_rows)
+            a = np.fromstring(arc_text, dtype=np.float64, sep=" ") if n_arcs else np.zeros(0)
+            if a.size != 6 * n_arcs or _ARC_FIELDS.search(arc_text):
+                raise ValueError("not a lattice line")
+            a = a.reshape(-1, 6)
+            f = np.array([(s, g or 0, c or 0) for s, g, c in final_rows], dtype=np.float64).reshape(-1, 3)
+            top = int(max(a[:, :2].max(initial=-1), f[:, 0].max(initial=-1)))
+            a[:, :2] += base
+            f[:, 0] += base
+            arcs.append(a)
+            finals.append(f)
+            utts.append(utt)
+            start.append(
+                base + int(text.split(" ", 1)[0].split("\n", 1)[0]) if text else -1
+            )  # OpenFst prints the start state first
+            offset.append(base + top + 1)
+        a = np.concatenate(arcs) if arcs else np.zeros((0, 6))
+        fi = np.concatenate(finals) if finals else np.zeros((0, 3))
+        fi = fi[np.argsort(fi[:, 0], kind="stable")]
+        return cls(
+            utts,
+            np.asarray(offset, np.int64),
+            np.asarray(start, np.int64),
+            {
+                "src": a[:, 0].astype(np.int64),
+                "dst": a[:, 1].astype(np.int64),
+                "tid": a[:, 2].astype(np.int64),
+                "word": a[:, 3].astype(np.int64),
+                "graph": a[:, 4],
+                "acoustic": a[:, 5],
+            },
+            {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]},
+        )
+
+    @classmethod
+    def concatenate(cls, sets: Sequence["LatticeSet"]) -> "LatticeSet":
+        """One set holding the utterances of ``sets`` in order (states renumbered)."""
+        shifts = np.cumsum([0] + [x.num_states for x in sets])
+        offset = np.concatenate([[0]] + [x.offset[1:] + k for x, k in zip(sets, shifts)])
+
+        def cat(name, shifted=False):
+            return np.concatenate([getattr(x, name) + (k if shifted else 0) for x, k in zip(sets, shifts)])
+
+        start = np.concatenate([np.where(x.start >= 0, x.start + k, -1) for x, k in zip(sets, shifts)])
+        return cls(
+            [u for x in sets for u in x.utts],
+            offset.astype(np.int64),
+            start.astype(np.int64),
+            {
+                "src": cat("src", True),
+                "dst": cat("dst", True),
+                "tid": cat("tid"),
+                "word": cat("word"),
+                "graph": cat("graph"),
+                "acoustic": cat("acoustic"),
+            },
+            {"state": cat("final_state", True), "graph": cat("final_graph"), "acoustic": cat("final_acoustic")},
+        )
+
+    @classmethod
+    def read(cls, path, word_penalty: float = 0.0) -> "LatticeSet":
+        """A Kaldi text archive (``.gz``: gzipped); ``word_penalty`` as ``from_texts`` (a decode
+        folder's ``lattice_options.json`` gives it per split)."""
         path = Path(path)
-        return cls.from_texts(_archive_entries(path), str(path))
+        return cls.from_texts(_archive_entries(path), str(path), word_penalty)
 
     def subset(self, utts: Sequence[str]) -> "LatticeSet":
         """These utterances only (arrays copied), e.g. one utterance for an n-best list."""

@@ -30,7 +30,6 @@ from asr_kd.decode.lattice import (
     decode_lattices_parallel,
     normalised_cross_entropy,
     reliability,
-    write_lattices,
 )
 from asr_kd.kaldi.fst import arpa_to_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
@@ -168,10 +167,12 @@ def load_decode_data(
 
 
 class LatticeStore:
-    """One system's lattices per split, decoded once (at the acoustic scale of the middle of the
-    LM-weight grid, Kaldi's fixed acwt) and written beside its scoring as ``lat.<split>.gz`` (Kaldi
-    text archive, ``asr_kd.decode.lattice``) with ``lattice_options.json``; best paths of any
-    (LM weight, penalty) points come from one pass over a split's lattices."""
+    """One system's lattices per split, decoded once and written beside its scoring as
+    ``lat.<split>.gz`` (Kaldi text archive, ``asr_kd.decode.lattice``) with ``lattice_options.json``;
+    best paths of any (LM weight, penalty) points come from one pass over a split's lattices.
+    The tuning split is decoded at the acoustic scale of the middle of the LM-weight grid (Kaldi's
+    fixed acwt) without a penalty; a split scored at one tuned point is decoded at that point (its
+    scale, its penalty in the graph), so its best path is the search's own there, as re-decoding's."""
 
     def __init__(
         self,
@@ -183,45 +184,64 @@ class LatticeStore:
         lattice_beam: float = 6.0,
         nj: int = 1,
         cmd="local",
+        max_active: int = 7000,
     ):
         self.out_dir, self.graph_path, self.id2pdf = out_dir, graph_path, id2pdf
         self.acoustic_scale = 1.0 / float(np.median(lmwts))
-        self.beam, self.lattice_beam, self.nj, self.cmd = beam, lattice_beam, nj, cmd
+        self.beam, self.lattice_beam, self.max_active, self.nj, self.cmd = beam, lattice_beam, max_active, nj, cmd
         self.lattices: Dict[str, LatticeSet] = {}
         self.seconds: Dict[str, float] = {}
         self.paths: Dict[Tuple[str, float, float], Dict] = {}
+        self.decoded_at: Dict[str, Dict[str, float]] = {}
 
-    def decode(self, split: str, loglikes) -> LatticeSet:
-        """The split's lattices (decoded on the first call; ``loglikes()`` gives the unscaled per-pdf ones)."""
+    def decode(self, split: str, loglikes, point: Optional[Tuple[float, float]] = None) -> LatticeSet:
+        """The split's lattices (decoded on the first call; ``loglikes()`` gives the unscaled per-pdf
+        ones), at ``point`` (LM weight, penalty) when given, else at the store's scale."""
         if split not in self.lattices:
+            scale, penalty = (1.0 / point[0], float(point[1])) if point else (self.acoustic_scale, 0.0)
             ll = loglikes()
             t0 = time.time()
-            texts = decode_lattices_parallel(
+            lattice_set, search = decode_lattices_parallel(
                 self.graph_path,
                 {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
-                self.acoustic_scale,
+                scale,
+                self.out_dir / f"lat.{split}.gz",
                 self.beam,
                 self.lattice_beam,
                 self.nj,
                 self.cmd,
                 self.out_dir / "jobs",
+                word_penalty=penalty,
+                max_active=self.max_active,
             )
             self.seconds[split] = time.time() - t0
-            write_lattices(self.out_dir / f"lat.{split}.gz", texts)
+            self.decoded_at[split] = {"acoustic_scale": scale, "word_penalty": penalty, "search": search}
+            if search.get("widened"):
+                log.info(
+                    "%s %s: %d of %d utterances searched again at a wider beam (the 1-best check found a better "
+                    "path), %d still worse",
+                    self.out_dir.name,
+                    split,
+                    search["widened"],
+                    search["utterances"],
+                    search["still_worse"],
+                )
             write_json_atomic(
                 self.out_dir / "lattice_options.json",
                 {
                     "graph": str(self.graph_path),
                     "graph_digest": file_digest(self.graph_path),
-                    "decoder": "LatticeSimpleDecoder",
+                    "decoder": "LatticeSimpleDecoder, checked by FasterDecoder (1-best, min-active 200)",
                     "beam": self.beam,
+                    "max_active_of_the_check": self.max_active,
                     "lattice_beam": self.lattice_beam,
-                    "acoustic_scale": self.acoustic_scale,
-                    "costs": "graph, acoustic (unscaled: -log-likelihood)",
+                    "splits": self.decoded_at,
+                    "costs": "graph (with the split's word_penalty on every word arc), acoustic (unscaled: "
+                    "-log-likelihood)",
                     "format": "Kaldi text archive of Lattice (lattice-copy ark,t)",
                 },
             )
-            self.lattices[split] = LatticeSet.from_texts(texts.items(), str(self.out_dir / f"lat.{split}.gz"))
+            self.lattices[split] = lattice_set
         return self.lattices[split]
 
     def best(self, split: str, points: Sequence[Tuple[float, float]]) -> None:
@@ -361,7 +381,7 @@ def decode_models(
     nj: int = 1,
     cmd="local",
     score_map: Optional[Dict[str, str]] = None,
-    decoder: str = "kaldi",
+    decoder: str = "lattice",
     splits: Optional[Dict] = None,
     rescore_arpa=None,
     rescore_nbest: int = 100,
@@ -370,9 +390,10 @@ def decode_models(
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
     ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
-    token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``kaldi`` (LatticeFasterDecoder)
-    or ``k2`` (asr_kd.decode.k2_decoder, same graph and likelihoods; one process, the GPU when present),
-    or ``lattice`` (each split decoded once into lattices, ``LatticeStore``; the grid is swept on them).
+    token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``lattice`` (the default: each
+    split decoded once into lattices, ``LatticeStore``; the grid is swept on them), ``kaldi``
+    (LatticeFasterDecoder, every grid point decoded again) or ``k2`` (asr_kd.decode.k2_decoder, same
+    graph and likelihoods, re-decoding; one process, the GPU when present).
     ``nj`` / ``cmd``: Kaldi decoding in ``nj`` forked processes, or ``nj`` Slurm jobs per decode (``asr_kd.utils.jobs``). ``splits``: dev and test frames
     already read by ``load_decode_splits`` (callers decoding several alignments read them once).
     ``rescore_arpa`` (lattice decoder): dev and test rescored at the tuned point with this LM in
@@ -411,17 +432,21 @@ def decode_models(
         confined(out_dir, name, "system name")  # names become folders under out_dir
     for name, ckpts in rows:
         lp = model_loglikes(ckpts, splits, priors)
-        lattices = LatticeStore(Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), lmwts, beam, nj=nj, cmd=cmd)
+        lattices = LatticeStore(
+            Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), lmwts, beam, nj=nj, cmd=cmd, max_active=max_active
+        )
 
-        def split_lattices(split):  # decoded once per split; every grid point is a best path on them
+        def split_lattices(split, point=None):  # decoded once per split; every grid point is a best path on them
             cuts, data = splits[split]
-            return lattices.decode(split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)})
+            return lattices.decode(
+                split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)}, point
+            )
 
         def run(split, lmwt, wip):
             cuts, data = splits[split]
             t0 = time.time()
             if decoder == "lattice":
-                split_lattices(split)
+                split_lattices(split, None if split == "dev" else (lmwt, wip))  # test: at the tuned point
                 secs = lattices.seconds[split]
                 res = {u: {"words": w} for u, w in lattices.words(split, lmwt, wip).items()}
             else:
@@ -485,7 +510,14 @@ def decode_models(
                 best["lmwt"],
             )
             lattices = LatticeStore(
-                Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), [best["lmwt"]], beam, nj=nj, cmd=cmd
+                Path(out_dir) / name,
+                graph,
+                np.asarray(tm.id2pdf_id),
+                [best["lmwt"]],
+                beam,
+                nj=nj,
+                cmd=cmd,
+                max_active=max_active,
             )
             dev_runs.clear()
             grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)

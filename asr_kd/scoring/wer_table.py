@@ -231,7 +231,7 @@ def decode_table(
     gain_kept: Optional[Tuple[str, str, str]] = None,
     lm_order: int = 2,
     arpa=None,
-    decoder: str = "kaldi",
+    decoder: str = "lattice",
     results_md=None,
     held_out_accents: Sequence[str] = (),
     **search,
