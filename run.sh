@@ -41,14 +41,6 @@ Options (defaults in brackets):
   --config FILE      YAML config [$config]
   --quick            the same stages on the tiny corpus (conf/tiny.yaml; a smoke run of a few minutes),
                      outputs under DATA/quick and EXP/quick [$quick]
-  --full             everything: --analysis --triphones --deploy-table, --k2-members all,
-                     --unlabelled-hours 0.75 (unless given) and stages 0-18 (unless --stop-stage
-                     is other than 15) [$full]
-  --analysis         the paper's analysis stages 9-12 [$analysis]
-  --triphones        stage 4 also trains tri1 and tri2 (--gmm-systems \"mono tri1 tri2\"), stage 16 [$triphones]
-  --deploy-table     stage 15 also trains quarter-width networks, exports every system and writes the
-                     deployment table [$deploy_table]
-  --k2-members N     stage 14 decodes the first N seeds of each system with k2 and Kaldi, or all [$k2_members]
   --data DIR         data folder [$data]
   --exp DIR          experiment folder [$exp]
   --ensemble-size N  DNN ensemble members [$ensemble_size]
@@ -103,12 +95,7 @@ A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 root=.
 . utils/recipe.sh
 if $quick; then config=conf/tiny.yaml data=$data/quick exp=$exp/quick; fi
-if $full; then
-  analysis=true triphones=true deploy_table=true k2_members=all
-  [ "$unlabelled_hours" = 0 ] && unlabelled_hours=0.75
-  [ "$stop_stage" = 15 ] && stop_stage=18
-fi
-if $triphones && [ "$gmm_systems" = mono ]; then gmm_systems="mono tri1 tri2"; fi
+expand_opt_ins 0.75  # --full, --triphones (utils/recipe.sh)
 
 stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
 

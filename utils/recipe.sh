@@ -26,6 +26,32 @@ if [ -n "${ddp_procs+set}" ]; then  # the speech recipes: processes per network 
   --ddp-procs N       data-parallel processes per ensemble member and student (torchrun here; srun tasks
                       under --cmd slurm, e.g. --cmd \"slurm --nodes=2\" --ddp-procs 4); --nj counts processes [$ddp_procs]"
 fi
+# The speech recipes' default is the core experiment (stages 0-15: no analysis stages, no triphone
+# systems, the student exported and one file transcribed); --analysis, --triphones, --deploy-table
+# and --k2-members add the rest, --full all of it (a recipe that sets $full gets these options).
+# expand_opt_ins HOURS: apply --full (stop stage 18 unless --stop-stage is other than 15, HOURS of
+# untranscribed audio for stage 18 unless --unlabelled-hours was given) and --triphones.
+expand_opt_ins() {
+  if $full; then
+    analysis=true triphones=true deploy_table=true k2_members=all
+    [ "$unlabelled_hours" = 0 ] && unlabelled_hours=$1
+    [ "$stop_stage" = 15 ] && stop_stage=18
+  fi
+  if $triphones && [ "$gmm_systems" = mono ]; then gmm_systems="mono tri1 tri2"; fi
+  return 0
+}
+if [ -n "${full+set}" ]; then
+  help_message="$help_message
+Opt-in parts (the default run is the core experiment, stages 0-15):
+  --full             everything below, --k2-members all, untranscribed audio for stage 18
+                     (--unlabelled-hours) and stages 0-18 (unless --stop-stage is other than 15) [$full]
+  --analysis         the paper's analysis stages 9-12 (temperatures, 3% of the data, top-k, realignment) [$analysis]
+  --triphones        stage 4 also trains tri1 (deltas) and tri2 (LDA+MLLT) (--gmm-systems \"mono tri1 tri2\");
+                     stage 16 decodes every GMM system and repeats the network stages on tri2's labels [$triphones]
+  --deploy-table     stage 15 also trains quarter-width networks, exports every system and writes the
+                     deployment table (serving costs, streaming, export parity) [$deploy_table]
+  --k2-members N     stage 14 decodes the first N seeds of each system with k2 and Kaldi, or all [$k2_members]"
+fi
 . "$root/utils/parse_options.sh"
 # the Python steps fan out through the same --cmd (their --cmd option defaults to it): each split's
 # alignment, soft-target shards and Kaldi decoding go out as --nj jobs (asr_kd.utils.jobs)

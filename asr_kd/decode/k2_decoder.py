@@ -111,6 +111,55 @@ def _words(fsa) -> List[int]:
     return [int(w) for w in values.tolist() if w > 0]
 
 
+def lattice_set(lattice, utts: List[str]):
+    """k2 lattices (an FsaVec, utterance k at index k) as an ``asr_kd.decode.lattice.LatticeSet``
+    for its searches (oracle WER): arcs keep their transition-id and word; an arc that carries
+    several words (epsilon removal merges them) becomes a chain of arcs, one word each; the arcs
+    into k2's final state (label -1) are epsilon arcs. Scores are not kept (graph and acoustic
+    costs 0): the oracle needs only the paths."""
+    from asr_kd.decode.lattice import LatticeSet
+
+    src, dst, tid, word, offset, start, finals = [], [], [], [], [0], [], []
+    for k in range(len(utts)):
+        fsa = lattice[k]
+        arcs = fsa.arcs.values()[:, :3].cpu().numpy().astype(np.int64)
+        aux = fsa.aux_labels
+        if isinstance(aux, torch.Tensor):
+            splits, values = np.arange(len(arcs) + 1), aux.cpu().numpy()
+        else:
+            splits, values = aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy()
+        base, n = offset[-1], int(fsa.shape[0]) if len(arcs) else 0
+        extra = n
+        for a, (s, d, label) in enumerate(arcs):
+            words = [int(w) for w in values[splits[a] : splits[a + 1]] if w > 0] or [0]
+            chain = [s] + [extra + i for i in range(len(words) - 1)] + [d]
+            extra += len(words) - 1
+            for i, w in enumerate(words):
+                src.append(base + chain[i])
+                dst.append(base + chain[i + 1])
+                tid.append(max(int(label), 0) if i == 0 else 0)
+                word.append(w)
+        start.append(base if n else -1)
+        if n:
+            finals.append(base + n - 1)  # k2's final state is its last
+        offset.append(base + extra)
+    zeros = np.zeros(len(src))
+    return LatticeSet(
+        list(utts),
+        np.asarray(offset, np.int64),
+        np.asarray(start, np.int64),
+        {
+            "src": np.asarray(src, np.int64),
+            "dst": np.asarray(dst, np.int64),
+            "tid": np.asarray(tid, np.int64),
+            "word": np.asarray(word, np.int64),
+            "graph": zeros,
+            "acoustic": zeros.copy(),
+        },
+        {"state": np.asarray(finals, np.int64), "graph": np.zeros(len(finals)), "acoustic": np.zeros(len(finals))},
+    )
+
+
 def decode_k2(
     graph,
     id2pdf: np.ndarray,
@@ -121,9 +170,14 @@ def decode_k2(
     max_active: int = 10000,
     max_frames_per_batch: int = 20000,
     device: Optional[torch.device] = None,
+    oracle_refs: Optional[Dict[str, List[int]]] = None,
+    stats: Optional[Dict[str, float]] = None,
 ) -> Dict[str, Dict]:
     """1-best word ids, transition-id alignment (one per frame) and path score per utterance;
-    ``loglikes`` (frames x pdfs) are already scaled."""
+    ``loglikes`` (frames x pdfs) are already scaled. ``oracle_refs`` (word ids per utterance):
+    each result also gets ``oracle_errors``, the fewest word errors of any path of its lattice
+    (``output_beam`` wide; Kaldi's lattice-oracle); ``stats["oracle_seconds"]`` (when given) the
+    time that took."""
     import k2
 
     device = device or graph.device
@@ -149,6 +203,10 @@ def decode_k2(
         lattice = k2.intersect_dense_pruned(graph, dense_vec, search_beam, output_beam, min_active, max_active)
         best = k2.shortest_path(lattice, use_double_scores=True)
         scores = best.get_tot_scores(use_double_scores=True, log_semiring=False).cpu()
+        t_oracle = time.time()
+        oracle = lattice_set(lattice, batch).oracle_errors({u: oracle_refs[u] for u in batch}) if oracle_refs else {}
+        if stats is not None:
+            stats["oracle_seconds"] = stats.get("oracle_seconds", 0.0) + time.time() - t_oracle
         for i, u in enumerate(batch):
             ok = bool(torch.isfinite(scores[i]))
             path = best[i]
@@ -158,4 +216,6 @@ def decode_k2(
                 "reached_final": ok,
                 "alignment": [int(t) for t in path.labels.tolist() if t > 0] if ok else [],
             }
+            if oracle_refs:
+                out[u]["oracle_errors"] = oracle[u]
     return out

@@ -3,7 +3,7 @@
 # James Bible by default, or any text, one sentence a line) spoken by synthetic eSpeak NG voices
 # under the digit corpus's degradations, with oracle word and phone times. Stage 0 synthesises the
 # corpus; stage 1 writes manifests and trains a pruned 3-gram (kenlm lmplz) on the LM-only text;
-# stages 2-13 are the shared speech stages (utils/kd_stages.sh): CMUdict lexicon with eSpeak G2P
+# stages 2-18 are the shared speech stages (utils/kd_stages.sh; by default the core experiment, 0-15): CMUdict lexicon with eSpeak G2P
 # for the rest, monophone GMM, DNN ensemble, distillation, HCLG decoding with the 3-gram.
 set -euo pipefail
 caller=$PWD
@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=16         # 16: GMM systems and senone labels; 14: k2 decoding (utils/kd_stages.sh; ASR_KD_NO_K2=1 states its absence)
+stop_stage=15         # the core experiment (utils/recipe.sh: expand_opt_ins); --full: 18
 nj=2
 ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 size=default          # tiny (tests, seconds) | default (the recipe, <= 60 min on 2 cores) | large (>= 100 h, scale benchmarks)
@@ -19,14 +19,18 @@ config=""             # default: conf/$size.yaml
 text=""               # one sentence a line; empty: the King James Bible (local/kjv_text.sh)
 data=data
 exp=exp
+full=false            # --full: every opt-in part below, stages 0-18
 analysis=false        # the paper's analysis stages 9-12 (temperature sweep, small data, top-k, realignment)
+triphones=false       # stage 4 also trains tri1 and tri2; stage 16
+deploy_table=false    # stage 15: every system exported and the deployment table
+k2_members=1          # stage 14: k2 vs. Kaldi on this many seeds of each system (all: every seed)
 ensemble_size=4
 temperature=2
 student_seeds=3
 sweep_temperatures="1 2 5 10"
 small_fraction=0.03
 topk_values="5 20"
-gmm_systems="mono tri1 tri2"  # stage 4: monophone, then triphone trees (tri1 deltas, tri2 LDA+MLLT)
+gmm_systems=mono      # stage 4 (--triphones: "mono tri1 tri2", triphone trees: tri1 deltas, tri2 LDA+MLLT)
 labels=mono           # the system whose alignments the networks of stages 5-15 train on
 label_systems="mono tri2"     # stage 16: the network stages repeated on each of these systems' labels
 unlabelled_hours=0    # stage 0: also this many hours of untranscribed transfer audio (stage 18)
@@ -36,7 +40,6 @@ help_message="Usage: $0 [options]
 Options (defaults in brackets):
   --size tiny|default|large   corpus and model sizes (conf/SIZE.yaml) [$size]
   --text FILE        the text to read, one sentence a line [the King James Bible]
-  --analysis true|false       also run stages 9-12 [$analysis]
   --config FILE  --data DIR  --exp DIR  --nj N  --stage N / --stop-stage N [$stage..$stop_stage]
   --ensemble-size N [$ensemble_size]  --temperature T [$temperature]  --student-seeds N [$student_seeds]
   --gmm-systems LIST [$gmm_systems]  --labels SYSTEM [$labels]  --label-systems LIST [$label_systems]
@@ -53,6 +56,7 @@ Stages:
 . $root/utils/recipe.sh
 
 text=$(from_caller "$text")
+expand_opt_ins 1  # --full (1 h of untranscribed audio for stage 18), --triphones (utils/recipe.sh)
 [ -n "$config" ] || config=conf/$size.yaml
 [ -f "$config" ] || { echo "$0: config $config not found (--size tiny|default|large)" >&2; exit 1; }
 stage_key=$(stage_key_of "$config" -- "$text $ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")

@@ -156,3 +156,31 @@ def test_k2_decodes_the_context_dependent_hclg(tiny_tri_graph, tiny_features):
     agree = compare_decoders(hclg, tm, loglikes, refs, lang.id2word, beam=20.0, word_penalty=0.5)
     assert agree["same_share"] >= 0.99, agree
     assert agree["wer_k2"] == pytest.approx(agree["wer_kaldi"], abs=0.02)
+
+
+def test_k2_lattice_oracle_is_never_worse_than_its_one_best(tiny_graph, tiny_features):
+    """k2's lattices, read into asr_kd's LatticeSet: the oracle finds the 1-best words (0 errors
+    against them) and is never worse than the 1-best against the reference; the agreement row
+    carries the k2 oracle WER beside the WERs."""
+    from kaldialign import edit_distance
+
+    root, _ = tiny_graph
+    lang, tm, priors, splits = load_decode_data(root / "exp", root / "lang", tiny_features / "fbank", "digits")
+    lp = model_loglikes([str(root / "exp" / "final.mdl")], splits, priors)
+    cuts, data = splits["test"]
+    loglikes = {c.id: lp["test"][data.utterance(i)] / 15.0 for i, c in enumerate(cuts)}  # flat: wide lattices
+    refs = {c.id: [lang.word2id[w] for w in c.supervisions[0].text.split()] for c in cuts}
+    graph = load_k2_graph(root / "graph" / "HCLG.fst")
+    one_best = decode_k2(graph, np.asarray(tm.id2pdf_id), loglikes, output_beam=6.0)
+    hyps = {u: r["words"] for u, r in one_best.items()}
+    against_hyp = decode_k2(graph, np.asarray(tm.id2pdf_id), loglikes, output_beam=6.0, oracle_refs=hyps)
+    assert all(r["oracle_errors"] == 0 for r in against_hyp.values())
+    stats = {}
+    res = decode_k2(graph, np.asarray(tm.id2pdf_id), loglikes, output_beam=6.0, oracle_refs=refs, stats=stats)
+    assert stats["oracle_seconds"] > 0
+    errors = {u: edit_distance(refs[u], hyps[u])["total"] for u in refs}
+    assert all(0 <= res[u]["oracle_errors"] <= errors[u] for u in refs)
+    assert sum(r["oracle_errors"] for r in res.values()) < sum(errors.values())  # the lattices hold better paths
+    words = {c.id: c.supervisions[0].text.split() for c in cuts}
+    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, words, lang.id2word, beam=20.0)
+    assert 0 <= agree["oracle_wer_k2"] <= agree["wer_k2"]
