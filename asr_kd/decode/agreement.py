@@ -98,8 +98,14 @@ def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
         "|---|---|---|---|---|---|",
     ]
     for sys_row in table["rows"]:
-        got = [by_name[m["name"]] for m in sys_row["members"] if m["name"] in by_name]
-        kaldi13 = f"{100 * float(np.mean([m['test_wer'] for m in sys_row['members']])):.2f}%"
+        members = [m for m in sys_row["members"] if m["name"] in by_name] or sys_row["members"]
+        got = [by_name[m["name"]] for m in members if m["name"] in by_name]
+        kaldi13 = f"{100 * float(np.mean([m['test_wer'] for m in members])):.2f}%"  # the same seeds as the others
+        seeds = (
+            f"{len(members)}"
+            if len(members) == len(sys_row["members"])
+            else f"{len(members)} of {len(sys_row['members'])}"
+        )
         if got:
             mean = lambda key: float(np.mean([g[key] for g in got]))  # noqa: E731
             cells = [
@@ -109,7 +115,7 @@ def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
             ]
         else:
             cells = ["-", "not run", "-"]
-        lines.append(f"| {sys_row['name']} | {len(sys_row['members'])} | {kaldi13} | " + " | ".join(cells) + " |")
+        lines.append(f"| {sys_row['name']} | {seeds} | {kaldi13} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -119,30 +119,45 @@ def lattice_set(lattice, utts: List[str]):
     costs 0): the oracle needs only the paths."""
     from asr_kd.decode.lattice import LatticeSet
 
-    src, dst, tid, word, offset, start, finals = [], [], [], [], [0], [], []
+    parts, offset, start, finals = [], [0], [], []
     for k in range(len(utts)):
         fsa = lattice[k]
         arcs = fsa.arcs.values()[:, :3].cpu().numpy().astype(np.int64)
         aux = fsa.aux_labels
         if isinstance(aux, torch.Tensor):
-            splits, values = np.arange(len(arcs) + 1), aux.cpu().numpy()
+            splits, values = np.arange(len(arcs) + 1), aux.cpu().numpy().astype(np.int64)
         else:
-            splits, values = aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy()
+            splits, values = aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy().astype(np.int64)
         base, n = offset[-1], int(fsa.shape[0]) if len(arcs) else 0
+        # words per arc (labels <= 0 dropped): most arcs carry none or one, handled at once
+        keep = values > 0
+        kept = np.concatenate([[0], np.cumsum(keep)])
+        count = kept[splits[1:]] - kept[splits[:-1]]
+        first = np.zeros(len(arcs), np.int64)
+        owner = np.repeat(np.arange(len(arcs)), np.diff(splits))
+        pos = np.flatnonzero(keep)
+        with_words, at = np.unique(owner[pos], return_index=True)  # each arc's first word
+        first[with_words] = values[pos[at]]
+        single = count <= 1
+        rows = [arcs[single, 0] + base, arcs[single, 1] + base, np.maximum(arcs[single, 2], 0), first[single]]
         extra = n
-        for a, (s, d, label) in enumerate(arcs):
-            words = [int(w) for w in values[splits[a] : splits[a + 1]] if w > 0] or [0]
-            chain = [s] + [extra + i for i in range(len(words) - 1)] + [d]
+        more = [[], [], [], []]
+        for a in np.flatnonzero(~single):  # an arc with several words: a chain, one word per arc
+            words = values[splits[a] : splits[a + 1]]
+            words = words[words > 0]
+            chain = [arcs[a, 0]] + list(range(extra, extra + len(words) - 1)) + [arcs[a, 1]]
             extra += len(words) - 1
             for i, w in enumerate(words):
-                src.append(base + chain[i])
-                dst.append(base + chain[i + 1])
-                tid.append(max(int(label), 0) if i == 0 else 0)
-                word.append(w)
+                more[0].append(base + chain[i])
+                more[1].append(base + chain[i + 1])
+                more[2].append(max(int(arcs[a, 2]), 0) if i == 0 else 0)
+                more[3].append(int(w))
+        parts.append([np.concatenate([r, np.asarray(m, np.int64)]) for r, m in zip(rows, more)])
         start.append(base if n else -1)
         if n:
             finals.append(base + n - 1)  # k2's final state is its last
         offset.append(base + extra)
+    src, dst, tid, word = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(4))
     zeros = np.zeros(len(src))
     return LatticeSet(
         list(utts),
