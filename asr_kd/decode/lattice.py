@@ -325,9 +325,13 @@ class LatticeSet:
             start.append(base + first if first is not None else -1)
             offset.append(base + top + 1)
         a = np.array(arcs, dtype=np.float64).reshape(-1, 6)
-        fi = np.array(finals, dtype=np.float64).reshape(-1, 3)
-        order = np.argsort(fi[:, 0], kind="stable")
-        fi = fi[order]
+        return cls._from_rows(utts, offset, start, a, np.array(finals, dtype=np.float64).reshape(-1, 3))
+
+    @classmethod
+    def _from_rows(cls, utts, offset, start, a: np.ndarray, fi: np.ndarray) -> "LatticeSet":
+        """From arc rows (src, dst, tid, word, graph, acoustic) and final rows (state, graph,
+        acoustic), states already numbered together."""
+        fi = fi[np.argsort(fi[:, 0], kind="stable")]
         return cls(
             utts,
             np.asarray(offset, np.int64),
@@ -372,22 +376,7 @@ class LatticeSet:
             )  # OpenFst prints the start state first
             offset.append(base + top + 1)
         a = np.concatenate(arcs) if arcs else np.zeros((0, 6))
-        fi = np.concatenate(finals) if finals else np.zeros((0, 3))
-        fi = fi[np.argsort(fi[:, 0], kind="stable")]
-        return cls(
-            utts,
-            np.asarray(offset, np.int64),
-            np.asarray(start, np.int64),
-            {
-                "src": a[:, 0].astype(np.int64),
-                "dst": a[:, 1].astype(np.int64),
-                "tid": a[:, 2].astype(np.int64),
-                "word": a[:, 3].astype(np.int64),
-                "graph": a[:, 4],
-                "acoustic": a[:, 5],
-            },
-            {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]},
-        )
+        return cls._from_rows(utts, offset, start, a, np.concatenate(finals) if finals else np.zeros((0, 3)))
 
     @classmethod
     def concatenate(cls, sets: Sequence["LatticeSet"]) -> "LatticeSet":
