@@ -314,14 +314,11 @@ def test_lattices_decoded_with_a_penalty_keep_it_out_of_their_graph_costs(noisy,
         assert all(best[u][0] == ref[u]["words"] for u in cols)
 
 
-def test_the_fast_parse_equals_the_line_by_line_one_and_a_bad_line_is_named(noisy):
+def test_a_bad_lattice_line_is_named(noisy):
     from asr_kd.decode.lattice import LatticeSet
 
     root, tm, cuts, loglikes = noisy
     items = list(_lattices(root, tm, loglikes).items())
-    fast, slow = LatticeSet._from_texts_fast(items), LatticeSet._from_texts_slow(items, "here")
-    for name in ("offset", "start", "src", "dst", "tid", "word", "graph", "acoustic", "final_state", "final_graph"):
-        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
     utt, text = items[0]
     broken = text.split("\n")
     broken[1] = broken[1] + " 7"

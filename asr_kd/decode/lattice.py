@@ -46,10 +46,7 @@ from asr_kd.utils.io import atomic_path
 from asr_kd.utils.numerics import require_finite_utterances
 
 Point = Tuple[float, float]  # (LM weight, word insertion penalty)
-_NUMBER = r"[-+0-9.eEinfaINF]+"
-_ARC_FIELDS = re.compile(r"^(?!\d+ \d+ \d+ \d+ \S+ \S+$).+$", re.M)  # an arc line (commas made spaces) it is not
 _SPACES = re.compile(r"[ \t]+")
-_FINAL_LINE = re.compile(rf"^(\d+)(?: ({_NUMBER}),({_NUMBER}))?$", re.M)
 
 
 SEARCH_CHECK_MIN_ACTIVE = 200  # LatticeFasterDecoder's default min-active, which the 1-best check keeps
@@ -284,17 +281,13 @@ class LatticeSet:
         """From (utt, Kaldi text lines) pairs; ValueError names the utterance and line.
         ``word_penalty``: the texts' graph costs include this insertion penalty on every word arc
         (lattices decoded with it); it is taken off (lattice-add-penalty with its negative)."""
-        items = list(items)
-        try:
-            lats = cls._from_texts_fast(items)
-        except ValueError:  # the line-by-line parse names the bad line
-            lats = cls._from_texts_slow(items, where)
+        lats = cls._parse(items, where)
         if word_penalty:
             lats.graph[lats.word != 0] -= word_penalty
         return lats
 
     @classmethod
-    def _from_texts_slow(cls, items: List[Tuple[str, Sequence[str]]], where: str) -> "LatticeSet":
+    def _parse(cls, items: Iterable[Tuple[str, Sequence[str]]], where: str) -> "LatticeSet":
         utts, offset, start = [], [0], []
         arcs: List[Tuple] = []
         finals: List[Tuple] = []
@@ -346,37 +339,6 @@ class LatticeSet:
             },
             {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]},
         )
-
-    @classmethod
-    def _from_texts_fast(cls, items: List[Tuple[str, Sequence[str]]]) -> "LatticeSet":
-        """``from_texts`` with regular expressions and numpy doing the parsing: an utterance's arc
-        lines (5 fields) and final lines (1 or 2) each become one array; ValueError on any other
-        line (single spaces between fields, as ``decode_lattices`` and ``write_lattices`` write)."""
-        utts, offset, start, arcs, finals = [], [0], [], [], []
-        for utt, lines in items:
-            text = lines if isinstance(lines, str) else "\n".join(lines)
-            text = text.strip()
-            base = offset[-1]
-            final_rows = _FINAL_LINE.findall(text)
-            arc_text = _FINAL_LINE.sub("", text).replace(",", " ")
-            n_arcs = (text.count("\n") + 1 if text else 0) - len(final_rows)
-            a = np.fromstring(arc_text, dtype=np.float64, sep=" ") if n_arcs else np.zeros(0)
-            if a.size != 6 * n_arcs or _ARC_FIELDS.search(arc_text):
-                raise ValueError("not a lattice line")
-            a = a.reshape(-1, 6)
-            f = np.array([(s, g or 0, c or 0) for s, g, c in final_rows], dtype=np.float64).reshape(-1, 3)
-            top = int(max(a[:, :2].max(initial=-1), f[:, 0].max(initial=-1)))
-            a[:, :2] += base
-            f[:, 0] += base
-            arcs.append(a)
-            finals.append(f)
-            utts.append(utt)
-            start.append(
-                base + int(text.split(" ", 1)[0].split("\n", 1)[0]) if text else -1
-            )  # OpenFst prints the start state first
-            offset.append(base + top + 1)
-        a = np.concatenate(arcs) if arcs else np.zeros((0, 6))
-        return cls._from_rows(utts, offset, start, a, np.concatenate(finals) if finals else np.zeros((0, 3)))
 
     @classmethod
     def concatenate(cls, sets: Sequence["LatticeSet"]) -> "LatticeSet":
