@@ -31,7 +31,7 @@ def members(tmp_path_factory):
     return [root / f"m{s}" / "best.pt" for s in (1, 2)]
 
 
-@pytest.mark.parametrize("spec", ["specaugment", "mixup", "specaugment+mixup"])
+@pytest.mark.parametrize("spec", ["specaugment", "mixup", "specaugment+mixup", "tempo", "tempo+mixup"])
 def test_augmentation_is_seeded_keeps_shapes_and_changes_the_input(spec):
     x = torch.randn(64, 11, 40)
     aug = build_augment(spec)
@@ -54,6 +54,33 @@ def test_mixup_keeps_the_original_frame_dominant():
     own = y[torch.arange(32), 1, torch.arange(32)]
     assert torch.all(own >= 0.5) and (own < 1).sum() > 20  # blended, the original frame's weight dominant
     assert torch.allclose(y.sum(-1), torch.ones(32, 3))
+
+
+def test_tempo_reads_the_perturbed_utterance_around_an_unmoved_centre():
+    """Each window is the one its centre frame has in the utterance played at the drawn factor: the
+    centre frame (and so its label) stays, the context is the utterance linearly interpolated
+    ``factor`` frames apart; a factor of 1 is the window itself."""
+    utt = torch.randn(200, 40)
+    centres = torch.arange(20, 180)
+    x = torch.stack([utt[c - 5 : c + 6] for c in centres])  # (160, 11, 40) windows of the utterance
+    torch.manual_seed(3)
+    y = build_augment("tempo")(x)
+    assert torch.equal(y[:, 5], x[:, 5])  # the centre frame is untouched
+    drawn = set()
+    for i, c in enumerate(centres.tolist()):
+        matches = []
+        for f in (0.9, 1.0, 1.1):
+            pos = c + (torch.arange(11) - 5) * f
+            pos = pos.clamp(c - 5, c + 5)  # the window's edge frame beyond its edge
+            lo = pos.floor().long()
+            w = (pos - lo)[:, None]
+            ref = (1 - w) * utt[lo] + w * utt[(lo + 1).clamp(max=c + 5)]
+            if torch.allclose(y[i], ref, atol=1e-4):
+                matches.append(f)
+        assert len(matches) == 1, (c, matches)
+        drawn.add(matches[0])
+    assert drawn == {0.9, 1.0, 1.1}
+    assert torch.equal(build_augment("tempo", AugmentConfig(tempo_factors=(1.0,)))(x), x)
 
 
 def test_unknown_augmentation_is_a_config_error(tmp_path):

@@ -3,14 +3,17 @@ chained with ``+`` in a config (``teaching.augment: specaugment+mixup``).
 
 Each works on a batch of windows (B, 2C+1, D) of normalised features (0 is the mean) and keeps the
 centre frame's label valid, so labels never move: a mask hides part of the input; mixup blends in
-another frame of the batch with weight at most 1/2, so the original frame dominates. Random draws
+another frame of the batch with weight at most 1/2, so the original frame dominates; tempo
+resamples the context around the centre frame at 0.9 / 1.0 / 1.1 times the frame rate (Kaldi's
+perturbation factors), which is the window the centre frame would have in the utterance played
+that much faster: the labels follow the frames, as a Kaldi realignment of the perturbed copy would. Random draws
 come from torch's global generator, which training checkpoints carry: a resumed run draws the same
 masks. With an online teacher (asr_kd.distill.teaching) the teacher scores the augmented batch
 itself: the student is taught the teacher's function on inputs off the training frames
 ("consistent teaching", Beyer et al. 2022)."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -24,6 +27,7 @@ class AugmentConfig:
     time_masks: int = 1  # frame spans zeroed per window
     time_width: int = 3  # longest span (frames)
     mixup_max: float = 0.5  # mixup: the other frame's weight is uniform in [0, mixup_max]
+    tempo_factors: Tuple[float, ...] = (0.9, 1.0, 1.1)  # tempo: one drawn per window (1.1: 10% faster)
 
 
 def register_augment(name: str):
@@ -70,6 +74,30 @@ def _mixup(cfg: AugmentConfig):
         lam = torch.rand(b, 1, 1) * cfg.mixup_max
         other = torch.randperm(b)
         return (1 - lam) * x + lam * x[other]
+
+    return apply
+
+
+def tempo_positions(factors: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, size) fractional source frames of a window whose centre stays and whose context is read
+    ``factor`` frames apart; beyond the window's edge (factor > 1) the edge frame is read."""
+    centre = (size - 1) / 2
+    offsets = torch.arange(size, dtype=torch.float32) - centre
+    return (centre + offsets[None, :] * factors[:, None]).clamp(0, size - 1)
+
+
+@register_augment("tempo")
+def _tempo(cfg: AugmentConfig):
+    factors = torch.tensor(cfg.tempo_factors, dtype=torch.float32)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        pos = tempo_positions(factors[torch.randint(0, len(factors), (b,))], t).to(x.device)
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp(max=t - 1)
+        w = (pos - lo).to(x.dtype)[..., None]
+        below, above = (torch.gather(x, 1, i[..., None].expand(b, t, d)) for i in (lo, hi))
+        return (1 - w) * below + w * above
 
     return apply
 
