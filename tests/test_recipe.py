@@ -323,7 +323,9 @@ def test_teaching_levers_stage(tiny_run):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     table = json.loads((root / "exp" / "kd" / "table_5e_teaching.json").read_text())
     names = [row["name"] for row in table["rows"]]
-    assert names[0].startswith("default (stage 7)") and names[-1].startswith("control") and len(names) == 8
+    assert names[0].startswith("default (stage 7") and names[-1].startswith("control") and len(names) == 14
+    assert any("tempo views" in n for n in names) and any(n.startswith("T=4,") for n in names)
+    assert any("hard weight 0:" in n for n in names)
     for row in table["rows"]:
         assert 0 <= row["agreement"] <= 1 and row["kl"] >= 0 and row["epochs"] >= 1
     online = json.loads((root / "exp" / "teaching" / "lever4" / "seed101" / "history.json").read_text())

@@ -102,12 +102,15 @@ students() {  # students DIR: the checkpoints of this run's seeds in DIR (not le
   seq 101 $((100 + n)) | sed "s|^|$1/seed|; s|\$|/best.pt|" | paste -sd, -
 }
 
-temperature_sweep() {  # each T compared with stage 7's (paired bootstrap on the test frames)
+# The paper's analyses (stages 9-11) distil from stored targets of the clean training frames, one seed each,
+# on the config's student schedule: what the targets carry, not how the student is taught (stages 7, 17).
+stored_opts="--no-online-teacher --augment none"
+temperature_sweep() {  # each T compared with the config's (paired bootstrap on the test frames)
   local t rows=() pairs=()
   for t in $sweep_temperatures; do
     python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$t" --out "$nn/soft_T$t"
-    train_students "$nn/soft_T$t" "$nn/student_T$t" 1 --temperature "$t"
-    rows+=("T=$t=$(students "$nn/student_T$t")")
+    train_students "$nn/soft_T$t" "$nn/stored_T$t" 1 --temperature "$t" $stored_opts
+    rows+=("T=$t=$(students "$nn/stored_T$t")")
   done
   for t in $sweep_temperatures; do
     [ "$t" != "$temperature" ] && [[ " $sweep_temperatures " == *" $temperature "* ]] && pairs+=("T=$temperature|T=$t")
@@ -122,7 +125,8 @@ small_data() {
   python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --out "$nn/small/hard" \
       > "$nn/log/small_hard.log" 2>&1
   python -m asr_kd train-dnn "${dnn_args[@]}" --seed 1 --fraction "$f" --epochs 20 --temperature "$temperature" \
-      --soft-targets "$nn/soft_T$temperature" --teacher-models $(members) --out "$nn/small/soft" > "$nn/log/small_soft.log" 2>&1
+      --soft-targets "$nn/soft_T$temperature" --teacher-models $(members) $stored_opts --out "$nn/small/soft" \
+      > "$nn/log/small_soft.log" 2>&1
   python -m asr_kd frame-table "${table_args[@]}" --train-fraction "$f" \
     --rows "baseline, 100% of the training data=$(members | paste -sd, -)" \
            "hard labels, $f of the data=$nn/small/hard/best.pt" \
@@ -133,12 +137,14 @@ small_data() {
     --note "The baseline row's train column is measured on the same subset (it saw all of the data)."
 }
 
-topk_compare() {
-  local k rows=("dense=$(students "$nn/student_T$temperature")") storage=("dense=$nn/soft_T$temperature") pairs=()
+topk_compare() {  # the dense row is stage 9's student at the config's T (trained here without --analysis's stage 9)
+  local k rows=("dense=$(students "$nn/stored_T$temperature")") storage=("dense=$nn/soft_T$temperature") pairs=()
+  train_students "$nn/soft_T$temperature" "$nn/stored_T$temperature" 1 --temperature "$temperature" $stored_opts
   for k in $topk_values; do
     pairs+=("dense|top-$k")
     python -m asr_kd soft-targets "${soft_args[@]}" --temperature "$temperature" --topk "$k" --out "$nn/soft_T${temperature}_top$k"
-    train_students "$nn/soft_T${temperature}_top$k" "$nn/student_T${temperature}_top$k" 1 --temperature "$temperature"
+    train_students "$nn/soft_T${temperature}_top$k" "$nn/student_T${temperature}_top$k" 1 --temperature "$temperature" \
+      $stored_opts
     rows+=("top-$k=$(students "$nn/student_T${temperature}_top$k")")
     storage+=("top-$k=$nn/soft_T${temperature}_top$k")
   done
@@ -187,22 +193,29 @@ $analysis && run_stage 10 small-data  small_data
 $analysis && run_stage 11 topk        topk_compare
 $analysis && run_stage 12 realign     realign_and_compare
 # (5e) what makes the student keep the gain: students taught in different ways, scored against the ensemble on dev.
-# Each lever is a set of train-dnn options over the config's student section (stage 7's students are the default
-# row); same soft targets, temperature and seeds. short: the members' own schedule, for the rows without patience.
+# Each lever is a set of train-dnn options over the config's student and teaching sections (stage 7's students, the
+# config's recipe, are the first row); same ensemble, temperature and seeds. short: the members' own schedule.
 short_opts="--epochs 5 --select-on dev_acc --halve-below 0 --max-halvings 0"
 cosine_opts="--epochs 20 --schedule cosine --select-on dev_kl --halve-below 0 --max-halvings 0"
+newbob_opts="--epochs 20 --schedule newbob --select-on dev_kl --halve-below 0.01 --max-halvings 4"
 teaching_levers=(
-  "members' schedule: 5 epochs, chosen on dev accuracy|$short_opts"
-  "patient: cosine over 20 epochs, chosen on dev KL|$cosine_opts"
-  "student input augmented (SpecAugment), stored targets, 5 epochs|$short_opts --augment specaugment"
+  "members' schedule: 5 epochs, stored targets|$short_opts $stored_opts"
+  "patient: newbob on dev KL, stored targets|$newbob_opts $stored_opts"
+  "patient: cosine over 20 epochs, stored targets|$cosine_opts $stored_opts"
+  "student input augmented (SpecAugment), stored targets, 5 epochs|$short_opts --no-online-teacher --augment specaugment"
   "consistent: online ensemble on SpecAugment views, 5 epochs|$short_opts --online-teacher --augment specaugment"
   "consistent: online ensemble on mixup views, 5 epochs|$short_opts --online-teacher --augment mixup"
-  "patient + consistent: cosine over 20 epochs, online ensemble on mixup views|$cosine_opts --online-teacher --augment mixup"
+  "patient + consistent: cosine over 20 epochs, online ensemble on tempo views (0.9, 1.0, 1.1)|$cosine_opts --online-teacher --augment tempo"
+  "patient + consistent: cosine over 20 epochs, online ensemble on tempo + mixup views|$cosine_opts --online-teacher --augment tempo+mixup"
 )
+# the paper's sweep on dev, around the config's T and hard weight, with the online mixup teacher (any T: no stored targets)
+mixup_online="$cosine_opts --online-teacher --augment mixup"
+for _t in 1 4; do teaching_levers+=("T=$_t, hard weight 0.5: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --temperature $_t"); done
+for _w in 0 1; do teaching_levers+=("T=$temperature, hard weight $_w: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --hard-weight $_w"); done
 lever_seeds=${lever_seeds:-1}
 teaching_compare() {
   local soft=$nn/soft_T$temperature out=$nn/teaching spec name opts seed i=0 runs all=()
-  local rows=("default (stage 7): patient, newbob on dev KL=$(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|" | paste -sd, -)")
+  local rows=("default (stage 7, the config's student and teaching)=$(seq 101 $((100 + student_seeds)) | sed "s|^|$nn/student_T$temperature/seed|" | paste -sd, -)")
   mkdir -p "$out"
   for spec in "${teaching_levers[@]}"; do
     name=${spec%%|*} opts=${spec#*|} i=$((i + 1)) runs=()

@@ -33,7 +33,12 @@ def train_dnn(args) -> None:
     # the distill section applies to students; a model without teachers trains on hard labels
     loss_cfg = section(args.config, "distill", LossConfig) if distilling else LossConfig(loss="ce")
     loss_cfg = replace(
-        loss_cfg, **{k: v for k, v in (("temperature", args.temperature), ("loss", args.loss)) if v is not None}
+        loss_cfg,
+        **{
+            k: v
+            for k, v in (("temperature", args.temperature), ("loss", args.loss), ("hard_weight", args.hard_weight))
+            if v is not None
+        },
     )
     model_cfg = section(args.config, "model", ModelConfig)
     if args.hidden is not None:
@@ -143,6 +148,9 @@ def register(sub) -> None:
     g.add_argument("--teachers", nargs="+", help="teacher checkpoints: soft targets computed on the fly")
     s.add_argument("--loss", choices=sorted(LOSSES), help="override distill.loss")
     s.add_argument("--temperature", type=positive_float, help="override distill.temperature (> 0)")
+    s.add_argument(
+        "--hard-weight", type=float, help="override distill.hard_weight (the hard-label term's weight, >= 0)"
+    )
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--hidden", type=int, help="override model.hidden (e.g. a smaller student)")
     s.add_argument(
@@ -157,7 +165,7 @@ def register(sub) -> None:
         default=None,
         help="override teaching.online: the ensemble scores every (augmented) batch",
     )
-    s.add_argument("--augment", help="override teaching.augment (e.g. specaugment, mixup, specaugment+mixup)")
+    s.add_argument("--augment", help="override teaching.augment (specaugment, mixup, tempo, chained with +)")
     s.add_argument(
         "--unlabelled-ratio",
         type=float,

@@ -45,7 +45,7 @@ def train_speech_model(
     targets, for the dev KL and ``teaching`` (asr_kd.distill.teaching; its ``unlabelled_ratio`` adds
     untranscribed transfer audio). Returns ``train_model``'s history."""
     torch.set_num_threads(train_cfg.threads)
-    if soft_targets:
+    if soft_targets and not teaching.online:  # an online teacher reads no stored targets (any temperature)
         check_soft_targets(soft_targets, loss_cfg)  # before any data is read
     n = num_pdfs(ali_dir)
     dev = load_split(ali_dir, fbank_dir, corpus, "dev")
