@@ -105,7 +105,8 @@ def test_every_command_and_repository_path_the_documents_name_exists():
 def test_the_readme_results_table_quotes_its_sources():
     """Every figure of README's "What it found" table appears in the RESULTS.md its row names."""
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## What it found") : readme.index("## Recipes")]
+    start = readme.index("## What it found")
+    table = readme[start : readme.index("\n## ", start)]
     sources = {"RESULTS.md": ROOT / "RESULTS.md"}
     sources.update({f"recipes/{p.parent.name}": p for p in ROOT.glob("recipes/*/RESULTS.md")})
     unquoted = []
