@@ -137,7 +137,7 @@ small_data() {
     --note "The baseline row's train column is measured on the same subset (it saw all of the data)."
 }
 
-topk_compare() {  # the dense row is stage 9's student at the config's T (trained here without --analysis's stage 9)
+topk_compare() {  # the dense row is stage 9's student at the config's T (resumed; trained here when stage 9 was skipped)
   local k rows=("dense=$(students "$nn/stored_T$temperature")") storage=("dense=$nn/soft_T$temperature") pairs=()
   train_students "$nn/soft_T$temperature" "$nn/stored_T$temperature" 1 --temperature "$temperature" $stored_opts
   for k in $topk_values; do

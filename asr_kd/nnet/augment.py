@@ -5,10 +5,9 @@ Each works on a batch of windows (B, 2C+1, D) of normalised features (0 is the m
 centre frame's label valid, so labels never move: a mask hides part of the input; mixup blends in
 another frame of the batch with weight at most 1/2, so the original frame dominates; tempo
 resamples the context around the centre frame at 0.9 / 1.0 / 1.1 times the frame rate (Kaldi's
-perturbation factors), which is the window the centre frame would have in the utterance played
-that much faster: the labels follow the frames, as a Kaldi realignment of the perturbed copy would. Random draws
-come from torch's global generator, which training checkpoints carry: a resumed run draws the same
-masks. With an online teacher (asr_kd.distill.teaching) the teacher scores the augmented batch
+perturbation factors): the window the centre frame would have in the utterance played that much
+faster, so the centre frame's label still holds. Random draws come from torch's global generator,
+which training checkpoints carry: a resumed run draws the same masks. With an online teacher (asr_kd.distill.teaching) the teacher scores the augmented batch
 itself: the student is taught the teacher's function on inputs off the training frames
 ("consistent teaching", Beyer et al. 2022)."""
 
