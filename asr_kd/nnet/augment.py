@@ -7,9 +7,9 @@ another frame of the batch with weight at most 1/2, so the original frame domina
 resamples the context around the centre frame at 0.9 / 1.0 / 1.1 times the frame rate (Kaldi's
 perturbation factors): the window the centre frame would have in the utterance played that much
 faster, so the centre frame's label still holds. Random draws come from torch's global generator,
-which training checkpoints carry: a resumed run draws the same masks. With an online teacher (asr_kd.distill.teaching) the teacher scores the augmented batch
-itself: the student is taught the teacher's function on inputs off the training frames
-("consistent teaching", Beyer et al. 2022)."""
+which training checkpoints carry: a resumed run draws the same masks. With an online teacher
+(asr_kd.distill.teaching) the teacher scores the augmented batch itself: the student is taught the
+teacher's function on inputs off the training frames ("consistent teaching", Beyer et al. 2022)."""
 
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
