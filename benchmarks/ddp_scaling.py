@@ -242,7 +242,7 @@ def _model_cfg(config: str):
     return ModelConfig(**(yaml.safe_load(Path(config).read_text()) or {}).get("model", {}))
 
 
-def worker(config: str, out: str, frames: int, seed: int) -> None:
+def worker(config: str, out: str, frames: int, *, seed: int) -> None:
     """One rank of a synthetic run (under torchrun, or alone): seeded random frames of the recipe's
     shapes through the library's training loop."""
     import numpy as np
@@ -272,9 +272,9 @@ def worker(config: str, out: str, frames: int, seed: int) -> None:
         frames_of(frames),
         frames_of(max(SYNTH_UTT, frames // 20)),
         SYNTH_PDFS,
-        out,
-        _model_cfg(config),
-        TrainConfig(**cfg["train"]),
+        out_dir=out,
+        model_cfg=_model_cfg(config),
+        cfg=TrainConfig(**cfg["train"]),
         seed=seed,
     )
 
@@ -329,6 +329,6 @@ def two_matmuls_ratio() -> float:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), seed=int(sys.argv[5]))
     else:
         main()

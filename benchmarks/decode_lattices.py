@@ -119,10 +119,10 @@ def main() -> None:
                 [(name, ckpts)],
                 ali,
                 data / "lang",
-                data / "fbank",
-                args.corpus,
-                graph_dir,
-                out / label.replace(", ", "_").replace(" ", "-"),
+                fbank_dir=data / "fbank",
+                corpus=args.corpus,
+                graph_dir=graph_dir,
+                out_dir=out / label.replace(", ", "_").replace(" ", "-"),
                 lmwts=floats(lmwt),
                 penalties=floats(wip),
                 decoder=decoder,
@@ -172,7 +172,7 @@ def main() -> None:
     # 2. single-thread search RTF on the first network system
     torch.set_num_threads(1)
     net = next(((n, c) for n, c in systems if not c[0].endswith(".mdl")), systems[0])
-    lang, tm, priors, _ = load_decode_data(ali, data / "lang", data / "fbank", args.corpus, splits=splits)
+    lang, tm, priors, _ = load_decode_data(ali, data / "lang", data / "fbank", corpus=args.corpus, splits=splits)
     cuts, frames = splits["test"]
     ll = model_loglikes(net[1], {"test": splits["test"]}, priors)["test"]
     utts = {c.id: ll[frames.utterance(i)] for i, c in enumerate(cuts)}
@@ -186,7 +186,12 @@ def main() -> None:
     graph = read_fst(graph_dir / "HCLG.fst")
     t0 = time.time()
     decode_lattices(
-        graph, {u: utts[u][:, id2pdf[1:]] for u in chosen}, 1.0 / lmwt, lattice_beam, 6.0, max_active=args.max_active
+        graph,
+        {u: utts[u][:, id2pdf[1:]] for u in chosen},
+        1.0 / lmwt,
+        beam=lattice_beam,
+        lattice_beam=6.0,
+        max_active=args.max_active,
     )
     rtf_lattice = (time.time() - t0) / audio
     from asr_kd.decode import kaldi_decoder as kd

@@ -38,7 +38,9 @@ def main() -> None:
     graph = exp / "graph" / "HCLG.fst"
     if not graph.is_file():
         sys.exit(f"{graph} not found: run the default recipe through stage 13 first")
-    lang, tm, priors, splits = load_decode_data(exp / "mono", data / "lang", data / "fbank", args.corpus, ("test",))
+    lang, tm, priors, splits = load_decode_data(
+        exp / "mono", data / "lang", data / "fbank", corpus=args.corpus, split_names=("test",)
+    )
     cuts, frames = splits["test"]
     seconds = len(frames) * 0.01
     k2_cpu = load_k2_graph(graph)

@@ -91,7 +91,7 @@ def _memory_kb(pid: int, fields) -> int:
         return 0
 
 
-def repeated_ali_dir(ali: Path, corpus: str, factor: int, out: Path, base_fraction: float = 1.0) -> Path:
+def repeated_ali_dir(ali: Path, corpus: str, factor: int, *, out: Path, base_fraction: float = 1.0) -> Path:
     from lhotse import CutSet
     from lhotse.utils import fastcopy
 
@@ -135,7 +135,9 @@ def main() -> None:
         tmp = Path(tmp)
         base = Path(a.config).read_text()
         for factor in a.factors:
-            ali = repeated_ali_dir(exp / "mono", a.corpus, factor, tmp / f"ali_x{factor}", a.base_fraction)
+            ali = repeated_ali_dir(
+                exp / "mono", a.corpus, factor, out=tmp / f"ali_x{factor}", base_fraction=a.base_fraction
+            )
             soft = tmp / f"soft_x{factor}"
             common = ["--ali-dir", str(ali), "--fbank-dir", str(data / "fbank"), "--corpus", a.corpus]
             row = {"factor": factor, "frames": None}

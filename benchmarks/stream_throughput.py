@@ -51,18 +51,18 @@ def main() -> None:
     mcfg, tcfg = section(a.config, "model", ModelConfig), section(a.config, "train", TrainConfig)
     torch.set_num_threads(tcfg.threads)
     n = num_pdfs(ali)
-    memory = load_split(ali, fbank, a.corpus, "train")
+    memory = load_split(ali, fbank, a.corpus, split="train")
     if a.soft_targets:
         memory.soft = read_soft_targets(a.soft_targets, memory, n)
         criterion = build_criterion(section(a.config, "distill", LossConfig))
     else:
         criterion = HardLabels(LossConfig(loss="ce"))
     stream = StreamedFrames(
-        labelled_cuts_path(ali, a.corpus, "train", a.soft_targets),
+        labelled_cuts_path(ali, a.corpus, "train", soft_dir=a.soft_targets),
         FeatureNormalizer.of_features(fbank),
         mcfg.context,
-        tcfg.batch_size,
-        n,
+        batch_size=tcfg.batch_size,
+        num_classes=n,
         seed=1,
         soft=bool(a.soft_targets),
         block_frames=tcfg.block_frames,

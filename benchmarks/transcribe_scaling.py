@@ -65,32 +65,32 @@ def build_model(work: Path) -> Path:
         work / "fbank",
         "digits",
         ["train", "dev", "test"],
-        work / "lang",
-        work / "exp",
-        MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5, 6), total_gauss=200),
+        lang_dir=work / "lang",
+        exp_dir=work / "exp",
+        cfg=MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5, 6), total_gauss=200),
         nj=2,
     )
-    build_graph(work / "lang", work / "exp", work / "manifests", "digits", work / "graph", lm_order=2)
+    build_graph(work / "lang", work / "exp", work / "manifests", corpus="digits", graph_dir=work / "graph", lm_order=2)
     train_speech_model(
         work / "exp",
         work / "fbank",
         "digits",
-        work / "dnn",
-        ModelConfig(context=3, hidden=64, num_layers=2),
-        TrainConfig(epochs=3, batch_size=128, lr=0.003),
-        LossConfig(loss="ce"),
+        out_dir=work / "dnn",
+        model_cfg=ModelConfig(context=3, hidden=64, num_layers=2),
+        train_cfg=TrainConfig(epochs=3, batch_size=128, lr=0.003),
+        loss_cfg=LossConfig(loss="ce"),
         seed=1,
     )
     return export_model_dir(
         model,
         [work / "dnn" / "best.pt"],
         work / "exp",
-        work / "lang",
-        work / "graph",
-        work / "fbank",
-        fbank_settings(work / "fbank", "digits"),
-        "bench dnn",
-        "digits",
+        lang_dir=work / "lang",
+        graph_dir=work / "graph",
+        fbank_dir=work / "fbank",
+        settings=fbank_settings(work / "fbank", "digits"),
+        name="bench dnn",
+        corpus="digits",
         lmwt=5.0,
         wip=0.5,
         formats=("pt",),
@@ -107,7 +107,7 @@ def speech_samples(cuts_path: Path, sample_rate: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def long_file(path: Path, unit: np.ndarray, minutes: float, sample_rate: int) -> Path:
+def long_file(path: Path, unit: np.ndarray, minutes: float, *, sample_rate: int) -> Path:
     if not path.is_file():
         n = int(minutes * 60 * sample_rate)
         with sf.SoundFile(str(path), "w", sample_rate, 1, subtype="PCM_16") as f:
@@ -165,7 +165,7 @@ def main() -> None:
     result = {"model_dir": str(model), "memory": [], "streaming": []}
     print("peak RSS of transcribe (one process per file)")
     for m in args.minutes:
-        f = long_file(work / f"speech_{m:g}min.wav", unit, m, sr)
+        f = long_file(work / f"speech_{m:g}min.wav", unit, m, sample_rate=sr)
         t0 = time.perf_counter()
         mb = peak_rss_mb([sys.executable, "-m", "asr_kd", "transcribe", "--model-dir", model, f])
         row = {"minutes": m, "peak_rss_mb": round(mb, 1), "seconds": round(time.perf_counter() - t0, 1)}

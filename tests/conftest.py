@@ -64,12 +64,14 @@ def tiny_graph(tmp_path_factory, tiny_features):
         tiny_features / "fbank",
         "digits",
         ["train", "dev", "test"],
-        root / "lang",
-        root / "exp",
-        MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120),
+        lang_dir=root / "lang",
+        exp_dir=root / "exp",
+        cfg=MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120),
         nj=1,
     )
-    info = build_graph(root / "lang", root / "exp", tiny_features / "manifests", "digits", root / "graph", lm_order=2)
+    info = build_graph(
+        root / "lang", root / "exp", tiny_features / "manifests", corpus="digits", graph_dir=root / "graph", lm_order=2
+    )
     return root, info
 
 
@@ -104,13 +106,18 @@ def tiny_tri_graph(tiny_graph, tiny_features):
         tiny_features / "fbank",
         "digits",
         ["train", "dev", "test"],
-        root / "lang",
-        root / "exp",
-        root / "tri1",
-        cfg,
+        lang_dir=root / "lang",
+        prev_dir=root / "exp",
+        exp_dir=root / "tri1",
+        cfg=cfg,
         nj=2,
     )
     info = build_graph(
-        root / "lang", root / "tri1", tiny_features / "manifests", "digits", root / "graph_tri1", lm_order=2
+        root / "lang",
+        root / "tri1",
+        tiny_features / "manifests",
+        corpus="digits",
+        graph_dir=root / "graph_tri1",
+        lm_order=2,
     )
     return root, root / "tri1", info

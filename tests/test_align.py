@@ -26,9 +26,9 @@ def aligned(tiny_features, tmp_path_factory):
         tiny_features / "fbank",
         "digits",
         ["train", "dev", "test"],
-        root / "lang",
-        root / "exp",
-        TINY_MONO,
+        lang_dir=root / "lang",
+        exp_dir=root / "exp",
+        cfg=TINY_MONO,
         nj=2,
         held_out_accents=("en-gb-scotland", "en-029"),
     )
@@ -162,7 +162,15 @@ def test_training_is_reproducible(aligned, tiny_features, tmp_path):
     from asr_kd.align.pipeline import train_and_align
 
     root, _ = aligned
-    train_and_align(tiny_features / "fbank", "digits", ["train"], root / "lang", tmp_path / "again", TINY_MONO, nj=2)
+    train_and_align(
+        tiny_features / "fbank",
+        "digits",
+        ["train"],
+        lang_dir=root / "lang",
+        exp_dir=tmp_path / "again",
+        cfg=TINY_MONO,
+        nj=2,
+    )
     first = json.loads((root / "exp" / "train_history.json").read_text())
     again = json.loads((tmp_path / "again" / "train_history.json").read_text())
     assert [h["log_like"] for h in first] == [h["log_like"] for h in again]
@@ -222,7 +230,13 @@ def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, 
         assert labelled[0] == labelled[-1] == "SIL"
     assert usable >= 0.8 * len(cuts)
     ref = train_oracle_reference(
-        tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tmp_path / "ref", TINY_MONO, nj=2
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        lang_dir=root / "lang",
+        exp_dir=tmp_path / "ref",
+        cfg=TINY_MONO,
+        nj=2,
     )
     assert (tmp_path / "ref" / "alignment_report.md").is_file()
     got = ref["report"]["train"]["all"]["boundary_accuracy"]

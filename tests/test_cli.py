@@ -102,12 +102,29 @@ def test_every_command_and_repository_path_the_documents_name_exists():
     assert not missing
 
 
+# RESULTS.md files that are one recipe run's own output; the other recipes' files still gather several runs
+ONE_RUN_RESULTS = [ROOT / "RESULTS.md"]
+
+
+@pytest.mark.parametrize("path", ONE_RUN_RESULTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_committed_results_file_is_one_runs_output_unedited(path):
+    """Nothing but the recipe's blocks (tables, example) and its footer: the command, commit, machine
+    and stage times of the run that wrote it."""
+    text = path.read_text()
+    outside = re.sub(r"<!-- begin: (.*?) -->.*?<!-- end: \1 -->", "", text, flags=re.S)
+    assert outside.split() == ["#", "RESULTS"], outside[:300]
+    assert text.rstrip().endswith("<!-- end: made by -->") and text.count("<!-- begin: made by -->") == 1
+    footer = text[text.index("<!-- begin: made by -->") :]
+    assert re.search(r"Made by `\./run\.sh[^`]*` at commit [0-9a-f]{7,} on \d+ CPU cores", footer), footer
+    assert "Stage times in seconds" in footer
+
+
 def test_the_readme_results_table_quotes_its_sources():
     """Every figure of README's "What it found" table appears in the RESULTS.md its row names."""
     readme = (ROOT / "README.md").read_text()
     start = readme.index("## What it found")
     table = readme[start : readme.index("\n## ", start)]
-    sources = {"RESULTS.md": ROOT / "RESULTS.md"}
+    sources = {"RESULTS.md": ROOT / "RESULTS.md", "docs/experiments.md": ROOT / "docs" / "experiments.md"}
     sources.update({f"recipes/{p.parent.name}": p for p in ROOT.glob("recipes/*/RESULTS.md")})
     unquoted = []
     rows = [r for r in table.splitlines() if r.startswith("| ") and not r.startswith("| recipe")]

@@ -14,17 +14,17 @@ def dnn_on_gmm_labels(tiny_graph, tiny_features):
 
     root, _ = tiny_graph
     ali = root / "exp"
-    train = load_split(ali, tiny_features / "fbank", "digits", "train")
-    dev = load_split(ali, tiny_features / "fbank", "digits", "dev")
+    train = load_split(ali, tiny_features / "fbank", "digits", split="train")
+    dev = load_split(ali, tiny_features / "fbank", "digits", split="dev")
     ckpts = []
     for seed in (1, 2):
         train_model(
             train,
             dev,
             num_pdfs(ali),
-            root / f"dnn{seed}",
-            ModelConfig(hidden=64, num_layers=1, context=2),
-            TrainConfig(epochs=2, batch_size=128, lr=0.003),
+            out_dir=root / f"dnn{seed}",
+            model_cfg=ModelConfig(hidden=64, num_layers=1, context=2),
+            cfg=TrainConfig(epochs=2, batch_size=128, lr=0.003),
             seed=seed,
         )
         ckpts.append(str(root / f"dnn{seed}" / "best.pt"))
@@ -88,7 +88,7 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
         str(root / "lang"), str(tiny_features / "manifests"), str(root / "graph"), lmwts=(1, 3), penalties=(0.0,)
     )
     rows = [AlignmentRow("with oracle", root / "exp", ckpts), AlignmentRow("no oracle", plain, ckpts[:1])]
-    res = compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)
+    res = compare_alignments(rows, tiny_features / "fbank", "digits", out_dir=tmp_path / "dec", decode=decode)
     assert res[0]["oracle"] is not None and res[0]["oracle"]["frame_agreement"] > 0.5
     assert res[0]["dnn_oracle_phone_accuracy"]["n"] == 2
     # the measure, recomputed independently: per 10 ms frame, the phone of the DNN's best pdf against
@@ -106,6 +106,7 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
 
 
 def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_features, tmp_path):
+    from asr_kd.cli.common import alignment_row
     from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, compare_alignments
     from asr_kd.gmm.mono import MonoConfig, GmmAligner
     from asr_kd.lang.lexicon import Lexicon
@@ -113,7 +114,7 @@ def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_
 
     root, ckpts = dnn_on_gmm_labels
     with pytest.raises(ValueError, match="NAME=ALI_DIR"):
-        AlignmentRow.parse("only=two")
+        alignment_row("only=two")
     # the same phones with 2-state HMMs: other transition-ids, so the shared HCLG would misread them
     lang2 = prepare_lang(
         Lexicon.read(root / "lang" / "lexiconp.txt"), tmp_path / "lang2", LangConfig(num_nonsil_states=2)
@@ -126,17 +127,20 @@ def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_
     )
     rows = [AlignmentRow("gmm", root / "exp", ckpts[:1]), AlignmentRow("other", other, ckpts[:1])]
     with pytest.raises(ValueError, match="transition model differs"):
-        compare_alignments(rows, tiny_features / "fbank", "digits", tmp_path / "dec", decode)
+        compare_alignments(rows, tiny_features / "fbank", "digits", out_dir=tmp_path / "dec", decode=decode)
 
 
 def test_realignment_is_kept_for_the_same_models_and_redone_for_others(dnn_on_gmm_labels, tiny_features, tmp_path):
     from asr_kd.align.dnn_align import realign
 
     root, ckpts = dnn_on_gmm_labels
-    args = (root / "exp", root / "lang", tiny_features / "fbank", "digits", ["train", "dev", "test"], tmp_path / "ali")
-    first = realign(ckpts, *args)
+    args = (root / "exp", root / "lang")
+    kw = dict(
+        fbank_dir=tiny_features / "fbank", corpus="digits", splits=["train", "dev", "test"], out_dir=tmp_path / "ali"
+    )
+    first = realign(ckpts, *args, **kw)
     h5 = tmp_path / "ali" / "digits_train_ali.h5"
     written = h5.stat().st_mtime_ns
-    assert realign(ckpts, *args) == first and h5.stat().st_mtime_ns == written
-    other = realign(ckpts[:1], *args)
+    assert realign(ckpts, *args, **kw) == first and h5.stat().st_mtime_ns == written
+    other = realign(ckpts[:1], *args, **kw)
     assert other["key"] != first["key"] and other["models"] == ckpts[:1] and h5.stat().st_mtime_ns != written

@@ -85,14 +85,14 @@ def kaldi_copy(features_root: Path, split: str, out: Path, segments: bool = Fals
 
 def test_kaldi_data_dir_import(tiny_features, tmp_path):
     src = kaldi_copy(tiny_features, "dev", tmp_path / "dev")
-    n = import_kaldi_dir(src, tmp_path / "m", "mine", "dev", 16000)
+    n = import_kaldi_dir(src, tmp_path / "m", "mine", split="dev", sample_rate=16000)
     orig = CutSet.from_file(manifest_paths(tiny_features / "manifests", "digits", "dev")["cuts"]).to_eager()
     cuts = CutSet.from_file(manifest_paths(tmp_path / "m", "mine", "dev")["cuts"]).to_eager()
     assert n == len(orig) == len(cuts)
     assert {c.id: c.supervisions[0].text for c in cuts} == {c.id: c.supervisions[0].text for c in orig}
     # segments: one cut per segment, with the segment's duration
     seg = kaldi_copy(tiny_features, "dev", tmp_path / "dev_seg", segments=True)
-    assert import_kaldi_dir(seg, tmp_path / "s", "mine", "dev", 16000) == 2 * len(orig)
+    assert import_kaldi_dir(seg, tmp_path / "s", "mine", split="dev", sample_rate=16000) == 2 * len(orig)
     cuts = CutSet.from_file(manifest_paths(tmp_path / "s", "mine", "dev")["cuts"]).to_eager()
     dur = {c.id: c.duration for c in orig}
     assert all(
@@ -102,10 +102,10 @@ def test_kaldi_data_dir_import(tiny_features, tmp_path):
     lines = (src / "wav.scp").read_text().splitlines()
     lines[0] = lines[0].split()[0] + " /nonexistent/file.wav"
     (src / "wav.scp").write_text("\n".join(lines) + "\n")
-    assert import_kaldi_dir(src, tmp_path / "b", "mine", "dev", 16000) == len(orig) - 1
+    assert import_kaldi_dir(src, tmp_path / "b", "mine", split="dev", sample_rate=16000) == len(orig) - 1
     assert json.loads((tmp_path / "b" / "mine_dev.skipped.json").read_text())["count"] == 1
     with pytest.raises(CorpusError, match="missing wav.scp"):
-        import_kaldi_dir(tmp_path, tmp_path / "c", "mine", "dev", 16000)
+        import_kaldi_dir(tmp_path, tmp_path / "c", "mine", split="dev", sample_rate=16000)
 
 
 def test_audio_folder_import(tiny_features, tmp_path):
@@ -126,11 +126,11 @@ def test_audio_folder_import(tiny_features, tmp_path):
         else:
             lines.append(f"{s.id} {s.text}")
     (folder / "text").write_text("\n".join(lines) + "\n")
-    assert import_audio_folder(folder, tmp_path / "m", "mine", "test", 16000) == len(sups)
+    assert import_audio_folder(folder, tmp_path / "m", "mine", split="test", sample_rate=16000) == len(sups)
     got = SupervisionSet.from_file(manifest_paths(tmp_path / "m", "mine", "test")["supervisions"]).to_eager()
     assert {s.id: (s.text, s.speaker) for s in got} == {s.id: (s.text, s.speaker) for s in sups}
     with pytest.raises(CorpusError, match="8000 Hz"):
-        import_audio_folder(folder, tmp_path / "x", "mine", "test", 8000)
+        import_audio_folder(folder, tmp_path / "x", "mine", split="test", sample_rate=8000)
 
 
 def _wer_rows(exp: Path):

@@ -134,7 +134,14 @@ def test_a_different_method_or_world_does_not_resume_a_run():
     )
     keys = {
         (m, w): run_fingerprint(
-            train, train, 3, ModelConfig(), TrainConfig(ddp=m, sync_every=4), LossConfig(), 1, world=w
+            train,
+            train,
+            3,
+            model_cfg=ModelConfig(),
+            cfg=TrainConfig(ddp=m, sync_every=4),
+            loss_cfg=LossConfig(),
+            seed=1,
+            world=w,
         )
         for m in ("allreduce", "average")
         for w in (1, 2)
@@ -145,10 +152,10 @@ def test_a_different_method_or_world_does_not_resume_a_run():
         train,
         train,
         3,
-        ModelConfig(),
-        TrainConfig(ddp="average", sync_every=4, scale_lr=False),
-        LossConfig(),
-        1,
+        model_cfg=ModelConfig(),
+        cfg=TrainConfig(ddp="average", sync_every=4, scale_lr=False),
+        loss_cfg=LossConfig(),
+        seed=1,
         world=2,
     )
     assert unscaled not in keys.values()

@@ -140,7 +140,15 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
     cfg = MonoConfig(
         num_iters=3, max_iter_inc=2, realign_iters=(1, 2), total_gauss=100, use_deltas=False, utterance_cmvn=True
     )
-    train_and_align(tiny_features / "fbank", "digits", ["train", "dev"], root / "lang", tmp_path / "exp", cfg, nj=1)
+    train_and_align(
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev"],
+        lang_dir=root / "lang",
+        exp_dir=tmp_path / "exp",
+        cfg=cfg,
+        nj=1,
+    )
     normalizer = FeatureNormalizer.load(tiny_features / "fbank" / "cmvn.npz")
     cuts = CutSet.from_file(tiny_features / "fbank" / "digits_cuts_dev.jsonl.gz").to_eager()
     data = load_frames(cuts, normalizer, with_labels=False)
@@ -166,10 +174,20 @@ def test_graph_is_reused_only_when_built_from_the_same_inputs(graph, tiny_featur
     hclg = tmp_path / "graph" / "HCLG.fst"
     built = hclg.stat().st_mtime_ns
     same = build_graph(
-        root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=2
+        root / "lang",
+        root / "exp",
+        tiny_features / "manifests",
+        corpus="digits",
+        graph_dir=tmp_path / "graph",
+        lm_order=2,
     )
     assert same == info and hclg.stat().st_mtime_ns == built
     trigram = build_graph(
-        root / "lang", root / "exp", tiny_features / "manifests", "digits", tmp_path / "graph", lm_order=3
+        root / "lang",
+        root / "exp",
+        tiny_features / "manifests",
+        corpus="digits",
+        graph_dir=tmp_path / "graph",
+        lm_order=3,
     )
     assert trigram["lm_order"] == 3 and trigram["key"] != info["key"] and hclg.stat().st_mtime_ns != built

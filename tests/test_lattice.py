@@ -90,7 +90,7 @@ def test_nbest_lists_distinct_word_sequences_best_first(noisy):
     best = lats.best_paths([(5.0, 0.5)])[0]
     longer = 0
     for u in lats.utts:
-        nb = lats.nbest(u, 5, 5.0, 0.5)
+        nb = lats.nbest(u, 5, 5.0, penalty=0.5)
         seqs = [tuple(w) for w, _ in nb]
         assert nb and len(set(seqs)) == len(seqs) and list(seqs[0]) == best[u][0], u
         assert [c for _, c in nb] == sorted(c for _, c in nb)
@@ -204,12 +204,11 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
     root, _ = tiny_graph
     rows = [("GMM", [str(root / "exp" / "final.mdl")])]
     common = dict(lmwts=(5, 10, 20), penalties=(0.0, 0.5, 1.0), beam=20.0)
-    args = (rows, root / "exp", root / "lang", tiny_features / "fbank", "digits", root / "graph")
-    old = decode_models(*args, tmp_path / "redecode", decoder="kaldi", **common)[0]
-    new = decode_models(*args, tmp_path / "lattice", decoder="lattice", **common)[0]
-    forked = decode_models(*args, tmp_path / "lattice2", decoder="lattice", nj=2, **common)[
-        0
-    ]  # two processes, same lattices
+    common.update(fbank_dir=tiny_features / "fbank", corpus="digits", graph_dir=root / "graph")
+    args = (rows, root / "exp", root / "lang")
+    old = decode_models(*args, out_dir=tmp_path / "redecode", decoder="kaldi", **common)[0]
+    new = decode_models(*args, out_dir=tmp_path / "lattice", decoder="lattice", **common)[0]
+    forked = decode_models(*args, out_dir=tmp_path / "lattice2", decoder="lattice", nj=2, **common)[0]  # two processes
     assert old["decoder"] == "kaldi" and new["decoder"] == forked["decoder"] == "lattice"
     assert (tmp_path / "lattice" / "GMM" / "lat.dev.gz").read_bytes() != b""
     for key in ("best_lmwt", "best_wip", "dev_wer", "test_wer", "test_oracle_wer"):
@@ -300,7 +299,7 @@ def test_lattices_decoded_with_a_penalty_keep_it_out_of_their_graph_costs(noisy,
     cols = {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()}
     lmwt, wip = 5.0, 1.0
     lats, stats = decode_lattices_parallel(
-        root / "graph" / "HCLG.fst", cols, 1 / lmwt, tmp_path / "lat.gz", beam=30.0, nj=2, word_penalty=wip
+        root / "graph" / "HCLG.fst", cols, 1 / lmwt, archive=tmp_path / "lat.gz", beam=30.0, nj=2, word_penalty=wip
     )
     back = LatticeSet.read(tmp_path / "lat.gz", word_penalty=wip)
     raw = LatticeSet.read(tmp_path / "lat.gz")

@@ -23,7 +23,7 @@ def test_soft_gradient_is_T_times_q_minus_p(T):
     p = F.softmax(v / T, -1)
     y = torch.randint(0, c, (n,))
     w = 0.7
-    g = _grad(lambda zz: kd_loss(zz, y, p, T, soft_weight=w, hard_weight=0.0), z)
+    g = _grad(lambda zz: kd_loss(zz, y, p, temperature=T, soft_weight=w, hard_weight=0.0), z)
     q = F.softmax(z / T, -1)
     # d/dz [w T^2 CE(p, q_T)] averaged over n frames = w * T^2 * (q - p) / T / n
     assert torch.allclose(g, w * T**2 * (q - p) / T / n, atol=1e-6)
@@ -35,7 +35,7 @@ def test_T_squared_keeps_the_soft_gradient_magnitude_steady():
     norms = {}
     for T in (2.0, 5.0, 10.0, 20.0):
         p = F.softmax(v / T, -1)
-        with_sq = _grad(lambda zz: kd_loss(zz, y, p, T, 1.0, 0.0), z).norm().item()
+        with_sq = _grad(lambda zz: kd_loss(zz, y, p, temperature=T, soft_weight=1.0, hard_weight=0.0), z).norm().item()
         without = _grad(lambda zz: soft_cross_entropy(zz, p, T).mean(), z).norm().item()
         norms[T] = (with_sq, without)
     with_sq = [a for a, _ in norms.values()]
@@ -59,11 +59,11 @@ def test_reduction_is_per_frame_not_per_class():
     p = F.softmax(v, -1)
     y = torch.zeros(4, dtype=torch.long)
     expected = (-(p * F.log_softmax(z, -1)).sum(-1)).mean()
-    assert torch.allclose(kd_loss(z, y, p, 1.0, 1.0, 0.0), expected)
+    assert torch.allclose(kd_loss(z, y, p, temperature=1.0, soft_weight=1.0, hard_weight=0.0), expected)
     # doubling the class count with zero-probability classes must not halve the loss
     z2 = torch.cat([z, torch.full((4, 30), -1e4)], 1)
     p2 = torch.cat([p, torch.zeros(4, 30)], 1)
-    assert torch.allclose(kd_loss(z2, y, p2, 1.0, 1.0, 0.0), expected, atol=1e-5)
+    assert torch.allclose(kd_loss(z2, y, p2, temperature=1.0, soft_weight=1.0, hard_weight=0.0), expected, atol=1e-5)
 
 
 def test_hard_term_only_on_labelled_frames():

@@ -145,7 +145,7 @@ def test_bad_audio_and_empty_transcripts_are_counted_skips(tmp_path):
     assert "no samples" in reasons["u3"][1] or "unreadable" in reasons["u3"][1]
     assert "missing" in reasons["u4"][1]
     assert reasons["u5"][1] == "empty transcript"
-    write_manifests(tmp_path / "m", "c", "train", recs, sups, report)
+    write_manifests(tmp_path / "m", "c", "train", recordings=recs, supervisions=sups, report=report)
     import json
 
     assert json.loads((tmp_path / "m" / "c_train.skipped.json").read_text())["count"] == 4

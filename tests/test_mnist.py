@@ -72,7 +72,7 @@ def test_bias_adjustment_recovers_a_constructed_offset():
     logits[np.arange(500), labels] += 1.0  # right answers by a margin of ~1
     logits[:, 3] -= 2.0
     assert errors(logits, labels) > 20
-    pick = choose_bias(logits, labels, [3], default_grid(0.0, 6.0))
+    pick = choose_bias(logits, labels, [3], grid=default_grid(0.0, 6.0))
     assert pick["errors"] == errors(shift_logits(logits, [3], pick["delta"]), labels)
     assert pick["errors"] < 5 and 1.0 < pick["delta"] < 3.0
     assert pick["curve"][0.0] > 20 and pick["curve"][6.0] > 100  # too much bias breaks the others
@@ -102,7 +102,9 @@ def test_cached_teacher_logits_follow_the_teacher(tmp_path):
 
     def teacher(seed):
         torch.manual_seed(seed)
-        save_checkpoint(tmp_path / "best.pt", build_model(cfg, 28 * 28, 10), cfg, 28 * 28, 10, {})
+        save_checkpoint(
+            tmp_path / "best.pt", build_model(cfg, 28 * 28, 10), cfg, feat_dim=28 * 28, num_pdfs=10, extra={}
+        )
 
     teacher(1)
     first = teacher_train_logits(tmp_path, x)

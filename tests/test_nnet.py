@@ -50,11 +50,33 @@ def test_windows_stay_inside_the_utterance():
 def test_training_learns_and_resumes_to_the_same_model(tmp_path):
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
     mcfg = ModelConfig(context=1, hidden=32, num_layers=1)
-    full = train_model(train, dev, 5, tmp_path / "full", mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=3)
+    full = train_model(
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "full",
+        model_cfg=mcfg,
+        cfg=TrainConfig(epochs=2, batch_size=32, lr=0.01),
+        seed=3,
+    )
     assert full["best_dev_frame_acc"] > 0.6
-    train_model(train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=1, batch_size=32, lr=0.01), seed=3)
+    train_model(
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "killed",
+        model_cfg=mcfg,
+        cfg=TrainConfig(epochs=1, batch_size=32, lr=0.01),
+        seed=3,
+    )
     resumed = train_model(
-        train, dev, 5, tmp_path / "killed", mcfg, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=3
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "killed",
+        model_cfg=mcfg,
+        cfg=TrainConfig(epochs=2, batch_size=32, lr=0.01),
+        seed=3,
     )
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     a = torch.load(tmp_path / "full" / "epoch-2.pt", weights_only=True)["model"]
@@ -85,9 +107,9 @@ def test_mixed_precision_training_learns(tmp_path):
         train,
         dev,
         5,
-        tmp_path / "amp",
-        ModelConfig(context=1, hidden=32, num_layers=1),
-        TrainConfig(epochs=2, batch_size=32, lr=0.01, amp=True),
+        out_dir=tmp_path / "amp",
+        model_cfg=ModelConfig(context=1, hidden=32, num_layers=1),
+        cfg=TrainConfig(epochs=2, batch_size=32, lr=0.01, amp=True),
         seed=3,
     )
     assert res["best_dev_frame_acc"] > 0.6 and all(np.isfinite(h["loss"]) for h in res["history"])
@@ -102,9 +124,9 @@ def test_fused_optimizer_step_learns_like_the_multi_tensor_one(tmp_path):
             train,
             dev,
             5,
-            tmp_path / str(f),
-            mcfg,
-            TrainConfig(epochs=2, batch_size=32, lr=0.01, fused_optimizer=f),
+            out_dir=tmp_path / str(f),
+            model_cfg=mcfg,
+            cfg=TrainConfig(epochs=2, batch_size=32, lr=0.01, fused_optimizer=f),
             seed=3,
         )
         for f in (False, True)
@@ -120,11 +142,11 @@ def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
     """A rerun after the alignment changed trains from scratch; resuming would keep a stale model."""
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
     mcfg, tcfg = ModelConfig(context=1, hidden=32, num_layers=1), TrainConfig(epochs=2, batch_size=32, lr=0.01)
-    train_model(train, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)
+    train_model(train, dev, 5, out_dir=tmp_path / "run", model_cfg=mcfg, cfg=tcfg, seed=3)
     relabelled = toy_frames(seed=0)
     relabelled.labels = (relabelled.labels + 1) % 5
-    fresh = train_model(relabelled, dev, 5, tmp_path / "fresh", mcfg, tcfg, seed=3)
-    rerun = train_model(relabelled, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)
+    fresh = train_model(relabelled, dev, 5, out_dir=tmp_path / "fresh", model_cfg=mcfg, cfg=tcfg, seed=3)
+    rerun = train_model(relabelled, dev, 5, out_dir=tmp_path / "run", model_cfg=mcfg, cfg=tcfg, seed=3)
     assert "training from scratch" in caplog.text
 
     def curve(run):
@@ -135,7 +157,9 @@ def test_checkpoints_of_other_labels_are_not_resumed(tmp_path, caplog):
     b = torch.load(tmp_path / "run" / "epoch-2.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     caplog.clear()
-    again = train_model(relabelled, dev, 5, tmp_path / "run", mcfg, tcfg, seed=3)  # same inputs: nothing to redo
+    again = train_model(
+        relabelled, dev, 5, out_dir=tmp_path / "run", model_cfg=mcfg, cfg=tcfg, seed=3
+    )  # same inputs: nothing to redo
     assert curve(again) == curve(rerun) and "training from scratch" not in caplog.text
 
 
@@ -147,9 +171,9 @@ def test_nan_loss_is_a_clear_error(tmp_path):
             train,
             toy_frames(n_utts=2),
             5,
-            tmp_path,
-            ModelConfig(context=1, hidden=8, num_layers=1),
-            TrainConfig(epochs=1, batch_size=len(train)),
+            out_dir=tmp_path,
+            model_cfg=ModelConfig(context=1, hidden=8, num_layers=1),
+            cfg=TrainConfig(epochs=1, batch_size=len(train)),
         )
 
 
@@ -159,10 +183,10 @@ def test_distillation_needs_soft_targets(tmp_path):
             toy_frames(),
             toy_frames(n_utts=2),
             5,
-            tmp_path,
-            ModelConfig(context=1, hidden=8, num_layers=1),
-            TrainConfig(epochs=1),
-            build_criterion(LossConfig(loss="kd")),
+            out_dir=tmp_path,
+            model_cfg=ModelConfig(context=1, hidden=8, num_layers=1),
+            cfg=TrainConfig(epochs=1),
+            criterion=build_criterion(LossConfig(loss="kd")),
         )
 
 
@@ -186,11 +210,11 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
         torch.manual_seed(seed)
         cfg = ModelConfig(context=2, hidden=16, num_layers=1)
         path = tmp_path / f"t{seed}.pt"
-        save_checkpoint(path, build_model(cfg, 40, 6), cfg, 40, 6, {})
+        save_checkpoint(path, build_model(cfg, 40, 6), cfg, feat_dim=40, num_pdfs=6, extra={})
         teachers.append(path)
     data = load_frames(cuts, norm, with_labels=False)
     expected = ensemble_soft_targets(teacher_logits(teachers, data), 2.0)
-    meta = write_soft_targets(cuts, norm, teachers, tmp_path / "soft", 2.0, topk=topk, chunk_cuts=3)
+    meta = write_soft_targets(cuts, norm, teachers, out_dir=tmp_path / "soft", temperature=2.0, topk=topk, chunk_cuts=3)
     stored = read_soft_targets(tmp_path / "soft", data, 6)
     back = stored[torch.arange(len(data))]  # top-k: densified rows
     if topk == 0:
@@ -210,15 +234,22 @@ def test_soft_targets_round_trip_dense_and_topk(tmp_path, topk, tiny_features):
     # a rerun keeps targets of the same teachers and settings, and redoes them when a teacher changed
     h5 = tmp_path / "soft" / "soft_targets.h5"
     written = h5.stat().st_mtime_ns
-    assert write_soft_targets(cuts, norm, teachers, tmp_path / "soft", 2.0, topk=topk, chunk_cuts=3) == meta
+    assert (
+        write_soft_targets(cuts, norm, teachers, out_dir=tmp_path / "soft", temperature=2.0, topk=topk, chunk_cuts=3)
+        == meta
+    )
     assert h5.stat().st_mtime_ns == written
     torch.manual_seed(3)
-    save_checkpoint(teachers[1], build_model(cfg, 40, 6), cfg, 40, 6, {})
-    again = write_soft_targets(cuts, norm, teachers, tmp_path / "soft", 2.0, topk=topk, chunk_cuts=3)
+    save_checkpoint(teachers[1], build_model(cfg, 40, 6), cfg, feat_dim=40, num_pdfs=6, extra={})
+    again = write_soft_targets(
+        cuts, norm, teachers, out_dir=tmp_path / "soft", temperature=2.0, topk=topk, chunk_cuts=3
+    )
     assert again["key"] != meta["key"] and h5.stat().st_mtime_ns != written
     assert not torch.equal(read_soft_targets(tmp_path / "soft", data, 6)[torch.arange(len(data))], back)
     # written in 3 parallel shards: the same targets, read back through one manifest
-    sharded = write_soft_targets(cuts, norm, teachers, tmp_path / "sharded", 2.0, topk=topk, chunk_cuts=3, num_jobs=3)
+    sharded = write_soft_targets(
+        cuts, norm, teachers, out_dir=tmp_path / "sharded", temperature=2.0, topk=topk, chunk_cuts=3, num_jobs=3
+    )
     assert sharded["shards"] == 3 and len(list((tmp_path / "sharded").glob("soft_targets.*.h5"))) == 3
     assert torch.equal(
         read_soft_targets(tmp_path / "sharded", data, 6)[torch.arange(len(data))],

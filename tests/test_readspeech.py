@@ -82,7 +82,7 @@ def test_untranscribed_audio_reads_no_dev_or_test_sentence(tmp_path):
     cfg = ReadSpeechCorpusConfig(**TINY)
     text = _text(tmp_path / "t.txt")
     generate_readspeech(cfg, text, tmp_path / "c", num_jobs=2)
-    counts = generate_readspeech_unlabelled(cfg, text, 0.01, tmp_path / "c" / "unlabelled", num_jobs=2)
+    counts = generate_readspeech_unlabelled(cfg, text, 0.01, out_dir=tmp_path / "c" / "unlabelled", num_jobs=2)
     unlabelled = read_split(tmp_path / "c" / "unlabelled", "unlabelled")
     assert counts == {"unlabelled": len(unlabelled)} and len(unlabelled) >= 3
     assert 0.5 * 36 < sum(m["duration"] for m in unlabelled) < 2 * 36  # about the hours asked for
@@ -177,8 +177,8 @@ def test_pruned_lm_is_smaller_and_reports_oov_and_perplexity(tmp_path):
     text = tmp_path / "lm.txt"
     text.write_text("\n".join(read_sentences(_text(tmp_path / "t.txt", n=800))) + "\n")
     evals = {"dev": ["THE LORD SAID UNTO MOSES", "THE ZEBRA SAID"]}
-    full = train_lm(text, tmp_path / "full.arpa", LmConfig(order=3), evals)
-    pruned = train_lm(text, tmp_path / "pruned.arpa", LmConfig(order=3, prune=(0, 1, 1)), evals)
+    full = train_lm(text, tmp_path / "full.arpa", LmConfig(order=3), eval_texts=evals)
+    pruned = train_lm(text, tmp_path / "pruned.arpa", LmConfig(order=3, prune=(0, 1, 1)), eval_texts=evals)
     assert pruned["ngrams"]["3"] < full["ngrams"]["3"] and pruned["ngrams"]["1"] == full["ngrams"]["1"]
     assert pruned["splits"]["dev"]["oov_tokens"] == 1 and pruned["splits"]["dev"]["oov_rate"] == pytest.approx(1 / 8)
     assert 1 < pruned["splits"]["dev"]["perplexity"] < 1e4

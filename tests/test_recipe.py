@@ -184,6 +184,10 @@ def test_the_results_file_ends_with_the_command_commit_and_machine(tiny_run):
     assert text.rstrip().endswith("<!-- end: made by -->") and text.count("<!-- begin: made by -->") == 1
     assert "run.sh --config " in footer and "--stop-stage 14" in footer
     assert f"at commit {commit.stdout.strip()}" in footer and "CPU cores" in footer
+    # every stage of the run, with its time, in stage order, and their sum
+    times = footer.split("Stage times in seconds (the latest run of each stage): ")[1].split(";")[0].split(", ")
+    assert [t.split()[0] for t in times] == [str(n) for n in range(15)]
+    assert sum(int(t.split()[2]) for t in times) > 0
 
 
 def test_rerun_skips_finished_stages(tiny_run):

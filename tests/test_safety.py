@@ -54,7 +54,7 @@ def kaldi_dir(root: Path, text: str, utt2spk=None, segments=None, n=3, wav_scp=N
 
 
 def imported(d: Path, out: Path, **kw):
-    return import_kaldi_dir(d, out, "c", "train", 16000, **kw)
+    return import_kaldi_dir(d, out, "c", split="train", sample_rate=16000, **kw)
 
 
 def texts(out: Path):
@@ -187,7 +187,7 @@ def test_audio_folder_same_name_in_two_speakers_and_spaces_in_names(tmp_path):
         (tmp_path / "f" / spk / "one.txt").write_text(f"HELLO {spk.upper()}\n")
     sf.write(tmp_path / "f" / "alice" / "my file.wav", np.zeros(8000, np.float32), 16000)
     (tmp_path / "f" / "alice" / "my file.txt").write_text("X\n")
-    assert import_audio_folder(tmp_path / "f", tmp_path / "m", "c", "train", 16000) == 2
+    assert import_audio_folder(tmp_path / "f", tmp_path / "m", "c", split="train", sample_rate=16000) == 2
     assert texts(tmp_path / "m") == {"alice-one": "HELLO ALICE", "bob-one": "HELLO BOB"}
     assert "white space" in skipped(tmp_path / "m")["my file"]
 
@@ -280,7 +280,9 @@ def test_soft_targets_refuse_temperature_zero(tmp_path):
     from asr_kd.distill.soft_targets import soft_targets_for_split
 
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
-        soft_targets_for_split(tmp_path, tmp_path, "c", "train", ["x.pt"], tmp_path / "s", 0.0)
+        soft_targets_for_split(
+            tmp_path, tmp_path, "c", split="train", teachers=["x.pt"], out_dir=tmp_path / "s", temperature=0.0
+        )
 
 
 # -- models and downloads -----------------------------------------------------------------------
@@ -294,7 +296,7 @@ def test_gmm_model_file_round_trips_and_an_old_pickle_is_refused(tiny_graph, tmp
 
     root, _ = tiny_graph
     d = load_gmm(root / "exp" / "final.mdl")
-    save_gmm_file(tmp_path / "copy.mdl", d["tm"], d["tree"], d["am"], {"cfg": {}, "lang_dir": "x"})
+    save_gmm_file(tmp_path / "copy.mdl", d["tm"], d["tree"], am=d["am"], meta={"cfg": {}, "lang_dir": "x"})
     again = load_gmm_file(tmp_path / "copy.mdl")
     for part in ("tm", "tree", "am"):  # the same Kaldi objects (compared through their pybind state)
         assert pickle.dumps(again[part]) == pickle.dumps(d[part]), part
@@ -454,8 +456,8 @@ def test_fuzz_importers_and_config_loader_raise_only_named_errors(tmp_path):
                 f.write(f"\nr9 {junk}\n")
         (d / "junk.txt").write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(20))))
         for importer in (
-            lambda: import_kaldi_dir(d, tmp_path / "m", "c", "train", 16000),
-            lambda: import_audio_folder(d, tmp_path / "a", "c", "train", 16000),
+            lambda: import_kaldi_dir(d, tmp_path / "m", "c", split="train", sample_rate=16000),
+            lambda: import_audio_folder(d, tmp_path / "a", "c", split="train", sample_rate=16000),
         ):
             try:
                 importer()

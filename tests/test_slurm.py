@@ -186,7 +186,16 @@ def test_python_fan_out_through_slurm_equals_local(slurm, tiny_graph, tiny_featu
 
     # alignment: the fixture's monophone system retrained, its splits aligned as 2 Slurm jobs each
     cfg = MonoConfig(num_iters=6, max_iter_inc=4, realign_iters=(1, 2, 3, 4), total_gauss=120)
-    train_and_align(fbank, "digits", ["train", "dev", "test"], root / "lang", tmp_path / "mono", cfg, nj=2, cmd=cmd)
+    train_and_align(
+        fbank,
+        "digits",
+        ["train", "dev", "test"],
+        lang_dir=root / "lang",
+        exp_dir=tmp_path / "mono",
+        cfg=cfg,
+        nj=2,
+        cmd=cmd,
+    )
     assert len(list((tmp_path / "mono" / "jobs").glob("align.*.log"))) == 2
     for split in ("train", "dev", "test"):
         local = {c.id: c.load_pdf_ali() for c in CutSet.from_file(root / "exp" / f"digits_{split}_cuts.jsonl.gz")}
@@ -228,7 +237,16 @@ def test_python_fan_out_through_slurm_equals_local(slurm, tiny_graph, tiny_featu
     teacher = [str(tmp_path / "teacher" / "best.pt")]
     metas = {
         where: soft_targets_for_split(
-            root / "exp", fbank, "digits", "train", teacher, tmp_path / f"soft_{where}", 2.0, topk=5, num_jobs=2, cmd=c
+            root / "exp",
+            fbank,
+            "digits",
+            split="train",
+            teachers=teacher,
+            out_dir=tmp_path / f"soft_{where}",
+            temperature=2.0,
+            topk=5,
+            num_jobs=2,
+            cmd=c,
         )
         for where, c in (("local", "local"), ("slurm", cmd))
     }
@@ -262,7 +280,7 @@ def test_a_failed_slurm_job_is_an_error_naming_its_log(slurm, tmp_path, monkeypa
     monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     cmd = "slurm --time=5"
-    assert run_jobs(cmd, operator.add, [(1, 2), (3, 4)], tmp_path, "add") == [3, 7]
+    assert run_jobs(cmd, operator.add, [(1, 2), (3, 4)], job_dir=tmp_path, name="add") == [3, 7]
     with pytest.raises(RuntimeError, match=r"bad\.1 failed; see .*bad\.1\.log") as e:
-        run_jobs(cmd, math.sqrt, [(-1.0,)], tmp_path, "bad")
+        run_jobs(cmd, math.sqrt, [(-1.0,)], job_dir=tmp_path, name="bad")
     assert "math domain error" in str(e.value) and "math domain error" in (tmp_path / "bad.1.log").read_text()

@@ -36,8 +36,8 @@ def test_hand_computed_combination():
     assert want.sum() == pytest.approx(1.0)
     assert np.allclose(q, want, atol=2e-3), (q, want)
     assert (
-        objective(q, pg, [pm], [[0, 1]], np.ones((1, 1), bool))[0]
-        < objective(pg, pg, [pm], [[0, 1]], np.ones((1, 1), bool))[0]
+        objective(q, pg, [pm], clusters=[[0, 1]], active=np.ones((1, 1), bool))[0]
+        < objective(pg, pg, [pm], clusters=[[0, 1]], active=np.ones((1, 1), bool))[0]
     )
 
 

@@ -21,7 +21,7 @@ def rows(x: torch.Tensor):
 
 def test_streamed_batches_are_the_in_memory_windows_and_labels(ali):
     ali_dir, fbank = ali
-    memory = load_split(ali_dir, fbank, "digits", "train")
+    memory = load_split(ali_dir, fbank, "digits", split="train")
     everything = dict(zip(rows(memory.windows(torch.arange(len(memory)), 3)), memory.labels.tolist()))
     stream = StreamedFrames(
         labelled_cuts_path(ali_dir, "digits", "train"),
@@ -47,7 +47,7 @@ def test_streamed_batches_are_the_in_memory_windows_and_labels(ali):
 def test_ranks_read_disjoint_shards_that_cover_the_split(ali):
     ali_dir, fbank = ali
     path = labelled_cuts_path(ali_dir, "digits", "train")
-    stream = StreamedFrames(path, FeatureNormalizer.of_features(fbank), 3, 64, 10, seed=1)
+    stream = StreamedFrames(path, FeatureNormalizer.of_features(fbank), 3, batch_size=64, num_classes=10, seed=1)
     shards = [[c.id for c in stream._cuts(i, 2, epoch=1)] for i in range(2)]
     assert not set(shards[0]) & set(shards[1]) and len(shards[0]) + len(shards[1]) == stream.num_cuts
     assert [c.id for c in stream._cuts(0, 2, epoch=2)] != shards[0]  # another epoch, another order
@@ -83,14 +83,14 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
         ali_dir,
         fbank,
         "digits",
-        tmp_path / "m",
-        ModelConfig(context=3, hidden=64, num_layers=2),
-        cfg,
-        LossConfig(loss="ce"),
+        out_dir=tmp_path / "m",
+        model_cfg=ModelConfig(context=3, hidden=64, num_layers=2),
+        train_cfg=cfg,
+        loss_cfg=LossConfig(loss="ce"),
         seed=2,
     )
     losses = [h["loss"] for h in res["history"]]
-    dev_labels = load_split(ali_dir, fbank, "digits", "dev").labels
+    dev_labels = load_split(ali_dir, fbank, "digits", split="dev").labels
     majority = dev_labels.bincount().max().item() / len(dev_labels)  # always guessing the commonest pdf
     assert (
         losses[0] > losses[1] > losses[2] and res["best_dev_frame_acc"] > majority
@@ -98,20 +98,35 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
     assert (tmp_path / "m" / "best.pt").is_file()
     with pytest.raises(ValueError, match="no --fraction"):
         train_speech_model(
-            ali_dir, fbank, "digits", tmp_path / "x", ModelConfig(), cfg, LossConfig(loss="ce"), fraction=0.5
+            ali_dir,
+            fbank,
+            "digits",
+            out_dir=tmp_path / "x",
+            model_cfg=ModelConfig(),
+            train_cfg=cfg,
+            loss_cfg=LossConfig(loss="ce"),
+            fraction=0.5,
         )
     # top-k soft targets of that model, streamed: sparse in the block, dense and normalised per batch
     from asr_kd.distill.soft_targets import soft_targets_for_split
 
     soft_targets_for_split(
-        ali_dir, fbank, "digits", "train", [tmp_path / "m" / "best.pt"], tmp_path / "soft", 2.0, topk=3, num_jobs=2
+        ali_dir,
+        fbank,
+        "digits",
+        split="train",
+        teachers=[tmp_path / "m" / "best.pt"],
+        out_dir=tmp_path / "soft",
+        temperature=2.0,
+        topk=3,
+        num_jobs=2,
     )
     stream = StreamedFrames(
-        labelled_cuts_path(ali_dir, "digits", "train", tmp_path / "soft"),
+        labelled_cuts_path(ali_dir, "digits", "train", soft_dir=tmp_path / "soft"),
         FeatureNormalizer.of_features(fbank),
         3,
-        64,
-        res_pdfs(ali_dir),
+        batch_size=64,
+        num_classes=res_pdfs(ali_dir),
         soft=True,
         block_frames=500,
     )
@@ -122,10 +137,10 @@ def test_a_model_trains_from_the_stream(ali, tmp_path):
         ali_dir,
         fbank,
         "digits",
-        tmp_path / "student",
-        ModelConfig(context=3, hidden=64, num_layers=2),
-        cfg,
-        LossConfig(loss="kd", temperature=2.0),
+        out_dir=tmp_path / "student",
+        model_cfg=ModelConfig(context=3, hidden=64, num_layers=2),
+        train_cfg=cfg,
+        loss_cfg=LossConfig(loss="kd", temperature=2.0),
         seed=3,
         soft_targets=tmp_path / "soft",
     )

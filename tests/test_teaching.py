@@ -27,7 +27,15 @@ def members(tmp_path_factory):
     root = tmp_path_factory.mktemp("members")
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
     for seed in (1, 2):
-        train_model(train, dev, 5, root / f"m{seed}", MCFG, TrainConfig(epochs=2, batch_size=32, lr=0.01), seed=seed)
+        train_model(
+            train,
+            dev,
+            5,
+            out_dir=root / f"m{seed}",
+            model_cfg=MCFG,
+            cfg=TrainConfig(epochs=2, batch_size=32, lr=0.01),
+            seed=seed,
+        )
     return [root / f"m{s}" / "best.pt" for s in (1, 2)]
 
 
@@ -104,17 +112,44 @@ def test_online_teacher_student_learns_and_records_dev_kl(members, tmp_path):
     from asr_kd.distill.teaching import attach_teaching
 
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
-    attach_teaching(train, dev, members, TeachingConfig(online=True, augment="specaugment"), 2.0)
+    attach_teaching(train, dev, members, cfg=TeachingConfig(online=True, augment="specaugment"), temperature=2.0)
     assert train.teacher_model is not None and dev.teacher_probs is not None
     crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
-    res = train_model(train, dev, 5, tmp_path / "s", MCFG, TrainConfig(epochs=3, batch_size=32, lr=0.01), crit, seed=7)
+    res = train_model(
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "s",
+        model_cfg=MCFG,
+        cfg=TrainConfig(epochs=3, batch_size=32, lr=0.01),
+        criterion=crit,
+        seed=7,
+    )
     h = res["history"]
     assert res["best_dev_frame_acc"] > 0.6  # 5 classes: chance is 0.2
     assert h[-1]["dev_kl"] < h[0]["dev_kl"]  # the student approaches its teacher off the training frames
     assert all(0 <= r["dev_agreement"] <= 1 for r in h)
     # resuming an online, augmented run gives the same weights (the masks come from the checkpointed RNG)
-    train_model(train, dev, 5, tmp_path / "k", MCFG, TrainConfig(epochs=2, batch_size=32, lr=0.01), crit, seed=7)
-    train_model(train, dev, 5, tmp_path / "k", MCFG, TrainConfig(epochs=3, batch_size=32, lr=0.01), crit, seed=7)
+    train_model(
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "k",
+        model_cfg=MCFG,
+        cfg=TrainConfig(epochs=2, batch_size=32, lr=0.01),
+        criterion=crit,
+        seed=7,
+    )
+    train_model(
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "k",
+        model_cfg=MCFG,
+        cfg=TrainConfig(epochs=3, batch_size=32, lr=0.01),
+        criterion=crit,
+        seed=7,
+    )
     a = torch.load(tmp_path / "s" / "epoch-3.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "k" / "epoch-3.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -124,11 +159,11 @@ def test_patient_newbob_halves_on_small_gains_and_stops(members, tmp_path):
     from asr_kd.distill.teaching import attach_teaching
 
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
-    attach_teaching(train, dev, members, TeachingConfig(), 2.0)
+    attach_teaching(train, dev, members, cfg=TeachingConfig(), temperature=2.0)
     train.soft = ensemble_soft_targets(teacher_logits(members, train), 2.0)
     crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
     cfg = TrainConfig(epochs=30, batch_size=32, lr=0.01, select_on="dev_kl", halve_below=0.05, max_halvings=2)
-    res = train_model(train, dev, 5, tmp_path / "p", MCFG, cfg, crit, seed=7)
+    res = train_model(train, dev, 5, out_dir=tmp_path / "p", model_cfg=MCFG, cfg=cfg, criterion=crit, seed=7)
     h = res["history"]
     halved = [r["epoch"] for r in h if r.get("halved")]
     assert len(halved) == 2 and len(h) == halved[-1] < 30  # stopped after the second halving
@@ -137,14 +172,18 @@ def test_patient_newbob_halves_on_small_gains_and_stops(members, tmp_path):
     best = min(h, key=lambda r: r["dev_kl"])
     assert res["best_epoch"] == best["epoch"]  # best.pt is the epoch closest to the teacher on dev
     assert json.loads((tmp_path / "p" / "history.json").read_text())[0]["dev_kl"] == h[0]["dev_kl"]
-    again = train_model(train, dev, 5, tmp_path / "p", MCFG, cfg, crit, seed=7)  # a rerun does not train on
+    again = train_model(
+        train, dev, 5, out_dir=tmp_path / "p", model_cfg=MCFG, cfg=cfg, criterion=crit, seed=7
+    )  # a rerun does not train on
     assert len(again["history"]) == len(h) and again["best_epoch"] == res["best_epoch"]
 
 
 def test_select_on_dev_kl_needs_the_teacher(tmp_path):
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
     with pytest.raises(ValueError, match="dev_kl"):
-        train_model(train, dev, 5, tmp_path / "x", MCFG, TrainConfig(epochs=1, select_on="dev_kl"), seed=0)
+        train_model(
+            train, dev, 5, out_dir=tmp_path / "x", model_cfg=MCFG, cfg=TrainConfig(epochs=1, select_on="dev_kl"), seed=0
+        )
 
 
 def test_default_settings_leave_run_fingerprints_unchanged():
@@ -152,11 +191,17 @@ def test_default_settings_leave_run_fingerprints_unchanged():
     from asr_kd.nnet.train import run_fingerprint
 
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
-    key = run_fingerprint(train, dev, 5, MCFG, TrainConfig(), LossConfig(loss="ce"), 0)
-    assert key == run_fingerprint(train, dev, 5, MCFG, TrainConfig(select_on="dev_acc"), LossConfig(loss="ce"), 0)
-    assert key != run_fingerprint(train, dev, 5, MCFG, TrainConfig(halve_below=0.01), LossConfig(loss="ce"), 0)
+    key = run_fingerprint(train, dev, 5, model_cfg=MCFG, cfg=TrainConfig(), loss_cfg=LossConfig(loss="ce"), seed=0)
+    assert key == run_fingerprint(
+        train, dev, 5, model_cfg=MCFG, cfg=TrainConfig(select_on="dev_acc"), loss_cfg=LossConfig(loss="ce"), seed=0
+    )
+    assert key != run_fingerprint(
+        train, dev, 5, model_cfg=MCFG, cfg=TrainConfig(halve_below=0.01), loss_cfg=LossConfig(loss="ce"), seed=0
+    )
     train.augment_spec = "specaugment"
-    assert key != run_fingerprint(train, dev, 5, MCFG, TrainConfig(), LossConfig(loss="ce"), 0)
+    assert key != run_fingerprint(
+        train, dev, 5, model_cfg=MCFG, cfg=TrainConfig(), loss_cfg=LossConfig(loss="ce"), seed=0
+    )
 
 
 def test_verdict_tells_fit_from_generalisation():
@@ -179,8 +224,19 @@ def test_diagnosis_and_teaching_table_on_a_student(members, tmp_path):
     train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
     train.soft = ensemble_soft_targets(teacher_logits(members, train), 2.0)
     crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
-    train_model(train, dev, 5, tmp_path / "s", MCFG, TrainConfig(epochs=3, batch_size=32, lr=0.01), crit, seed=7)
-    res = diagnose_frames([tmp_path / "s"], members, {"train": train, "dev": dev}, 2.0, references=members[:1])
+    train_model(
+        train,
+        dev,
+        5,
+        out_dir=tmp_path / "s",
+        model_cfg=MCFG,
+        cfg=TrainConfig(epochs=3, batch_size=32, lr=0.01),
+        criterion=crit,
+        seed=7,
+    )
+    res = diagnose_frames(
+        [tmp_path / "s"], members, {"train": train, "dev": dev}, temperature=2.0, references=members[:1]
+    )
     run = res["students"][str(tmp_path / "s")]
     assert [r["epoch"] for r in run["epochs"]] == [1, 2, 3]
     assert run["epochs"][-1]["train"]["kl"] < run["epochs"][0]["train"]["kl"]
@@ -189,7 +245,12 @@ def test_diagnosis_and_teaching_table_on_a_student(members, tmp_path):
     path = write_diagnosis(res, tmp_path / "diag", "toy")
     assert path.is_file() and (tmp_path / "diag" / "diagnosis.png").stat().st_size > 1000
     table = teaching_table_frames(
-        [f"kd={tmp_path / 's'}", f"member={members[0].parent}"], members, dev, 2.0, tmp_path / "t5e", title="(5e) toy"
+        [("kd", [tmp_path / "s"]), ("member", [members[0].parent])],
+        members,
+        dev,
+        temperature=2.0,
+        out_stem=tmp_path / "t5e",
+        title="(5e) toy",
     )
     rows = {r["name"]: r for r in table["rows"]}
     assert rows["kd"]["epochs"] == 3 and 0 <= rows["kd"]["agreement"] <= 1
@@ -206,12 +267,12 @@ def test_speech_table_scores_the_held_out_half_apart(members, tmp_path):
 
     test = toy_frames(seed=4, n_utts=10)
     held = np.array([1, 3, 5, 7])
-    res = speech_table(members, members[:1], test, tmp_path / "t5a", subsets={"held-out accents": held})
+    res = speech_table(members, members[:1], test, out_stem=tmp_path / "t5a", subsets={"held-out accents": held})
     part = res["subsets"]["held-out accents"]
     assert part["utterances"] == 4
     counts = ErrorCounts(np.arange(20).reshape(2, 10), np.full(10, 5.0)).subset(held)
     assert counts.errors.tolist() == [[1, 3, 5, 7], [11, 13, 15, 17]] and counts.tokens.sum() == 20
-    alone = speech_table(members, members[:1], _utterances(test, held), tmp_path / "alone")
+    alone = speech_table(members, members[:1], _utterances(test, held), out_stem=tmp_path / "alone")
     assert part["summary"]["student"]["rate"] == pytest.approx(alone["summary"]["student"]["rate"])
     assert "#### held-out accents (4 of the 10 test utterances)" in (tmp_path / "t5a.md").read_text()
 

@@ -88,12 +88,12 @@ def test_importers_read_no_transcript_of_the_unlabelled_split(tmp_path):
     (folder / "text").write_text("u1 ZEBRA CANARY\nu2 ZEBRA\n")  # present, and never read
     (kaldi / "wav.scp").write_text("".join(f"{u} {kaldi / u}.wav\n" for u in ("u1", "u2")))
     (kaldi / "text").write_text("u1 ZEBRA CANARY\nu2 ZEBRA\n")
-    assert import_audio_folder(folder, tmp_path / "m1", "mine", "unlabelled", 16000) == 2
-    assert import_kaldi_dir(kaldi, tmp_path / "m2", "mine", "unlabelled", 16000) == 2
+    assert import_audio_folder(folder, tmp_path / "m1", "mine", split="unlabelled", sample_rate=16000) == 2
+    assert import_kaldi_dir(kaldi, tmp_path / "m2", "mine", split="unlabelled", sample_rate=16000) == 2
     for m in ("m1", "m2"):
         assert "ZEBRA" not in _manifest_text(tmp_path / m, "mine", "unlabelled")
     (kaldi / "text").unlink()  # untranscribed: a Kaldi dir needs no text
-    assert import_kaldi_dir(kaldi, tmp_path / "m3", "mine", "unlabelled", 16000) == 2
+    assert import_kaldi_dir(kaldi, tmp_path / "m3", "mine", split="unlabelled", sample_rate=16000) == 2
 
 
 def test_commands_that_read_transcripts_refuse_the_unlabelled_split(tmp_path, caplog):

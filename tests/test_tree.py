@@ -132,7 +132,9 @@ def test_tree_building_recovers_a_known_partition():
     stats = _synthetic_stats()
     questions = {0: [(4, 5), (2, 3), (0, 1), (6,)], 2: [(4, 5), (2, 3)], PDF_CLASS: pdf_class_questions(5)}
     # 6 phones: 5 x 3 classes + 5 silence classes = 20, plus phone 2's left-context split = 21
-    tree, info = build_tree(stats, range(1, 7), questions, TreeConfig(num_leaves=21, min_count=10, cluster_thresh=0))
+    tree, info = build_tree(
+        stats, range(1, 7), questions, cfg=TreeConfig(num_leaves=21, min_count=10, cluster_thresh=0)
+    )
     assert tree.num_pdfs == 21 and info["leaves_split"] == 21
     for left, right in itertools.product(range(7), repeat=2):
         for centre in range(1, 7):
@@ -143,12 +145,14 @@ def test_tree_building_recovers_a_known_partition():
     pdfs = {(p, c): tree.pdf((0, p, 0), c) for p in range(1, 7) for c in range(5 if p == 1 else 3)}
     assert len(set(pdfs.values())) == len(pdfs)
     # asked for more leaves than the data supports, then merged back by the last split's gain
-    tree2, info2 = build_tree(stats, range(1, 7), questions, TreeConfig(num_leaves=60, min_count=10, cluster_thresh=-1))
+    tree2, info2 = build_tree(
+        stats, range(1, 7), questions, cfg=TreeConfig(num_leaves=60, min_count=10, cluster_thresh=-1)
+    )
     assert info2["leaves_split"] > info2["num_pdfs"]
     counts, means, var = leaf_gaussians(tree2, stats)
     assert (counts > 0).all() and means.shape == (tree2.num_pdfs, 4)
     # deterministic
-    assert build_tree(stats, range(1, 7), questions, TreeConfig(num_leaves=60, min_count=10))[0] == tree2
+    assert build_tree(stats, range(1, 7), questions, cfg=TreeConfig(num_leaves=60, min_count=10))[0] == tree2
 
 
 def test_cluster_phones_finds_the_groups_and_stats_shards_add_up():

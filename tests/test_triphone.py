@@ -24,7 +24,7 @@ def test_converted_alignments_keep_phones_states_and_take_the_tree_pdfs(tiny_tri
     cuts = CutSet.from_file(root / "exp" / "digits_test_cuts.jsonl.gz")
     for cut in cuts:
         tids = cut.load_tid_ali()
-        conv = convert_alignment(tids, old, new, tree)
+        conv = convert_alignment(tids, old, new, new_tree=tree)
         assert (new.phone[conv] == old.phone[tids]).all() and (new.hmm_state[conv] == old.hmm_state[tids]).all()
         assert (new.maps["self_loop"][conv] == old.maps["self_loop"][tids]).all()
         assert [s[0] for s in new.segments(conv)] == [s[0] for s in old.segments(tids)]
@@ -114,7 +114,14 @@ def test_tri2_stores_its_transform_and_decodes_with_it(tiny_tri_graph, tiny_feat
         lda_dim=20,
     )
     train_triphone_and_align(
-        tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tri, tmp_path / "tri2", cfg, nj=1
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        lang_dir=root / "lang",
+        prev_dir=tri,
+        exp_dir=tmp_path / "tri2",
+        cfg=cfg,
+        nj=1,
     )
     model = load_gmm(tmp_path / "tri2" / "final.mdl")
     assert model["transform"].shape == (20, 13 * 7)
@@ -123,7 +130,7 @@ def test_tri2_stores_its_transform_and_decodes_with_it(tiny_tri_graph, tiny_feat
     history = json.loads((tmp_path / "tri2" / "train_history.json").read_text())
     assert history[1]["mllt_gain_per_frame"] > 0
     _, _, priors, splits = load_decode_data(
-        tmp_path / "tri2", root / "lang", tiny_features / "fbank", "digits", ("train",)
+        tmp_path / "tri2", root / "lang", tiny_features / "fbank", corpus="digits", split_names=("train",)
     )
     ll = model_loglikes([str(tmp_path / "tri2" / "final.mdl")], splits, priors)["train"]
     assert ll.shape[1] == model["am"].num_pdfs and np.isfinite(ll).all()
@@ -141,6 +148,13 @@ def test_tri2_stores_its_transform_and_decodes_with_it(tiny_tri_graph, tiny_feat
     # rerun: loaded, not retrained
     before = (tmp_path / "tri2" / "final.mdl").stat().st_mtime
     train_triphone_and_align(
-        tiny_features / "fbank", "digits", ["train", "dev", "test"], root / "lang", tri, tmp_path / "tri2", cfg, nj=1
+        tiny_features / "fbank",
+        "digits",
+        ["train", "dev", "test"],
+        lang_dir=root / "lang",
+        prev_dir=tri,
+        exp_dir=tmp_path / "tri2",
+        cfg=cfg,
+        nj=1,
     )
     assert (tmp_path / "tri2" / "final.mdl").stat().st_mtime == before

@@ -88,10 +88,15 @@ train_ensemble() {  # members are separate processes, at most $nj at a time
 }
 train_students() {  # train_students SOFT_DIR OUT_DIR N_SEEDS [extra train-dnn args]
   local soft=$1 out=$2 n=$3 seed; shift 3
-  local threads=$(( nj / (n * ${ddp_procs:-1}) > 1 ? nj / (n * ${ddp_procs:-1}) : 1 ))  # a lone student uses every core
+  local procs=${ddp_procs:-1} i=0 wave threads
+  local slots=$(( nj / procs > 1 ? nj / procs : 1 ))  # students training at once
   for seed in $(seq 101 $((100 + n))); do
+    # students start in waves of $slots; a wave of fewer (a lone student, the third of three on 2 cores) shares every core
+    wave=$(( n - i / slots * slots < slots ? n - i / slots * slots : slots ))
+    threads=$(( nj / (wave * procs) > 1 ? nj / (wave * procs) : 1 ))
     ddp_job "$out.seed$seed.log" train-dnn "${dnn_args[@]}" --seed "$seed" --threads "$threads" \
       --soft-targets "$soft" --teacher-models $(members) --out "$out/seed$seed" "$@"
+    i=$((i + 1))
   done
   bg_wait || { tail -n 5 "$out".seed*.log; return 1; }
   grep -H "best dev frame accuracy" "$out".seed*.log
@@ -380,4 +385,4 @@ if [ "$gmm_systems" != mono ]; then  # an if, not &&: a false test as the file's
 fi
 run_stage 17 teaching  teaching_compare  # opt-in: past the recipes' default --stop-stage
 stage_key="$stage_key $transfer_ratios" run_stage 18 transfer transfer_compare  # opt-in, as 17
-results_footer "$exp/kd/RESULTS.md"
+results_footer "$exp/kd/RESULTS.md" --example "$nn/kd/transcribe_example.txt"  # (the example when stage 15 made it)

@@ -22,6 +22,7 @@ run_stage() {
     exit 1
   fi
   echo "$stage_key" > "$marker.tmp" && mv "$marker.tmp" "$marker"
+  printf '%s\t%s\t%s\n' "$n" "$name" "$((SECONDS - t0))" >> "$exp/log/stage_times.tsv"  # the RESULTS.md footer sums them
   echo "stage $n ($name): finished in $((SECONDS - t0)) s"
 }
 
@@ -72,12 +73,14 @@ ddp_job() {
   esac
 }
 
-# results_footer FILE: end FILE (a RESULTS.md) with the command, commit and machine of this run
+# results_footer FILE [OPTIONS]: end FILE (a RESULTS.md) with the command, commit and machine of this run, and its
+# stage times; OPTIONS go to `asr_kd results-footer` (e.g. --example FILE)
 results_footer() {
   [ -f "$1" ] || return 0
+  local md=$1; shift
   local commit dirty
   commit=$(git -C "$_stages_dir/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
   dirty=$(git -C "$_stages_dir/.." status --porcelain --untracked-files=no 2>/dev/null | head -c 1)
-  python -m asr_kd results-footer --results-md "$1" --command "$recipe_command" --commit "$commit" \
-    ${dirty:+--uncommitted} > /dev/null
+  python -m asr_kd results-footer --results-md "$md" --command "$recipe_command" --commit "$commit" \
+    --stage-times "$exp/log/stage_times.tsv" ${dirty:+--uncommitted} "$@" > /dev/null
 }

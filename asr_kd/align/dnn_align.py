@@ -38,6 +38,7 @@ def realign(
     model_paths: Sequence,
     gmm_dir,
     lang_dir,
+    *,
     fbank_dir,
     corpus: str,
     splits: Sequence[str],
@@ -80,13 +81,13 @@ def realign(
             aligner,
             cuts,
             {c.id: loglik[data.utterance(i)] for i, c in enumerate(cuts)},
-            acoustic_scale,
-            beam,
-            retry_beam,
+            acoustic_scale=acoustic_scale,
+            beam=beam,
+            retry_beam=retry_beam,
         )
         if failed:
             log.warning("DNN realignment failed for %d %s utterance(s): %s", len(failed), split, ", ".join(failed[:20]))
-        ali_cuts[split] = store_alignments(cuts, alignments, tm, out_dir, f"{corpus}_{split}")
+        ali_cuts[split] = store_alignments(cuts, alignments, tm, out_dir=out_dir, name=f"{corpus}_{split}")
         summary["failed"][split], summary["retried"][split] = len(failed), len(retried)
         summary["seconds"][split] = round(time.time() - t0, 2)
         log.info(
@@ -97,7 +98,7 @@ def realign(
             len(failed),
             time.time() - t0,
         )
-    counts, report = finish_alignment(ali_cuts, tm, aligner.lang, out_dir, held_out_accents)
+    counts, report = finish_alignment(ali_cuts, tm, aligner.lang, out_dir=out_dir, held_out_accents=held_out_accents)
     # downstream stages load the GMM (transition model) from the alignment folder
     shutil.copyfile(gmm_dir / "final.mdl", out_dir / "final.mdl")
     summary.update(
@@ -111,6 +112,7 @@ def align_with_loglikes(
     aligner: GmmAligner,
     cuts,
     loglikes: Dict[str, np.ndarray],
+    *,
     acoustic_scale: float = 0.1,
     beam: float = 10.0,
     retry_beam: float = 40.0,
@@ -126,11 +128,11 @@ def align_with_loglikes(
             graphs.graph(cut.id, cut.supervisions[0].text),
             tm,
             khg.DecodableCtc(mat),
-            cut.id,
-            cut.num_frames,
-            acoustic_scale,
-            beam,
-            retry_beam,
+            utt=cut.id,
+            num_frames=cut.num_frames,
+            acoustic_scale=acoustic_scale,
+            beam=beam,
+            retry_beam=retry_beam,
         )
         if ali is not None:
             alignments[cut.id] = ali

@@ -37,7 +37,7 @@ def load_gmm_inputs(cuts: CutSet, normalizer: FeatureNormalizer, cfg: MonoConfig
     return feats, texts, energy
 
 
-def _load_inputs(fbank_dir, corpus: str, splits: Sequence[str], exp_dir: Path, cfg: MonoConfig, cmvn_mode):
+def _load_inputs(fbank_dir, corpus: str, splits: Sequence[str], *, exp_dir: Path, cfg: MonoConfig, cmvn_mode):
     exp_dir.mkdir(parents=True, exist_ok=True)
     normalizer = FeatureNormalizer.of_features(fbank_dir, mode=cmvn_mode)
     cuts = {s: CutSet.from_file(feature_cuts_path(fbank_dir, corpus, s)).to_eager() for s in splits}
@@ -60,6 +60,7 @@ def train_and_align(
     fbank_dir,
     corpus: str,
     splits: Sequence[str],
+    *,
     lang_dir,
     exp_dir,
     cfg: MonoConfig,
@@ -70,7 +71,7 @@ def train_and_align(
 ) -> Dict:
     exp_dir = Path(exp_dir)
     write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
-    cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
+    cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir=exp_dir, cfg=cfg, cmvn_mode=cmvn_mode)
     key = fingerprint(
         {
             "cfg": cfg.__dict__,
@@ -91,12 +92,22 @@ def train_and_align(
             "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
         }
 
-    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
+    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg=cfg, nj=nj, feats=feats, texts=texts, train=train)
+    return _align_and_report(
+        aligner,
+        cuts,
+        splits,
+        corpus=corpus,
+        exp_dir=exp_dir,
+        key=key,
+        timings=timings,
+        held_out_accents=held_out_accents,
+        cmd=cmd,
+    )
 
 
 def _train_or_load(
-    exp_dir: Path, key: str, lang_dir, cfg: MonoConfig, nj: int, feats, texts, train: Callable[[GmmAligner], Dict]
+    exp_dir: Path, key: str, lang_dir, *, cfg: MonoConfig, nj: int, feats, texts, train: Callable[[GmmAligner], Dict]
 ):
     """The model in ``exp_dir`` if it was trained with the same key, else ``train(aligner)`` on a
     new one, saved with timings.json; returns (aligner with the data set, timings)."""
@@ -127,6 +138,7 @@ def _align_and_report(
     aligner: GmmAligner,
     cuts: Dict[str, CutSet],
     splits: Sequence[str],
+    *,
     corpus: str,
     exp_dir: Path,
     key: str,
@@ -156,12 +168,14 @@ def _align_and_report(
             len(res.failed),
             time.time() - t_ali,
         )
-        ali_cuts[s] = store_alignments(cuts[s], res.alignments, aligner.tm, exp_dir, out_name)
+        ali_cuts[s] = store_alignments(cuts[s], res.alignments, aligner.tm, out_dir=exp_dir, name=out_name)
         failures[s] = res.failed
         mark_done(marker_dir, split_key)
     aligner.close()
 
-    counts, report = finish_alignment(ali_cuts, aligner.tm, aligner.lang, exp_dir, held_out_accents)
+    counts, report = finish_alignment(
+        ali_cuts, aligner.tm, aligner.lang, out_dir=exp_dir, held_out_accents=held_out_accents
+    )
     occupied = int((counts > 0).sum())
     if occupied < len(counts):
         log.warning("%d of %d pdfs have no training frames", len(counts) - occupied, len(counts))
@@ -190,6 +204,7 @@ def train_triphone_and_align(
     fbank_dir,
     corpus: str,
     splits: Sequence[str],
+    *,
     lang_dir,
     prev_dir,
     exp_dir,
@@ -211,7 +226,7 @@ def train_triphone_and_align(
     for f in (prev_dir / "final.mdl", prev_cuts_path):
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing: train and align the previous system ({prev_dir}) first")
-    cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
+    cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir=exp_dir, cfg=cfg, cmvn_mode=cmvn_mode)
     key = fingerprint(
         {
             "cfg": cfg.__dict__,
@@ -237,12 +252,12 @@ def train_triphone_and_align(
             lang_dir,
             cfg,
             nj,
-            feats,
-            texts,
-            load_gmm(prev_dir / "final.mdl"),
-            prev_ali,
-            [c.id for c in cuts[splits[0]]],
-            exp_dir,
+            feats=feats,
+            texts=texts,
+            prev_model=load_gmm(prev_dir / "final.mdl"),
+            prev_ali=prev_ali,
+            train_utts=[c.id for c in cuts[splits[0]]],
+            out_dir=exp_dir,
             log_path=exp_dir / "train_history.json",
         )
         aligner.save(model_path)
@@ -262,13 +277,24 @@ def train_triphone_and_align(
         }
         write_json_atomic(exp_dir / "timings.json", timings)
         mark_done(exp_dir, key)
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
+    return _align_and_report(
+        aligner,
+        cuts,
+        splits,
+        corpus=corpus,
+        exp_dir=exp_dir,
+        key=key,
+        timings=timings,
+        held_out_accents=held_out_accents,
+        cmd=cmd,
+    )
 
 
 def train_oracle_reference(
     fbank_dir,
     corpus: str,
     splits: Sequence[str],
+    *,
     lang_dir,
     exp_dir,
     cfg: MonoConfig,
@@ -283,7 +309,7 @@ def train_oracle_reference(
     boundary conventions; it is not an aligner for corpora without phone times."""
     exp_dir = Path(exp_dir)
     write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
-    cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir, cfg, cmvn_mode)
+    cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir=exp_dir, cfg=cfg, cmvn_mode=cmvn_mode)
     oracle = [
         [(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])]
         for c in cuts[splits[0]]
@@ -312,5 +338,15 @@ def train_oracle_reference(
         aligner.train_from_pdf_labels(labels, log_path=exp_dir / "train_history.json")
         return {"training_cuts_with_oracle_times": len(labels)}
 
-    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg, nj, feats, texts, train)
-    return _align_and_report(aligner, cuts, splits, corpus, exp_dir, key, timings, held_out_accents, cmd)
+    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg=cfg, nj=nj, feats=feats, texts=texts, train=train)
+    return _align_and_report(
+        aligner,
+        cuts,
+        splits,
+        corpus=corpus,
+        exp_dir=exp_dir,
+        key=key,
+        timings=timings,
+        held_out_accents=held_out_accents,
+        cmd=cmd,
+    )

@@ -58,7 +58,7 @@ def base_phone(phone: str) -> str:
     return phone[:-1] if _ARPABET_STRESS.match(phone) else phone
 
 
-def score_cut(cut, maps, id2phone, tolerance: float, frame_shift: float) -> Dict[str, float]:
+def score_cut(cut, maps, id2phone, *, tolerance: float, frame_shift: float) -> Dict[str, float]:
     oracle = [(a.symbol, a.start, a.end) for a in cut.supervisions[0].alignment["phone"]]
     tids = cut.load_tid_ali()
     forced = [(id2phone[p], s * frame_shift, e * frame_shift) for p, s, e in phone_segments(tids, maps)]
@@ -122,6 +122,7 @@ def alignment_report(
     cuts_by_split: Dict[str, CutSet],
     tm,
     lang,
+    *,
     out_dir,
     held_out_accents=(),
     tolerance: float = 0.02,
@@ -134,7 +135,7 @@ def alignment_report(
         for cut in cuts:
             if not cut.supervisions[0].alignment:
                 continue
-            s = score_cut(cut, maps, lang.id2phone, tolerance, frame_shift)
+            s = score_cut(cut, maps, lang.id2phone, tolerance=tolerance, frame_shift=frame_shift)
             for name in ["all"] + subsets_of(cut.supervisions[0].custom or {}, held_out_accents):
                 groups.setdefault(name, []).append(s)
         # a subset holding the whole split would repeat the "all" row
@@ -195,7 +196,7 @@ def example_cut(cuts, min_words: int = 3):
     return best[1] if best else None
 
 
-def plot_alignment(cut, tm, lang, path, frame_shift: float = 0.01) -> None:
+def plot_alignment(cut, tm, lang, *, path, frame_shift: float = 0.01) -> None:
     """Spectrogram (log-mel) with the oracle and the forced phone segments underneath."""
     import matplotlib
 
@@ -241,14 +242,14 @@ def plot_alignment(cut, tm, lang, path, frame_shift: float = 0.01) -> None:
     plt.close(fig)
 
 
-def finish_alignment(ali_cuts: Dict[str, CutSet], tm, lang, out_dir, held_out_accents=()):
+def finish_alignment(ali_cuts: Dict[str, CutSet], tm, lang, *, out_dir, held_out_accents=()):
     """The tail of every alignment run: pdf statistics of the first (training) split, the report
     against the oracle and a picture of one example. Returns (pdf counts, report)."""
     out_dir = Path(out_dir)
     splits = list(ali_cuts)
-    counts = write_pdf_stats(ali_cuts[splits[0]], tm, lang, out_dir)
-    report = alignment_report(ali_cuts, tm, lang, out_dir, held_out_accents)
+    counts = write_pdf_stats(ali_cuts[splits[0]], tm, lang, out_dir=out_dir)
+    report = alignment_report(ali_cuts, tm, lang, out_dir=out_dir, held_out_accents=held_out_accents)
     example = example_cut(ali_cuts[splits[-1]])
     if example is not None:
-        plot_alignment(example, tm, lang, out_dir / "alignment_example.png")
+        plot_alignment(example, tm, lang, path=out_dir / "alignment_example.png")
     return counts, report

@@ -3,7 +3,7 @@
 import argparse
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from asr_kd.data.manifests import corpora_in
 from asr_kd.data.synth.digits import DigitsCorpusConfig
@@ -144,6 +144,31 @@ def held_out_accents(config: Optional[str], corpus: str) -> Tuple[str, ...]:
     """The synthetic corpora's held-out test accents (reported apart); none for other corpora."""
     configs = {"digits": DigitsCorpusConfig, "readspeech": ReadSpeechCorpusConfig}
     return tuple(section(config, "corpus", configs[corpus]).held_out_accents) if corpus in configs else ()
+
+
+def labelled(spec: str, option: str, form: str = "NAME=PATH") -> Tuple[str, str]:
+    """``NAME=VALUE`` -> (name, value), or an error naming the option. The name is the label a table
+    shows and may hold "=" ("distilled student (T=2)"): the value follows the last "="."""
+    name, sep, value = spec.rpartition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"{option}: {spec!r} should be {form}")
+    return name, value
+
+
+def labelled_paths(spec: str, option: str) -> Tuple[str, List[str]]:
+    """``NAME=PATH[,PATH...]`` -> (name, paths): a system of one checkpoint, or an ensemble's."""
+    name, value = labelled(spec, option, "NAME=PATH[,PATH...]")
+    return name, [p for p in value.split(",") if p]
+
+
+def alignment_row(spec: str) -> "AlignmentRow":  # noqa: F821 (imported on use: it brings in torch)
+    """``NAME=ALI_DIR=CKPT[,CKPT...]`` (alignment-table --rows; the name may not hold "=")."""
+    from asr_kd.scoring.alignment_table import AlignmentRow
+
+    parts = spec.split("=")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--rows: {spec!r} should be NAME=ALI_DIR=CKPT[,CKPT...]")
+    return AlignmentRow(parts[0], Path(parts[1]), parts[2].split(","))
 
 
 def names(spec: str, n: int, option: str) -> Tuple[str, ...]:

@@ -53,7 +53,9 @@ def synth_readspeech(args) -> None:
     counts = generate_readspeech(cfg, args.text, args.out, num_jobs=args.nj)
     if args.unlabelled_hours:
         unlabelled = Path(args.out) / UNLABELLED
-        counts.update(generate_readspeech_unlabelled(cfg, args.text, args.unlabelled_hours, unlabelled, args.nj))
+        counts.update(
+            generate_readspeech_unlabelled(cfg, args.text, args.unlabelled_hours, out_dir=unlabelled, num_jobs=args.nj)
+        )
     log.info("corpus in %s: %s (%.1f s)", args.out, json.dumps(counts), time.time() - t0)
 
 
@@ -70,8 +72,8 @@ def compute_fbank(args) -> None:
         args.manifest_dir,
         args.out,
         args.corpus,
-        splits(args.splits),
-        section(args.config, "features", FeatureConfig),
+        splits=splits(args.splits),
+        cfg=section(args.config, "features", FeatureConfig),
         sample_rate=sample_rate,
         num_jobs=args.nj,
         allow_pipes=args.allow_pipes,
@@ -107,15 +109,17 @@ def import_kaldi_data_dir(args) -> None:
         args.data_dir,
         args.out,
         args.corpus,
-        args.split,
-        args.sample_rate,
+        split=args.split,
+        sample_rate=args.sample_rate,
         allow_pipes=args.allow_pipes,
         resample=args.resample,
     )
 
 
 def import_folder(args) -> None:
-    import_audio_folder(args.folder, args.out, args.corpus, args.split, args.sample_rate, resample=args.resample)
+    import_audio_folder(
+        args.folder, args.out, args.corpus, split=args.split, sample_rate=args.sample_rate, resample=args.resample
+    )
 
 
 def example_audio(args) -> None:

@@ -12,6 +12,7 @@ from asr_kd.cli.common import (
     add_table_output_args,
     from_alignment,
     held_out_accents,
+    labelled_paths,
     names,
     search_settings,
     show_table,
@@ -22,19 +23,19 @@ from asr_kd.scoring.wer_table import decode_table
 
 def decode(args) -> None:
     decode_table(
-        args.models,
+        [labelled_paths(m, "--models") for m in args.models],
         args.ali_dir,
         args.lang,
-        args.manifest_dir,
-        args.fbank_dir,
-        args.corpus,
-        args.graph_dir,
-        args.out,
-        args.title,
-        [names(c, 2, "--compare") for c in args.compare or []],
-        names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None,
-        args.lm_order,
-        args.arpa,
+        manifest_dir=args.manifest_dir,
+        fbank_dir=args.fbank_dir,
+        corpus=args.corpus,
+        graph_dir=args.graph_dir,
+        out_dir=args.out,
+        title=args.title,
+        compare_pairs=[names(c, 2, "--compare") for c in args.compare or []],
+        gain_kept=names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None,
+        lm_order=args.lm_order,
+        arpa=args.arpa,
         decoder=args.decoder,
         results_md=args.results_md,
         rescore_arpa=args.rescore_arpa,
@@ -48,19 +49,19 @@ def decode(args) -> None:
 def decoder_agreement(args) -> None:
     """k2 vs. Kaldi on the test set, per model of an earlier decode, at the settings tuned on dev."""
     if args.absent:
-        absent_table(args.decode_dir, args.out, args.title, args.absent, args.results_md)
+        absent_table(args.decode_dir, args.out, args.title, reason=args.absent, results_md=args.results_md)
         show_table(args.out)
         return
     agreement_table(
         args.decode_dir,
         args.ali_dir,
         args.lang,
-        args.fbank_dir,
-        args.corpus,
-        args.graph_dir,
-        args.out,
-        args.title,
-        args.results_md,
+        fbank_dir=args.fbank_dir,
+        corpus=args.corpus,
+        graph_dir=args.graph_dir,
+        out_stem=args.out,
+        title=args.title,
+        results_md=args.results_md,
         beam=args.beam,
         members=args.members,
     )

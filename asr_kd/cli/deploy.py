@@ -15,6 +15,7 @@ from asr_kd.cli.common import (
     add_corpus_arg,
     add_table_output_args,
     from_alignment,
+    labelled,
     positive_float,
     positive_int,
     show_table,
@@ -42,14 +43,14 @@ def export(args) -> None:
         args.out,
         args.checkpoints,
         args.ali_dir,
-        args.lang,
-        args.graph_dir,
-        args.fbank_dir,
-        settings,
-        args.name,
-        args.corpus,
-        lmwt,
-        wip,
+        lang_dir=args.lang,
+        graph_dir=args.graph_dir,
+        fbank_dir=args.fbank_dir,
+        settings=settings,
+        name=args.name,
+        corpus=args.corpus,
+        lmwt=lmwt,
+        wip=wip,
         formats=args.formats.split(","),
         wer=tuned,
         beam=args.beam,
@@ -115,9 +116,10 @@ def deploy_eval(args) -> None:
 def deploy_table(args) -> None:
     systems = []
     for spec in args.systems:
-        name, _, rest = spec.rpartition("=")  # a name may hold "=" (T=2); a folder should not
+        form = f"NAME=MODEL_DIR:FORMAT (FORMAT one of {FORMATS})"
+        name, rest = labelled(spec, "--systems", form)
         mdir, _, fmt = rest.rpartition(":")
-        if not name or not mdir or fmt not in FORMATS:
+        if not mdir or fmt not in FORMATS:
             raise ValueError(f"--systems: {spec!r} should be NAME=MODEL_DIR:FORMAT (FORMAT one of {FORMATS})")
         systems.append((name, mdir, fmt))
     check = None
@@ -131,8 +133,8 @@ def deploy_table(args) -> None:
         systems,
         args.cuts,
         args.out,
-        args.title,
-        args.results_md,
+        title=args.title,
+        results_md=args.results_md,
         streaming=args.streaming,
         stream_chunk_ms=args.chunk_ms,
         feature_check=check,

@@ -18,8 +18,8 @@ def mnist_train(args) -> None:
         args.data,
         args.out,
         args.role,
-        load_config(args.config),
-        args.seed,
+        cfg=load_config(args.config),
+        seed=args.seed,
         teacher_dir=args.teacher,
         keep=args.keep,
         drop=args.drop,
@@ -36,7 +36,7 @@ def mnist_train(args) -> None:
 
 
 def mnist_report(args) -> None:
-    write_tables(args.exp, args.tables, args.data, args.results_md)
+    write_tables(args.exp, args.tables, args.data, results_md=args.results_md)
 
 
 def register(sub) -> None:

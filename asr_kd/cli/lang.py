@@ -20,10 +20,10 @@ def prepare_lang(args) -> None:
         args.manifest_dir,
         args.corpus,
         transcribed_splits(args.splits),
-        args.dict_dir,
-        args.out,
-        replace(lexicon_cfg, **overrides),
-        section(args.config, "lang", LangConfig),
+        dict_dir=args.dict_dir,
+        out_dir=args.out,
+        lexicon_cfg=replace(lexicon_cfg, **overrides),
+        lang_cfg=section(args.config, "lang", LangConfig),
         lm_vocab=args.lm_vocab,
     )
 
@@ -45,7 +45,7 @@ def train_lm_cmd(args) -> None:
         cfg = replace(cfg, order=args.order)
     if args.no_prune:
         cfg = replace(cfg, prune=())
-    train_lm(args.text, args.out, cfg, evals)
+    train_lm(args.text, args.out, cfg, eval_texts=evals)
 
 
 def register(sub) -> None:

@@ -4,7 +4,13 @@ import argparse
 import logging
 from dataclasses import replace
 
-from asr_kd.cli.common import add_labelled_data_args, add_table_output_args, positive_float, show_table
+from asr_kd.cli.common import (
+    add_labelled_data_args,
+    add_table_output_args,
+    labelled_paths,
+    positive_float,
+    show_table,
+)
 from asr_kd.distill.soft_targets import soft_targets_for_split
 from asr_kd.distill.teaching import TeachingConfig
 from asr_kd.utils.jobs import add_cmd_arg
@@ -59,10 +65,10 @@ def train_dnn(args) -> None:
         args.ali_dir,
         args.fbank_dir,
         args.corpus,
-        args.out,
-        model_cfg,
-        train_cfg,
-        loss_cfg,
+        out_dir=args.out,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        loss_cfg=loss_cfg,
         seed=args.seed,
         fraction=args.fraction,
         subset_seed=args.subset_seed,
@@ -79,12 +85,12 @@ def soft_targets(args) -> None:
         args.ali_dir,
         args.fbank_dir,
         args.corpus,
-        args.split,
-        args.teachers,
-        args.out,
-        args.temperature,
-        args.topk,
-        args.combine,
+        split=args.split,
+        teachers=args.teachers,
+        out_dir=args.out,
+        temperature=args.temperature,
+        topk=args.topk,
+        combine=args.combine,
         num_jobs=args.nj,
         cmd=args.cmd,
     )
@@ -104,11 +110,11 @@ def diagnose_student(args) -> None:
         args.students,
         args.teachers,
         args.ali_dir,
-        args.fbank_dir,
-        args.corpus,
-        args.temperature,
-        args.train_fraction,
-        args.references or (),
+        fbank_dir=args.fbank_dir,
+        corpus=args.corpus,
+        temperature=args.temperature,
+        train_fraction=args.train_fraction,
+        references=args.references or (),
     )
     path = write_diagnosis(res, args.out, args.title)
     log.info("verdict: %s (%s, diagnosis.png beside it)", res["verdict"], path)
@@ -118,16 +124,16 @@ def teaching_table_cmd(args) -> None:
     from asr_kd.distill.diagnosis import teaching_table
 
     teaching_table(
-        args.rows,
+        [labelled_paths(r, "--rows") for r in args.rows],
         args.teachers,
         args.ali_dir,
-        args.fbank_dir,
-        args.corpus,
-        args.temperature,
-        args.out,
-        args.results_md,
-        args.title,
-        args.split,
+        fbank_dir=args.fbank_dir,
+        corpus=args.corpus,
+        temperature=args.temperature,
+        out_stem=args.out,
+        results_md=args.results_md,
+        title=args.title,
+        split=args.split,
     )
     show_table(args.out)
 

@@ -36,14 +36,16 @@ def cluster(args) -> None:
         Path(args.exp) / "generalist",
         args.data,
         args.num_clusters or cfg.num_clusters,
-        cfg.seed,
-        args.exp,
-        cfg.num_clusterings,
+        seed=cfg.seed,
+        out_dir=args.exp,
+        num_clusterings=cfg.num_clusterings,
     )
 
 
 def train(args) -> None:
-    ex.train_specialist_in(args.exp, args.data, args.index, ex.load_config(args.config), soft_targets=args.soft_targets)
+    ex.train_specialist_in(
+        args.exp, args.data, args.index, cfg=ex.load_config(args.config), soft_targets=args.soft_targets
+    )
 
 
 def report(args) -> None:
@@ -56,11 +58,11 @@ def speech(args) -> None:
         args.generalist,
         args.ali_dir,
         args.fbank_dir,
-        args.corpus,
-        args.out_dir,
-        args.out,
-        args.title,
-        args.results_md,
+        corpus=args.corpus,
+        out_dir=args.out_dir,
+        out_stem=args.out,
+        title=args.title,
+        results_md=args.results_md,
         num_clusters=args.num_clusters,
         num_clusterings=args.num_clusterings,
         train_cfg=TrainConfig(epochs=args.epochs, lr=args.lr),

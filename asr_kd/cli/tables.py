@@ -1,6 +1,9 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
 
 from asr_kd.cli.common import (
+    alignment_row,
+    labelled,
+    labelled_paths,
     FBANK_HELP,
     add_corpus_arg,
     add_decode_search_args,
@@ -13,33 +16,41 @@ from asr_kd.cli.common import (
 )
 from asr_kd.distill.tables import frame_table, speech_table
 from asr_kd.nnet.data import accent_subsets, load_split
-from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table
+from asr_kd.scoring.alignment_table import DecodeSettings, alignment_table
 from asr_kd.scoring.systems_table import systems_table
 from asr_kd.utils.results import set_results_footer
 
 
 def speech_table_cmd(args) -> None:
-    test = load_split(args.ali_dir, args.fbank_dir, args.corpus, args.split)
+    test = load_split(args.ali_dir, args.fbank_dir, args.corpus, split=args.split)
     subsets = accent_subsets(
-        args.ali_dir, args.corpus, args.split, test.cut_ids, held_out_accents(args.config, args.corpus)
+        args.ali_dir, args.corpus, args.split, cut_ids=test.cut_ids, held_out=held_out_accents(args.config, args.corpus)
     )
-    speech_table(args.baselines, args.students, test, args.out, args.results_md, title=args.title, subsets=subsets)
+    speech_table(
+        args.baselines,
+        args.students,
+        test,
+        out_stem=args.out,
+        results_md=args.results_md,
+        title=args.title,
+        subsets=subsets,
+    )
     show_table(args.out)
 
 
 def frame_table_cmd(args) -> None:
     frame_table(
-        args.rows,
+        [labelled_paths(r, "--rows") for r in args.rows],
         args.ali_dir,
         args.fbank_dir,
-        args.corpus,
-        args.out,
-        args.results_md,
-        args.title,
+        corpus=args.corpus,
+        out_stem=args.out,
+        results_md=args.results_md,
+        title=args.title,
         split=args.split,
         train_fraction=args.train_fraction,
         subset_seed=args.subset_seed,
-        storage_specs=args.storage or (),
+        storage=[labelled(s, "--storage", "NAME=SOFT_TARGET_DIR") for s in args.storage or []],
         compare_pairs=[names(c, 2, "--compare") for c in args.compare or []],
         note=args.note or "",
     )
@@ -56,31 +67,39 @@ def alignment_table_cmd(args) -> None:
             args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **search_settings(args)
         )
     alignment_table(
-        [AlignmentRow.parse(spec) for spec in args.rows],
+        [alignment_row(spec) for spec in args.rows],
         args.fbank_dir,
         args.corpus,
-        args.out,
-        args.title,
-        decode,
-        args.results_md,
+        out_stem=args.out,
+        title=args.title,
+        decode=decode,
+        results_md=args.results_md,
     )
     show_table(args.out)
 
 
-def _pair(spec: str):
-    system, _, folder = spec.partition("=")
-    if not system or not folder:
-        raise ValueError(f"--decoded: {spec!r} should be SYSTEM=DECODE_DIR")
-    return system, folder
-
-
 def systems_table_cmd(args) -> None:
-    systems_table(args.exp, [_pair(d) for d in args.decoded], args.out, args.title, args.results_md)
+    systems_table(
+        args.exp,
+        [labelled(d, "--decoded", "SYSTEM=DECODE_DIR") for d in args.decoded],
+        args.out,
+        title=args.title,
+        results_md=args.results_md,
+    )
     show_table(args.out)
 
 
 def results_footer(args) -> None:
-    print(set_results_footer(args.results_md, args.command, args.commit, args.uncommitted))
+    print(
+        set_results_footer(
+            args.results_md,
+            args.command,
+            args.commit,
+            uncommitted=args.uncommitted,
+            stage_times=args.stage_times,
+            example=args.example,
+        )
+    )
 
 
 def register(sub) -> None:
@@ -141,4 +160,10 @@ def register(sub) -> None:
     s.add_argument("--command", required=True, help="the recipe command line, as run")
     s.add_argument("--commit", required=True, help="the repository's commit")
     s.add_argument("--uncommitted", action="store_true", help="the working tree had uncommitted changes")
+    s.add_argument(
+        "--stage-times",
+        default=None,
+        help="the recipe's stage-times file (N, name, seconds a line; utils/stages.sh), summed in the footer",
+    )
+    s.add_argument("--example", default=None, help="a file shown verbatim above the footer (a transcription example)")
     s.set_defaults(func=results_footer)

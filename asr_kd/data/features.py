@@ -171,7 +171,7 @@ class FeatureNormalizer:
     any split: no labels are involved, as in Kaldi's per-speaker CMVN).
     """
 
-    def __init__(self, mode: str, global_mean, global_std, speaker_stats: Optional[Dict[str, tuple]] = None):
+    def __init__(self, mode: str, global_mean, global_std, *, speaker_stats: Optional[Dict[str, tuple]] = None):
         if mode not in ("global", "speaker"):
             raise ValueError(f"cmvn mode must be 'global' or 'speaker', not {mode!r}")
         self.mode = mode
@@ -221,7 +221,7 @@ class FeatureNormalizer:
     def load(cls, path, mode: Optional[str] = None) -> "FeatureNormalizer":
         z = np.load(path)
         stats = {str(s): (m, d) for s, m, d in zip(z["speakers"], z["speaker_mean"], z["speaker_std"])}
-        return cls(mode or str(z["mode"]), z["global_mean"], z["global_std"], stats)
+        return cls(mode or str(z["mode"]), z["global_mean"], z["global_std"], speaker_stats=stats)
 
     @classmethod
     def of_features(cls, fbank_dir, mode: Optional[str] = None) -> "FeatureNormalizer":
@@ -262,13 +262,14 @@ def compute_cmvn(cuts_by_split: Dict[str, CutSet], mode: str, train_split: str =
     if glob.n == 0:
         raise ValueError(f"no frames in split {train_split!r}: cannot compute normalisation statistics")
     mean, std = glob.stats()
-    return FeatureNormalizer(mode, mean, std, {s: a.stats() for s, a in per_spk.items()})
+    return FeatureNormalizer(mode, mean, std, speaker_stats={s: a.stats() for s, a in per_spk.items()})
 
 
 def compute_features(
     manifest_dir,
     out_dir,
     corpus: str,
+    *,
     splits: Sequence[str],
     cfg: "FeatureConfig",
     sample_rate: int,

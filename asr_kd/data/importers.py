@@ -71,7 +71,7 @@ def yesno_items(corpus_dir, report: Optional[SkipReport] = None) -> Dict[str, Li
     return {"train": items[::2], "test": items[1::2]}
 
 
-def prepare_yesno(corpus_dir, out_dir, num_dev: int = 6, sample_rate: int = 8000) -> Dict[str, int]:
+def prepare_yesno(corpus_dir, out_dir, num_dev: int = 6, *, sample_rate: int = 8000) -> Dict[str, int]:
     """Manifests yesno_{recordings,supervisions,cuts}_{train,dev,test}; returns cuts per split."""
     name_report = SkipReport()
     parts = yesno_items(corpus_dir, name_report)
@@ -87,7 +87,7 @@ def prepare_yesno(corpus_dir, out_dir, num_dev: int = 6, sample_rate: int = 8000
         recs, sups, report = build_manifests(items, expected_sr=sample_rate, vocabulary=set(YESNO_WORDS.values()))
         if split == "train":
             report.skipped = name_report.skipped + report.skipped
-        counts[split] = len(write_manifests(out_dir, "yesno", split, recs, sups, report))
+        counts[split] = len(write_manifests(out_dir, "yesno", split, recordings=recs, supervisions=sups, report=report))
     log.info("yesno manifests in %s: %s", out_dir, counts)
     return counts
 
@@ -230,7 +230,7 @@ def _kaldi_recordings(wav_scp: Path, report: SkipReport, allow_pipes: bool) -> D
 
 
 def import_kaldi_dir(
-    data_dir, out_dir, corpus: str, split: str, sample_rate: int, allow_pipes: bool = False, resample: bool = False
+    data_dir, out_dir, corpus: str, *, split: str, sample_rate: int, allow_pipes: bool = False, resample: bool = False
 ) -> int:
     """One Kaldi data directory (wav.scp, text, optional utt2spk and segments) -> lhotse manifests
     for one split; returns the number of cuts. Read line by line with Kaldi's rules (lines end at
@@ -317,7 +317,12 @@ def import_kaldi_dir(
         raise CorpusError(f"{data_dir}: no usable utterance ({len(report)} skipped; see the warnings above)")
     recs = RecordingSet.from_recordings(r for k, r in recordings.items() if k in used)
     cuts = write_manifests(
-        out_dir, corpus, split, _readable(recs, report, sample_rate), SupervisionSet.from_segments(keep), report
+        out_dir,
+        corpus,
+        split,
+        recordings=_readable(recs, report, sample_rate),
+        supervisions=SupervisionSet.from_segments(keep),
+        report=report,
     )
     log.info("%s/%s from %s: %d cuts (%d skipped)", corpus, split, data_dir, len(cuts), len(report))
     return len(cuts)
@@ -378,7 +383,7 @@ def audio_folder_items(folder, report: Optional[SkipReport] = None, transcribed:
     return items
 
 
-def import_audio_folder(folder, out_dir, corpus: str, split: str, sample_rate: int, resample: bool = False) -> int:
+def import_audio_folder(folder, out_dir, corpus: str, *, split: str, sample_rate: int, resample: bool = False) -> int:
     """An audio folder -> lhotse manifests for one split; the split ``unlabelled`` reads no transcripts."""
     name_report = SkipReport()
     if split == UNLABELLED:
@@ -392,7 +397,7 @@ def import_audio_folder(folder, out_dir, corpus: str, split: str, sample_rate: i
     report.skipped = name_report.skipped + report.skipped
     if not len(sups):
         raise CorpusError(f"{folder}: no usable utterance ({len(report)} skipped; see the warnings above)")
-    cuts = write_manifests(out_dir, corpus, split, recs, sups, report)
+    cuts = write_manifests(out_dir, corpus, split, recordings=recs, supervisions=sups, report=report)
     log.info("%s/%s from %s: %d cuts (%d skipped)", corpus, split, folder, len(cuts), len(report))
     return len(cuts)
 

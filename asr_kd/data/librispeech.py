@@ -77,6 +77,7 @@ def prepare_librispeech(
     corpus_dir,
     out_dir,
     mini: bool = True,
+    *,
     train_parts: Sequence[str] = ("train-clean-100",),
     speed_factors: Sequence[float] = (),
     musan_dir: Optional[str] = None,
@@ -115,16 +116,16 @@ def prepare_librispeech(
         recs, sups = splits[split]
         sup_ids = {s.recording_id for s in sups}
         recs = recs.filter(lambda r: r.id in sup_ids)
-        cuts = write_manifests(out_dir, "librispeech", split, recs, sups, SkipReport())
+        cuts = write_manifests(out_dir, "librispeech", split, recordings=recs, supervisions=sups, report=SkipReport())
         counts[split] = len(cuts)
     if speed_factors or musan_dir:
-        counts["train"] = augment_train(out_dir, "librispeech", speed_factors, musan_dir, seed)
+        counts["train"] = augment_train(out_dir, "librispeech", speed_factors, musan_dir=musan_dir, seed=seed)
     log.info("librispeech manifests in %s: %s", out_dir, counts)
     return counts
 
 
 def augment_train(
-    out_dir, corpus: str, speed_factors: Sequence[float] = (), musan_dir: Optional[str] = None, seed: int = 0
+    out_dir, corpus: str, speed_factors: Sequence[float] = (), *, musan_dir: Optional[str] = None, seed: int = 0
 ) -> int:
     """Append speed-perturbed and/or MUSAN-mixed copies to the training cuts manifest."""
     path = manifest_paths(out_dir, corpus, "train")["cuts"]
@@ -168,6 +169,7 @@ def prepare_from_options(
     out_dir,
     corpus_dir=None,
     download_dir=None,
+    *,
     lm_dir=None,
     mini: bool = True,
     train_parts: Sequence[str] = ("train-clean-100",),

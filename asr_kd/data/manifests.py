@@ -81,7 +81,7 @@ def example_recording(manifest_dir, corpus: str, split: str = "test") -> Tuple[P
 
 
 def load_recording(
-    audio_path, recording_id: str, expected_sr: Optional[int], resample: bool, report: SkipReport
+    audio_path, recording_id: str, expected_sr: Optional[int], *, resample: bool, report: SkipReport
 ) -> Optional[Recording]:
     """Open ``audio_path`` as a lhotse Recording; None (and a counted skip) when it is unreadable or empty."""
     audio_path = Path(audio_path)
@@ -112,7 +112,7 @@ def load_recording(
 
 
 def check_transcript(
-    utt_id: str, text: Optional[str], vocabulary: Optional[set], source: str, report: SkipReport
+    utt_id: str, text: Optional[str], vocabulary: Optional[set], *, source: str, report: SkipReport
 ) -> Optional[str]:
     """Normalised transcript, or None (a counted skip) when it is empty. OOV words raise."""
     words = (text or "").split()
@@ -141,10 +141,10 @@ def build_manifests(
     recordings, supervisions = [], []
     for item in items:
         utt_id = item["id"]
-        text = check_transcript(utt_id, item.get("text"), vocabulary, str(item["audio"]), report)
+        text = check_transcript(utt_id, item.get("text"), vocabulary, source=str(item["audio"]), report=report)
         if text is None:
             continue
-        rec = load_recording(item["audio"], utt_id, expected_sr, resample, report)
+        rec = load_recording(item["audio"], utt_id, expected_sr, resample=resample, report=report)
         if rec is None:
             continue
         alignment = None
@@ -180,7 +180,7 @@ def build_unlabelled_manifests(
     report = SkipReport()
     recordings, supervisions = [], []
     for item in items:
-        rec = load_recording(item["audio"], item["id"], expected_sr, resample, report)
+        rec = load_recording(item["audio"], item["id"], expected_sr, resample=resample, report=report)
         if rec is None:
             continue
         recordings.append(rec)
@@ -202,6 +202,7 @@ def write_manifests(
     out_dir,
     corpus: str,
     split: str,
+    *,
     recordings: RecordingSet,
     supervisions: SupervisionSet,
     report: Optional[SkipReport] = None,
@@ -276,7 +277,7 @@ def arpabet_oracle_phones(meta: Dict, cmudict: Dict[str, List[Tuple[str, ...]]])
 
 
 def prepare_readspeech(
-    corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000
+    corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), *, sample_rate: int = 16000
 ) -> Dict[str, int]:
     """Manifests for the read-speech corpus (asr_kd.data.synth.readspeech), oracle phones in
     ARPAbet (``arpabet_oracle_phones``); returns the number of cuts per split (and of the
@@ -287,7 +288,7 @@ def prepare_readspeech(
         items = synth_items(corpus_dir, split, phones=lambda m: arpabet_oracle_phones(m, cmudict))
         segments = [p for it in items for p in it["alignment"]["phone"]]
         recs, sups, report = build_manifests(items, expected_sr=sample_rate)
-        cuts = write_manifests(out_dir, "readspeech", split, recs, sups, report)
+        cuts = write_manifests(out_dir, "readspeech", split, recordings=recs, supervisions=sups, report=report)
         counts[split] = len(cuts)
         log.info(
             "readspeech/%s: %d cuts, %.3f h; %.1f%% of oracle phone segments are whole words (eSpeak's phones differ from CMUdict's)",
@@ -296,10 +297,10 @@ def prepare_readspeech(
             sum(c.duration for c in cuts) / 3600,
             100 * sum(p[0] == WORD_ONLY for p in segments) / max(1, len(segments)),
         )
-    return {**counts, **prepare_unlabelled(corpus_dir, out_dir, "readspeech", sample_rate)}
+    return {**counts, **prepare_unlabelled(corpus_dir, out_dir, "readspeech", sample_rate=sample_rate)}
 
 
-def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 16000) -> Dict[str, int]:
+def prepare_unlabelled(corpus_dir, out_dir, corpus: str, *, sample_rate: int = 16000) -> Dict[str, int]:
     """Manifests of a synthetic corpus's untranscribed split (``<corpus_dir>/unlabelled/``, written
     by the generators' ``--unlabelled-hours``) with no text (``build_unlabelled_manifests``);
     returns {"unlabelled": number of cuts}, or {} when the corpus has no such split."""
@@ -316,7 +317,7 @@ def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 1600
         for m in read_split(corpus_dir, UNLABELLED)
     ]
     recs, sups, report = build_unlabelled_manifests(items, expected_sr=sample_rate)
-    cuts = write_manifests(out_dir, corpus, UNLABELLED, recs, sups, report)
+    cuts = write_manifests(out_dir, corpus, UNLABELLED, recordings=recs, supervisions=sups, report=report)
     log.info(
         "%s/%s: %d cuts, %.3f h, untranscribed", corpus, UNLABELLED, len(cuts), sum(c.duration for c in cuts) / 3600
     )
@@ -324,7 +325,7 @@ def prepare_unlabelled(corpus_dir, out_dir, corpus: str, sample_rate: int = 1600
 
 
 def prepare_digits(
-    corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), sample_rate: int = 16000
+    corpus_dir, out_dir, splits: Sequence[str] = ("train", "dev", "test"), *, sample_rate: int = 16000
 ) -> Dict[str, int]:
     """Manifests for the embedded corpus; returns the number of cuts per split, and of the
     untranscribed transfer split when the corpus has one (``corpus_dir/unlabelled``)."""
@@ -332,7 +333,7 @@ def prepare_digits(
     counts = {}
     for split in splits:
         recs, sups, report = build_manifests(synth_items(corpus_dir, split), expected_sr=sample_rate, vocabulary=vocab)
-        cuts = write_manifests(out_dir, "digits", split, recs, sups, report)
+        cuts = write_manifests(out_dir, "digits", split, recordings=recs, supervisions=sups, report=report)
         counts[split] = len(cuts)
         log.info("digits/%s: %d cuts, %.3f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
-    return {**counts, **prepare_unlabelled(corpus_dir, out_dir, "digits", sample_rate)}
+    return {**counts, **prepare_unlabelled(corpus_dir, out_dir, "digits", sample_rate=sample_rate)}

@@ -55,7 +55,14 @@ def prepare_timit(corpus_dir, out_dir, num_jobs: int = 1) -> Dict[str, int]:
             oracle = [AlignmentItem("SIL" if a.symbol == "sil" else a.symbol, a.start, a.duration) for a in phones]
             fixed.append(s.with_alignment("phone", oracle).transform_text(lambda _t, text=text: text))
         counts[split] = len(
-            write_manifests(out_dir, "timit", split, recs, SupervisionSet.from_segments(fixed), SkipReport())
+            write_manifests(
+                out_dir,
+                "timit",
+                split,
+                recordings=recs,
+                supervisions=SupervisionSet.from_segments(fixed),
+                report=SkipReport(),
+            )
         )
     fold = fold_48_to_39()
     phones = sorted(p for p in fold if p != "sil")

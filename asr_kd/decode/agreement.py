@@ -29,6 +29,7 @@ def compare_decoders(
     graph_path,
     tm,
     loglikes: Dict[str, np.ndarray],
+    *,
     refs: Dict[str, List[str]],
     id2word: Dict[int, str],
     beam: float = 13.0,
@@ -119,11 +120,11 @@ def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
     return lines + [""]
 
 
-def absent_table(decode_dir, out_stem, title: str, reason: str, results_md=None) -> Dict:
+def absent_table(decode_dir, out_stem, title: str, *, reason: str, results_md=None) -> Dict:
     """Stage 14 without k2: the WER table's systems with the k2 column marked as not run, and why."""
     table = json.loads((Path(decode_dir) / "wer_table.json").read_text())
     lines = [f"### {title}", "", f"**k2 did not run: {reason}.**", ""] + by_system_lines(table, [], 0.0)
-    write_table(out_stem, {"rows": [], "absent": reason}, lines, results_md, title)
+    write_table(out_stem, {"rows": [], "absent": reason}, lines, results_md=results_md, title=title)
     return {"rows": [], "absent": reason}
 
 
@@ -131,6 +132,7 @@ def agreement_table(
     decode_dir,
     ali_dir,
     lang_dir,
+    *,
     fbank_dir,
     corpus: str,
     graph_dir,
@@ -145,7 +147,7 @@ def agreement_table(
     insertion penalty it chose on dev. Writes OUT.json / OUT.md and the RESULTS.md block; returns
     the rows."""
     table = json.loads((Path(decode_dir) / "wer_table.json").read_text())
-    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, ("test",))
+    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus=corpus, split_names=("test",))
     cuts, data = splits["test"]
     refs = {c.id: c.supervisions[0].text.split() for c in cuts}
     rows = []
@@ -153,7 +155,7 @@ def agreement_table(
         lp = model_loglikes(r["checkpoints"], splits, priors)["test"]
         ll = {c.id: lp[data.utterance(i)] / r["best_lmwt"] for i, c in enumerate(cuts)}
         res = compare_decoders(
-            Path(graph_dir) / "HCLG.fst", tm, ll, refs, lang.id2word, beam=beam, word_penalty=r["best_wip"]
+            Path(graph_dir) / "HCLG.fst", tm, ll, refs=refs, id2word=lang.id2word, beam=beam, word_penalty=r["best_wip"]
         )
         rows.append(
             {
@@ -193,5 +195,5 @@ def agreement_table(
             f"{r['max_score_diff']:.2g} / {r['max_rel_score_diff']:.1g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |"
         )
     lines.append("")
-    write_table(out_stem, {"rows": rows}, lines, results_md, title)
+    write_table(out_stem, {"rows": rows}, lines, results_md=results_md, title=title)
     return {"rows": rows}

@@ -21,7 +21,7 @@ from asr_kd.utils.io import atomic_path, write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def make_hclg(lang, tm, tree, G_path, out_dir, self_loop_scale: float = 0.1, transition_scale: float = 1.0):
+def make_hclg(lang, tm, tree, *, G_path, out_dir, self_loop_scale: float = 0.1, transition_scale: float = 1.0):
     """Build and write ``out_dir/HCLG.fst``; returns (HCLG, info)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

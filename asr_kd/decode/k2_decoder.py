@@ -163,7 +163,7 @@ def lattice_set(lattice, utts: List[str]):
         list(utts),
         np.asarray(offset, np.int64),
         np.asarray(start, np.int64),
-        {
+        arcs={
             "src": np.asarray(src, np.int64),
             "dst": np.asarray(dst, np.int64),
             "tid": np.asarray(tid, np.int64),
@@ -171,7 +171,11 @@ def lattice_set(lattice, utts: List[str]):
             "graph": zeros,
             "acoustic": zeros.copy(),
         },
-        {"state": np.asarray(finals, np.int64), "graph": np.zeros(len(finals)), "acoustic": np.zeros(len(finals))},
+        finals={
+            "state": np.asarray(finals, np.int64),
+            "graph": np.zeros(len(finals)),
+            "acoustic": np.zeros(len(finals)),
+        },
     )
 
 
@@ -179,6 +183,7 @@ def decode_k2(
     graph,
     id2pdf: np.ndarray,
     loglikes: Dict[str, np.ndarray],
+    *,
     search_beam: float = 20.0,
     output_beam: float = 8.0,
     min_active: int = 200,

@@ -65,7 +65,7 @@ def decode(
     results = {}
     if not JobCmd.parse(cmd).local:
         chunks = [[(u, loglikes[u]) for u in utts[i::nj]] for i in range(nj)]
-        parts = run_jobs(cmd, _decode_job, [(args, c) for c in chunks if c], job_dir, "decode")
+        parts = run_jobs(cmd, _decode_job, [(args, c) for c in chunks if c], job_dir=job_dir, name="decode")
     elif nj <= 1:
         _init(*args)
         parts = [_decode_chunk([(u, loglikes[u]) for u in utts])]

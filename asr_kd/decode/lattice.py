@@ -68,6 +68,7 @@ def decode_lattices(
     graph,
     loglikes: Dict[str, np.ndarray],
     acoustic_scale: float,
+    *,
     beam: float = 13.0,
     lattice_beam: float = 6.0,
     word_penalty: float = 0.0,
@@ -146,7 +147,16 @@ def _decode_part(
     archive: Optional[str] = None,
 ) -> Tuple["LatticeSet", Dict[str, int]]:
     stats: Dict[str, int] = {}
-    texts = decode_lattices(graph_path, loglikes, acoustic_scale, beam, lattice_beam, word_penalty, max_active, stats)
+    texts = decode_lattices(
+        graph_path,
+        loglikes,
+        acoustic_scale,
+        beam=beam,
+        lattice_beam=lattice_beam,
+        word_penalty=word_penalty,
+        max_active=max_active,
+        stats=stats,
+    )
     if archive:
         write_lattices(archive, texts)
     # parsed here (the parts parse in parallel too), graph costs without the penalty
@@ -157,6 +167,7 @@ def decode_lattices_parallel(
     graph_path,
     loglikes: Dict[str, np.ndarray],
     acoustic_scale: float,
+    *,
     archive,
     beam: float = 13.0,
     lattice_beam: float = 6.0,
@@ -190,7 +201,7 @@ def decode_lattices_parallel(
         with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork")) as ex:
             done = list(ex.map(_decode_part, *zip(*calls)))
     else:
-        done = run_jobs(cmd, _decode_part, calls, job_dir, "lattice")
+        done = run_jobs(cmd, _decode_part, calls, job_dir=job_dir, name="lattice")
     with atomic_path(archive) as tmp:
         with open(tmp, "wb") as out:
             for part in part_paths:
@@ -261,6 +272,7 @@ class LatticeSet:
         utts: List[str],
         offset: np.ndarray,
         start: np.ndarray,
+        *,
         arcs: Dict[str, np.ndarray],
         finals: Dict[str, np.ndarray],
     ):
@@ -318,10 +330,10 @@ class LatticeSet:
             start.append(base + first if first is not None else -1)
             offset.append(base + top + 1)
         a = np.array(arcs, dtype=np.float64).reshape(-1, 6)
-        return cls._from_rows(utts, offset, start, a, np.array(finals, dtype=np.float64).reshape(-1, 3))
+        return cls._from_rows(utts, offset, start, a=a, fi=np.array(finals, dtype=np.float64).reshape(-1, 3))
 
     @classmethod
-    def _from_rows(cls, utts, offset, start, a: np.ndarray, fi: np.ndarray) -> "LatticeSet":
+    def _from_rows(cls, utts, offset, start, *, a: np.ndarray, fi: np.ndarray) -> "LatticeSet":
         """From arc rows (src, dst, tid, word, graph, acoustic) and final rows (state, graph,
         acoustic), states already numbered together."""
         fi = fi[np.argsort(fi[:, 0], kind="stable")]
@@ -329,7 +341,7 @@ class LatticeSet:
             utts,
             np.asarray(offset, np.int64),
             np.asarray(start, np.int64),
-            {
+            arcs={
                 "src": a[:, 0].astype(np.int64),
                 "dst": a[:, 1].astype(np.int64),
                 "tid": a[:, 2].astype(np.int64),
@@ -337,7 +349,7 @@ class LatticeSet:
                 "graph": a[:, 4],
                 "acoustic": a[:, 5],
             },
-            {"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]},
+            finals={"state": fi[:, 0].astype(np.int64), "graph": fi[:, 1], "acoustic": fi[:, 2]},
         )
 
     @classmethod
@@ -354,7 +366,7 @@ class LatticeSet:
             [u for x in sets for u in x.utts],
             offset.astype(np.int64),
             start.astype(np.int64),
-            {
+            arcs={
                 "src": cat("src", True),
                 "dst": cat("dst", True),
                 "tid": cat("tid"),
@@ -362,7 +374,7 @@ class LatticeSet:
                 "graph": cat("graph"),
                 "acoustic": cat("acoustic"),
             },
-            {"state": cat("final_state", True), "graph": cat("final_graph"), "acoustic": cat("final_acoustic")},
+            finals={"state": cat("final_state", True), "graph": cat("final_graph"), "acoustic": cat("final_acoustic")},
         )
 
     @classmethod
@@ -407,8 +419,8 @@ class LatticeSet:
             list(utts),
             np.asarray(offset, np.int64),
             np.asarray(start, np.int64),
-            dict(zip(("src", "dst", "tid", "word", "graph", "acoustic"), cat)),
-            dict(zip(("state", "graph", "acoustic"), fin)),
+            arcs=dict(zip(("src", "dst", "tid", "word", "graph", "acoustic"), cat)),
+            finals=dict(zip(("state", "graph", "acoustic"), fin)),
         )
 
     @property
@@ -620,6 +632,7 @@ class LatticeSet:
         lmwt: float,
         penalty: float = 0.0,
         scale: float = 1.0,
+        *,
         paths: Optional[Dict[str, Tuple[List[int], List[int], List[int]]]] = None,
     ) -> Dict[str, List[Tuple[int, int, float]]]:
         """{utt: [(word, emission frame, confidence)]} along each best path. The confidence is the
@@ -677,7 +690,7 @@ class LatticeSet:
         return np.nan_to_num(arc, nan=np.inf), np.nan_to_num(fin, nan=np.inf)
 
     def nbest(
-        self, utt: str, n: int, lmwt: float, penalty: float = 0.0, beam: float = 8.0, max_states: int = 200_000
+        self, utt: str, n: int, lmwt: float, *, penalty: float = 0.0, beam: float = 8.0, max_states: int = 200_000
     ) -> List[Tuple[List[int], float]]:
         """The ``n`` best distinct word sequences of ``utt`` with their costs (graph + acoustic /
         lmwt + penalty x words), best first: the lattice pruned to paths within ``beam`` of the
@@ -697,7 +710,7 @@ class LatticeSet:
             [utt],
             one.offset,
             one.start,
-            {
+            arcs={
                 "src": one.src[keep],
                 "dst": one.dst[keep],
                 "tid": one.tid[keep],
@@ -705,7 +718,7 @@ class LatticeSet:
                 "graph": cost[keep],
                 "acoustic": np.zeros(int(keep.sum())),
             },
-            {
+            finals={
                 "state": one.final_state[keep_final],
                 "graph": (one.final_graph + one.final_acoustic / lmwt)[keep_final],
                 "acoustic": np.zeros(int(keep_final.sum())),

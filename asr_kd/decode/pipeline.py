@@ -43,7 +43,7 @@ from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_sum
 log = logging.getLogger(__name__)
 
 
-def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], max_widen: int = 4, batch=None):
+def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], *, max_widen: int = 4, batch=None):
     """The (LM weight, insertion penalty) with the lowest ``dev_wer(lmwt, wip)`` over the grid
     ``lmwts`` x ``penalties``. Where the optimum sits on an edge of the grid (and no interior point
     ties with it), the grid widens past that edge (LM weight / 1.5 or x 1.5, penalty by its spacing,
@@ -89,7 +89,7 @@ def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], max
 
 
 # -- the decode stage -------------------------------------------------------------------------
-def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_order: int = 2, arpa=None) -> Dict:
+def build_graph(lang_dir, ali_dir, manifest_dir, *, corpus: str, graph_dir, lm_order: int = 2, arpa=None) -> Dict:
     """LM (or a given ARPA), perplexities, G.fst and HCLG.fst in ``graph_dir`` (kept if built from
     the same lang, transition model, LM text and order or ARPA)."""
     graph_dir = Path(graph_dir)
@@ -129,7 +129,7 @@ def build_graph(lang_dir, ali_dir, manifest_dir, corpus: str, graph_dir, lm_orde
         estimator = train_arpa(texts["train"], lm_order, arpa_path)
     ppl = {s: perplexity(arpa_path, texts[s]) for s in ("dev", "test")}
     arpa_to_fst(arpa_path, Path(lang_dir) / "words.txt", graph_dir / "G.fst")
-    _, info = make_hclg(lang, aligner.tm, aligner.tree, graph_dir / "G.fst", graph_dir)
+    _, info = make_hclg(lang, aligner.tm, aligner.tree, G_path=graph_dir / "G.fst", out_dir=graph_dir)
     summary = {
         "lm_order": lm_order,
         "estimator": estimator,
@@ -156,7 +156,7 @@ def load_decode_splits(fbank_dir, corpus: str, split_names=("dev", "test")) -> D
 
 
 def load_decode_data(
-    ali_dir, lang_dir, fbank_dir, corpus: str, split_names=("dev", "test"), splits: Optional[Dict] = None
+    ali_dir, lang_dir, fbank_dir, *, corpus: str, split_names=("dev", "test"), splits: Optional[Dict] = None
 ):
     """(lang, transition model, log priors, {split: (cuts, frames)}) for decoding; ``splits``, when
     given, is a ``load_decode_splits`` result reused instead of reading the frames again."""
@@ -179,6 +179,7 @@ class LatticeStore:
         out_dir: Path,
         graph_path: Path,
         id2pdf: np.ndarray,
+        *,
         lmwts: Sequence[float],
         beam: float,
         lattice_beam: float = 6.0,
@@ -205,12 +206,12 @@ class LatticeStore:
                 self.graph_path,
                 {u: m[:, self.id2pdf[1:]] for u, m in ll.items()},
                 scale,
-                self.out_dir / f"lat.{split}.gz",
-                self.beam,
-                self.lattice_beam,
-                self.nj,
-                self.cmd,
-                self.out_dir / "jobs",
+                archive=self.out_dir / f"lat.{split}.gz",
+                beam=self.beam,
+                lattice_beam=self.lattice_beam,
+                nj=self.nj,
+                cmd=self.cmd,
+                job_dir=self.out_dir / "jobs",
                 word_penalty=penalty,
                 max_active=self.max_active,
             )
@@ -345,7 +346,7 @@ def _reliability_plot(path: Path, info: Dict) -> None:
     tmp.replace(path)
 
 
-def _rescored(d: Path, lattices: LatticeStore, best: Dict, id2word, lms, n: int, score) -> Dict:
+def _rescored(d: Path, lattices: LatticeStore, best: Dict, *, id2word, lms, n: int, score) -> Dict:
     """Dev and test rescored at the tuned point (``asr_kd.decode.rescore``): their scoring in
     ``d/rescored`` and the row's fields (WERs, seconds, per-utterance test errors for the WER
     table's paired bootstrap)."""
@@ -370,6 +371,7 @@ def decode_models(
     rows: Sequence[Tuple[str, List[str]]],
     ali_dir,
     lang_dir,
+    *,
     fbank_dir,
     corpus: str,
     graph_dir,
@@ -407,7 +409,7 @@ def decode_models(
         {"ali_dir": ali_dir, "lang": lang_dir, "fbank_dir": fbank_dir, "graph_dir": graph_dir},
         {"corpus": corpus},
     )
-    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus, splits=splits)
+    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus=corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
 
     def fold(tokens):
@@ -433,7 +435,14 @@ def decode_models(
     for name, ckpts in rows:
         lp = model_loglikes(ckpts, splits, priors)
         lattices = LatticeStore(
-            Path(out_dir) / name, graph, np.asarray(tm.id2pdf_id), lmwts, beam, nj=nj, cmd=cmd, max_active=max_active
+            Path(out_dir) / name,
+            graph,
+            np.asarray(tm.id2pdf_id),
+            lmwts=lmwts,
+            beam=beam,
+            nj=nj,
+            cmd=cmd,
+            max_active=max_active,
         )
 
         def split_lattices(split, point=None):  # decoded once per split; every grid point is a best path on them
@@ -513,8 +522,8 @@ def decode_models(
                 Path(out_dir) / name,
                 graph,
                 np.asarray(tm.id2pdf_id),
-                [best["lmwt"]],
-                beam,
+                lmwts=[best["lmwt"]],
+                beam=beam,
                 nj=nj,
                 cmd=cmd,
                 max_active=max_active,
@@ -567,7 +576,7 @@ def decode_models(
                 )
             nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
             if lms:
-                row.update(_rescored(d, lattices, best, lang.id2word, lms, rescore_nbest, score))
+                row.update(_rescored(d, lattices, best, id2word=lang.id2word, lms=lms, n=rescore_nbest, score=score))
             row["test_confidence_nce"] = nce["test_raw"]
             row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
         out.append(row)

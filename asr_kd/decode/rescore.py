@@ -41,7 +41,7 @@ def rescore(
     t0 = time.time()
     out, changed, listed = {}, 0, 0
     for utt in lats.utts:
-        nb = lats.nbest(utt, n, lmwt, wip)
+        nb = lats.nbest(utt, n, lmwt, penalty=wip)
         if not nb:
             out[utt] = []
             continue

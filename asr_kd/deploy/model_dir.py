@@ -79,6 +79,7 @@ def export_model_dir(
     out_dir,
     checkpoints: Sequence[str],
     ali_dir,
+    *,
     lang_dir,
     graph_dir,
     fbank_dir,

@@ -37,7 +37,7 @@ from asr_kd.kaldi.fst import read_fst, with_word_penalty
 class Scorer:
     """Hybrid log-likelihoods, acoustic scale included: (mean member posterior / prior) / LM weight."""
 
-    def __init__(self, model: ModelDir, fmt: str = "pt", threads: int = 1, lmwt: Optional[float] = None):
+    def __init__(self, model: ModelDir, fmt: str = "pt", threads: int = 1, *, lmwt: Optional[float] = None):
         self.nets = []
         for p in model.network_files(fmt):
             try:
@@ -110,6 +110,7 @@ class Recognizer:
         model: ModelDir,
         fmt: str = "pt",
         threads: int = 1,
+        *,
         beam: Optional[float] = None,
         max_active: Optional[int] = None,
         lmwt: Optional[float] = None,
@@ -120,7 +121,7 @@ class Recognizer:
         self.model = model
         self.confidences, self.lattice_beam = confidences, lattice_beam
         dec = model.card["decode"]
-        self.scorer = Scorer(model, fmt, threads, lmwt)
+        self.scorer = Scorer(model, fmt, threads, lmwt=lmwt)
         graph = read_fst(model.path / "HCLG.fst")
         if graph is None:
             raise ModelDirError(
@@ -307,7 +308,7 @@ class Stream:
             return [None] * len(words)
         shift = self.rec.model.settings.frame_shift
         texts = decode_lattices(
-            self.rec.graph, {"segment": ll}, 1.0, self.rec.beam, self.rec.lattice_beam
+            self.rec.graph, {"segment": ll}, 1.0, beam=self.rec.beam, lattice_beam=self.rec.lattice_beam
         )  # ll: scaled already
         lats = LatticeSet.from_texts(texts.items())
         path = ([self.rec.word_ids[w] for w in words], [], [int(round(start / shift)) for _, start, _ in times])

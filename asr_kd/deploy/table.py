@@ -105,7 +105,7 @@ def evaluate(model_dir, cuts_path, fmt: str = "onnx", threads: int = 1, stream_c
 
 
 def evaluate_in_own_process(
-    model_dir, cuts_path, fmt: str, out_json, threads: int = 1, stream_chunk_ms: float = 0.0
+    model_dir, cuts_path, fmt: str, *, out_json, threads: int = 1, stream_chunk_ms: float = 0.0
 ) -> Dict:
     """``evaluate`` in a process of its own (forked from this one, which has imported the libraries
     and loaded no model: the child's peak RSS is what a fresh serving process would reach); the
@@ -147,6 +147,7 @@ def deployment_table(
     systems: Sequence[Tuple[str, str, str]],
     cuts_path,
     out_stem,
+    *,
     title: str,
     results_md=None,
     streaming: Optional[str] = None,
@@ -165,7 +166,7 @@ def deployment_table(
             mdir,
             cuts_path,
             fmt,
-            out_stem.parent / f"eval_{Path(mdir).name}_{fmt}.json",
+            out_json=out_stem.parent / f"eval_{Path(mdir).name}_{fmt}.json",
             stream_chunk_ms=stream_chunk_ms if name == streaming else 0.0,
         )
         rows.append(
@@ -189,7 +190,7 @@ def deployment_table(
         if parity_of
         else None,
     }
-    write_table(out_stem, res, table_lines(res), results_md, title)
+    write_table(out_stem, res, table_lines(res), results_md=results_md, title=title)
     return res
 
 

@@ -69,6 +69,7 @@ def diagnose(
     students: Sequence,
     teachers: Sequence,
     ali_dir,
+    *,
     fbank_dir,
     corpus: str,
     temperature: float,
@@ -80,22 +81,25 @@ def diagnose(
     of the training cuts and on dev. ``references``: single-model checkpoints (e.g. baselines)
     measured the same way, once."""
     splits = {
-        "train": load_split(ali_dir, fbank_dir, corpus, "train", train_fraction, seed=seed),
-        "dev": load_split(ali_dir, fbank_dir, corpus, "dev"),
+        "train": load_split(ali_dir, fbank_dir, corpus, split="train", fraction=train_fraction, seed=seed),
+        "dev": load_split(ali_dir, fbank_dir, corpus, split="dev"),
     }
-    return {**diagnose_frames(students, teachers, splits, temperature, references), "train_fraction": train_fraction}
+    return {
+        **diagnose_frames(students, teachers, splits, temperature=temperature, references=references),
+        "train_fraction": train_fraction,
+    }
 
 
 @torch.no_grad()
 def diagnose_frames(
-    students: Sequence, teachers: Sequence, splits: Dict, temperature: float, references: Sequence = ()
+    students: Sequence, teachers: Sequence, splits: Dict, *, temperature: float, references: Sequence = ()
 ) -> Dict:
     """``diagnose`` on given frames: ``splits`` = {"train": FrameData, "dev": FrameData}."""
     probs = {k: ensemble_soft_targets(teacher_logits(teachers, d), temperature) for k, d in splits.items()}
     teacher = {k: {"frame_acc": frame_accuracy(probs[k], d.labels)} for k, d in splits.items()}
 
     def measure(model) -> Dict[str, Dict[str, float]]:
-        return {k: model_teacher_measures(model, d, probs[k], temperature) for k, d in splits.items()}
+        return {k: model_teacher_measures(model, d, probs[k], temperature=temperature) for k, d in splits.items()}
 
     out = {
         "temperature": temperature,
@@ -187,6 +191,7 @@ def teaching_table(
     rows: Sequence[str],
     teachers: Sequence,
     ali_dir,
+    *,
     fbank_dir,
     corpus: str,
     temperature: float,
@@ -195,12 +200,18 @@ def teaching_table(
     title: str = "",
     split: str = "dev",
 ) -> Dict:
-    """(5e) what makes the student keep the gain: each row ``NAME=RUN_DIR[,RUN_DIR...]`` (training
-    folders, one per seed) scored on ``split`` against the ensemble ``teachers``: frame accuracy,
+    """(5e) what makes the student keep the gain: each row (name, training folders, one per seed) scored on ``split`` against the ensemble ``teachers``: frame accuracy,
     KL(teacher || student) at T, top-1 agreement, and the share of the ensemble's frame-accuracy gain
     over its members kept; with epochs run and training time."""
     return teaching_table_frames(
-        rows, teachers, load_split(ali_dir, fbank_dir, corpus, split), temperature, out_stem, results_md, title, split
+        rows,
+        teachers,
+        load_split(ali_dir, fbank_dir, corpus, split=split),
+        temperature=temperature,
+        out_stem=out_stem,
+        results_md=results_md,
+        title=title,
+        split=split,
     )
 
 
@@ -209,6 +220,7 @@ def teaching_table_frames(
     rows: Sequence[str],
     teachers: Sequence,
     data,
+    *,
     temperature: float,
     out_stem,
     results_md=None,
@@ -228,7 +240,7 @@ def teaching_table_frames(
     base = float(np.mean(members))
 
     def measures(model) -> Dict[str, float]:
-        return model_teacher_measures(model, data, probs, temperature)
+        return model_teacher_measures(model, data, probs, temperature=temperature)
 
     res = {
         "title": title,
@@ -250,21 +262,18 @@ def teaching_table_frames(
         f"| recipe | {split} frame accuracy | KL to ensemble | agreement | gain kept | epochs | training minutes |",
         "|---|---|---|---|---|---|---|",
     ]
-    for spec in rows:
-        name, _, paths = spec.rpartition("=")
-        runs = [_run_figures(p, measures) for p in paths.split(",") if p]
+    for name, paths in rows:
+        runs = [_run_figures(p, measures) for p in paths]
         if not runs:
-            raise ValueError(f"teaching table: row {spec!r} names no training folder")
+            raise ValueError(f"teaching table: row {name!r} names no training folder")
         mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
         kept = (mean["frame_acc"] - base) / (ensemble - base) if ensemble != base else float("nan")
-        res["rows"].append(
-            {"name": name, "runs": [str(p) for p in paths.split(",") if p], "seeds": runs, **mean, "gain_kept": kept}
-        )
+        res["rows"].append({"name": name, "runs": [str(p) for p in paths], "seeds": runs, **mean, "gain_kept": kept})
         lines.append(
             f"| {name} (n={len(runs)}) | {100 * mean['frame_acc']:.2f}% | {mean['kl']:.4f} | "
             f"{100 * mean['agreement']:.1f}% | {100 * kept:.0f}% | {mean['epochs']:.0f} | "
             f"{mean['train_seconds'] / 60:.1f} |"
         )
     lines.append("")
-    write_table(out_stem, res, lines, results_md, title)
+    write_table(out_stem, res, lines, results_md=results_md, title=title)
     return res

@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ def write_soft_targets(
     cuts: CutSet,
     normalizer: FeatureNormalizer,
     teachers: Sequence,
+    *,
     out_dir,
     temperature: float,
     topk: int = 0,
@@ -86,34 +88,34 @@ def write_soft_targets(
     bounds = np.linspace(0, num_cuts, num_jobs + 1).astype(int)
     cluster = not JobCmd.parse(cmd).local
     jobs = [
-        (
-            cuts,
-            int(bounds[i]),
-            int(bounds[i + 1]),
-            normalizer,
-            list(teachers),
-            out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
-            out_dir / f"cuts.{i}.jsonl.gz",
-            temperature,
-            topk,
-            combine,
-            chunk_cuts,
-            None if cluster or num_jobs == 1 else 1,
+        SoftTargetShard(
+            cuts=cuts,
+            lo=int(bounds[i]),
+            hi=int(bounds[i + 1]),
+            normalizer=normalizer,
+            teachers=list(teachers),
+            h5=out_dir / (f"soft_targets.{i}.h5" if num_jobs > 1 else "soft_targets.h5"),
+            part=out_dir / f"cuts.{i}.jsonl.gz",
+            temperature=temperature,
+            topk=topk,
+            combine=combine,
+            chunk_cuts=chunk_cuts,
+            threads=None if cluster or num_jobs == 1 else 1,
             # a GPU when present for a single or a cluster job; forked shards stay on the CPU (CUDA does not survive fork)
-            None if cluster or num_jobs == 1 else "cpu",
+            device=None if cluster or num_jobs == 1 else "cpu",
         )
         for i in range(num_jobs)
     ]
     if cluster:
-        results = run_jobs(cmd, _write_shard, jobs, out_dir / "jobs", "soft_targets")
+        results = run_jobs(cmd, _write_shard, [(job,) for job in jobs], job_dir=out_dir / "jobs", name="soft_targets")
     elif num_jobs == 1:
-        results = [_write_shard(*jobs[0])]
+        results = [_write_shard(jobs[0])]
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(num_jobs, mp_context=mp.get_context("fork")) as ex:
-            results = list(ex.map(_write_shard, *zip(*jobs)))
+            results = list(ex.map(_write_shard, jobs))
     frames = sum(r[0] for r in results)
     topk = max(r[1] for r in results)
     files = sorted(out_dir.glob("soft_targets*.h5"))
@@ -130,7 +132,7 @@ def write_soft_targets(
     }
     meta["mb_per_hour"] = meta["bytes"] / 1e6 / meta["hours"]
     # the cut manifest with the arrays attached: cut.load_soft_probs(), or load_soft_idx() + load_soft_logp()
-    parts = [job[6] for job in jobs]
+    parts = [job.part for job in jobs]
     with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:
         with gzip.open(tmp, "wt") as out:
             for part in parts:
@@ -152,29 +154,43 @@ def _cuts_digest(cuts) -> Tuple[int, str]:
     return n, h.hexdigest()[:16]
 
 
-def _write_shard(
-    cuts,
-    lo: int,
-    hi: int,
-    normalizer,
-    teachers,
-    h5: Path,
-    part: Path,
-    temperature,
-    topk,
-    combine,
-    chunk_cuts,
-    threads,
-    device,
-):
-    """Soft targets of cuts ``lo`` to ``hi`` (positions in ``cuts``) into ``h5`` (written
-    atomically), and those cuts with their arrays into the manifest part ``part``: (frames, k).
-    ``threads`` / ``device`` None: torch's default threads, the GPU when present."""
+@dataclass
+class SoftTargetShard:
+    """One soft-target job: cuts ``lo`` to ``hi`` (positions in ``cuts``) into ``h5`` and the manifest
+    part ``part``. ``threads`` / ``device`` None: torch's default threads, the GPU when present."""
+
+    cuts: CutSet
+    lo: int
+    hi: int
+    normalizer: FeatureNormalizer
+    teachers: List[str]
+    h5: Path
+    part: Path
+    temperature: float
+    topk: int
+    combine: str
+    chunk_cuts: int
+    threads: Optional[int]
+    device: Optional[str]
+
+
+def _write_shard(job: SoftTargetShard) -> Tuple[int, int]:
+    """The shard's soft targets into ``job.h5`` (written atomically), and its cuts with their arrays
+    into ``job.part``: (frames, k)."""
     map_large_blocks()  # chunks' arrays must not fragment the heap (asr_kd.utils.memory)
+    cuts, normalizer, h5, part, temperature, topk = (
+        job.cuts,
+        job.normalizer,
+        job.h5,
+        job.part,
+        job.temperature,
+        job.topk,
+    )
+    threads, device = job.threads, job.device
     if threads:
         torch.set_num_threads(threads)
     device = device or str(torch_device())
-    models = [load_model(t, device) for t in teachers]
+    models = [load_model(t, device) for t in job.teachers]
     frames = 0
     with (
         atomic_path(h5) as tmp,
@@ -182,11 +198,11 @@ def _write_shard(
         atomic_path(part) as tmp_part,
         CutSet.open_writer(tmp_part) as manifest,
     ):
-        for chunk in _chunks(itertools.islice(cuts, lo, hi), chunk_cuts):
+        for chunk in _chunks(itertools.islice(cuts, job.lo, job.hi), job.chunk_cuts):
             release_freed_memory()
             data = load_frames(CutSet.from_cuts(chunk), normalizer, with_labels=False)
             logits = torch.stack([predict_logits(m, data) for m in models])
-            probs = ensemble_soft_targets(logits, temperature, combine)
+            probs = ensemble_soft_targets(logits, temperature, job.combine)
             if topk > probs.shape[-1]:  # top-k of k > C classes is every class: store them all, and say so
                 log.warning(
                     "top-%d soft targets asked for, but the teachers have %d classes: storing all of them",
@@ -243,6 +259,7 @@ def soft_targets_for_split(
     ali_dir,
     fbank_dir,
     corpus: str,
+    *,
     split: str,
     teachers: Sequence,
     out_dir,
@@ -262,10 +279,10 @@ def soft_targets_for_split(
         ali_cuts(ali_dir, corpus, split, lazy=True),
         FeatureNormalizer.of_features(fbank_dir),
         teachers,
-        out_dir,
-        temperature,
-        topk,
-        combine,
+        out_dir=out_dir,
+        temperature=temperature,
+        topk=topk,
+        combine=combine,
         num_jobs=num_jobs,
         cmd=cmd,
     )

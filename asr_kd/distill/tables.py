@@ -3,7 +3,7 @@ ensemble vs. distilled student, and frame-accuracy tables of named systems (5b-5
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, List, Tuple
 
 from asr_kd.nnet.data import load_split
 from asr_kd.nnet.evaluate import evaluate, without_arrays
@@ -12,7 +12,7 @@ from asr_kd.utils.results import write_table
 
 
 def speech_table(
-    baselines: Sequence, students: Sequence, test, out_stem, results_md=None, title: str = "", subsets=None
+    baselines: Sequence, students: Sequence, test, *, out_stem, results_md=None, title: str = "", subsets=None
 ) -> dict:
     """(5a): baseline seeds, their ensemble and the student seeds on the test frames, with 95%
     bootstrap intervals over test utterances and paired-bootstrap comparisons (asr_kd.scoring).
@@ -76,12 +76,12 @@ def speech_table(
             if k in sub_summary
         ]
         lines += [""] + significance_lines(sub_sig, "frame error rate", brief=True)
-    write_table(out_stem, res, lines, results_md, title)
+    write_table(out_stem, res, lines, results_md=results_md, title=title)
     return res
 
 
 def rows_table(
-    rows, columns, out_stem, results_md=None, title: str = "", extra=None, note: str = "", compare_pairs=()
+    rows, columns, out_stem, *, results_md=None, title: str = "", extra=None, note: str = "", compare_pairs=()
 ) -> dict:
     """Frame accuracy of named systems on named data sets.
 
@@ -125,14 +125,15 @@ def rows_table(
             raise ValueError(f"--compare names rows that are not in the table: {unknown}")
         res["significance"] = compare({n: last[n] for p in compare_pairs for n in p}, list(compare_pairs))
         lines += significance_lines(res["significance"], "frame error rate")
-    write_table(out_stem, res, lines, results_md, title)
+    write_table(out_stem, res, lines, results_md=results_md, title=title)
     return res
 
 
 def frame_table(
-    row_specs: Sequence[str],
+    rows: Sequence[Tuple[str, List[str]]],
     ali_dir,
     fbank_dir,
+    *,
     corpus: str,
     out_stem,
     results_md=None,
@@ -140,24 +141,21 @@ def frame_table(
     split: str = "test",
     train_fraction: float = 0.0,
     subset_seed: int = 0,
-    storage_specs: Sequence[str] = (),
+    storage: Sequence[Tuple[str, str]] = (),
     compare_pairs: Sequence[tuple] = (),
     note: str = "",
 ) -> dict:
-    """``rows_table`` from command-line specs: rows ``NAME=CKPT[,CKPT...]``, the ``split`` column (and,
-    with ``train_fraction``, a training-subset column before it), storage columns ``NAME=SOFT_DIR``
-    (MB per hour of audio of a soft-target folder) and ``compare_pairs`` (row names A, B)."""
-    rows = []
-    for spec in row_specs:
-        name, _, paths = spec.rpartition("=")
-        rows.append((name, [p for p in paths.split(",") if p]))
-    columns = [(f"{split} frame accuracy", load_split(ali_dir, fbank_dir, corpus, split))]
+    """``rows_table`` of (name, checkpoints) rows: the ``split`` column (and, with ``train_fraction``, a
+    training-subset column before it), a storage column for the rows ``storage`` names with a
+    soft-target folder (MB per hour of audio), and ``compare_pairs`` (row names A, B)."""
+    columns = [(f"{split} frame accuracy", load_split(ali_dir, fbank_dir, corpus, split=split))]
     if train_fraction:
-        subset = load_split(ali_dir, fbank_dir, corpus, "train", train_fraction, seed=subset_seed)
+        subset = load_split(ali_dir, fbank_dir, corpus, split="train", fraction=train_fraction, seed=subset_seed)
         columns.insert(0, (f"train frame accuracy ({100 * train_fraction:g}% subset)", subset))
     extra = {}
-    for spec in storage_specs:
-        name, _, d = spec.rpartition("=")
+    for name, d in storage:
         meta = json.loads((Path(d) / "soft_targets.json").read_text())
         extra[name] = {"soft-target storage (MB per hour of audio)": f"{meta['mb_per_hour']:.1f}"}
-    return rows_table(rows, columns, out_stem, results_md, title, extra, note, compare_pairs=compare_pairs)
+    return rows_table(
+        rows, columns, out_stem, results_md=results_md, title=title, extra=extra, note=note, compare_pairs=compare_pairs
+    )

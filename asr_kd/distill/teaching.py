@@ -63,6 +63,7 @@ def attach_teaching(
     train: Optional[FrameData],
     dev: FrameData,
     teacher_models: Sequence,
+    *,
     cfg: TeachingConfig,
     temperature: float,
     logits: bool = False,

@@ -27,6 +27,7 @@ def train_speech_model(
     ali_dir,
     fbank_dir,
     corpus: str,
+    *,
     out_dir,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -48,7 +49,7 @@ def train_speech_model(
     if soft_targets and not teaching.online:  # an online teacher reads no stored targets (any temperature)
         check_soft_targets(soft_targets, loss_cfg)  # before any data is read
     n = num_pdfs(ali_dir)
-    dev = load_split(ali_dir, fbank_dir, corpus, "dev")
+    dev = load_split(ali_dir, fbank_dir, corpus, split="dev")
     teacher_models = list(teacher_models or teachers or [])
     distilling = bool(soft_targets or teachers)
     unlabelled_ratio = teaching.unlabelled_ratio
@@ -70,14 +71,14 @@ def train_speech_model(
                 "(make soft targets with the soft-targets stage)"
             )
         if distilling and teacher_models:  # dev KL per epoch
-            attach_teaching(None, dev, teacher_models, TeachingConfig(), loss_cfg.temperature)
+            attach_teaching(None, dev, teacher_models, cfg=TeachingConfig(), temperature=loss_cfg.temperature)
         r = distributed.ranks()
         train = StreamedFrames(
-            labelled_cuts_path(ali_dir, corpus, "train", soft_targets),
+            labelled_cuts_path(ali_dir, corpus, "train", soft_dir=soft_targets),
             FeatureNormalizer.of_features(fbank_dir),
             model_cfg.context,
-            train_cfg.batch_size,
-            n,
+            batch_size=train_cfg.batch_size,
+            num_classes=n,
             seed=seed,
             soft=bool(soft_targets),
             block_frames=train_cfg.block_frames,
@@ -94,21 +95,35 @@ def train_speech_model(
             train.cuts_path,
             n,
         )
-        return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)
-    train = load_split(ali_dir, fbank_dir, corpus, "train", fraction, seed=subset_seed)
+        return train_model(
+            train,
+            dev,
+            n,
+            out_dir=out_dir,
+            model_cfg=model_cfg,
+            cfg=train_cfg,
+            criterion=build_criterion(loss_cfg),
+            seed=seed,
+        )
+    train = load_split(ali_dir, fbank_dir, corpus, split="train", fraction=fraction, seed=subset_seed)
     transfer = load_unlabelled(fbank_dir, corpus, round(unlabelled_ratio * len(train))) if unlabelled_ratio else None
     if transfer is not None and (teaching.online or teachers):  # targets on the fly for every frame
         train = concat_frames(train, transfer)
     if distilling:  # the teaching section applies to students only
         attach_teaching(
-            train, dev, teacher_models, teaching, loss_cfg.temperature, logits=loss_cfg.loss == "logit_match"
+            train,
+            dev,
+            teacher_models,
+            cfg=teaching,
+            temperature=loss_cfg.temperature,
+            logits=loss_cfg.loss == "logit_match",
         )
     if train.teacher_model is not None:  # the online ensemble scores each batch: no stored targets read
         train.soft = None
     elif soft_targets:
         train.soft = read_soft_targets(soft_targets, train, n)
         if transfer is not None:
-            train = _with_transfer(train, transfer, teacher_models, loss_cfg.temperature)
+            train = _with_transfer(train, transfer, teacher_models, temperature=loss_cfg.temperature)
     elif teachers:  # soft targets on the fly from the teachers
         logits = teacher_logits(teachers, train)
         train.soft = (
@@ -125,10 +140,19 @@ def train_speech_model(
         f" ({len(transfer)} of them untranscribed)" if transfer is not None else "",
         n,
     )
-    return train_model(train, dev, n, out_dir, model_cfg, train_cfg, build_criterion(loss_cfg), seed=seed)
+    return train_model(
+        train,
+        dev,
+        n,
+        out_dir=out_dir,
+        model_cfg=model_cfg,
+        cfg=train_cfg,
+        criterion=build_criterion(loss_cfg),
+        seed=seed,
+    )
 
 
-def _with_transfer(train: FrameData, transfer: FrameData, teacher_models: Sequence, temperature: float) -> FrameData:
+def _with_transfer(train: FrameData, transfer: FrameData, teacher_models: Sequence, *, temperature: float) -> FrameData:
     """The labelled frames (stored soft targets), then the transfer frames with the ensemble's targets."""
     if hasattr(train.soft, "tensors"):
         raise ValueError("untranscribed transfer audio needs dense stored soft targets (no --topk), or teaching.online")

@@ -32,7 +32,7 @@ def deltas(x: np.ndarray, window: int = 2) -> np.ndarray:
 
 
 def gmm_features(
-    normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True, utterance_cmvn: bool = False
+    normalized_fbank: np.ndarray, num_cepstra: int = 13, use_deltas: bool = True, *, utterance_cmvn: bool = False
 ) -> np.ndarray:
     c = normalized_fbank @ dct_matrix(normalized_fbank.shape[1], num_cepstra)
     if utterance_cmvn:
@@ -48,7 +48,9 @@ def gmm_features_for(normalized_fbank: np.ndarray, cfg, transform: np.ndarray = 
     alike: cepstra with deltas, or (``cfg.splice`` > 0, Kaldi's LDA+MLLT systems) static cepstra
     spliced over +-splice frames, times ``transform`` (the model's LDA+MLLT matrix) when given."""
     context = getattr(cfg, "splice", 0)
-    x = gmm_features(normalized_fbank, cfg.num_cepstra, cfg.use_deltas and not context, cfg.utterance_cmvn)
+    x = gmm_features(
+        normalized_fbank, cfg.num_cepstra, cfg.use_deltas and not context, utterance_cmvn=cfg.utterance_cmvn
+    )
     if context:
         x = splice(x, context)
     if transform is not None:

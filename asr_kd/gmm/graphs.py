@@ -36,6 +36,7 @@ def align_utterance(
     graph,
     tm,
     decodable,
+    *,
     utt: str,
     num_frames: int,
     acoustic_scale: float,

@@ -34,7 +34,7 @@ def label_maps(tm) -> Dict[str, np.ndarray]:
 
 
 def store_alignments(
-    cuts: CutSet, alignments: Dict[str, List[int]], tm, out_dir, name: str, frame_shift: float = 0.01
+    cuts: CutSet, alignments: Dict[str, List[int]], tm, *, out_dir, name: str, frame_shift: float = 0.01
 ) -> CutSet:
     """Attach label arrays to every aligned cut and write ``<name>_cuts.jsonl.gz``; cuts without an
     alignment (failures) are left out and listed in ``<name>_failed.txt``."""
@@ -85,7 +85,7 @@ def _repoint(cut, h5: Path):
     return cut
 
 
-def write_pdf_stats(train_cuts: CutSet, tm, lang, out_dir) -> np.ndarray:
+def write_pdf_stats(train_cuts: CutSet, tm, lang, *, out_dir) -> np.ndarray:
     """pdf_counts.txt (Kaldi's ali-to-pdf | analyze-counts: one line, counts by pdf-id) and pdf_to_phone.txt."""
     out_dir = Path(out_dir)
     counts = np.zeros(tm.num_pdfs, dtype=np.int64)

@@ -43,7 +43,7 @@ def lda_stats(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], num_classes: int):
 
 
 def estimate_lda(
-    counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, dim: int, floor: float = 1e-10
+    counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray, *, dim: int, floor: float = 1e-10
 ) -> np.ndarray:
     """(dim, D) LDA projection; within-class covariance of the output is the identity."""
     n = counts.sum()

@@ -83,7 +83,7 @@ class _StateCodec:
         return obj
 
 
-def save_gmm_file(path, tm, tree, am, meta: Dict, transform: Optional[np.ndarray] = None) -> None:
+def save_gmm_file(path, tm, tree, *, am, meta: Dict, transform: Optional[np.ndarray] = None) -> None:
     codec = _StateCodec()
     parts = {name: codec.encode(obj) for name, obj in (("tm", tm), ("tree", tree), ("am", am))}
     arrays = {

@@ -68,13 +68,13 @@ def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
             _graph(utt),
             tm,
             dec,
-            utt,
-            feats.shape[0],
-            cfg.acoustic_scale,
-            cfg.beam,
-            cfg.retry_beam,
-            cfg.transition_scale,
-            cfg.self_loop_scale,
+            utt=utt,
+            num_frames=feats.shape[0],
+            acoustic_scale=cfg.acoustic_scale,
+            beam=cfg.beam,
+            retry_beam=cfg.retry_beam,
+            transition_scale=cfg.transition_scale,
+            self_loop_scale=cfg.self_loop_scale,
         )
         out.append((utt, ali, like, retried))
     return out
@@ -123,7 +123,7 @@ class GmmAligner:
     """Owns a GMM-HMM (TransitionModel, tree, AmDiagGmm) and a pool of alignment workers: monophone
     by default, any tree (``asr_kd.gmm.triphone``) when given one."""
 
-    def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1, tree=None):
+    def __init__(self, lang_dir, cfg: MonoConfig, nj: int = 1, *, tree=None):
         """``tree``: a ``kaldi_hmm_gmm.ContextDependency`` (e.g. a triphone tree); default monophone."""
         self.cfg, self.nj, self.lang_dir = cfg, max(1, nj), str(lang_dir)
         self.lang = Lang(lang_dir)
@@ -194,8 +194,8 @@ class GmmAligner:
                     )
                     for c in chunks
                 ],
-                job_dir,
-                "align",
+                job_dir=job_dir,
+                name="align",
             )
         ali, failed, retried, like = {}, [], [], 0.0
         for chunk in results:
@@ -495,7 +495,7 @@ class GmmAligner:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
         meta = {"cfg": asdict(self.cfg), "cfg_class": type(self.cfg).__name__, "lang_dir": str(self.lang_dir)}
-        save_gmm_file(path, self.tm, self.tree, self.am, meta, self.transform)
+        save_gmm_file(path, self.tm, self.tree, am=self.am, meta=meta, transform=self.transform)
 
     @classmethod
     def load(cls, path, lang_dir=None, nj: int = 1) -> "GmmAligner":

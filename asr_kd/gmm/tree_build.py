@@ -35,7 +35,7 @@ EVENT_COLUMN = {0: 0, 2: 2, PDF_CLASS: 3}  # a key's column in TreeStats.events 
 VAR_FLOOR = 0.01
 
 
-def gauss_objf(count, sums, sumsq, var_floor: float = VAR_FLOOR):
+def gauss_objf(count, sums, sumsq, *, var_floor: float = VAR_FLOOR):
     """Kaldi's GaussClusterable::Objf, vectorised over leading axes (0 where count <= 0)."""
     count = np.asarray(count, np.float64)
     safe = np.maximum(count, 1e-10)[..., None]
@@ -197,7 +197,7 @@ def _stats_of(s: TreeStats, rows: np.ndarray) -> tuple:
     return s.counts[rows].sum(), s.sums[rows].sum(0), s.sumsq[rows].sum(0)
 
 
-def _best_split(s: TreeStats, leaf: _Leaf, questions: Dict[int, List[Tuple[int, ...]]], min_count: float):
+def _best_split(s: TreeStats, leaf: _Leaf, questions: Dict[int, List[Tuple[int, ...]]], *, min_count: float):
     """(gain, key, question index) of the best split of a leaf, or None; vectorised over questions."""
     parent = float(gauss_objf(*leaf.stats))
     best = None
@@ -227,7 +227,11 @@ def _best_split(s: TreeStats, leaf: _Leaf, questions: Dict[int, List[Tuple[int, 
 
 
 def build_tree(
-    stats: TreeStats, phones: Sequence[int], questions: Dict[int, List[Tuple[int, ...]]], cfg: TreeConfig = TreeConfig()
+    stats: TreeStats,
+    phones: Sequence[int],
+    questions: Dict[int, List[Tuple[int, ...]]],
+    *,
+    cfg: TreeConfig = TreeConfig(),
 ) -> Tuple[ContextTree, Dict]:
     """A triphone tree (context width 3, central position 1) over ``phones``; returns (tree, info)
     with the leaves before merging, the pdfs after, and the objective gains."""
@@ -238,7 +242,7 @@ def build_tree(
     all_leaves: List[_Leaf] = list(roots.values())
     heap = []
     for i, leaf in enumerate(all_leaves):
-        leaf.best = _best_split(stats, leaf, questions, cfg.min_count)
+        leaf.best = _best_split(stats, leaf, questions, min_count=cfg.min_count)
         if leaf.best:
             heapq.heappush(heap, (-leaf.best[0], i))
     num_leaves, last_gain, total_gain = len(all_leaves), 0.0, 0.0
@@ -251,7 +255,7 @@ def build_tree(
         children = []
         for rows in (leaf.rows[yes_mask], leaf.rows[~yes_mask]):
             child = _Leaf(leaf.root, rows, _stats_of(stats, rows))
-            child.best = _best_split(stats, child, questions, cfg.min_count)
+            child.best = _best_split(stats, child, questions, min_count=cfg.min_count)
             all_leaves.append(child)
             children.append(len(all_leaves) - 1)
             if child.best:

@@ -98,7 +98,7 @@ class TransitionTable:
         return frame_events(self.segments(tids), self.pdf_class[tids])
 
 
-def convert_alignment(tids, old: TransitionTable, new: TransitionTable, new_tree: ContextTree) -> np.ndarray:
+def convert_alignment(tids, old: TransitionTable, new: TransitionTable, *, new_tree: ContextTree) -> np.ndarray:
     """Kaldi's convert-ali: each frame keeps its phone, HMM state and transition; the pdf (hence the
     transition-id) comes from the new tree for the phone's context in the utterance."""
     tids = np.asarray(tids)
@@ -138,7 +138,7 @@ def parallel_tree_stats(feats: Dict[str, np.ndarray], events: Dict[str, np.ndarr
 
 
 def questions_for(
-    stats: TreeStats, lang, topo, extra: Sequence[Sequence[str]] = ()
+    stats: TreeStats, lang, topo, *, extra: Sequence[Sequence[str]] = ()
 ) -> Dict[int, List[Tuple[int, ...]]]:
     """Context questions: clustered non-silence phone sets, the silence phones (with the utterance
     edge, phone 0) and the recipe's sets; pdf-class questions from the topology."""
@@ -156,7 +156,7 @@ def questions_for(
     return {0: phone_sets, 2: phone_sets, PDF_CLASS: pdf_class_questions(max_classes)}
 
 
-def write_tree_files(tree: ContextTree, questions, lang, out_dir: Path, info: Dict) -> None:
+def write_tree_files(tree: ContextTree, questions, lang, *, out_dir: Path, info: Dict) -> None:
     tree.write(out_dir / "tree")
     tree.write(out_dir / "tree.txt", binary=False)
     write_text_atomic(out_dir / "tree_info.txt", tree.info_text())
@@ -219,6 +219,7 @@ def train_triphone(
     lang_dir,
     cfg: TriConfig,
     nj: int,
+    *,
     feats: Dict[str, np.ndarray],
     texts: Dict[str, str],
     prev_model: Dict,
@@ -247,7 +248,7 @@ def train_triphone(
         counts, sums, scatter = lda_stats(
             ((feats[u], prev.pdf[np.asarray(prev_ali[u])]) for u in utts), prev_model["tm"].num_pdfs
         )
-        transform = estimate_lda(counts, sums, scatter, cfg.lda_dim)
+        transform = estimate_lda(counts, sums, scatter, dim=cfg.lda_dim)
         feats = {u: (f @ transform.T).astype(np.float32) for u, f in feats.items()}
         info["lda"] = {
             "input_dim": int(transform.shape[1]),
@@ -256,21 +257,21 @@ def train_triphone(
         }
     events = {u: prev.events(prev_ali[u]) for u in utts}
     stats = parallel_tree_stats(feats, events, nj)
-    questions = questions_for(stats, lang, topo, cfg.extra_questions)
+    questions = questions_for(stats, lang, topo, extra=cfg.extra_questions)
     tree, tree_info = build_tree(
         stats,
         topo.phones,
         questions,
-        TreeConfig(num_leaves=cfg.num_leaves, min_count=cfg.min_leaf_count, cluster_thresh=cfg.cluster_thresh),
+        cfg=TreeConfig(num_leaves=cfg.num_leaves, min_count=cfg.min_leaf_count, cluster_thresh=cfg.cluster_thresh),
     )
-    write_tree_files(tree, questions, lang, out_dir, {**tree_info, "questions": len(questions[0])})
+    write_tree_files(tree, questions, lang, out_dir=out_dir, info={**tree_info, "questions": len(questions[0])})
     info["tree"] = {**tree_info, "seconds": round(time.time() - t0, 2)}
     aligner = GmmAligner(lang_dir, cfg, nj, tree=tree.to_kaldi())
     aligner.transform = transform
     aligner.am = _init_am(*leaf_gaussians(tree, stats))
     aligner.set_data(feats, texts)
     new = TransitionTable(aligner.tm, aligner.tree, topo)
-    ali = {u: convert_alignment(prev_ali[u], prev, new, tree) for u in utts}
+    ali = {u: convert_alignment(prev_ali[u], prev, new, new_tree=tree) for u in utts}
     history: List[Dict] = []
     num_gauss = aligner.am.num_gauss
     inc = max(0, (cfg.total_gauss - num_gauss) // max(1, cfg.max_iter_inc))

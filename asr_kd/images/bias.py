@@ -21,7 +21,7 @@ def errors(logits: np.ndarray, labels: np.ndarray) -> int:
     return int((np.asarray(logits).argmax(-1) != np.asarray(labels)).sum())
 
 
-def choose_bias(logits: np.ndarray, labels: np.ndarray, classes: Sequence[int], grid: Iterable[float]) -> Dict:
+def choose_bias(logits: np.ndarray, labels: np.ndarray, classes: Sequence[int], *, grid: Iterable[float]) -> Dict:
     """The grid value with the fewest errors (ties: the smallest |delta|), with the error curve."""
     curve = {float(d): errors(shift_logits(logits, classes, d), labels) for d in grid}
     best = min(curve, key=lambda d: (curve[d], abs(d)))

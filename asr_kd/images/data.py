@@ -25,7 +25,7 @@ class ImageData:
     teacher_temperature: float = 1.0
 
     @classmethod
-    def from_numpy(cls, x: np.ndarray, y: np.ndarray, soft=None, jitter: int = 0, height: int = 28, width: int = 28):
+    def from_numpy(cls, x: np.ndarray, y: np.ndarray, soft=None, *, jitter: int = 0, height: int = 28, width: int = 28):
         return cls(
             torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             torch.from_numpy(np.asarray(y, dtype=np.int64)),

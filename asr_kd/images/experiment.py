@@ -107,6 +107,7 @@ def train_role(
     npz,
     out_dir,
     role: str,
+    *,
     cfg: MnistConfig,
     seed: int,
     teacher_dir=None,
@@ -146,7 +147,16 @@ def train_role(
         len(train),
         f", T={loss_cfg.temperature}" if role == "distilled" else "",
     )
-    res = train_model(train, valid, 10, out_dir, model_cfg, rc.train, build_criterion(loss_cfg), seed=seed)
+    res = train_model(
+        train,
+        valid,
+        10,
+        out_dir=out_dir,
+        model_cfg=model_cfg,
+        cfg=rc.train,
+        criterion=build_criterion(loss_cfg),
+        seed=seed,
+    )
     ev = evaluate(out_dir, s)
     ev.update(
         {

@@ -59,14 +59,14 @@ def main_table(exp, results_md=None) -> Dict:
         f"teacher (paper: {100 * (146 - 74) / (146 - 67):.1f}%; aim: at least 80%).",
         "",
     ]
-    write_table(exp / "main_table", res, lines, results_md, "mnist-main")
+    write_table(exp / "main_table", res, lines, results_md=results_md, title="mnist-main")
     return res
 
 
-def _transfer(run: Path, s, classes: Sequence[int], grid) -> Dict:
+def _transfer(run: Path, s, classes: Sequence[int], *, grid) -> Dict:
     ev = json.loads((run / "eval.json").read_text())
     val, test = np.load(run / "valid_logits.npy"), np.load(run / "test_logits.npy")
-    pick = choose_bias(val, s.y_valid, classes, grid)
+    pick = choose_bias(val, s.y_valid, classes, grid=grid)
     after = shift_logits(test, classes, pick["delta"])
     out = {
         "run": str(run),
@@ -92,7 +92,7 @@ def transfer_tables(exp, npz, results_md=None) -> Dict:
         ["### MNIST transfer sets (distilled 2x800 at T=20; bias chosen on validation, applied to test)", ""],
     )
     if (exp / "transfer_no3" / "eval.json").exists():
-        r = res["no3"] = _transfer(exp / "transfer_no3", s, [3], default_grid(0.0, 12.0))
+        r = res["no3"] = _transfer(exp / "transfer_no3", s, [3], grid=default_grid(0.0, 12.0))
         lines += [
             "No 3s in the transfer set:",
             "",
@@ -105,7 +105,7 @@ def transfer_tables(exp, npz, results_md=None) -> Dict:
             "",
         ]
     if (exp / "transfer_78" / "eval.json").exists():
-        r = res["only78"] = _transfer(exp / "transfer_78", s, [7, 8], default_grid(-12.0, 0.0))
+        r = res["only78"] = _transfer(exp / "transfer_78", s, [7, 8], grid=default_grid(-12.0, 0.0))
         n = r["test_size"]
         lines += [
             "Only 7s and 8s in the transfer set:",
@@ -119,7 +119,7 @@ def transfer_tables(exp, npz, results_md=None) -> Dict:
         ]
     if not res:
         raise FileNotFoundError(f"no transfer runs under {exp}")
-    write_table(exp / "transfer_table", res, lines, results_md, "mnist-transfer")
+    write_table(exp / "transfer_table", res, lines, results_md=results_md, title="mnist-transfer")
     return res
 
 
@@ -181,11 +181,11 @@ def tsweep_table(exp, results_md=None, plot: bool = True) -> Dict:
             lines.insert(-1, f"Plot: `{exp / 'tsweep.png'}`.")
         except ImportError:
             log.warning("matplotlib is not installed: no temperature-sweep plot")
-    write_table(exp / "tsweep_table", res, lines, results_md, "mnist-tsweep")
+    write_table(exp / "tsweep_table", res, lines, results_md=results_md, title="mnist-tsweep")
     return res
 
 
-def write_tables(exp, names: Sequence[str], npz=None, results_md=None) -> None:
+def write_tables(exp, names: Sequence[str], npz=None, *, results_md=None) -> None:
     """The named tables (``main``, ``transfer``, ``tsweep``) of an MNIST experiment folder."""
     for name in names:
         if name == "main":

@@ -139,6 +139,7 @@ def g2p_espeak(
     words: Iterable[str],
     voices: Sequence[str] = ("en-us",),
     uncovered: Optional[List[str]] = None,
+    *,
     arpabet: bool = False,
     keep_stress: bool = False,
 ) -> Lexicon:
@@ -220,6 +221,7 @@ def build_lexicon(
     words: Iterable[str],
     dictionary=None,
     g2p_voices: Optional[Sequence[str]] = None,
+    *,
     units: str = "phones",
     bpe_model=None,
     g2p_arpabet: bool = False,

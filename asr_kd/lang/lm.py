@@ -37,6 +37,7 @@ def train_arpa(
     texts: Sequence[str],
     order: int,
     out_path,
+    *,
     discount: float = 0.7,
     estimator: str = "auto",
     prune: Sequence[int] = (),
@@ -182,7 +183,7 @@ def ngram_counts(arpa_path) -> Dict[int, int]:
     return counts
 
 
-def train_lm(text_path, out_path, cfg: LmConfig, eval_texts: Dict[str, Sequence[str]]) -> Dict:
+def train_lm(text_path, out_path, cfg: LmConfig, *, eval_texts: Dict[str, Sequence[str]]) -> Dict:
     """An n-gram LM on a text file (one sentence a line) and its report (``out_path`` + ``.json``):
     n-gram counts, vocabulary, and per evaluation split the perplexity and OOV rate."""
     texts = [line.strip() for line in open(text_path, encoding="utf-8") if line.strip()]

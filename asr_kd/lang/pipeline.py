@@ -25,6 +25,7 @@ def prepare_lang_from_manifests(
     manifest_dir,
     corpus: str,
     splits: Sequence[str],
+    *,
     dict_dir,
     out_dir,
     lexicon_cfg: LexiconConfig,

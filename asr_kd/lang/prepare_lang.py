@@ -41,7 +41,7 @@ class LangConfig:
 
 
 def topology_text(
-    nonsil: Sequence[int], sil: Sequence[int], num_nonsil_states: int = 3, num_sil_states: int = 5
+    nonsil: Sequence[int], sil: Sequence[int], num_nonsil_states: int = 3, *, num_sil_states: int = 5
 ) -> str:
     """Kaldi text topology. Silence: first state enters the middle ones, which are fully
     connected among themselves and to the last, as in Kaldi's gen_topo.pl."""
@@ -79,6 +79,7 @@ def make_lexicon_fst(
     entries,
     phone2id: Dict[str, int],
     word2id: Dict[str, int],
+    *,
     sil_prob: float,
     sil_phone: str = SIL,
     disambig_loop: Optional[tuple] = None,
@@ -178,7 +179,10 @@ def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> P
         )
     write_text_atomic(out_dir / "oov.txt", (cfg.oov_word + "\n") if cfg.oov_word else "")
     topo = topology_text(
-        [phone2id[p] for p in nonsilence], [phone2id[p] for p in silence], cfg.num_nonsil_states, cfg.num_sil_states
+        [phone2id[p] for p in nonsilence],
+        [phone2id[p] for p in silence],
+        cfg.num_nonsil_states,
+        num_sil_states=cfg.num_sil_states,
     )
     write_text_atomic(out_dir / "topo", topo)
     lex.write(out_dir / "lexiconp.txt", with_probs=True)
@@ -191,7 +195,7 @@ def prepare_lang(lexicon: Lexicon, out_dir, cfg: LangConfig = LangConfig()) -> P
         ("L.fst", plain, None),
         ("L_disambig.fst", disambig_entries, (phone2id["#0"], word2id["#0"])),
     ):
-        fst = make_lexicon_fst(entries, phone2id, word2id, cfg.sil_prob, disambig_loop=loop)
+        fst = make_lexicon_fst(entries, phone2id, word2id, sil_prob=cfg.sil_prob, disambig_loop=loop)
         with atomic_path(out_dir / name) as tmp:
             fst.write(str(tmp))
     log.info(

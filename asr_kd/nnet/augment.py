@@ -39,7 +39,7 @@ def register_augment(name: str):
     return add
 
 
-def _band_mask(batch: int, size: int, masks: int, width: int) -> torch.Tensor:
+def _band_mask(batch: int, size: int, masks: int, *, width: int) -> torch.Tensor:
     """(batch, size) bool: ``masks`` spans of 0..width positions each, at uniform starts."""
     keep = torch.ones(batch, size, dtype=torch.bool)
     pos = torch.arange(size)[None, :]
@@ -59,8 +59,8 @@ def _none(cfg: AugmentConfig):
 def _specaugment(cfg: AugmentConfig):
     def apply(x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        keep = _band_mask(b, d, cfg.freq_masks, min(cfg.freq_width, d))[:, None, :]
-        keep = keep & _band_mask(b, t, cfg.time_masks, min(cfg.time_width, t))[:, :, None]
+        keep = _band_mask(b, d, cfg.freq_masks, width=min(cfg.freq_width, d))[:, None, :]
+        keep = keep & _band_mask(b, t, cfg.time_masks, width=min(cfg.time_width, t))[:, :, None]
         return x * keep
 
     return apply

@@ -17,7 +17,7 @@ from asr_kd.nnet.models import ModelConfig, build_model, model_config
 from asr_kd.utils.io import atomic_path
 
 
-def save_checkpoint(path, model, model_cfg: ModelConfig, feat_dim: int, num_pdfs: int, extra: Dict) -> None:
+def save_checkpoint(path, model, model_cfg: ModelConfig, *, feat_dim: int, num_pdfs: int, extra: Dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(
             {

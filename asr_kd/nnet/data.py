@@ -122,7 +122,7 @@ def subset_cuts(cuts: "CutSet", fraction: float, seed: int) -> "CutSet":
     return cuts.filter(lambda c: c.id in keep).to_eager()
 
 
-def ali_cuts(ali_dir, corpus: str, split: str, lazy: bool = False) -> "CutSet":
+def ali_cuts(ali_dir, corpus: str, split: str, *, lazy: bool = False) -> "CutSet":
     """The labelled cuts of an alignment folder (``<corpus>_<split>_cuts.jsonl.gz``); ``lazy``: read
     from the file on each pass instead of held in memory."""
     path = Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"
@@ -134,7 +134,7 @@ def ali_cuts(ali_dir, corpus: str, split: str, lazy: bool = False) -> "CutSet":
     return cuts if lazy else cuts.to_eager()
 
 
-def accent_subsets(ali_dir, corpus: str, split: str, cut_ids: List[str], held_out) -> dict:
+def accent_subsets(ali_dir, corpus: str, split: str, *, cut_ids: List[str], held_out) -> dict:
     """{"held-out accents": indices, "seen accents": indices} of ``cut_ids`` by their supervision's
     ``accent`` (the synthetic corpora record it); {} when no cut has one of ``held_out``."""
     if not held_out:
@@ -150,7 +150,7 @@ def accent_subsets(ali_dir, corpus: str, split: str, cut_ids: List[str], held_ou
     return {"held-out accents": held, "seen accents": seen}
 
 
-def load_split(ali_dir, fbank_dir, corpus: str, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
+def load_split(ali_dir, fbank_dir, corpus: str, *, split: str, fraction: float = 1.0, seed: int = 0) -> FrameData:
     """A split's labelled frames, normalised with the fbank folder's CMVN statistics; ``fraction``
     < 1 takes a seeded subset of its cuts."""
     from asr_kd.data.features import FeatureNormalizer

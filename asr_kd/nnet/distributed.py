@@ -119,7 +119,7 @@ class Synchroniser:
     this rank takes, and how its optimiser steps are kept in step with the other ranks'. With one
     process every method is plain training."""
 
-    def __init__(self, method: str, every: int, r: Ranks, scale_lr: bool = True):
+    def __init__(self, method: str, every: int, r: Ranks, *, scale_lr: bool = True):
         if method not in SYNC_METHODS:
             raise ValueError(f"train.ddp must be one of {', '.join(SYNC_METHODS)}, not {method!r}")
         if every < 1:

@@ -40,7 +40,7 @@ def model_frame_accuracy(model, data: FrameData, batch_size: int = 4096) -> floa
     return float(torch.tensor(float(correct)) / counted) if counted else float("nan")  # float32, as frame_accuracy
 
 
-def _teacher_sums(z, p, labels, temperature: float) -> Dict[str, float]:
+def _teacher_sums(z, p, labels, *, temperature: float) -> Dict[str, float]:
     """Summed KL(p_T || q_T), agreements with the teacher and correct frames over labelled frames."""
     keep = labels >= 0
     z, p, y = z[keep].float(), p[keep].float(), labels[keep]
@@ -56,14 +56,14 @@ def _teacher_sums(z, p, labels, temperature: float) -> Dict[str, float]:
 
 @torch.no_grad()
 def model_teacher_measures(
-    model, data: FrameData, teacher_probs: torch.Tensor, temperature: float, batch_size: int = 4096
+    model, data: FrameData, teacher_probs: torch.Tensor, *, temperature: float, batch_size: int = 4096
 ) -> Dict[str, float]:
     """Mean KL(p_T || q_T) per labelled frame (nats), top-1 agreement with the teacher and frame
     accuracy of ``model`` against the teacher's probabilities ``teacher_probs`` at T, batch by batch
     (no frames x pdfs logits held)."""
     tot = {"kl": 0.0, "agreement": 0.0, "frame_acc": 0.0, "frames": 0}
     for idx, logits in _batch_logits(model, data, batch_size):
-        part = _teacher_sums(logits.cpu(), teacher_probs[idx], data.labels[idx], temperature)
+        part = _teacher_sums(logits.cpu(), teacher_probs[idx], data.labels[idx], temperature=temperature)
         for k in tot:
             tot[k] += part[k]
     return {k: tot[k] / max(tot["frames"], 1) for k in ("kl", "agreement", "frame_acc")}

@@ -51,16 +51,17 @@ def kd_loss(
     student_logits,
     labels,
     teacher_probs,
+    *,
     temperature: float,
     soft_weight: float,
     hard_weight: float,
     ignore_index: int = -100,
 ) -> torch.Tensor:
     loss = soft_weight * temperature**2 * soft_cross_entropy(student_logits, teacher_probs, temperature).mean()
-    return loss + _hard_term(student_logits, labels, hard_weight, ignore_index)
+    return loss + _hard_term(student_logits, labels, hard_weight, ignore_index=ignore_index)
 
 
-def _hard_term(student_logits, labels, hard_weight: float, ignore_index: int) -> torch.Tensor:
+def _hard_term(student_logits, labels, hard_weight: float, *, ignore_index: int) -> torch.Tensor:
     """The weighted hard-label cross-entropy over the labelled frames only (untranscribed transfer
     audio has labels ``ignore_index``: the teacher alone teaches there)."""
     mask = labels != ignore_index
@@ -70,12 +71,12 @@ def _hard_term(student_logits, labels, hard_weight: float, ignore_index: int) ->
 
 
 def logit_match_loss(
-    student_logits, labels, teacher_logits, hard_weight: float, ignore_index: int = -100, soft_weight: float = 1.0
+    student_logits, labels, teacher_logits, *, hard_weight: float, ignore_index: int = -100, soft_weight: float = 1.0
 ) -> torch.Tensor:
     z0 = student_logits - student_logits.mean(dim=-1, keepdim=True)
     v0 = teacher_logits - teacher_logits.mean(dim=-1, keepdim=True)
     loss = soft_weight * 0.5 * ((z0 - v0) ** 2).sum(dim=-1).mean()
-    return loss + _hard_term(student_logits, labels, hard_weight, ignore_index)
+    return loss + _hard_term(student_logits, labels, hard_weight, ignore_index=ignore_index)
 
 
 class Criterion(torch.nn.Module):
@@ -136,7 +137,15 @@ class SoftTargets(Criterion):
 
     def compute(self, student_logits, labels, teacher):
         c = self.cfg
-        return kd_loss(student_logits, labels, teacher, c.temperature, c.soft_weight, c.hard_weight, self.ignore_index)
+        return kd_loss(
+            student_logits,
+            labels,
+            teacher,
+            temperature=c.temperature,
+            soft_weight=c.soft_weight,
+            hard_weight=c.hard_weight,
+            ignore_index=self.ignore_index,
+        )
 
 
 @register_loss("logit_match")
@@ -145,4 +154,11 @@ class LogitMatch(Criterion):
 
     def compute(self, student_logits, labels, teacher):
         c = self.cfg
-        return logit_match_loss(student_logits, labels, teacher, c.hard_weight, self.ignore_index, c.soft_weight)
+        return logit_match_loss(
+            student_logits,
+            labels,
+            teacher,
+            hard_weight=c.hard_weight,
+            ignore_index=self.ignore_index,
+            soft_weight=c.soft_weight,
+        )

@@ -51,6 +51,7 @@ class StreamedFrames(torch.utils.data.IterableDataset):
         cuts_path,
         normalizer: FeatureNormalizer,
         context: int,
+        *,
         batch_size: int,
         num_classes: int,
         seed: int = 0,
@@ -272,7 +273,7 @@ class EpochLoaders:
         self._started.clear()
 
 
-def labelled_cuts_path(ali_dir, corpus: str, split: str, soft_dir=None) -> Path:
+def labelled_cuts_path(ali_dir, corpus: str, split: str, *, soft_dir=None) -> Path:
     """The manifest to stream: the soft targets' (their arrays attached to the labelled cuts) or the
     alignment's."""
     path = Path(soft_dir) / "cuts.jsonl.gz" if soft_dir else Path(ali_dir) / f"{corpus}_{split}_cuts.jsonl.gz"

@@ -79,6 +79,7 @@ def run_fingerprint(
     train,
     dev,
     num_pdfs: int,
+    *,
     model_cfg: ModelConfig,
     cfg: TrainConfig,
     loss_cfg: LossConfig,
@@ -170,7 +171,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
 
 
-def resume(out_dir: Path, key: str, model, opt, cfg: TrainConfig) -> Tuple[List[Dict], float, float, int]:
+def resume(out_dir: Path, key: str, model, *, opt, cfg: TrainConfig) -> Tuple[List[Dict], float, float, int]:
     """(history, lr, best dev accuracy, first epoch to run): from the last ``epoch-N.pt`` when it was
     made from these inputs (``key``), else a fresh start after deleting the stale checkpoints."""
     done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
@@ -210,6 +211,7 @@ def _step(
     model,
     criterion: Criterion,
     opt,
+    *,
     x,
     y,
     teacher,
@@ -257,6 +259,7 @@ def train_one_epoch(
     model,
     train,
     criterion: Criterion,
+    *,
     opt,
     perm: torch.Tensor,
     batch_size: int,
@@ -285,7 +288,20 @@ def train_one_epoch(
             teacher = train.teacher_targets(x).to(device)
         else:
             teacher = train.soft[idx].to(device) if train.soft is not None else None
-        tot += _step(model, criterion, opt, x, y, teacher, where, epoch, b, precision, sync, len(batches))
+        tot += _step(
+            model,
+            criterion,
+            opt,
+            x=x,
+            y=y,
+            teacher=teacher,
+            where=where,
+            epoch=epoch,
+            b=b,
+            precision=precision,
+            sync=sync,
+            nb=len(batches),
+        )
         nb += 1
     sync.end_epoch(getattr(model, "module", model), opt)
     return tot, nb
@@ -295,6 +311,7 @@ def stream_one_epoch(
     model,
     loaders,
     criterion: Criterion,
+    *,
     opt,
     device,
     where: str,
@@ -321,15 +338,15 @@ def stream_one_epoch(
             model,
             criterion,
             opt,
-            x.to(device),
-            y.to(device),
-            soft.to(device) if soft is not None else None,
-            where,
-            epoch,
-            b,
-            precision,
-            sync,
-            steps,
+            x=x.to(device),
+            y=y.to(device),
+            teacher=soft.to(device) if soft is not None else None,
+            where=where,
+            epoch=epoch,
+            b=b,
+            precision=precision,
+            sync=sync,
+            nb=steps,
         )
         nb += 1
     batches.close()
@@ -341,6 +358,7 @@ def train_model(
     train: FrameSource,
     dev: FrameSource,
     num_pdfs: int,
+    *,
     out_dir,
     model_cfg: ModelConfig,
     cfg: TrainConfig,
@@ -376,14 +394,24 @@ def train_model(
             f"{out_dir}: select_on dev_kl needs the teacher's probabilities on dev (a distilled student "
             "given its teachers)"
         )
-    key = run_fingerprint(train, dev, num_pdfs, model_cfg, cfg, criterion.cfg, seed, init_state, ranks.world)
+    key = run_fingerprint(
+        train,
+        dev,
+        num_pdfs,
+        model_cfg=model_cfg,
+        cfg=cfg,
+        loss_cfg=criterion.cfg,
+        seed=seed,
+        init_state=init_state,
+        world=ranks.world,
+    )
     if ranks.main:  # rank 0 first: it deletes stale checkpoints before any other rank reads them
-        state = resume(out_dir, key, model, opt, cfg)
+        state = resume(out_dir, key, model, opt=opt, cfg=cfg)
     distributed.barrier(ranks)
     if not ranks.main:
-        state = resume(out_dir, key, model, opt, cfg)
+        state = resume(out_dir, key, model, opt=opt, cfg=cfg)
     history, lr, best_acc, start_epoch = state
-    sync = distributed.Synchroniser(cfg.ddp, cfg.sync_every, ranks, cfg.scale_lr)
+    sync = distributed.Synchroniser(cfg.ddp, cfg.sync_every, ranks, scale_lr=cfg.scale_lr)
     parallel = sync.wrap(model)
     precision = Precision(cfg.amp, device)
     tb = _tensorboard(out_dir) if ranks.main else None
@@ -404,11 +432,31 @@ def train_model(
             g["lr"] = lr * sync.lr_scale
         t0 = time.time()
         if streamed:  # the stream shuffles itself, seeded by (seed, epoch)
-            tot, nb = stream_one_epoch(parallel, loaders, criterion, opt, device, str(out_dir), epoch, precision, sync)
+            tot, nb = stream_one_epoch(
+                parallel,
+                loaders,
+                criterion,
+                opt=opt,
+                device=device,
+                where=str(out_dir),
+                epoch=epoch,
+                precision=precision,
+                sync=sync,
+            )
         else:
             perm = torch.randperm(num_train, generator=gen)
             tot, nb = train_one_epoch(
-                parallel, train, criterion, opt, perm, cfg.batch_size, device, str(out_dir), epoch, sync, precision
+                parallel,
+                train,
+                criterion,
+                opt=opt,
+                perm=perm,
+                batch_size=cfg.batch_size,
+                device=device,
+                where=str(out_dir),
+                epoch=epoch,
+                sync=sync,
+                precision=precision,
             )
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
@@ -424,7 +472,7 @@ def train_model(
             ),
         }
         if dev.teacher_probs is not None:  # a student: how close it is to its teacher off the training frames
-            m = model_teacher_measures(model, dev, dev.teacher_probs, criterion.cfg.temperature)
+            m = model_teacher_measures(model, dev, dev.teacher_probs, temperature=criterion.cfg.temperature)
             rec.update({"dev_kl": m["kl"], "dev_agreement": m["agreement"]})
         history.append(rec)
         log.info(
@@ -461,17 +509,17 @@ def train_model(
                     out_dir / "best.pt",
                     model,
                     model_cfg,
-                    train.feat_dim,
-                    num_pdfs,
-                    {"epoch": epoch, "dev_frame_acc": dev_acc},
+                    feat_dim=train.feat_dim,
+                    num_pdfs=num_pdfs,
+                    extra={"epoch": epoch, "dev_frame_acc": dev_acc},
                 )
             save_checkpoint(
                 out_dir / f"epoch-{epoch}.pt",
                 model,
                 model_cfg,
-                train.feat_dim,
-                num_pdfs,
-                {
+                feat_dim=train.feat_dim,
+                num_pdfs=num_pdfs,
+                extra={
                     "optimizer": opt.state_dict(),
                     "history": history,
                     "lr": lr,

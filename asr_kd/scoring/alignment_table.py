@@ -45,14 +45,6 @@ class AlignmentRow:
     ali_dir: Path
     checkpoints: List[str]
 
-    @classmethod
-    def parse(cls, spec: str) -> "AlignmentRow":
-        """``NAME=ALI_DIR=CKPT[,CKPT...]``."""
-        parts = spec.split("=")
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"alignment row {spec!r}: expected NAME=ALI_DIR=CKPT[,CKPT...]")
-        return cls(parts[0], Path(parts[1]), parts[2].split(","))
-
 
 @dataclass
 class DecodeSettings:
@@ -97,7 +89,7 @@ def _same_transition_ids(a: Path, b: Path, lang_dir) -> bool:
 
 
 def oracle_phone_accuracy(
-    model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, pdf_to_phone: Dict[int, str]
+    model_paths: Sequence, cuts: CutSet, normalizer: FeatureNormalizer, *, pdf_to_phone: Dict[int, str]
 ) -> List[float]:
     """Per model: the share of frames whose most likely pdf belongs to the phone that eSpeak's
     oracle puts at the frame centre (SIL outside the oracle's phones). It does not depend on which
@@ -120,7 +112,7 @@ def oracle_phone_accuracy(
 
 
 def compare_alignments(
-    rows: Sequence[AlignmentRow], fbank_dir, corpus: str, out_dir, decode: Optional[DecodeSettings] = None
+    rows: Sequence[AlignmentRow], fbank_dir, corpus: str, *, out_dir, decode: Optional[DecodeSettings] = None
 ) -> List[Dict]:
     """One result dict per row (see the module docstring); decoding output goes under ``out_dir``."""
     normalizer = FeatureNormalizer.of_features(fbank_dir)
@@ -129,10 +121,10 @@ def compare_alignments(
             decode.lang_dir,
             rows[0].ali_dir,
             decode.manifest_dir,
-            corpus,
-            decode.graph_dir,
-            decode.lm_order,
-            decode.arpa,
+            corpus=corpus,
+            graph_dir=decode.graph_dir,
+            lm_order=decode.lm_order,
+            arpa=decode.arpa,
         )
         decode_splits = load_decode_splits(fbank_dir, corpus)  # the same frames for every row
     results, counts = [], {}
@@ -150,7 +142,7 @@ def compare_alignments(
                 for a, b in (line.split() for line in (row.ali_dir / "pdf_to_phone.txt").read_text().splitlines())
             }
             res["dnn_oracle_phone_accuracy"] = mean_std(
-                oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf2phone)
+                oracle_phone_accuracy(row.checkpoints, cuts, normalizer, pdf_to_phone=pdf2phone)
             )
         if decode is not None:
             if i > 0 and not _same_transition_ids(rows[0].ali_dir, row.ali_dir, decode.lang_dir):
@@ -161,10 +153,10 @@ def compare_alignments(
                 [(f"row{i}_seed{k}", [c]) for k, c in enumerate(row.checkpoints)],
                 row.ali_dir,
                 decode.lang_dir,
-                fbank_dir,
-                corpus,
-                decode.graph_dir,
-                out_dir,
+                fbank_dir=fbank_dir,
+                corpus=corpus,
+                graph_dir=decode.graph_dir,
+                out_dir=out_dir,
                 lmwts=decode.lmwts,
                 penalties=decode.penalties,
                 beam=decode.beam,
@@ -240,6 +232,7 @@ def alignment_table(
     rows: Sequence[AlignmentRow],
     fbank_dir,
     corpus: str,
+    *,
     out_stem,
     title: str,
     decode: Optional[DecodeSettings] = None,
@@ -247,6 +240,6 @@ def alignment_table(
 ) -> List[Dict]:
     """``compare_alignments`` (decodes under ``OUT_decode``) written as OUT.json / OUT.md and the
     RESULTS.md block."""
-    results = compare_alignments(rows, fbank_dir, corpus, f"{out_stem}_decode", decode)
-    write_table(out_stem, results, alignment_table_lines(results, title), results_md, title)
+    results = compare_alignments(rows, fbank_dir, corpus, out_dir=f"{out_stem}_decode", decode=decode)
+    write_table(out_stem, results, alignment_table_lines(results, title), results_md=results_md, title=title)
     return results

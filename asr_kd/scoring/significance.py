@@ -89,7 +89,7 @@ def replicate_rates(sys: ErrorCounts, weights: np.ndarray, rng: Optional[np.rand
     return np.take_along_axis(per_seed, pick, axis=1).mean(1)
 
 
-def confidence_interval(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 0, alpha: float = ALPHA):
+def confidence_interval(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 0, *, alpha: float = ALPHA):
     """(low, high) of the seed-mean error rate over resampled utterances."""
     r = replicate_rates(sys, utterance_weights(len(sys.tokens), num_boot, seed))
     return float(np.quantile(r, alpha / 2)), float(np.quantile(r, 1 - alpha / 2))

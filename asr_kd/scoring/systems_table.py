@@ -94,7 +94,7 @@ def system_summary(exp: Path, system: str, decode_dir: Path) -> Dict:
     }
 
 
-def systems_table(exp, decoded: Sequence[Tuple[str, str]], out, title: str, results_md=None) -> Dict:
+def systems_table(exp, decoded: Sequence[Tuple[str, str]], out, *, title: str, results_md=None) -> Dict:
     """``decoded``: (system, decode folder) pairs, in the order of the systems."""
     exp = Path(exp)
     systems = [system_summary(exp, s, Path(d)) for s, d in decoded]
@@ -140,5 +140,5 @@ def systems_table(exp, decoded: Sequence[Tuple[str, str]], out, title: str, resu
                 f"| {s['system']} | {s['num_pdfs']} | {cell('baseline')} | {cell('ensemble')} | {cell('student')} |"
             )
     res = {"title": title, "systems": systems}
-    write_table(out, res, lines, results_md, title)
+    write_table(out, res, lines, results_md=results_md, title=title)
     return res

@@ -47,6 +47,7 @@ def wer_table(
     groups: List[Tuple[str, List[Dict]]],
     graph: Dict,
     title: str,
+    *,
     compare_pairs: Sequence[Tuple[str, str]] = (),
     gain_kept: Optional[Tuple[str, str, str]] = None,
     frame_acc: Optional[Dict[str, Dict]] = None,
@@ -194,17 +195,14 @@ def lattice_lines(groups) -> List[str]:
     return out + [""]
 
 
-def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[str]]]]]:
-    """``NAME=CKPT[,CKPT...]`` specs -> [(name, [(member label, checkpoints)])]. Several checkpoints in
-    one spec are an ensemble (averaged posteriors); several specs with the same NAME are seeds of one
-    system, each decoded and tuned on its own. A member's label (its decode folder) is NAME, or for
+def group_systems(rows: Sequence[Tuple[str, List[str]]]) -> List[Tuple[str, List[Tuple[str, List[str]]]]]:
+    """(name, checkpoints) rows (``asr_kd.cli.common.labelled_paths``) -> [(name, [(member label,
+    checkpoints)])]. Several checkpoints in one row are an ensemble (averaged posteriors); several
+    rows with the same name are seeds of one system, each decoded and tuned on its own. A member's label (its decode folder) is NAME, or for
     seeds NAME/<folder of its first checkpoint> (e.g. ``baseline/seed2``)."""
     groups: Dict[str, List[List[str]]] = {}
-    for spec in specs:
-        name, sep, paths = spec.rpartition("=")
-        if not sep or not name or not paths:
-            raise ValueError(f"model spec {spec!r}: expected NAME=CKPT[,CKPT...]")
-        groups.setdefault(name, []).append([p for p in paths.split(",") if p])
+    for name, paths in rows:
+        groups.setdefault(name, []).append(list(paths))
     out = []
     for name, members in groups.items():
         if len(members) == 1:
@@ -218,9 +216,10 @@ def parse_systems(specs: Sequence[str]) -> List[Tuple[str, List[Tuple[str, List[
 
 
 def decode_table(
-    specs: Sequence[str],
+    models: Sequence[Tuple[str, List[str]]],
     ali_dir,
     lang_dir,
+    *,
     manifest_dir,
     fbank_dir,
     corpus: str,
@@ -236,16 +235,29 @@ def decode_table(
     held_out_accents: Sequence[str] = (),
     **search,
 ) -> Tuple[Dict, List[str]]:
-    """The decode stage: graph, every member of every system decoded (tuned on dev), test frame
+    """The decode stage: graph, every member of every system of ``models`` ((name, checkpoints) rows,
+    ``group_systems``) decoded (tuned on dev), test frame
     accuracy of the networks, and the WER table with intervals and comparisons, written as
     ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""
-    graph = build_graph(lang_dir, ali_dir, manifest_dir, corpus, graph_dir, lm_order, arpa)
-    systems = parse_systems(specs)
+    graph = build_graph(
+        lang_dir, ali_dir, manifest_dir, corpus=corpus, graph_dir=graph_dir, lm_order=lm_order, arpa=arpa
+    )
+    systems = group_systems(models)
     flat = [m for _, members in systems for m in members]
-    decoded = decode_models(flat, ali_dir, lang_dir, fbank_dir, corpus, graph_dir, out_dir, decoder=decoder, **search)
+    decoded = decode_models(
+        flat,
+        ali_dir,
+        lang_dir,
+        fbank_dir=fbank_dir,
+        corpus=corpus,
+        graph_dir=graph_dir,
+        out_dir=out_dir,
+        decoder=decoder,
+        **search,
+    )
     by_label = {r["name"]: r for r in decoded}
     groups = [(name, [by_label[label] for label, _ in members]) for name, members in systems]
-    test = load_split(ali_dir, fbank_dir, corpus, "test")
+    test = load_split(ali_dir, fbank_dir, corpus, split="test")
     frames = utterance_frames(test)
     frame_acc = {}
     for name, members in systems:  # networks only: a GMM has no posteriors here
@@ -256,8 +268,12 @@ def decode_table(
             frame_acc[name] = summarise(ErrorCounts(np.array(rows), frames))
     subsets = {
         name: {test.cut_ids[i] for i in idx}
-        for name, idx in accent_subsets(ali_dir, corpus, "test", test.cut_ids, held_out_accents).items()
+        for name, idx in accent_subsets(
+            ali_dir, corpus, "test", cut_ids=test.cut_ids, held_out=held_out_accents
+        ).items()
     }
-    res, lines = wer_table(groups, graph, title, compare_pairs, gain_kept, frame_acc, subsets)
-    write_table(Path(out_dir) / "wer_table", res, lines, results_md, title)
+    res, lines = wer_table(
+        groups, graph, title, compare_pairs=compare_pairs, gain_kept=gain_kept, frame_acc=frame_acc, subsets=subsets
+    )
+    write_table(Path(out_dir) / "wer_table", res, lines, results_md=results_md, title=title)
     return res, lines

@@ -25,7 +25,7 @@ def class_vectors(cov: np.ndarray) -> np.ndarray:
     return c / np.maximum(np.linalg.norm(c, axis=0, keepdims=True), 1e-12)
 
 
-def online_kmeans(points: np.ndarray, k: int, seed: int = 0, epochs: int = 50) -> np.ndarray:
+def online_kmeans(points: np.ndarray, k: int, seed: int = 0, *, epochs: int = 50) -> np.ndarray:
     """Sequential (MacQueen) k-means: each point, in a seeded random order, moves its nearest centre
     by 1/count of that centre. Centres start at k distinct points (k-means++ seeding). Returns labels."""
     rng = np.random.default_rng(seed)
@@ -53,7 +53,7 @@ def online_kmeans(points: np.ndarray, k: int, seed: int = 0, epochs: int = 50) -
     return labels
 
 
-def confusable_clusters(probs: np.ndarray, k: int, seed: int = 0, min_size: int = 2) -> List[List[int]]:
+def confusable_clusters(probs: np.ndarray, k: int, seed: int = 0, *, min_size: int = 2) -> List[List[int]]:
     """Clusters (lists of class ids) from the generalist's predictions; singletons are dropped, as
     a one-class specialist has nothing to separate."""
     labels = online_kmeans(class_vectors(prediction_covariance(probs)).T, k, seed)
@@ -65,7 +65,7 @@ def describe(clusters: Sequence[Sequence[int]], names: Sequence[str]) -> List[st
     return [f"cluster {m}: " + ", ".join(names[c] for c in cl) for m, cl in enumerate(clusters)]
 
 
-def plot_covariance(probs: np.ndarray, clusters: Sequence[Sequence[int]], names: Sequence[str], path) -> None:
+def plot_covariance(probs: np.ndarray, clusters: Sequence[Sequence[int]], names: Sequence[str], *, path) -> None:
     """Heat map of the prediction covariance, classes ordered by cluster."""
     import matplotlib
 

@@ -97,7 +97,7 @@ def _chunks(flags: np.ndarray, size: int):
 
 
 def objective(
-    q: np.ndarray, p_general: np.ndarray, specialist_probs, clusters, active, eps: float = 1e-12
+    q: np.ndarray, p_general: np.ndarray, specialist_probs, *, clusters, active, eps: float = 1e-12
 ) -> np.ndarray:
     """The per-example KL sum (for checks): KL(p_g, q) + sum over active m of KL(p_m, q_m)."""
 

@@ -98,7 +98,7 @@ def load(path) -> Dict:
     return out
 
 
-def make_dataset(out_npz, folder=None, mnist_npz=None, fashion_dir: str = FASHION_DIR) -> Dict:
+def make_dataset(out_npz, folder=None, mnist_npz=None, *, fashion_dir: str = FASHION_DIR) -> Dict:
     """The specialists' data set (an ImageFolder ``folder``, else MNIST + Fashion-MNIST) saved to ``out_npz``."""
     d = image_folder(folder) if folder else mnist_fashion(mnist_npz, fashion_dir)
     save(d, out_npz)

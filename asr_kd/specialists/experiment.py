@@ -85,9 +85,9 @@ def train_generalist(data_npz, out_dir, cfg: SpecialistConfig) -> Dict:
         ImageData.from_numpy(xt, yt),
         ImageData.from_numpy(xv, yv),
         n,
-        out_dir,
-        cfg.generalist_model,
-        cfg.generalist_train,
+        out_dir=out_dir,
+        model_cfg=cfg.generalist_model,
+        cfg=cfg.generalist_train,
         seed=cfg.seed,
     )
     model = load_model(Path(out_dir) / "best.pt")
@@ -100,7 +100,7 @@ def train_generalist(data_npz, out_dir, cfg: SpecialistConfig) -> Dict:
     return {"test_accuracy": test_acc}
 
 
-def find_clusters(generalist_dir, data_npz, k: int, seed: int, out_dir, num_clusterings: int = 1) -> List[List[int]]:
+def find_clusters(generalist_dir, data_npz, k: int, *, seed: int, out_dir, num_clusterings: int = 1) -> List[List[int]]:
     """Clusters from the generalist's predictions on the validation set (no labels used); with
     several clusterings (seeds ``seed``, ``seed + 1``, ...) the distinct clusters of all of them."""
     d = sdata.load(data_npz)
@@ -114,14 +114,14 @@ def find_clusters(generalist_dir, data_npz, k: int, seed: int, out_dir, num_clus
     write_json_atomic(
         out_dir / "clusters.json", {"clusters": clusters, "names": [[d["names"][c] for c in cl] for cl in clusters]}
     )
-    plot_covariance(probs, clusters, d["names"], out_dir / "clusters.png")
+    plot_covariance(probs, clusters, d["names"], path=out_dir / "clusters.png")
     for line in describe(clusters, d["names"]):
         log.info("%s", line)
     return clusters
 
 
 def train_specialist(
-    data_npz, generalist_dir, clusters_json, index: int, out_dir, cfg: SpecialistConfig, soft_targets: bool = False
+    data_npz, generalist_dir, clusters_json, *, index: int, out_dir, cfg: SpecialistConfig, soft_targets: bool = False
 ) -> Dict:
     d = sdata.load(data_npz)
     cluster = json.loads(Path(clusters_json).read_text())["clusters"][index]
@@ -140,10 +140,10 @@ def train_specialist(
         ImageData.from_numpy(xt[idx], labels, soft),
         ImageData.from_numpy(xv[vidx], vlabels),
         len(cluster) + 1,
-        out_dir,
-        model_cfg,
-        cfg.specialist_train,
-        build_criterion(loss),
+        out_dir=out_dir,
+        model_cfg=model_cfg,
+        cfg=cfg.specialist_train,
+        criterion=build_criterion(loss),
         seed=cfg.seed + index,
         init_state=state,
     )
@@ -168,7 +168,7 @@ def train_specialist(
     return info
 
 
-def train_specialist_in(exp, data_npz, index: int, cfg: SpecialistConfig, soft_targets: bool = False) -> Dict:
+def train_specialist_in(exp, data_npz, index: int, *, cfg: SpecialistConfig, soft_targets: bool = False) -> Dict:
     """``train_specialist`` with the experiment folder's layout: ``exp/generalist``, ``exp/clusters.json``,
     and ``exp/specialists[_soft]/<index>``."""
     exp = Path(exp)
@@ -177,9 +177,9 @@ def train_specialist_in(exp, data_npz, index: int, cfg: SpecialistConfig, soft_t
         data_npz,
         exp / "generalist",
         exp / "clusters.json",
-        index,
-        exp / variant / str(index),
-        cfg,
+        index=index,
+        out_dir=exp / variant / str(index),
+        cfg=cfg,
         soft_targets=soft_targets,
     )
 
@@ -194,7 +194,7 @@ def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -
     if len(pg) != len(y):
         raise ValueError(f"{split} probabilities ({len(pg)}) do not match the data ({len(y)})")
     sp = [np.load(exp / variant / str(m) / f"{split}_probs.npy") for m in range(len(clusters))]
-    return {"variant": variant, **combined_accuracy(pg, sp, clusters, y, top_n)}
+    return {"variant": variant, **combined_accuracy(pg, sp, clusters, y=y, top_n=top_n)}
 
 
 def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: int = 1, results_md=None) -> Dict:
@@ -243,5 +243,5 @@ def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: i
         "specialists covering an example.",
         "",
     ]
-    write_table(exp / "specialists_table", res, lines, results_md, "specialists")
+    write_table(exp / "specialists_table", res, lines, results_md=results_md, title="specialists")
     return res

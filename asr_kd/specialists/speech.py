@@ -53,6 +53,7 @@ def speech_specialists(
     generalist_ckpt,
     ali_dir,
     fbank_dir,
+    *,
     corpus: str,
     out_dir,
     num_clusters: int = 6,
@@ -62,7 +63,7 @@ def speech_specialists(
     top_n: int = 1,
 ) -> Dict:
     out_dir = Path(out_dir)
-    splits = {s: load_split(ali_dir, fbank_dir, corpus, s) for s in ("train", "dev", "test")}
+    splits = {s: load_split(ali_dir, fbank_dir, corpus, split=s) for s in ("train", "dev", "test")}
     gen = load_model(generalist_ckpt)
     probs = {s: torch.softmax(predict_logits(gen, d), -1).numpy() for s, d in splits.items() if s != "train"}
     clusters: List[List[int]] = []
@@ -86,9 +87,9 @@ def speech_specialists(
             FrameSubset(splits["train"], torch.from_numpy(idx), torch.from_numpy(lab)),
             FrameSubset(splits["dev"], torch.from_numpy(vidx), torch.from_numpy(vlab)),
             len(cl) + 1,
-            out_dir / str(m),
-            model_cfg,
-            train_cfg,
+            out_dir=out_dir / str(m),
+            model_cfg=model_cfg,
+            cfg=train_cfg,
             seed=seed + m,
             init_state=state,
         )
@@ -96,7 +97,7 @@ def speech_specialists(
         logits = predict_logits(load_model(out_dir / str(m) / "best.pt"), splits["test"])
         logits[:, -1] += float(np.log((1 - share) / share))
         sp.append(torch.softmax(logits, -1).numpy())
-    res = combined_accuracy(probs["test"], sp, clusters, splits["test"].labels.numpy(), top_n)
+    res = combined_accuracy(probs["test"], sp, clusters, y=splits["test"].labels.numpy(), top_n=top_n)
     res.update({"clusters": clusters, "cluster_names": names, "generalist": str(generalist_ckpt)})
     write_json_atomic(out_dir / "speech_specialists.json", res)
     return res
@@ -127,9 +128,9 @@ def table_lines(res: Dict, title: str) -> List[str]:
 
 
 def speech_specialists_table(
-    generalist_ckpt, ali_dir, fbank_dir, corpus: str, out_dir, out_stem, title: str, results_md=None, **kwargs
+    generalist_ckpt, ali_dir, fbank_dir, *, corpus: str, out_dir, out_stem, title: str, results_md=None, **kwargs
 ) -> Dict:
     """``speech_specialists`` written as OUT.json / OUT.md and the RESULTS.md block."""
-    res = speech_specialists(generalist_ckpt, ali_dir, fbank_dir, corpus, out_dir, **kwargs)
-    write_table(out_stem, res, table_lines(res, title), results_md, title)
+    res = speech_specialists(generalist_ckpt, ali_dir, fbank_dir, corpus=corpus, out_dir=out_dir, **kwargs)
+    write_table(out_stem, res, table_lines(res, title), results_md=results_md, title=title)
     return res

@@ -36,7 +36,7 @@ def specialist_init(generalist_ckpt, cluster):
     return state, model_config(gen["model_cfg"])
 
 
-def combined_accuracy(pg: np.ndarray, sp, clusters, y: np.ndarray, top_n: int = 1) -> Dict:
+def combined_accuracy(pg: np.ndarray, sp, clusters, *, y: np.ndarray, top_n: int = 1) -> Dict:
     """Generalist vs. KL-combined accuracy and the per-coverage table, from probability arrays."""
     active = active_specialists(pg, clusters, top_n)
     q = combine(pg, sp, clusters, active)

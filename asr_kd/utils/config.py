@@ -73,7 +73,7 @@ def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def _checked(where: str, key: str, current, value):
+def _checked(where: str, key: str, current, *, value):
     """``value`` converted to the type of the default ``current``, range-checked by the rules above."""
     name = f"{where}.{key}"
     if isinstance(current, bool):
@@ -127,7 +127,7 @@ def merge(default: T, data: Dict[str, Any], where: str = "") -> T:
                 raise ConfigError(f"{where}.{key}: expected a mapping, not {value!r}")
             value = merge(current, value, f"{where}.{key}")
         else:
-            value = _checked(where, key, current, value)
+            value = _checked(where, key, current, value=value)
         changes[key] = value
     merged = dataclasses.replace(default, **changes)
     check = getattr(merged, "validate", None)

@@ -57,7 +57,7 @@ def add_cmd_arg(parser) -> None:
     )
 
 
-def run_jobs(cmd, fn: Callable, calls: Sequence[tuple], job_dir, name: str) -> List[Any]:
+def run_jobs(cmd, fn: Callable, calls: Sequence[tuple], *, job_dir, name: str) -> List[Any]:
     """``[fn(*args) for args in calls]`` with each call a Slurm job (results in order). ``fn`` must
     be a module-level function whose arguments pickle; it runs in a fresh process. Local commands are
     run in this process one after another (callers fork their own pools for local parallelism)."""

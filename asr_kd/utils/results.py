@@ -36,7 +36,7 @@ def _split_block(text: str, key: str):
     return head, rest.split(end, 1)[1]
 
 
-def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") -> None:
+def write_table(out_stem, res: dict, lines, *, results_md=None, title: str = "") -> None:
     """OUT.json (the numbers), OUT.md (the table) and the RESULTS.md block."""
     out_stem = Path(out_stem)
     write_json_atomic(out_stem.with_suffix(".json"), res)
@@ -48,17 +48,41 @@ def write_table(out_stem, res: dict, lines, results_md=None, title: str = "") ->
 FOOTER_KEY = "made by"
 
 
-def set_results_footer(path, command: str, commit: str, uncommitted: bool = False) -> str:
+def set_results_footer(
+    path, command: str, commit: str, *, uncommitted: bool = False, stage_times=None, example=None
+) -> str:
     """End a RESULTS.md with one block naming the command, the commit and the machine that made it
-    (an earlier footer is replaced and moved to the end); returns the footer's sentence."""
+    (an earlier footer is replaced and moved to the end), and, given the recipe's ``stage_times``
+    file (utils/stages.sh), what each stage took; ``example``: a file (a transcription example)
+    shown verbatim in its own block above the footer. Returns the footer's sentence."""
+    if example and Path(example).is_file():
+        title = "Transcribing a test file with the exported student"
+        update_results_md(path, title, [f"### {title}", "", "```", Path(example).read_text().rstrip("\n"), "```", ""])
     text, (begin, end) = _results_text(path), _markers(FOOTER_KEY)
     parts = _split_block(text, FOOTER_KEY)
     if parts:
         text = parts[0].rstrip("\n") + "\n\n" + parts[1].lstrip("\n")
     changes = " with uncommitted changes" if uncommitted else ""
     sentence = f"Made by `{command}` at commit {commit}{changes} on {machine()}."
-    write_text_atomic(Path(path), text.rstrip("\n") + f"\n\n{begin}\n---\n\n{sentence}\n{end}\n")
+    times = stage_times_sentence(stage_times) if stage_times and Path(stage_times).is_file() else ""
+    body = f"{sentence}\n\n{times}" if times else sentence
+    write_text_atomic(Path(path), text.rstrip("\n") + f"\n\n{begin}\n---\n\n{body}\n{end}\n")
     return sentence
+
+
+def stage_times_sentence(path) -> str:
+    """One sentence from a recipe's stage-times file (lines ``N<TAB>NAME<TAB>SECONDS``, appended as
+    stages finish): the latest time of each stage, in stage order, and their sum."""
+    latest = {}
+    for line in Path(path).read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[0].isdigit() and fields[2].isdigit():
+            latest[int(fields[0])] = (fields[1], int(fields[2]))
+    if not latest:
+        return ""
+    total = sum(secs for _, secs in latest.values())
+    parts = ", ".join(f"{n} {name} {secs}" for n, (name, secs) in sorted(latest.items()))
+    return f"Stage times in seconds (the latest run of each stage): {parts}; {total // 60} min {total % 60} s in all."
 
 
 def machine() -> str:

@@ -40,20 +40,22 @@ def test_oracle_loglikes_give_the_reference_with_both_decoders(tiny_graph):
     res = decode_k2(load_k2_graph(root / "graph" / "HCLG.fst"), np.asarray(tm.id2pdf_id), loglikes)
     for c in cuts:
         assert [lang.id2word[w] for w in res[c.id]["words"]] == refs[c.id], c.id
-    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, refs, lang.id2word)
+    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, refs=refs, id2word=lang.id2word)
     assert agree["wer_kaldi"] == agree["wer_k2"] == 0.0 and agree["same_share"] == 1.0
 
 
 def test_k2_agrees_with_kaldi_on_a_real_decode(tiny_graph, tiny_features):
     root, _ = tiny_graph
-    lang, tm, priors, splits = load_decode_data(root / "exp", root / "lang", tiny_features / "fbank", "digits")
+    lang, tm, priors, splits = load_decode_data(root / "exp", root / "lang", tiny_features / "fbank", corpus="digits")
     lp = model_loglikes([str(root / "exp" / "final.mdl")], splits, priors)
     loglikes, refs = {}, {}
     for s, (cuts, data) in splits.items():
         for i, c in enumerate(cuts):
             loglikes[c.id] = lp[s][data.utterance(i)] / 7.0
             refs[c.id] = c.supervisions[0].text.split()
-    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, refs, lang.id2word, beam=20.0, word_penalty=0.5)
+    agree = compare_decoders(
+        root / "graph" / "HCLG.fst", tm, loglikes, refs=refs, id2word=lang.id2word, beam=20.0, word_penalty=0.5
+    )
     assert agree["same_share"] >= 0.99, agree
     assert agree["same_paths"] > 0 and agree["max_score_diff"] < 1e-3 and agree["max_rel_score_diff"] < 1e-5, agree
     assert agree["wer_k2"] == pytest.approx(agree["wer_kaldi"], abs=0.02)
@@ -67,10 +69,10 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
         rows,
         root / "exp",
         root / "lang",
-        tiny_features / "fbank",
-        "digits",
-        root / "graph",
-        tmp_path / "kaldi",
+        fbank_dir=tiny_features / "fbank",
+        corpus="digits",
+        graph_dir=root / "graph",
+        out_dir=tmp_path / "kaldi",
         decoder="kaldi",
         **common,
     )
@@ -78,10 +80,10 @@ def test_decode_stage_gives_the_same_wer_with_either_backend(tiny_graph, tiny_fe
         rows,
         root / "exp",
         root / "lang",
-        tiny_features / "fbank",
-        "digits",
-        root / "graph",
-        tmp_path / "k2",
+        fbank_dir=tiny_features / "fbank",
+        corpus="digits",
+        graph_dir=root / "graph",
+        out_dir=tmp_path / "k2",
         decoder="k2",
         **common,
     )
@@ -146,14 +148,14 @@ def test_k2_decodes_the_context_dependent_hclg(tiny_tri_graph, tiny_features):
     res = decode_k2(load_k2_graph(hclg), np.asarray(tm.id2pdf_id), loglikes)
     for c in cuts:
         assert [lang.id2word[w] for w in res[c.id]["words"]] == refs[c.id], c.id
-    _, tm, priors, splits = load_decode_data(tri, root / "lang", tiny_features / "fbank", "digits")
+    _, tm, priors, splits = load_decode_data(tri, root / "lang", tiny_features / "fbank", corpus="digits")
     lp = model_loglikes([str(tri / "final.mdl")], splits, priors)
     loglikes, refs = {}, {}
     for s, (cuts, data) in splits.items():
         for i, c in enumerate(cuts):
             loglikes[c.id] = lp[s][data.utterance(i)] / 7.0
             refs[c.id] = c.supervisions[0].text.split()
-    agree = compare_decoders(hclg, tm, loglikes, refs, lang.id2word, beam=20.0, word_penalty=0.5)
+    agree = compare_decoders(hclg, tm, loglikes, refs=refs, id2word=lang.id2word, beam=20.0, word_penalty=0.5)
     assert agree["same_share"] >= 0.99, agree
     assert agree["wer_k2"] == pytest.approx(agree["wer_kaldi"], abs=0.02)
 
@@ -165,7 +167,7 @@ def test_k2_lattice_oracle_is_never_worse_than_its_one_best(tiny_graph, tiny_fea
     from kaldialign import edit_distance
 
     root, _ = tiny_graph
-    lang, tm, priors, splits = load_decode_data(root / "exp", root / "lang", tiny_features / "fbank", "digits")
+    lang, tm, priors, splits = load_decode_data(root / "exp", root / "lang", tiny_features / "fbank", corpus="digits")
     lp = model_loglikes([str(root / "exp" / "final.mdl")], splits, priors)
     cuts, data = splits["test"]
     loglikes = {c.id: lp["test"][data.utterance(i)] / 15.0 for i, c in enumerate(cuts)}  # flat: wide lattices
@@ -182,5 +184,5 @@ def test_k2_lattice_oracle_is_never_worse_than_its_one_best(tiny_graph, tiny_fea
     assert all(0 <= res[u]["oracle_errors"] <= errors[u] for u in refs)
     assert sum(r["oracle_errors"] for r in res.values()) < sum(errors.values())  # the lattices hold better paths
     words = {c.id: c.supervisions[0].text.split() for c in cuts}
-    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, words, lang.id2word, beam=20.0)
+    agree = compare_decoders(root / "graph" / "HCLG.fst", tm, loglikes, refs=words, id2word=lang.id2word, beam=20.0)
     assert 0 <= agree["oracle_wer_k2"] <= agree["wer_k2"]

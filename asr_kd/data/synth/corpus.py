@@ -83,12 +83,12 @@ def make_speakers(cfg: SynthConfig) -> List[Speaker]:
     ]
     for split, count, accents in plan:
         for k in range(count):
-            voice = _new_voice(cfg, accents[k % len(accents)], rng, seen)
+            voice = _new_voice(cfg, accents[k % len(accents)], rng, seen=seen)
             speakers.append(Speaker(f"{split}{len(speakers):03d}-{voice.accent}", split, voice))
     return speakers
 
 
-def _new_voice(cfg: SynthConfig, accent: str, rng: np.random.Generator, seen: set) -> Voice:
+def _new_voice(cfg: SynthConfig, accent: str, rng: np.random.Generator, *, seen: set) -> Voice:
     """A voice of ``accent`` not in ``seen`` (added to it): distinct voices keep speakers distinct."""
     while True:
         voice = Voice(
@@ -114,7 +114,7 @@ def make_unlabelled_speakers(cfg: SynthConfig, count: int) -> List[Speaker]:
     seen = {s.voice for s in make_speakers(cfg)}
     speakers = []
     for k in range(count):
-        voice = _new_voice(cfg, cfg.accents[k % len(cfg.accents)], rng, seen)
+        voice = _new_voice(cfg, cfg.accents[k % len(cfg.accents)], rng, seen=seen)
         speakers.append(Speaker(f"{UNLABELLED}{k:03d}-{voice.accent}", UNLABELLED, voice))
     return speakers
 
@@ -148,7 +148,7 @@ def _segments(events: List[Tuple[str, float]], end: float, offset: float) -> Lis
 
 
 def render_utterance(
-    cfg: SynthConfig, speaker: Speaker, utt_id: str, words: Sequence[str], plan: Dict
+    cfg: SynthConfig, speaker: Speaker, utt_id: str, *, words: Sequence[str], plan: Dict
 ) -> Tuple[np.ndarray, Dict]:
     """``words`` spoken by ``speaker`` and degraded as ``plan`` says (``draw_rendering``).
     Returns (float32 audio at cfg.sample_rate, metadata with oracle word and phone times).
@@ -187,8 +187,8 @@ def render_utterance(
     if plan["band_limited"]:
         x = degrade.band_limit(x, sr)
     if plan["noise"]:
-        noise = degrade.coloured_noise(len(x), plan["noise"]["colour"], sr, drng)
-        x = degrade.add_noise(x, noise, plan["noise"]["snr_db"], active)
+        noise = degrade.coloured_noise(len(x), plan["noise"]["colour"], sr, rng=drng)
+        x = degrade.add_noise(x, noise, plan["noise"]["snr_db"], active=active)
     x = x * 10 ** (plan["gain_db"] / 20) / max(1.0, float(np.abs(x).max()) * 1.01)
     meta = {
         "id": utt_id,
@@ -262,6 +262,7 @@ def generate(
     jobs: Sequence[Job],
     out_dir,
     key: str,
+    *,
     sample_rate: int,
     num_jobs: int = 1,
     skip_errors: bool = False,

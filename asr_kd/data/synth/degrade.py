@@ -12,7 +12,7 @@ import torchaudio.functional as AF
 NOISE_COLOURS = ("white", "pink", "brown", "hum")
 
 
-def coloured_noise(n: int, colour: str, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def coloured_noise(n: int, colour: str, sample_rate: int, *, rng: np.random.Generator) -> np.ndarray:
     """Unit-variance noise: white, pink (1/f), brown (1/f^2), or mains hum plus white noise."""
     if colour == "hum":
         t = np.arange(n) / sample_rate
@@ -33,7 +33,7 @@ def coloured_noise(n: int, colour: str, sample_rate: int, rng: np.random.Generat
     return (x / (x.std() + 1e-12)).astype(np.float32)
 
 
-def add_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float, active: np.ndarray) -> np.ndarray:
+def add_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float, *, active: np.ndarray) -> np.ndarray:
     """Add ``noise`` so that speech power (over the ``active`` samples) / noise power = ``snr_db``."""
     p_speech = float(np.mean(speech[active] ** 2)) if active.any() else float(np.mean(speech**2))
     scale = np.sqrt(p_speech / (10 ** (snr_db / 10)) / (np.mean(noise**2) + 1e-12))

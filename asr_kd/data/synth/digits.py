@@ -85,7 +85,7 @@ def synthesize_utterance(
 ) -> Tuple[np.ndarray, Dict]:
     """Returns (float32 audio at cfg.sample_rate, metadata with oracle word and phone times)."""
     plan = _utterance_plan(cfg, spk_index, utt_index)
-    return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", plan["words"], plan)
+    return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", words=plan["words"], plan=plan)
 
 
 def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict[str, int]:
@@ -98,11 +98,16 @@ def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict
         for u in range(cfg.utts_per_speaker)
     ]
     return generate(
-        jobs, out_dir, key, cfg.sample_rate, num_jobs, extra_files={"speakers.json": speaker_table(speakers)}
+        jobs,
+        out_dir,
+        key,
+        sample_rate=cfg.sample_rate,
+        num_jobs=num_jobs,
+        extra_files={"speakers.json": speaker_table(speakers)},
     )
 
 
-def _unlabelled_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int, held_out: set) -> Dict:
+def _unlabelled_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int, *, held_out: set) -> Dict:
     """An untranscribed utterance's words, redrawn until they are no dev or test utterance's string."""
     rng = np.random.default_rng([cfg.seed, 2, spk_index, utt_index])
     while True:
@@ -115,8 +120,8 @@ def _unlabelled_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int, he
 def synthesize_unlabelled(
     cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int
 ) -> Tuple[np.ndarray, Dict]:
-    plan = _unlabelled_plan(cfg, spk_index, utt_index, evaluation_strings(cfg))
-    return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", plan["words"], plan)
+    plan = _unlabelled_plan(cfg, spk_index, utt_index, held_out=evaluation_strings(cfg))
+    return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", words=plan["words"], plan=plan)
 
 
 _EVALUATION_STRINGS: Dict[str, frozenset] = {}  # per config, computed once per process
@@ -139,7 +144,7 @@ def _evaluation_strings(cfg: DigitsCorpusConfig) -> frozenset:
     )
 
 
-def generate_unlabelled(cfg: DigitsCorpusConfig, hours: float, out_dir, num_jobs: int = 1) -> Dict[str, int]:
+def generate_unlabelled(cfg: DigitsCorpusConfig, hours: float, out_dir, *, num_jobs: int = 1) -> Dict[str, int]:
     """The untranscribed transfer split (``unlabelled.jsonl`` in ``out_dir``, a folder of its own):
     about ``hours`` of digit strings, none of them a dev or test utterance's string, spoken by new
     speakers of the training accents, ``utts_per_speaker`` each, under the corpus's degradations.
@@ -161,8 +166,8 @@ def generate_unlabelled(cfg: DigitsCorpusConfig, hours: float, out_dir, num_jobs
         jobs,
         out_dir,
         key,
-        cfg.sample_rate,
-        num_jobs,
+        sample_rate=cfg.sample_rate,
+        num_jobs=num_jobs,
         extra_files={"speakers.json": speaker_table(speakers)},
         splits=(UNLABELLED,),
     )

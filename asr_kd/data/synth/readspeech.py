@@ -125,7 +125,7 @@ def assign_sentences(sentences: List[str], cfg: ReadSpeechCorpusConfig) -> Dict[
     return result
 
 
-def _utterances(split: str, pool: List[str], hours: float, cfg: ReadSpeechCorpusConfig) -> List[str]:
+def _utterances(split: str, pool: List[str], hours: float, *, cfg: ReadSpeechCorpusConfig) -> List[str]:
     """The sentences a split's utterances read, in order: each once (dev, test), or cycled (train)."""
     if split != "train":
         return list(pool)
@@ -147,14 +147,14 @@ def synthesize_read_utterance(
     cfg: ReadSpeechCorpusConfig, speaker: Speaker, utt_id: str, sentence: str, plan_seed: Tuple[int, ...]
 ) -> Tuple[np.ndarray, Dict]:
     plan = draw_rendering(cfg, np.random.default_rng(list(plan_seed)))
-    return render_utterance(cfg, speaker, utt_id, sentence.split(), plan)
+    return render_utterance(cfg, speaker, utt_id, words=sentence.split(), plan=plan)
 
 
 def text_digest(text_path) -> str:
     return hashlib.sha256(Path(text_path).read_bytes()).hexdigest()[:16]
 
 
-def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_jobs: int = 1) -> Dict[str, int]:
+def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, *, num_jobs: int = 1) -> Dict[str, int]:
     """Generate (or finish generating) the corpus from ``text_path``; returns utterances per split."""
     out_dir = Path(out_dir)
     key = fingerprint({"config": asdict(cfg), "text": text_digest(text_path), "generator": GENERATOR_VERSION})
@@ -166,7 +166,7 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_job
         spks = [s for s in speakers if s.split == split]
         hours = {"train": cfg.train_hours, "dev": cfg.dev_hours, "test": cfg.test_hours}[split]
         per_speaker = [0] * len(spks)
-        for k, sentence in enumerate(_utterances(split, parts[split], hours, cfg)):
+        for k, sentence in enumerate(_utterances(split, parts[split], hours, cfg=cfg)):
             s = k % len(spks)
             utt_id = f"{spks[s].id}-{per_speaker[s]:04d}"
             per_speaker[s] += 1
@@ -197,15 +197,15 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, num_job
         jobs,
         out_dir,
         key,
-        cfg.sample_rate,
-        num_jobs,
+        sample_rate=cfg.sample_rate,
+        num_jobs=num_jobs,
         skip_errors=True,
         extra_files={"speakers.json": speaker_table(speakers)},
     )
 
 
 def generate_readspeech_unlabelled(
-    cfg: ReadSpeechCorpusConfig, text_path, hours: float, out_dir, num_jobs: int = 1
+    cfg: ReadSpeechCorpusConfig, text_path, hours: float, *, out_dir, num_jobs: int = 1
 ) -> Dict[str, int]:
     """The untranscribed transfer split (``unlabelled.jsonl`` in ``out_dir``, a folder of its own):
     about ``hours`` of sentences that no dev or test utterance reads (the sentences no split reads
@@ -239,8 +239,8 @@ def generate_readspeech_unlabelled(
         jobs,
         out_dir,
         key,
-        cfg.sample_rate,
-        num_jobs,
+        sample_rate=cfg.sample_rate,
+        num_jobs=num_jobs,
         skip_errors=True,
         extra_files={"speakers.json": speaker_table(speakers)},
         splits=(UNLABELLED,),
