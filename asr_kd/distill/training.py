@@ -95,51 +95,46 @@ def train_speech_model(
             train.cuts_path,
             n,
         )
-        return train_model(
-            train,
-            dev,
+    else:  # in memory
+        train = load_split(ali_dir, fbank_dir, corpus, split="train", fraction=fraction, seed=subset_seed)
+        transfer = (
+            load_unlabelled(fbank_dir, corpus, round(unlabelled_ratio * len(train))) if unlabelled_ratio else None
+        )
+        if transfer is not None and (teaching.online or teachers):  # targets on the fly for every frame
+            train = concat_frames(train, transfer)
+        if distilling:  # the teaching section applies to students only
+            attach_teaching(
+                train,
+                dev,
+                teacher_models,
+                cfg=teaching,
+                temperature=loss_cfg.temperature,
+                logits=loss_cfg.loss == "logit_match",
+            )
+        if train.teacher_model is not None:  # the online ensemble scores each batch: no stored targets read
+            train.soft = None
+        elif soft_targets:
+            train.soft = read_soft_targets(soft_targets, train, n)
+            if transfer is not None:
+                train = _with_transfer(train, transfer, teacher_models, temperature=loss_cfg.temperature)
+        elif teachers:  # soft targets on the fly from the teachers
+            logits = teacher_logits(teachers, train)
+            train.soft = (
+                logits.mean(0)
+                if loss_cfg.loss == "logit_match"
+                else ensemble_soft_targets(logits, loss_cfg.temperature)
+            )
+        log.info(
+            "training %s (%s, loss %s%s%s) on %d frames%s, %d pdfs",
+            out_dir,
+            model_cfg.name,
+            loss_cfg.loss,
+            ", online teacher" if train.teacher_model is not None else "",
+            f", augment {teaching.augment}" if teaching.augment != "none" else "",
+            len(train),
+            f" ({len(transfer)} of them untranscribed)" if transfer is not None else "",
             n,
-            out_dir=out_dir,
-            model_cfg=model_cfg,
-            cfg=train_cfg,
-            criterion=build_criterion(loss_cfg),
-            seed=seed,
         )
-    train = load_split(ali_dir, fbank_dir, corpus, split="train", fraction=fraction, seed=subset_seed)
-    transfer = load_unlabelled(fbank_dir, corpus, round(unlabelled_ratio * len(train))) if unlabelled_ratio else None
-    if transfer is not None and (teaching.online or teachers):  # targets on the fly for every frame
-        train = concat_frames(train, transfer)
-    if distilling:  # the teaching section applies to students only
-        attach_teaching(
-            train,
-            dev,
-            teacher_models,
-            cfg=teaching,
-            temperature=loss_cfg.temperature,
-            logits=loss_cfg.loss == "logit_match",
-        )
-    if train.teacher_model is not None:  # the online ensemble scores each batch: no stored targets read
-        train.soft = None
-    elif soft_targets:
-        train.soft = read_soft_targets(soft_targets, train, n)
-        if transfer is not None:
-            train = _with_transfer(train, transfer, teacher_models, temperature=loss_cfg.temperature)
-    elif teachers:  # soft targets on the fly from the teachers
-        logits = teacher_logits(teachers, train)
-        train.soft = (
-            logits.mean(0) if loss_cfg.loss == "logit_match" else ensemble_soft_targets(logits, loss_cfg.temperature)
-        )
-    log.info(
-        "training %s (%s, loss %s%s%s) on %d frames%s, %d pdfs",
-        out_dir,
-        model_cfg.name,
-        loss_cfg.loss,
-        ", online teacher" if train.teacher_model is not None else "",
-        f", augment {teaching.augment}" if teaching.augment != "none" else "",
-        len(train),
-        f" ({len(transfer)} of them untranscribed)" if transfer is not None else "",
-        n,
-    )
     return train_model(
         train,
         dev,
