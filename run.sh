@@ -97,13 +97,61 @@ root=.
 if $quick; then config=conf/tiny.yaml data=$data/quick exp=$exp/quick; fi
 expand_opt_ins 0.75  # --full, --triphones (utils/recipe.sh)
 
-stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
+stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction" \
+                           "$topk_values $gmm_systems $labels $label_systems")
 
 data_key=$(unlabelled_key)  # stages 0-2 redo (skipping what is complete) when --unlabelled-hours changes
-stage_key=$data_key run_stage 0 corpus local/make_corpus.sh --config "$config" --nj "$nj" \
-  --unlabelled-hours "$unlabelled_hours" "$data/corpus"
+ali=$exp/$labels T=$temperature
+oracle=$( [ "$labels" = mono ] && echo "$exp/mono_oracle" || true )  # GMM on oracle phone times: monophone tree only
+common=(--config "$config" --nj "$nj")
+search=(--manifest-dir "$data/manifests" --lmwt 1,2,3,5,8,13 --wip 0,1)  # the dev grid widens past an edge
+stage_key=$data_key run_stage 0 corpus local/make_corpus.sh "${common[@]}" --unlabelled-hours "$unlabelled_hours" \
+                           "$data/corpus"
 stage_key=$data_key run_stage 1 manifests local/prepare_manifests.sh --config "$config" "$data/corpus" "$data/manifests"
-corpus=digits
-oracle_reference=true  # the embedded corpus has oracle phone times: stage 4 also trains the GMM on them (a reference)
-. utils/kd_stages.sh
+stage_key=$data_key run_stage 2 features python -m asr_kd compute-fbank "${common[@]}" --manifest-dir "$data/manifests" \
+                           --out "$data/fbank"
+run_stage 3 lang         python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
+                           --dict-dir "$data/local/dict" --out "$data/lang"
+run_stage 4 align        steps/train_gmms.sh "${common[@]}" --systems "$gmm_systems" --oracle-reference true \
+                           "$data/fbank" "$data/lang" "$exp"
+run_stage 5 ensemble     steps/train_ensemble.sh "${common[@]}" --ddp-procs "$ddp_procs" --members "$ensemble_size" \
+                           "$ali" "$exp/dnn"
+run_stage 6 soft-targets python -m asr_kd soft-targets --teachers "$exp/dnn" --ali-dir "$ali" --nj "$nj" \
+                           --temperature "$T" --out "$exp/soft_T$T"
+run_stage 7 distill      steps/distill.sh "${common[@]}" --ddp-procs "$ddp_procs" --seeds "$student_seeds" \
+                           --temperature "$T" "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T"
+run_stage 8 results      python -m asr_kd speech-table --config "$config" --ali-dir "$ali" --baselines "$exp/dnn" \
+                           --students "$exp/student_T$T" --out "$exp/kd/table_5a" --results-md "$exp/kd/RESULTS.md" \
+                           --title "(5a) Baseline vs. $ensemble_size-model ensemble vs. distilled student (T=$T)"
+if $analysis; then
+  run_stage 9 t-sweep    steps/temperature_sweep.sh "${common[@]}" --temperatures "$sweep_temperatures" --reference "$T" \
+                           "$ali" "$exp/dnn" "$exp"
+  run_stage 10 small-data steps/small_data.sh "${common[@]}" --fraction "$small_fraction" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp"
+  run_stage 11 topk      steps/topk.sh "${common[@]}" --temperature "$T" --topk-values "$topk_values" "$ali" "$exp/dnn" "$exp"
+  run_stage 12 realign   steps/realign.sh "${common[@]}" "${search[@]}" --oracle-reference "$oracle" \
+                           "$ali" "$exp/dnn" "$data/lang" "$exp"
+fi
+run_stage 13 decode      steps/decode_systems.sh "${common[@]}" "${search[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp/decode"
+run_stage 14 k2-decode   steps/k2_decode.sh --members "$k2_members" "$exp/decode" "$exp/decode_k2"
+if $deploy_table; then
+  run_stage 15 deploy    steps/deploy_table.sh "${common[@]}" "${search[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp/decode" "$exp/deploy"
+else
+  run_stage 15 deploy    steps/export_student.sh --config "$config" --manifest-dir "$data/manifests" --temperature "$T" \
+                           "$exp/student_T$T" "$exp/decode" "$exp/deploy"
+fi
+if [ "$gmm_systems" != mono ]; then
+  run_stage 16 systems   steps/compare_systems.sh "${common[@]}" "${search[@]}" --systems "$gmm_systems" \
+                           --labels "$labels" --label-systems "$label_systems" --members "$ensemble_size" \
+                           --seeds "$student_seeds" --temperature "$T" --ddp-procs "$ddp_procs" \
+                           --k2-members "$k2_members" "$exp"
+fi
+run_stage 17 teaching    steps/teaching_levers.sh "${common[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+stage_key="$stage_key $transfer_ratios" \
+run_stage 18 transfer    steps/transfer.sh "${common[@]}" --temperature "$T" --ratios "$transfer_ratios" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+results_footer "$exp/kd/RESULTS.md" --example "$exp/kd/transcribe_example.txt"
 echo "$0: stages $stage..$stop_stage done"

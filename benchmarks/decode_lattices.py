@@ -7,7 +7,7 @@
         [--out /tmp/decode_lattices]
 
 Needs a recipe run through its network stages (``--stop-stage 8``) and ``EXP/graph/HCLG.fst``
-(stage 13 builds it; ``asr_kd.decode.pipeline.build_graph``). Default systems: the GMM of
+(stage 13 builds it; ``asr_kd.decode.search.build_graph``). Default systems: the GMM of
 ``EXP/mono``, the first baseline seed and the first student seed found.
 
 1. The stage, each way, on the same systems and the same frames (read once, outside the clocks):
@@ -51,7 +51,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from asr_kd.decode.pipeline import decode_models, load_decode_data, load_decode_splits
+    from asr_kd.decode.search import load_decode_data, load_decode_splits
+    from asr_kd.stages.decode import decode_models
     from asr_kd.hybrid.likelihoods import model_loglikes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -22,7 +22,7 @@ def main() -> None:
     import torch
 
     from asr_kd.decode.kaldi_decoder import decode
-    from asr_kd.decode.pipeline import load_decode_data
+    from asr_kd.decode.search import load_decode_data
     from asr_kd.hybrid.likelihoods import model_loglikes
     from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
 

@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 
 
 def build_model(work: Path) -> Path:
-    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.stages.align import train_and_align
     from asr_kd.data.features import FeatureConfig, compute_cmvn, compute_fbank
     from asr_kd.data.manifests import prepare_digits
     from asr_kd.data.synth.digits import DIGIT_WORDS, DigitsCorpusConfig, generate_corpus
-    from asr_kd.decode.pipeline import build_graph
+    from asr_kd.decode.search import build_graph
     from asr_kd.deploy.model_dir import export_model_dir, fbank_settings
     from asr_kd.distill.training import train_speech_model
     from asr_kd.gmm.mono import MonoConfig

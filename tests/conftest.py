@@ -51,9 +51,9 @@ def tiny_graph(tmp_path_factory, tiny_features):
     """lang, a small monophone GMM (exp) and HCLG (graph) over the tiny corpus: (root, build info)."""
 
     from asr_kd.gmm.mono import MonoConfig
-    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.stages.align import train_and_align
     from asr_kd.data.synth.digits import DIGIT_WORDS
-    from asr_kd.decode.pipeline import build_graph
+    from asr_kd.decode.search import build_graph
     from asr_kd.lang.lexicon import build_lexicon
     from asr_kd.lang.prepare_lang import prepare_lang
 
@@ -94,8 +94,8 @@ def oracle_loglikes(ali_dir, tm, split: str = "test"):
 def tiny_tri_graph(tiny_graph, tiny_features):
     """tri1 (a small triphone tree) from ``tiny_graph``'s monophone alignments, and its context-dependent
     HCLG: (root, exp dir, graph info)."""
-    from asr_kd.align.pipeline import train_triphone_and_align
-    from asr_kd.decode.pipeline import build_graph
+    from asr_kd.stages.align import train_triphone_and_align
+    from asr_kd.decode.search import build_graph
     from asr_kd.gmm.configs import TriConfig
 
     root, _ = tiny_graph

@@ -14,7 +14,7 @@ TINY_MONO = MonoConfig(num_iters=8, max_iter_inc=5, realign_iters=(1, 2, 3, 4, 5
 
 @pytest.fixture(scope="module")
 def aligned(tiny_features, tmp_path_factory):
-    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.stages.align import train_and_align
     from asr_kd.lang.lexicon import build_lexicon
     from asr_kd.lang.prepare_lang import prepare_lang
     from asr_kd.data.synth.digits import DIGIT_WORDS
@@ -159,7 +159,7 @@ def test_one_hot_loglikes_from_an_alignment_realign_to_it(aligned, tiny_features
 
 def test_training_is_reproducible(aligned, tiny_features, tmp_path):
     """A rerun gives the same model: Gaussian splitting must not use an unseeded generator."""
-    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.stages.align import train_and_align
 
     root, _ = aligned
     train_and_align(
@@ -207,7 +207,7 @@ def test_oracle_labels_and_the_oracle_trained_reference(aligned, tiny_features, 
 
     from asr_kd.gmm.labels import label_maps
     from asr_kd.gmm.mono import GmmAligner
-    from asr_kd.align.pipeline import train_oracle_reference
+    from asr_kd.stages.align import train_oracle_reference
     from asr_kd.data.features import feature_cuts_path
 
     root, flat = aligned

@@ -62,6 +62,38 @@ def test_every_recipe_answers_help_with_its_default_stage_range():
         assert re.search(rf"--stop-stage N.*\[(\d+\.\.)?{stop}\]", r.stdout), recipe
 
 
+STEPS = sorted(ROOT.glob("steps/*.sh"))
+
+
+def test_every_step_answers_help_and_names_its_folders_when_called_wrongly():
+    """Each stage line of a run.sh is one command: a step takes options and its folders, nothing else."""
+    assert len(STEPS) >= 10
+    for step in STEPS:
+        r = subprocess.run(["bash", str(step), "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.startswith(f"Usage: {step}") and "--nj N" in r.stdout, step
+        wanted = re.search(r"\[options\] ([A-Z_ .]+)$", r.stdout.splitlines()[0]).group(1)
+        r = subprocess.run(["bash", str(step)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and f"expected {len(wanted.split())} arguments ({wanted}), got 0" in r.stderr, step
+
+
+def test_a_model_folder_stands_for_the_checkpoints_it_lists(tmp_path):
+    from asr_kd.cli.common import expand_model_folders, labelled_paths, model_paths
+
+    ens = tmp_path / "dnn"
+    ens.mkdir()
+    (ens / "models.txt").write_text("seed1/best.pt\nseed2/best.pt\n")
+    assert model_paths(str(ens)) == [f"{ens}/seed1/best.pt", f"{ens}/seed2/best.pt"]
+    assert model_paths(str(tmp_path / "one.pt")) == str(tmp_path / "one.pt")  # a checkpoint is itself
+    assert labelled_paths(f"4-model ensemble={ens}", "--models") == ("4-model ensemble", model_paths(str(ens)))
+    (ens / "models.txt").write_text("../elsewhere/best.pt\n")  # paths from files stay inside the folder
+    with pytest.raises(ValueError, match="must stay inside"):
+        model_paths(str(ens))
+    (ens / "models.txt").write_text("seed1/best.pt\n")
+    args = build_parser().parse_args(["soft-targets", "--teachers", str(ens), "x.pt", "--ali-dir", "a", "--out", "o"])
+    expand_model_folders(args)
+    assert args.teachers == [f"{ens}/seed1/best.pt", "x.pt"]
+
+
 def _manifests(folder: Path, corpus: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with gzip.open(folder / f"{corpus}_cuts_train.jsonl.gz", "wt") as f:

@@ -80,7 +80,7 @@ def _without_oracle(src, dst):
 def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_times(
     dnn_on_gmm_labels, tiny_features, tmp_path
 ):
-    from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
+    from asr_kd.stages.realign import AlignmentRow, DecodeSettings, alignment_table_lines, compare_alignments
 
     root, ckpts = dnn_on_gmm_labels
     plain = _without_oracle(root / "exp", tmp_path / "no_oracle")
@@ -107,7 +107,7 @@ def test_rows_get_wer_per_seed_and_oracle_figures_only_where_there_are_oracle_ti
 
 def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_features, tmp_path):
     from asr_kd.cli.common import alignment_row
-    from asr_kd.scoring.alignment_table import AlignmentRow, DecodeSettings, compare_alignments
+    from asr_kd.stages.realign import AlignmentRow, DecodeSettings, compare_alignments
     from asr_kd.gmm.mono import MonoConfig, GmmAligner
     from asr_kd.lang.lexicon import Lexicon
     from asr_kd.lang.prepare_lang import LangConfig, prepare_lang

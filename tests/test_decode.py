@@ -131,7 +131,7 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
     from lhotse import CutSet
 
     from asr_kd.gmm.mono import MonoConfig
-    from asr_kd.align.pipeline import load_gmm_inputs, train_and_align
+    from asr_kd.stages.align import load_gmm_inputs, train_and_align
     from asr_kd.data.features import FeatureNormalizer
     from asr_kd.hybrid.likelihoods import gmm_loglikes
     from asr_kd.nnet.data import load_frames
@@ -167,7 +167,7 @@ def test_gmm_decoding_sees_the_features_the_gmm_was_trained_on(graph, tiny_featu
 def test_graph_is_reused_only_when_built_from_the_same_inputs(graph, tiny_features, tmp_path):
     import shutil
 
-    from asr_kd.decode.pipeline import build_graph
+    from asr_kd.decode.search import build_graph
 
     root, info = graph
     shutil.copytree(root / "graph", tmp_path / "graph")

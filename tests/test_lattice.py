@@ -199,7 +199,7 @@ def test_decode_stage_on_lattices_chooses_what_re_decoding_chooses(tiny_graph, t
     """``decode_models(decoder="lattice")``: each split decoded once, the grid swept on the stored
     lattices; same chosen LM weight / penalty and WERs as re-decoding every grid point."""
     from asr_kd.decode.lattice import LatticeSet
-    from asr_kd.decode.pipeline import decode_models
+    from asr_kd.stages.decode import decode_models
 
     root, _ = tiny_graph
     rows = [("GMM", [str(root / "exp" / "final.mdl")])]

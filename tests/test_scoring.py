@@ -83,7 +83,7 @@ def test_gain_kept_and_its_interval():
 
 
 def test_dev_grid_widens_past_its_edge_until_the_optimum_is_inside():
-    from asr_kd.decode.pipeline import tune_on_dev
+    from asr_kd.decode.search import tune_on_dev
 
     calls = []
 

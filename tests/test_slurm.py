@@ -171,7 +171,7 @@ def test_python_fan_out_through_slurm_equals_local(slurm, tiny_graph, tiny_featu
     import numpy as np
     from lhotse import CutSet
 
-    from asr_kd.align.pipeline import train_and_align
+    from asr_kd.stages.align import train_and_align
     from asr_kd.decode.kaldi_decoder import decode
     from asr_kd.distill.soft_targets import soft_targets_for_split
     from asr_kd.gmm.mono import GmmAligner, MonoConfig

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from asr_kd.distill.diagnosis import diagnose_frames, teaching_table_frames, verdict, write_diagnosis
+from asr_kd.stages.teaching import diagnose_frames, teaching_table_frames, verdict, write_diagnosis
 from asr_kd.distill.teaching import EnsembleTeacher, TeachingConfig
 from asr_kd.nnet.augment import AugmentConfig, build_augment
 from asr_kd.nnet.evaluate import teacher_logits
@@ -262,7 +262,7 @@ def test_speech_table_scores_the_held_out_half_apart(members, tmp_path):
     the table computed on those utterances alone."""
     import numpy as np
 
-    from asr_kd.distill.tables import speech_table
+    from asr_kd.stages.frame_tables import speech_table
     from asr_kd.scoring.significance import ErrorCounts
 
     test = toy_frames(seed=4, n_utts=10)

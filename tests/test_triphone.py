@@ -96,8 +96,8 @@ def test_splice_repeats_edge_frames():
 
 
 def test_tri2_stores_its_transform_and_decodes_with_it(tiny_tri_graph, tiny_features, tmp_path):
-    from asr_kd.align.pipeline import train_triphone_and_align
-    from asr_kd.decode.pipeline import load_decode_data
+    from asr_kd.stages.align import train_triphone_and_align
+    from asr_kd.decode.search import load_decode_data
     from asr_kd.hybrid.likelihoods import model_loglikes
 
     root, tri, _ = tiny_tri_graph

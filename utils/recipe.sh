@@ -38,6 +38,7 @@ expand_opt_ins() {
     [ "$stop_stage" = 15 ] && stop_stage=18
   fi
   if $triphones && [ "$gmm_systems" = mono ]; then gmm_systems="mono tri1 tri2"; fi
+  [[ " $gmm_systems " == *" $labels "* ]] || { echo "$0: --labels $labels is not one of --gmm-systems ($gmm_systems)" >&2; exit 1; }
   return 0
 }
 if [ -n "${full+set}" ]; then

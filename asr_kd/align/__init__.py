@@ -1,2 +1,3 @@
-"""Layer 6 (beside decode): the alignment stage (monophone training and alignment of every split,
-realignment with DNNs) and its report against the oracle phone times."""
+"""Layer 7 (beside decode): GMM-HMM training and alignment as a library: the monophone and triphone
+systems' inputs, realignment of every split with DNNs (``dnn_align``) and the report of an alignment
+against the oracle phone times (``report``). The alignment stage that drives them is ``asr_kd.stages.align``."""

@@ -10,7 +10,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from asr_kd.cli import align, data, decode, deploy, images, lang, nnet, specialists, tables
-from asr_kd.cli.common import resolve_corpus, resolve_made_from
+from asr_kd.cli.common import expand_model_folders, resolve_corpus, resolve_made_from
 from asr_kd.gmm.mono import AlignmentFailures
 from asr_kd.utils.io import check_name
 from asr_kd.utils.logging import setup_logging
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        expand_model_folders(args)
         resolve_made_from(args)
         resolve_corpus(args)
         for option in ("corpus", "split"):  # names that become parts of file names

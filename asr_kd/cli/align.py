@@ -4,8 +4,15 @@ import json
 import logging
 
 from asr_kd.align.dnn_align import realign
-from asr_kd.align.pipeline import train_and_align, train_oracle_reference, train_triphone_and_align
-from asr_kd.cli.common import FBANK_HELP, LANG_HELP, add_corpus_arg, held_out_accents, transcribed_splits
+from asr_kd.stages.align import train_and_align, train_oracle_reference, train_triphone_and_align
+from asr_kd.cli.common import (
+    FBANK_HELP,
+    LANG_HELP,
+    add_corpus_arg,
+    held_out_accents,
+    model_paths,
+    transcribed_splits,
+)
 from asr_kd.gmm.mono import MonoConfig
 from asr_kd.gmm.configs import TriConfig
 from asr_kd.utils.config import load_yaml, merge, section
@@ -138,7 +145,11 @@ def register(sub) -> None:
     s = sub.add_parser("realign-dnn", help="realign every split with trained DNNs (hybrid likelihoods, GMM graphs)")
     s.add_argument("--config", help="YAML config (section 'corpus' for the held-out accents)")
     s.add_argument(
-        "--models", nargs="+", required=True, help="network checkpoints (best.pt); several: their averaged posteriors"
+        "--models",
+        nargs="+",
+        required=True,
+        type=model_paths,
+        help="network checkpoints (best.pt) or model folders; several: their averaged posteriors",
     )
     s.add_argument("--gmm-dir", required=True, help="the GMM alignment folder (final.mdl, pdf_counts.txt)")
     s.add_argument("--lang", required=True, help=LANG_HELP)

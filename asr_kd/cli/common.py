@@ -10,6 +10,7 @@ from asr_kd.data.synth.digits import DigitsCorpusConfig
 from asr_kd.data.synth.readspeech import ReadSpeechCorpusConfig
 from asr_kd.decode.wer import read_score_map
 from asr_kd.utils.config import section
+from asr_kd.utils.io import confined
 from asr_kd.utils.jobs import add_cmd_arg
 from asr_kd.utils.made_from import MADE_FROM, read_made_from
 
@@ -43,7 +44,13 @@ def resolve_made_from(args) -> None:
     for dest in getattr(args, "from_alignment", ()):
         if getattr(args, dest) is None:
             option = "--" + dest.replace("_", "-")
-            raise ValueError(f"{option} not given, and {args.ali_dir} records no {dest} ({MADE_FROM}): pass {option}")
+            folders = [getattr(args, f) for f in RECORDING_FOLDERS if getattr(args, f, None)]
+            source = (
+                (" and ".join(folders) + (" records" if len(folders) == 1 else " record"))
+                if folders
+                else "nothing records"
+            )
+            raise ValueError(f"{option} not given, and {source} no {dest} ({MADE_FROM}): pass {option}")
 
 
 def add_corpus_arg(s, folder: str = "--fbank-dir") -> None:
@@ -114,6 +121,14 @@ def add_decode_search_args(s, manifest_required: bool = False) -> None:
     s.add_argument("--max-active", type=int, default=7000, help="most active states per frame")
     s.add_argument("--nj", type=int, default=1, help="parallel decoding processes")
     add_cmd_arg(s)
+    s.add_argument(
+        "--decoder",
+        choices=["kaldi", "lattice", "k2"],
+        default="lattice",
+        help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
+        "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
+        "k2 (the k2 environment, re-decodes)",
+    )
 
 
 def search_settings(args) -> dict:
@@ -125,6 +140,7 @@ def search_settings(args) -> dict:
         "nj": args.nj,
         "cmd": args.cmd,
         "score_map": read_score_map(args.score_map) if args.score_map else None,
+        "decoder": args.decoder,
     }
 
 
@@ -156,14 +172,43 @@ def labelled(spec: str, option: str, form: str = "NAME=PATH") -> Tuple[str, str]
 
 
 def labelled_paths(spec: str, option: str) -> Tuple[str, List[str]]:
-    """``NAME=PATH[,PATH...]`` -> (name, paths): a system of one checkpoint, or an ensemble's."""
+    """``NAME=PATH[,PATH...]`` -> (name, paths): a system of one checkpoint, or an ensemble's (a model
+    folder stands for its checkpoints, ``model_paths``)."""
     name, value = labelled(spec, option, "NAME=PATH[,PATH...]")
-    return name, [p for p in value.split(",") if p]
+    return name, flatten([model_paths(p) for p in value.split(",") if p])
+
+
+MODELS_LIST = "models.txt"
+
+
+def model_paths(path: str):
+    """argparse type of the checkpoint options: a checkpoint, or a model folder (an ensemble's or the
+    students', written by steps/train_ensemble.sh and steps/distill.sh) whose ``models.txt`` lists its
+    checkpoints relative to it; such a folder gives that list (``flatten`` joins the lists up)."""
+    listed = Path(path) / MODELS_LIST
+    if not listed.is_file():
+        return path
+    found = [str(confined(path, line.strip(), f"{listed}: checkpoint")) for line in listed.read_text().splitlines()]
+    found = [p for p in found if p != path]
+    if not found:
+        raise ValueError(f"{listed} lists no checkpoints")
+    return found
+
+
+def flatten(values: Sequence) -> List[str]:
+    return [y for x in values for y in (x if isinstance(x, list) else [x])]
+
+
+def expand_model_folders(args) -> None:
+    """Checkpoint options given model folders: each folder's checkpoints in its place."""
+    for option, value in vars(args).items():
+        if isinstance(value, list) and any(isinstance(x, list) for x in value):
+            setattr(args, option, flatten(value))
 
 
 def alignment_row(spec: str) -> "AlignmentRow":  # noqa: F821 (imported on use: it brings in torch)
     """``NAME=ALI_DIR=CKPT[,CKPT...]`` (alignment-table --rows; the name may not hold "=")."""
-    from asr_kd.scoring.alignment_table import AlignmentRow
+    from asr_kd.stages.realign import AlignmentRow
 
     parts = spec.split("=")
     if len(parts) != 3 or not all(parts):

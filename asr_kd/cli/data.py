@@ -5,6 +5,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import List
 
 from asr_kd.cli.common import add_corpus_arg, splits
 from asr_kd.data import librispeech
@@ -66,13 +67,19 @@ def prepare_readspeech_manifests(args) -> None:
     log.info("manifests in %s: %s", args.out, json.dumps(counts))
 
 
+def feature_splits(manifest_dir, corpus: str) -> List[str]:
+    """train, dev, test, and the untranscribed transfer split when the corpus stages made one."""
+    found = (Path(manifest_dir) / f"{corpus}_cuts_{UNLABELLED}.jsonl.gz").is_file()
+    return ["train", "dev", "test"] + ([UNLABELLED] if found else [])
+
+
 def compute_fbank(args) -> None:
     sample_rate = args.sample_rate or section(args.config, "corpus", DigitsCorpusConfig).sample_rate
     compute_features(
         args.manifest_dir,
         args.out,
         args.corpus,
-        splits=splits(args.splits),
+        splits=splits(args.splits) if args.splits else feature_splits(args.manifest_dir, args.corpus),
         cfg=section(args.config, "features", FeatureConfig),
         sample_rate=sample_rate,
         num_jobs=args.nj,
@@ -166,7 +173,11 @@ def register(sub) -> None:
     )
     s.add_argument("--out", required=True, help="features folder (cuts with fbank, cmvn.npz)")
     add_corpus_arg(s, "--manifest-dir")
-    s.add_argument("--splits", default="train,dev,test", help="comma-separated; the first gives global CMVN")
+    s.add_argument(
+        "--splits",
+        help="comma-separated; the first gives global CMVN (default: train,dev,test, and the untranscribed "
+        "transfer split 'unlabelled' when the manifest folder has one)",
+    )
     s.add_argument(
         "--sample-rate", type=int, default=None, help="resample to this rate in Hz (default: the recordings' own)"
     )

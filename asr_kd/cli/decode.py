@@ -17,8 +17,8 @@ from asr_kd.cli.common import (
     search_settings,
     show_table,
 )
-from asr_kd.decode.agreement import absent_table, agreement_table
-from asr_kd.scoring.wer_table import decode_table
+from asr_kd.stages.k2_decode import absent_table, agreement_table
+from asr_kd.stages.decode import decode_table
 
 
 def decode(args) -> None:
@@ -36,7 +36,6 @@ def decode(args) -> None:
         gain_kept=names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None,
         lm_order=args.lm_order,
         arpa=args.arpa,
-        decoder=args.decoder,
         results_md=args.results_md,
         rescore_arpa=args.rescore_arpa,
         rescore_nbest=args.rescore_nbest,
@@ -90,14 +89,6 @@ def register(sub) -> None:
     add_corpus_arg(s)
     s.add_argument("--config", help="the recipe's config: its corpus's held-out test accents are also scored apart")
     s.add_argument("--graph-dir", required=True, help=GRAPH_HELP)
-    s.add_argument(
-        "--decoder",
-        choices=["kaldi", "lattice", "k2"],
-        default="lattice",
-        help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
-        "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
-        "k2 (the k2 environment, re-decodes)",
-    )
     s.add_argument(
         "--rescore-arpa",
         help="rescore the lattices with this ARPA LM (e.g. the unpruned or a 4-gram) in "

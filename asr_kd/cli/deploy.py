@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 from asr_kd.cli.common import (
+    model_paths,
     FBANK_HELP,
     GRAPH_HELP,
     LANG_HELP,
@@ -25,7 +26,7 @@ from asr_kd.deploy.audio import AudioError, audio_blocks, feature_difference, re
 from asr_kd.deploy.model_dir import ModelDir, decoded_settings, export_model_dir, fbank_settings
 from asr_kd.deploy.networks import FORMATS
 from asr_kd.deploy.recognizer import Endpointing, Recognizer, ctm_lines
-from asr_kd.deploy.table import deployment_table, evaluate
+from asr_kd.stages.deploy import deployment_table, evaluate
 from asr_kd.utils.config import section
 from asr_kd.utils.io import write_json_atomic, write_text_atomic
 
@@ -147,14 +148,21 @@ def register(sub) -> None:
     s = sub.add_parser(
         "export", help="a self-contained model directory (networks in PyTorch/TorchScript/ONNX/int8, HCLG, card)"
     )
-    s.add_argument("--checkpoints", nargs="+", required=True, help="network checkpoint(s); several: an ensemble")
+    s.add_argument(
+        "--checkpoints",
+        nargs="+",
+        required=True,
+        type=model_paths,
+        help="network checkpoint(s) or a model folder; several: an ensemble",
+    )
     s.add_argument("--name", required=True, help="the system's name (on the card)")
     s.add_argument("--config", help="YAML config (its 'features' section: frame length)")
     s.add_argument(
-        "--ali-dir", required=True, help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors)"
+        "--ali-dir",
+        help="alignment folder: final.mdl (transitions), pdf_counts.txt (priors); default: the decode folder's",
     )
     s.add_argument("--lang", help=LANG_HELP + RECORDED)
-    s.add_argument("--graph-dir", required=True, help=GRAPH_HELP)
+    s.add_argument("--graph-dir", help=GRAPH_HELP + "; default: the decode folder's")
     s.add_argument("--fbank-dir", help=FBANK_HELP + RECORDED)
     add_corpus_arg(s)
     s.add_argument(
@@ -166,7 +174,7 @@ def register(sub) -> None:
     s.add_argument("--max-active", type=int, default=7000, help="most active states per frame")
     s.add_argument("--formats", default=",".join(FORMATS), help=f"network formats to write, from {FORMATS}")
     s.add_argument("--out", required=True, help="the model directory")
-    from_alignment(s, "lang", "fbank_dir")
+    from_alignment(s, "ali_dir", "graph_dir", "lang", "fbank_dir")
     s.set_defaults(func=export)
 
     s = sub.add_parser("transcribe", help="transcribe audio files with a model directory (offline or streaming)")

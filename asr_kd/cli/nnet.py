@@ -8,6 +8,7 @@ from asr_kd.cli.common import (
     add_labelled_data_args,
     add_table_output_args,
     labelled_paths,
+    model_paths,
     positive_float,
     show_table,
 )
@@ -104,7 +105,7 @@ def soft_targets(args) -> None:
 
 
 def diagnose_student(args) -> None:
-    from asr_kd.distill.diagnosis import diagnose, write_diagnosis
+    from asr_kd.stages.teaching import diagnose, write_diagnosis
 
     res = diagnose(
         args.students,
@@ -121,7 +122,7 @@ def diagnose_student(args) -> None:
 
 
 def teaching_table_cmd(args) -> None:
-    from asr_kd.distill.diagnosis import teaching_table
+    from asr_kd.stages.teaching import teaching_table
 
     teaching_table(
         [labelled_paths(r, "--rows") for r in args.rows],
@@ -151,7 +152,12 @@ def register(sub) -> None:
     s.add_argument("--subset-seed", type=int, default=0, help="which fraction (same seed, same cuts)")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--soft-targets", help="stored soft targets (soft-targets command) -> distillation")
-    g.add_argument("--teachers", nargs="+", help="teacher checkpoints: soft targets computed on the fly")
+    g.add_argument(
+        "--teachers",
+        nargs="+",
+        type=model_paths,
+        help="teacher checkpoints or model folder: soft targets computed on the fly",
+    )
     s.add_argument("--loss", choices=sorted(LOSSES), help="override distill.loss")
     s.add_argument("--temperature", type=positive_float, help="override distill.temperature (> 0)")
     s.add_argument(
@@ -162,7 +168,8 @@ def register(sub) -> None:
     s.add_argument(
         "--teacher-models",
         nargs="+",
-        help="the ensemble behind --soft-targets: dev KL to the teacher per "
+        type=model_paths,
+        help="the ensemble (checkpoints or its folder) behind --soft-targets: dev KL to the teacher per "
         "epoch, and the online teacher of teaching.online",
     )
     s.add_argument(
@@ -185,7 +192,13 @@ def register(sub) -> None:
     s.set_defaults(func=train_dnn)
 
     s = sub.add_parser("soft-targets", help="ensemble soft targets at temperature T, stored with lhotse (HDF5)")
-    s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's checkpoints (best.pt)")
+    s.add_argument(
+        "--teachers",
+        nargs="+",
+        required=True,
+        type=model_paths,
+        help="the ensemble's checkpoints (best.pt) or its folder",
+    )
     add_labelled_data_args(s)
     s.add_argument("--temperature", type=positive_float, default=2.0, help="softmax temperature T > 0 [%(default)s]")
     s.add_argument(
@@ -207,7 +220,9 @@ def register(sub) -> None:
         "and dev frames, and the verdict (cannot fit / generalisation / targets)",
     )
     s.add_argument("--students", nargs="+", required=True, help="student training folders (with epoch-N.pt)")
-    s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
+    s.add_argument(
+        "--teachers", nargs="+", required=True, type=model_paths, help="the ensemble's member checkpoints or its folder"
+    )
     s.add_argument("--references", nargs="*", help="single models measured beside them (e.g. baselines)")
     add_labelled_data_args(s)
     s.add_argument(
@@ -226,7 +241,9 @@ def register(sub) -> None:
     s.add_argument(
         "--rows", nargs="+", required=True, help="NAME=RUN_DIR[,RUN_DIR...] (training folders, one per seed)"
     )
-    s.add_argument("--teachers", nargs="+", required=True, help="the ensemble's member checkpoints")
+    s.add_argument(
+        "--teachers", nargs="+", required=True, type=model_paths, help="the ensemble's member checkpoints or its folder"
+    )
     add_labelled_data_args(s)
     s.add_argument("--temperature", type=positive_float, default=2.0, help="the temperature of the KL to the ensemble")
     s.add_argument("--split", default="dev", help="the split the students are scored on")

@@ -1,6 +1,7 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
 
 from asr_kd.cli.common import (
+    model_paths,
     alignment_row,
     labelled,
     labelled_paths,
@@ -14,10 +15,10 @@ from asr_kd.cli.common import (
     search_settings,
     show_table,
 )
-from asr_kd.distill.tables import frame_table, speech_table
+from asr_kd.stages.frame_tables import frame_table, speech_table
 from asr_kd.nnet.data import accent_subsets, load_split
-from asr_kd.scoring.alignment_table import DecodeSettings, alignment_table
-from asr_kd.scoring.systems_table import systems_table
+from asr_kd.stages.realign import DecodeSettings, alignment_table
+from asr_kd.stages.systems import systems_table
 from asr_kd.utils.results import set_results_footer
 
 
@@ -104,8 +105,20 @@ def results_footer(args) -> None:
 
 def register(sub) -> None:
     s = sub.add_parser("speech-table", help="test frame accuracy: baselines, their ensemble, distilled students")
-    s.add_argument("--baselines", nargs="+", required=True, help="ensemble members (each also a baseline)")
-    s.add_argument("--students", nargs="+", required=True, help="the distilled students' checkpoints")
+    s.add_argument(
+        "--baselines",
+        nargs="+",
+        required=True,
+        type=model_paths,
+        help="ensemble members (each also a baseline) or their folder",
+    )
+    s.add_argument(
+        "--students",
+        nargs="+",
+        required=True,
+        type=model_paths,
+        help="the distilled students' checkpoints or their folder",
+    )
     add_labelled_data_args(s)
     s.add_argument("--split", default="test", help="the split scored")
     s.add_argument("--config", help="the recipe's config: its corpus's held-out accents are also scored apart")

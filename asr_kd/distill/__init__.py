@@ -1,2 +1,3 @@
-"""Layer 9 (experiments, beside specialists): the paper's speech experiment: ensemble soft targets, training
-baselines, members and students, and the frame-accuracy tables (5a-5d)."""
+"""Layer 10 (experiments, beside specialists): the paper's speech experiment as a library: ensemble soft
+targets, training baselines, members and students, and the ways of teaching (online ensemble,
+augmented views). Its tables are written by ``asr_kd.stages``."""

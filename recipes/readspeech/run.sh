@@ -3,8 +3,8 @@
 # James Bible by default, or any text, one sentence a line) spoken by synthetic eSpeak NG voices
 # under the digit corpus's degradations, with oracle word and phone times. Stage 0 synthesises the
 # corpus; stage 1 writes manifests and trains a pruned 3-gram (kenlm lmplz) on the LM-only text;
-# stages 2-18 are the shared speech stages (utils/kd_stages.sh; by default the core experiment, 0-15): CMUdict lexicon with eSpeak G2P
-# for the rest, monophone GMM, DNN ensemble, distillation, HCLG decoding with the 3-gram.
+# stages 2-18 are the speech stages of the default recipe (../../run.sh; by default the core experiment, 0-15):
+# CMUdict lexicon with eSpeak G2P for the rest, monophone GMM, DNN ensemble, distillation, HCLG decoding with the 3-gram.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")"
@@ -79,19 +79,60 @@ manifests_and_lm() {
 data_key=$(unlabelled_key)  # stages 0-2 redo (skipping what is complete) when --unlabelled-hours changes
 stage_key=$data_key run_stage 0 corpus    make_corpus
 stage_key=$data_key run_stage 1 manifests manifests_and_lm
-corpus=readspeech
-sample_rate=16000
-oracle_reference=false
-lang_opts="--lm-vocab $data/lm/3gram.arpa"  # words.txt: training words + the LM's, never dev/test's
-# re-decoding (--decoder kaldi): on this 1.1M-state graph the lattice search (no max-active) has a
-# single-thread RTF of 0.10 against 0.04, more than a 3-point grid saves. Lattices with 4-gram
-# rescoring (stage 1 trains it; RESULTS: -1.19 WER for the baseline, 4.7x the stage's time):
-# decode_opts="--decoder lattice --rescore-arpa $data/lm/4gram.arpa"
-decode_opts="--arpa $data/lm/3gram.arpa --beam 12 --max-active 5000 --decoder kaldi ${decode_opts:-}"
-decode_lmwt=${decode_lmwt:-4,6,9}  # the dev optimum was 6 for every system of the default run
-decode_wip=${decode_wip:-0}
-decode_title="WER: baseline vs. ensemble vs. distilled student (read speech, pruned 3-gram HCLG)"
-k2_opts="--beam 12"   # stage 14 at the decode stage's beam: the 3-gram HCLG is large
-export_opts="--beam 12 --max-active 5000"  # stage 15: the deployed decoder searches as the decode stage did
-. $root/utils/kd_stages.sh
+ali=$exp/$labels T=$temperature steps=$root/steps
+common=(--config "$config" --nj "$nj")
+# the decoding graph uses the pruned 3-gram; re-decoding (--decoder kaldi): on this 1.1M-state graph the lattice
+# search (no max-active) has a single-thread RTF of 0.10 against 0.04, more than a 3-point grid saves. Lattices
+# with 4-gram rescoring (stage 1 trains it; -1.19 WER for the baseline at 4.7x the stage's time):
+#   --decode-opts "--decoder lattice --rescore-arpa $data/lm/4gram.arpa ..."
+search=(--manifest-dir "$data/manifests" --lmwt 4,6,9 --wip 0
+        --decode-opts "--arpa $data/lm/3gram.arpa --beam 12 --max-active 5000 --decoder kaldi")
+stage_key=$data_key run_stage 2 features python -m asr_kd compute-fbank "${common[@]}" --sample-rate 16000 \
+                           --manifest-dir "$data/manifests" --out "$data/fbank"
+# words.txt: the training words and the LM's, never dev's or test's
+run_stage 3 lang         python -m asr_kd prepare-lang --config "$config" --manifest-dir "$data/manifests" \
+                           --lm-vocab "$data/lm/3gram.arpa" --dict-dir "$data/local/dict" --out "$data/lang"
+run_stage 4 align        $steps/train_gmms.sh "${common[@]}" --systems "$gmm_systems" "$data/fbank" "$data/lang" "$exp"
+run_stage 5 ensemble     $steps/train_ensemble.sh "${common[@]}" --ddp-procs "$ddp_procs" --members "$ensemble_size" \
+                           "$ali" "$exp/dnn"
+run_stage 6 soft-targets python -m asr_kd soft-targets --teachers "$exp/dnn" --ali-dir "$ali" --nj "$nj" \
+                           --temperature "$T" --out "$exp/soft_T$T"
+run_stage 7 distill      $steps/distill.sh "${common[@]}" --ddp-procs "$ddp_procs" --seeds "$student_seeds" \
+                           --temperature "$T" "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T"
+run_stage 8 results      python -m asr_kd speech-table --config "$config" --ali-dir "$ali" --baselines "$exp/dnn" \
+                           --students "$exp/student_T$T" --out "$exp/kd/table_5a" --results-md "$exp/kd/RESULTS.md" \
+                           --title "(5a) Baseline vs. $ensemble_size-model ensemble vs. distilled student (T=$T)"
+if $analysis; then
+  run_stage 9 t-sweep    $steps/temperature_sweep.sh "${common[@]}" --temperatures "$sweep_temperatures" --reference "$T" \
+                           "$ali" "$exp/dnn" "$exp"
+  run_stage 10 small-data $steps/small_data.sh "${common[@]}" --fraction "$small_fraction" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp"
+  run_stage 11 topk      $steps/topk.sh "${common[@]}" --temperature "$T" --topk-values "$topk_values" "$ali" "$exp/dnn" "$exp"
+  run_stage 12 realign   $steps/realign.sh "${common[@]}" "${search[@]}" "$ali" "$exp/dnn" "$data/lang" "$exp"
+fi
+run_stage 13 decode      $steps/decode_systems.sh "${common[@]}" "${search[@]}" --temperature "$T" \
+                           --title "WER: baseline vs. ensemble vs. distilled student (read speech, pruned 3-gram HCLG)" \
+                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp/decode"
+run_stage 14 k2-decode   $steps/k2_decode.sh --members "$k2_members" --k2-opts "--beam 12" "$exp/decode" "$exp/decode_k2"
+# the deployed decoder searches as the decode stage did
+if $deploy_table; then
+  run_stage 15 deploy    $steps/deploy_table.sh "${common[@]}" "${search[@]}" --temperature "$T" \
+                           --export-opts "--beam 12 --max-active 5000" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp/decode" "$exp/deploy"
+else
+  run_stage 15 deploy    $steps/export_student.sh --config "$config" --manifest-dir "$data/manifests" --temperature "$T" \
+                           --export-opts "--beam 12 --max-active 5000" "$exp/student_T$T" "$exp/decode" "$exp/deploy"
+fi
+if [ "$gmm_systems" != mono ]; then
+  run_stage 16 systems   $steps/compare_systems.sh "${common[@]}" "${search[@]}" --systems "$gmm_systems" \
+                           --labels "$labels" --label-systems "$label_systems" --members "$ensemble_size" \
+                           --seeds "$student_seeds" --temperature "$T" --ddp-procs "$ddp_procs" \
+                           --k2-members "$k2_members" --k2-opts "--beam 12" "$exp"
+fi
+run_stage 17 teaching    $steps/teaching_levers.sh "${common[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+stage_key="$stage_key $transfer_ratios" \
+run_stage 18 transfer    $steps/transfer.sh "${common[@]}" --temperature "$T" --ratios "$transfer_ratios" \
+                           "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+results_footer "$exp/kd/RESULTS.md" --example "$exp/kd/transcribe_example.txt"
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from asr_kd.gmm.mono import GmmAligner
-from asr_kd.decode.agreement import compare_decoders
-from asr_kd.decode.pipeline import decode_models, load_decode_data
+from asr_kd.stages.k2_decode import compare_decoders
+from asr_kd.decode.search import load_decode_data
+from asr_kd.stages.decode import decode_models
 from asr_kd.hybrid.likelihoods import model_loglikes
 from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
 from asr_kd.lang.prepare_lang import Lang

@@ -1,5 +1,5 @@
-"""The alignment stage as one call: GMM features -> monophone training -> alignment of every
-split -> labels stored with lhotse -> pdf statistics -> report against the oracle.
+"""Stage 4, alignment, as one call per GMM system: GMM features -> monophone (or triphone) training ->
+alignment of every split -> labels stored with lhotse -> pdf statistics -> report against the oracle.
 
 Resumable: the trained model (``<exp>/final.mdl``) and each split's labels are kept once
 written; a rerun loads them instead of redoing the work.

@@ -1,4 +1,7 @@
-"""The WER table of a decode: one row per system, its seeds pooled, with intervals and comparisons.
+"""Stage 13, decoding: every system (the GMM, each baseline seed, the ensemble, each student seed) on one
+HCLG, searched with either backend (``asr_kd.decode.kaldi_decoder`` into lattices, or k2; same graph,
+same likelihoods), its LM weight and insertion penalty chosen on dev and applied unchanged to test
+(``decode_models``), and the WER table (``decode_table``).
 
 A *system* is a name; each of its decoded members (``decode_models`` rows of the same group) is one
 training seed, or one ensemble. A row gives dev and test WER as mean ± sample std over its seeds
@@ -11,7 +14,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asr_kd.decode.pipeline import build_graph, decode_models
+import logging
+import time
+
+from asr_kd.decode.k2_decoder import decode_k2, load_k2_graph
+from asr_kd.decode.kaldi_decoder import decode
+from asr_kd.decode.search import LatticeStore, build_graph, load_decode_data, tune_on_dev
+from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
+from asr_kd.hybrid.likelihoods import model_loglikes
+from asr_kd.utils.device import torch_device
+from asr_kd.utils.io import confined, write_json_atomic
+from asr_kd.utils.made_from import write_made_from
 from asr_kd.nnet.data import accent_subsets, load_split
 from asr_kd.nnet.evaluate import evaluate, utterance_frames
 from asr_kd.scoring.significance import (
@@ -24,6 +37,258 @@ from asr_kd.scoring.significance import (
     summarise,
 )
 from asr_kd.utils.results import write_table
+
+log = logging.getLogger(__name__)
+
+
+def _rescored(d: Path, lattices: LatticeStore, best: Dict, *, id2word, lms, n: int, score) -> Dict:
+    """Dev and test rescored at the tuned point (``asr_kd.decode.rescore``): their scoring in
+    ``d/rescored`` and the row's fields (WERs, seconds, per-utterance test errors for the WER
+    table's paired bootstrap)."""
+    from asr_kd.decode.rescore import rescore
+
+    res, stats = {}, {}
+    for split in ("dev", "test"):
+        words, stats[split] = rescore(lattices.lattices[split], best["lmwt"], best["wip"], id2word, *lms, n=n)
+        res[split] = score(split, {u: {"words": w} for u, w in words.items()})
+        write_scoring(d / "rescored", split, res[split])
+    info = {
+        "dev_wer_rescored": res["dev"]["wer"],
+        "test_wer_rescored": res["test"]["wer"],
+        "rescore": {**stats["test"], "dev_seconds": stats["dev"]["seconds"]},
+    }
+    write_json_atomic(d / "rescored" / "rescore.json", info)
+    info["rescored_counts"] = utterance_counts(res["test"])
+    return info
+
+
+def decode_models(
+    rows: Sequence[Tuple[str, List[str]]],
+    ali_dir,
+    lang_dir,
+    *,
+    fbank_dir,
+    corpus: str,
+    graph_dir,
+    out_dir,
+    lmwts: Sequence[float] = (5, 7, 10, 14, 20),
+    penalties: Sequence[float] = (0.0, 0.5, 1.0),
+    beam: float = 13.0,
+    max_active: int = 7000,
+    nj: int = 1,
+    cmd="local",
+    score_map: Optional[Dict[str, str]] = None,
+    decoder: str = "lattice",
+    splits: Optional[Dict] = None,
+    rescore_arpa=None,
+    rescore_nbest: int = 100,
+) -> List[Dict]:
+    """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
+    GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
+    with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
+    ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
+    token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``lattice`` (the default: each
+    split decoded once into lattices, ``LatticeStore``; the grid is swept on them), ``kaldi``
+    (LatticeFasterDecoder, every grid point decoded again) or ``k2`` (asr_kd.decode.k2_decoder, same
+    graph and likelihoods, re-decoding; one process, the GPU when present).
+    ``nj`` / ``cmd``: Kaldi decoding in ``nj`` forked processes, or ``nj`` Slurm jobs per decode (``asr_kd.utils.jobs``). ``splits``: dev and test frames
+    already read by ``load_decode_splits`` (callers decoding several alignments read them once).
+    ``rescore_arpa`` (lattice decoder): dev and test rescored at the tuned point with this LM in
+    place of the graph's (``asr_kd.decode.rescore``, ``rescore_nbest`` distinct word sequences per
+    utterance); scoring in ``<name>/rescored``, the row gets the rescored WERs and the test gain's
+    paired-bootstrap interval."""
+    if decoder not in ("kaldi", "k2", "lattice"):
+        raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
+    write_made_from(
+        out_dir,
+        {"ali_dir": ali_dir, "lang": lang_dir, "fbank_dir": fbank_dir, "graph_dir": graph_dir},
+        {"corpus": corpus},
+    )
+    lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus=corpus, splits=splits)
+    graph = Path(graph_dir) / "HCLG.fst"
+
+    def fold(tokens):
+        if not score_map:
+            return tokens
+        return [m for m in (score_map.get(t, t) for t in tokens) if m]
+
+    if rescore_arpa and decoder != "lattice":
+        raise ValueError("--rescore-arpa rescores lattices: use --decoder lattice")
+    lms = None
+    if rescore_arpa:
+        import json
+
+        from asr_kd.decode.rescore import ArpaCost
+
+        lms = (
+            ArpaCost(json.loads((Path(graph_dir) / "graph_summary.json").read_text())["arpa"]),
+            ArpaCost(rescore_arpa),
+        )
+    out, k2_graphs = [], {}
+    for name, _ in rows:
+        confined(out_dir, name, "system name")  # names become folders under out_dir
+    for name, ckpts in rows:
+        lp = model_loglikes(ckpts, splits, priors)
+        lattices = LatticeStore(
+            Path(out_dir) / name,
+            graph,
+            np.asarray(tm.id2pdf_id),
+            lmwts=lmwts,
+            beam=beam,
+            nj=nj,
+            cmd=cmd,
+            max_active=max_active,
+        )
+
+        def split_lattices(split, point=None):  # decoded once per split; every grid point is a best path on them
+            cuts, data = splits[split]
+            return lattices.decode(
+                split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)}, point
+            )
+
+        def run(split, lmwt, wip):
+            cuts, data = splits[split]
+            t0 = time.time()
+            if decoder == "lattice":
+                split_lattices(split, None if split == "dev" else (lmwt, wip))  # test: at the tuned point
+                secs = lattices.seconds[split]
+                res = {u: {"words": w} for u, w in lattices.words(split, lmwt, wip).items()}
+            else:
+                ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
+                if decoder == "k2":
+                    if wip not in k2_graphs:
+                        k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
+                    res = decode_k2(
+                        k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active
+                    )
+                else:
+                    res = decode(
+                        graph,
+                        tm,
+                        ll,
+                        beam=beam,
+                        max_active=max_active,
+                        word_penalty=wip,
+                        nj=nj,
+                        cmd=cmd,
+                        job_dir=Path(out_dir) / name / "jobs",
+                    )
+                secs = time.time() - t0
+            return score(split, res), secs / max(len(data) * 0.01, 1e-9)
+
+        def score(split, res):
+            cuts, _ = splits[split]
+            refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
+            hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
+            spk = {c.id: c.supervisions[0].speaker for c in cuts}
+            details = wer_details(refs, hyps, spk)
+            # OOV words (outside words.txt) stay in the references: no hypothesis can hold them, so they count as errors
+            details["oov_tokens"] = sum(
+                1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id
+            )
+            return details
+
+        dev_runs = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
+
+        def dev_wer(lmwt, wip):
+            dev_runs[(lmwt, wip)] = run("dev", lmwt, wip)[0]
+            return dev_runs[(lmwt, wip)]["wer"]
+
+        def batch(points):  # lattices: the round's points in one pass
+            if decoder == "lattice":
+                split_lattices("dev")
+                lattices.best("dev", points)
+
+        t_tune = time.time()
+        grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
+        recentred = None
+        if decoder == "lattice" and not (1 / 1.5 <= best["lmwt"] * lattices.acoustic_scale <= 1.5):
+            # the lattices hold the paths near the best one at their own scale: an optimum far from it
+            # is searched again on lattices decoded at its scale (Kaldi users re-pick --acwt likewise)
+            recentred = (1.0 / lattices.acoustic_scale, best["lmwt"])
+            log.info(
+                "%s: dev optimum LM weight %g is far from the lattices' %g: decoding them again at %g",
+                name,
+                best["lmwt"],
+                recentred[0],
+                best["lmwt"],
+            )
+            lattices = LatticeStore(
+                Path(out_dir) / name,
+                graph,
+                np.asarray(tm.id2pdf_id),
+                lmwts=[best["lmwt"]],
+                beam=beam,
+                nj=nj,
+                cmd=cmd,
+                max_active=max_active,
+            )
+            dev_runs.clear()
+            grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
+        if widened:
+            log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", name, widened)
+        dev = dev_runs[(best["lmwt"], best["wip"])]
+        test, rtf = run("test", best["lmwt"], best["wip"])
+        d = Path(out_dir) / name
+        write_scoring(d, "dev", dev)
+        write_scoring(d, "test", test)
+        write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best, "widened": widened})
+        row = {
+            "name": name,
+            "checkpoints": list(ckpts),
+            "best_lmwt": best["lmwt"],
+            "best_wip": best["wip"],
+            "grid_widened": widened,
+            "dev_wer": dev["wer"],
+            "test_wer": test["wer"],
+            "test_ins": test["ins"],
+            "test_del": test["del"],
+            "test_sub": test["sub"],
+            "test_words": test["ref_len"],
+            "test_oov_tokens": test["oov_tokens"],
+            "rtf_test": rtf,
+            "nj": nj if decoder == "kaldi" else 1,
+            "decoder": decoder,
+            "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)},
+        }
+        row["decode_seconds"] = round(time.time() - t_tune, 2)
+        if decoder == "lattice":
+            row["lattices_recentred"] = recentred
+            row["lattice_decode_seconds"] = {k: round(v, 2) for k, v in lattices.seconds.items()}
+            cuts, _ = splits["test"]
+            refs = {c.id: [lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
+            row["test_oracle_wer"] = lattices.oracle_wer("test", refs)
+            conf = {}
+            for split, res in (("dev", dev), ("test", test)):
+                split_cuts, _ = splits[split]
+                conf[split] = lattices.confidences(
+                    split,
+                    best["lmwt"],
+                    best["wip"],
+                    {u: r["hyp"] for u, r in res["per_utt"].items()},
+                    {c.id: fold(c.supervisions[0].text.split()) for c in split_cuts},
+                    lang.id2word,
+                )
+            nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
+            if lms:
+                row.update(_rescored(d, lattices, best, id2word=lang.id2word, lms=lms, n=rescore_nbest, score=score))
+            row["test_confidence_nce"] = nce["test_raw"]
+            row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
+        out.append(row)
+        log.info(
+            "%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
+            name,
+            100 * dev["wer"],
+            best["lmwt"],
+            best["wip"],
+            100 * test["wer"],
+            test["ins"],
+            test["del"],
+            test["sub"],
+            test["ref_len"],
+            rtf,
+        )
+    return out
 
 
 def group_counts(members: Sequence[Dict], split: str) -> ErrorCounts:

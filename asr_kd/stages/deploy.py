@@ -1,4 +1,4 @@
-"""What a system costs to serve, measured: the deployment table.
+"""Stage 15, what a system costs to serve, measured: the deployment table.
 
 Each system is a model directory and a network format. ``evaluate`` transcribes a test set with the
 deployed path (``asr_kd.deploy.recognizer``: kaldi-native-fbank, the network in that format on one

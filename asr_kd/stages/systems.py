@@ -1,4 +1,4 @@
-"""GMM systems (monophone, triphone trees) side by side, and the networks trained on each one's labels.
+"""Stage 16: GMM systems (monophone, triphone trees) side by side, and the networks trained on each one's labels.
 
 Reads what earlier stages wrote, decodes nothing itself: per system ``<exp>/<system>/`` (timings.json:
 pdfs, Gaussians, training time; alignment_report.json: boundaries and frame agreement against the

@@ -1,4 +1,4 @@
-"""Which alignment gives the better DNN: alignments compared by their labels and by the DNNs they train.
+"""Stage 12, which alignment gives the better DNN: alignments compared by their labels and by the DNNs they train.
 
 Each row is an alignment folder (``final.mdl``, ``pdf_counts.txt``, test cuts, ``alignment_report.json``)
 and the checkpoints of DNNs trained on its labels, one per seed. Per row:
@@ -27,14 +27,15 @@ import numpy as np
 from lhotse import CutSet
 
 from asr_kd.data.features import FeatureNormalizer
-from asr_kd.decode.pipeline import build_graph, decode_models, load_decode_splits
+from asr_kd.decode.search import build_graph, load_decode_splits
+from asr_kd.stages.decode import decode_models
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import dnn_logposteriors
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import load_frames
 from asr_kd.scoring.significance import compare, mean_std, pair_sentence, summarise
 from asr_kd.utils.results import write_table
-from asr_kd.scoring.wer_table import group_counts
+from asr_kd.stages.decode import group_counts
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DecodeSettings:
     nj: int = 1
     cmd: str = "local"
     score_map: Optional[Dict[str, str]] = field(default=None, repr=False)
+    decoder: str = "lattice"
 
 
 def _pm(s: Optional[Dict], digits: int = 2) -> str:
@@ -164,6 +166,7 @@ def compare_alignments(
                 nj=decode.nj,
                 cmd=decode.cmd,
                 score_map=decode.score_map,
+                decoder=decode.decoder,
                 splits=decode_splits,
             )
             counts[row.name] = group_counts(dec, "test")

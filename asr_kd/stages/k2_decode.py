@@ -1,4 +1,4 @@
-"""Do the Kaldi decoder and k2 agree? Same graph, same scaled log-likelihoods, same settings:
+"""Stage 14: do the Kaldi decoder and k2 agree? Same graph, same scaled log-likelihoods, same settings:
 the share of utterances with identical 1-best words, the share with identical best paths (words
 and per-frame transition-ids), both WERs, and the largest score difference over identical paths
 (Kaldi's best-path log-likelihood against k2's shortest-path total score; both are graph score plus
@@ -14,7 +14,7 @@ import numpy as np
 
 from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
 from asr_kd.decode.kaldi_decoder import decode
-from asr_kd.decode.pipeline import load_decode_data
+from asr_kd.decode.search import load_decode_data
 from asr_kd.decode.wer import wer_details
 from asr_kd.hybrid.likelihoods import model_loglikes
 from asr_kd.utils.results import write_table

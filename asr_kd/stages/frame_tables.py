@@ -1,5 +1,5 @@
-"""Result tables of the speech experiment (markdown + JSON), in the paper's form: (5a) baseline vs.
-ensemble vs. distilled student, and frame-accuracy tables of named systems (5b-5d)."""
+"""Stages 8-11, frame accuracy (markdown + JSON) in the paper's form: (5a) baseline vs. ensemble vs.
+distilled student, and frame-accuracy tables of named systems (5b-5d)."""
 
 import json
 from pathlib import Path

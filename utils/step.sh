@@ -1,0 +1,44 @@
+# The shared header of steps/*.sh (Kaldi's steps/ convention): a step sets its option defaults and
+# help_message, then sources this file, and takes its input and output folders as arguments:
+#     steps/train_ensemble.sh --members 4 exp/mono exp/dnn
+# It puts the project's environment first (path.sh), turns --options into those variables
+# (parse_options.sh), sends the Python steps' fan-out through --cmd, and loads the job runner of
+# utils/stages.sh (bg_job, bg_wait, ddp_job). It defines:
+#   step_usage N "ARG ..."   exit with the usage line unless the step got N positional arguments
+#   models DIR               the checkpoints listed in DIR/models.txt (a folder of ensemble members or students)
+#   write_models DIR PATH... record PATH... (inside DIR) as DIR's models.txt, atomically
+#   system_name SYSTEM       a table's row name for a GMM system (mono, tri1, tri2)
+#   recorded DIR NAME        what DIR records it was made from (made_from.json): fbank_dir, lang, corpus
+_step_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$_step_root/path.sh"
+cmd=${cmd:-${ASR_KD_CMD:-local}}
+nj=${nj:-1}
+help_message="$help_message
+  --nj N          processes at once [$nj]
+  --cmd CMD       how parallel jobs run: local, or \"slurm [sbatch options]\" [$cmd]"
+. "$_step_root/utils/parse_options.sh"
+export ASR_KD_CMD="$cmd"
+. "$_step_root/utils/stages.sh"
+
+step_usage() {
+  if [ "$1" != "$2" ]; then
+    printf '%s\n' "$help_message" | head -n 1 >&2
+    echo "$0: expected $1 arguments ($3), got $2; see --help" >&2
+    exit 1
+  fi
+}
+models() {
+  [ -f "$1/models.txt" ] || { echo "$0: $1 has no models.txt (not a folder of trained models)" >&2; return 1; }
+  sed "s|^|$1/|" "$1/models.txt"
+}
+write_models() {
+  local dir=$1; shift
+  printf '%s\n' "${@#$dir/}" > "$dir/models.txt.tmp" && mv "$dir/models.txt.tmp" "$dir/models.txt"
+}
+system_name() {
+  case $1 in mono) echo "monophone";; tri1) echo "tri1, deltas";; tri2) echo "tri2, LDA+MLLT";; *) echo "$1";; esac
+}
+recorded() {  # recorded DIR NAME: what DIR's made_from.json records as NAME (fbank_dir, lang, corpus, ...)
+  python -c 'import sys; from asr_kd.utils.made_from import read_made_from as r; print(r(sys.argv[1])[sys.argv[2]])' \
+    "$1" "$2" || { echo "$0: $1 records no $2 (its made_from.json)" >&2; return 1; }
+}
