@@ -31,7 +31,8 @@ levers=(
   "patient + consistent: cosine over 20 epochs, online ensemble on tempo + mixup views|$cosine --online-teacher --augment tempo+mixup"
 )
 # the paper's sweep on dev, around the recipe's T and hard weight, with the online mixup teacher (any T: no stored targets)
-for t in 1 4; do levers+=("T=$t, hard weight 0.5: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --temperature $t"); done
+hw=$(hard_weight "$config")
+for t in 1 4; do levers+=("T=$t, hard weight $hw: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --temperature $t"); done
 for w in 0 1; do levers+=("T=$temperature, hard weight $w: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --hard-weight $w"); done
 
 out=$exp/teaching

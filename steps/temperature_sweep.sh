@@ -25,4 +25,4 @@ for t in $temperatures; do
 done
 python -m asr_kd frame-table --ali-dir "$ali" --results-md "$exp/kd/RESULTS.md" --rows "${rows[@]}" \
   --out "$exp/kd/table_5b_temperature" ${pairs[@]+--compare "${pairs[@]}"} \
-  --title "(5b) Distilled students by soft-target temperature (hard weight 0.5, T^2-scaled soft term)"
+  --title "(5b) Distilled students by soft-target temperature (hard weight $(hard_weight "$config"), T^2-scaled soft term)"

@@ -9,6 +9,7 @@
 #   write_models DIR PATH... record PATH... (inside DIR) as DIR's models.txt, atomically
 #   system_name SYSTEM       a table's row name for a GMM system (mono, tri1, tri2)
 #   recorded DIR NAME        what DIR records it was made from (made_from.json): fbank_dir, lang, corpus
+#   hard_weight CONFIG       the weight of the hard-label term in CONFIG's distill section
 _step_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$_step_root/path.sh"
 cmd=${cmd:-${ASR_KD_CMD:-local}}
@@ -41,4 +42,8 @@ system_name() {
 recorded() {  # recorded DIR NAME: what DIR's made_from.json records as NAME (fbank_dir, lang, corpus, ...)
   python -c 'import sys; from asr_kd.utils.made_from import read_made_from as r; print(r(sys.argv[1])[sys.argv[2]])' \
     "$1" "$2" || { echo "$0: $1 records no $2 (its made_from.json)" >&2; return 1; }
+}
+hard_weight() {  # hard_weight CONFIG: the hard-label term's weight of the config's distill section
+  python -c 'import sys; from asr_kd.utils.config import section; from asr_kd.nnet.losses import LossConfig
+print("%g" % section(sys.argv[1] or None, "distill", LossConfig).hard_weight)' "$1"
 }

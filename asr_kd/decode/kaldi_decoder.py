@@ -10,6 +10,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from asr_kd.decode.lattice import LATTICE_BEAM
 from asr_kd.kaldi import khg
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
 from asr_kd.utils.jobs import JobCmd, run_jobs
@@ -50,7 +51,7 @@ def decode(
     loglikes: Dict[str, np.ndarray],
     beam: float = 13.0,
     max_active: int = 7000,
-    lattice_beam: float = 6.0,
+    lattice_beam: float = LATTICE_BEAM,
     word_penalty: float = 0.0,
     nj: int = 1,
     cmd="local",

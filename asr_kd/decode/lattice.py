@@ -49,6 +49,7 @@ Point = Tuple[float, float]  # (LM weight, word insertion penalty)
 _SPACES = re.compile(r"[ \t]+")
 
 
+LATTICE_BEAM = 6.0  # how far below the best path lattices keep paths (Kaldi's --lattice-beam; k2's output beam)
 SEARCH_CHECK_MIN_ACTIVE = 200  # LatticeFasterDecoder's default min-active, which the 1-best check keeps
 SEARCH_RETRIES = 3  # wider lattice searches (beam x 2, x 4, x 8) of an utterance the check finds wanting
 
@@ -70,7 +71,7 @@ def decode_lattices(
     acoustic_scale: float,
     *,
     beam: float = 13.0,
-    lattice_beam: float = 6.0,
+    lattice_beam: float = LATTICE_BEAM,
     word_penalty: float = 0.0,
     max_active: int = 7000,
     stats: Optional[Dict[str, int]] = None,
@@ -170,7 +171,7 @@ def decode_lattices_parallel(
     *,
     archive,
     beam: float = 13.0,
-    lattice_beam: float = 6.0,
+    lattice_beam: float = LATTICE_BEAM,
     nj: int = 1,
     cmd="local",
     job_dir=None,

@@ -20,6 +20,7 @@ from asr_kd.decode.graph import make_hclg
 from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors
 from asr_kd.decode.lattice import (
+    LATTICE_BEAM,
     Calibration,
     LatticeSet,
     decode_lattices_parallel,
@@ -175,7 +176,7 @@ class LatticeStore:
         *,
         lmwts: Sequence[float],
         beam: float,
-        lattice_beam: float = 6.0,
+        lattice_beam: float = LATTICE_BEAM,
         nj: int = 1,
         cmd="local",
         max_active: int = 7000,

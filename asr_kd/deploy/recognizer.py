@@ -28,7 +28,7 @@ import numpy as np
 from asr_kd.deploy.audio import StreamingFbank
 from asr_kd.deploy.model_dir import ModelDir, ModelDirError
 from asr_kd.deploy.networks import runtime
-from asr_kd.decode.lattice import LatticeSet, decode_lattices
+from asr_kd.decode.lattice import LATTICE_BEAM, LatticeSet, decode_lattices
 from asr_kd.gmm.labels import phone_segments
 from asr_kd.kaldi import kaldi_decoder, kaldifst
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
@@ -116,7 +116,7 @@ class Recognizer:
         lmwt: Optional[float] = None,
         wip: Optional[float] = None,
         confidences: bool = False,
-        lattice_beam: float = 6.0,
+        lattice_beam: float = LATTICE_BEAM,
     ):
         self.model = model
         self.confidences, self.lattice_beam = confidences, lattice_beam

@@ -69,19 +69,10 @@ def train_and_align(
     cmvn_mode=None,
     cmd="local",
 ) -> Dict:
+    """The monophone GMM-HMM from a flat start, then every split aligned with it and reported."""
     exp_dir = Path(exp_dir)
-    write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
-    cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir=exp_dir, cfg=cfg, cmvn_mode=cmvn_mode)
-    key = fingerprint(
-        {
-            "cfg": cfg.__dict__,
-            "train": sorted(c.id for c in cuts[splits[0]]),
-            "texts": sorted(texts.items()),
-            "lang": (Path(lang_dir) / "phones.txt").read_text(),
-        }
-    )
 
-    def train(aligner: GmmAligner) -> Dict:
+    def train(aligner: GmmAligner, cuts, energy) -> Dict:
         history = aligner.train(
             [c.id for c in cuts[splits[0]]], log_path=exp_dir / "train_history.json", log_energy=energy
         )
@@ -92,7 +83,60 @@ def train_and_align(
             "mean_align_seconds_per_pass": round(float(np.mean(realign)), 3) if realign else None,
         }
 
-    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg=cfg, nj=nj, feats=feats, texts=texts, train=train)
+    return _train_system(
+        fbank_dir,
+        corpus,
+        splits,
+        lang_dir=lang_dir,
+        exp_dir=exp_dir,
+        cfg=cfg,
+        nj=nj,
+        held_out_accents=held_out_accents,
+        cmvn_mode=cmvn_mode,
+        cmd=cmd,
+        train=train,
+    )
+
+
+def _train_system(
+    fbank_dir,
+    corpus: str,
+    splits: Sequence[str],
+    *,
+    lang_dir,
+    exp_dir: Path,
+    cfg: MonoConfig,
+    nj: int,
+    held_out_accents: Sequence[str],
+    cmvn_mode,
+    cmd,
+    train: Callable,
+    key_inputs: Callable[[Dict], Dict] = lambda cuts: {},
+) -> Dict:
+    """What the monophone systems share: inputs loaded, the run's key (config, training cuts,
+    transcripts, phones and ``key_inputs(cuts)``), ``train(aligner, cuts, energy)`` unless a model
+    of that key is kept, every split aligned and reported."""
+    write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
+    cuts, feats, texts, energy = _load_inputs(fbank_dir, corpus, splits, exp_dir=exp_dir, cfg=cfg, cmvn_mode=cmvn_mode)
+    key = fingerprint(
+        {
+            "cfg": cfg.__dict__,
+            "train": sorted(c.id for c in cuts[splits[0]]),
+            "texts": sorted(texts.items()),
+            "lang": (Path(lang_dir) / "phones.txt").read_text(),
+            **key_inputs(cuts),
+        }
+    )
+    aligner, timings = _train_or_load(
+        exp_dir,
+        key,
+        lang_dir,
+        cfg=cfg,
+        nj=nj,
+        feats=feats,
+        texts=texts,
+        train=lambda aligner: train(aligner, cuts, energy),
+    )
     return _align_and_report(
         aligner,
         cuts,
@@ -308,23 +352,16 @@ def train_oracle_reference(
     flat-start model. Its report shows what this model class reaches when it learns the oracle's
     boundary conventions; it is not an aligner for corpora without phone times."""
     exp_dir = Path(exp_dir)
-    write_made_from(exp_dir, {"fbank_dir": fbank_dir, "lang": lang_dir}, {"corpus": corpus})
-    cuts, feats, texts, _ = _load_inputs(fbank_dir, corpus, splits, exp_dir=exp_dir, cfg=cfg, cmvn_mode=cmvn_mode)
-    oracle = [
-        [(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])]
-        for c in cuts[splits[0]]
-    ]
-    key = fingerprint(
-        {
-            "cfg": cfg.__dict__,
-            "oracle": oracle,
-            "train": sorted(c.id for c in cuts[splits[0]]),
-            "texts": sorted(texts.items()),
-            "lang": (Path(lang_dir) / "phones.txt").read_text(),
-        }
-    )
 
-    def train(aligner: GmmAligner) -> Dict:
+    def oracle_times(cuts) -> Dict:
+        return {
+            "oracle": [
+                [(a.symbol, a.start, a.end) for a in (c.supervisions[0].alignment or {}).get("phone", [])]
+                for c in cuts[splits[0]]
+            ]
+        }
+
+    def train(aligner: GmmAligner, cuts, _energy) -> Dict:
         labels = {}
         for cut in cuts[splits[0]]:
             lab = aligner.oracle_pdf_labels(cut)
@@ -338,15 +375,17 @@ def train_oracle_reference(
         aligner.train_from_pdf_labels(labels, log_path=exp_dir / "train_history.json")
         return {"training_cuts_with_oracle_times": len(labels)}
 
-    aligner, timings = _train_or_load(exp_dir, key, lang_dir, cfg=cfg, nj=nj, feats=feats, texts=texts, train=train)
-    return _align_and_report(
-        aligner,
-        cuts,
+    return _train_system(
+        fbank_dir,
+        corpus,
         splits,
-        corpus=corpus,
+        lang_dir=lang_dir,
         exp_dir=exp_dir,
-        key=key,
-        timings=timings,
+        cfg=cfg,
+        nj=nj,
         held_out_accents=held_out_accents,
+        cmvn_mode=cmvn_mode,
         cmd=cmd,
+        train=train,
+        key_inputs=oracle_times,
     )

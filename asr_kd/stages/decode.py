@@ -9,19 +9,20 @@ with the 95% bootstrap interval of the seed-mean test WER over test utterances, 
 with paired-bootstrap comparisons of the named pairs (asr_kd.scoring.significance).
 """
 
+import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-
-import logging
-import time
 
 from asr_kd.decode.k2_decoder import decode_k2, load_k2_graph
 from asr_kd.decode.kaldi_decoder import decode
 from asr_kd.decode.search import LatticeStore, build_graph, load_decode_data, tune_on_dev
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.hybrid.likelihoods import model_loglikes
+from asr_kd.lang.prepare_lang import Lang
 from asr_kd.utils.device import torch_device
 from asr_kd.utils.io import confined, write_json_atomic
 from asr_kd.utils.made_from import write_made_from
@@ -107,11 +108,6 @@ def decode_models(
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus=corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
 
-    def fold(tokens):
-        if not score_map:
-            return tokens
-        return [m for m in (score_map.get(t, t) for t in tokens) if m]
-
     if rescore_arpa and decoder != "lattice":
         raise ValueError("--rescore-arpa rescores lattices: use --decoder lattice")
     lms = None
@@ -124,111 +120,30 @@ def decode_models(
             ArpaCost(json.loads((Path(graph_dir) / "graph_summary.json").read_text())["arpa"]),
             ArpaCost(rescore_arpa),
         )
-    out, k2_graphs = [], {}
+    search = _Search(
+        lang,
+        tm,
+        graph,
+        splits,
+        Path(out_dir),
+        lmwts=lmwts,
+        penalties=penalties,
+        beam=beam,
+        max_active=max_active,
+        nj=nj,
+        cmd=cmd,
+        decoder=decoder,
+        score_map=score_map,
+    )
     for name, _ in rows:
         confined(out_dir, name, "system name")  # names become folders under out_dir
+    out = []
     for name, ckpts in rows:
-        lp = model_loglikes(ckpts, splits, priors)
-        lattices = LatticeStore(
-            Path(out_dir) / name,
-            graph,
-            np.asarray(tm.id2pdf_id),
-            lmwts=lmwts,
-            beam=beam,
-            nj=nj,
-            cmd=cmd,
-            max_active=max_active,
-        )
-
-        def split_lattices(split, point=None):  # decoded once per split; every grid point is a best path on them
-            cuts, data = splits[split]
-            return lattices.decode(
-                split, lambda: {c.id: lp[split][data.utterance(i)] for i, c in enumerate(cuts)}, point
-            )
-
-        def run(split, lmwt, wip):
-            cuts, data = splits[split]
-            t0 = time.time()
-            if decoder == "lattice":
-                split_lattices(split, None if split == "dev" else (lmwt, wip))  # test: at the tuned point
-                secs = lattices.seconds[split]
-                res = {u: {"words": w} for u, w in lattices.words(split, lmwt, wip).items()}
-            else:
-                ll = {c.id: lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
-                if decoder == "k2":
-                    if wip not in k2_graphs:
-                        k2_graphs[wip] = load_k2_graph(graph, wip, device=torch_device())
-                    res = decode_k2(
-                        k2_graphs[wip], np.asarray(tm.id2pdf_id), ll, search_beam=beam, max_active=max_active
-                    )
-                else:
-                    res = decode(
-                        graph,
-                        tm,
-                        ll,
-                        beam=beam,
-                        max_active=max_active,
-                        word_penalty=wip,
-                        nj=nj,
-                        cmd=cmd,
-                        job_dir=Path(out_dir) / name / "jobs",
-                    )
-                secs = time.time() - t0
-            return score(split, res), secs / max(len(data) * 0.01, 1e-9)
-
-        def score(split, res):
-            cuts, _ = splits[split]
-            refs = {c.id: fold(c.supervisions[0].text.split()) for c in cuts}
-            hyps = {u: fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
-            spk = {c.id: c.supervisions[0].speaker for c in cuts}
-            details = wer_details(refs, hyps, spk)
-            # OOV words (outside words.txt) stay in the references: no hypothesis can hold them, so they count as errors
-            details["oov_tokens"] = sum(
-                1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id
-            )
-            return details
-
-        dev_runs = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
-
-        def dev_wer(lmwt, wip):
-            dev_runs[(lmwt, wip)] = run("dev", lmwt, wip)[0]
-            return dev_runs[(lmwt, wip)]["wer"]
-
-        def batch(points):  # lattices: the round's points in one pass
-            if decoder == "lattice":
-                split_lattices("dev")
-                lattices.best("dev", points)
-
+        system = _SystemDecode(search, name, model_loglikes(ckpts, splits, priors))
         t_tune = time.time()
-        grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
-        recentred = None
-        if decoder == "lattice" and not (1 / 1.5 <= best["lmwt"] * lattices.acoustic_scale <= 1.5):
-            # the lattices hold the paths near the best one at their own scale: an optimum far from it
-            # is searched again on lattices decoded at its scale (Kaldi users re-pick --acwt likewise)
-            recentred = (1.0 / lattices.acoustic_scale, best["lmwt"])
-            log.info(
-                "%s: dev optimum LM weight %g is far from the lattices' %g: decoding them again at %g",
-                name,
-                best["lmwt"],
-                recentred[0],
-                best["lmwt"],
-            )
-            lattices = LatticeStore(
-                Path(out_dir) / name,
-                graph,
-                np.asarray(tm.id2pdf_id),
-                lmwts=[best["lmwt"]],
-                beam=beam,
-                nj=nj,
-                cmd=cmd,
-                max_active=max_active,
-            )
-            dev_runs.clear()
-            grid, best, widened = tune_on_dev(dev_wer, lmwts, penalties, batch=batch)
-        if widened:
-            log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", name, widened)
-        dev = dev_runs[(best["lmwt"], best["wip"])]
-        test, rtf = run("test", best["lmwt"], best["wip"])
+        grid, best, widened, recentred = system.tune()
+        dev = system.dev_runs[(best["lmwt"], best["wip"])]
+        test, rtf = system.run("test", best["lmwt"], best["wip"])
         d = Path(out_dir) / name
         write_scoring(d, "dev", dev)
         write_scoring(d, "test", test)
@@ -254,26 +169,7 @@ def decode_models(
         row["decode_seconds"] = round(time.time() - t_tune, 2)
         if decoder == "lattice":
             row["lattices_recentred"] = recentred
-            row["lattice_decode_seconds"] = {k: round(v, 2) for k, v in lattices.seconds.items()}
-            cuts, _ = splits["test"]
-            refs = {c.id: [lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
-            row["test_oracle_wer"] = lattices.oracle_wer("test", refs)
-            conf = {}
-            for split, res in (("dev", dev), ("test", test)):
-                split_cuts, _ = splits[split]
-                conf[split] = lattices.confidences(
-                    split,
-                    best["lmwt"],
-                    best["wip"],
-                    {u: r["hyp"] for u, r in res["per_utt"].items()},
-                    {c.id: fold(c.supervisions[0].text.split()) for c in split_cuts},
-                    lang.id2word,
-                )
-            nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
-            if lms:
-                row.update(_rescored(d, lattices, best, id2word=lang.id2word, lms=lms, n=rescore_nbest, score=score))
-            row["test_confidence_nce"] = nce["test_raw"]
-            row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
+            row.update(system.lattice_fields(best, dev, test, lms=lms, rescore_nbest=rescore_nbest))
         out.append(row)
         log.info(
             "%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
@@ -289,6 +185,162 @@ def decode_models(
             rtf,
         )
     return out
+
+
+@dataclass
+class _Search:
+    """What every system of one decode shares: the lang, transition model and graph, the dev and test
+    frames, and the search settings (``decode_models``' options)."""
+
+    lang: Lang
+    tm: object
+    graph: Path
+    splits: Dict
+    out_dir: Path
+    lmwts: Sequence[float]
+    penalties: Sequence[float]
+    beam: float
+    max_active: int
+    nj: int
+    cmd: object
+    decoder: str
+    score_map: Optional[Dict[str, str]]
+    k2_graphs: Dict = field(default_factory=dict)  # k2 graphs by insertion penalty, built on first use
+
+    def fold(self, tokens):
+        if not self.score_map:
+            return tokens
+        return [m for m in (self.score_map.get(t, t) for t in tokens) if m]
+
+    def score(self, split: str, res) -> Dict:
+        cuts, _ = self.splits[split]
+        lang = self.lang
+        refs = {c.id: self.fold(c.supervisions[0].text.split()) for c in cuts}
+        hyps = {u: self.fold([lang.id2word[w] for w in r["words"]]) for u, r in res.items()}
+        spk = {c.id: c.supervisions[0].speaker for c in cuts}
+        details = wer_details(refs, hyps, spk)
+        # OOV words (outside words.txt) stay in the references: no hypothesis can hold them, so they count as errors
+        details["oov_tokens"] = sum(1 for c in cuts for w in c.supervisions[0].text.split() if w not in lang.word2id)
+        return details
+
+    def lattice_store(self, name: str, lmwts: Sequence[float]) -> LatticeStore:
+        return LatticeStore(
+            self.out_dir / name,
+            self.graph,
+            np.asarray(self.tm.id2pdf_id),
+            lmwts=lmwts,
+            beam=self.beam,
+            nj=self.nj,
+            cmd=self.cmd,
+            max_active=self.max_active,
+        )
+
+
+class _SystemDecode:
+    """One system of a decode: its log-likelihoods on dev and test, searched at (LM weight, penalty)
+    points: on lattices decoded once per split (``lattice``), or decoded again at each point."""
+
+    def __init__(self, search: _Search, name: str, loglikes: Dict):
+        self.search, self.name, self.lp = search, name, loglikes
+        self.lattices = search.lattice_store(name, search.lmwts)
+        self.dev_runs: Dict = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
+
+    def split_lattices(self, split: str, point=None):  # decoded once per split; every grid point is a best path on them
+        cuts, data = self.search.splits[split]
+        return self.lattices.decode(
+            split, lambda: {c.id: self.lp[split][data.utterance(i)] for i, c in enumerate(cuts)}, point
+        )
+
+    def run(self, split: str, lmwt: float, wip: float):
+        """(scoring details, RTF) of the split searched at (lmwt, wip)."""
+        s = self.search
+        cuts, data = s.splits[split]
+        t0 = time.time()
+        if s.decoder == "lattice":
+            self.split_lattices(split, None if split == "dev" else (lmwt, wip))  # test: at the tuned point
+            secs = self.lattices.seconds[split]
+            res = {u: {"words": w} for u, w in self.lattices.words(split, lmwt, wip).items()}
+        else:
+            ll = {c.id: self.lp[split][data.utterance(i)] / lmwt for i, c in enumerate(cuts)}
+            if s.decoder == "k2":
+                if wip not in s.k2_graphs:
+                    s.k2_graphs[wip] = load_k2_graph(s.graph, wip, device=torch_device())
+                res = decode_k2(
+                    s.k2_graphs[wip], np.asarray(s.tm.id2pdf_id), ll, search_beam=s.beam, max_active=s.max_active
+                )
+            else:
+                res = decode(
+                    s.graph,
+                    s.tm,
+                    ll,
+                    beam=s.beam,
+                    max_active=s.max_active,
+                    word_penalty=wip,
+                    nj=s.nj,
+                    cmd=s.cmd,
+                    job_dir=s.out_dir / self.name / "jobs",
+                )
+            secs = time.time() - t0
+        return s.score(split, res), secs / max(len(data) * 0.01, 1e-9)
+
+    def dev_wer(self, lmwt: float, wip: float) -> float:
+        self.dev_runs[(lmwt, wip)] = self.run("dev", lmwt, wip)[0]
+        return self.dev_runs[(lmwt, wip)]["wer"]
+
+    def batch(self, points) -> None:  # lattices: the round's points in one pass
+        if self.search.decoder == "lattice":
+            self.split_lattices("dev")
+            self.lattices.best("dev", points)
+
+    def tune(self):
+        """(grid, best, widened, recentred): the dev optimum over the grid (``tune_on_dev``)."""
+        s = self.search
+        grid, best, widened = tune_on_dev(self.dev_wer, s.lmwts, s.penalties, batch=self.batch)
+        recentred = None
+        if s.decoder == "lattice" and not (1 / 1.5 <= best["lmwt"] * self.lattices.acoustic_scale <= 1.5):
+            # the lattices hold the paths near the best one at their own scale: an optimum far from it
+            # is searched again on lattices decoded at its scale (Kaldi users re-pick --acwt likewise)
+            recentred = (1.0 / self.lattices.acoustic_scale, best["lmwt"])
+            log.info(
+                "%s: dev optimum LM weight %g is far from the lattices' %g: decoding them again at %g",
+                self.name,
+                best["lmwt"],
+                recentred[0],
+                best["lmwt"],
+            )
+            self.lattices = s.lattice_store(self.name, [best["lmwt"]])
+            self.dev_runs.clear()
+            grid, best, widened = tune_on_dev(self.dev_wer, s.lmwts, s.penalties, batch=self.batch)
+        if widened:
+            log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", self.name, widened)
+        return grid, best, widened, recentred
+
+    def lattice_fields(self, best: Dict, dev: Dict, test: Dict, *, lms, rescore_nbest: int) -> Dict:
+        """What the lattices add to a row: decode times, oracle WER, word confidences (raw and calibrated
+        on dev) and, with ``lms``, the rescored WERs."""
+        s, lattices = self.search, self.lattices
+        row = {"lattice_decode_seconds": {k: round(v, 2) for k, v in lattices.seconds.items()}}
+        cuts, _ = s.splits["test"]
+        refs = {c.id: [s.lang.word2id.get(w, -1) for w in c.supervisions[0].text.split()] for c in cuts}
+        row["test_oracle_wer"] = lattices.oracle_wer("test", refs)
+        conf = {}
+        for split, res in (("dev", dev), ("test", test)):
+            split_cuts, _ = s.splits[split]
+            conf[split] = lattices.confidences(
+                split,
+                best["lmwt"],
+                best["wip"],
+                {u: r["hyp"] for u, r in res["per_utt"].items()},
+                {c.id: s.fold(c.supervisions[0].text.split()) for c in split_cuts},
+                s.lang.id2word,
+            )
+        nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
+        if lms:
+            d = s.out_dir / self.name
+            row.update(_rescored(d, lattices, best, id2word=s.lang.id2word, lms=lms, n=rescore_nbest, score=s.score))
+        row["test_confidence_nce"] = nce["test_raw"]
+        row["test_confidence_nce_calibrated"] = nce["test_calibrated"]
+        return row
 
 
 def group_counts(members: Sequence[Dict], split: str) -> ErrorCounts:

@@ -14,15 +14,13 @@ import numpy as np
 
 from asr_kd.decode.k2_decoder import decode_k2, k2_version, load_k2_graph
 from asr_kd.decode.kaldi_decoder import decode
+from asr_kd.decode.lattice import LATTICE_BEAM
 from asr_kd.decode.search import load_decode_data
 from asr_kd.decode.wer import wer_details
 from asr_kd.hybrid.likelihoods import model_loglikes
 from asr_kd.utils.results import write_table
 
 log = logging.getLogger(__name__)
-
-
-LATTICE_BEAM = 6.0  # k2's output beam: the decode stage's lattice beam, so the oracle WERs compare
 
 
 def compare_decoders(
