@@ -49,6 +49,7 @@ def decode(
     graph_path,
     tm,
     loglikes: Dict[str, np.ndarray],
+    *,
     beam: float = 13.0,
     max_active: int = 7000,
     lattice_beam: float = LATTICE_BEAM,

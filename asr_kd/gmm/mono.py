@@ -171,7 +171,7 @@ class GmmAligner:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def align(self, utts: Sequence[str], mode: str = "viterbi", cmd="local", job_dir=None) -> AlignPassResult:
+    def align(self, utts: Sequence[str], mode: str = "viterbi", cmd="local", *, job_dir=None) -> AlignPassResult:
         """Align ``utts`` in the forked pool, or (``cmd`` "slurm ...") as ``nj`` Slurm jobs, each
         given its utterances' features and transcripts (logs in ``job_dir``)."""
         utts = sorted(utts, key=lambda u: -_DATA["feats"][u].shape[0])

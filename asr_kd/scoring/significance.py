@@ -122,6 +122,7 @@ def summarise(sys: ErrorCounts, num_boot: int = NUM_BOOT, seed: int = 0) -> Dict
 def compare(
     systems: Dict[str, ErrorCounts],
     pairs: Sequence[tuple],
+    *,
     num_boot: int = NUM_BOOT,
     seed: int = 0,
     gain_kept: Optional[tuple] = None,

@@ -120,7 +120,7 @@ def evaluate_in_own_process(
 
 
 def parity(
-    model_dir, cuts_path, formats: Sequence[str] = ("ts", "onnx", "int8.onnx"), max_cuts: int = 20
+    model_dir, cuts_path, *, formats: Sequence[str] = ("ts", "onnx", "int8.onnx"), max_cuts: int = 20
 ) -> Dict[str, float]:
     """Largest absolute logit difference of each exported format against PyTorch, over every frame of
     the first ``max_cuts`` cuts (their stored features, normalised as served)."""

@@ -143,7 +143,7 @@ def from_dict(cls: Type[T], data: Dict[str, Any], where: str = "") -> T:
     return merge(cls(), data, where or cls.__name__)
 
 
-def section(path, name: str, cls: Type[T], base: str = None) -> T:
+def section(path, name: str, cls: Type[T], *, base: str = None) -> T:
     """Read section ``name`` of the YAML file at ``path`` (no file or no section -> defaults). With
     ``base``, that section's keys come first and ``name``'s override them (a variant of a section)."""
     if path is None:
