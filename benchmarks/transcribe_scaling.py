@@ -56,7 +56,7 @@ def build_model(work: Path) -> Path:
     )
     prepare_digits(work / "corpus", work / "manifests")
     cuts = compute_fbank(
-        work / "manifests", work / "fbank", "digits", ["train", "dev", "test"], FeatureConfig(), num_jobs=2
+        work / "manifests", work / "fbank", "digits", splits=["train", "dev", "test"], cfg=FeatureConfig(), num_jobs=2
     )
     compute_cmvn(cuts, "global").save(work / "fbank" / "cmvn.npz")
     lex, _ = build_lexicon([w.upper() for w in DIGIT_WORDS], g2p_voices=["en-us"])

@@ -40,7 +40,7 @@ def tiny_features(tmp_path_factory, tiny_corpus):
     root = tmp_path_factory.mktemp("feats")
     prepare_digits(tiny_corpus, root / "manifests")
     cuts = compute_fbank(
-        root / "manifests", root / "fbank", "digits", ["train", "dev", "test"], FeatureConfig(), num_jobs=1
+        root / "manifests", root / "fbank", "digits", splits=["train", "dev", "test"], cfg=FeatureConfig(), num_jobs=1
     )
     compute_cmvn(cuts, "global").save(root / "fbank" / "cmvn.npz")
     return root

@@ -51,7 +51,9 @@ def test_features_stage_is_resumable(tiny_features, caplog):
 
     before = (tiny_features / "fbank" / "digits_train" / ".done").stat().st_mtime_ns
     with caplog.at_level("INFO"):
-        compute_fbank(tiny_features / "manifests", tiny_features / "fbank", "digits", ["train"], FeatureConfig())
+        compute_fbank(
+            tiny_features / "manifests", tiny_features / "fbank", "digits", splits=["train"], cfg=FeatureConfig()
+        )
     assert "complete; skipping" in caplog.text
     assert (tiny_features / "fbank" / "digits_train" / ".done").stat().st_mtime_ns == before
 
@@ -72,7 +74,7 @@ def test_features_rerun_takes_the_current_supervisions(tiny_features, tmp_path):
     changed = fastcopy(first, supervisions=[fastcopy(first.supervisions[0], text="OH OH")])
     CutSet.from_cuts([changed] + list(cuts)[1:]).to_file(path)
     before = (root / "fbank" / "digits_dev" / ".done").stat().st_mtime_ns
-    out = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"]
+    out = compute_fbank(root / "manifests", root / "fbank", "digits", splits=["dev"], cfg=FeatureConfig())["dev"]
     assert (root / "fbank" / "digits_dev" / ".done").stat().st_mtime_ns == before
     for c in (out, CutSet.from_file(feature_cuts_path(root / "fbank", "digits", "dev")).to_eager()):
         assert c[first.id].supervisions[0].text == "OH OH"
@@ -95,12 +97,12 @@ def test_features_are_recomputed_when_the_audio_is_rewritten(tiny_features, tmp_
     shutil.copy(first.recording.sources[0].source, wav)
     rec = fastcopy(first.recording, sources=[fastcopy(first.recording.sources[0], source=str(wav))])
     CutSet.from_cuts([fastcopy(first, recording=rec)] + list(cuts)[1:]).to_file(path)
-    before = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][
+    before = compute_fbank(root / "manifests", root / "fbank", "digits", splits=["dev"], cfg=FeatureConfig())["dev"][
         first.id
     ].load_features()
     audio, sr = sf.read(str(wav))
     sf.write(str(wav), 0.5 * audio, sr, subtype="PCM_16")  # same length, 6 dB quieter
-    after = compute_fbank(root / "manifests", root / "fbank", "digits", ["dev"], FeatureConfig())["dev"][
+    after = compute_fbank(root / "manifests", root / "fbank", "digits", splits=["dev"], cfg=FeatureConfig())["dev"][
         first.id
     ].load_features()
     assert after.shape == before.shape and np.abs(after - before).mean() > 0.5

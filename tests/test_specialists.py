@@ -19,7 +19,7 @@ def test_no_active_specialist_leaves_the_generalist_unchanged():
     rng = np.random.default_rng(0)
     pg = rng.dirichlet(np.ones(5), size=7)
     sp = [rng.dirichlet(np.ones(3), size=7)]
-    q = combine(pg, sp, [[0, 1]], np.zeros((7, 1), bool))
+    q = combine(pg, sp, [[0, 1]], active=np.zeros((7, 1), bool))
     assert np.array_equal(q, pg)
 
 
@@ -30,7 +30,7 @@ def test_hand_computed_combination():
     with S = (pg2 + pg3 + pmd) / 2."""
     pg = np.array([[0.4, 0.3, 0.2, 0.1]])
     pm = np.array([[0.7, 0.1, 0.2]])
-    q = combine(pg, [pm], [[0, 1]], np.ones((1, 1), bool), steps=2000, lr=0.05)
+    q = combine(pg, [pm], [[0, 1]], active=np.ones((1, 1), bool), steps=2000, lr=0.05)
     s = (0.2 + 0.1 + 0.2) / 2
     want = np.array([[(0.4 + 0.7) / 2, (0.3 + 0.1) / 2, 0.2 * s / 0.3, 0.1 * s / 0.3]])
     assert want.sum() == pytest.approx(1.0)

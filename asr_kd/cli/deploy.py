@@ -111,7 +111,10 @@ def transcribe(args) -> None:
 
 
 def deploy_eval(args) -> None:
-    write_json_atomic(args.out, evaluate(args.model_dir, args.cuts, args.format, args.threads, args.stream_chunk_ms))
+    write_json_atomic(
+        args.out,
+        evaluate(args.model_dir, args.cuts, args.format, threads=args.threads, stream_chunk_ms=args.stream_chunk_ms),
+    )
 
 
 def deploy_table(args) -> None:

@@ -75,6 +75,7 @@ def compute_fbank(
     manifest_dir,
     out_dir,
     corpus: str,
+    *,
     splits: Sequence[str],
     cfg: FeatureConfig,
     sample_rate: int = 16000,
@@ -279,7 +280,14 @@ def compute_features(
     """The feature stage: fbank of every split (``compute_fbank``) and CMVN statistics, the global
     ones from ``splits[0]``, saved as ``out_dir/cmvn.npz``."""
     cuts = compute_fbank(
-        manifest_dir, out_dir, corpus, splits, cfg, sample_rate=sample_rate, num_jobs=num_jobs, allow_pipes=allow_pipes
+        manifest_dir,
+        out_dir,
+        corpus,
+        splits=splits,
+        cfg=cfg,
+        sample_rate=sample_rate,
+        num_jobs=num_jobs,
+        allow_pipes=allow_pipes,
     )
     normalizer = compute_cmvn(cuts, cfg.cmvn, train_split=splits[0])
     normalizer.save(Path(out_dir) / "cmvn.npz")

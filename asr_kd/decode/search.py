@@ -254,6 +254,7 @@ class LatticeStore:
         split: str,
         lmwt: float,
         wip: float,
+        *,
         hyps: Dict[str, List[str]],
         refs: Dict[str, List[str]],
         id2word: Dict[int, str],

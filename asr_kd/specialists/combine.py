@@ -38,6 +38,7 @@ def combine(
     p_general: np.ndarray,
     specialist_probs: Sequence[Optional[np.ndarray]],
     clusters: Sequence[Sequence[int]],
+    *,
     active: np.ndarray,
     steps: int = 300,
     lr: float = 0.1,

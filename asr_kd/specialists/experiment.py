@@ -184,7 +184,7 @@ def train_specialist_in(exp, data_npz, index: int, *, cfg: SpecialistConfig, sof
     )
 
 
-def evaluate(exp, data_npz, variant: str, top_n: int = 1, split: str = "test") -> Dict:
+def evaluate(exp, data_npz, variant: str, *, top_n: int = 1, split: str = "test") -> Dict:
     """Generalist vs. generalist + specialists (``exp/<variant>/m``), and the per-coverage table."""
     exp = Path(exp)
     d = sdata.load(data_npz)
@@ -210,7 +210,7 @@ def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: i
     for v in variants:
         if not (exp / v).is_dir():
             continue
-        r = res[v] = evaluate(exp, data_npz, v, top_n)
+        r = res[v] = evaluate(exp, data_npz, v, top_n=top_n)
         if len(tables) == 0:
             lines.append(f"| generalist | {100 * r['generalist_accuracy']:.2f}% | |")
         label = "generalist + specialists" + (

@@ -39,7 +39,7 @@ def specialist_init(generalist_ckpt, cluster):
 def combined_accuracy(pg: np.ndarray, sp, clusters, *, y: np.ndarray, top_n: int = 1) -> Dict:
     """Generalist vs. KL-combined accuracy and the per-coverage table, from probability arrays."""
     active = active_specialists(pg, clusters, top_n)
-    q = combine(pg, sp, clusters, active)
+    q = combine(pg, sp, clusters, active=active)
     before, after = pg.argmax(1) == y, q.argmax(1) == y
     covering = np.array([sum(1 for m, cl in enumerate(clusters) if active[i, m] and y[i] in cl) for i in range(len(y))])
     rows = []

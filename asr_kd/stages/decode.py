@@ -330,9 +330,9 @@ class _SystemDecode:
                 split,
                 best["lmwt"],
                 best["wip"],
-                {u: r["hyp"] for u, r in res["per_utt"].items()},
-                {c.id: s.fold(c.supervisions[0].text.split()) for c in split_cuts},
-                s.lang.id2word,
+                hyps={u: r["hyp"] for u, r in res["per_utt"].items()},
+                refs={c.id: s.fold(c.supervisions[0].text.split()) for c in split_cuts},
+                id2word=s.lang.id2word,
             )
         nce = lattices.calibrated_confidences(conf["dev"], conf["test"])
         if lms:

@@ -43,7 +43,7 @@ def _samples(cut, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(x, np.float32)
 
 
-def evaluate(model_dir, cuts_path, fmt: str = "onnx", threads: int = 1, stream_chunk_ms: float = 0.0) -> Dict:
+def evaluate(model_dir, cuts_path, fmt: str = "onnx", *, threads: int = 1, stream_chunk_ms: float = 0.0) -> Dict:
     """WER, RTF and peak RSS of the deployed path on every cut of ``cuts_path``. With
     ``stream_chunk_ms``, each utterance is also streamed in chunks of that length: how many streamed
     results differ from the offline ones, and the processing time per chunk."""
@@ -114,7 +114,9 @@ def evaluate_in_own_process(
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=mp.get_context("fork")) as ex:
-        result = ex.submit(evaluate, str(model_dir), str(cuts_path), fmt, threads, stream_chunk_ms).result()
+        result = ex.submit(
+            evaluate, str(model_dir), str(cuts_path), fmt, threads=threads, stream_chunk_ms=stream_chunk_ms
+        ).result()
     write_json_atomic(out_json, result)
     return result
 
