@@ -245,12 +245,12 @@ def test_rescoring_with_the_graph_lm_changes_nothing_and_a_closer_lm_helps(mixed
     lats = LatticeSet.from_texts(_lattices(root, tm, loglikes).items())
     old = ArpaCost(json.loads((root / "graph" / "graph_summary.json").read_text())["arpa"])
     best = lats.best_paths([(2.0, 0.0)])[0]
-    same, stats = rescore(lats, 2.0, 0.0, lang.id2word, old, old, n=20)
+    same, stats = rescore(lats, 2.0, 0.0, id2word=lang.id2word, old=old, new=old, n=20)
     assert same == {u: best[u][0] for u in lats.utts} and stats["changed"] == 0
     # an LM of the references themselves: rescoring moves towards them
     refs = {c.id: c.supervisions[0].text.split() for c in cuts}
     train_arpa([" ".join(r) for r in refs.values()] * 3, 3, tmp_path / "refs.arpa", estimator="python")
-    closer, stats = rescore(lats, 2.0, 0.0, lang.id2word, old, ArpaCost(tmp_path / "refs.arpa"), n=20)
+    closer, stats = rescore(lats, 2.0, 0.0, id2word=lang.id2word, old=old, new=ArpaCost(tmp_path / "refs.arpa"), n=20)
 
     def errors(hyps):
         return sum(edit_distance(refs[u], [lang.id2word[w] for w in hyps[u]])["total"] for u in refs)

@@ -34,7 +34,7 @@ class ArpaCost:
 
 
 def rescore(
-    lats: LatticeSet, lmwt: float, wip: float, id2word: Dict[int, str], old: ArpaCost, new: ArpaCost, n: int = 100
+    lats: LatticeSet, lmwt: float, wip: float, *, id2word: Dict[int, str], old: ArpaCost, new: ArpaCost, n: int = 100
 ) -> Tuple[Dict[str, List[int]], Dict]:
     """({utt: rescored best word ids}, stats): the best of each utterance's ``n``-best list after
     replacing ``old``'s LM cost by ``new``'s."""

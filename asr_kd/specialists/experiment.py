@@ -197,7 +197,7 @@ def evaluate(exp, data_npz, variant: str, *, top_n: int = 1, split: str = "test"
     return {"variant": variant, **combined_accuracy(pg, sp, clusters, y=y, top_n=top_n)}
 
 
-def report(exp, data_npz, variants=("specialists", "specialists_soft"), top_n: int = 1, results_md=None) -> Dict:
+def report(exp, data_npz, *, variants=("specialists", "specialists_soft"), top_n: int = 1, results_md=None) -> Dict:
     """The paper's two tables (accuracy; gains by the number of specialists covering an example)
     for each specialist variant that exists, plus the clusters."""
     exp = Path(exp)

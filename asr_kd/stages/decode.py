@@ -50,7 +50,9 @@ def _rescored(d: Path, lattices: LatticeStore, best: Dict, *, id2word, lms, n: i
 
     res, stats = {}, {}
     for split in ("dev", "test"):
-        words, stats[split] = rescore(lattices.lattices[split], best["lmwt"], best["wip"], id2word, *lms, n=n)
+        words, stats[split] = rescore(
+            lattices.lattices[split], best["lmwt"], best["wip"], id2word=id2word, old=lms[0], new=lms[1], n=n
+        )
         res[split] = score(split, {u: {"words": w} for u, w in words.items()})
         write_scoring(d / "rescored", split, res[split])
     info = {
