@@ -197,7 +197,11 @@ def main() -> None:
     rtf_lattice = (time.time() - t0) / audio
     from asr_kd.decode import kaldi_decoder as kd
 
-    kd._init(str(graph_dir / "HCLG.fst"), __import__("pickle").dumps(tm), args.beam, args.max_active, 6.0, 0.0)
+    kd._init(
+        kd.DecoderSpec(
+            str(graph_dir / "HCLG.fst"), __import__("pickle").dumps(tm), args.beam, args.max_active, 6.0, 0.0
+        )
+    )
     t0 = time.time()
     kd._decode_chunk([(u, utts[u] / lmwt) for u in chosen])
     rtf_faster = (time.time() - t0) / audio

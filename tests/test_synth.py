@@ -17,11 +17,11 @@ from asr_kd.data.synth.digits import (
 
 def test_same_seed_same_audio_and_other_seed_differs(tiny_config):
     spk = make_speakers(tiny_config)[0]
-    a, meta_a = synthesize_utterance(tiny_config, spk, 0, 3)
-    b, meta_b = synthesize_utterance(tiny_config, spk, 0, 3)
+    a, meta_a = synthesize_utterance(tiny_config, spk, spk_index=0, utt_index=3)
+    b, meta_b = synthesize_utterance(tiny_config, spk, spk_index=0, utt_index=3)
     assert np.array_equal(a, b) and meta_a == meta_b
     other = DigitsCorpusConfig(**{**tiny_config.__dict__, "seed": tiny_config.seed + 1})
-    c, _ = synthesize_utterance(other, make_speakers(other)[0], 0, 3)
+    c, _ = synthesize_utterance(other, make_speakers(other)[0], spk_index=0, utt_index=3)
     assert len(a) != len(c) or not np.array_equal(a, c)
 
 

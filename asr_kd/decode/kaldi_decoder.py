@@ -5,6 +5,7 @@ reading the graph from disk (FSTs do not pickle)."""
 
 import multiprocessing as mp
 import pickle
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Tuple
 
@@ -19,12 +20,24 @@ from asr_kd.utils.numerics import require_finite_utterances
 _D: Dict = {}  # this process's decoder (set by _init)
 
 
-def _init(graph_path: str, tm_bytes: bytes, beam: float, max_active: int, lattice_beam: float, penalty: float) -> None:
-    g = read_fst(graph_path)
-    if penalty:
-        g = with_word_penalty(g, penalty)
-    cfg = khg.LatticeFasterDecoderConfig(beam=beam, max_active=max_active, lattice_beam=lattice_beam)
-    tm = pickle.loads(tm_bytes)
+@dataclass(frozen=True)
+class DecoderSpec:
+    """What a decoding process builds its decoder from (pickled to Slurm jobs, or a pool's initializer)."""
+
+    graph_path: str
+    tm_bytes: bytes  # the pickled transition model
+    beam: float
+    max_active: int
+    lattice_beam: float
+    penalty: float  # word insertion penalty, added to the graph's word arcs
+
+
+def _init(spec: DecoderSpec) -> None:
+    g = read_fst(spec.graph_path)
+    if spec.penalty:
+        g = with_word_penalty(g, spec.penalty)
+    cfg = khg.LatticeFasterDecoderConfig(beam=spec.beam, max_active=spec.max_active, lattice_beam=spec.lattice_beam)
+    tm = pickle.loads(spec.tm_bytes)
     _D.update(graph=g, tm=tm, id2pdf=np.asarray(tm.id2pdf_id), decoder=khg.LatticeFasterDecoder(g, cfg))
 
 
@@ -39,9 +52,9 @@ def _decode_chunk(items: List[Tuple[str, np.ndarray]]) -> List[Tuple[str, List[i
     return out
 
 
-def _decode_job(init_args: tuple, items: List[Tuple[str, np.ndarray]]):
+def _decode_job(spec: DecoderSpec, items: List[Tuple[str, np.ndarray]]):
     """``_decode_chunk`` as a self-contained job (a fresh process reads the graph itself)."""
-    _init(*init_args)
+    _init(spec)
     return _decode_chunk(items)
 
 
@@ -63,17 +76,17 @@ def decode(
     to ``job_dir``), else ``nj`` forked processes."""
     require_finite_utterances(loglikes)
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
-    args = (str(graph_path), pickle.dumps(tm), beam, max_active, lattice_beam, word_penalty)
+    spec = DecoderSpec(str(graph_path), pickle.dumps(tm), beam, max_active, lattice_beam, word_penalty)
     results = {}
     if not JobCmd.parse(cmd).local:
         chunks = [[(u, loglikes[u]) for u in utts[i::nj]] for i in range(nj)]
-        parts = run_jobs(cmd, _decode_job, [(args, c) for c in chunks if c], job_dir=job_dir, name="decode")
+        parts = run_jobs(cmd, _decode_job, [(spec, c) for c in chunks if c], job_dir=job_dir, name="decode")
     elif nj <= 1:
-        _init(*args)
+        _init(spec)
         parts = [_decode_chunk([(u, loglikes[u]) for u in utts])]
     else:
         chunks = [[(u, loglikes[u]) for u in utts[i :: nj * 4]] for i in range(nj * 4)]
-        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_init, initargs=args) as ex:
+        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_init, initargs=(spec,)) as ex:
             parts = list(ex.map(_decode_chunk, [c for c in chunks if c]))
     for part in parts:
         for utt, words, ali, like, ok in part:

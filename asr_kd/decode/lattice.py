@@ -137,31 +137,36 @@ def decode_lattices(
     return out
 
 
-def _decode_part(
-    graph_path: str,
-    loglikes: Dict[str, np.ndarray],
-    acoustic_scale: float,
-    beam: float,
-    lattice_beam: float,
-    word_penalty: float = 0.0,
-    max_active: int = 7000,
-    archive: Optional[str] = None,
-) -> Tuple["LatticeSet", Dict[str, int]]:
+@dataclass
+class LatticePart:
+    """One process's (or Slurm job's) share of a lattice decode: its utterances and where their
+    archive goes."""
+
+    graph_path: str
+    loglikes: Dict[str, np.ndarray]
+    acoustic_scale: float
+    beam: float
+    lattice_beam: float
+    word_penalty: float
+    max_active: int
+    archive: str
+
+
+def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
     stats: Dict[str, int] = {}
     texts = decode_lattices(
-        graph_path,
-        loglikes,
-        acoustic_scale,
-        beam=beam,
-        lattice_beam=lattice_beam,
-        word_penalty=word_penalty,
-        max_active=max_active,
+        part.graph_path,
+        part.loglikes,
+        part.acoustic_scale,
+        beam=part.beam,
+        lattice_beam=part.lattice_beam,
+        word_penalty=part.word_penalty,
+        max_active=part.max_active,
         stats=stats,
     )
-    if archive:
-        write_lattices(archive, texts)
+    write_lattices(part.archive, texts)
     # parsed here (the parts parse in parallel too), graph costs without the penalty
-    return LatticeSet.from_texts(texts.items(), word_penalty=word_penalty), stats
+    return LatticeSet.from_texts(texts.items(), word_penalty=part.word_penalty), stats
 
 
 def decode_lattices_parallel(
@@ -192,17 +197,28 @@ def decode_lattices_parallel(
     require_finite_utterances(loglikes)
     archive = Path(archive)
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
-    args = (acoustic_scale, beam, lattice_beam, word_penalty, max_active)
     nj = max(1, min(nj, len(utts)))
     part_paths = [archive.with_name(f"{archive.name}.part{i}.gz") for i in range(nj)]
-    calls = [(str(graph_path), {u: loglikes[u] for u in utts[i::nj]}, *args, str(part_paths[i])) for i in range(nj)]
+    parts = [
+        LatticePart(
+            str(graph_path),
+            {u: loglikes[u] for u in utts[i::nj]},
+            acoustic_scale,
+            beam,
+            lattice_beam,
+            word_penalty,
+            max_active,
+            str(part_paths[i]),
+        )
+        for i in range(nj)
+    ]
     if nj == 1 and JobCmd.parse(cmd).local:
-        done = [_decode_part(*calls[0])]
+        done = [_decode_part(parts[0])]
     elif JobCmd.parse(cmd).local:
         with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork")) as ex:
-            done = list(ex.map(_decode_part, *zip(*calls)))
+            done = list(ex.map(_decode_part, parts))
     else:
-        done = run_jobs(cmd, _decode_part, calls, job_dir=job_dir, name="lattice")
+        done = run_jobs(cmd, _decode_part, [(p,) for p in parts], job_dir=job_dir, name="lattice")
     with atomic_path(archive) as tmp:
         with open(tmp, "wb") as out:
             for part in part_paths:

@@ -80,11 +80,24 @@ def _align_chunk(task) -> List[Tuple[str, Optional[List[int]], float, bool]]:
     return out
 
 
-def _align_job(lang_dir: str, tm_bytes: bytes, tree_bytes: bytes, feats: Dict, texts: Dict, task):
+@dataclass
+class AlignJob:
+    """One Slurm job's share of an alignment pass: what it builds its graphs from, its utterances'
+    features and transcripts, and the ``_align_chunk`` task."""
+
+    lang_dir: str
+    tm_bytes: bytes
+    tree_bytes: bytes
+    feats: Dict
+    texts: Dict
+    task: tuple
+
+
+def _align_job(job: AlignJob):
     """``_align_chunk`` as a self-contained job (a fresh process: data and graphs passed in)."""
-    _DATA["feats"], _DATA["texts"] = feats, texts
-    _worker_init(lang_dir, tm_bytes, tree_bytes)
-    return _align_chunk(task)
+    _DATA["feats"], _DATA["texts"] = job.feats, job.texts
+    _worker_init(job.lang_dir, job.tm_bytes, job.tree_bytes)
+    return _align_chunk(job.task)
 
 
 class AlignmentFailures(RuntimeError):
@@ -187,10 +200,12 @@ class GmmAligner:
                 _align_job,
                 [
                     (
-                        *graphs,
-                        {u: _DATA["feats"][u] for u in c},
-                        {u: _DATA["texts"][u] for u in c},
-                        (mode, model, c, self.cfg),
+                        AlignJob(
+                            *graphs,
+                            feats={u: _DATA["feats"][u] for u in c},
+                            texts={u: _DATA["texts"][u] for u in c},
+                            task=(mode, model, c, self.cfg),
+                        ),
                     )
                     for c in chunks
                 ],

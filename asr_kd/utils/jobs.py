@@ -67,11 +67,14 @@ def run_jobs(cmd, fn: Callable, calls: Sequence[tuple], *, job_dir, name: str) -
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max(1, len(calls))) as pool:  # Slurm queues them; we only wait
-        futures = [pool.submit(_slurm_call, cmd, fn, args, job_dir, f"{name}.{j}") for j, args in enumerate(calls, 1)]
+        futures = [
+            pool.submit(_slurm_call, cmd, fn, args, job_dir=job_dir, stem=f"{name}.{j}")
+            for j, args in enumerate(calls, 1)
+        ]
         return [f.result() for f in futures]
 
 
-def _slurm_call(cmd: JobCmd, fn: Callable, args: tuple, job_dir: Path, stem: str) -> Any:
+def _slurm_call(cmd: JobCmd, fn: Callable, args: tuple, *, job_dir: Path, stem: str) -> Any:
     inp, out, log = job_dir / f"{stem}.in.pkl", job_dir / f"{stem}.out.pkl", job_dir / f"{stem}.log"
     out.unlink(missing_ok=True)
     with atomic_path(inp) as tmp:

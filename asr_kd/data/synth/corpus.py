@@ -221,14 +221,23 @@ def _event_words(words: Sequence[str], offsets: Sequence[int], utt_id: str) -> L
 
 
 # -- the runner ---------------------------------------------------------------------------------
-# A job is (utt_id, split, render, args): ``render(*args)`` returns (audio, meta) and is a
-# module-level function (picklable); a RuntimeError from it is a logged skip, kept on disk.
-Job = Tuple[str, str, Callable, tuple]
+@dataclass(frozen=True)
+class Job:
+    """One utterance to synthesise: ``render(**kwargs)`` returns (audio, meta) and is a module-level
+    function (picklable); a RuntimeError from it is a logged skip, kept on disk."""
+
+    utt_id: str
+    split: str
+    render: Callable
+    kwargs: Dict
+
+
 WINDOW = 2048  # jobs submitted to the process pool at a time
 
 
 def _run_job(job_and_dir) -> Tuple[str, str, float]:
-    (utt_id, split, render, args), out_dir, sample_rate, skip_errors = job_and_dir
+    job, out_dir, sample_rate, skip_errors = job_and_dir
+    utt_id, split = job.utt_id, job.split
     wav, meta_path, skip_path = (
         out_dir / "wav" / f"{utt_id}.wav",
         out_dir / "meta" / f"{utt_id}.json",
@@ -239,7 +248,7 @@ def _run_job(job_and_dir) -> Tuple[str, str, float]:
     if skip_path.is_file():
         return utt_id, split, -1.0
     try:
-        x, meta = render(*args)
+        x, meta = job.render(**job.kwargs)
     except RuntimeError as e:
         if not skip_errors:
             raise
@@ -304,8 +313,8 @@ def generate(
                         bar.update()
     counts = {}
     for split in splits:
-        ids = [j[0] for j in jobs if j[1] == split and done[j[0]][1] >= 0]
-        skipped = sum(1 for j in jobs if j[1] == split and done[j[0]][1] < 0)
+        ids = [j.utt_id for j in jobs if j.split == split and done[j.utt_id][1] >= 0]
+        skipped = sum(1 for j in jobs if j.split == split and done[j.utt_id][1] < 0)
         with atomic_path(out_dir / f"{split}.jsonl") as tmp, open(tmp, "w") as f:
             for utt_id in ids:  # streamed: one meta file at a time
                 f.write(json.dumps(json.loads((out_dir / "meta" / f"{utt_id}.json").read_text())) + "\n")

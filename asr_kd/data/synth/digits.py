@@ -21,6 +21,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from asr_kd.data.synth.corpus import (
+    Job,
     SPLITS,
     UNLABELLED,
     Speaker,
@@ -81,7 +82,7 @@ def _utterance_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int) -> 
 
 
 def synthesize_utterance(
-    cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int
+    cfg: DigitsCorpusConfig, speaker: Speaker, *, spk_index: int, utt_index: int
 ) -> Tuple[np.ndarray, Dict]:
     """Returns (float32 audio at cfg.sample_rate, metadata with oracle word and phone times)."""
     plan = _utterance_plan(cfg, spk_index, utt_index)
@@ -93,7 +94,7 @@ def generate_corpus(cfg: DigitsCorpusConfig, out_dir, num_jobs: int = 1) -> Dict
     key = fingerprint({"config": asdict(cfg), "generator": GENERATOR_VERSION})
     speakers = make_speakers(cfg)
     jobs = [
-        (f"{s.id}-{u:04d}", s.split, synthesize_utterance, (cfg, s, i, u))
+        Job(f"{s.id}-{u:04d}", s.split, synthesize_utterance, dict(cfg=cfg, speaker=s, spk_index=i, utt_index=u))
         for i, s in enumerate(speakers)
         for u in range(cfg.utts_per_speaker)
     ]
@@ -118,7 +119,7 @@ def _unlabelled_plan(cfg: DigitsCorpusConfig, spk_index: int, utt_index: int, *,
 
 
 def synthesize_unlabelled(
-    cfg: DigitsCorpusConfig, speaker: Speaker, spk_index: int, utt_index: int
+    cfg: DigitsCorpusConfig, speaker: Speaker, *, spk_index: int, utt_index: int
 ) -> Tuple[np.ndarray, Dict]:
     plan = _unlabelled_plan(cfg, spk_index, utt_index, held_out=evaluation_strings(cfg))
     return render_utterance(cfg, speaker, f"{speaker.id}-{utt_index:04d}", words=plan["words"], plan=plan)
@@ -158,7 +159,7 @@ def generate_unlabelled(cfg: DigitsCorpusConfig, hours: float, out_dir, *, num_j
         {"config": asdict(cfg), "generator": GENERATOR_VERSION, "unlabelled_hours": hours, "utterances": utts}
     )
     jobs = [
-        (f"{s.id}-{u:04d}", s.split, synthesize_unlabelled, (cfg, s, i, u))
+        Job(f"{s.id}-{u:04d}", s.split, synthesize_unlabelled, dict(cfg=cfg, speaker=s, spk_index=i, utt_index=u))
         for i, s in enumerate(speakers)
         for u in range(cfg.utts_per_speaker)
     ][:utts]

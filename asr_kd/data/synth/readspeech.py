@@ -30,6 +30,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from asr_kd.data.synth.corpus import (
+    Job,
     SPLITS,
     UNLABELLED,
     Speaker,
@@ -144,7 +145,7 @@ def _utterances(split: str, pool: List[str], hours: float, *, cfg: ReadSpeechCor
 
 
 def synthesize_read_utterance(
-    cfg: ReadSpeechCorpusConfig, speaker: Speaker, utt_id: str, sentence: str, plan_seed: Tuple[int, ...]
+    cfg: ReadSpeechCorpusConfig, speaker: Speaker, *, utt_id: str, sentence: str, plan_seed: Tuple[int, ...]
 ) -> Tuple[np.ndarray, Dict]:
     plan = draw_rendering(cfg, np.random.default_rng(list(plan_seed)))
     return render_utterance(cfg, speaker, utt_id, words=sentence.split(), plan=plan)
@@ -171,11 +172,17 @@ def generate_readspeech(cfg: ReadSpeechCorpusConfig, text_path, out_dir, *, num_
             utt_id = f"{spks[s].id}-{per_speaker[s]:04d}"
             per_speaker[s] += 1
             jobs.append(
-                (
+                Job(
                     utt_id,
                     split,
                     synthesize_read_utterance,
-                    (cfg, spks[s], utt_id, sentence, (cfg.seed, 3, split_index, k)),
+                    dict(
+                        cfg=cfg,
+                        speaker=spks[s],
+                        utt_id=utt_id,
+                        sentence=sentence,
+                        plan_seed=(cfg.seed, 3, split_index, k),
+                    ),
                 )
             )
     held_out = set(parts["dev"]) | set(parts["test"])
@@ -234,7 +241,8 @@ def generate_readspeech_unlabelled(
         spk = speakers[k % len(speakers)]
         utt_id = f"{spk.id}-{per_speaker[k % len(speakers)]:04d}"
         per_speaker[k % len(speakers)] += 1
-        jobs.append((utt_id, UNLABELLED, synthesize_read_utterance, (cfg, spk, utt_id, sentence, (cfg.seed, 5, k))))
+        kwargs = dict(cfg=cfg, speaker=spk, utt_id=utt_id, sentence=sentence, plan_seed=(cfg.seed, 5, k))
+        jobs.append(Job(utt_id, UNLABELLED, synthesize_read_utterance, kwargs))
     return generate(
         jobs,
         out_dir,
