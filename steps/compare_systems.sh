@@ -27,7 +27,7 @@ table of pdfs, Gaussians, oracle alignment accuracy, HCLG size and WER: EXP/kd/t
 . "$(dirname "$0")/../utils/step.sh"
 step_usage 1 $# "EXP"
 exp=$1 steps=$(dirname "$0") t=$temperature
-common=(--nj "$nj" --config "$config")
+common=(--nj "$nj" --config "$config")  # a step given --config "" takes every section's defaults
 search=(--lmwt "$lmwt" --wip "$wip" --decode-opts "$decode_opts")
 decoded=()
 for sys in $systems; do

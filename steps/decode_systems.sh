@@ -32,6 +32,6 @@ rows+=("$ens=$ensemble")
 for s in $(models "$students"); do rows+=("$stud=$s"); done
 # shellcheck disable=SC2086  # decode_opts is a list of options
 python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$out" \
-  --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" ${config:+--config "$config"} \
+  --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" ${config:+${config:+--config "$config"}} \
   --models "${rows[@]}" --compare "baseline|$ens" "baseline|$stud" "$ens|$stud" --gain-kept "baseline|$ens|$stud" \
   --title "$title"

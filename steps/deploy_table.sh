@@ -23,12 +23,12 @@ exp=$(dirname "$decode") steps=$(dirname "$0")
 mapfile -t members < <(models "$ensemble")
 ens="${#members[@]}-model ensemble" stud="distilled student (T=$temperature)"
 student=$(models "$students" | head -n 1)
-small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config', 'model', ModelConfig).hidden)") / 4 ))
+small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config' or None, 'model', ModelConfig).hidden)") / 4 ))
 mkdir -p "$d" "$exp/log"
 # quarter-width networks, from hard labels and distilled from the ensemble (the paper: small models gain most)
-bg_job "$exp/log/deploy_small_baseline.log" python -m asr_kd train-dnn --config "$config" --ali-dir "$ali" --seed 1 \
+bg_job "$exp/log/deploy_small_baseline.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 1 \
   --hidden "$small" --out "$exp/small_baseline/seed1"
-"$steps/distill.sh" --config "$config" --nj "$nj" --temperature "$temperature" --train-opts "--hidden $small" \
+"$steps/distill.sh" ${config:+--config "$config"} --nj "$nj" --temperature "$temperature" --train-opts "--hidden $small" \
   "$ali" "$ensemble" "$soft" "$exp/small_student" || { bg_wait; exit 1; }
 bg_wait || { tail -n 5 "$exp/log/deploy_small_baseline.log"; exit 1; }
 sb="small baseline (hidden $small)" ss="small student (hidden $small)"
@@ -40,7 +40,7 @@ python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-
 export_one() {  # export_one NAME DECODE_DIR OUT CHECKPOINTS...
   local name=$1 from=$2 to=$3; shift 3
   # shellcheck disable=SC2086  # export_opts is a list of options
-  bg_job "$exp/log/export_$(basename "$to").log" python -m asr_kd export --config "$config" $export_opts \
+  bg_job "$exp/log/export_$(basename "$to").log" python -m asr_kd export ${config:+--config "$config"} $export_opts \
     --name "$name" --decode-dir "$from" --out "$to" --checkpoints "$@"
 }
 export_one "$ens" "$decode" "$d/ensemble" "$ensemble"

@@ -26,7 +26,7 @@ for seed in $(seq 101 $((100 + seeds))); do
   wave=$(( seeds - i / slots * slots < slots ? seeds - i / slots * slots : slots ))
   threads=$(( nj / (wave * ddp_procs) > 1 ? nj / (wave * ddp_procs) : 1 ))
   # shellcheck disable=SC2086  # train_opts is a list of options
-  ddp_job "$out/log/seed$seed.log" train-dnn --config "$config" --ali-dir "$ali" --seed "$seed" --threads "$threads" \
+  ddp_job "$out/log/seed$seed.log" train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed "$seed" --threads "$threads" \
     --soft-targets "$soft" --teacher-models "$ensemble" --out "$out/seed$seed" --temperature "$temperature" $train_opts
   trained+=("$out/seed$seed/best.pt")
   i=$((i + 1))

@@ -24,14 +24,14 @@ mapfile -t members < <(models "$ensemble")
 n=$(( ${#members[@]} < seeds ? ${#members[@]} : seeds ))
 mkdir -p "$exp/log"
 fbank=$(recorded "$ali" fbank_dir)
-python -m asr_kd realign-dnn --config "$config" --models "$ensemble" --gmm-dir "$ali" --lang "$lang" --fbank-dir "$fbank" \
+python -m asr_kd realign-dnn ${config:+--config "$config"} --models "$ensemble" --gmm-dir "$ali" --lang "$lang" --fbank-dir "$fbank" \
   --out "$exp/dnn_ali"
 label_dirs=("$exp/dnn_ali=$exp/dnn_realigned")
 [ -n "$oracle_reference" ] && label_dirs+=("$oracle_reference=$exp/dnn_oracle_gmm")
 for pair in "${label_dirs[@]}"; do
   labels=${pair%%=*} out=${pair#*=}
   for seed in $(seq 1 "$n"); do
-    bg_job "$exp/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn --config "$config" \
+    bg_job "$exp/log/$(basename "$out")_seed$seed.log" python -m asr_kd train-dnn ${config:+--config "$config"} \
       --ali-dir "$labels" --seed "$seed" --out "$out/seed$seed"
   done
 done

@@ -16,9 +16,9 @@ step_usage 4 $# "ALI_DIR ENSEMBLE_DIR SOFT_DIR EXP"
 ali=$1 ensemble=$2 soft=$3 exp=$4
 f=$fraction
 mkdir -p "$exp/log"
-python -m asr_kd train-dnn --config "$config" --ali-dir "$ali" --seed 1 --fraction "$f" --epochs 20 \
+python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 1 --fraction "$f" --epochs 20 \
   --out "$exp/small/hard" > "$exp/log/small_hard.log" 2>&1
-python -m asr_kd train-dnn --config "$config" --ali-dir "$ali" --seed 1 --fraction "$f" --epochs 20 \
+python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 1 --fraction "$f" --epochs 20 \
   --temperature "$temperature" --soft-targets "$soft" --teacher-models "$ensemble" --no-online-teacher --augment none \
   --out "$exp/small/soft" > "$exp/log/small_soft.log" 2>&1
 python -m asr_kd frame-table --ali-dir "$ali" --results-md "$exp/kd/RESULTS.md" --train-fraction "$f" \

@@ -44,14 +44,14 @@ for spec in "${levers[@]}"; do
   name=${spec%%|*} opts=${spec#*|} i=$((i + 1)) runs=()
   for seed in $(seq 101 $((100 + lever_seeds))); do
     # shellcheck disable=SC2086  # opts is a list of options
-    bg_job "$out/lever$i.seed$seed.log" python -m asr_kd train-dnn --config "$config" --ali-dir "$ali" --seed "$seed" \
+    bg_job "$out/lever$i.seed$seed.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed "$seed" \
       --soft-targets "$soft" --temperature "$temperature" --teacher-models "$ensemble" --out "$out/lever$i/seed$seed" $opts
     runs+=("$out/lever$i/seed$seed")
   done
   rows+=("$name=$(IFS=,; echo "${runs[*]}")")
 done
 # the control: does the long schedule alone make a single model as good? hard labels, cosine over 15 epochs
-bg_job "$out/control.log" python -m asr_kd train-dnn --config "$config" --ali-dir "$ali" --seed 1 \
+bg_job "$out/control.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 1 \
   --out "$out/control_cosine15" --epochs 15 --schedule cosine
 bg_wait || { tail -n 3 "$out"/lever*.log "$out/control.log"; exit 1; }
 rows+=("control: hard labels, cosine over 15 epochs=$out/control_cosine15")

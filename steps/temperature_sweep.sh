@@ -18,7 +18,7 @@ steps=$(dirname "$0")
 rows=() pairs=()
 for t in $temperatures; do
   python -m asr_kd soft-targets --teachers "$ensemble" --ali-dir "$ali" --nj "$nj" --temperature "$t" --out "$exp/soft_T$t"
-  "$steps/distill.sh" --config "$config" --nj "$nj" --temperature "$t" --train-opts "--no-online-teacher --augment none" \
+  "$steps/distill.sh" ${config:+--config "$config"} --nj "$nj" --temperature "$t" --train-opts "--no-online-teacher --augment none" \
     "$ali" "$ensemble" "$exp/soft_T$t" "$exp/stored_T$t"
   rows+=("T=$t=$exp/stored_T$t")
   [[ " $temperatures " == *" $reference "* ]] && [ "$t" != "$reference" ] && pairs+=("T=$reference|T=$t")

@@ -17,7 +17,7 @@ ali=$1 ensemble=$2 exp=$3
 steps=$(dirname "$0") t=$temperature
 stored="--no-online-teacher --augment none"
 student() {  # student SOFT_DIR OUT_DIR
-  "$steps/distill.sh" --config "$config" --nj "$nj" --temperature "$t" --train-opts "$stored" "$ali" "$ensemble" "$1" "$2"
+  "$steps/distill.sh" ${config:+--config "$config"} --nj "$nj" --temperature "$t" --train-opts "$stored" "$ali" "$ensemble" "$1" "$2"
 }
 rows=("dense=$exp/stored_T$t") storage=("dense=$exp/soft_T$t") pairs=()
 student "$exp/soft_T$t" "$exp/stored_T$t"

@@ -17,7 +17,7 @@ ali=$1 out=$2
 mkdir -p "$out/log"
 trained=()
 for seed in $(seq 1 "$members"); do
-  ddp_job "$out/log/seed$seed.log" train-dnn --config "$config" --ali-dir "$ali" --seed "$seed" --out "$out/seed$seed"
+  ddp_job "$out/log/seed$seed.log" train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed "$seed" --out "$out/seed$seed"
   trained+=("$out/seed$seed/best.pt")
 done
 bg_wait || { tail -n 5 "$out"/log/seed*.log; exit 1; }

@@ -16,14 +16,14 @@ step_usage 3 $# "FBANK_DIR LANG_DIR EXP"
 fbank=$1 lang=$2 exp=$3
 [ "${systems%% *}" = mono ] || { echo "$0: --systems must start with mono (the flat start), not '$systems'" >&2; exit 1; }
 
-python -m asr_kd train-mono --config "$config" --nj "$nj" --fbank-dir "$fbank" --lang "$lang" --exp "$exp/mono"
+python -m asr_kd train-mono ${config:+--config "$config"} --nj "$nj" --fbank-dir "$fbank" --lang "$lang" --exp "$exp/mono"
 if $oracle_reference; then
-  python -m asr_kd train-oracle-gmm --config "$config" --nj "$nj" --fbank-dir "$fbank" --lang "$lang" \
+  python -m asr_kd train-oracle-gmm ${config:+--config "$config"} --nj "$nj" --fbank-dir "$fbank" --lang "$lang" \
     --exp "$exp/mono_oracle"
 fi
 prev=mono
 for sys in ${systems#mono}; do
-  python -m asr_kd train-tri --config "$config" --system "$sys" --nj "$nj" --prev-dir "$exp/$prev" \
+  python -m asr_kd train-tri ${config:+--config "$config"} --system "$sys" --nj "$nj" --prev-dir "$exp/$prev" \
     --fbank-dir "$fbank" --lang "$lang" --exp "$exp/$sys"
   prev=$sys
 done

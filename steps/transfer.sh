@@ -22,7 +22,7 @@ fbank=$(recorded "$ali" fbank_dir) corpus=$(recorded "$ali" corpus)
 rows=("labelled only (stage 7)=$(models "$students" | sed 's|/best.pt$||' | paste -sd, -)")
 mkdir -p "$out"
 for r in $ratios; do
-  bg_job "$out/ratio$r.log" python -m asr_kd train-dnn --config "$config" --ali-dir "$ali" --seed 101 --soft-targets "$soft" \
+  bg_job "$out/ratio$r.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 101 --soft-targets "$soft" \
     --temperature "$temperature" --teacher-models "$ensemble" --unlabelled-ratio "$r" --out "$out/ratio$r/seed101"
   rows+=("+ ${r}x untranscribed audio=$out/ratio$r/seed101")
 done
