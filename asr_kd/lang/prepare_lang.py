@@ -96,26 +96,26 @@ def make_lexicon_fst(
     fst.set_final(state=loop, weight=0.0)
     sil_cost, no_sil_cost = -math.log(sil_prob), -math.log(1.0 - sil_prob)
 
-    def arc(src, dst, labels, weight):  # labels: (input, output)
+    def arc(src, dst, labels, *, weight):  # labels: (input, output)
         fst.add_arc(state=src, arc=kaldifst.StdArc(ilabel=labels[0], olabel=labels[1], weight=weight, nextstate=dst))
 
-    arc(start, loop, (0, 0), no_sil_cost)
-    arc(start, sil_state, (0, 0), sil_cost)
-    arc(sil_state, loop, (phone2id[sil_phone], 0), 0.0)
+    arc(start, loop, (0, 0), weight=no_sil_cost)
+    arc(start, sil_state, (0, 0), weight=sil_cost)
+    arc(sil_state, loop, (phone2id[sil_phone], 0), weight=0.0)
     for word, prob, phones in entries:
         cost = -math.log(prob)
         src = loop
         for i, p in enumerate(phones[:-1]):
             nxt = fst.add_state()
-            arc(src, nxt, (phone2id[p], word2id[word] if i == 0 else 0), cost if i == 0 else 0.0)
+            arc(src, nxt, (phone2id[p], word2id[word] if i == 0 else 0), weight=cost if i == 0 else 0.0)
             src = nxt
         last = phones[-1]
         first = len(phones) == 1
         olabel, extra = (word2id[word], cost) if first else (0, 0.0)
-        arc(src, loop, (phone2id[last], olabel), no_sil_cost + extra)
-        arc(src, sil_state, (phone2id[last], olabel), sil_cost + extra)
+        arc(src, loop, (phone2id[last], olabel), weight=no_sil_cost + extra)
+        arc(src, sil_state, (phone2id[last], olabel), weight=sil_cost + extra)
     if disambig_loop is not None:
-        arc(loop, loop, disambig_loop, 0.0)
+        arc(loop, loop, disambig_loop, weight=0.0)
     kaldifst.arcsort(fst, sort_type="olabel")
     return fst
 
