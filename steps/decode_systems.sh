@@ -24,12 +24,13 @@ and OUT_DIR/../kd/RESULTS.md.
 step_usage 4 $# "ALI_DIR ENSEMBLE_DIR STUDENT_DIR OUT_DIR"
 ali=$1 ensemble=$2 students=$3 out=$4
 exp=$(dirname "$out")
-mapfile -t members < <(models "$ensemble")
+read_models members "$ensemble"
+read_models student_models "$students"
 ens="${#members[@]}-model ensemble" stud="distilled student (T=$temperature)"
 rows=("GMM ($(system_name "$(basename "$ali")"))=$ali/final.mdl")
 for m in "${members[@]}"; do rows+=("baseline=$m"); done
 rows+=("$ens=$ensemble")
-for s in $(models "$students"); do rows+=("$stud=$s"); done
+for s in "${student_models[@]}"; do rows+=("$stud=$s"); done
 # shellcheck disable=SC2086  # decode_opts is a list of options
 python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$out" \
   --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" ${config:+${config:+--config "$config"}} \

@@ -20,9 +20,10 @@ vs. offline, export parity): OUT_DIR/deployment_table, into EXP/kd/RESULTS.md.
 step_usage 6 $# "ALI_DIR ENSEMBLE_DIR SOFT_DIR STUDENT_DIR DECODE_DIR OUT_DIR"
 ali=$1 ensemble=$2 soft=$3 students=$4 decode=$5 d=$6
 exp=$(dirname "$decode") steps=$(dirname "$0")
-mapfile -t members < <(models "$ensemble")
+read_models members "$ensemble"
+read_models student_models "$students"
 ens="${#members[@]}-model ensemble" stud="distilled student (T=$temperature)"
-student=$(models "$students" | head -n 1)
+student=${student_models[0]}
 small=$(( $(python -c "from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig; print(section('$config' or None, 'model', ModelConfig).hidden)") / 4 ))
 mkdir -p "$d" "$exp/log"
 # quarter-width networks, from hard labels and distilled from the ensemble (the paper: small models gain most)

@@ -15,10 +15,11 @@ its output to DECODE_DIR/../kd/transcribe_example.txt.
 step_usage 3 $# "STUDENT_DIR DECODE_DIR OUT_DIR"
 students=$1 decode=$2 out=$3
 example=$(dirname "$decode")/kd/transcribe_example.txt
+read_models student_models "$students"
 mkdir -p "$out"
 # shellcheck disable=SC2086  # export_opts is a list of options
 python -m asr_kd export ${config:+--config "$config"} $export_opts --name "distilled student (T=$temperature)" \
-  --decode-dir "$decode" --out "$out/student" --checkpoints "$(models "$students" | head -n 1)"
+  --decode-dir "$decode" --out "$out/student" --checkpoints "${student_models[0]}"
 wav=$(python -m asr_kd example-audio --manifest-dir "$manifest_dir" --split test)
 { echo "# python -m asr_kd transcribe --model-dir $out/student ${wav%%$'\t'*}"
   echo "# reference: ${wav#*$'\t'}"

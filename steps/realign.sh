@@ -20,7 +20,7 @@ the members trained on ALI_DIR: EXP/kd/table_alignments, into EXP/kd/RESULTS.md.
 . "$(dirname "$0")/../utils/step.sh"
 step_usage 4 $# "ALI_DIR ENSEMBLE_DIR LANG_DIR EXP"
 ali=$1 ensemble=$2 lang=$3 exp=$4
-mapfile -t members < <(models "$ensemble")
+read_models members "$ensemble"
 n=$(( ${#members[@]} < seeds ? ${#members[@]} : seeds ))
 mkdir -p "$exp/log"
 fbank=$(recorded "$ali" fbank_dir)

@@ -36,8 +36,10 @@ for t in 1 4; do levers+=("T=$t, hard weight $hw: cosine over 20 epochs, online 
 for w in 0 1; do levers+=("T=$temperature, hard weight $w: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --hard-weight $w"); done
 
 out=$exp/teaching
-run_dirs() { models "$1" | sed 's|/best.pt$||' | paste -sd, -; }  # a student folder's training folders
-rows=("default (stage 7, the config's student and teaching)=$(run_dirs "$students")")
+read_models members "$ensemble"
+read_models student_models "$students"
+run_dirs=("${student_models[@]%/best.pt}")  # the students' training folders
+rows=("default (stage 7, the config's student and teaching)=$(IFS=,; echo "${run_dirs[*]}")")
 mkdir -p "$out"
 i=0
 for spec in "${levers[@]}"; do
@@ -58,7 +60,6 @@ rows+=("control: hard labels, cosine over 15 epochs=$out/control_cosine15")
 python -m asr_kd teaching-table --rows "${rows[@]}" --teachers "$ensemble" --ali-dir "$ali" \
   --temperature "$temperature" --out "$exp/kd/table_5e_teaching" --results-md "$exp/kd/RESULTS.md" \
   --title "(5e) What makes the student keep the gain (dev, T=$temperature)"
-mapfile -t members < <(models "$ensemble")
-python -m asr_kd diagnose-student --students $(run_dirs "$students" | tr , ' ') --teachers "$ensemble" \
+python -m asr_kd diagnose-student --students "${run_dirs[@]}" --teachers "$ensemble" \
   --references "${members[0]}" --ali-dir "$ali" --temperature "$temperature" \
   --title "$(recorded "$ali" corpus), stage 7 students" --out "$exp/kd/diagnosis"

@@ -19,7 +19,9 @@ fbank=$(recorded "$ali" fbank_dir) corpus=$(recorded "$ali" corpus)
   echo "$0: no untranscribed split in $fbank: rerun the corpus and feature stages with --unlabelled-hours H (or --unlabelled-dir DIR)" >&2
   exit 1
 }
-rows=("labelled only (stage 7)=$(models "$students" | sed 's|/best.pt$||' | paste -sd, -)")
+read_models student_models "$students"
+run_dirs=("${student_models[@]%/best.pt}")
+rows=("labelled only (stage 7)=$(IFS=,; echo "${run_dirs[*]}")")
 mkdir -p "$out"
 for r in $ratios; do
   bg_job "$out/ratio$r.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 101 --soft-targets "$soft" \

@@ -94,6 +94,30 @@ def test_a_model_folder_stands_for_the_checkpoints_it_lists(tmp_path):
     assert args.teachers == [f"{ens}/seed1/best.pt", "x.pt"]
 
 
+def test_a_step_reads_a_model_folder_or_stops_naming_it(tmp_path):
+    """steps/*.sh read models.txt in their own shell: a listed path that leaves the folder, or a
+    folder without the list, stops the step with one line naming it."""
+    ens = tmp_path / "dnn"
+    ens.mkdir()
+
+    def read(listing):
+        (ens / "models.txt").write_text(listing)
+        script = f'help_message=x; . {ROOT}/utils/step.sh; read_models m {ens}; printf "%s\\n" "${{m[@]}}"; echo done'
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+
+    r = read("seed1/best.pt\nseed2/best.pt\n")
+    assert r.returncode == 0 and r.stdout.split() == [f"{ens}/seed1/best.pt", f"{ens}/seed2/best.pt", "done"]
+    r = read("seed1/best.pt\n../other/best.pt\n")
+    assert r.returncode == 1 and "../other/best.pt leaves the folder" in r.stderr and "done" not in r.stdout
+    (ens / "models.txt").unlink()
+    r = subprocess.run(
+        ["bash", "-c", f"help_message=x; . {ROOT}/utils/step.sh; read_models m {ens}; echo done"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "has no models.txt" in r.stderr and "done" not in r.stdout
+
+
 def _manifests(folder: Path, corpus: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with gzip.open(folder / f"{corpus}_cuts_train.jsonl.gz", "wt") as f:

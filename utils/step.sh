@@ -5,7 +5,8 @@
 # (parse_options.sh), sends the Python steps' fan-out through --cmd, and loads the job runner of
 # utils/stages.sh (bg_job, bg_wait, ddp_job). It defines:
 #   step_usage N "ARG ..."   exit with the usage line unless the step got N positional arguments
-#   models DIR               the checkpoints listed in DIR/models.txt (a folder of ensemble members or students)
+#   read_models ARRAY DIR    ARRAY := the checkpoints DIR/models.txt lists (a folder of ensemble members or
+#                            students), or exit naming DIR
 #   write_models DIR PATH... record PATH... (inside DIR) as DIR's models.txt, atomically
 #   system_name SYSTEM       a table's row name for a GMM system (mono, tri1, tri2)
 #   recorded DIR NAME        what DIR records it was made from (made_from.json): fbank_dir, lang, corpus
@@ -28,9 +29,16 @@ step_usage() {
     exit 1
   fi
 }
-models() {
-  [ -f "$1/models.txt" ] || { echo "$0: $1 has no models.txt (not a folder of trained models)" >&2; return 1; }
-  sed "s|^|$1/|" "$1/models.txt"
+read_models() {  # in this shell, not a subshell, so that a bad folder stops the step
+  local -n _models=$1
+  local line
+  [ -f "$2/models.txt" ] || { echo "$0: $2 has no models.txt (not a folder of trained models)" >&2; exit 1; }
+  _models=()
+  while IFS= read -r line; do  # paths from the file stay inside the folder, as asr_kd.cli.common.model_paths checks
+    case "/$line/" in */../*|//*) echo "$0: $2/models.txt: $line leaves the folder" >&2; exit 1 ;; esac
+    [ -n "$line" ] && _models+=("$2/$line")
+  done < "$2/models.txt"
+  [ ${#_models[@]} -gt 0 ] || { echo "$0: $2/models.txt lists no checkpoints" >&2; exit 1; }
 }
 write_models() {
   local dir=$1; shift
