@@ -11,9 +11,9 @@ decode_opts=""      # further decode options, e.g. "--arpa LM.arpa --beam 12 --d
 title="WER: baseline vs. ensemble vs. distilled student (hybrid decoding, HCLG)"
 help_message="Usage: $0 [options] ALI_DIR ENSEMBLE_DIR STUDENT_DIR OUT_DIR
 Builds the bigram (or --decode-opts' --arpa) HCLG in OUT_DIR/../graph, decodes dev and test into lattices
-for ALI_DIR's GMM, each member of ENSEMBLE_DIR, the ensemble, and each student of STUDENT_DIR; LM weight
-and insertion penalty tuned on dev per seed; scoring in OUT_DIR/<system>, the table in OUT_DIR/wer_table
-and OUT_DIR/../kd/RESULTS.md.
+for ALI_DIR's GMM, each member of ENSEMBLE_DIR, the ensemble, and each student of STUDENT_DIR (system ids
+gmm, baseline, ensemble, student); LM weight and insertion penalty tuned on dev per seed; scoring in
+OUT_DIR/<id>[/<seed>], the table in OUT_DIR/wer_table and OUT_DIR/../kd/RESULTS.md.
   --config FILE          the recipe's config (its corpus's held-out test accents are scored apart) [$config]
   --manifest-dir DIR     [$manifest_dir]
   --temperature T        [$temperature]
@@ -26,13 +26,14 @@ ali=$1 ensemble=$2 students=$3 out=$4
 exp=$(dirname "$out")
 read_models members "$ensemble"
 read_models student_models "$students"
-ens="${#members[@]}-model ensemble" stud="distilled student (T=$temperature)"
-rows=("GMM ($(system_name "$(basename "$ali")"))=$ali/final.mdl")
+rows=("gmm=$ali/final.mdl")  # system ids; a repeated id is one system's seeds
 for m in "${members[@]}"; do rows+=("baseline=$m"); done
-rows+=("$ens=$ensemble")
-for s in "${student_models[@]}"; do rows+=("$stud=$s"); done
+rows+=("ensemble=$ensemble")
+for s in "${student_models[@]}"; do rows+=("student=$s"); done
 # shellcheck disable=SC2086  # decode_opts is a list of options
 python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$out" \
   --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" ${config:+${config:+--config "$config"}} \
-  --models "${rows[@]}" --compare "baseline|$ens" "baseline|$stud" "$ens|$stud" --gain-kept "baseline|$ens|$stud" \
-  --title "$title"
+  --models "${rows[@]}" --compare baseline,ensemble baseline,student ensemble,student \
+  --gain-kept baseline,ensemble,student --title "$title" \
+  --labels "gmm=GMM ($(system_name "$(basename "$ali")"))" "ensemble=${#members[@]}-model ensemble" \
+           "student=distilled student (T=$temperature)"

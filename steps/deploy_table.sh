@@ -32,11 +32,12 @@ bg_job "$exp/log/deploy_small_baseline.log" python -m asr_kd train-dnn ${config:
 "$steps/distill.sh" ${config:+--config "$config"} --nj "$nj" --temperature "$temperature" --train-opts "--hidden $small" \
   "$ali" "$ensemble" "$soft" "$exp/small_student" || { bg_wait; exit 1; }
 bg_wait || { tail -n 5 "$exp/log/deploy_small_baseline.log"; exit 1; }
-sb="small baseline (hidden $small)" ss="small student (hidden $small)"
 # shellcheck disable=SC2086  # decode_opts is a list of options
 python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$d/decode_small" \
   --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
-  --models "$sb=$exp/small_baseline/seed1/best.pt" "$ss=$exp/small_student/seed101/best.pt" --compare "$sb|$ss" \
+  --models "small_baseline=$exp/small_baseline/seed1/best.pt" "small_student=$exp/small_student/seed101/best.pt" \
+  --labels "small_baseline=small baseline (hidden $small)" "small_student=small student (hidden $small)" \
+  --compare small_baseline,small_student \
   --title "Quarter-width networks (hidden $small): hard labels vs. distilled from the ensemble (T=$temperature)"
 export_one() {  # export_one NAME DECODE_DIR OUT CHECKPOINTS...
   local name=$1 from=$2 to=$3; shift 3
@@ -51,9 +52,13 @@ export_one "small baseline" "$d/decode_small" "$d/small_baseline" "$exp/small_ba
 export_one "small student" "$d/decode_small" "$d/small_student" "$exp/small_student/seed101/best.pt"
 bg_wait || { tail -n 5 "$exp"/log/export_*.log; exit 1; }
 cuts=$(recorded "$ali" fbank_dir)/$(recorded "$ali" corpus)_cuts_test.jsonl.gz
-python -m asr_kd deploy-table --cuts "$cuts" --feature-cuts "$cuts" --streaming "$stud, ONNX" --parity "$stud, ONNX" \
-  --systems "$ens=$d/ensemble:onnx" "baseline (seed 1)=$d/baseline:onnx" "$stud, PyTorch=$d/student:pt" \
-            "$stud, ONNX=$d/student:onnx" "$stud, ONNX int8=$d/student:int8.onnx" \
-            "$sb=$d/small_baseline:onnx" "$ss=$d/small_student:onnx" "$ss, int8=$d/small_student:int8.onnx" \
+python -m asr_kd deploy-table --cuts "$cuts" --feature-cuts "$cuts" --streaming student_onnx --parity student_onnx \
+  --systems "ensemble=$d/ensemble:onnx" "baseline=$d/baseline:onnx" "student_pt=$d/student:pt" \
+            "student_onnx=$d/student:onnx" "student_int8=$d/student:int8.onnx" \
+            "small_baseline=$d/small_baseline:onnx" "small_student=$d/small_student:onnx" \
+            "small_student_int8=$d/small_student:int8.onnx" \
+  --labels "ensemble=$ens" "baseline=baseline (seed 1)" "student_pt=$stud, PyTorch" "student_onnx=$stud, ONNX" \
+           "student_int8=$stud, ONNX int8" "small_baseline=small baseline (hidden $small)" \
+           "small_student=small student (hidden $small)" "small_student_int8=small student (hidden $small), int8" \
   --out "$d/deployment_table" --results-md "$exp/kd/RESULTS.md" \
   --title "Deployment: what each system costs to serve (test set, one thread)"

@@ -37,11 +37,14 @@ for pair in "${label_dirs[@]}"; do
 done
 bg_wait || { tail -n 5 "$exp"/log/dnn_realigned_seed*.log "$exp"/log/dnn_oracle_gmm_seed*.log 2>/dev/null; exit 1; }
 ckpts() { for seed in $(seq 1 "$n"); do echo "$1/seed$seed/best.pt"; done | paste -sd, -; }
-rows=("GMM ($(system_name "$(basename "$ali")"))=$ali=$(ckpts "$ensemble")"
-      "realigned with the ${#members[@]}-DNN ensemble=$exp/dnn_ali=$(ckpts "$exp/dnn_realigned")")
-[ -n "$oracle_reference" ] && rows+=("reference: GMM trained on oracle phone times=$oracle_reference=$(ckpts "$exp/dnn_oracle_gmm")")
+rows=("gmm=$ali=$(ckpts "$ensemble")" "realigned=$exp/dnn_ali=$(ckpts "$exp/dnn_realigned")")
+labels=("gmm=GMM ($(system_name "$(basename "$ali")"))" "realigned=realigned with the ${#members[@]}-DNN ensemble")
+if [ -n "$oracle_reference" ]; then
+  rows+=("oracle_gmm=$oracle_reference=$(ckpts "$exp/dnn_oracle_gmm")")
+  labels+=("oracle_gmm=reference: GMM trained on oracle phone times")
+fi
 # shellcheck disable=SC2086  # decode_opts is a list of options
-python -m asr_kd alignment-table --rows "${rows[@]}" --fbank-dir "$fbank" --lang "$lang" --manifest-dir "$manifest_dir" \
+python -m asr_kd alignment-table --rows "${rows[@]}" --labels "${labels[@]}" --fbank-dir "$fbank" --lang "$lang" --manifest-dir "$manifest_dir" \
   --graph-dir "$exp/graph" --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts \
   --out "$exp/kd/table_alignments" --results-md "$exp/kd/RESULTS.md" \
   --title "Which alignment gives the better DNN (test set)"

@@ -22,10 +22,9 @@ python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed
   --temperature "$temperature" --soft-targets "$soft" --teacher-models "$ensemble" --no-online-teacher --augment none \
   --out "$exp/small/soft" > "$exp/log/small_soft.log" 2>&1
 python -m asr_kd frame-table --ali-dir "$ali" --results-md "$exp/kd/RESULTS.md" --train-fraction "$f" \
-  --rows "baseline, 100% of the training data=$ensemble" \
-         "hard labels, $f of the data=$exp/small/hard/best.pt" \
-         "soft targets of the full-data ensemble, $f of the data=$exp/small/soft/best.pt" \
-  --out "$exp/kd/table_5c_small_data" \
-  --compare "hard labels, $f of the data|soft targets of the full-data ensemble, $f of the data" \
+  --rows "baseline=$ensemble" "hard=$exp/small/hard/best.pt" "soft=$exp/small/soft/best.pt" \
+  --labels "baseline=baseline, 100% of the training data" "hard=hard labels, $f of the data" \
+           "soft=soft targets of the full-data ensemble, $f of the data" \
+  --out "$exp/kd/table_5c_small_data" --compare hard,soft \
   --title "(5c) Soft targets as a regulariser: $f of the training data" \
   --note "The baseline row's train column is measured on the same subset (it saw all of the data)."

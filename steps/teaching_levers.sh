@@ -39,7 +39,7 @@ out=$exp/teaching
 read_models members "$ensemble"
 read_models student_models "$students"
 run_dirs=("${student_models[@]%/best.pt}")  # the students' training folders
-rows=("default (stage 7, the config's student and teaching)=$(IFS=,; echo "${run_dirs[*]}")")
+rows=("default=$(IFS=,; echo "${run_dirs[*]}")") labels=("default=default (stage 7, the config's student and teaching)")
 mkdir -p "$out"
 i=0
 for spec in "${levers[@]}"; do
@@ -50,14 +50,14 @@ for spec in "${levers[@]}"; do
       --soft-targets "$soft" --temperature "$temperature" --teacher-models "$ensemble" --out "$out/lever$i/seed$seed" $opts
     runs+=("$out/lever$i/seed$seed")
   done
-  rows+=("$name=$(IFS=,; echo "${runs[*]}")")
+  rows+=("lever$i=$(IFS=,; echo "${runs[*]}")") labels+=("lever$i=$name")
 done
 # the control: does the long schedule alone make a single model as good? hard labels, cosine over 15 epochs
 bg_job "$out/control.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 1 \
   --out "$out/control_cosine15" --epochs 15 --schedule cosine
 bg_wait || { tail -n 3 "$out"/lever*.log "$out/control.log"; exit 1; }
-rows+=("control: hard labels, cosine over 15 epochs=$out/control_cosine15")
-python -m asr_kd teaching-table --rows "${rows[@]}" --teachers "$ensemble" --ali-dir "$ali" \
+rows+=("control=$out/control_cosine15") labels+=("control=control: hard labels, cosine over 15 epochs")
+python -m asr_kd teaching-table --rows "${rows[@]}" --labels "${labels[@]}" --teachers "$ensemble" --ali-dir "$ali" \
   --temperature "$temperature" --out "$exp/kd/table_5e_teaching" --results-md "$exp/kd/RESULTS.md" \
   --title "(5e) What makes the student keep the gain (dev, T=$temperature)"
 python -m asr_kd diagnose-student --students "${run_dirs[@]}" --teachers "$ensemble" \

@@ -15,14 +15,14 @@ carry, not how the student is taught); table EXP/kd/table_5b_temperature, into E
 step_usage 3 $# "ALI_DIR ENSEMBLE_DIR EXP"
 ali=$1 ensemble=$2 exp=$3
 steps=$(dirname "$0")
-rows=() pairs=()
+rows=() labels=() pairs=()
 for t in $temperatures; do
   python -m asr_kd soft-targets --teachers "$ensemble" --ali-dir "$ali" --nj "$nj" --temperature "$t" --out "$exp/soft_T$t"
   "$steps/distill.sh" ${config:+--config "$config"} --nj "$nj" --temperature "$t" --train-opts "--no-online-teacher --augment none" \
     "$ali" "$ensemble" "$exp/soft_T$t" "$exp/stored_T$t"
-  rows+=("T=$t=$exp/stored_T$t")
-  [[ " $temperatures " == *" $reference "* ]] && [ "$t" != "$reference" ] && pairs+=("T=$reference|T=$t")
+  rows+=("T$t=$exp/stored_T$t") labels+=("T$t=T=$t")
+  [[ " $temperatures " == *" $reference "* ]] && [ "$t" != "$reference" ] && pairs+=("T$reference,T$t")
 done
-python -m asr_kd frame-table --ali-dir "$ali" --results-md "$exp/kd/RESULTS.md" --rows "${rows[@]}" \
+python -m asr_kd frame-table --ali-dir "$ali" --results-md "$exp/kd/RESULTS.md" --rows "${rows[@]}" --labels "${labels[@]}" \
   --out "$exp/kd/table_5b_temperature" ${pairs[@]+--compare "${pairs[@]}"} \
   --title "(5b) Distilled students by soft-target temperature (hard weight $(hard_weight "$config"), T^2-scaled soft term)"

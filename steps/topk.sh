@@ -22,7 +22,7 @@ student() {  # student SOFT_DIR OUT_DIR
 rows=("dense=$exp/stored_T$t") storage=("dense=$exp/soft_T$t") pairs=()
 student "$exp/soft_T$t" "$exp/stored_T$t"
 for k in $topk_values; do
-  pairs+=("dense|top-$k")
+  pairs+=("dense,top-$k")
   python -m asr_kd soft-targets --teachers "$ensemble" --ali-dir "$ali" --nj "$nj" --temperature "$t" --topk "$k" \
     --out "$exp/soft_T${t}_top$k"
   student "$exp/soft_T${t}_top$k" "$exp/student_T${t}_top$k"

@@ -21,14 +21,14 @@ fbank=$(recorded "$ali" fbank_dir) corpus=$(recorded "$ali" corpus)
 }
 read_models student_models "$students"
 run_dirs=("${student_models[@]%/best.pt}")
-rows=("labelled only (stage 7)=$(IFS=,; echo "${run_dirs[*]}")")
+rows=("labelled=$(IFS=,; echo "${run_dirs[*]}")") labels=("labelled=labelled only (stage 7)")
 mkdir -p "$out"
 for r in $ratios; do
   bg_job "$out/ratio$r.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" --seed 101 --soft-targets "$soft" \
     --temperature "$temperature" --teacher-models "$ensemble" --unlabelled-ratio "$r" --out "$out/ratio$r/seed101"
-  rows+=("+ ${r}x untranscribed audio=$out/ratio$r/seed101")
+  rows+=("ratio$r=$out/ratio$r/seed101") labels+=("ratio$r=+ ${r}x untranscribed audio")
 done
 bg_wait || { tail -n 3 "$out"/ratio*.log; exit 1; }
-python -m asr_kd teaching-table --rows "${rows[@]}" --teachers "$ensemble" --ali-dir "$ali" \
+python -m asr_kd teaching-table --rows "${rows[@]}" --labels "${labels[@]}" --teachers "$ensemble" --ali-dir "$ali" \
   --temperature "$temperature" --out "$exp/kd/table_5e_transfer" --results-md "$exp/kd/RESULTS.md" \
   --title "(5e) Untranscribed transfer audio: students on labelled + R x untranscribed frames (dev, T=$temperature)"

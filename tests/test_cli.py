@@ -77,14 +77,14 @@ def test_every_step_answers_help_and_names_its_folders_when_called_wrongly():
 
 
 def test_a_model_folder_stands_for_the_checkpoints_it_lists(tmp_path):
-    from asr_kd.cli.common import expand_model_folders, labelled_paths, model_paths
+    from asr_kd.cli.common import expand_model_folders, id_paths, model_paths
 
     ens = tmp_path / "dnn"
     ens.mkdir()
     (ens / "models.txt").write_text("seed1/best.pt\nseed2/best.pt\n")
     assert model_paths(str(ens)) == [f"{ens}/seed1/best.pt", f"{ens}/seed2/best.pt"]
     assert model_paths(str(tmp_path / "one.pt")) == str(tmp_path / "one.pt")  # a checkpoint is itself
-    assert labelled_paths(f"4-model ensemble={ens}", "--models") == ("4-model ensemble", model_paths(str(ens)))
+    assert id_paths(f"ensemble={ens}", "--models") == ("ensemble", model_paths(str(ens)))
     (ens / "models.txt").write_text("../elsewhere/best.pt\n")  # paths from files stay inside the folder
     with pytest.raises(ValueError, match="must stay inside"):
         model_paths(str(ens))
@@ -92,6 +92,48 @@ def test_a_model_folder_stands_for_the_checkpoints_it_lists(tmp_path):
     args = build_parser().parse_args(["soft-targets", "--teachers", str(ens), "x.pt", "--ali-dir", "a", "--out", "o"])
     expand_model_folders(args)
     assert args.teachers == [f"{ens}/seed1/best.pt", "x.pt"]
+
+
+def test_table_rows_are_short_ids_with_labels_apart(caplog):
+    """A row's id is a key and a folder name; its display text (any characters) comes from --labels;
+    --compare and --gain-kept name ids of the table, and a wrong id is one error listing the ids."""
+    from asr_kd.cli.common import compare_pairs, id_paths, id_tuple, system_labels
+
+    args = build_parser().parse_args(
+        ["decode", "--models", "gmm=exp/mono/final.mdl", "student=s1.pt", "student=s2.pt", "ensemble=a.pt,b.pt"]
+        + ["--labels", "student=distilled student (T=2)", "gmm=GMM (mono)", "--compare", "ensemble,student"]
+        + ["--gain-kept", "gmm,ensemble,student", "--ali-dir", "a", "--graph-dir", "g", "--out", "o"]
+        + ["--manifest-dir", "m"]
+    )
+    rows = [id_paths(m, "--models") for m in args.models]
+    ids = [sid for sid, _ in rows]
+    assert rows == [
+        ("gmm", ["exp/mono/final.mdl"]),
+        ("student", ["s1.pt"]),
+        ("student", ["s2.pt"]),
+        ("ensemble", ["a.pt", "b.pt"]),
+    ]
+    assert system_labels(args, ids) == {
+        "gmm": "GMM (mono)",
+        "student": "distilled student (T=2)",
+        "ensemble": "ensemble",
+    }
+    assert compare_pairs(args, ids) == [("ensemble", "student")]
+    assert id_tuple(args.gain_kept, 3, "--gain-kept", ids) == ("gmm", "ensemble", "student")
+    with pytest.raises(ValueError, match="'distilled student' is not a system id"):
+        id_paths("distilled student=s.pt", "--models")  # display text is no id: it goes in --labels
+    with pytest.raises(
+        ValueError, match=r"\['teacher'\] name no row of this table \(its ids: gmm, student, ensemble\)"
+    ):
+        id_tuple("teacher,student", 2, "--compare", ids)
+    args.labels = ["teacher=the ensemble"]
+    with pytest.raises(ValueError, match="--labels: \\['teacher'\\] name no row"):
+        system_labels(args, ids)
+    with pytest.raises(ValueError, match="should name 3 system ids"):
+        id_tuple("gmm,student", 3, "--gain-kept", ids)
+    cmd = ["decode", "--models", "a b=x.pt", "--ali-dir", "a", "--graph-dir", "g", "--out", "o", "--manifest-dir", "m"]
+    cmd += ["--lang", "l", "--fbank-dir", "f", "--corpus", "digits"]
+    assert main(cmd) == 1 and "--models: 'a b' is not a system id" in caplog.text  # one line, before any work
 
 
 def test_a_step_reads_a_model_folder_or_stops_naming_it(tmp_path):

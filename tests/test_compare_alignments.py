@@ -113,8 +113,10 @@ def test_a_row_with_another_transition_model_is_refused(dnn_on_gmm_labels, tiny_
     from asr_kd.lang.prepare_lang import LangConfig, prepare_lang
 
     root, ckpts = dnn_on_gmm_labels
-    with pytest.raises(ValueError, match="NAME=ALI_DIR"):
+    with pytest.raises(ValueError, match="ID=ALI_DIR"):
         alignment_row("only=two")
+    with pytest.raises(ValueError, match="is not a system id"):
+        alignment_row("flat start=exp/mono=a.pt")
     # the same phones with 2-state HMMs: other transition-ids, so the shared HCLG would misread them
     lang2 = prepare_lang(
         Lexicon.read(root / "lang" / "lexiconp.txt"), tmp_path / "lang2", LangConfig(num_nonsil_states=2)

@@ -119,5 +119,5 @@ def test_isolated_word_corpus_runs_every_stage(tmp_path):
     assert all(r["test_wer"]["tokens"] == test_words for r in rows.values())
     # two words, clean real speech: isolated-word recognition is easy; a broken segmentation,
     # alignment or graph would not be
-    assert rows["GMM (monophone)"]["test_wer"]["rate"] < 0.1, rows["GMM (monophone)"]["test_wer"]
-    assert rows["2-model ensemble"]["test_wer"]["rate"] < 0.1, rows["2-model ensemble"]["test_wer"]
+    assert rows["gmm"]["test_wer"]["rate"] < 0.1, rows["gmm"]["test_wer"]
+    assert rows["ensemble"]["test_wer"]["rate"] < 0.1, rows["ensemble"]["test_wer"]

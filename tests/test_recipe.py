@@ -123,11 +123,11 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     for heading in ("(5a)", "(5b)", "(5c)", "(5d)"):
         assert heading in results
     sweep = json.loads((root / "exp" / "kd" / "table_5b_temperature.json").read_text())
-    assert [r["name"] for r in sweep["rows"]] == ["T=1", "T=2"]
-    assert [(p["a"], p["b"]) for p in sweep["significance"]["pairs"]] == [("T=2", "T=1")]
+    assert [(r["name"], r["label"]) for r in sweep["rows"]] == [("T1", "T=1"), ("T2", "T=2")]
+    assert [(p["a"], p["b"]) for p in sweep["significance"]["pairs"]] == [("T2", "T1")]
     small = json.loads((root / "exp" / "kd" / "table_5c_small_data.json").read_text())
     assert len(small["rows"]) == 3 and "train frame accuracy (30% subset)" in small["rows"][1]
-    assert small["significance"]["pairs"][0]["a"].startswith("hard labels")
+    assert small["rows"][1]["label"].startswith("hard labels") and small["significance"]["pairs"][0]["a"] == "hard"
     topk = json.loads((root / "exp" / "kd" / "table_5d_topk.json").read_text())
     mb = [float(r["soft-target storage (MB per hour of audio)"]) for r in topk["rows"]]
     assert mb[1] < mb[0]  # top-3 stores less than dense
@@ -140,25 +140,31 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
         r["dnn_oracle_phone_accuracy"] for r in rows
     ]
     assert all(r["test_wer"]["ci95"][0] <= r["test_wer"]["mean"] <= r["test_wer"]["ci95"][1] for r in rows)
-    assert rows[2]["name"].startswith("reference: GMM trained on oracle phone times")
+    assert rows[2]["name"] == "oracle_gmm" and rows[2]["label"].startswith("reference: GMM trained on oracle phone")
     assert all("test_wer_vs_first" in r for r in rows[1:])
     assert (root / "exp" / "mono_oracle" / "alignment_report.md").is_file()
     assert (root / "exp" / "dnn_ali" / "digits_test_cuts.jsonl.gz").is_file()
     wer = json.loads((root / "exp" / "decode" / "wer_table.json").read_text())
     rows = {r["name"]: r for r in wer["rows"]}
-    assert list(rows) == ["GMM (monophone)", "baseline", "2-model ensemble", "distilled student (T=2)"]
+    assert list(rows) == ["gmm", "baseline", "ensemble", "student"]
+    assert [r["label"] for r in rows.values()] == [
+        "GMM (monophone)",
+        "baseline",
+        "2-model ensemble",
+        "distilled student (T=2)",
+    ]
     assert [r["seeds"] for r in rows.values()] == [1, 2, 1, 2]  # every baseline and student seed decoded
     test_words = sum(len(c.supervisions[0].text.split()) for c in test)
     for name, r in rows.items():
         assert r["test_wer"]["tokens"] == test_words
         # an empty hypothesis scores 100%, a random one more; one minute of training audio gets the
         # GMM to about 65% and the tiny DNNs just below 100%
-        assert r["test_wer"]["rate"] < (0.8 if name.startswith("GMM") else 1.0), (name, r["test_wer"])
+        assert r["test_wer"]["rate"] < (0.8 if name == "gmm" else 1.0), (name, r["test_wer"])
         assert r["test_wer"]["ci95"][0] <= r["test_wer"]["rate"] <= r["test_wer"]["ci95"][1]
     assert {(p["a"], p["b"]) for p in wer["significance"]["pairs"]} == {
-        ("baseline", "2-model ensemble"),
-        ("baseline", "distilled student (T=2)"),
-        ("2-model ensemble", "distilled student (T=2)"),
+        ("baseline", "ensemble"),
+        ("baseline", "student"),
+        ("ensemble", "student"),
     }
     assert "gain_kept" in wer["significance"]
     assert (root / "exp" / "graph" / "HCLG.fst").is_file()
@@ -208,7 +214,7 @@ def test_k2_decodes_every_system_by_default(tiny_run):
     assert all(abs(r["wer_k2"] - r["wer_kaldi"]) <= 0.02 and r["same_share"] >= 0.5 for r in agreement["rows"])
     table = (root / "exp" / "decode_k2" / "agreement.md").read_text()
     for row in wer["rows"]:
-        line = next(line for line in table.splitlines() if line.startswith(f"| {row['name']} | {row['seeds']} |"))
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row['label']} | {row['seeds']} |"))
         assert "not run" not in line and line.count("%") == 4
     assert "k2 test WER" in (root / "exp" / "kd" / "RESULTS.md").read_text()
 
@@ -324,7 +330,8 @@ def test_teaching_levers_stage(tiny_run):
     r = run(args[:-2] + ["--stage", "17", "--stop-stage", "17"])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     table = json.loads((root / "exp" / "kd" / "table_5e_teaching.json").read_text())
-    names = [row["name"] for row in table["rows"]]
+    assert [row["name"] for row in table["rows"]] == ["default"] + [f"lever{i}" for i in range(1, 13)] + ["control"]
+    names = [row["label"] for row in table["rows"]]
     assert names[0].startswith("default (stage 7") and names[-1].startswith("control") and len(names) == 14
     assert any("tempo views" in n for n in names) and any(n.startswith("T=4,") for n in names)
     assert any("hard weight 0:" in n for n in names)
@@ -348,7 +355,8 @@ def test_transfer_stage_teaches_students_on_untranscribed_audio(tiny_run):
     r = run(args[:-2] + ["--transfer-ratios", "1 2", "--stage", "18", "--stop-stage", "18"])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     table = json.loads((root / "exp" / "kd" / "table_5e_transfer.json").read_text())
-    names = [row["name"] for row in table["rows"]]
+    assert [row["name"] for row in table["rows"]] == ["labelled", "ratio1", "ratio2"]
+    names = [row["label"] for row in table["rows"]]
     assert names[0].startswith("labelled only") and names[1:] == [
         "+ 1x untranscribed audio",
         "+ 2x untranscribed audio",

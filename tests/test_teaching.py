@@ -251,10 +251,13 @@ def test_diagnosis_and_teaching_table_on_a_student(members, tmp_path):
         temperature=2.0,
         out_stem=tmp_path / "t5e",
         title="(5e) toy",
+        labels={"kd": "distilled (T=2)"},
     )
     rows = {r["name"]: r for r in table["rows"]}
     assert rows["kd"]["epochs"] == 3 and 0 <= rows["kd"]["agreement"] <= 1
-    assert "| kd (n=1) |" in (tmp_path / "t5e.md").read_text()
+    assert rows["kd"]["label"] == "distilled (T=2)" and rows["member"]["label"] == "member"  # an id shows itself
+    md = (tmp_path / "t5e.md").read_text()
+    assert "| distilled (T=2) (n=1) |" in md and "| member (n=1) |" in md
 
 
 def test_speech_table_scores_the_held_out_half_apart(members, tmp_path):

@@ -2,8 +2,9 @@
 
 import argparse
 import math
+import re
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from asr_kd.data.manifests import corpora_in
 from asr_kd.data.synth.digits import DigitsCorpusConfig
@@ -162,20 +163,76 @@ def held_out_accents(config: Optional[str], corpus: str) -> Tuple[str, ...]:
     return tuple(section(config, "corpus", configs[corpus]).held_out_accents) if corpus in configs else ()
 
 
-def labelled(spec: str, option: str, form: str = "NAME=PATH") -> Tuple[str, str]:
-    """``NAME=VALUE`` -> (name, value), or an error naming the option. The name is the label a table
-    shows and may hold "=" ("distilled student (T=2)"): the value follows the last "="."""
-    name, sep, value = spec.rpartition("=")
-    if not sep or not name or not value:
+SYSTEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+SYSTEM_ID_RULE = "a system id: letters, digits and _ . + - (e.g. student, T2, top-5); display text goes in --labels"
+
+
+def system_id(text: str, option: str) -> str:
+    """A table row's short id: its key in JSON, its folder name, what --compare and --labels name."""
+    if not SYSTEM_ID.fullmatch(text):
+        raise ValueError(f"{option}: {text!r} is not {SYSTEM_ID_RULE}")
+    return text
+
+
+def id_value(spec: str, option: str, form: str = "ID=PATH") -> Tuple[str, str]:
+    """``ID=VALUE`` -> (id, value), or an error naming the option."""
+    sid, sep, value = spec.partition("=")
+    if not sep or not value:
         raise ValueError(f"{option}: {spec!r} should be {form}")
-    return name, value
+    return system_id(sid, option), value
 
 
-def labelled_paths(spec: str, option: str) -> Tuple[str, List[str]]:
-    """``NAME=PATH[,PATH...]`` -> (name, paths): a system of one checkpoint, or an ensemble's (a model
+def id_paths(spec: str, option: str) -> Tuple[str, List[str]]:
+    """``ID=PATH[,PATH...]`` -> (id, paths): a system of one checkpoint, or an ensemble's (a model
     folder stands for its checkpoints, ``model_paths``)."""
-    name, value = labelled(spec, option, "NAME=PATH[,PATH...]")
-    return name, flatten([model_paths(p) for p in value.split(",") if p])
+    sid, value = id_value(spec, option, "ID=PATH[,PATH...]")
+    return sid, flatten([model_paths(p) for p in value.split(",") if p])
+
+
+def add_systems_args(s, option: str, *, form: str, help_text: str, pairs: bool = True) -> None:
+    """A table command's rows (``option``, each ``form`` with a short id), their display labels and,
+    with ``pairs``, the paired comparisons of rows."""
+    s.add_argument(option, nargs="+", required=True, metavar=form, help=f"{help_text}; ID is {SYSTEM_ID_RULE}")
+    s.add_argument(
+        "--labels",
+        nargs="*",
+        default=[],
+        metavar="ID=TEXT",
+        help="the text the table shows for a system id (any characters, e.g. 'distilled student (T=2)') "
+        "[the id itself]",
+    )
+    if pairs:
+        s.add_argument(
+            "--compare",
+            nargs="*",
+            default=[],
+            metavar="A,B",
+            help="paired-bootstrap comparisons of two row ids: is B better than A? [none]",
+        )
+
+
+def system_labels(args, ids: Sequence[str]) -> Dict[str, str]:
+    """{id: display text} for every id of the table (``--labels``; an id without one shows itself)."""
+    given = dict(id_value(spec, "--labels", "ID=TEXT") for spec in args.labels)
+    unknown = sorted(set(given) - set(ids))
+    if unknown:
+        raise ValueError(f"--labels: {unknown} name no row of this table (its ids: {', '.join(dict.fromkeys(ids))})")
+    return {sid: given.get(sid, sid) for sid in ids}
+
+
+def id_tuple(spec: str, n: int, option: str, ids: Sequence[str]) -> Tuple[str, ...]:
+    """``A,B[,...]`` -> its n system ids, each one of the table's ``ids``, or an error naming the option."""
+    parts = tuple(spec.split(","))
+    if len(parts) != n:
+        raise ValueError(f"{option}: {spec!r} should name {n} system ids separated by ','")
+    unknown = [p for p in parts if p not in ids]
+    if unknown:
+        raise ValueError(f"{option}: {unknown} name no row of this table (its ids: {', '.join(dict.fromkeys(ids))})")
+    return parts
+
+
+def compare_pairs(args, ids: Sequence[str]) -> List[Tuple[str, ...]]:
+    return [id_tuple(c, 2, "--compare", ids) for c in args.compare]
 
 
 MODELS_LIST = "models.txt"
@@ -207,21 +264,13 @@ def expand_model_folders(args) -> None:
 
 
 def alignment_row(spec: str) -> "AlignmentRow":  # noqa: F821 (imported on use: it brings in torch)
-    """``NAME=ALI_DIR=CKPT[,CKPT...]`` (alignment-table --rows; the name may not hold "=")."""
+    """``ID=ALI_DIR=CKPT[,CKPT...]`` (alignment-table --rows)."""
     from asr_kd.stages.realign import AlignmentRow
 
     parts = spec.split("=")
     if len(parts) != 3 or not all(parts):
-        raise ValueError(f"--rows: {spec!r} should be NAME=ALI_DIR=CKPT[,CKPT...]")
-    return AlignmentRow(parts[0], Path(parts[1]), parts[2].split(","))
-
-
-def names(spec: str, n: int, option: str) -> Tuple[str, ...]:
-    """'A|B|...' -> its n names, or an error naming the option."""
-    parts = tuple(spec.split("|"))
-    if len(parts) != n:
-        raise ValueError(f"{option}: {spec!r} should name {n} systems separated by '|'")
-    return parts
+        raise ValueError(f"--rows: {spec!r} should be ID=ALI_DIR=CKPT[,CKPT...]")
+    return AlignmentRow(system_id(parts[0], "--rows"), Path(parts[1]), parts[2].split(","))
 
 
 def splits(text: str) -> Sequence[str]:

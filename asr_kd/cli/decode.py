@@ -12,8 +12,11 @@ from asr_kd.cli.common import (
     add_table_output_args,
     from_alignment,
     held_out_accents,
-    labelled_paths,
-    names,
+    add_systems_args,
+    compare_pairs,
+    id_paths,
+    id_tuple,
+    system_labels,
     search_settings,
     show_table,
 )
@@ -22,8 +25,10 @@ from asr_kd.stages.decode import decode_table
 
 
 def decode(args) -> None:
+    models = [id_paths(m, "--models") for m in args.models]
+    ids = [sid for sid, _ in models]
     decode_table(
-        [labelled_paths(m, "--models") for m in args.models],
+        models,
         args.ali_dir,
         args.lang,
         manifest_dir=args.manifest_dir,
@@ -32,8 +37,9 @@ def decode(args) -> None:
         graph_dir=args.graph_dir,
         out_dir=args.out,
         title=args.title,
-        compare_pairs=[names(c, 2, "--compare") for c in args.compare or []],
-        gain_kept=names(args.gain_kept, 3, "--gain-kept") if args.gain_kept else None,
+        compare_pairs=compare_pairs(args, ids),
+        gain_kept=id_tuple(args.gain_kept, 3, "--gain-kept", ids) if args.gain_kept else None,
+        labels=system_labels(args, ids),
         lm_order=args.lm_order,
         arpa=args.arpa,
         results_md=args.results_md,
@@ -69,17 +75,17 @@ def decoder_agreement(args) -> None:
 
 def register(sub) -> None:
     s = sub.add_parser("decode", help="n-gram LM, HCLG, hybrid decoding of dev/test and WER (tuned on dev)")
-    s.add_argument(
+    add_systems_args(
+        s,
         "--models",
-        nargs="+",
-        required=True,
-        help="NAME=CKPT[,CKPT...] (several checkpoints: ensemble posteriors); repeat a NAME for its seeds",
+        form="ID=CKPT[,CKPT...]",
+        help_text="a system: a checkpoint (a GMM's final.mdl, or a network's), or several (an ensemble's "
+        "averaged posteriors; a model folder stands for its checkpoints); repeat an ID for its seeds",
     )
     s.add_argument(
-        "--compare", nargs="*", metavar="A|B", help="paired-bootstrap comparisons: is system B better than A?"
-    )
-    s.add_argument(
-        "--gain-kept", metavar="BASE|ENSEMBLE|STUDENT", help="share of the ensemble's gain kept by the student"
+        "--gain-kept",
+        metavar="BASE,ENSEMBLE,STUDENT",
+        help="three system ids: the share of the ensemble's gain kept by the student [none]",
     )
     s.add_argument(
         "--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt"

@@ -16,10 +16,13 @@ from asr_kd.cli.common import (
     add_corpus_arg,
     add_table_output_args,
     from_alignment,
-    labelled,
+    add_systems_args,
+    id_tuple,
+    id_value,
     positive_float,
     positive_int,
     show_table,
+    system_labels,
 )
 from asr_kd.data.features import FeatureConfig
 from asr_kd.deploy.audio import AudioError, audio_blocks, feature_difference, rechunk
@@ -120,12 +123,16 @@ def deploy_eval(args) -> None:
 def deploy_table(args) -> None:
     systems = []
     for spec in args.systems:
-        form = f"NAME=MODEL_DIR:FORMAT (FORMAT one of {FORMATS})"
-        name, rest = labelled(spec, "--systems", form)
+        form = f"ID=MODEL_DIR:FORMAT (FORMAT one of {FORMATS})"
+        sid, rest = id_value(spec, "--systems", form)
         mdir, _, fmt = rest.rpartition(":")
         if not mdir or fmt not in FORMATS:
-            raise ValueError(f"--systems: {spec!r} should be NAME=MODEL_DIR:FORMAT (FORMAT one of {FORMATS})")
-        systems.append((name, mdir, fmt))
+            raise ValueError(f"--systems: {spec!r} should be {form}")
+        systems.append((sid, mdir, fmt))
+    ids = [sid for sid, _, _ in systems]
+    for option in ("streaming", "parity"):
+        if getattr(args, option):
+            id_tuple(getattr(args, option), 1, f"--{option}", ids)
     check = None
     if args.feature_cuts:
         from lhotse import CutSet
@@ -143,6 +150,7 @@ def deploy_table(args) -> None:
         stream_chunk_ms=args.chunk_ms,
         feature_check=check,
         parity_of=args.parity,
+        labels=system_labels(args, ids),
     )
     show_table(args.out)
 
@@ -210,17 +218,17 @@ def register(sub) -> None:
     s.set_defaults(func=deploy_eval)
 
     s = sub.add_parser("deploy-table", help="the deployment table: cost and WER of each system as served")
-    s.add_argument(
+    add_systems_args(
+        s,
         "--systems",
-        nargs="+",
-        required=True,
-        metavar="NAME=MODEL_DIR:FORMAT",
-        help="the rows: a name, a model directory and its format",
+        form="ID=MODEL_DIR:FORMAT",
+        help_text="the rows: an id, a model directory and the format it serves in",
+        pairs=False,
     )
     s.add_argument("--cuts", required=True, help="the test CutSet (recordings and supervisions)")
     s.add_argument("--feature-cuts", help="the test set's stored feature cuts: kaldi-native-fbank vs. lhotse")
-    s.add_argument("--streaming", metavar="NAME", help="also stream this system's test set and compare with offline")
+    s.add_argument("--streaming", metavar="ID", help="also stream this system's test set and compare with offline")
     s.add_argument("--chunk-ms", type=float, default=160.0, help="streaming chunk length in milliseconds")
-    s.add_argument("--parity", metavar="NAME", help="compare this system's exported formats with PyTorch")
+    s.add_argument("--parity", metavar="ID", help="compare this system's exported formats with PyTorch")
     add_table_output_args(s, "Deployment: what each system costs to serve")
     s.set_defaults(func=deploy_table)

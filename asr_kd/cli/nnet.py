@@ -7,7 +7,9 @@ from dataclasses import replace
 from asr_kd.cli.common import (
     add_labelled_data_args,
     add_table_output_args,
-    labelled_paths,
+    add_systems_args,
+    id_paths,
+    system_labels,
     model_paths,
     positive_float,
     show_table,
@@ -124,8 +126,9 @@ def diagnose_student(args) -> None:
 def teaching_table_cmd(args) -> None:
     from asr_kd.stages.teaching import teaching_table
 
+    rows = [id_paths(r, "--rows") for r in args.rows]
     teaching_table(
-        [labelled_paths(r, "--rows") for r in args.rows],
+        rows,
         args.teachers,
         args.ali_dir,
         fbank_dir=args.fbank_dir,
@@ -135,6 +138,7 @@ def teaching_table_cmd(args) -> None:
         results_md=args.results_md,
         title=args.title,
         split=args.split,
+        labels=system_labels(args, [sid for sid, _ in rows]),
     )
     show_table(args.out)
 
@@ -238,8 +242,12 @@ def register(sub) -> None:
         help="(5e) students of several teaching recipes against their ensemble on dev: "
         "frame accuracy, KL, agreement, gain kept, epochs, time",
     )
-    s.add_argument(
-        "--rows", nargs="+", required=True, help="NAME=RUN_DIR[,RUN_DIR...] (training folders, one per seed)"
+    add_systems_args(
+        s,
+        "--rows",
+        form="ID=RUN_DIR[,RUN_DIR...]",
+        help_text="one row per teaching recipe: its training folders, one per seed",
+        pairs=False,
     )
     s.add_argument(
         "--teachers", nargs="+", required=True, type=model_paths, help="the ensemble's member checkpoints or its folder"

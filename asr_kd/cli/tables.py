@@ -1,19 +1,24 @@
 """Result tables: speech-table (5a), frame-table (5b-5d), alignment-table, systems-table."""
 
+from dataclasses import replace
+
 from asr_kd.cli.common import (
     model_paths,
     alignment_row,
-    labelled,
-    labelled_paths,
     FBANK_HELP,
     add_corpus_arg,
     add_decode_search_args,
     add_labelled_data_args,
+    add_systems_args,
     add_table_output_args,
+    compare_pairs,
     held_out_accents,
-    names,
+    id_paths,
+    id_tuple,
+    id_value,
     search_settings,
     show_table,
+    system_labels,
 )
 from asr_kd.stages.frame_tables import frame_table, speech_table
 from asr_kd.nnet.data import accent_subsets, load_split
@@ -40,8 +45,13 @@ def speech_table_cmd(args) -> None:
 
 
 def frame_table_cmd(args) -> None:
+    rows = [id_paths(r, "--rows") for r in args.rows]
+    ids = [sid for sid, _ in rows]
+    storage = [id_value(s, "--storage", "ID=SOFT_TARGET_DIR") for s in args.storage]
+    for sid, _ in storage:
+        id_tuple(sid, 1, "--storage", ids)
     frame_table(
-        [labelled_paths(r, "--rows") for r in args.rows],
+        rows,
         args.ali_dir,
         args.fbank_dir,
         corpus=args.corpus,
@@ -51,9 +61,10 @@ def frame_table_cmd(args) -> None:
         split=args.split,
         train_fraction=args.train_fraction,
         subset_seed=args.subset_seed,
-        storage=[labelled(s, "--storage", "NAME=SOFT_TARGET_DIR") for s in args.storage or []],
-        compare_pairs=[names(c, 2, "--compare") for c in args.compare or []],
+        storage=storage,
+        compare_pairs=compare_pairs(args, ids),
         note=args.note or "",
+        labels=system_labels(args, ids),
     )
     show_table(args.out)
 
@@ -67,8 +78,10 @@ def alignment_table_cmd(args) -> None:
         decode = DecodeSettings(
             args.lang, args.manifest_dir, args.graph_dir, args.lm_order, args.arpa, **search_settings(args)
         )
+    rows = [alignment_row(spec) for spec in args.rows]
+    labels = system_labels(args, [r.name for r in rows])
     alignment_table(
-        [alignment_row(spec) for spec in args.rows],
+        [replace(r, label=labels[r.name]) for r in rows],
         args.fbank_dir,
         args.corpus,
         out_stem=args.out,
@@ -82,7 +95,7 @@ def alignment_table_cmd(args) -> None:
 def systems_table_cmd(args) -> None:
     systems_table(
         args.exp,
-        [labelled(d, "--decoded", "SYSTEM=DECODE_DIR") for d in args.decoded],
+        [id_value(d, "--decoded", "SYSTEM=DECODE_DIR") for d in args.decoded],
         args.out,
         title=args.title,
         results_md=args.results_md,
@@ -125,27 +138,34 @@ def register(sub) -> None:
     add_table_output_args(s, "Baseline vs. ensemble vs. distilled student")
     s.set_defaults(func=speech_table_cmd)
 
-    s = sub.add_parser("frame-table", help="frame accuracy of named systems (NAME=ckpt[,ckpt...]) -> md + json")
-    s.add_argument(
-        "--rows", nargs="+", required=True, help="NAME=CKPT[,CKPT...] per row; several checkpoints: their seeds"
+    s = sub.add_parser("frame-table", help="frame accuracy of systems (ID=CKPT[,CKPT...]) -> md + json")
+    add_systems_args(
+        s, "--rows", form="ID=CKPT[,CKPT...]", help_text="one row per system; several checkpoints: its seeds"
     )
     add_labelled_data_args(s)
     s.add_argument("--split", default="test", help="the split scored")
     s.add_argument("--train-fraction", type=float, default=0.0, help="also score this training subset")
     s.add_argument("--subset-seed", type=int, default=0, help="seed of the bootstrap resampling")
-    s.add_argument("--storage", nargs="*", help="NAME=soft-target dir: add a storage column")
-    s.add_argument("--note", default="", help="a sentence printed under the table")
     s.add_argument(
-        "--compare",
+        "--storage",
         nargs="*",
-        metavar="A|B",
-        help="paired-bootstrap comparisons of rows on the last column: is row B better than row A?",
+        default=[],
+        metavar="ID=SOFT_TARGET_DIR",
+        help="a storage column: the soft targets a row was trained on [none]",
     )
+    s.add_argument("--note", default="", help="a sentence printed under the table")
     add_table_output_args(s, "")
     s.set_defaults(func=frame_table_cmd)
 
     s = sub.add_parser("alignment-table", help="compare alignments: oracle boundaries and the DNNs they give")
-    s.add_argument("--rows", nargs="+", required=True, help="NAME=ALI_DIR=CKPT[,CKPT...] (several: one DNN per seed)")
+    add_systems_args(
+        s,
+        "--rows",
+        form="ID=ALI_DIR=CKPT[,CKPT...]",
+        help_text="one row per alignment and the DNNs trained on it (several: one per seed); the first is "
+        "the reference of the WER comparisons",
+        pairs=False,
+    )
     s.add_argument("--fbank-dir", required=True, help=FBANK_HELP)
     add_corpus_arg(s)
     s.add_argument("--lang", help="lang folder (with --graph-dir)")

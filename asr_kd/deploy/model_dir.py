@@ -50,7 +50,7 @@ def decoded_settings(decode_dir, checkpoints: Sequence[str]) -> Optional[Dict]:
         for m in row["members"]:
             if tails(m["checkpoints"]) == tails(checkpoints):
                 return {
-                    "system": row["name"],
+                    "system": row.get("label", row["name"]),
                     "lmwt": m["best_lmwt"],
                     "wip": m["best_wip"],
                     "dev_wer": m["dev_wer"],

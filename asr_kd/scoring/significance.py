@@ -186,14 +186,17 @@ def _kept(base: float, ens: float, stud: float) -> Optional[float]:
     return (base - stud) / (base - ens) if ens < base else None
 
 
-def pair_sentence(p: Dict, what: str = "error rate") -> str:
-    """'B is better than A (P = 0.97; significant)' in words a reviewer can check against the table."""
+def pair_sentence(p: Dict, what: str = "error rate", *, labels: Optional[Dict[str, str]] = None) -> str:
+    """'B is better than A (P = 0.97; significant)' in words a reviewer can check against the table
+    (``labels``: the display text of the systems' ids)."""
+    labels = labels or {}
+    a, b = labels.get(p["a"], p["a"]), labels.get(p["b"], p["b"])
     verdict = "significant" if p["significant"] else "not significant"
     pv = fmt_p(p["p_value"], p.get("num_boot", NUM_BOOT), "= ")
     if p["rate_b"] == p["rate_a"]:
-        return f"{p['a']} and {p['b']} have the same {what} (two-sided p {pv}: {verdict} at 0.05)"
+        return f"{a} and {b} have the same {what} (two-sided p {pv}: {verdict} at 0.05)"
     better = p["rate_b"] < p["rate_a"]
-    first, second = (p["b"], p["a"]) if better else (p["a"], p["b"])
+    first, second = (b, a) if better else (a, b)
     prob = p["prob_better"] if better else p["prob_worse"]  # strictly lower; ties are neither
     return (
         f"{first} has a lower {what} than {second} in {100 * prob:.1f}% of bootstrap replicates "
@@ -224,9 +227,11 @@ def fmt_accuracy(s: Dict, digits: int = 2) -> str:
     return fmt_rate(s, digits, accuracy=True)
 
 
-def significance_lines(sig: dict, what: str, brief: bool = False) -> list:
+def significance_lines(sig: dict, what: str, brief: bool = False, *, labels: Optional[Dict[str, str]] = None) -> list:
     """The paired comparisons and the share of the ensemble's gain kept, as sentences and a table;
-    ``brief``: the table and the share alone (a subset's, after the full explanation)."""
+    ``brief``: the table and the share alone (a subset's, after the full explanation); ``labels``: the
+    display text of the systems' ids."""
+    labels = labels or {}
     lines = (
         []
         if brief
@@ -243,14 +248,18 @@ def significance_lines(sig: dict, what: str, brief: bool = False) -> list:
     for p in sig["pairs"]:
         lo, hi = p["diff_ci95"]
         lines.append(
-            f"| {p['a']} | {p['b']} | {100 * p['rate_a']:.2f}% | {100 * p['rate_b']:.2f}% | "
+            f"| {labels.get(p['a'], p['a'])} | {labels.get(p['b'], p['b'])} | {100 * p['rate_a']:.2f}% | {100 * p['rate_b']:.2f}% | "
             f"{p['prob_better']:.3f} | {fmt_p(p['p_value'], sig['num_boot'])}{' *' if p['significant'] else ''} | "
             f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |"
         )
     if brief:
         lines.append("")
     elif sig["pairs"]:
-        lines += ["", "(* significant at 0.05.) " + "; ".join(pair_sentence(p, what) for p in sig["pairs"]) + ".", ""]
+        lines += [
+            "",
+            "(* significant at 0.05.) " + "; ".join(pair_sentence(p, what, labels=labels) for p in sig["pairs"]) + ".",
+            "",
+        ]
     g = sig.get("gain_kept")
     if g:
         lo, hi = g["ci95"]

@@ -371,11 +371,13 @@ def wer_table(
     gain_kept: Optional[Tuple[str, str, str]] = None,
     frame_acc: Optional[Dict[str, Dict]] = None,
     subsets: Optional[Dict[str, set]] = None,
+    labels: Optional[Dict[str, str]] = None,
 ) -> Tuple[Dict, List[str]]:
-    """(JSON result, markdown lines). ``groups``: [(system name, decoded members)];
-    ``frame_acc``: {system name: a ``summarise`` of its test frame errors} (networks only);
-    ``subsets``: {name: test utterance ids} (e.g. held-out accents), each scored and compared apart."""
-    frame_acc = frame_acc or {}
+    """(JSON result, markdown lines). ``groups``: [(system id, decoded members)], shown by their
+    ``labels`` (id -> text; default the id); ``frame_acc``: {system id: a ``summarise`` of its test
+    frame errors} (networks only); ``subsets``: {name: test utterance ids} (e.g. held-out accents),
+    each scored and compared apart."""
+    frame_acc, labels = frame_acc or {}, {name: (labels or {}).get(name, name) for name, _ in groups}
     test_counts = {name: group_counts(members, "test") for name, members in groups}
     rows = []
     for name, members in groups:
@@ -383,6 +385,7 @@ def wer_table(
         rows.append(
             {
                 "name": name,
+                "label": labels[name],
                 "members": [{k: v for k, v in m.items() if k != "counts"} for m in members],
                 "seeds": len(members),
                 "dev_wer_mean": _mean(members, "dev_wer"),
@@ -430,13 +433,13 @@ def wer_table(
             for k in ("test_ins", "test_del", "test_sub")
         )
         lines.append(
-            f"| {name} | {len(members)} | {acc} | {settings} | {dev} | {fmt_rate(row['test_wer'])} | {ids} | "
+            f"| {labels[name]} | {len(members)} | {acc} | {settings} | {dev} | {fmt_rate(row['test_wer'])} | {ids} | "
             f"{_mean(members, 'rtf_test'):.4f} ({members[0]['decoder']}, nj={members[0]['nj']}) |"
         )
     lines.append("")
-    lines += lattice_lines(groups)
+    lines += lattice_lines(groups, labels)
     if sig:
-        lines += significance_lines(sig, "test WER")
+        lines += significance_lines(sig, "test WER", labels=labels)
     parts = {}
     for part, ids in (subsets or {}).items():
         idx = np.array([i for i, u in enumerate(first["counts"]["test"]["utts"]) if u in ids], dtype=np.int64)
@@ -450,16 +453,16 @@ def wer_table(
             "significance": psig,
         }
         lines += [f"#### {part} ({len(idx)} of the {n_utts} test utterances)", "", "| system | test WER |", "|---|---|"]
-        lines += [f"| {name} | {fmt_rate(parts[part]['test_wer'][name])} |" for name, _ in groups] + [""]
+        lines += [f"| {labels[name]} | {fmt_rate(parts[part]['test_wer'][name])} |" for name, _ in groups] + [""]
         if psig:
-            lines += significance_lines(psig, "test WER", brief=True)
+            lines += significance_lines(psig, "test WER", brief=True, labels=labels)
     return {"graph": graph, "rows": rows, "significance": sig, "subsets": parts}, lines
 
 
-def lattice_lines(groups) -> List[str]:
+def lattice_lines(groups, labels: Dict[str, str]) -> List[str]:
     """The lattice figures of systems decoded with ``--decoder lattice``: oracle WER, word
     confidence NCE (raw, and calibrated on dev), rescored WER with the gain's interval (means over
-    seeds; the interval and p of the first seed)."""
+    seeds; the interval and p of the first seed); systems shown by their ``labels``."""
     rows = [(name, members) for name, members in groups if all("test_oracle_wer" in m for m in members)]
     if not rows:
         return []
@@ -488,7 +491,7 @@ def lattice_lines(groups) -> List[str]:
     for name, members in rows:
         nce = [mean(members, "test_confidence_nce"), mean(members, "test_confidence_nce_calibrated")]
         line = (
-            f"| {name} | {100 * mean(members, 'test_wer'):.2f}% | {100 * mean(members, 'test_oracle_wer'):.2f}% | "
+            f"| {labels[name]} | {100 * mean(members, 'test_wer'):.2f}% | {100 * mean(members, 'test_oracle_wer'):.2f}% | "
             + " -> ".join("-" if v is None else f"{v:.3f}" for v in nce)
             + " |"
         )
@@ -515,10 +518,10 @@ def lattice_lines(groups) -> List[str]:
 
 
 def group_systems(rows: Sequence[Tuple[str, List[str]]]) -> List[Tuple[str, List[Tuple[str, List[str]]]]]:
-    """(name, checkpoints) rows (``asr_kd.cli.common.labelled_paths``) -> [(name, [(member label,
-    checkpoints)])]. Several checkpoints in one row are an ensemble (averaged posteriors); several
-    rows with the same name are seeds of one system, each decoded and tuned on its own. A member's label (its decode folder) is NAME, or for
-    seeds NAME/<folder of its first checkpoint> (e.g. ``baseline/seed2``)."""
+    """(id, checkpoints) rows (``asr_kd.cli.common.id_paths``) -> [(id, [(member name, checkpoints)])].
+    Several checkpoints in one row are an ensemble (averaged posteriors); several rows with the same
+    id are seeds of one system, each decoded and tuned on its own. A member's name (its decode
+    folder) is ID, or for seeds ID/<folder of its first checkpoint> (e.g. ``baseline/seed2``)."""
     groups: Dict[str, List[List[str]]] = {}
     for name, paths in rows:
         groups.setdefault(name, []).append(list(paths))
@@ -552,12 +555,14 @@ def decode_table(
     decoder: str = "lattice",
     results_md=None,
     held_out_accents: Sequence[str] = (),
+    labels: Optional[Dict[str, str]] = None,
     **search,
 ) -> Tuple[Dict, List[str]]:
-    """The decode stage: graph, every member of every system of ``models`` ((name, checkpoints) rows,
-    ``group_systems``) decoded (tuned on dev), test frame
-    accuracy of the networks, and the WER table with intervals and comparisons, written as
-    ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""
+    """The decode stage: graph, every member of every system of ``models`` ((id, checkpoints) rows,
+    ``group_systems``; shown by their ``labels``) decoded (tuned on dev), test frame accuracy of the
+    networks, and the WER table with intervals and comparisons (``compare_pairs``, ``gain_kept``:
+    system ids), written as ``out_dir/wer_table.{json,md}`` (and into ``results_md``)."""
+    labels = {name: (labels or {}).get(name, name) for name, _ in models}
     graph = build_graph(
         lang_dir, ali_dir, manifest_dir, corpus=corpus, graph_dir=graph_dir, lm_order=lm_order, arpa=arpa
     )
@@ -574,8 +579,11 @@ def decode_table(
         decoder=decoder,
         **search,
     )
-    by_label = {r["name"]: r for r in decoded}
-    groups = [(name, [by_label[label] for label, _ in members]) for name, members in systems]
+    by_member = {r["name"]: r for r in decoded}
+    for name, members in systems:  # a member's label: its system's, and its seed folder (".../seed2")
+        for member, _ in members:
+            by_member[member]["label"] = labels[name] + member[len(name) :]
+    groups = [(name, [by_member[member] for member, _ in members]) for name, members in systems]
     test = load_split(ali_dir, fbank_dir, corpus, split="test")
     frames = utterance_frames(test)
     frame_acc = {}
@@ -592,7 +600,14 @@ def decode_table(
         ).items()
     }
     res, lines = wer_table(
-        groups, graph, title, compare_pairs=compare_pairs, gain_kept=gain_kept, frame_acc=frame_acc, subsets=subsets
+        groups,
+        graph,
+        title,
+        compare_pairs=compare_pairs,
+        gain_kept=gain_kept,
+        frame_acc=frame_acc,
+        subsets=subsets,
+        labels=labels,
     )
     write_table(Path(out_dir) / "wer_table", res, lines, results_md=results_md, title=title)
     return res, lines

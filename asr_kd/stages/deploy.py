@@ -156,9 +156,10 @@ def deployment_table(
     stream_chunk_ms: float = 160.0,
     feature_check: Optional[Dict] = None,
     parity_of: Optional[str] = None,
+    labels: Optional[Dict[str, str]] = None,
 ) -> Dict:
-    """``systems``: (name, model dir, format). ``streaming``: the name of the system also streamed;
-    ``parity_of``: the system whose exported formats are compared with PyTorch; ``feature_check``:
+    """``systems``: (id, model dir, format), shown by their ``labels``. ``streaming``: the id of the
+    system also streamed; ``parity_of``: the system whose exported formats are compared with PyTorch; ``feature_check``:
     ``asr_kd.deploy.audio.feature_difference`` figures, reported under the table."""
     out_stem = Path(out_stem)
     rows = []
@@ -174,6 +175,7 @@ def deployment_table(
         rows.append(
             {
                 "name": name,
+                "label": (labels or {}).get(name, name),
                 "format": fmt,
                 "members": len(card["members"]),
                 "parameters": card["parameters"],
@@ -188,7 +190,10 @@ def deployment_table(
         "title": title,
         "rows": rows,
         "feature_check": feature_check,
-        "parity": {"system": parity_of, **parity(dict((n, d) for n, d, _ in systems)[parity_of], cuts_path)}
+        "parity": {
+            "system": (labels or {}).get(parity_of, parity_of),
+            **parity(dict((n, d) for n, d, _ in systems)[parity_of], cuts_path),
+        }
         if parity_of
         else None,
     }
@@ -206,7 +211,7 @@ def table_lines(res: Dict) -> List[str]:
     for r in res["rows"]:
         stage = f"{100 * r['decode_stage_test_wer']:.2f}%" if r["decode_stage_test_wer"] is not None else "-"
         lines.append(
-            f"| {r['name']} | {r['format']} | {r['parameters']:,} | {r['mflops_per_audio_second']:.1f} | {r['size_mb']:.2f} "
+            f"| {r['label']} | {r['format']} | {r['parameters']:,} | {r['mflops_per_audio_second']:.1f} | {r['size_mb']:.2f} "
             f"| {r['peak_rss_mb']:.0f} | {r['rtf']:.4f} | {100 * r['wer']:.2f}% ({r['errors']}/{r['words']}) | {stage} |"
         )
     r0 = res["rows"][0]
@@ -222,7 +227,7 @@ def table_lines(res: Dict) -> List[str]:
         s = r.get("streaming")
         if s:
             lines.append(
-                f"Streaming ({r['name']}, {s['chunk_ms']:g} ms chunks): {s['differ_from_offline']} of {r['utterances']} "
+                f"Streaming ({r['label']}, {s['chunk_ms']:g} ms chunks): {s['differ_from_offline']} of {r['utterances']} "
                 f"utterances differ from the offline result; compute per chunk mean {s['chunk_compute_ms_mean']:.2f} ms, "
                 f"p95 {s['chunk_compute_ms_p95']:.2f} ms, max {s['chunk_compute_ms_max']:.2f} ms; look-ahead "
                 f"{s['lookahead_ms']:g} ms (right context + frame) on top of the chunk."

@@ -3,7 +3,7 @@ distilled student, and frame-accuracy tables of named systems (5b-5d)."""
 
 import json
 from pathlib import Path
-from typing import Sequence, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from asr_kd.nnet.data import load_split
 from asr_kd.nnet.evaluate import evaluate, without_arrays
@@ -81,16 +81,26 @@ def speech_table(
 
 
 def rows_table(
-    rows, columns, out_stem, *, results_md=None, title: str = "", extra=None, note: str = "", compare_pairs=()
+    rows,
+    columns,
+    out_stem,
+    *,
+    results_md=None,
+    title: str = "",
+    extra=None,
+    note: str = "",
+    compare_pairs=(),
+    labels: Optional[Dict[str, str]] = None,
 ) -> dict:
-    """Frame accuracy of named systems on named data sets.
+    """Frame accuracy of systems on named data sets.
 
-    ``rows``: [(name, [checkpoints])] (several checkpoints: seeds, mean ± std over them);
-    ``columns``: [(column name, FrameData)]; ``extra``: {row name: {column: text}} added as is.
-    Each cell has its 95% bootstrap interval over the column's utterances; ``compare_pairs`` (row
-    names A, B) are paired-bootstrap comparisons on the last column (the evaluation split).
+    ``rows``: [(id, [checkpoints])] (several checkpoints: seeds, mean ± std over them), shown by their
+    ``labels`` (id -> text; default the id); ``columns``: [(column name, FrameData)]; ``extra``:
+    {row id: {column: text}} added as is. Each cell has its 95% bootstrap interval over the column's
+    utterances; ``compare_pairs`` (row ids A, B) are paired-bootstrap comparisons on the last column
+    (the evaluation split).
     """
-    extra = extra or {}
+    extra, labels = extra or {}, labels or {}
     extra_cols = sorted({c for v in extra.values() for c in v})
     res = {"title": title, "rows": []}
     last = {}  # row name -> ErrorCounts on the last column
@@ -103,7 +113,7 @@ def rows_table(
         "|---|" + "---|" * (len(columns) + len(extra_cols)),
     ]
     for name, ckpts in rows:
-        row = {"name": name, "checkpoints": [str(c) for c in ckpts]}
+        row = {"name": name, "label": labels.get(name, name), "checkpoints": [str(c) for c in ckpts]}
         cells = []
         for col, data in columns:
             r = evaluate(ckpts, data)
@@ -115,7 +125,7 @@ def rows_table(
             row[c] = extra.get(name, {}).get(c, "")
             cells.append(str(row[c]))
         res["rows"].append(row)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     if note:
         lines += ["", note]
     lines.append("")
@@ -124,7 +134,7 @@ def rows_table(
         if unknown:
             raise ValueError(f"--compare names rows that are not in the table: {unknown}")
         res["significance"] = compare({n: last[n] for p in compare_pairs for n in p}, list(compare_pairs))
-        lines += significance_lines(res["significance"], "frame error rate")
+        lines += significance_lines(res["significance"], "frame error rate", labels=labels)
     write_table(out_stem, res, lines, results_md=results_md, title=title)
     return res
 
@@ -144,10 +154,11 @@ def frame_table(
     storage: Sequence[Tuple[str, str]] = (),
     compare_pairs: Sequence[tuple] = (),
     note: str = "",
+    labels: Optional[Dict[str, str]] = None,
 ) -> dict:
-    """``rows_table`` of (name, checkpoints) rows: the ``split`` column (and, with ``train_fraction``, a
+    """``rows_table`` of (id, checkpoints) rows shown by their ``labels``: the ``split`` column (and, with ``train_fraction``, a
     training-subset column before it), a storage column for the rows ``storage`` names with a
-    soft-target folder (MB per hour of audio), and ``compare_pairs`` (row names A, B)."""
+    soft-target folder (MB per hour of audio), and ``compare_pairs`` (row ids A, B)."""
     columns = [(f"{split} frame accuracy", load_split(ali_dir, fbank_dir, corpus, split=split))]
     if train_fraction:
         subset = load_split(ali_dir, fbank_dir, corpus, split="train", fraction=train_fraction, seed=subset_seed)
@@ -157,5 +168,13 @@ def frame_table(
         meta = json.loads((Path(d) / "soft_targets.json").read_text())
         extra[name] = {"soft-target storage (MB per hour of audio)": f"{meta['mb_per_hour']:.1f}"}
     return rows_table(
-        rows, columns, out_stem, results_md=results_md, title=title, extra=extra, note=note, compare_pairs=compare_pairs
+        rows,
+        columns,
+        out_stem,
+        results_md=results_md,
+        title=title,
+        extra=extra,
+        note=note,
+        compare_pairs=compare_pairs,
+        labels=labels,
     )

@@ -114,7 +114,7 @@ def by_system_lines(table: Dict, rows: List[Dict], beam: float) -> List[str]:
             ]
         else:
             cells = ["-", "not run", "-"]
-        lines.append(f"| {sys_row['name']} | {seeds} | {kaldi13} | " + " | ".join(cells) + " |")
+        lines.append(f"| {sys_row.get('label', sys_row['name'])} | {seeds} | {kaldi13} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -158,6 +158,7 @@ def agreement_table(
         rows.append(
             {
                 "name": r["name"],
+                "label": r.get("label", r["name"]),
                 "lmwt": r["best_lmwt"],
                 "wip": r["best_wip"],
                 "oracle_wer_kaldi": r.get("test_oracle_wer"),  # the decode stage's lattices, when it made them
@@ -188,7 +189,7 @@ def agreement_table(
     for r in rows:
         kaldi_oracle = "-" if r.get("oracle_wer_kaldi") is None else f"{100 * r['oracle_wer_kaldi']:.2f}%"
         lines.append(
-            f"| {r['name']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
+            f"| {r['label']} | {r['utterances']} | {100 * r['same_share']:.2f}% | {100 * r['same_path_share']:.2f}% | "
             f"{100 * r['wer_kaldi']:.2f}% | {100 * r['wer_k2']:.2f}% | {kaldi_oracle} / {100 * r['oracle_wer_k2']:.2f}% | "
             f"{r['max_score_diff']:.2g} / {r['max_rel_score_diff']:.1g} | {r['rtf_kaldi']:.4f} | {r['rtf_k2']:.4f} |"
         )

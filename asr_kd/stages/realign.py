@@ -42,9 +42,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AlignmentRow:
+    """A row of the alignment table: ``name`` its short id (JSON key, decode folder prefix),
+    ``label`` the text the table shows (default: the id)."""
+
     name: str
     ali_dir: Path
     checkpoints: List[str]
+    label: str = ""
+
+    def __post_init__(self):
+        self.label = self.label or self.name
 
 
 @dataclass
@@ -133,6 +140,7 @@ def compare_alignments(
     for i, row in enumerate(rows):
         res = {
             "name": row.name,
+            "label": row.label,
             "ali_dir": str(row.ali_dir),
             "checkpoints": list(row.checkpoints),
             "oracle": _oracle_report(row.ali_dir),
@@ -210,7 +218,7 @@ def alignment_table_lines(results: Sequence[Dict], title: str) -> List[str]:
             ]
         )
         lines.append(
-            f"| {r['name']} | " + " | ".join(cells) + f" | {_pm(r.get('dnn_oracle_phone_accuracy'))} | "
+            f"| {r['label']} | " + " | ".join(cells) + f" | {_pm(r.get('dnn_oracle_phone_accuracy'))} | "
             f"{_pm(r.get('dev_wer'))} | {_pm(r.get('test_wer'))} |"
         )
     lines += [
@@ -224,7 +232,7 @@ def alignment_table_lines(results: Sequence[Dict], title: str) -> List[str]:
     if pairs:
         lines += [
             "Test WER against the first row (paired bootstrap over test utterances and seeds): "
-            + "; ".join(pair_sentence(p, "test WER") for p in pairs)
+            + "; ".join(pair_sentence(p, "test WER", labels={r["name"]: r["label"] for r in results}) for p in pairs)
             + ".",
             "",
         ]

@@ -3,8 +3,8 @@
 Reads what earlier stages wrote, decodes nothing itself: per system ``<exp>/<system>/`` (timings.json:
 pdfs, Gaussians, training time; alignment_report.json: boundaries and frame agreement against the
 corpus's oracle phone times, where it has them; tree_info.txt) and a decode folder's wer_table.json
-(its ``graph`` block: HCLG size; its rows: the GMM and, for the label systems, baseline / ensemble /
-student WER with seeds), and beside it ``decode_k2/agreement.json`` when stage 14's k2 decoding ran
+(its ``graph`` block: HCLG size; its rows by system id, as steps/decode_systems.sh names them: ``gmm``
+and, for the label systems, ``baseline`` / ``ensemble`` / ``student`` WER with seeds), and beside it ``decode_k2/agreement.json`` when stage 14's k2 decoding ran
 (the share of test utterances whose 1-best words k2 and Kaldi's decoder agree on, lowest over rows).
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
 from asr_kd.utils.results import write_table
+
+GMM_ID, NETWORK_IDS = "gmm", ("baseline", "ensemble", "student")  # the decode rows read, by system id
 
 
 def _pct(x) -> str:
@@ -47,25 +49,17 @@ def system_summary(exp: Path, system: str, decode_dir: Path) -> Dict:
         else {
             "min_same_share": min(r["same_share"] for r in k2_rows),
             "rows": len(k2_rows),
-            "gmm_wer_k2": next((r["wer_k2"] for r in k2_rows if r["name"].startswith("GMM")), None),
+            "gmm_wer_k2": next((r["wer_k2"] for r in k2_rows if r["name"] == GMM_ID), None),
         }
     )
-    gmm = next((r for name, r in rows.items() if name.startswith("GMM")), None)
+    gmm = rows.get(GMM_ID)
     nets = {}
-    for name, r in rows.items():
-        if name.startswith("GMM"):
+    for kind in NETWORK_IDS:
+        r = rows.get(kind)
+        if r is None:
             continue
-        kind = (
-            "baseline"
-            if name == "baseline"
-            else "ensemble"
-            if "ensemble" in name
-            else "student"
-            if "student" in name
-            else name
-        )
         nets[kind] = {
-            "name": name,
+            "name": r.get("label", kind),
             "test_wer": r["test_wer"]["rate"],
             "test_wer_std": r["test_wer"].get("std"),
             "seeds": r["test_wer"].get("seeds", 1),
@@ -83,7 +77,7 @@ def system_summary(exp: Path, system: str, decode_dir: Path) -> Dict:
         "gmm": None
         if gmm is None
         else {
-            "name": gmm["name"],
+            "name": gmm.get("label", GMM_ID),
             "dev_wer": gmm.get("dev_wer_mean"),
             "test_wer": gmm["test_wer"]["rate"],
             "ci95": gmm["test_wer"].get("ci95"),

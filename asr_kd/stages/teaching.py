@@ -17,7 +17,7 @@ same frames as the student; training frames are a seeded share of the training c
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -199,10 +199,12 @@ def teaching_table(
     results_md=None,
     title: str = "",
     split: str = "dev",
+    labels: Optional[Dict[str, str]] = None,
 ) -> Dict:
-    """(5e) what makes the student keep the gain: each row (name, training folders, one per seed) scored on ``split`` against the ensemble ``teachers``: frame accuracy,
-    KL(teacher || student) at T, top-1 agreement, and the share of the ensemble's frame-accuracy gain
-    over its members kept; with epochs run and training time."""
+    """(5e) what makes the student keep the gain: each row (id, training folders, one per seed; shown by
+    its ``labels``) scored on ``split`` against the ensemble ``teachers``: frame accuracy, KL(teacher ||
+    student) at T, top-1 agreement, and the share of the ensemble's frame-accuracy gain over its members
+    kept; with epochs run and training time."""
     return teaching_table_frames(
         rows,
         teachers,
@@ -212,6 +214,7 @@ def teaching_table(
         results_md=results_md,
         title=title,
         split=split,
+        labels=labels,
     )
 
 
@@ -226,6 +229,7 @@ def teaching_table_frames(
     results_md=None,
     title: str = "",
     split: str = "dev",
+    labels: Optional[Dict[str, str]] = None,
 ) -> Dict:
     """``teaching_table`` on given frames (``data``, the ``split`` named in the table)."""
     import numpy as np
@@ -268,9 +272,12 @@ def teaching_table_frames(
             raise ValueError(f"teaching table: row {name!r} names no training folder")
         mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
         kept = (mean["frame_acc"] - base) / (ensemble - base) if ensemble != base else float("nan")
-        res["rows"].append({"name": name, "runs": [str(p) for p in paths], "seeds": runs, **mean, "gain_kept": kept})
+        label = (labels or {}).get(name, name)
+        res["rows"].append(
+            {"name": name, "label": label, "runs": [str(p) for p in paths], "seeds": runs, **mean, "gain_kept": kept}
+        )
         lines.append(
-            f"| {name} (n={len(runs)}) | {100 * mean['frame_acc']:.2f}% | {mean['kl']:.4f} | "
+            f"| {label} (n={len(runs)}) | {100 * mean['frame_acc']:.2f}% | {mean['kl']:.4f} | "
             f"{100 * mean['agreement']:.1f}% | {100 * kept:.0f}% | {mean['epochs']:.0f} | "
             f"{mean['train_seconds'] / 60:.1f} |"
         )
