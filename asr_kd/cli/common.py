@@ -199,7 +199,7 @@ def add_systems_args(s, option: str, *, form: str, help_text: str, pairs: bool =
         default=[],
         metavar="ID=TEXT",
         help="the text the table shows for a system id (any characters, e.g. 'distilled student (T=2)') "
-        "[the id itself]",
+        "(default: the id itself)",
     )
     if pairs:
         s.add_argument(
@@ -207,7 +207,7 @@ def add_systems_args(s, option: str, *, form: str, help_text: str, pairs: bool =
             nargs="*",
             default=[],
             metavar="A,B",
-            help="paired-bootstrap comparisons of two row ids: is B better than A? [none]",
+            help="paired-bootstrap comparisons of two row ids: is B better than A? (default: none)",
         )
 
 

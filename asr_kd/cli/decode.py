@@ -85,7 +85,7 @@ def register(sub) -> None:
     s.add_argument(
         "--gain-kept",
         metavar="BASE,ENSEMBLE,STUDENT",
-        help="three system ids: the share of the ensemble's gain kept by the student [none]",
+        help="three system ids: the share of the ensemble's gain kept by the student (default: none)",
     )
     s.add_argument(
         "--ali-dir", required=True, help="GMM alignment folder: final.mdl (transition model), pdf_counts.txt"

@@ -151,7 +151,7 @@ def register(sub) -> None:
         nargs="*",
         default=[],
         metavar="ID=SOFT_TARGET_DIR",
-        help="a storage column: the soft targets a row was trained on [none]",
+        help="a storage column: the soft targets a row was trained on (default: none)",
     )
     s.add_argument("--note", default="", help="a sentence printed under the table")
     add_table_output_args(s, "")
