@@ -214,9 +214,7 @@ def add_systems_args(s, option: str, *, form: str, help_text: str, pairs: bool =
 def system_labels(args, ids: Sequence[str]) -> Dict[str, str]:
     """{id: display text} for every id of the table (``--labels``; an id without one shows itself)."""
     given = dict(id_value(spec, "--labels", "ID=TEXT") for spec in args.labels)
-    unknown = sorted(set(given) - set(ids))
-    if unknown:
-        raise ValueError(f"--labels: {unknown} name no row of this table (its ids: {', '.join(dict.fromkeys(ids))})")
+    known_ids(list(given), "--labels", ids)
     return {sid: given.get(sid, sid) for sid in ids}
 
 
@@ -225,10 +223,15 @@ def id_tuple(spec: str, n: int, option: str, ids: Sequence[str]) -> Tuple[str, .
     parts = tuple(spec.split(","))
     if len(parts) != n:
         raise ValueError(f"{option}: {spec!r} should name {n} system ids separated by ','")
-    unknown = [p for p in parts if p not in ids]
+    return known_ids(parts, option, ids)
+
+
+def known_ids(given: Sequence[str], option: str, ids: Sequence[str]) -> Tuple[str, ...]:
+    """``given``, each one of the table's ``ids``, or an error naming the option and listing the ids."""
+    unknown = [g for g in given if g not in ids]
     if unknown:
         raise ValueError(f"{option}: {unknown} name no row of this table (its ids: {', '.join(dict.fromkeys(ids))})")
-    return parts
+    return tuple(given)
 
 
 def compare_pairs(args, ids: Sequence[str]) -> List[Tuple[str, ...]]:

@@ -17,8 +17,8 @@ from asr_kd.cli.common import (
     add_table_output_args,
     from_alignment,
     add_systems_args,
-    id_tuple,
     id_value,
+    known_ids,
     positive_float,
     positive_int,
     show_table,
@@ -131,8 +131,7 @@ def deploy_table(args) -> None:
         systems.append((sid, mdir, fmt))
     ids = [sid for sid, _, _ in systems]
     for option in ("streaming", "parity"):
-        if getattr(args, option):
-            id_tuple(getattr(args, option), 1, f"--{option}", ids)
+        known_ids([getattr(args, option)] if getattr(args, option) else [], f"--{option}", ids)
     check = None
     if args.feature_cuts:
         from lhotse import CutSet

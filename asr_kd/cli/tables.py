@@ -14,8 +14,8 @@ from asr_kd.cli.common import (
     compare_pairs,
     held_out_accents,
     id_paths,
-    id_tuple,
     id_value,
+    known_ids,
     search_settings,
     show_table,
     system_labels,
@@ -48,8 +48,7 @@ def frame_table_cmd(args) -> None:
     rows = [id_paths(r, "--rows") for r in args.rows]
     ids = [sid for sid, _ in rows]
     storage = [id_value(s, "--storage", "ID=SOFT_TARGET_DIR") for s in args.storage]
-    for sid, _ in storage:
-        id_tuple(sid, 1, "--storage", ids)
+    known_ids([sid for sid, _ in storage], "--storage", ids)
     frame_table(
         rows,
         args.ali_dir,
