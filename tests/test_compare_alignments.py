@@ -5,32 +5,6 @@ import shutil
 import pytest
 
 
-@pytest.fixture(scope="module")
-def dnn_on_gmm_labels(tiny_graph, tiny_features):
-    from asr_kd.nnet.data import load_split
-    from asr_kd.gmm.labels import num_pdfs
-    from asr_kd.nnet.models import ModelConfig
-    from asr_kd.nnet.train import TrainConfig, train_model
-
-    root, _ = tiny_graph
-    ali = root / "exp"
-    train = load_split(ali, tiny_features / "fbank", "digits", split="train")
-    dev = load_split(ali, tiny_features / "fbank", "digits", split="dev")
-    ckpts = []
-    for seed in (1, 2):
-        train_model(
-            train,
-            dev,
-            num_pdfs(ali),
-            out_dir=root / f"dnn{seed}",
-            model_cfg=ModelConfig(hidden=64, num_layers=1, context=2),
-            cfg=TrainConfig(epochs=2, batch_size=128, lr=0.003),
-            seed=seed,
-        )
-        ckpts.append(str(root / f"dnn{seed}" / "best.pt"))
-    return root, ckpts
-
-
 def _oracle_phone_accuracy(ckpt, ali_dir, features):
     import torch
     from lhotse import CutSet

@@ -191,3 +191,51 @@ def test_graph_is_reused_only_when_built_from_the_same_inputs(graph, tiny_featur
         lm_order=3,
     )
     assert trigram["lm_order"] == 3 and trigram["key"] != info["key"] and hclg.stat().st_mtime_ns != built
+
+
+def test_shared_point_is_the_lowest_mean_dev_wer_among_points_every_grid_scored():
+    from asr_kd.stages.decode import shared_point
+
+    a = [{"lmwt": 1, "wip": 0, "wer": 0.10}, {"lmwt": 2, "wip": 0, "wer": 0.30}, {"lmwt": 3, "wip": 0, "wer": 0.05}]
+    b = [{"lmwt": 1, "wip": 0, "wer": 0.30}, {"lmwt": 2, "wip": 0, "wer": 0.12}]  # (3, 0): not in b's grid
+    assert shared_point([a, b]) == {"lmwt": 1, "wip": 0, "wer": pytest.approx(0.20)}  # mean 0.20; (2, 0): 0.21
+    assert shared_point([a]) == {"lmwt": 3, "wip": 0, "wer": 0.05} and shared_point([]) is None
+    tie = [{"lmwt": 2, "wip": 1, "wer": 0.1}, {"lmwt": 2, "wip": 0, "wer": 0.1}]
+    assert shared_point([tie]) == {"lmwt": 2, "wip": 0, "wer": 0.1}  # ties: the lower penalty
+
+
+def test_shared_lm_tuning_decodes_every_network_at_one_point_and_the_gmm_at_its_own(
+    dnn_on_gmm_labels, tiny_graph, tiny_features, tmp_path
+):
+    """``lm_tuning="shared"``: each network's dev grid is scored as with ``each``; test is decoded for
+    all of them at the point of lowest mean dev WER, recomputed here from their grids; the GMM keeps
+    its own optimum, and every model's own optimum is the one ``each`` chooses."""
+    import json
+
+    from asr_kd.stages.decode import decode_models
+
+    root, ckpts = dnn_on_gmm_labels
+    rows = [("gmm", [str(root / "exp" / "final.mdl")])] + [(f"net{i}", [c]) for i, c in enumerate(ckpts)]
+    common = dict(lmwts=(1, 2, 4, 8), penalties=(0.0, 1.0), beam=15.0, decoder="lattice")
+    common.update(fbank_dir=tiny_features / "fbank", corpus="digits", graph_dir=root / "graph")
+    each = decode_models(rows, root / "exp", root / "lang", out_dir=tmp_path / "each", **common)
+    shared = decode_models(rows, root / "exp", root / "lang", out_dir=tmp_path / "shared", lm_tuning="shared", **common)
+    grids = [json.loads((tmp_path / "shared" / f"net{i}" / "grid_dev.json").read_text())["grid"] for i in (0, 1)]
+    points = [{(g["lmwt"], g["wip"]): g["wer"] for g in grid} for grid in grids]
+    common_points = set(points[0]) & set(points[1])
+    mean = {k: (points[0][k] + points[1][k]) / 2 for k in common_points}
+    want = min(mean, key=lambda k: (mean[k], k))
+    for e, s in zip(each, shared):
+        assert s["own_best"] == {"lmwt": e["best_lmwt"], "wip": e["best_wip"], "dev_wer": e["dev_wer"]}
+    assert shared[0]["lm_tuning"] == "each" and (shared[0]["best_lmwt"], shared[0]["best_wip"]) == (
+        each[0]["best_lmwt"],
+        each[0]["best_wip"],
+    )
+    assert shared[0]["test_wer"] == each[0]["test_wer"]
+    for i, row in enumerate(shared[1:]):
+        assert row["lm_tuning"] == "shared" and (row["best_lmwt"], row["best_wip"]) == want
+        assert row["dev_wer"] == pytest.approx(points[i][want])
+    # one point for all cannot beat each network's own dev optimum on dev
+    assert sum(r["dev_wer"] for r in shared[1:]) >= sum(r["dev_wer"] for r in each[1:]) - 1e-9
+    with pytest.raises(ValueError, match="lm_tuning"):
+        decode_models(rows, root / "exp", root / "lang", out_dir=tmp_path / "x", lm_tuning="best", **common)

@@ -130,6 +130,14 @@ def add_decode_search_args(s, manifest_required: bool = False) -> None:
         "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
         "k2 (the k2 environment, re-decodes)",
     )
+    s.add_argument(
+        "--lm-tuning",
+        choices=["each", "shared"],  # asr_kd.stages.decode.LM_TUNINGS (not imported here: it brings in torch)
+        default="each",
+        help="each: every model decodes test at its own dev optimum (Kaldi's convention); shared: one LM weight "
+        "and penalty for every network of the command, the lowest mean dev WER over them (a GMM keeps its own), "
+        "so that the networks' WERs differ by their acoustic models alone",
+    )
 
 
 def search_settings(args) -> dict:
@@ -142,6 +150,7 @@ def search_settings(args) -> dict:
         "cmd": args.cmd,
         "score_map": read_score_map(args.score_map) if args.score_map else None,
         "decoder": args.decoder,
+        "lm_tuning": args.lm_tuning,
     }
 
 

@@ -85,10 +85,15 @@ def decode_models(
     splits: Optional[Dict] = None,
     rescore_arpa=None,
     rescore_nbest: int = 100,
+    lm_tuning: str = "each",
 ) -> List[Dict]:
     """For each (name, checkpoints): posteriors on dev and test (a single ``.mdl`` checkpoint is the
     GMM, decoded through the same path with its own likelihoods); the (LM weight, insertion penalty)
     with the lowest dev WER; test decoded with it. Writes per-model scoring under ``out_dir/name``.
+    ``lm_tuning``: ``each`` (every model its own dev optimum, Kaldi's convention) or ``shared`` (one
+    point for every network model: the lowest mean dev WER over them, among the points each one's
+    dev grid scored; a GMM keeps its own), so that the networks' WERs differ by their acoustic
+    models alone and not by a choice a small dev set makes on a flat surface.
     ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
     token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``lattice`` (the default: each
     split decoded once into lattices, ``LatticeStore``; the grid is swept on them), ``kaldi``
@@ -102,6 +107,8 @@ def decode_models(
     paired-bootstrap interval."""
     if decoder not in ("kaldi", "k2", "lattice"):
         raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
+    if lm_tuning not in LM_TUNINGS:
+        raise ValueError(f"lm_tuning must be one of {LM_TUNINGS}, not {lm_tuning!r}")
     write_made_from(
         out_dir,
         {"ali_dir": ali_dir, "lang": lang_dir, "fbank_dir": fbank_dir, "graph_dir": graph_dir},
@@ -139,54 +146,45 @@ def decode_models(
     )
     for name, _ in rows:
         confined(out_dir, name, "system name")  # names become folders under out_dir
-    out = []
-    for name, ckpts in rows:
-        system = _SystemDecode(search, name, model_loglikes(ckpts, splits, priors))
-        t_tune = time.time()
-        grid, best, widened, recentred = system.tune()
-        dev = system.dev_runs[(best["lmwt"], best["wip"])]
-        test, rtf = system.run("test", best["lmwt"], best["wip"])
-        d = Path(out_dir) / name
-        write_scoring(d, "dev", dev)
-        write_scoring(d, "test", test)
-        write_json_atomic(d / "grid_dev.json", {"grid": grid, "best": best, "widened": widened})
-        row = {
-            "name": name,
-            "checkpoints": list(ckpts),
-            "best_lmwt": best["lmwt"],
-            "best_wip": best["wip"],
-            "grid_widened": widened,
-            "dev_wer": dev["wer"],
-            "test_wer": test["wer"],
-            "test_ins": test["ins"],
-            "test_del": test["del"],
-            "test_sub": test["sub"],
-            "test_words": test["ref_len"],
-            "test_oov_tokens": test["oov_tokens"],
-            "rtf_test": rtf,
-            "nj": nj if decoder == "kaldi" else 1,
-            "decoder": decoder,
-            "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)},
-        }
-        row["decode_seconds"] = round(time.time() - t_tune, 2)
-        if decoder == "lattice":
-            row["lattices_recentred"] = recentred
-            row.update(system.lattice_fields(best, dev, test, lms=lms, rescore_nbest=rescore_nbest))
-        out.append(row)
-        log.info(
-            "%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
-            name,
-            100 * dev["wer"],
-            best["lmwt"],
-            best["wip"],
-            100 * test["wer"],
-            test["ins"],
-            test["del"],
-            test["sub"],
-            test["ref_len"],
-            rtf,
-        )
-    return out
+
+    def tuned_systems():
+        for name, ckpts in rows:
+            system = _SystemDecode(search, name, model_loglikes(ckpts, splits, priors), checkpoints=ckpts)
+            system.tune()
+            yield system
+
+    shared = None
+    if lm_tuning == "shared":
+        systems = list(tuned_systems())  # every model tuned on dev before any test decode: the point needs them all
+        shared = shared_point([sys.grid for sys in systems if not sys.is_gmm])
+        if shared:
+            log.info(
+                "one LM weight and penalty for every network: %g / %g (mean dev WER %.2f%%)",
+                shared["lmwt"],
+                shared["wip"],
+                100 * shared["wer"],
+            )
+    else:
+        systems = tuned_systems()  # one model's likelihoods in memory at a time
+    return [
+        sys.test_row(sys.own_best if shared is None or sys.is_gmm else shared, lms=lms, rescore_nbest=rescore_nbest)
+        for sys in systems
+    ]
+
+
+LM_TUNINGS = ("each", "shared")
+
+
+def shared_point(grids: Sequence[Sequence[Dict]]) -> Optional[Dict]:
+    """The (LM weight, penalty) with the lowest mean dev WER over several models' dev grids, among the
+    points every grid scored (ties: the lower LM weight, then penalty); None without grids."""
+    if not grids:
+        return None
+    scored = [{(g["lmwt"], g["wip"]): g["wer"] for g in grid} for grid in grids]
+    common = set.intersection(*(set(s) for s in scored))
+    mean = {k: float(np.mean([s[k] for s in scored])) for k in common}
+    lmwt, wip = min(mean, key=lambda k: (mean[k], k[0], k[1]))
+    return {"lmwt": lmwt, "wip": wip, "wer": mean[(lmwt, wip)]}
 
 
 @dataclass
@@ -242,10 +240,12 @@ class _SystemDecode:
     """One system of a decode: its log-likelihoods on dev and test, searched at (LM weight, penalty)
     points: on lattices decoded once per split (``lattice``), or decoded again at each point."""
 
-    def __init__(self, search: _Search, name: str, loglikes: Dict):
-        self.search, self.name, self.lp = search, name, loglikes
+    def __init__(self, search: _Search, name: str, loglikes: Dict, *, checkpoints: Sequence[str] = ()):
+        self.search, self.name, self.lp, self.checkpoints = search, name, loglikes, list(checkpoints)
+        self.is_gmm = len(self.checkpoints) == 1 and str(self.checkpoints[0]).endswith(".mdl")
         self.lattices = search.lattice_store(name, search.lmwts)
         self.dev_runs: Dict = {}  # the grid's dev decodes, kept so the chosen one is not decoded twice
+        self.grid, self.own_best, self.widened, self.recentred, self.tune_seconds = [], None, [], None, 0.0
 
     def split_lattices(self, split: str, point=None):  # decoded once per split; every grid point is a best path on them
         cuts, data = self.search.splits[split]
@@ -294,9 +294,9 @@ class _SystemDecode:
             self.split_lattices("dev")
             self.lattices.best("dev", points)
 
-    def tune(self):
-        """(grid, best, widened, recentred): the dev optimum over the grid (``tune_on_dev``)."""
-        s = self.search
+    def tune(self) -> None:
+        """The dev optimum over the grid (``tune_on_dev``): ``grid``, ``own_best``, ``widened``, ``recentred``."""
+        s, t0 = self.search, time.time()
         grid, best, widened = tune_on_dev(self.dev_wer, s.lmwts, s.penalties, batch=self.batch)
         recentred = None
         if s.decoder == "lattice" and not (1 / 1.5 <= best["lmwt"] * self.lattices.acoustic_scale <= 1.5):
@@ -315,7 +315,60 @@ class _SystemDecode:
             grid, best, widened = tune_on_dev(self.dev_wer, s.lmwts, s.penalties, batch=self.batch)
         if widened:
             log.info("%s: the dev optimum sat on the grid's edge; grid widened by %s", self.name, widened)
-        return grid, best, widened, recentred
+        self.grid, self.own_best, self.widened, self.recentred = grid, best, widened, recentred
+        self.tune_seconds = time.time() - t0
+
+    def test_row(self, best: Dict, *, lms, rescore_nbest: int) -> Dict:
+        """Test decoded at ``best`` (its own dev optimum, or the point shared by the networks); scoring
+        under ``out_dir/name``; the decode table's row of this model."""
+        s, t0 = self.search, time.time()
+        dev = self.dev_runs[(best["lmwt"], best["wip"])]
+        test, rtf = self.run("test", best["lmwt"], best["wip"])
+        d = s.out_dir / self.name
+        write_scoring(d, "dev", dev)
+        write_scoring(d, "test", test)
+        own = self.own_best
+        write_json_atomic(
+            d / "grid_dev.json", {"grid": self.grid, "best": best, "own_best": own, "widened": self.widened}
+        )
+        row = {
+            "name": self.name,
+            "checkpoints": self.checkpoints,
+            "best_lmwt": best["lmwt"],
+            "best_wip": best["wip"],
+            "lm_tuning": "each" if best is own else "shared",
+            "own_best": {"lmwt": own["lmwt"], "wip": own["wip"], "dev_wer": own["wer"]},
+            "grid_widened": self.widened,
+            "dev_wer": dev["wer"],
+            "test_wer": test["wer"],
+            "test_ins": test["ins"],
+            "test_del": test["del"],
+            "test_sub": test["sub"],
+            "test_words": test["ref_len"],
+            "test_oov_tokens": test["oov_tokens"],
+            "rtf_test": rtf,
+            "nj": s.nj if s.decoder == "kaldi" else 1,
+            "decoder": s.decoder,
+            "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)},
+        }
+        row["decode_seconds"] = round(self.tune_seconds + time.time() - t0, 2)
+        if s.decoder == "lattice":
+            row["lattices_recentred"] = self.recentred
+            row.update(self.lattice_fields(best, dev, test, lms=lms, rescore_nbest=rescore_nbest))
+        log.info(
+            "%s: dev WER %.2f%% (LM weight %g, penalty %g) -> test WER %.2f%% [ins %d del %d sub %d / %d], RTF %.4f",
+            self.name,
+            100 * dev["wer"],
+            best["lmwt"],
+            best["wip"],
+            100 * test["wer"],
+            test["ins"],
+            test["del"],
+            test["sub"],
+            test["ref_len"],
+            rtf,
+        )
+        return row
 
     def lattice_fields(self, best: Dict, dev: Dict, test: Dict, *, lms, rescore_nbest: int) -> Dict:
         """What the lattices add to a row: decode times, oracle WER, word confidences (raw and calibrated
@@ -416,8 +469,7 @@ def wer_table(
         + ", perplexity dev "
         f"{graph['perplexity']['dev']:.2f} / test {graph['perplexity']['test']:.2f}; HCLG {h['states']} states, "
         f"{h['arcs']} arcs, built in {h['seconds']:.2f} s. Test set: {n_utts} utterances, {n_words} words, "
-        f"OOV rate {100 * oov / max(n_words, 1):.2f}% (OOV words count as errors). LM weight and insertion penalty "
-        "chosen on dev per seed (the grid widens when the optimum is on its edge), applied to test. "
+        f"OOV rate {100 * oov / max(n_words, 1):.2f}% (OOV words count as errors). {tuning_sentence(groups)} "
         "WER: mean ± sample std over seeds, [95% bootstrap interval of the seed mean over test utterances].",
         "",
         "| system | seeds | test frame accuracy | LM weight / ins. penalty | dev WER | test WER | "
@@ -457,6 +509,22 @@ def wer_table(
         if psig:
             lines += significance_lines(psig, "test WER", brief=True, labels=labels)
     return {"graph": graph, "rows": rows, "significance": sig, "subsets": parts}, lines
+
+
+def tuning_sentence(groups) -> str:
+    """How the table's LM weights and penalties were chosen (``decode_models``' ``lm_tuning``)."""
+    members = [m for _, ms in groups for m in ms]
+    if not any(m.get("lm_tuning") == "shared" for m in members):
+        return (
+            "LM weight and insertion penalty chosen on dev per seed (the grid widens when the optimum is on its "
+            "edge), applied to test."
+        )
+    own = sorted({(m["own_best"]["lmwt"], m["own_best"]["wip"]) for m in members if m.get("lm_tuning") == "shared"})
+    return (
+        "LM weight and insertion penalty chosen on dev once for every network, the point with the lowest mean dev "
+        "WER over them (each seed's grid widens when its optimum is on its edge; the GMM is tuned on its own), "
+        "applied to test; the networks' own dev optima were " + ", ".join(f"{a:g} / {b:g}" for a, b in own) + "."
+    )
 
 
 def lattice_lines(groups, labels: Dict[str, str]) -> List[str]:

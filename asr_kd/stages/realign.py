@@ -71,6 +71,7 @@ class DecodeSettings:
     cmd: str = "local"
     score_map: Optional[Dict[str, str]] = field(default=None, repr=False)
     decoder: str = "lattice"
+    lm_tuning: str = "each"  # shared: one point for a row's seeds (``decode_models``)
 
 
 def _pm(s: Optional[Dict], digits: int = 2) -> str:
@@ -175,6 +176,7 @@ def compare_alignments(
                 cmd=decode.cmd,
                 score_map=decode.score_map,
                 decoder=decode.decoder,
+                lm_tuning=decode.lm_tuning,
                 splits=decode_splits,
             )
             counts[row.name] = group_counts(dec, "test")
