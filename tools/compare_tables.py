@@ -65,8 +65,9 @@ relabel = args[0] == "--labels-as-names"
 args = args[1:] if relabel else args
 total = 0
 for f in args[2:]:
-    a = json.loads(Path(args[0], f).read_text())
-    b = json.loads(Path(args[1], f).read_text())
+    # paths inside each run's own folder compare as the same path
+    a = json.loads(Path(args[0], f).read_text().replace(str(Path(args[0]).resolve()), "<run>"))
+    b = json.loads(Path(args[1], f).read_text().replace(str(Path(args[1]).resolve()), "<run>"))
     if relabel:
         b = as_labels(a, b, id_labels(b, {}))
     d = []
