@@ -119,18 +119,18 @@ def test_table_rows_are_short_ids_with_labels_apart(caplog):
         "ensemble": "ensemble",
     }
     assert compare_pairs(args, ids) == [("ensemble", "student")]
-    assert id_tuple(args.gain_kept, 3, "--gain-kept", ids) == ("gmm", "ensemble", "student")
+    assert id_tuple(args.gain_kept, 3, "--gain-kept", ids=ids) == ("gmm", "ensemble", "student")
     with pytest.raises(ValueError, match="'distilled student' is not a system id"):
         id_paths("distilled student=s.pt", "--models")  # display text is no id: it goes in --labels
     with pytest.raises(
         ValueError, match=r"\['teacher'\] name no row of this table \(its ids: gmm, student, ensemble\)"
     ):
-        id_tuple("teacher,student", 2, "--compare", ids)
+        id_tuple("teacher,student", 2, "--compare", ids=ids)
     args.labels = ["teacher=the ensemble"]
     with pytest.raises(ValueError, match="--labels: \\['teacher'\\] name no row"):
         system_labels(args, ids)
     with pytest.raises(ValueError, match="should name 3 system ids"):
-        id_tuple("gmm,student", 3, "--gain-kept", ids)
+        id_tuple("gmm,student", 3, "--gain-kept", ids=ids)
     cmd = ["decode", "--models", "a b=x.pt", "--ali-dir", "a", "--graph-dir", "g", "--out", "o", "--manifest-dir", "m"]
     cmd += ["--lang", "l", "--fbank-dir", "f", "--corpus", "digits"]
     assert main(cmd) == 1 and "--models: 'a b' is not a system id" in caplog.text  # one line, before any work

@@ -227,7 +227,7 @@ def system_labels(args, ids: Sequence[str]) -> Dict[str, str]:
     return {sid: given.get(sid, sid) for sid in ids}
 
 
-def id_tuple(spec: str, n: int, option: str, ids: Sequence[str]) -> Tuple[str, ...]:
+def id_tuple(spec: str, n: int, option: str, *, ids: Sequence[str]) -> Tuple[str, ...]:
     """``A,B[,...]`` -> its n system ids, each one of the table's ``ids``, or an error naming the option."""
     parts = tuple(spec.split(","))
     if len(parts) != n:
@@ -244,7 +244,7 @@ def known_ids(given: Sequence[str], option: str, ids: Sequence[str]) -> Tuple[st
 
 
 def compare_pairs(args, ids: Sequence[str]) -> List[Tuple[str, ...]]:
-    return [id_tuple(c, 2, "--compare", ids) for c in args.compare]
+    return [id_tuple(c, 2, "--compare", ids=ids) for c in args.compare]
 
 
 MODELS_LIST = "models.txt"

@@ -38,7 +38,7 @@ def decode(args) -> None:
         out_dir=args.out,
         title=args.title,
         compare_pairs=compare_pairs(args, ids),
-        gain_kept=id_tuple(args.gain_kept, 3, "--gain-kept", ids) if args.gain_kept else None,
+        gain_kept=id_tuple(args.gain_kept, 3, "--gain-kept", ids=ids) if args.gain_kept else None,
         labels=system_labels(args, ids),
         lm_order=args.lm_order,
         arpa=args.arpa,
