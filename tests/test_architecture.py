@@ -1,6 +1,7 @@
 """The library's architecture as tests: the import-linter contracts of pyproject.toml (layers, the
 one door to the Kaldi bindings, independent decoding backends), no import cycle, no private name
-imported across modules, no module global assigned from another module."""
+imported across modules, no module global assigned from another module, no function with more than
+three positional parameters."""
 
 import ast
 import os
@@ -83,6 +84,19 @@ def test_no_private_name_crosses_a_module():
                 and node.module != name
             ):
                 found += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not found, found
+
+
+def test_no_function_takes_more_than_three_positional_parameters():
+    """Past the third, parameters are keyword-only: a call site names what it passes."""
+    found = []
+    for name, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = [a.arg for a in node.args.posonlyargs + node.args.args]
+                params = params[1:] if params[:1] in (["self"], ["cls"]) else params
+                if len(params) > 3:
+                    found.append(f"{name}.{node.name}({', '.join(params)})")
     assert not found, found
 
 
