@@ -14,7 +14,7 @@ stage=0
 stop_stage=15         # the core experiment (utils/recipe.sh: expand_opt_ins); --full: 18
 nj=2
 ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
-size=default          # tiny (tests, seconds) | default (the recipe, about 80 min on 2 cores) | large (>= 100 h, scale benchmarks)
+size=default          # tiny (tests, seconds) | default (the recipe, stages 0-15 in 147 min on 2 busy cores) | large (>= 100 h, scale benchmarks)
 config=""             # default: conf/$size.yaml
 text=""               # one sentence a line; empty: the King James Bible (local/kjv_text.sh)
 data=data
