@@ -16,10 +16,13 @@ Needs a recipe run through its network stages (``--stop-stage 8``) and ``EXP/gra
    a best path on them) on the old grid (do they choose the same?) and on the new, wider grid.
    Per system: wall seconds, chosen LM weight / penalty, dev and test WER, oracle WER, confidence
    NCE (raw and calibrated on dev), lattice size on disk per hour of audio.
+   ``k2 lattice`` (``--decoder k2-lattice``: the lattices searched by k2; the benchmark then runs
+   in the k2 environment, ``.venv-k2/bin/python benchmarks/decode_lattices.py ...``).
 2. Single-thread search RTF on ``--rtf-utts`` test utterances of the first network system at the
-   lattice stage's beam: LatticeSimpleDecoder (lattice beam 6; it has no max-active) vs. the
-   re-decoding stage's LatticeFasterDecoder (1-best, --beam, --max-active) at the dev-tuned LM
-   weight (the graph is read before either clock starts).
+   lattice stage's beam: LatticeSimpleDecoder (lattice beam 6; it has no max-active), k2's
+   intersect_dense_pruned (output beam 6, --max-active; with the k2 ways) vs. the re-decoding
+   stage's LatticeFasterDecoder (1-best, --beam, --max-active) at the dev-tuned LM weight (the graph
+   is read before any clock starts).
 """
 
 import argparse
@@ -78,7 +81,8 @@ def main() -> None:
     p.add_argument(
         "--ways",
         default="redecode-old,lattice-old,lattice-new",
-        help="which of redecode-old, lattice-old, lattice-new to run [%(default)s]",
+        help="which of redecode-old, lattice-old, lattice-new, k2lattice-old, k2lattice-new to run (k2lattice: "
+        "the lattices searched by k2; run the benchmark with .venv-k2/bin/python) [%(default)s]",
     )
     p.add_argument("--out", default="/tmp/decode_lattices")
     args = p.parse_args()
@@ -100,9 +104,12 @@ def main() -> None:
         ("re-decoding, old grid", "kaldi", args.old_lmwt, args.old_wip),
         ("lattice, old grid", "lattice", args.old_lmwt, args.old_wip),
         ("lattice, new grid", "lattice", args.new_lmwt, args.new_wip),
+        ("k2 lattice, old grid", "k2-lattice", args.old_lmwt, args.old_wip),
+        ("k2 lattice, new grid", "k2-lattice", args.new_lmwt, args.new_wip),
     ]
     chosen_ways = args.ways.split(",")
-    ways = [w for w, key in zip(ways, ("redecode-old", "lattice-old", "lattice-new")) if key in chosen_ways]
+    keys = ("redecode-old", "lattice-old", "lattice-new", "k2lattice-old", "k2lattice-new")
+    ways = [w for w, key in zip(ways, keys) if key in chosen_ways]
     report = {
         "systems": systems,
         "audio_hours_dev_test": round(hours, 3),
@@ -128,11 +135,11 @@ def main() -> None:
                 penalties=floats(wip),
                 decoder=decoder,
                 beam=args.beam if decoder == "kaldi" else lattice_beam,
-                rescore_arpa=args.rescore_arpa if decoder == "lattice" else None,
+                rescore_arpa=args.rescore_arpa if decoder.endswith("lattice") else None,
                 **common,
             )[0]
             row["wall_seconds"] = round(time.time() - t0, 1)
-            if decoder == "lattice":
+            if decoder.endswith("lattice"):
                 d = out / label.replace(", ", "_").replace(" ", "-") / name
                 row["lattice_mb_per_hour"] = round(sum(f.stat().st_size for f in d.glob("lat.*.gz")) / 1e6 / hours, 1)
             rows.append(row)
@@ -143,7 +150,7 @@ def main() -> None:
                     f"  oracle {100 * row['test_oracle_wer']:.2f}  NCE {row['test_confidence_nce']} -> "
                     f"{row['test_confidence_nce_calibrated']}  {row['lattice_mb_per_hour']} MB/h  lattice decode "
                     f"{row['lattice_decode_seconds']}"
-                    if decoder == "lattice"
+                    if decoder.endswith("lattice")
                     else ""
                 )
                 + (
@@ -162,7 +169,7 @@ def main() -> None:
         }
     wall = {k: v["wall_seconds"] for k, v in report["ways"].items()}
     old = wall.get("re-decoding, old grid")
-    for label in ("lattice, old grid", "lattice, new grid"):
+    for label in [w[0] for w in ways if w[1] != "kaldi"]:
         if old and label in wall:
             report[f"speedup ({label})"] = round(old / wall[label], 2)
             print(
@@ -195,6 +202,21 @@ def main() -> None:
         max_active=args.max_active,
     )
     rtf_lattice = (time.time() - t0) / audio
+    rtf_k2 = None
+    if any(w[1] == "k2-lattice" for w in ways):  # k2's lattice search, the graph loaded before the clock
+        from asr_kd.decode.k2_decoder import decode_lattices_k2, load_k2_graph
+
+        k2_graph = load_k2_graph(graph_dir / "HCLG.fst")
+        t0 = time.time()
+        decode_lattices_k2(
+            k2_graph,
+            {u: utts[u][:, id2pdf[1:]] for u in chosen},
+            1.0 / lmwt,
+            beam=lattice_beam,
+            lattice_beam=6.0,
+            max_active=args.max_active,
+        )
+        rtf_k2 = (time.time() - t0) / audio
     from asr_kd.decode import kaldi_decoder as kd
 
     kd._init(
@@ -213,10 +235,14 @@ def main() -> None:
         f"LatticeSimpleDecoder (beam {lattice_beam:g}, lattice beam 6)": round(rtf_lattice, 4),
         "LatticeFasterDecoder (1-best, max-active)": round(rtf_faster, 4),
     }
+    if rtf_k2 is not None:
+        report["rtf"][f"k2 intersect_dense_pruned (beam {lattice_beam:g}, output beam 6, max-active)"] = round(
+            rtf_k2, 4
+        )
     print(
         f"single-thread search RTF ({net[0]}, {len(chosen)} test utterances, {audio:.0f} s): LatticeSimpleDecoder "
         f"(beam {lattice_beam:g}) {rtf_lattice:.4f}, LatticeFasterDecoder (beam {args.beam:g}, max-active "
-        f"{args.max_active}) {rtf_faster:.4f}"
+        f"{args.max_active}) {rtf_faster:.4f}" + (f", k2 lattices {rtf_k2:.4f}" if rtf_k2 is not None else "")
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "decode_lattices.json").write_text(json.dumps(report, indent=1, default=str))

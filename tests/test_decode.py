@@ -202,6 +202,8 @@ def test_shared_point_is_the_lowest_mean_dev_wer_among_points_every_grid_scored(
     assert shared_point([a]) == {"lmwt": 3, "wip": 0, "wer": 0.05} and shared_point([]) is None
     tie = [{"lmwt": 2, "wip": 1, "wer": 0.1}, {"lmwt": 2, "wip": 0, "wer": 0.1}]
     assert shared_point([tie]) == {"lmwt": 2, "wip": 0, "wer": 0.1}  # ties: the lower penalty
+    flat = [{"lmwt": a, "wip": b, "wer": 0.1} for a in (1, 2, 3) for b in (0, 1, 2)]
+    assert shared_point([flat, flat]) == {"lmwt": 2, "wip": 1, "wer": 0.1}  # a flat surface: inside, not the corner
 
 
 def test_shared_lm_tuning_decodes_every_network_at_one_point_and_the_gmm_at_its_own(

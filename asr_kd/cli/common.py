@@ -124,11 +124,12 @@ def add_decode_search_args(s, manifest_required: bool = False) -> None:
     add_cmd_arg(s)
     s.add_argument(
         "--decoder",
-        choices=["kaldi", "lattice", "k2"],
+        choices=["lattice", "k2-lattice", "kaldi", "k2"],  # asr_kd.stages.decode.DECODERS
         default="lattice",
         help="lattice (each split decoded once into lattices, lat.<split>.gz beside the scoring; the grid "
-        "swept on them, oracle WER, word confidences), kaldi (re-decodes every grid point, 1-best), "
-        "k2 (the k2 environment, re-decodes)",
+        "swept on them, oracle WER, word confidences), k2-lattice (the same, lattices searched by k2: run "
+        "with the k2 environment's Python, .venv-k2; faster on large graphs), kaldi (re-decodes every grid "
+        "point, 1-best), k2 (the k2 environment, re-decodes)",
     )
     s.add_argument(
         "--lm-tuning",

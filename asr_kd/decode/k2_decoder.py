@@ -18,7 +18,7 @@ to both are used, and aux labels are read whether they come back as a tensor or 
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -111,54 +111,80 @@ def _words(fsa) -> List[int]:
     return [int(w) for w in values.tolist() if w > 0]
 
 
-def lattice_set(lattice, utts: List[str]):
-    """k2 lattices (an FsaVec, utterance k at index k) as an ``asr_kd.decode.lattice.LatticeSet``
-    for its searches (oracle WER): arcs keep their transition-id and word; an arc that carries
-    several words (epsilon removal merges them) becomes a chain of arcs, one word each; the arcs
-    into k2's final state (label -1) are epsilon arcs. Scores are not kept (graph and acoustic
-    costs 0): the oracle needs only the paths."""
+def _utterance_arcs(fsa, base: int) -> Tuple[List[np.ndarray], int]:
+    """Utterance ``fsa`` of a k2 lattice as arc columns (src, dst, tid, word, graph cost, acoustic
+    score), states numbered from ``base``, and its state count: an arc that carries several words
+    (epsilon removal merges them) becomes a chain of arcs, one word each, the first with the arc's
+    transition-id and scores; arcs into k2's final state (label -1) are epsilon arcs. Costs come from
+    the ``graph_scores`` attribute when the graph had one (``decode_lattices_k2``), else 0."""
+    arcs = fsa.arcs.values()[:, :3].cpu().numpy().astype(np.int64)
+    graph = -fsa.graph_scores.detach().cpu().numpy().astype(np.float64) if hasattr(fsa, "graph_scores") else None
+    total = fsa.scores.detach().cpu().numpy().astype(np.float64)
+    graph = np.zeros(len(arcs)) if graph is None else graph
+    acoustic = total + graph  # the arc's scaled acoustic score (score = -graph cost + acoustic score)
+    aux = fsa.aux_labels
+    if isinstance(aux, torch.Tensor):
+        splits, values = np.arange(len(arcs) + 1), aux.cpu().numpy().astype(np.int64)
+    else:
+        splits, values = aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy().astype(np.int64)
+    n = int(fsa.shape[0]) if len(arcs) else 0
+    # words per arc (labels <= 0 dropped): most arcs carry none or one, handled at once
+    keep = values > 0
+    kept = np.concatenate([[0], np.cumsum(keep)])
+    count = kept[splits[1:]] - kept[splits[:-1]]
+    first = np.zeros(len(arcs), np.int64)
+    owner = np.repeat(np.arange(len(arcs)), np.diff(splits))
+    pos = np.flatnonzero(keep)
+    with_words, at = np.unique(owner[pos], return_index=True)  # each arc's first word
+    first[with_words] = values[pos[at]]
+    single = count <= 1
+    cols = [
+        arcs[single, 0] + base,
+        arcs[single, 1] + base,
+        np.maximum(arcs[single, 2], 0),
+        first[single],
+        graph[single],
+        acoustic[single],
+    ]
+    extra = n
+    more: List[List] = [[], [], [], [], [], []]
+    for a in np.flatnonzero(~single):  # an arc with several words: a chain, one word per arc
+        words = values[splits[a] : splits[a + 1]]
+        words = words[words > 0]
+        chain = [arcs[a, 0]] + list(range(extra, extra + len(words) - 1)) + [arcs[a, 1]]
+        extra += len(words) - 1
+        for i, w in enumerate(words):
+            row = (base + chain[i], base + chain[i + 1], max(int(arcs[a, 2]), 0) if i == 0 else 0, int(w))
+            for col, v in zip(more, row + ((graph[a], acoustic[a]) if i == 0 else (0.0, 0.0))):
+                col.append(v)
+    return [np.concatenate([c, np.asarray(m, c.dtype)]) for c, m in zip(cols, more)], extra
+
+
+def lattice_set(lattice, utts: List[str], *, acoustic_scale: Optional[float] = None, word_penalty: float = 0.0):
+    """k2 lattices (an FsaVec, utterance k at index k) as an ``asr_kd.decode.lattice.LatticeSet``.
+    Arcs keep their transition-id and word (``_utterance_arcs``); k2's final state (its last) is the
+    final state, cost 0. With ``acoustic_scale`` (the search's), arcs keep graph costs (without
+    ``word_penalty``, which the search's graph had on every word arc) and unscaled acoustic costs
+    (-log-likelihood), as Kaldi's lattices; without it (oracle searches) every cost is 0."""
     from asr_kd.decode.lattice import LatticeSet
 
-    parts, offset, start, finals = [], [0], [], []
+    columns, offset, start, finals = [], [0], [], []
     for k in range(len(utts)):
-        fsa = lattice[k]
-        arcs = fsa.arcs.values()[:, :3].cpu().numpy().astype(np.int64)
-        aux = fsa.aux_labels
-        if isinstance(aux, torch.Tensor):
-            splits, values = np.arange(len(arcs) + 1), aux.cpu().numpy().astype(np.int64)
-        else:
-            splits, values = aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy().astype(np.int64)
-        base, n = offset[-1], int(fsa.shape[0]) if len(arcs) else 0
-        # words per arc (labels <= 0 dropped): most arcs carry none or one, handled at once
-        keep = values > 0
-        kept = np.concatenate([[0], np.cumsum(keep)])
-        count = kept[splits[1:]] - kept[splits[:-1]]
-        first = np.zeros(len(arcs), np.int64)
-        owner = np.repeat(np.arange(len(arcs)), np.diff(splits))
-        pos = np.flatnonzero(keep)
-        with_words, at = np.unique(owner[pos], return_index=True)  # each arc's first word
-        first[with_words] = values[pos[at]]
-        single = count <= 1
-        rows = [arcs[single, 0] + base, arcs[single, 1] + base, np.maximum(arcs[single, 2], 0), first[single]]
-        extra = n
-        more = [[], [], [], []]
-        for a in np.flatnonzero(~single):  # an arc with several words: a chain, one word per arc
-            words = values[splits[a] : splits[a + 1]]
-            words = words[words > 0]
-            chain = [arcs[a, 0]] + list(range(extra, extra + len(words) - 1)) + [arcs[a, 1]]
-            extra += len(words) - 1
-            for i, w in enumerate(words):
-                more[0].append(base + chain[i])
-                more[1].append(base + chain[i + 1])
-                more[2].append(max(int(arcs[a, 2]), 0) if i == 0 else 0)
-                more[3].append(int(w))
-        parts.append([np.concatenate([r, np.asarray(m, np.int64)]) for r, m in zip(rows, more)])
+        base = offset[-1]
+        cols, n = _utterance_arcs(lattice[k], base)
+        columns.append(cols)
         start.append(base if n else -1)
         if n:
-            finals.append(base + n - 1)  # k2's final state is its last
-        offset.append(base + extra)
-    src, dst, tid, word = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(4))
-    zeros = np.zeros(len(src))
+            finals.append(base + int(lattice[k].shape[0]) - 1)  # k2's final state is its last
+        offset.append(base + n)
+    src, dst, tid, word, graph, acoustic = (
+        np.concatenate([c[i] for c in columns]) if columns else np.zeros(0, np.int64) for i in range(6)
+    )
+    if acoustic_scale is None:
+        graph, acoustic = np.zeros(len(src)), np.zeros(len(src))
+    else:
+        graph = graph - word_penalty * (word > 0)
+        acoustic = -acoustic / acoustic_scale
     return LatticeSet(
         list(utts),
         np.asarray(offset, np.int64),
@@ -168,8 +194,8 @@ def lattice_set(lattice, utts: List[str]):
             "dst": np.asarray(dst, np.int64),
             "tid": np.asarray(tid, np.int64),
             "word": np.asarray(word, np.int64),
-            "graph": zeros,
-            "acoustic": zeros.copy(),
+            "graph": np.asarray(graph, np.float64),
+            "acoustic": np.asarray(acoustic, np.float64),
         },
         finals={
             "state": np.asarray(finals, np.int64),
@@ -177,6 +203,63 @@ def lattice_set(lattice, utts: List[str]):
             "acoustic": np.zeros(len(finals)),
         },
     )
+
+
+def _dense_batches(loglikes: Dict[str, np.ndarray], columns, max_frames_per_batch: int):
+    """(utterances, DenseFsaVec scores, segments) batches, longest utterances first (DenseFsaVec wants
+    decreasing lengths); column t of the scores holds ``loglikes[u][:, columns[t - 1]]`` (column 0 unused)."""
+    utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
+    start = 0
+    while start < len(utts):
+        batch, frames = [], 0
+        while start < len(utts) and (not batch or frames + loglikes[utts[start]].shape[0] <= max_frames_per_batch):
+            batch.append(utts[start])
+            frames += loglikes[utts[start]].shape[0]
+            start += 1
+        t_max = loglikes[batch[0]].shape[0]
+        width = len(columns) if columns is not None else loglikes[batch[0]].shape[1]
+        dense = torch.full((len(batch), t_max, width + 1), -1e10, dtype=torch.float32)
+        for i, u in enumerate(batch):
+            m = torch.from_numpy(np.asarray(loglikes[u], dtype=np.float32))
+            dense[i, : m.shape[0], 1:] = m if columns is None else m[:, columns]
+            dense[i, :, 0] = 0.0
+        segs = torch.tensor([[i, 0, loglikes[u].shape[0]] for i, u in enumerate(batch)], dtype=torch.int32)
+        yield batch, dense, segs
+
+
+def decode_lattices_k2(
+    graph,
+    loglikes: Dict[str, np.ndarray],
+    acoustic_scale: float,
+    *,
+    beam: float = 13.0,
+    lattice_beam: float = 6.0,
+    word_penalty: float = 0.0,
+    max_active: int = 7000,
+    min_active: int = 200,
+    max_frames_per_batch: int = 20000,
+) -> "LatticeSet":
+    """``asr_kd.decode.lattice.decode_lattices`` with k2: the lattices of every utterance
+    (``intersect_dense_pruned``, search beam ``beam``, output beam ``lattice_beam``, at least
+    ``min_active`` and at most ``max_active`` states a frame) as a ``LatticeSet`` whose arcs keep
+    graph costs (without ``word_penalty``) and unscaled acoustic costs. ``graph``: a k2 graph with
+    ``word_penalty`` on its word arcs (``load_k2_graph(hclg, word_penalty)``); ``loglikes`` per
+    transition-id column (``ll[:, id2pdf[1:]]``), unscaled; the search scales them by
+    ``acoustic_scale``. k2 keeps min-active itself, so no 1-best check is needed."""
+    import k2
+
+    from asr_kd.decode.lattice import LatticeSet
+
+    require_finite_utterances(loglikes)
+    if not hasattr(graph, "graph_scores"):
+        graph.graph_scores = graph.scores.clone()  # carried onto the lattice's arcs: graph and acoustic kept apart
+    scaled = {u: np.asarray(m, np.float32) * np.float32(acoustic_scale) for u, m in loglikes.items()}
+    sets = []
+    for batch, dense, segs in _dense_batches(scaled, None, max_frames_per_batch):
+        dense_vec = k2.DenseFsaVec(dense.to(graph.device), segs)
+        lattice = k2.intersect_dense_pruned(graph, dense_vec, beam, lattice_beam, min_active, max_active)
+        sets.append(lattice_set(lattice, batch, acoustic_scale=acoustic_scale, word_penalty=word_penalty))
+    return LatticeSet.concatenate(sets) if sets else lattice_set([], [], acoustic_scale=acoustic_scale)
 
 
 def decode_k2(
@@ -203,22 +286,8 @@ def decode_k2(
     device = device or graph.device
     require_finite_utterances(loglikes)
     cols = torch.from_numpy(np.asarray(id2pdf[1:], dtype=np.int64))
-    utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])  # DenseFsaVec wants decreasing lengths
     out: Dict[str, Dict] = {}
-    start = 0
-    while start < len(utts):
-        batch, frames = [], 0
-        while start < len(utts) and (not batch or frames + loglikes[utts[start]].shape[0] <= max_frames_per_batch):
-            batch.append(utts[start])
-            frames += loglikes[utts[start]].shape[0]
-            start += 1
-        t_max = loglikes[batch[0]].shape[0]
-        dense = torch.full((len(batch), t_max, len(id2pdf)), -1e10, dtype=torch.float32)
-        for i, u in enumerate(batch):
-            m = torch.from_numpy(np.asarray(loglikes[u], dtype=np.float32))
-            dense[i, : m.shape[0], 1:] = m[:, cols]
-            dense[i, :, 0] = 0.0
-        segs = torch.tensor([[i, 0, loglikes[u].shape[0]] for i, u in enumerate(batch)], dtype=torch.int32)
+    for batch, dense, segs in _dense_batches(loglikes, cols, max_frames_per_batch):
         dense_vec = k2.DenseFsaVec(dense.to(device), segs)
         lattice = k2.intersect_dense_pruned(graph, dense_vec, search_beam, output_beam, min_active, max_active)
         best = k2.shortest_path(lattice, use_double_scores=True)

@@ -150,9 +150,51 @@ class LatticePart:
     word_penalty: float
     max_active: int
     archive: str
+    search: str = "kaldi"
+
+
+LATTICE_DECODERS = {  # what searches a lattice decode (``search``), as lattice_options.json names it
+    "kaldi": "kaldi-decoder's LatticeSimpleDecoder, checked by its FasterDecoder (1-best, min-active 200)",
+    "k2": "k2's intersect_dense_pruned (min-active 200)",
+}
+LATTICE_SEARCHES = tuple(LATTICE_DECODERS)
+
+
+def _part_context(search: str):
+    """Forked processes for Kaldi's search; for k2's, processes forked from a fresh server that has
+    imported k2 and never searched: k2 (and torch's OpenMP) keep worker threads that a fork of a
+    process that already used them does not have, and the fork would wait on them forever."""
+    import multiprocessing as mp
+
+    if search != "k2":
+        return mp.get_context("fork")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["asr_kd.kaldi", "asr_kd.decode.lattice", "asr_kd.decode.k2_decoder"])
+    return ctx
+
+
+def _one_thread() -> None:
+    """A part's torch runs on one thread: the parts are the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
+    if part.search == "k2":  # k2 keeps min-active itself: no 1-best check, nothing searched again
+        from asr_kd.decode.k2_decoder import decode_lattices_k2, load_k2_graph
+
+        lats = decode_lattices_k2(
+            load_k2_graph(part.graph_path, part.word_penalty),
+            part.loglikes,
+            part.acoustic_scale,
+            beam=part.beam,
+            lattice_beam=part.lattice_beam,
+            word_penalty=part.word_penalty,
+            max_active=part.max_active,
+        )
+        write_lattices(part.archive, lats.texts(part.word_penalty))
+        return lats, {"utterances": len(lats.utts), "widened": 0, "still_worse": 0}
     stats: Dict[str, int] = {}
     texts = decode_lattices(
         part.graph_path,
@@ -182,19 +224,26 @@ def decode_lattices_parallel(
     job_dir=None,
     word_penalty: float = 0.0,
     max_active: int = 7000,
+    search: str = "kaldi",
 ) -> Tuple["LatticeSet", Dict[str, int]]:
-    """``decode_lattices`` over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
+    """``decode_lattices`` (``search`` "kaldi") or ``decode_lattices_k2`` (``search`` "k2", in a
+    Python that imports k2) over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
     (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first. Each part writes
     its lattices (graph costs with ``word_penalty``) as a gzipped Kaldi text archive and parses
     them; the parts' archives are joined into ``archive`` (gzip members, which ``gunzip -c`` and
     Kaldi's ``ark:gunzip -c ... |`` read as one). Returns the ``LatticeSet`` of all utterances
     (graph costs without the penalty) and the search counts (``decode_lattices``)."""
     from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
 
     from asr_kd.utils.jobs import JobCmd, run_jobs
 
     require_finite_utterances(loglikes)
+    if search not in LATTICE_SEARCHES:
+        raise ValueError(f"lattice search must be one of {LATTICE_SEARCHES}, not {search!r}")
+    if search == "k2":  # built (and cached beside the HCLG) once, before the parts read it
+        from asr_kd.decode.k2_decoder import load_k2_graph
+
+        load_k2_graph(graph_path, word_penalty)
     archive = Path(archive)
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
     nj = max(1, min(nj, len(utts)))
@@ -209,13 +258,14 @@ def decode_lattices_parallel(
             word_penalty,
             max_active,
             str(part_paths[i]),
+            search,
         )
         for i in range(nj)
     ]
     if nj == 1 and JobCmd.parse(cmd).local:
         done = [_decode_part(parts[0])]
     elif JobCmd.parse(cmd).local:
-        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork")) as ex:
+        with ProcessPoolExecutor(nj, mp_context=_part_context(search), initializer=_one_thread) as ex:
             done = list(ex.map(_decode_part, parts))
     else:
         done = run_jobs(cmd, _decode_part, [(p,) for p in parts], job_dir=job_dir, name="lattice")
@@ -303,6 +353,30 @@ class LatticeSet:
         self._bounds: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
     # -- building ---------------------------------------------------------------------------
+    def texts(self, word_penalty: float = 0.0) -> Dict[str, str]:
+        """Each utterance's lattice as Kaldi text (``write_lattices``' format), its start state's
+        arcs first; graph costs with ``word_penalty`` on every word arc (the archive holds the costs
+        as decoded, ``from_texts`` takes the penalty off again)."""
+        utt_of_arc = self.state_utt[self.src] if len(self.src) else np.zeros(0, np.int64)
+        first = self.src != self.start[utt_of_arc]
+        order = np.lexsort((self.src, first, utt_of_arc))
+        bounds = np.searchsorted(utt_of_arc[order], np.arange(len(self.utts) + 1))
+        graph = self.graph + word_penalty * (self.word != 0)
+        rows = zip(
+            (self.src - self.offset[utt_of_arc])[order].tolist(),
+            (self.dst - self.offset[utt_of_arc])[order].tolist(),
+            self.tid[order].tolist(),
+            self.word[order].tolist(),
+            graph[order].tolist(),
+            self.acoustic[order].tolist(),
+        )
+        lines = [f"{s} {d} {t} {w} {g:.7g},{a:.7g}" for s, d, t, w, g, a in rows]
+        final_utt = self.state_utt[self.final_state] if len(self.final_state) else np.zeros(0, np.int64)
+        finals: Dict[int, List[str]] = {}
+        for k, s, g, a in zip(final_utt.tolist(), self.final_state.tolist(), self.final_graph, self.final_acoustic):
+            finals.setdefault(k, []).append(f"{s - int(self.offset[k])} {g:.7g},{a:.7g}")
+        return {u: "\n".join(lines[bounds[k] : bounds[k + 1]] + finals.get(k, [])) for k, u in enumerate(self.utts)}
+
     @classmethod
     def from_texts(
         cls, items: Iterable[Tuple[str, Sequence[str]]], where: str = "lattices", word_penalty: float = 0.0

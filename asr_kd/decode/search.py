@@ -21,6 +21,7 @@ from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors
 from asr_kd.decode.lattice import (
     LATTICE_BEAM,
+    LATTICE_DECODERS,
     Calibration,
     LatticeSet,
     decode_lattices_parallel,
@@ -180,8 +181,9 @@ class LatticeStore:
         nj: int = 1,
         cmd="local",
         max_active: int = 7000,
+        search: str = "kaldi",
     ):
-        self.out_dir, self.graph_path, self.id2pdf = out_dir, graph_path, id2pdf
+        self.out_dir, self.graph_path, self.id2pdf, self.search = out_dir, graph_path, id2pdf, search
         self.acoustic_scale = 1.0 / float(np.median(lmwts))
         self.beam, self.lattice_beam, self.max_active, self.nj, self.cmd = beam, lattice_beam, max_active, nj, cmd
         self.lattices: Dict[str, LatticeSet] = {}
@@ -208,6 +210,7 @@ class LatticeStore:
                 job_dir=self.out_dir / "jobs",
                 word_penalty=penalty,
                 max_active=self.max_active,
+                search=self.search,
             )
             self.seconds[split] = time.time() - t0
             self.decoded_at[split] = {"acoustic_scale": scale, "word_penalty": penalty, "search": search}
@@ -226,9 +229,9 @@ class LatticeStore:
                 {
                     "graph": str(self.graph_path),
                     "graph_digest": file_digest(self.graph_path),
-                    "decoder": "LatticeSimpleDecoder, checked by FasterDecoder (1-best, min-active 200)",
+                    "decoder": LATTICE_DECODERS[self.search],
                     "beam": self.beam,
-                    "max_active_of_the_check": self.max_active,
+                    "max_active": self.max_active,
                     "lattice_beam": self.lattice_beam,
                     "splits": self.decoded_at,
                     "costs": "graph (with the split's word_penalty on every word arc), acoustic (unscaled: "

@@ -10,6 +10,7 @@ with paired-bootstrap comparisons of the named pairs (asr_kd.scoring.significanc
 """
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,8 @@ def decode_models(
     models alone and not by a choice a small dev set makes on a flat surface.
     ``score_map`` maps reference and hypothesis tokens before scoring (an empty target deletes the
     token), e.g. TIMIT's 48 -> 39 phone folding for PER. ``decoder``: ``lattice`` (the default: each
-    split decoded once into lattices, ``LatticeStore``; the grid is swept on them), ``kaldi``
+    split decoded once into lattices, ``LatticeStore``; the grid is swept on them), ``k2-lattice`` (the
+    same, the lattices searched by k2: in a Python that imports k2, the k2 environment), ``kaldi``
     (LatticeFasterDecoder, every grid point decoded again) or ``k2`` (asr_kd.decode.k2_decoder, same
     graph and likelihoods, re-decoding; one process, the GPU when present).
     ``nj`` / ``cmd``: Kaldi decoding in ``nj`` forked processes, or ``nj`` Slurm jobs per decode (``asr_kd.utils.jobs``). ``splits``: dev and test frames
@@ -105,8 +107,8 @@ def decode_models(
     place of the graph's (``asr_kd.decode.rescore``, ``rescore_nbest`` distinct word sequences per
     utterance); scoring in ``<name>/rescored``, the row gets the rescored WERs and the test gain's
     paired-bootstrap interval."""
-    if decoder not in ("kaldi", "k2", "lattice"):
-        raise ValueError(f"decoder must be kaldi, k2 or lattice, not {decoder!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
     if lm_tuning not in LM_TUNINGS:
         raise ValueError(f"lm_tuning must be one of {LM_TUNINGS}, not {lm_tuning!r}")
     write_made_from(
@@ -117,8 +119,10 @@ def decode_models(
     lang, tm, priors, splits = load_decode_data(ali_dir, lang_dir, fbank_dir, corpus=corpus, splits=splits)
     graph = Path(graph_dir) / "HCLG.fst"
 
-    if rescore_arpa and decoder != "lattice":
-        raise ValueError("--rescore-arpa rescores lattices: use --decoder lattice")
+    if rescore_arpa and not DECODERS[decoder]:
+        raise ValueError("--rescore-arpa rescores lattices: use --decoder lattice or k2-lattice")
+    if decoder in ("k2", "k2-lattice"):
+        _require_k2(decoder)
     lms = None
     if rescore_arpa:
         import json
@@ -173,17 +177,35 @@ def decode_models(
 
 
 LM_TUNINGS = ("each", "shared")
+# each decoder and, for those that decode into lattices, what searches them (asr_kd.decode.lattice.LATTICE_DECODERS)
+DECODERS = {"lattice": "kaldi", "k2-lattice": "k2", "kaldi": None, "k2": None}
+
+
+def _require_k2(decoder: str) -> None:
+    try:
+        import k2  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            f"decode --decoder {decoder} needs k2, which this Python ({sys.executable}) cannot import: run the "
+            "command with the k2 environment's Python (.venv-k2/bin/python -m asr_kd decode ..., built by ./setup.sh)"
+        ) from None
 
 
 def shared_point(grids: Sequence[Sequence[Dict]]) -> Optional[Dict]:
     """The (LM weight, penalty) with the lowest mean dev WER over several models' dev grids, among the
-    points every grid scored (ties: the lower LM weight, then penalty); None without grids."""
+    points every grid scored; ties prefer a point inside the common grid (a flat dev surface would
+    otherwise pick its corner, as ``tune_on_dev``), then the lower LM weight and penalty; None without grids."""
     if not grids:
         return None
     scored = [{(g["lmwt"], g["wip"]): g["wer"] for g in grid} for grid in grids]
     common = set.intersection(*(set(s) for s in scored))
     mean = {k: float(np.mean([s[k] for s in scored])) for k in common}
-    lmwt, wip = min(mean, key=lambda k: (mean[k], k[0], k[1]))
+    lms, wps = sorted({k[0] for k in common}), sorted({k[1] for k in common})
+
+    def edge(k) -> bool:
+        return (len(lms) > 1 and k[0] in (lms[0], lms[-1])) or (len(wps) > 1 and k[1] in (wps[0], wps[-1]))
+
+    lmwt, wip = min(mean, key=lambda k: (mean[k], edge(k), k[0], k[1]))
     return {"lmwt": lmwt, "wip": wip, "wer": mean[(lmwt, wip)]}
 
 
@@ -206,6 +228,10 @@ class _Search:
     decoder: str
     score_map: Optional[Dict[str, str]]
     k2_graphs: Dict = field(default_factory=dict)  # k2 graphs by insertion penalty, built on first use
+
+    @property
+    def on_lattices(self) -> bool:
+        return DECODERS[self.decoder] is not None
 
     def fold(self, tokens):
         if not self.score_map:
@@ -233,6 +259,7 @@ class _Search:
             nj=self.nj,
             cmd=self.cmd,
             max_active=self.max_active,
+            search=DECODERS[self.decoder],
         )
 
 
@@ -258,7 +285,7 @@ class _SystemDecode:
         s = self.search
         cuts, data = s.splits[split]
         t0 = time.time()
-        if s.decoder == "lattice":
+        if s.on_lattices:
             self.split_lattices(split, None if split == "dev" else (lmwt, wip))  # test: at the tuned point
             secs = self.lattices.seconds[split]
             res = {u: {"words": w} for u, w in self.lattices.words(split, lmwt, wip).items()}
@@ -290,7 +317,7 @@ class _SystemDecode:
         return self.dev_runs[(lmwt, wip)]["wer"]
 
     def batch(self, points) -> None:  # lattices: the round's points in one pass
-        if self.search.decoder == "lattice":
+        if self.search.on_lattices:
             self.split_lattices("dev")
             self.lattices.best("dev", points)
 
@@ -299,7 +326,7 @@ class _SystemDecode:
         s, t0 = self.search, time.time()
         grid, best, widened = tune_on_dev(self.dev_wer, s.lmwts, s.penalties, batch=self.batch)
         recentred = None
-        if s.decoder == "lattice" and not (1 / 1.5 <= best["lmwt"] * self.lattices.acoustic_scale <= 1.5):
+        if s.on_lattices and not (1 / 1.5 <= best["lmwt"] * self.lattices.acoustic_scale <= 1.5):
             # the lattices hold the paths near the best one at their own scale: an optimum far from it
             # is searched again on lattices decoded at its scale (Kaldi users re-pick --acwt likewise)
             recentred = (1.0 / self.lattices.acoustic_scale, best["lmwt"])
@@ -352,7 +379,7 @@ class _SystemDecode:
             "counts": {"dev": utterance_counts(dev), "test": utterance_counts(test)},
         }
         row["decode_seconds"] = round(self.tune_seconds + time.time() - t0, 2)
-        if s.decoder == "lattice":
+        if s.on_lattices:
             row["lattices_recentred"] = self.recentred
             row.update(self.lattice_fields(best, dev, test, lms=lms, rescore_nbest=rescore_nbest))
         log.info(
