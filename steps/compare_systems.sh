@@ -46,8 +46,9 @@ for sys in $systems; do
     decoded+=("$sys=$nn/decode")
   else  # the GMM alone, on its own graph (EXP/SYSTEM/graph), with k2 beside Kaldi's decoder
     mkdir -p "$exp/$sys/kd"
+    decode_python
     # shellcheck disable=SC2086  # decode_opts is a list of options
-    python -m asr_kd decode --ali-dir "$exp/$sys" --manifest-dir "$manifest_dir" --graph-dir "$exp/$sys/graph" \
+    "$DECODE_PY" -m asr_kd decode --ali-dir "$exp/$sys" --manifest-dir "$manifest_dir" --graph-dir "$exp/$sys/graph" \
       --out "$exp/$sys/decode" --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/$sys/kd/RESULTS.md" \
       --models "gmm=$exp/$sys/final.mdl" --labels "gmm=GMM ($(system_name "$sys"))" --title "GMM ($(system_name "$sys"))"
     "$steps/k2_decode.sh" --members "$k2_members" --k2-opts "$k2_opts" "$exp/$sys/decode" "$exp/$sys/decode_k2"

@@ -18,7 +18,8 @@ OUT_DIR/<id>[/<seed>], the table in OUT_DIR/wer_table and OUT_DIR/../kd/RESULTS.
   --manifest-dir DIR     [$manifest_dir]
   --temperature T        [$temperature]
   --lmwt LIST / --wip LIST   [$lmwt / $wip]
-  --decode-opts OPTS     [$decode_opts]
+  --decode-opts OPTS     [$decode_opts]  (--decoder k2-lattice: run in the k2 environment, .venv-k2;
+                         with k2 opted out, Kaldi's lattice search)
   --title TEXT           [$title]"
 . "$(dirname "$0")/../utils/step.sh"
 step_usage 4 $# "ALI_DIR ENSEMBLE_DIR STUDENT_DIR OUT_DIR"
@@ -30,8 +31,9 @@ rows=("gmm=$ali/final.mdl")  # system ids; a repeated id is one system's seeds
 for m in "${members[@]}"; do rows+=("baseline=$m"); done
 rows+=("ensemble=$ensemble")
 for s in "${student_models[@]}"; do rows+=("student=$s"); done
+decode_python
 # shellcheck disable=SC2086  # decode_opts is a list of options
-python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$out" \
+"$DECODE_PY" -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$out" \
   --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" ${config:+${config:+--config "$config"}} \
   --models "${rows[@]}" --compare baseline,ensemble baseline,student ensemble,student \
   --gain-kept baseline,ensemble,student --title "$title" \

@@ -32,8 +32,9 @@ bg_job "$exp/log/deploy_small_baseline.log" python -m asr_kd train-dnn ${config:
 "$steps/distill.sh" ${config:+--config "$config"} --nj "$nj" --temperature "$temperature" --train-opts "--hidden $small" \
   "$ali" "$ensemble" "$soft" "$exp/small_student" || { bg_wait; exit 1; }
 bg_wait || { tail -n 5 "$exp/log/deploy_small_baseline.log"; exit 1; }
+decode_python
 # shellcheck disable=SC2086  # decode_opts is a list of options
-python -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$d/decode_small" \
+"$DECODE_PY" -m asr_kd decode --ali-dir "$ali" --manifest-dir "$manifest_dir" --graph-dir "$exp/graph" --out "$d/decode_small" \
   --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts --results-md "$exp/kd/RESULTS.md" \
   --models "small_baseline=$exp/small_baseline/seed1/best.pt" "small_student=$exp/small_student/seed101/best.pt" \
   --labels "small_baseline=small baseline (hidden $small)" "small_student=small student (hidden $small)" \

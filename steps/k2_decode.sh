@@ -15,22 +15,12 @@ and the step fails when neither explains its absence.
 step_usage 2 $# "DECODE_DIR OUT_DIR"
 decode=$1 out=$2
 results=$(dirname "$decode")/kd/RESULTS.md
-root=$(cd "$(dirname "$0")/.." && pwd)
-k2_python=${ASR_KD_K2_PYTHON:-$root/.venv-k2/bin/python}
 title="k2 vs. Kaldi decoder: same graph, same likelihoods (test set)"
-if [ ! -x "$k2_python" ]; then
-  if [ "${ASR_KD_NO_K2:-0}" = 1 ]; then
-    why="k2 was opted out (ASR_KD_NO_K2=1 or ./setup.sh --no-k2)"
-  elif [ -f "$root/.venv-k2.unavailable" ]; then
-    why="./setup.sh could not build the k2 environment: $(head -c 300 "$root/.venv-k2.unavailable")"
-  else
-    echo "$0 needs the k2 environment ($k2_python): run ./setup.sh (or tools/k2_lane.sh --setup), or opt out with ASR_KD_NO_K2=1" >&2
-    exit 1
-  fi
-  echo "$0: no k2 decoding: $why" >&2
-  exec python -m asr_kd decoder-agreement --absent "$why" --decode-dir "$decode" --out "$out/agreement" \
+if ! k2_env; then
+  echo "$0: no k2 decoding: $K2_ABSENT" >&2
+  exec python -m asr_kd decoder-agreement --absent "$K2_ABSENT" --decode-dir "$decode" --out "$out/agreement" \
     --results-md "$results" --title "$title"
 fi
 # shellcheck disable=SC2086  # k2_opts is a list of options
-"$k2_python" -m asr_kd decoder-agreement --decode-dir "$decode" --out "$out/agreement" --results-md "$results" \
+"$K2_PYTHON" -m asr_kd decoder-agreement --decode-dir "$decode" --out "$out/agreement" --results-md "$results" \
   --title "$title" $k2_opts $( [ "$members" = all ] || echo --members "$members" )

@@ -43,8 +43,9 @@ if [ -n "$oracle_reference" ]; then
   rows+=("oracle_gmm=$oracle_reference=$(ckpts "$exp/dnn_oracle_gmm")")
   labels+=("oracle_gmm=reference: GMM trained on oracle phone times")
 fi
+decode_python
 # shellcheck disable=SC2086  # decode_opts is a list of options
-python -m asr_kd alignment-table --rows "${rows[@]}" --labels "${labels[@]}" --fbank-dir "$fbank" --lang "$lang" --manifest-dir "$manifest_dir" \
+"$DECODE_PY" -m asr_kd alignment-table --rows "${rows[@]}" --labels "${labels[@]}" --fbank-dir "$fbank" --lang "$lang" --manifest-dir "$manifest_dir" \
   --graph-dir "$exp/graph" --nj "$nj" --lmwt "$lmwt" --wip "$wip" $decode_opts \
   --out "$exp/kd/table_alignments" --results-md "$exp/kd/RESULTS.md" \
   --title "Which alignment gives the better DNN (test set)"

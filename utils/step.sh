@@ -11,6 +11,11 @@
 #   system_name SYSTEM       a table's row name for a GMM system (mono, tri1, tri2)
 #   recorded DIR NAME        what DIR records it was made from (made_from.json): fbank_dir, lang, corpus
 #   hard_weight CONFIG       the weight of the hard-label term in CONFIG's distill section
+#   k2_env                   K2_PYTHON := the k2 environment's Python (.venv-k2, or $ASR_KD_K2_PYTHON) and 0, or
+#                            K2_ABSENT := why there is none and 1 when k2 was opted out or could not be built;
+#                            exits saying what to run when it is merely missing
+#   decode_python            DECODE_PY := the Python that runs a decode with $decode_opts: the k2 environment's
+#                            for --decoder k2-lattice (without one, Kaldi's lattice search, said on stderr)
 _step_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$_step_root/path.sh"
 cmd=${cmd:-${ASR_KD_CMD:-local}}
@@ -54,4 +59,26 @@ recorded() {  # recorded DIR NAME: what DIR's made_from.json records as NAME (fb
 hard_weight() {  # hard_weight CONFIG: the hard-label term's weight of the config's distill section
   python -c 'import sys; from asr_kd.utils.config import section; from asr_kd.nnet.losses import LossConfig
 print("%g" % section(sys.argv[1] or None, "distill", LossConfig).hard_weight)' "$1"
+}
+k2_env() {
+  K2_PYTHON=${ASR_KD_K2_PYTHON:-$_step_root/.venv-k2/bin/python} K2_ABSENT=""
+  [ -x "$K2_PYTHON" ] && return 0
+  if [ "${ASR_KD_NO_K2:-0}" = 1 ]; then
+    K2_ABSENT="k2 was opted out (ASR_KD_NO_K2=1 or ./setup.sh --no-k2)"
+  elif [ -f "$_step_root/.venv-k2.unavailable" ]; then
+    K2_ABSENT="./setup.sh could not build the k2 environment: $(head -c 300 "$_step_root/.venv-k2.unavailable")"
+  else
+    echo "$0 needs the k2 environment ($K2_PYTHON): run ./setup.sh (or tools/k2_lane.sh --setup), or opt out with ASR_KD_NO_K2=1" >&2
+    exit 1
+  fi
+  return 1
+}
+decode_python() {
+  DECODE_PY=python
+  case " $decode_opts " in
+    *" k2-lattice "*)  # k2 searches the lattices: the decode runs in the k2 environment
+      if k2_env; then DECODE_PY=$K2_PYTHON
+      else echo "$0: lattices searched by Kaldi's decoder, not k2: $K2_ABSENT" >&2; decode_opts=${decode_opts//k2-lattice/lattice}
+      fi ;;
+  esac
 }

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from asr_kd.decode.lattice import LatticeSet
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
 from asr_kd.nnet.checkpoint import safe_torch_load
 from asr_kd.utils.io import atomic_path
@@ -166,8 +167,6 @@ def lattice_set(lattice, utts: List[str], *, acoustic_scale: Optional[float] = N
     final state, cost 0. With ``acoustic_scale`` (the search's), arcs keep graph costs (without
     ``word_penalty``, which the search's graph had on every word arc) and unscaled acoustic costs
     (-log-likelihood), as Kaldi's lattices; without it (oracle searches) every cost is 0."""
-    from asr_kd.decode.lattice import LatticeSet
-
     columns, offset, start, finals = [], [0], [], []
     for k in range(len(utts)):
         base = offset[-1]
@@ -238,7 +237,7 @@ def decode_lattices_k2(
     max_active: int = 7000,
     min_active: int = 200,
     max_frames_per_batch: int = 20000,
-) -> "LatticeSet":
+) -> LatticeSet:
     """``asr_kd.decode.lattice.decode_lattices`` with k2: the lattices of every utterance
     (``intersect_dense_pruned``, search beam ``beam``, output beam ``lattice_beam``, at least
     ``min_active`` and at most ``max_active`` states a frame) as a ``LatticeSet`` whose arcs keep
@@ -247,8 +246,6 @@ def decode_lattices_k2(
     transition-id column (``ll[:, id2pdf[1:]]``), unscaled; the search scales them by
     ``acoustic_scale``. k2 keeps min-active itself, so no 1-best check is needed."""
     import k2
-
-    from asr_kd.decode.lattice import LatticeSet
 
     require_finite_utterances(loglikes)
     if not hasattr(graph, "graph_scores"):

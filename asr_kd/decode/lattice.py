@@ -160,21 +160,41 @@ LATTICE_DECODERS = {  # what searches a lattice decode (``search``), as lattice_
 LATTICE_SEARCHES = tuple(LATTICE_DECODERS)
 
 
-def _part_context(search: str):
-    """Forked processes for Kaldi's search; for k2's, processes forked from a fresh server that has
-    imported k2 and never searched: k2 (and torch's OpenMP) keep worker threads that a fork of a
-    process that already used them does not have, and the fork would wait on them forever."""
-    import multiprocessing as mp
+_K2_POOLS: Dict[int, object] = {}
 
-    if search != "k2":
-        return mp.get_context("fork")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["asr_kd.kaldi", "asr_kd.decode.lattice", "asr_kd.decode.k2_decoder"])
-    return ctx
+
+def _k2_pool(nj: int):
+    """``nj`` processes that search with k2, kept for the life of this process: forked from a fresh
+    server that has imported asr_kd and k2 (it finds the asr_kd this process runs) and never searched.
+    A process that has searched with k2 (or run torch on several threads) keeps worker threads that a
+    plain fork of it lacks, and the fork would wait on them forever; the server costs one import."""
+    if nj not in _K2_POOLS:
+        import multiprocessing as mp
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["asr_kd.kaldi", "asr_kd.decode.lattice", "asr_kd.decode.k2_decoder"])
+        root = str(Path(__file__).resolve().parents[2])
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = root + (os.pathsep + saved if saved else "")  # the server's imports
+        try:
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH")
+            else:
+                os.environ["PYTHONPATH"] = saved
+        _K2_POOLS[nj] = ProcessPoolExecutor(nj, mp_context=ctx, initializer=_one_thread)
+    return _K2_POOLS[nj]
 
 
 def _one_thread() -> None:
-    """A part's torch runs on one thread: the parts are the parallelism."""
+    """A forked part's torch runs on one thread, before any torch operation: the OpenMP threads of
+    the process it was forked from are not in it (a parallel operation would wait on them forever),
+    and the parts are the parallelism."""
     import torch
 
     torch.set_num_threads(1)
@@ -234,6 +254,7 @@ def decode_lattices_parallel(
     Kaldi's ``ark:gunzip -c ... |`` read as one). Returns the ``LatticeSet`` of all utterances
     (graph costs without the penalty) and the search counts (``decode_lattices``)."""
     from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
 
     from asr_kd.utils.jobs import JobCmd, run_jobs
 
@@ -262,10 +283,12 @@ def decode_lattices_parallel(
         )
         for i in range(nj)
     ]
-    if nj == 1 and JobCmd.parse(cmd).local:
+    if search == "k2" and JobCmd.parse(cmd).local:
+        done = list(_k2_pool(nj).map(_decode_part, parts))
+    elif nj == 1 and JobCmd.parse(cmd).local:
         done = [_decode_part(parts[0])]
     elif JobCmd.parse(cmd).local:
-        with ProcessPoolExecutor(nj, mp_context=_part_context(search), initializer=_one_thread) as ex:
+        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_one_thread) as ex:
             done = list(ex.map(_decode_part, parts))
     else:
         done = run_jobs(cmd, _decode_part, [(p,) for p in parts], job_dir=job_dir, name="lattice")
