@@ -4,6 +4,7 @@ and repository path the README and RESULTS files name exists."""
 
 import argparse
 import gzip
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -158,6 +159,35 @@ def test_a_step_reads_a_model_folder_or_stops_naming_it(tmp_path):
         text=True,
     )
     assert r.returncode == 1 and "has no models.txt" in r.stderr and "done" not in r.stdout
+
+
+def test_a_k2_lattice_decode_runs_in_the_k2_environment_or_says_why_not(tmp_path):
+    """steps' decode_python: --decoder k2-lattice picks the k2 environment's Python; with k2 opted
+    out the decode falls back to Kaldi's lattice search and says so; merely missing, the step stops
+    saying what to run; other decoders keep the project's Python."""
+
+    def pick(opts, **env):
+        script = (
+            f'help_message=x; . {ROOT}/utils/step.sh; decode_opts="{opts}"; decode_python; '
+            'echo "$DECODE_PY|$decode_opts"'
+        )
+        environ = {k: v for k, v in os.environ.items() if k not in ("ASR_KD_NO_K2", "ASR_KD_K2_PYTHON")}
+        return subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=60, env={**environ, **env}
+        )
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    r = pick("--beam 12 --decoder k2-lattice", ASR_KD_K2_PYTHON=str(fake))
+    assert r.returncode == 0 and r.stdout.strip() == f"{fake}|--beam 12 --decoder k2-lattice"
+    r = pick("--decoder k2-lattice --beam 12", ASR_KD_K2_PYTHON=str(tmp_path / "none"), ASR_KD_NO_K2="1")
+    assert r.returncode == 0 and r.stdout.strip() == "python|--decoder lattice --beam 12"
+    assert "not k2: k2 was opted out" in r.stderr
+    r = pick("--decoder k2-lattice", ASR_KD_K2_PYTHON=str(tmp_path / "none"))
+    assert r.returncode == 1 and "needs the k2 environment" in r.stderr and "run ./setup.sh" in r.stderr
+    r = pick("--decoder kaldi", ASR_KD_K2_PYTHON=str(tmp_path / "none"))
+    assert r.returncode == 0 and r.stdout.strip() == "python|--decoder kaldi"
 
 
 def _manifests(folder: Path, corpus: str) -> None:

@@ -255,7 +255,9 @@ def decode_lattices_k2(
     for batch, dense, segs in _dense_batches(scaled, None, max_frames_per_batch):
         dense_vec = k2.DenseFsaVec(dense.to(graph.device), segs)
         lattice = k2.intersect_dense_pruned(graph, dense_vec, beam, lattice_beam, min_active, max_active)
-        sets.append(lattice_set(lattice, batch, acoustic_scale=acoustic_scale, word_penalty=word_penalty))
+        lats = lattice_set(lattice, batch, acoustic_scale=acoustic_scale, word_penalty=word_penalty)
+        # k2's output beam leaves arcs on no complete path and paths far past the beam: pruned as Kaldi prunes
+        sets.append(lats.pruned(1.0 / acoustic_scale, word_penalty, lattice_beam + 1e-3))
     return LatticeSet.concatenate(sets) if sets else lattice_set([], [], acoustic_scale=acoustic_scale)
 
 

@@ -803,6 +803,31 @@ class LatticeSet:
             fin = alpha[self.final_state] + final - best[self.state_utt[self.final_state]]
         return np.nan_to_num(arc, nan=np.inf), np.nan_to_num(fin, nan=np.inf)
 
+    def pruned(self, lmwt: float, penalty: float, beam: float) -> "LatticeSet":
+        """Only the arcs and final states on some complete path within ``beam`` of its utterance's best
+        path at (``lmwt``, ``penalty``) (Kaldi's lattice pruning: forward-backward with a lattice
+        beam); state numbers are kept."""
+        arc, fin = self.path_slack(lmwt, penalty)
+        keep, keep_final = arc <= beam, fin <= beam
+        return LatticeSet(
+            self.utts,
+            self.offset,
+            self.start,
+            arcs={
+                "src": self.src[keep],
+                "dst": self.dst[keep],
+                "tid": self.tid[keep],
+                "word": self.word[keep],
+                "graph": self.graph[keep],
+                "acoustic": self.acoustic[keep],
+            },
+            finals={
+                "state": self.final_state[keep_final],
+                "graph": self.final_graph[keep_final],
+                "acoustic": self.final_acoustic[keep_final],
+            },
+        )
+
     def nbest(
         self, utt: str, n: int, lmwt: float, *, penalty: float = 0.0, beam: float = 8.0, max_states: int = 200_000
     ) -> List[Tuple[List[int], float]]:
