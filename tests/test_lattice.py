@@ -292,7 +292,8 @@ def test_lattices_decoded_with_a_penalty_keep_it_out_of_their_graph_costs(noisy,
     graph costs include it (lattice_options.json says how much) and reading them back takes it off,
     so the best path at that point is the one the search found, and equals re-decoding's."""
     from asr_kd.decode.kaldi_decoder import decode
-    from asr_kd.decode.lattice import LatticeSet, decode_lattices_parallel
+    from asr_kd.decode.lattice import LatticeSet
+    from asr_kd.decode.lattice_search import decode_lattices_parallel
 
     root, tm, cuts, loglikes = noisy
     id2pdf = np.asarray(tm.id2pdf_id)

@@ -137,174 +137,6 @@ def decode_lattices(
     return out
 
 
-@dataclass
-class LatticePart:
-    """One process's (or Slurm job's) share of a lattice decode: its utterances and where their
-    archive goes."""
-
-    graph_path: str
-    loglikes: Dict[str, np.ndarray]
-    acoustic_scale: float
-    beam: float
-    lattice_beam: float
-    word_penalty: float
-    max_active: int
-    archive: str
-    search: str = "kaldi"
-
-
-LATTICE_DECODERS = {  # what searches a lattice decode (``search``), as lattice_options.json names it
-    "kaldi": "kaldi-decoder's LatticeSimpleDecoder, checked by its FasterDecoder (1-best, min-active 200)",
-    "k2": "k2's intersect_dense_pruned (min-active 200)",
-}
-LATTICE_SEARCHES = tuple(LATTICE_DECODERS)
-
-
-_K2_POOLS: Dict[int, object] = {}
-
-
-def _k2_pool(nj: int):
-    """``nj`` processes that search with k2, kept for the life of this process: forked from a fresh
-    server that has imported asr_kd and k2 (it finds the asr_kd this process runs) and never searched.
-    A process that has searched with k2 (or run torch on several threads) keeps worker threads that a
-    plain fork of it lacks, and the fork would wait on them forever; the server costs one import."""
-    if nj not in _K2_POOLS:
-        import multiprocessing as mp
-        import os
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["asr_kd.kaldi", "asr_kd.decode.lattice", "asr_kd.decode.k2_decoder"])
-        root = str(Path(__file__).resolve().parents[2])
-        saved = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = root + (os.pathsep + saved if saved else "")  # the server's imports
-        try:
-            from multiprocessing import forkserver
-
-            forkserver.ensure_running()
-        finally:
-            if saved is None:
-                os.environ.pop("PYTHONPATH")
-            else:
-                os.environ["PYTHONPATH"] = saved
-        _K2_POOLS[nj] = ProcessPoolExecutor(nj, mp_context=ctx, initializer=_one_thread)
-    return _K2_POOLS[nj]
-
-
-def _one_thread() -> None:
-    """A forked part's torch runs on one thread, before any torch operation: the OpenMP threads of
-    the process it was forked from are not in it (a parallel operation would wait on them forever),
-    and the parts are the parallelism."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
-    if part.search == "k2":  # k2 keeps min-active itself: no 1-best check, nothing searched again
-        from asr_kd.decode.k2_decoder import decode_lattices_k2, load_k2_graph
-
-        lats = decode_lattices_k2(
-            load_k2_graph(part.graph_path, part.word_penalty),
-            part.loglikes,
-            part.acoustic_scale,
-            beam=part.beam,
-            lattice_beam=part.lattice_beam,
-            word_penalty=part.word_penalty,
-            max_active=part.max_active,
-        )
-        write_lattices(part.archive, lats.texts(part.word_penalty))
-        return lats, {"utterances": len(lats.utts), "widened": 0, "still_worse": 0}
-    stats: Dict[str, int] = {}
-    texts = decode_lattices(
-        part.graph_path,
-        part.loglikes,
-        part.acoustic_scale,
-        beam=part.beam,
-        lattice_beam=part.lattice_beam,
-        word_penalty=part.word_penalty,
-        max_active=part.max_active,
-        stats=stats,
-    )
-    write_lattices(part.archive, texts)
-    # parsed here (the parts parse in parallel too), graph costs without the penalty
-    return LatticeSet.from_texts(texts.items(), word_penalty=part.word_penalty), stats
-
-
-def decode_lattices_parallel(
-    graph_path,
-    loglikes: Dict[str, np.ndarray],
-    acoustic_scale: float,
-    *,
-    archive,
-    beam: float = 13.0,
-    lattice_beam: float = LATTICE_BEAM,
-    nj: int = 1,
-    cmd="local",
-    job_dir=None,
-    word_penalty: float = 0.0,
-    max_active: int = 7000,
-    search: str = "kaldi",
-) -> Tuple["LatticeSet", Dict[str, int]]:
-    """``decode_lattices`` (``search`` "kaldi") or ``decode_lattices_k2`` (``search`` "k2", in a
-    Python that imports k2) over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
-    (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first. Each part writes
-    its lattices (graph costs with ``word_penalty``) as a gzipped Kaldi text archive and parses
-    them; the parts' archives are joined into ``archive`` (gzip members, which ``gunzip -c`` and
-    Kaldi's ``ark:gunzip -c ... |`` read as one). Returns the ``LatticeSet`` of all utterances
-    (graph costs without the penalty) and the search counts (``decode_lattices``)."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
-
-    from asr_kd.utils.jobs import JobCmd, run_jobs
-
-    require_finite_utterances(loglikes)
-    if search not in LATTICE_SEARCHES:
-        raise ValueError(f"lattice search must be one of {LATTICE_SEARCHES}, not {search!r}")
-    if search == "k2":  # built (and cached beside the HCLG) once, before the parts read it
-        from asr_kd.decode.k2_decoder import load_k2_graph
-
-        load_k2_graph(graph_path, word_penalty)
-    archive = Path(archive)
-    utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
-    nj = max(1, min(nj, len(utts)))
-    part_paths = [archive.with_name(f"{archive.name}.part{i}.gz") for i in range(nj)]
-    parts = [
-        LatticePart(
-            str(graph_path),
-            {u: loglikes[u] for u in utts[i::nj]},
-            acoustic_scale,
-            beam,
-            lattice_beam,
-            word_penalty,
-            max_active,
-            str(part_paths[i]),
-            search,
-        )
-        for i in range(nj)
-    ]
-    if search == "k2" and JobCmd.parse(cmd).local:
-        done = list(_k2_pool(nj).map(_decode_part, parts))
-    elif nj == 1 and JobCmd.parse(cmd).local:
-        done = [_decode_part(parts[0])]
-    elif JobCmd.parse(cmd).local:
-        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_one_thread) as ex:
-            done = list(ex.map(_decode_part, parts))
-    else:
-        done = run_jobs(cmd, _decode_part, [(p,) for p in parts], job_dir=job_dir, name="lattice")
-    with atomic_path(archive) as tmp:
-        with open(tmp, "wb") as out:
-            for part in part_paths:
-                out.write(part.read_bytes())
-    for part in part_paths:
-        part.unlink()
-    stats: Dict[str, int] = {}
-    for _, st in done:
-        for k, v in st.items():
-            stats[k] = stats.get(k, 0) + v
-    return LatticeSet.concatenate([lats for lats, _ in done]), stats
-
-
 def write_lattices(path, lattices: Dict[str, str]) -> Path:
     """A Kaldi text archive (``.gz``: gzipped) of ``decode_lattices`` texts, written atomically,
     utterances in sorted order."""
@@ -840,35 +672,16 @@ class LatticeSet:
         one = self.subset([utt])
         if one.start[0] < 0 or not len(one.final_state):
             return []
-        arc_slack, final_slack = one.path_slack(lmwt, penalty)
-        keep, keep_final = arc_slack <= beam, final_slack <= beam
-        if not keep_final.any():
+        one = one.pruned(lmwt, penalty, beam)
+        if not len(one.final_state):
             return []
         cost = one.graph + one.acoustic / lmwt + penalty * (one.word != 0)
-        one = LatticeSet(
-            [utt],
-            one.offset,
-            one.start,
-            arcs={
-                "src": one.src[keep],
-                "dst": one.dst[keep],
-                "tid": one.tid[keep],
-                "word": one.word[keep],
-                "graph": cost[keep],
-                "acoustic": np.zeros(int(keep.sum())),
-            },
-            finals={
-                "state": one.final_state[keep_final],
-                "graph": (one.final_graph + one.final_acoustic / lmwt)[keep_final],
-                "acoustic": np.zeros(int(keep_final.sum())),
-            },
-        )
-        cost = one.graph
+        final_cost = one.final_graph + one.final_acoustic / lmwt
         lines = [
             f"{s} {d} {w} {w} {c:.6f}"
             for s, d, w, c in zip(one.src.tolist(), one.dst.tolist(), one.word.tolist(), cost.tolist())
         ]
-        lines += [f"{s} {c:.6f}" for s, c in zip(one.final_state.tolist(), one.final_graph.tolist())]
+        lines += [f"{s} {c:.6f}" for s, c in zip(one.final_state.tolist(), final_cost.tolist())]
         start = str(int(one.start[0]))
         lines.sort(
             key=lambda line: line.split()[0] != start

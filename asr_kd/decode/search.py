@@ -21,13 +21,12 @@ from asr_kd.gmm.mono import GmmAligner
 from asr_kd.hybrid.likelihoods import alignment_log_priors
 from asr_kd.decode.lattice import (
     LATTICE_BEAM,
-    LATTICE_DECODERS,
     Calibration,
     LatticeSet,
-    decode_lattices_parallel,
     normalised_cross_entropy,
     reliability,
 )
+from asr_kd.decode.lattice_search import LATTICE_DECODERS, decode_lattices_parallel
 from asr_kd.kaldi.fst import arpa_to_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang

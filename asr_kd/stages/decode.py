@@ -177,7 +177,7 @@ def decode_models(
 
 
 LM_TUNINGS = ("each", "shared")
-# each decoder and, for those that decode into lattices, what searches them (asr_kd.decode.lattice.LATTICE_DECODERS)
+# each decoder and, for those that decode into lattices, what searches them (asr_kd.decode.lattice_search.LATTICE_DECODERS)
 DECODERS = {"lattice": "kaldi", "k2-lattice": "k2", "kaldi": None, "k2": None}
 
 

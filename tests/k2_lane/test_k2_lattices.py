@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from asr_kd.decode.k2_decoder import decode_k2, decode_lattices_k2, load_k2_graph
-from asr_kd.decode.lattice import LatticeSet, decode_lattices_parallel
+from asr_kd.decode.lattice import LatticeSet
+from asr_kd.decode.lattice_search import decode_lattices_parallel
 from asr_kd.decode.search import load_decode_data
 from asr_kd.hybrid.likelihoods import model_loglikes
 from asr_kd.stages.decode import decode_models
