@@ -210,7 +210,7 @@ def test_shared_lm_tuning_decodes_every_network_at_one_point_and_the_gmm_at_its_
     dnn_on_gmm_labels, tiny_graph, tiny_features, tmp_path
 ):
     """``lm_tuning="shared"``: each network's dev grid is scored as with ``each``; test is decoded for
-    all of them at the point of lowest mean dev WER, recomputed here from their grids; the GMM keeps
+    all of them at the point of lowest mean dev WER (ties: inside the grid), recomputed here from their grids; the GMM keeps
     its own optimum, and every model's own optimum is the one ``each`` chooses."""
     import json
 
@@ -226,7 +226,12 @@ def test_shared_lm_tuning_decodes_every_network_at_one_point_and_the_gmm_at_its_
     points = [{(g["lmwt"], g["wip"]): g["wer"] for g in grid} for grid in grids]
     common_points = set(points[0]) & set(points[1])
     mean = {k: (points[0][k] + points[1][k]) / 2 for k in common_points}
-    want = min(mean, key=lambda k: (mean[k], k))
+    lms, wps = sorted({k[0] for k in common_points}), sorted({k[1] for k in common_points})
+    edge = {
+        k: (len(lms) > 1 and k[0] in (lms[0], lms[-1])) or (len(wps) > 1 and k[1] in (wps[0], wps[-1]))
+        for k in common_points
+    }
+    want = min(mean, key=lambda k: (mean[k], edge[k], k))  # ties: inside the grid, then the lower point
     for e, s in zip(each, shared):
         assert s["own_best"] == {"lmwt": e["best_lmwt"], "wip": e["best_wip"], "dev_wer": e["dev_wer"]}
     assert shared[0]["lm_tuning"] == "each" and (shared[0]["best_lmwt"], shared[0]["best_wip"]) == (
