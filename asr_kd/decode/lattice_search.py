@@ -78,29 +78,19 @@ def _one_thread() -> None:
 
 
 def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
+    settings = {
+        "beam": part.beam,
+        "lattice_beam": part.lattice_beam,
+        "word_penalty": part.word_penalty,
+        "max_active": part.max_active,
+    }
     if part.search == "k2":  # k2 keeps min-active itself: no 1-best check, nothing searched again
-        lats = decode_lattices_k2(
-            load_k2_graph(part.graph_path, part.word_penalty),
-            part.loglikes,
-            part.acoustic_scale,
-            beam=part.beam,
-            lattice_beam=part.lattice_beam,
-            word_penalty=part.word_penalty,
-            max_active=part.max_active,
-        )
+        graph = load_k2_graph(part.graph_path, part.word_penalty)
+        lats = decode_lattices_k2(graph, part.loglikes, part.acoustic_scale, **settings)
         write_lattices(part.archive, lats.texts(part.word_penalty))
         return lats, {"utterances": len(lats.utts), "widened": 0, "still_worse": 0}
     stats: Dict[str, int] = {}
-    texts = decode_lattices(
-        part.graph_path,
-        part.loglikes,
-        part.acoustic_scale,
-        beam=part.beam,
-        lattice_beam=part.lattice_beam,
-        word_penalty=part.word_penalty,
-        max_active=part.max_active,
-        stats=stats,
-    )
+    texts = decode_lattices(part.graph_path, part.loglikes, part.acoustic_scale, stats=stats, **settings)
     write_lattices(part.archive, texts)
     # parsed here (the parts parse in parallel too), graph costs without the penalty
     return LatticeSet.from_texts(texts.items(), word_penalty=part.word_penalty), stats
