@@ -37,6 +37,14 @@ from asr_kd.utils.validity import dir_digest, file_digest, fingerprint, kept_sum
 log = logging.getLogger(__name__)
 
 
+def on_grid_edge(point: Tuple[float, float], lmwts: Sequence[float], penalties: Sequence[float]) -> bool:
+    """Whether (LM weight, penalty) lies on an edge of the sorted grid ``lmwts`` x ``penalties`` (an axis
+    of one value has no edge): dev ties prefer points inside, and an optimum on an edge widens the grid."""
+    return (len(lmwts) > 1 and point[0] in (lmwts[0], lmwts[-1])) or (
+        len(penalties) > 1 and point[1] in (penalties[0], penalties[-1])
+    )
+
+
 def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], *, max_widen: int = 4, batch=None):
     """The (LM weight, insertion penalty) with the lowest ``dev_wer(lmwt, wip)`` over the grid
     ``lmwts`` x ``penalties``. Where the optimum sits on an edge of the grid (and no interior point
@@ -50,18 +58,15 @@ def tune_on_dev(dev_wer, lmwts: Sequence[float], penalties: Sequence[float], *, 
     widened: List[Tuple[str, float]] = []
     counts = {"lmwt_low": 0, "lmwt_high": 0, "wip_low": 0, "wip_high": 0}
 
-    def edge(k):
-        return (len(lm) > 1 and k[0] in (lm[0], lm[-1])) or (len(wp) > 1 and k[1] in (wp[0], wp[-1]))
-
     while True:
         new = [(a, b) for a in lm for b in wp if (a, b) not in scores]
         if batch is not None and new:
             batch(new)
         for a, b in new:
             scores[(a, b)] = dev_wer(a, b)
-        best = min(scores, key=lambda k: (scores[k], edge(k), k[0], k[1]))
+        best = min(scores, key=lambda k: (scores[k], on_grid_edge(k, lm, wp), k[0], k[1]))
         moves = []
-        if edge(best):
+        if on_grid_edge(best, lm, wp):
             if len(lm) > 1 and best[0] == lm[0] and counts["lmwt_low"] < max_widen:
                 moves.append(("lmwt_low", round(lm[0] / 1.5, 3)))
             elif len(lm) > 1 and best[0] == lm[-1] and counts["lmwt_high"] < max_widen:

@@ -20,7 +20,7 @@ import numpy as np
 
 from asr_kd.decode.k2_decoder import decode_k2, load_k2_graph
 from asr_kd.decode.kaldi_decoder import decode
-from asr_kd.decode.search import LatticeStore, build_graph, load_decode_data, tune_on_dev
+from asr_kd.decode.search import LatticeStore, build_graph, load_decode_data, on_grid_edge, tune_on_dev
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.hybrid.likelihoods import model_loglikes
 from asr_kd.lang.prepare_lang import Lang
@@ -201,11 +201,7 @@ def shared_point(grids: Sequence[Sequence[Dict]]) -> Optional[Dict]:
     common = set.intersection(*(set(s) for s in scored))
     mean = {k: float(np.mean([s[k] for s in scored])) for k in common}
     lms, wps = sorted({k[0] for k in common}), sorted({k[1] for k in common})
-
-    def edge(k) -> bool:
-        return (len(lms) > 1 and k[0] in (lms[0], lms[-1])) or (len(wps) > 1 and k[1] in (wps[0], wps[-1]))
-
-    lmwt, wip = min(mean, key=lambda k: (mean[k], edge(k), k[0], k[1]))
+    lmwt, wip = min(mean, key=lambda k: (mean[k], on_grid_edge(k, lms, wps), k[0], k[1]))
     return {"lmwt": lmwt, "wip": wip, "wer": mean[(lmwt, wip)]}
 
 
