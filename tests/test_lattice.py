@@ -120,6 +120,33 @@ def test_oracle_is_never_worse_than_the_one_best(noisy):
     assert all(edit_distance(second[u], hyps[u])["total"] > 0 for u in second)
 
 
+def test_pruning_keeps_the_paths_within_its_beam_and_only_the_states_they_touch(noisy):
+    """Pruned at (LM weight, penalty, beam): best paths at that point are unchanged, every kept path
+    is within the beam, and the states are renumbered to the ones the kept arcs touch (a k2 lattice
+    keeps millions of dead states otherwise), the utterances' blocks and the archive still whole."""
+    from asr_kd.decode.lattice import LatticeSet
+
+    root, tm, cuts, loglikes = noisy
+    lats = LatticeSet.from_texts(_lattices(root, tm, loglikes).items())
+    small = lats.pruned(5.0, 0.5, 2.0)
+    assert len(small.src) < len(lats.src) and small.num_states < lats.num_states
+    assert small.utts == lats.utts and np.all(np.diff(small.offset) >= 1)
+    touched = np.zeros(small.num_states, bool)
+    touched[np.concatenate([small.src, small.dst, small.final_state, small.start])] = True
+    assert touched.all()
+    assert np.array_equal(small.state_utt[small.src], small.state_utt[small.dst])
+    before, after = (
+        lats.best_paths([(5.0, 0.5)], alignments=True)[0],
+        small.best_paths([(5.0, 0.5)], alignments=True)[0],
+    )
+    assert before == after
+    slack, final_slack = small.path_slack(5.0, 0.5)
+    assert slack.max() <= 2.0 + 1e-6 and np.all(np.isfinite(slack))
+    back = LatticeSet.from_texts(small.texts().items())
+    assert back.best_paths([(10.0, 0.0)])[0] == small.best_paths([(10.0, 0.0)])[0]
+    assert back.num_states == small.num_states and len(back.src) == len(small.src)
+
+
 @pytest.fixture(scope="module")
 def mixed(tiny_graph):
     """Every aligned cut; half of them with clear likelihoods (the one-hot weighs 0.3 against unit

@@ -638,23 +638,30 @@ class LatticeSet:
     def pruned(self, lmwt: float, penalty: float, beam: float) -> "LatticeSet":
         """Only the arcs and final states on some complete path within ``beam`` of its utterance's best
         path at (``lmwt``, ``penalty``) (Kaldi's lattice pruning: forward-backward with a lattice
-        beam); state numbers are kept."""
+        beam), and only the states they touch (renumbered in order, each utterance's start kept): the
+        arrays every later pass allocates per state (oracle, posteriors) shrink with the arcs."""
         arc, fin = self.path_slack(lmwt, penalty)
         keep, keep_final = arc <= beam, fin <= beam
+        used = np.zeros(self.num_states + 1, bool)
+        used[self.start[self.start >= 0]] = True
+        used[self.src[keep]] = used[self.dst[keep]] = True
+        used[self.final_state[keep_final]] = True
+        new_id = np.cumsum(used) - 1  # a used state's new number
+        offset = np.concatenate([[0], np.cumsum(used[:-1])])[self.offset]  # used states before each old offset
         return LatticeSet(
             self.utts,
-            self.offset,
-            self.start,
+            np.asarray(offset, np.int64),
+            np.where(self.start >= 0, new_id[np.maximum(self.start, 0)], -1),
             arcs={
-                "src": self.src[keep],
-                "dst": self.dst[keep],
+                "src": new_id[self.src[keep]],
+                "dst": new_id[self.dst[keep]],
                 "tid": self.tid[keep],
                 "word": self.word[keep],
                 "graph": self.graph[keep],
                 "acoustic": self.acoustic[keep],
             },
             finals={
-                "state": self.final_state[keep_final],
+                "state": new_id[self.final_state[keep_final]],
                 "graph": self.final_graph[keep_final],
                 "acoustic": self.final_acoustic[keep_final],
             },
