@@ -112,73 +112,93 @@ def _words(fsa) -> List[int]:
     return [int(w) for w in values.tolist() if w > 0]
 
 
-def _utterance_arcs(fsa, base: int) -> Tuple[List[np.ndarray], int]:
-    """Utterance ``fsa`` of a k2 lattice as arc columns (src, dst, tid, word, graph cost, acoustic
-    score), states numbered from ``base``, and its state count: an arc that carries several words
-    (epsilon removal merges them) becomes a chain of arcs, one word each, the first with the arc's
-    transition-id and scores; arcs into k2's final state (label -1) are epsilon arcs. Costs come from
-    the ``graph_scores`` attribute when the graph had one (``decode_lattices_k2``), else 0."""
-    arcs = fsa.arcs.values()[:, :3].cpu().numpy().astype(np.int64)
-    graph = -fsa.graph_scores.detach().cpu().numpy().astype(np.float64) if hasattr(fsa, "graph_scores") else None
-    total = fsa.scores.detach().cpu().numpy().astype(np.float64)
-    graph = np.zeros(len(arcs)) if graph is None else graph
-    acoustic = total + graph  # the arc's scaled acoustic score (score = -graph cost + acoustic score)
-    aux = fsa.aux_labels
+def _arc_words(aux, num_arcs: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(row splits, word ids) of each arc's aux labels, whether k2 gives a tensor or a RaggedTensor."""
     if isinstance(aux, torch.Tensor):
-        splits, values = np.arange(len(arcs) + 1), aux.cpu().numpy().astype(np.int64)
-    else:
-        splits, values = aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy().astype(np.int64)
-    n = int(fsa.shape[0]) if len(arcs) else 0
+        return np.arange(num_arcs + 1), aux.cpu().numpy().astype(np.int64)
+    return aux.shape.row_splits(1).cpu().numpy(), aux.values.cpu().numpy().astype(np.int64)
+
+
+def lattice_set(
+    lattice,
+    utts: List[str],
+    *,
+    acoustic_scale: Optional[float] = None,
+    word_penalty: float = 0.0,
+    beam: Optional[float] = None,
+):
+    """k2 lattices (an FsaVec, utterance k at index k) as an ``asr_kd.decode.lattice.LatticeSet``,
+    converted for the whole vector at once. Arcs keep their transition-id and word; an arc that
+    carries several words (epsilon removal merges them) becomes a chain of arcs, one word each, the
+    first with the arc's transition-id and scores; arcs into k2's final state (label -1; its last
+    state) are epsilon arcs, the final state's cost 0. With ``acoustic_scale`` (the search's), arcs keep
+    graph costs (the ``graph_scores`` attribute, without ``word_penalty``, which the search's graph had
+    on every word arc) and unscaled acoustic costs (-log-likelihood), as Kaldi's lattices; without it
+    (oracle searches) every cost is 0. With ``beam``, only arcs on a complete path within ``beam`` of
+    the utterance's best (k2's tropical arc posteriors; Kaldi's lattice pruning) and the states they
+    touch are kept; without it, every arc."""
+    if not len(utts):
+        arcs = {k: np.zeros(0, np.int64) for k in ("src", "dst", "tid", "word")}
+        arcs.update(graph=np.zeros(0), acoustic=np.zeros(0))
+        finals = {"state": np.zeros(0, np.int64), "graph": np.zeros(0), "acoustic": np.zeros(0)}
+        return LatticeSet([], np.zeros(1, np.int64), np.zeros(0, np.int64), arcs=arcs, finals=finals)
+    shape = lattice.arcs.shape()
+    state_splits = shape.row_splits(1).cpu().numpy().astype(np.int64)  # utterance -> its states
+    state_utt = shape.row_ids(1).cpu().numpy().astype(np.int64)
+    arc_state = shape.row_ids(2).cpu().numpy().astype(np.int64)  # each arc's source state (numbered together)
+    cols = lattice.arcs.values()[:, :3].cpu().numpy().astype(np.int64)
+    arc_utt = state_utt[arc_state]
+    src, dst = arc_state, cols[:, 1] + state_splits[arc_utt]
+    total = lattice.scores.detach().cpu().numpy().astype(np.float64)
+    graph = (
+        -lattice.graph_scores.detach().cpu().numpy().astype(np.float64) if hasattr(lattice, "graph_scores") else None
+    )
+    graph = np.zeros(len(src)) if graph is None else graph
+    acoustic = total + graph  # the arc's scaled acoustic score (score = -graph cost + acoustic score)
+    splits, values = _arc_words(lattice.aux_labels, len(src))
+    keep = np.ones(len(src), bool)
+    if beam is not None:  # arcs on no complete path get -inf (or nan where the utterance has none)
+        post = lattice.get_arc_post(use_double_scores=True, log_semiring=False).detach().cpu().numpy()
+        keep = np.nan_to_num(post, nan=-np.inf) >= -beam
     # words per arc (labels <= 0 dropped): most arcs carry none or one, handled at once
-    keep = values > 0
-    kept = np.concatenate([[0], np.cumsum(keep)])
-    count = kept[splits[1:]] - kept[splits[:-1]]
-    first = np.zeros(len(arcs), np.int64)
-    owner = np.repeat(np.arange(len(arcs)), np.diff(splits))
-    pos = np.flatnonzero(keep)
+    word_mask = values > 0
+    kept_words = np.concatenate([[0], np.cumsum(word_mask)])
+    count = kept_words[splits[1:]] - kept_words[splits[:-1]]
+    first = np.zeros(len(src), np.int64)
+    owner = np.repeat(np.arange(len(src)), np.diff(splits))
+    pos = np.flatnonzero(word_mask)
     with_words, at = np.unique(owner[pos], return_index=True)  # each arc's first word
     first[with_words] = values[pos[at]]
-    single = count <= 1
-    cols = [
-        arcs[single, 0] + base,
-        arcs[single, 1] + base,
-        np.maximum(arcs[single, 2], 0),
-        first[single],
-        graph[single],
-        acoustic[single],
-    ]
-    extra = n
+    single = keep & (count <= 1)
+    out = [src[single], dst[single], np.maximum(cols[single, 2], 0), first[single], graph[single], acoustic[single]]
+    num_states = int(state_splits[-1])
+    extra_utt: List[int] = []
     more: List[List] = [[], [], [], [], [], []]
-    for a in np.flatnonzero(~single):  # an arc with several words: a chain, one word per arc
+    for a in np.flatnonzero(keep & (count > 1)):  # an arc with several words: a chain, one word per arc
         words = values[splits[a] : splits[a + 1]]
         words = words[words > 0]
-        chain = [arcs[a, 0]] + list(range(extra, extra + len(words) - 1)) + [arcs[a, 1]]
-        extra += len(words) - 1
+        chain = [src[a]] + list(range(num_states + len(extra_utt), num_states + len(extra_utt) + len(words) - 1))
+        chain.append(dst[a])
+        extra_utt += [int(arc_utt[a])] * (len(words) - 1)
         for i, w in enumerate(words):
-            row = (base + chain[i], base + chain[i + 1], max(int(arcs[a, 2]), 0) if i == 0 else 0, int(w))
+            row = (chain[i], chain[i + 1], max(int(cols[a, 2]), 0) if i == 0 else 0, int(w))
             for col, v in zip(more, row + ((graph[a], acoustic[a]) if i == 0 else (0.0, 0.0))):
                 col.append(v)
-    return [np.concatenate([c, np.asarray(m, c.dtype)]) for c, m in zip(cols, more)], extra
-
-
-def lattice_set(lattice, utts: List[str], *, acoustic_scale: Optional[float] = None, word_penalty: float = 0.0):
-    """k2 lattices (an FsaVec, utterance k at index k) as an ``asr_kd.decode.lattice.LatticeSet``.
-    Arcs keep their transition-id and word (``_utterance_arcs``); k2's final state (its last) is the
-    final state, cost 0. With ``acoustic_scale`` (the search's), arcs keep graph costs (without
-    ``word_penalty``, which the search's graph had on every word arc) and unscaled acoustic costs
-    (-log-likelihood), as Kaldi's lattices; without it (oracle searches) every cost is 0."""
-    columns, offset, start, finals = [], [0], [], []
-    for k in range(len(utts)):
-        base = offset[-1]
-        cols, n = _utterance_arcs(lattice[k], base)
-        columns.append(cols)
-        start.append(base if n else -1)
-        if n:
-            finals.append(base + int(lattice[k].shape[0]) - 1)  # k2's final state is its last
-        offset.append(base + n)
-    src, dst, tid, word, graph, acoustic = (
-        np.concatenate([c[i] for c in columns]) if columns else np.zeros(0, np.int64) for i in range(6)
-    )
+    src, dst, tid, word, graph, acoustic = (np.concatenate([c, np.asarray(m, c.dtype)]) for c, m in zip(out, more))
+    # states: the kept arcs' and each utterance's start, renumbered utterance by utterance
+    utt_of_state = np.concatenate([state_utt, np.asarray(extra_utt, np.int64)])
+    has_states = np.diff(state_splits) > 0
+    starts, finals = state_splits[:-1][has_states], state_splits[1:][has_states] - 1  # k2's final state: its last
+    used = np.zeros(len(utt_of_state), bool)
+    used[starts] = used[src] = used[dst] = True
+    kept = np.flatnonzero(used)  # old numbers, ascending: utterance blocks stay in order (chains after each block)
+    kept = kept[np.argsort(utt_of_state[kept], kind="stable")]
+    new_id = np.full(len(utt_of_state), -1, np.int64)
+    new_id[kept] = np.arange(len(kept))
+    offset = np.concatenate([[0], np.cumsum(np.bincount(utt_of_state[kept], minlength=len(utts)))])
+    start = np.full(len(utts), -1, np.int64)
+    start[has_states] = new_id[starts]
+    finals = finals[used[finals]]
     if acoustic_scale is None:
         graph, acoustic = np.zeros(len(src)), np.zeros(len(src))
     else:
@@ -186,21 +206,17 @@ def lattice_set(lattice, utts: List[str], *, acoustic_scale: Optional[float] = N
         acoustic = -acoustic / acoustic_scale
     return LatticeSet(
         list(utts),
-        np.asarray(offset, np.int64),
-        np.asarray(start, np.int64),
+        offset.astype(np.int64),
+        start,
         arcs={
-            "src": np.asarray(src, np.int64),
-            "dst": np.asarray(dst, np.int64),
+            "src": new_id[src],
+            "dst": new_id[dst],
             "tid": np.asarray(tid, np.int64),
             "word": np.asarray(word, np.int64),
             "graph": np.asarray(graph, np.float64),
             "acoustic": np.asarray(acoustic, np.float64),
         },
-        finals={
-            "state": np.asarray(finals, np.int64),
-            "graph": np.zeros(len(finals)),
-            "acoustic": np.zeros(len(finals)),
-        },
+        finals={"state": new_id[finals], "graph": np.zeros(len(finals)), "acoustic": np.zeros(len(finals))},
     )
 
 
@@ -255,10 +271,13 @@ def decode_lattices_k2(
     for batch, dense, segs in _dense_batches(scaled, None, max_frames_per_batch):
         dense_vec = k2.DenseFsaVec(dense.to(graph.device), segs)
         lattice = k2.intersect_dense_pruned(graph, dense_vec, beam, lattice_beam, min_active, max_active)
-        lats = lattice_set(lattice, batch, acoustic_scale=acoustic_scale, word_penalty=word_penalty)
         # k2's output beam leaves arcs on no complete path and paths far past the beam: pruned as Kaldi prunes
-        sets.append(lats.pruned(1.0 / acoustic_scale, word_penalty, lattice_beam + 1e-3))
-    return LatticeSet.concatenate(sets) if sets else lattice_set([], [], acoustic_scale=acoustic_scale)
+        sets.append(
+            lattice_set(
+                lattice, batch, acoustic_scale=acoustic_scale, word_penalty=word_penalty, beam=lattice_beam + 1e-3
+            )
+        )
+    return LatticeSet.concatenate(sets) if sets else lattice_set(None, [])
 
 
 def decode_k2(

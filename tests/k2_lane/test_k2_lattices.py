@@ -51,6 +51,32 @@ def test_k2_lattice_best_path_is_the_one_best_search_and_sweeps_like_redecoding(
     assert all(oracle[u] <= edit_distance(refs[u], best[u][0])["total"] for u in refs)
 
 
+def test_k2_side_pruning_keeps_what_pruning_the_whole_lattice_keeps(gmm_test_loglikes):
+    """Pruned by k2's tropical arc posteriors while converting, the set has the arcs, states and best
+    paths that pruning the whole converted lattice (``LatticeSet.pruned``) leaves; the beam bites."""
+    import k2
+    import torch
+
+    from asr_kd.decode.k2_decoder import _dense_batches, lattice_set
+
+    root, _, _, loglikes, _ = gmm_test_loglikes
+    graph = load_k2_graph(root / "graph" / "HCLG.fst", 0.5)
+    graph.graph_scores = graph.scores.clone()
+    scale = 1 / 6.0
+    scaled = {u: np.asarray(m, np.float32) * np.float32(scale) for u, m in loglikes.items()}
+    batch, dense, segs = next(_dense_batches(scaled, None, 10**9))
+    lattice = k2.intersect_dense_pruned(graph, k2.DenseFsaVec(dense, segs), 30.0, 12.0, 200, 10000)
+    whole = lattice_set(lattice, batch, acoustic_scale=scale, word_penalty=0.5)
+    for beam in (3.0, 12.0):
+        by_k2 = lattice_set(lattice, batch, acoustic_scale=scale, word_penalty=0.5, beam=beam)
+        by_us = whole.pruned(6.0, 0.5, beam)
+        assert len(by_k2.src) == len(by_us.src) and by_k2.num_states == by_us.num_states, beam
+        assert np.allclose(np.sort(by_k2.acoustic), np.sort(by_us.acoustic))
+        points = [(6.0, 0.5), (9.0, 0.0)]
+        assert by_k2.best_paths(points) == by_us.best_paths(points)
+    assert len(lattice_set(lattice, batch, acoustic_scale=scale, beam=3.0).src) < torch.numel(lattice.scores)
+
+
 def test_k2_lattice_archive_reads_back_with_the_penalty_taken_off(gmm_test_loglikes, tmp_path):
     """The parallel decode writes a Kaldi text archive whose graph costs hold the split's penalty;
     read back with it, the lattices give the in-memory set's best paths and costs; two processes
