@@ -351,3 +351,29 @@ def test_a_bad_lattice_line_is_named(noisy):
     broken[1] = broken[1] + " 7"
     with pytest.raises(ValueError, match=f"lattice {utt}: bad line"):
         LatticeSet.from_texts([(utt, "\n".join(broken))], "here")
+
+
+def _dies(part):  # a search process killed mid-part (the kernel's OOM killer does this)
+    import os
+
+    os._exit(9)
+
+
+def test_a_search_process_that_dies_fails_the_decode_in_one_line(noisy, tmp_path, monkeypatch):
+    """A part's process dying (out of memory) stops the decode with one error naming the archive and
+    what to lower, promptly (the parts' likelihoods go to the processes as files, so nothing is left
+    blocked writing to a dead pool), and leaves no part files behind."""
+    from asr_kd.decode import lattice_search
+
+    root, tm, cuts, loglikes = noisy
+    id2pdf = np.asarray(tm.id2pdf_id)
+    monkeypatch.setattr(lattice_search, "_decode_part", _dies)  # forked processes inherit it
+    with pytest.raises(RuntimeError, match=r"lat\.test\.gz: a lattice search process died .* lower --nj"):
+        lattice_search.decode_lattices_parallel(
+            root / "graph" / "HCLG.fst",
+            {u: ll[:, id2pdf[1:]] for u, ll in loglikes.items()},
+            0.1,
+            archive=tmp_path / "lat.test.gz",
+            nj=2,
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -4,7 +4,7 @@ each part writing its share of the Kaldi text archive."""
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Tuple, Union
 
 import numpy as np
 
@@ -16,11 +16,11 @@ from asr_kd.utils.numerics import require_finite_utterances
 
 @dataclass
 class LatticePart:
-    """One process's (or Slurm job's) share of a lattice decode: its utterances and where their
-    archive goes."""
+    """One process's (or Slurm job's) share of a lattice decode: its utterances (or the ``.npz``
+    that ``_stash`` wrote them to) and where their archive goes."""
 
     graph_path: str
-    loglikes: Dict[str, np.ndarray]
+    loglikes: Union[Dict[str, np.ndarray], str]
     acoustic_scale: float
     beam: float
     lattice_beam: float
@@ -77,7 +77,23 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _stash(loglikes: Dict[str, np.ndarray], path: Path) -> str:
+    """A part's log-likelihoods in a file for a pool process: the pool's pipe then carries a path, and
+    a pool whose process died (out of memory) cannot leave this one blocked writing to that pipe."""
+    utts = list(loglikes)
+    np.savez(path, utts=np.array(utts), **{f"u{i}": loglikes[u] for i, u in enumerate(utts)})
+    return str(path)
+
+
+def _unstash(loglikes: Union[Dict[str, np.ndarray], str]) -> Dict[str, np.ndarray]:
+    if not isinstance(loglikes, str):
+        return loglikes
+    with np.load(loglikes, allow_pickle=False) as z:
+        return {str(u): z[f"u{i}"] for i, u in enumerate(z["utts"])}
+
+
 def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
+    loglikes = _unstash(part.loglikes)
     settings = {
         "beam": part.beam,
         "lattice_beam": part.lattice_beam,
@@ -86,11 +102,11 @@ def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
     }
     if part.search == "k2":  # k2 keeps min-active itself: no 1-best check, nothing searched again
         graph = load_k2_graph(part.graph_path, part.word_penalty)
-        lats = decode_lattices_k2(graph, part.loglikes, part.acoustic_scale, **settings)
+        lats = decode_lattices_k2(graph, loglikes, part.acoustic_scale, **settings)
         write_lattices(part.archive, lats.texts(part.word_penalty))
         return lats, {"utterances": len(lats.utts), "widened": 0, "still_worse": 0}
     stats: Dict[str, int] = {}
-    texts = decode_lattices(part.graph_path, part.loglikes, part.acoustic_scale, stats=stats, **settings)
+    texts = decode_lattices(part.graph_path, loglikes, part.acoustic_scale, stats=stats, **settings)
     write_lattices(part.archive, texts)
     # parsed here (the parts parse in parallel too), graph costs without the penalty
     return LatticeSet.from_texts(texts.items(), word_penalty=part.word_penalty), stats
@@ -119,6 +135,7 @@ def decode_lattices_parallel(
     Kaldi's ``ark:gunzip -c ... |`` read as one). Returns the ``LatticeSet`` of all utterances
     (graph costs without the penalty) and the search counts (``decode_lattices``)."""
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     import multiprocessing as mp
 
     from asr_kd.utils.jobs import JobCmd, run_jobs
@@ -146,15 +163,34 @@ def decode_lattices_parallel(
         )
         for i in range(nj)
     ]
-    if search == "k2" and JobCmd.parse(cmd).local:
-        done = list(_k2_pool(nj).map(_decode_part, parts))
-    elif nj == 1 and JobCmd.parse(cmd).local:
-        done = [_decode_part(parts[0])]
-    elif JobCmd.parse(cmd).local:
-        with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_one_thread) as ex:
-            done = list(ex.map(_decode_part, parts))
-    else:
-        done = run_jobs(cmd, _decode_part, [(p,) for p in parts], job_dir=job_dir, name="lattice")
+    local = JobCmd.parse(cmd).local
+    pooled = local and (search == "k2" or nj > 1)
+    stashes = [archive.with_name(f"{archive.name}.part{i}.npz") for i in range(nj)] if pooled else []
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    for part, stash in zip(parts, stashes):
+        part.loglikes = _stash(part.loglikes, stash)
+    try:
+        if search == "k2" and local:
+            done = list(_k2_pool(nj).map(_decode_part, parts))
+        elif nj == 1 and local:
+            done = [_decode_part(parts[0])]
+        elif local:
+            with ProcessPoolExecutor(nj, mp_context=mp.get_context("fork"), initializer=_one_thread) as ex:
+                done = list(ex.map(_decode_part, parts))
+        else:
+            done = run_jobs(cmd, _decode_part, [(p,) for p in parts], job_dir=job_dir, name="lattice")
+    except BrokenProcessPool as e:
+        if search == "k2":
+            _K2_POOLS.pop(nj).shutdown(wait=False)
+        for part in part_paths:  # the parts that finished: the split is decoded again as a whole
+            part.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"{archive}: a lattice search process died ({e}); out of memory? Each of the --nj {nj} processes "
+            "holds the graph and its lattices: lower --nj"
+        ) from e
+    finally:
+        for stash in stashes:
+            stash.unlink(missing_ok=True)
     with atomic_path(archive) as tmp:
         with open(tmp, "wb") as out:
             for part in part_paths:
