@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from asr_kd.decode.lattice import LatticeSet
+from asr_kd.decode.lattice import LatticeSet, touched_numbering
 from asr_kd.kaldi.fst import read_fst, with_word_penalty
 from asr_kd.nnet.checkpoint import safe_torch_load
 from asr_kd.utils.io import atomic_path
@@ -191,11 +191,7 @@ def lattice_set(
     starts, finals = state_splits[:-1][has_states], state_splits[1:][has_states] - 1  # k2's final state: its last
     used = np.zeros(len(utt_of_state), bool)
     used[starts] = used[src] = used[dst] = True
-    kept = np.flatnonzero(used)  # old numbers, ascending: utterance blocks stay in order (chains after each block)
-    kept = kept[np.argsort(utt_of_state[kept], kind="stable")]
-    new_id = np.full(len(utt_of_state), -1, np.int64)
-    new_id[kept] = np.arange(len(kept))
-    offset = np.concatenate([[0], np.cumsum(np.bincount(utt_of_state[kept], minlength=len(utts)))])
+    new_id, offset = touched_numbering(utt_of_state, len(utts), used)
     start = np.full(len(utts), -1, np.int64)
     start[has_states] = new_id[starts]
     finals = finals[used[finals]]
@@ -206,7 +202,7 @@ def lattice_set(
         acoustic = -acoustic / acoustic_scale
     return LatticeSet(
         list(utts),
-        offset.astype(np.int64),
+        offset,
         start,
         arcs={
             "src": new_id[src],

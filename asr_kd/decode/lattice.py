@@ -184,6 +184,18 @@ class _Levels:
     frame: np.ndarray  # frames consumed before each state
 
 
+def touched_numbering(utt_of_state: np.ndarray, num_utts: int, touched: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(new number of each state, -1 where not ``touched``; each utterance's first new number, and the
+    total): the touched states numbered utterance by utterance, in their old order within each, as a
+    ``LatticeSet`` wants its states (what pruning keeps, or a k2 lattice's states with its word chains)."""
+    kept = np.flatnonzero(touched)
+    kept = kept[np.argsort(utt_of_state[kept], kind="stable")]
+    new_id = np.full(len(touched), -1, np.int64)
+    new_id[kept] = np.arange(len(kept))
+    offset = np.concatenate([[0], np.cumsum(np.bincount(utt_of_state[kept], minlength=num_utts))])
+    return new_id, offset.astype(np.int64)
+
+
 class LatticeSet:
     """The lattices of many utterances as arrays. States of utterance k are numbered from
     ``offset[k]``; arcs (``src``, ``dst``, ``tid``, ``word``, ``graph``, ``acoustic``), final states
@@ -642,16 +654,17 @@ class LatticeSet:
         arrays every later pass allocates per state (oracle, posteriors) shrink with the arcs."""
         arc, fin = self.path_slack(lmwt, penalty)
         keep, keep_final = arc <= beam, fin <= beam
-        used = np.zeros(self.num_states + 1, bool)
-        used[self.start[self.start >= 0]] = True
-        used[self.src[keep]] = used[self.dst[keep]] = True
-        used[self.final_state[keep_final]] = True
-        new_id = np.cumsum(used) - 1  # a used state's new number
-        offset = np.concatenate([[0], np.cumsum(used[:-1])])[self.offset]  # used states before each old offset
+        touched = np.zeros(self.num_states, bool)
+        touched[self.start[self.start >= 0]] = True
+        touched[self.src[keep]] = touched[self.dst[keep]] = True
+        touched[self.final_state[keep_final]] = True
+        new_id, offset = touched_numbering(self.state_utt, len(self.utts), touched)
+        start = np.full(len(self.utts), -1, np.int64)
+        start[self.start >= 0] = new_id[self.start[self.start >= 0]]
         return LatticeSet(
             self.utts,
-            np.asarray(offset, np.int64),
-            np.where(self.start >= 0, new_id[np.maximum(self.start, 0)], -1),
+            offset,
+            start,
             arcs={
                 "src": new_id[self.src[keep]],
                 "dst": new_id[self.dst[keep]],
