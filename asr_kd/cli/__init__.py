@@ -24,6 +24,7 @@ GROUPS = (data, lang, align, nnet, tables, decode, deploy, specialists, images)
 RECIPE_STEPS = (
     "diagnose-student",
     "teaching-table",
+    "teacher-table",
     "speech-table",
     "frame-table",
     "alignment-table",

@@ -7,8 +7,10 @@ from dataclasses import replace
 from asr_kd.cli.common import (
     add_labelled_data_args,
     add_table_output_args,
+    flatten,
     add_systems_args,
     id_paths,
+    system_id,
     system_labels,
     model_paths,
     positive_float,
@@ -20,7 +22,7 @@ from asr_kd.utils.jobs import add_cmd_arg
 from asr_kd.distill.training import train_speech_model
 from asr_kd.nnet import distributed
 from asr_kd.nnet.losses import LOSSES, LossConfig
-from asr_kd.nnet.models import ModelConfig
+from asr_kd.nnet.models import MODELS, ModelConfig
 from asr_kd.nnet.train import TrainConfig
 from asr_kd.utils.config import section
 
@@ -50,6 +52,8 @@ def train_dnn(args) -> None:
         },
     )
     model_cfg = section(args.config, "model", ModelConfig)
+    if args.model is not None:
+        model_cfg = replace(model_cfg, name=args.model)
     if args.hidden is not None:
         model_cfg = replace(model_cfg, hidden=args.hidden)
     teaching = section(args.config, "teaching", TeachingConfig)
@@ -143,6 +147,38 @@ def teaching_table_cmd(args) -> None:
     show_table(args.out)
 
 
+def teacher_row(spec: str) -> "TeacherRow":  # noqa: F821 (imported on use: it brings in torch)
+    """``ID=ENSEMBLE=RUN_DIR[,RUN_DIR...]`` (teacher-table --rows): the ensemble's checkpoints or folder
+    (``+`` joins several), its students' training folders."""
+    from asr_kd.stages.teaching import TeacherRow
+
+    parts = spec.split("=")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--rows: {spec!r} should be ID=ENSEMBLE=RUN_DIR[,RUN_DIR...]")
+    teachers = flatten([model_paths(p) for p in parts[1].split("+") if p])
+    students = tuple(p for p in parts[2].split(",") if p)
+    return TeacherRow(system_id(parts[0], "--rows"), tuple(teachers), students)
+
+
+def teacher_table_cmd(args) -> None:
+    from asr_kd.stages.teaching import teacher_table
+
+    rows = [teacher_row(r) for r in args.rows]
+    teacher_table(
+        rows,
+        args.ali_dir,
+        fbank_dir=args.fbank_dir,
+        corpus=args.corpus,
+        temperature=args.temperature,
+        out_stem=args.out,
+        results_md=args.results_md,
+        title=args.title,
+        split=args.split,
+        labels=system_labels(args, [r.name for r in rows]),
+    )
+    show_table(args.out)
+
+
 def register(sub) -> None:
     s = sub.add_parser(
         "train-dnn", help="train a frame-level DNN acoustic model (baseline, ensemble member or student)"
@@ -168,6 +204,7 @@ def register(sub) -> None:
         "--hard-weight", type=float, help="override distill.hard_weight (the hard-label term's weight, >= 0)"
     )
     s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.add_argument("--model", choices=sorted(MODELS), help="override model.name (e.g. tdnn members beside dnn ones)")
     s.add_argument("--hidden", type=int, help="override model.hidden (e.g. a smaller student)")
     s.add_argument(
         "--teacher-models",
@@ -257,3 +294,22 @@ def register(sub) -> None:
     s.add_argument("--split", default="dev", help="the split the students are scored on")
     add_table_output_args(s, "(5e) What makes the student keep the gain")
     s.set_defaults(func=teaching_table_cmd)
+
+    s = sub.add_parser(
+        "teacher-table",
+        help="(5e) teacher quality and diversity: ensembles of other sizes and architectures, each with its "
+        "students, on dev",
+    )
+    add_systems_args(
+        s,
+        "--rows",
+        form="ID=ENSEMBLE=RUN_DIR[,RUN_DIR...]",
+        help_text="one row per teacher: its members (checkpoints or model folders joined by +) and its "
+        "students' training folders, one per seed; the first row is the recipe's own ensemble",
+        pairs=False,
+    )
+    add_labelled_data_args(s)
+    s.add_argument("--temperature", type=positive_float, default=2.0, help="the temperature of the KL to the ensemble")
+    s.add_argument("--split", default="dev", help="the split the students are scored on")
+    add_table_output_args(s, "(5e) Teacher quality and diversity")
+    s.set_defaults(func=teacher_table_cmd)

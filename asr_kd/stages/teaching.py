@@ -16,8 +16,9 @@ The teacher is the ensemble of member checkpoints (mean of their softmaxes at T)
 same frames as the student; training frames are a seeded share of the training cuts."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -280,6 +281,91 @@ def teaching_table_frames(
             f"| {label} (n={len(runs)}) | {100 * mean['frame_acc']:.2f}% | {mean['kl']:.4f} | "
             f"{100 * mean['agreement']:.1f}% | {100 * kept:.0f}% | {mean['epochs']:.0f} | "
             f"{mean['train_seconds'] / 60:.1f} |"
+        )
+    lines.append("")
+    write_table(out_stem, res, lines, results_md=results_md, title=title)
+    return res
+
+
+@dataclass(frozen=True)
+class TeacherRow:
+    """One row of the teacher table: an ensemble (member checkpoints) and its students' training folders."""
+
+    name: str
+    teachers: Tuple[str, ...]
+    students: Tuple[str, ...]
+
+
+@torch.no_grad()
+def teacher_table(
+    rows: Sequence[TeacherRow],
+    ali_dir,
+    *,
+    fbank_dir,
+    corpus: str,
+    temperature: float,
+    out_stem,
+    results_md=None,
+    title: str = "",
+    split: str = "dev",
+    labels: Optional[Dict[str, str]] = None,
+) -> Dict:
+    """(5e) teacher quality and diversity: each row's ensemble scored on ``split`` (its members' mean frame
+    accuracy and its own), and its students against it (frame accuracy, KL at T, agreement, gain kept);
+    the last column compares each student with the first row's members, the recipe's single models."""
+    import numpy as np
+
+    from asr_kd.utils.results import write_table
+
+    data = load_split(ali_dir, fbank_dir, corpus, split=split)
+    res = {"title": title, "split": split, "temperature": temperature, "rows": []}
+    lines = [
+        f"### {title}",
+        "",
+        f"{split} frames ({int((data.labels >= 0).sum())}): each ensemble's members (mean frame accuracy) and the "
+        "ensemble itself; its students' frame accuracy, KL(ensemble || student) at "
+        f"T={temperature:g}, and the share of that ensemble's gain over its members kept; the last column is the "
+        "student's frame accuracy minus the first row's members' (the recipe's single models), in points.",
+        "",
+        f"| teachers | members | members' {split} accuracy | ensemble | student (n) | KL to ensemble | gain kept "
+        "| student vs. the recipe's members |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    reference = None
+    for row in rows:
+        if not row.students:
+            raise ValueError(f"teacher table: row {row.name!r} names no student training folder")
+        logits = teacher_logits(row.teachers, data)
+        probs = ensemble_soft_targets(logits, temperature)
+        base = float(np.mean([frame_accuracy(lg, data.labels) for lg in logits]))
+        ensemble = frame_accuracy(probs, data.labels)
+        del logits
+        runs = [
+            _run_figures(p, lambda m: model_teacher_measures(m, data, probs, temperature=temperature))
+            for p in row.students
+        ]
+        mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+        kept = (mean["frame_acc"] - base) / (ensemble - base) if ensemble != base else float("nan")
+        reference = base if reference is None else reference
+        label = (labels or {}).get(row.name, row.name)
+        res["rows"].append(
+            {
+                "name": row.name,
+                "label": label,
+                "teachers": list(row.teachers),
+                "members_frame_acc": base,
+                "ensemble_frame_acc": ensemble,
+                "runs": list(row.students),
+                "seeds": runs,
+                **mean,
+                "gain_kept": kept,
+                "vs_reference_members": mean["frame_acc"] - reference,
+            }
+        )
+        lines.append(
+            f"| {label} | {len(row.teachers)} | {100 * base:.2f}% | {100 * ensemble:.2f}% | "
+            f"{100 * mean['frame_acc']:.2f}% (n={len(runs)}) | {mean['kl']:.4f} | {100 * kept:.0f}% | "
+            f"{100 * (mean['frame_acc'] - reference):+.2f} |"
         )
     lines.append("")
     write_table(out_stem, res, lines, results_md=results_md, title=title)
