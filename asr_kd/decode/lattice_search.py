@@ -1,10 +1,11 @@
 """Decoding a split into lattices over several processes or Slurm jobs: Kaldi's lattice search
 (``asr_kd.decode.lattice.decode_lattices``) or k2's (``asr_kd.decode.k2_decoder.decode_lattices_k2``),
-each part writing its share of the Kaldi text archive."""
+each part writing its share of the Kaldi text archive (k2's parts, given an ``ArchiveWriter``: after
+their search, while the caller goes on)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class LatticePart:
     max_active: int
     archive: str
     search: str = "kaldi"
+    write_archive: bool = True  # False: the caller has the archive written (``ArchiveWriter``)
 
 
 LATTICE_DECODERS = {  # what searches a lattice decode (``search``), as lattice_options.json names it
@@ -103,13 +105,55 @@ def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
     if part.search == "k2":  # k2 keeps min-active itself: no 1-best check, nothing searched again
         graph = load_k2_graph(part.graph_path, part.word_penalty)
         lats = decode_lattices_k2(graph, loglikes, part.acoustic_scale, **settings)
-        write_lattices(part.archive, lats.texts(part.word_penalty))
+        if part.write_archive:
+            _write_part(part.archive, lats, part.word_penalty)
         return lats, {"utterances": len(lats.utts), "widened": 0, "still_worse": 0}
     stats: Dict[str, int] = {}
     texts = decode_lattices(part.graph_path, loglikes, part.acoustic_scale, stats=stats, **settings)
     write_lattices(part.archive, texts)
     # parsed here (the parts parse in parallel too), graph costs without the penalty
     return LatticeSet.from_texts(texts.items(), word_penalty=part.word_penalty), stats
+
+
+def _write_part(path: str, lats: LatticeSet, word_penalty: float) -> None:
+    write_lattices(path, lats.texts(word_penalty))
+
+
+def _join_parts(archive: Path, part_paths: List[Path]) -> None:
+    """The parts' gzipped archives joined into ``archive`` (gzip members: one archive to ``gunzip -c``)."""
+    with atomic_path(archive) as tmp:
+        with open(tmp, "wb") as out:
+            for part in part_paths:
+                out.write(part.read_bytes())
+    for part in part_paths:
+        part.unlink()
+
+
+@dataclass
+class ArchiveWriter:
+    """Lattice archives of k2 decodes written by k2's pool processes after their search, while the caller
+    tunes on the lattices (formatting Kaldi text and gzip take about a quarter of a part's time, and the
+    caller's tuning leaves a core free). ``wait()`` before the archives are read or a stage is marked done:
+    it joins each archive's parts, or raises naming the archive whose writing failed."""
+
+    pending: List[Tuple[Path, List[Path], list]] = field(default_factory=list)
+
+    def add(self, archive: Path, part_paths: List[Path], futures: list) -> None:
+        self.pending.append((archive, part_paths, futures))
+
+    def wait(self, archive: Optional[Path] = None) -> None:
+        """Every pending archive complete, or only ``archive`` (before it is decoded again)."""
+        pending = [p for p in self.pending if archive is None or p[0] == Path(archive)]
+        self.pending = [p for p in self.pending if p not in pending]
+        for archive, part_paths, futures in pending:
+            try:
+                for future in futures:
+                    future.result()
+            except Exception as e:
+                for part in part_paths:
+                    part.unlink(missing_ok=True)
+                raise RuntimeError(f"{archive}: writing the lattice archive failed ({e})") from e
+            _join_parts(archive, part_paths)
 
 
 def decode_lattices_parallel(
@@ -126,13 +170,15 @@ def decode_lattices_parallel(
     word_penalty: float = 0.0,
     max_active: int = 7000,
     search: str = "kaldi",
+    writer: Optional[ArchiveWriter] = None,
 ) -> Tuple["LatticeSet", Dict[str, int]]:
     """``decode_lattices`` (``search`` "kaldi") or ``decode_lattices_k2`` (``search`` "k2", in a
     Python that imports k2) over ``nj`` forked processes (each reads the graph), or ``nj`` Slurm jobs
     (``cmd`` "slurm ...", ``asr_kd.utils.jobs``); utterances dealt longest first. Each part writes
     its lattices (graph costs with ``word_penalty``) as a gzipped Kaldi text archive and parses
     them; the parts' archives are joined into ``archive`` (gzip members, which ``gunzip -c`` and
-    Kaldi's ``ark:gunzip -c ... |`` read as one). Returns the ``LatticeSet`` of all utterances
+    Kaldi's ``ark:gunzip -c ... |`` read as one); with ``writer`` k2's local parts write theirs after
+    the search, and ``archive`` is complete after ``writer.wait()``. Returns the ``LatticeSet`` of all utterances
     (graph costs without the penalty) and the search counts (``decode_lattices``)."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -146,6 +192,8 @@ def decode_lattices_parallel(
     if search == "k2":  # built (and cached beside the HCLG) once, before the parts read it
         load_k2_graph(graph_path, word_penalty)
     archive = Path(archive)
+    if writer is not None:
+        writer.wait(archive)  # its parts' paths are about to be reused
     utts = sorted(loglikes, key=lambda u: -loglikes[u].shape[0])
     nj = max(1, min(nj, len(utts)))
     part_paths = [archive.with_name(f"{archive.name}.part{i}.gz") for i in range(nj)]
@@ -164,6 +212,9 @@ def decode_lattices_parallel(
         for i in range(nj)
     ]
     local = JobCmd.parse(cmd).local
+    later = writer is not None and search == "k2" and local  # the archive written after the search
+    for part in parts:
+        part.write_archive = not later
     pooled = local and (search == "k2" or nj > 1)
     stashes = [archive.with_name(f"{archive.name}.part{i}.npz") for i in range(nj)] if pooled else []
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -191,12 +242,15 @@ def decode_lattices_parallel(
     finally:
         for stash in stashes:
             stash.unlink(missing_ok=True)
-    with atomic_path(archive) as tmp:
-        with open(tmp, "wb") as out:
-            for part in part_paths:
-                out.write(part.read_bytes())
-    for part in part_paths:
-        part.unlink()
+    if later:
+        pool = _k2_pool(nj)
+        writer.add(
+            archive,
+            part_paths,
+            [pool.submit(_write_part, str(path), lats, word_penalty) for path, (lats, _) in zip(part_paths, done)],
+        )
+    else:
+        _join_parts(archive, part_paths)
     stats: Dict[str, int] = {}
     for _, st in done:
         for k, v in st.items():

@@ -26,7 +26,7 @@ from asr_kd.decode.lattice import (
     normalised_cross_entropy,
     reliability,
 )
-from asr_kd.decode.lattice_search import LATTICE_DECODERS, decode_lattices_parallel
+from asr_kd.decode.lattice_search import LATTICE_DECODERS, ArchiveWriter, decode_lattices_parallel
 from asr_kd.kaldi.fst import arpa_to_fst
 from asr_kd.lang.lm import ngram_counts, perplexity, train_arpa
 from asr_kd.lang.prepare_lang import Lang
@@ -186,8 +186,10 @@ class LatticeStore:
         cmd="local",
         max_active: int = 7000,
         search: str = "kaldi",
+        writer: Optional[ArchiveWriter] = None,
     ):
         self.out_dir, self.graph_path, self.id2pdf, self.search = out_dir, graph_path, id2pdf, search
+        self.writer = writer  # k2's archives written while the caller tunes; complete after writer.wait()
         self.acoustic_scale = 1.0 / float(np.median(lmwts))
         self.beam, self.lattice_beam, self.max_active, self.nj, self.cmd = beam, lattice_beam, max_active, nj, cmd
         self.lattices: Dict[str, LatticeSet] = {}
@@ -215,6 +217,7 @@ class LatticeStore:
                 word_penalty=penalty,
                 max_active=self.max_active,
                 search=self.search,
+                writer=self.writer,
             )
             self.seconds[split] = time.time() - t0
             self.decoded_at[split] = {"acoustic_scale": scale, "word_penalty": penalty, "search": search}

@@ -20,6 +20,7 @@ import numpy as np
 
 from asr_kd.decode.k2_decoder import decode_k2, load_k2_graph
 from asr_kd.decode.kaldi_decoder import decode
+from asr_kd.decode.lattice_search import ArchiveWriter
 from asr_kd.decode.search import LatticeStore, build_graph, load_decode_data, on_grid_edge, tune_on_dev
 from asr_kd.decode.wer import utterance_counts, wer_details, write_scoring
 from asr_kd.hybrid.likelihoods import model_loglikes
@@ -170,10 +171,13 @@ def decode_models(
             )
     else:
         systems = tuned_systems()  # one model's likelihoods in memory at a time
-    return [
-        sys.test_row(sys.own_best if shared is None or sys.is_gmm else shared, lms=lms, rescore_nbest=rescore_nbest)
-        for sys in systems
-    ]
+    try:
+        return [
+            sys.test_row(sys.own_best if shared is None or sys.is_gmm else shared, lms=lms, rescore_nbest=rescore_nbest)
+            for sys in systems
+        ]
+    finally:
+        search.writer.wait()  # every lattice archive complete before the stage can be marked done
 
 
 LM_TUNINGS = ("each", "shared")
@@ -224,6 +228,7 @@ class _Search:
     decoder: str
     score_map: Optional[Dict[str, str]]
     k2_graphs: Dict = field(default_factory=dict)  # k2 graphs by insertion penalty, built on first use
+    writer: ArchiveWriter = field(default_factory=ArchiveWriter)  # k2 lattice archives still being written
 
     @property
     def on_lattices(self) -> bool:
@@ -256,6 +261,7 @@ class _Search:
             cmd=self.cmd,
             max_active=self.max_active,
             search=DECODERS[self.decoder],
+            writer=self.writer,
         )
 
 

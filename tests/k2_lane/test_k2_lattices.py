@@ -1,6 +1,7 @@
 """Lattices searched by k2 (``decode --decoder k2-lattice``): the same LatticeSet and archive as
 Kaldi's lattice search, graph and acoustic costs kept apart (the k2 lane: tools/k2_lane.sh)."""
 
+import gzip
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from asr_kd.decode.k2_decoder import decode_k2, decode_lattices_k2, load_k2_graph
 from asr_kd.decode.lattice import LatticeSet
-from asr_kd.decode.lattice_search import decode_lattices_parallel
+from asr_kd.decode.lattice_search import ArchiveWriter, decode_lattices_parallel
 from asr_kd.decode.search import load_decode_data
 from asr_kd.hybrid.likelihoods import model_loglikes
 from asr_kd.stages.decode import decode_models
@@ -101,6 +102,24 @@ def test_k2_lattice_archive_reads_back_with_the_penalty_taken_off(gmm_test_logli
     assert len(back.src) == len(one.src) and np.allclose(np.sort(back.graph), np.sort(one.graph), atol=1e-4)
     assert np.allclose(np.sort(back.acoustic), np.sort(one.acoustic), rtol=1e-6, atol=1e-3)
     assert (one.word[one.tid == 0] >= 0).all() and (one.acoustic[one.tid == 0] == 0).all()  # epsilon arcs: no frame
+
+
+def test_k2_archive_written_after_the_search_is_the_same_archive(gmm_test_loglikes, tmp_path):
+    """With an ArchiveWriter the pool writes the archive after the search: nothing is there until
+    wait(), then the same bytes as the parts writing it themselves; decoding the same archive again
+    first finishes the pending write (the parts' files are reused)."""
+    root, _, _, loglikes, _ = gmm_test_loglikes
+    hclg = root / "graph" / "HCLG.fst"
+    kw = dict(word_penalty=0.5, search="k2", nj=2)
+    decode_lattices_parallel(hclg, loglikes, 1 / 5.0, archive=tmp_path / "now.gz", **kw)
+    writer = ArchiveWriter()
+    decode_lattices_parallel(hclg, loglikes, 1 / 5.0, archive=tmp_path / "later.gz", writer=writer, **kw)
+    assert len(writer.pending) == 1
+    decode_lattices_parallel(hclg, loglikes, 1 / 5.0, archive=tmp_path / "later.gz", writer=writer, **kw)
+    assert len(writer.pending) == 1  # the first write was finished before the second decode
+    writer.wait()
+    assert not writer.pending and not list(tmp_path.glob("*.part*"))
+    assert gzip.decompress((tmp_path / "later.gz").read_bytes()) == gzip.decompress((tmp_path / "now.gz").read_bytes())
 
 
 def test_decode_stage_on_k2_lattices_agrees_with_kaldi_lattices(tiny_graph, tiny_features, tmp_path):
