@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asr_kd.stages.teaching import diagnose_frames, teaching_table_frames, verdict, write_diagnosis
-from asr_kd.distill.teaching import EnsembleTeacher, TeachingConfig
+from asr_kd.distill.teaching import EnsembleTeacher, TeachingConfig, attach_teaching
 from asr_kd.nnet.augment import AugmentConfig, build_augment
 from asr_kd.nnet.evaluate import teacher_logits
 from asr_kd.nnet.losses import LossConfig, build_criterion
@@ -293,3 +293,49 @@ def _utterances(data, idx):
     start = torch.from_numpy(np.repeat(offsets[:-1], lengths))
     end = torch.from_numpy(np.repeat(offsets[1:], lengths))
     return FrameData(data.feats[frames], data.labels[frames], start, end, [data.cut_ids[i] for i in idx], offsets)
+
+
+def test_teacher_table_scores_each_student_against_its_own_mixed_ensemble(members, tmp_path):
+    """(5e) teacher diversity: a dnn + tdnn ensemble (members of different architectures, one window)
+    teaches online; each row's ensemble is scored as ensemble_soft_targets of its members, and the last
+    column compares every student with the first row's members."""
+    import numpy as np
+
+    from asr_kd.nnet.evaluate import frame_accuracy
+    from asr_kd.cli.nnet import teacher_row
+    from asr_kd.stages.teaching import TeacherRow, teacher_table_frames
+
+    train, dev = toy_frames(seed=0), toy_frames(seed=1, n_utts=4)
+    tdnn_cfg = ModelConfig(name="tdnn", context=1, hidden=32, tdnn_layers=((3, 1),))
+    hard = TrainConfig(epochs=2, batch_size=32, lr=0.01)
+    train_model(train, dev, 5, out_dir=tmp_path / "tdnn", model_cfg=tdnn_cfg, cfg=hard, seed=3)
+    mixed = [members[0], tmp_path / "tdnn" / "best.pt"]
+    from asr_kd.nnet.checkpoint import load_model
+
+    teacher = EnsembleTeacher([load_model(m) for m in mixed], temperature=2.0)
+    x = dev.windows(torch.arange(len(dev)), 1)
+    assert torch.allclose(teacher(x), ensemble_soft_targets(teacher_logits(mixed, dev), 2.0), atol=1e-6)
+    crit = build_criterion(LossConfig(loss="kd", temperature=2.0))
+    students = {}
+    for name, teachers in (("recipe", members), ("mixed", mixed)):
+        train.teacher_model = None
+        attach_teaching(train, dev, teachers, cfg=TeachingConfig(online=True), temperature=2.0)
+        train_model(train, dev, 5, out_dir=tmp_path / name, model_cfg=MCFG, cfg=hard, criterion=crit, seed=7)
+        students[name] = TeacherRow(name, tuple(str(t) for t in teachers), (str(tmp_path / name),))
+    table = teacher_table_frames(
+        [students["recipe"], students["mixed"]], dev, temperature=2.0, out_stem=tmp_path / "t", title="toy"
+    )
+    recipe, mix = table["rows"]
+    for row, teachers in ((recipe, members), (mix, mixed)):
+        logits = teacher_logits(teachers, dev)
+        assert row["ensemble_frame_acc"] == pytest.approx(
+            frame_accuracy(ensemble_soft_targets(logits, 2.0), dev.labels)
+        )
+        assert row["members_frame_acc"] == pytest.approx(np.mean([frame_accuracy(lg, dev.labels) for lg in logits]))
+    assert recipe["vs_reference_members"] == pytest.approx(recipe["frame_acc"] - recipe["members_frame_acc"])
+    assert mix["vs_reference_members"] == pytest.approx(mix["frame_acc"] - recipe["members_frame_acc"])
+    assert "| mixed | 2 |" in (tmp_path / "t.md").read_text()
+    spec = f"mixed={'+'.join(str(t) for t in mixed)}={tmp_path / 'mixed'}"
+    assert teacher_row(spec) == students["mixed"]  # teacher-table --rows ID=ENSEMBLE=RUN_DIR
+    with pytest.raises(ValueError, match="ID=ENSEMBLE=RUN_DIR"):
+        teacher_row("mixed=" + str(tmp_path))

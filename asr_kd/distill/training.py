@@ -130,7 +130,7 @@ def train_speech_model(
             model_cfg.name,
             loss_cfg.loss,
             ", online teacher" if train.teacher_model is not None else "",
-            f", augment {teaching.augment}" if teaching.augment != "none" else "",
+            f", augment {train.augment_spec}" if train.augment_spec else "",
             len(train),
             f" ({len(transfer)} of them untranscribed)" if transfer is not None else "",
             n,

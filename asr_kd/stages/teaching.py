@@ -313,11 +313,35 @@ def teacher_table(
     """(5e) teacher quality and diversity: each row's ensemble scored on ``split`` (its members' mean frame
     accuracy and its own), and its students against it (frame accuracy, KL at T, agreement, gain kept);
     the last column compares each student with the first row's members, the recipe's single models."""
+    return teacher_table_frames(
+        rows,
+        load_split(ali_dir, fbank_dir, corpus, split=split),
+        temperature=temperature,
+        out_stem=out_stem,
+        results_md=results_md,
+        title=title,
+        split=split,
+        labels=labels,
+    )
+
+
+@torch.no_grad()
+def teacher_table_frames(
+    rows: Sequence[TeacherRow],
+    data,
+    *,
+    temperature: float,
+    out_stem,
+    results_md=None,
+    title: str = "",
+    split: str = "dev",
+    labels: Optional[Dict[str, str]] = None,
+) -> Dict:
+    """``teacher_table`` on given frames (``data``, the ``split`` named in the table)."""
     import numpy as np
 
     from asr_kd.utils.results import write_table
 
-    data = load_split(ali_dir, fbank_dir, corpus, split=split)
     res = {"title": title, "split": split, "temperature": temperature, "rows": []}
     lines = [
         f"### {title}",
