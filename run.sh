@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=15       # the core experiment; --full: 18
+stop_stage=15       # the core experiment; --full: 19
 nj=2                # parallel processes
 ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 config=conf/default.yaml
 quick=false         # --quick: the tiny configuration (conf/tiny.yaml), outputs under $data/quick and $exp/quick
-full=false          # --full: every opt-in part below, stages 0-18
+full=false          # --full: every opt-in part below, stages 0-19
 analysis=false      # the paper's analysis stages 9-12
 triphones=false     # stage 4 also trains tri1 and tri2; stage 16 compares the GMM systems and their labels
 deploy_table=false  # stage 15 also trains quarter-width networks, exports every system and measures serving costs
@@ -33,10 +33,10 @@ help_message="Usage: $0 [options]
 By default stages 0-15, the paper's core experiment: corpus, alignment, ensemble, soft targets,
 students, the frame-accuracy table, decoding (Kaldi's decoder and k2) and the WER table, the
 student exported as a model directory and one test file transcribed with it. The rest is opt-in:
---analysis, --triphones, --deploy-table, stages 17-18, or all of it with --full.
+--analysis, --triphones, --deploy-table, stages 17-19, or all of it with --full.
 Options (defaults in brackets):
   --stage N          first stage to run [$stage]
-  --stop-stage N     last stage to run (18 with --full) [$stop_stage]
+  --stop-stage N     last stage to run (19 with --full) [$stop_stage]
   --nj N             parallel jobs [$nj]
   --config FILE      YAML config [$config]
   --quick            the same stages on the tiny corpus (conf/tiny.yaml; a smoke run of a few minutes),
@@ -90,6 +90,8 @@ Stages:
                   table (5e); the stage-7 students' per-epoch diagnosis (exp/kd/diagnosis)
   18 transfer     (needs --unlabelled-hours H at stage 0) students that also learn from the ensemble on
                   untranscribed audio, one per --transfer-ratios R, scored like (5e)
+  19 teachers     teacher quality and diversity: the ensemble joined by as many more dnn members, and by
+                  tdnn members; students of the larger and the mixed-architecture ensembles, scored like (5e)
 A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 
 root=.
@@ -153,5 +155,7 @@ run_stage 17 teaching    steps/teaching_levers.sh "${common[@]}" --temperature "
 stage_key="$stage_key $transfer_ratios" \
 run_stage 18 transfer    steps/transfer.sh "${common[@]}" --temperature "$T" --ratios "$transfer_ratios" \
                            "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+run_stage 19 teachers    steps/teacher_diversity.sh "${common[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp"
 results_footer "$exp/kd/RESULTS.md" --example "$exp/kd/transcribe_example.txt"
 echo "$0: stages $stage..$stop_stage done"

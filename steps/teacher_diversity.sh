@@ -4,14 +4,15 @@
 set -euo pipefail
 config=""
 temperature=2
-tdnn_hidden=256      # tdnn units per layer: at 512 a tdnn costs about 20 times a dnn on CPU
+tdnn_hidden=256      # tdnn units per layer when tdnn is the other architecture: at 512 a tdnn costs ~20 dnn on CPU
 help_message="Usage: $0 [options] ALI_DIR ENSEMBLE_DIR STUDENT_DIR EXP
-ENSEMBLE_DIR's N members (dnn, seeds 1..N) are joined by N more dnn (seeds N+1..2N, EXP/teachers/dnn) and N tdnn
-(seeds 1..N, EXP/teachers/tdnn: model.tdnn_layers, --tdnn-hidden units), all trained on hard labels like the
-members. Three more ensembles (2N dnn; N/2 dnn + N/2 tdnn; N dnn + N tdnn) each teach one student (seed 101, the config's
-student and teaching sections) in EXP/teachers/{dnn2N,mixedN,mixed2N}/student.
-Table EXP/kd/table_5e_teachers (dev, each student against its own ensemble), into EXP/kd/RESULTS.md; its first row
-is ENSEMBLE_DIR with STUDENT_DIR's students. Trained models are resumed or kept on rerun.
+ENSEMBLE_DIR's N members (the config's model.name, seeds 1..N) are joined by N more of the same (seeds N+1..2N,
+EXP/teachers/same) and N of the other architecture (dnn <-> tdnn; seeds 1..N, EXP/teachers/other: a tdnn takes
+model.tdnn_layers and --tdnn-hidden units), all trained on hard labels like the members. Three more ensembles
+(2N members; N/2 + N/2 of the other; N + N of the other) each teach one student (seed 101, the config's student and
+teaching sections) in EXP/teachers/{more,mixed_half,mixed}/student. Table EXP/kd/table_5e_teachers (dev, each student
+against its own ensemble), into EXP/kd/RESULTS.md; its first row is ENSEMBLE_DIR with STUDENT_DIR's students.
+A rerun resumes the trainings (finished ones are kept).
   --config FILE  [$config]   --temperature T [$temperature]   --tdnn-hidden N [$tdnn_hidden]"
 . "$(dirname "$0")/../utils/step.sh"
 step_usage 4 $# "ALI_DIR ENSEMBLE_DIR STUDENT_DIR EXP"
@@ -21,24 +22,27 @@ read_models members "$ensemble"
 read_models student_models "$students"
 n=${#members[@]} half=$(( ${#members[@]} / 2 ))
 [ "$half" -ge 1 ] || { echo "$0: $ensemble has one member; teacher diversity needs at least two" >&2; exit 1; }
+arch=$(python -c 'import sys; from asr_kd.utils.config import section; from asr_kd.nnet.models import ModelConfig
+print(section(sys.argv[1] or None, "model", ModelConfig).name)' "$config")
+if [ "$arch" = tdnn ]; then other=dnn other_opts=(--model dnn); else other=tdnn other_opts=(--model tdnn --hidden "$tdnn_hidden"); fi
 mkdir -p "$out/log"
 train() {  # train NAME SEED OPTIONS...: one hard-label member in $out/NAME/seedSEED (a rerun resumes it)
   local name=$1 seed=$2; shift 2
   bg_job "$out/log/$name.seed$seed.log" python -m asr_kd train-dnn ${config:+--config "$config"} --ali-dir "$ali" \
     --seed "$seed" --out "$out/$name/seed$seed" "$@"
 }
-dnn=() tdnn=()
+same=() others=()
 for i in $(seq 1 "$n"); do
-  train dnn $((n + i)); dnn+=("$out/dnn/seed$((n + i))/best.pt")
-  train tdnn "$i" --model tdnn --hidden "$tdnn_hidden"; tdnn+=("$out/tdnn/seed$i/best.pt")
+  train same $((n + i)); same+=("$out/same/seed$((n + i))/best.pt")
+  train other "$i" "${other_opts[@]}"; others+=("$out/other/seed$i/best.pt")
 done
 bg_wait || { tail -n 3 "$out"/log/*.log; exit 1; }
 ensembles=(
-  "dnn$((2 * n))|$((2 * n)) dnn (seeds 1-$((2 * n)))|${members[*]} ${dnn[*]}"
-  "mixed$n|$half dnn + $half tdnn|${members[*]:0:half} ${tdnn[*]:0:half}"
-  "mixed$((2 * n))|$n dnn + $n tdnn|${members[*]} ${tdnn[*]}"
+  "more|$((2 * n)) $arch (seeds 1-$((2 * n)))|${members[*]} ${same[*]}"
+  "mixed_half|$half $arch + $half $other|${members[*]:0:half} ${others[*]:0:half}"
+  "mixed|$n $arch + $n $other|${members[*]} ${others[*]}"
 )  # NAME|LABEL|CHECKPOINTS: each ensemble's members are listed on its student's command line, not in a folder
-rows=("recipe=$ensemble=$(IFS=,; echo "${student_models[*]%/best.pt}")") labels=("recipe=$n dnn (the recipe's)")
+rows=("recipe=$ensemble=$(IFS=,; echo "${student_models[*]%/best.pt}")") labels=("recipe=$n $arch (the recipe's)")
 for spec in "${ensembles[@]}"; do
   IFS='|' read -r name label paths <<< "$spec"
   # shellcheck disable=SC2086  # paths is a list of checkpoints

@@ -1,5 +1,7 @@
 """Acoustic models by name, the training loop (resume, NaN), soft-target storage."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,8 @@ from asr_kd.nnet.models import ModelConfig, build_model
 from asr_kd.nnet.train import TrainConfig, train_model
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.evaluate import predict_logits
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def toy_frames(n_utts=12, frames=40, dim=8, classes=5, seed=0) -> FrameData:
@@ -36,6 +40,28 @@ def test_models_by_name_map_windows_to_logits(name):
     assert model(torch.randn(7, 9, 8)).shape == (7, 5)
     with pytest.raises(ValueError, match="unknown model"):
         build_model(ModelConfig(name="lstm"), 8, 5)
+
+
+def _speech_configs():
+    """Every config whose model section has a frame context (the speech recipes'; not MNIST's)."""
+    from asr_kd.utils.config import load_yaml
+
+    found = sorted(p for d in [REPO / "conf", *REPO.glob("recipes/*/conf")] for p in d.glob("*.yaml"))
+    return [str(p.relative_to(REPO)) for p in found if "context" in (load_yaml(p).get("model") or {})]
+
+
+@pytest.mark.parametrize("config", _speech_configs())
+def test_every_speech_config_builds_its_model_and_the_other_architecture(config):
+    """A config's model section builds as given, and as a tdnn (stage 19's other members; a tdnn recipe's
+    are dnn): its tdnn_layers' receptive field fits the config's window."""
+    from dataclasses import replace
+
+    from asr_kd.utils.config import section
+
+    cfg = section(REPO / config, "model", ModelConfig)
+    for name in ("dnn", "tdnn"):
+        net = build_model(replace(cfg, name=name), 40, 10)
+        assert net(torch.zeros(2, 2 * cfg.context + 1, 40)).shape == (2, 10)
 
 
 def test_windows_stay_inside_the_utterance():

@@ -368,6 +368,30 @@ def test_transfer_stage_teaches_students_on_untranscribed_audio(tiny_run):
         assert all("dev_kl" in h for h in history)
 
 
+def test_teacher_diversity_stage_teaches_students_of_larger_and_mixed_ensembles(tiny_run):
+    """Stage 19: as many more members of the recipe's architecture and of the other one (tdnn, with the
+    config's tdnn_layers); one student per larger or mixed ensemble, each scored against its own."""
+    import json
+
+    import torch
+
+    root, args, _ = tiny_run
+    r = run(args[:-2] + ["--stage", "19", "--stop-stage", "19"])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    table = json.loads((root / "exp" / "kd" / "table_5e_teachers.json").read_text())
+    rows = {row["name"]: row for row in table["rows"]}
+    assert list(rows) == ["recipe", "more", "mixed_half", "mixed"]
+    assert [len(rows[k]["teachers"]) for k in rows] == [2, 4, 2, 4]  # --ensemble-size 2
+    assert rows["mixed"]["label"] == "2 dnn + 2 tdnn" and rows["recipe"]["label"] == "2 dnn (the recipe's)"
+    other = torch.load(root / "exp" / "teachers" / "other" / "seed1" / "best.pt", weights_only=True)
+    assert other["model_cfg"]["name"] == "tdnn"
+    for name in ("more", "mixed_half", "mixed"):
+        assert 0 <= rows[name]["agreement"] <= 1 and rows[name]["kl"] >= 0
+        history = json.loads((root / "exp" / "teachers" / name / "student" / "history.json").read_text())
+        assert all("dev_kl" in h for h in history)
+    assert "(5e) Teacher quality and diversity" in (root / "exp" / "kd" / "RESULTS.md").read_text()
+
+
 def test_the_core_run_ships_the_student_and_transcribes_a_test_file(tiny_run):
     """Stage 15 without --deploy-table (the default run): the student exported as a model directory
     and one test recording transcribed with it, the command and reference written beside."""

@@ -29,13 +29,13 @@ fi
 # The speech recipes' default is the core experiment (stages 0-15: no analysis stages, no triphone
 # systems, the student exported and one file transcribed); --analysis, --triphones, --deploy-table
 # and --k2-members add the rest, --full all of it (a recipe that sets $full gets these options).
-# expand_opt_ins HOURS: apply --full (stop stage 18 unless --stop-stage is other than 15, HOURS of
+# expand_opt_ins HOURS: apply --full (stop stage 19 unless --stop-stage is other than 15, HOURS of
 # untranscribed audio for stage 18 unless --unlabelled-hours was given) and --triphones.
 expand_opt_ins() {
   if $full; then
     analysis=true triphones=true deploy_table=true k2_members=all
     [ "$unlabelled_hours" = 0 ] && unlabelled_hours=$1
-    [ "$stop_stage" = 15 ] && stop_stage=18
+    [ "$stop_stage" = 15 ] && stop_stage=19
   fi
   if $triphones && [ "$gmm_systems" = mono ]; then gmm_systems="mono tri1 tri2"; fi
   [[ " $gmm_systems " == *" $labels "* ]] || { echo "$0: --labels $labels is not one of --gmm-systems ($gmm_systems)" >&2; exit 1; }
@@ -45,7 +45,7 @@ if [ -n "${full+set}" ]; then
   help_message="$help_message
 Opt-in parts (the default run is the core experiment, stages 0-15):
   --full             everything below, --k2-members all, untranscribed audio for stage 18
-                     (--unlabelled-hours) and stages 0-18 (unless --stop-stage is other than 15) [$full]
+                     (--unlabelled-hours) and stages 0-19 (unless --stop-stage is other than 15) [$full]
   --analysis         the paper's analysis stages 9-12 (temperatures, 3% of the data, top-k, realignment) [$analysis]
   --triphones        stage 4 also trains tri1 (deltas) and tri2 (LDA+MLLT) (--gmm-systems \"mono tri1 tri2\");
                      stage 16 decodes every GMM system and repeats the network stages on tri2's labels [$triphones]

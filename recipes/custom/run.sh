@@ -56,7 +56,7 @@ Options (defaults in brackets):
   --analysis true|false  also run the paper's analysis stages 9-12 [$analysis]
   --deploy-table true|false   stage 15: also quarter-width networks, every system exported, the deployment table [$deploy_table]
   --k2-members N      stage 14: k2 and Kaldi's decoder on the first N seeds of each system, or all [$k2_members]
-Stages: 1 import (manifests), then 2-$stop_stage as in the default recipe (see ../../run.sh --help); 17-18 opt-in."
+Stages: 1 import (manifests), then 2-$stop_stage as in the default recipe (see ../../run.sh --help); 17-19 opt-in."
 
 . $root/utils/recipe.sh
 
@@ -129,5 +129,7 @@ run_stage 17 teaching    $steps/teaching_levers.sh "${common[@]}" --temperature 
 stage_key="$stage_key $transfer_ratios" \
 run_stage 18 transfer    $steps/transfer.sh "${common[@]}" --temperature "$T" --ratios "$transfer_ratios" \
                            "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+run_stage 19 teachers    $steps/teacher_diversity.sh "${common[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp"
 results_footer "$exp/kd/RESULTS.md" --example "$exp/kd/transcribe_example.txt"
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"

@@ -3,7 +3,7 @@
 # James Bible by default, or any text, one sentence a line) spoken by synthetic eSpeak NG voices
 # under the digit corpus's degradations, with oracle word and phone times. Stage 0 synthesises the
 # corpus; stage 1 writes manifests and trains a pruned 3-gram (kenlm lmplz) on the LM-only text;
-# stages 2-18 are the speech stages of the default recipe (../../run.sh; by default the core experiment, 0-15):
+# stages 2-19 are the speech stages of the default recipe (../../run.sh; by default the core experiment, 0-15):
 # CMUdict lexicon with eSpeak G2P for the rest, monophone GMM, DNN ensemble, distillation, HCLG decoding with the 3-gram.
 set -euo pipefail
 caller=$PWD
@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 root=../..
 
 stage=0
-stop_stage=15         # the core experiment (utils/recipe.sh: expand_opt_ins); --full: 18
+stop_stage=15         # the core experiment (utils/recipe.sh: expand_opt_ins); --full: 19
 nj=2
 ddp_procs=1         # data-parallel processes per network (utils/recipe.sh: --ddp-procs)
 size=default          # tiny (tests, seconds) | default (the recipe, stages 0-15 in 147 min on 2 busy cores) | large (>= 100 h, scale benchmarks)
@@ -19,7 +19,7 @@ config=""             # default: conf/$size.yaml
 text=""               # one sentence a line; empty: the King James Bible (local/kjv_text.sh)
 data=data
 exp=exp
-full=false            # --full: every opt-in part below, stages 0-18
+full=false            # --full: every opt-in part below, stages 0-19
 analysis=false        # the paper's analysis stages 9-12 (temperature sweep, small data, top-k, realignment)
 triphones=false       # stage 4 also trains tri1 and tri2; stage 16
 deploy_table=false    # stage 15: every system exported and the deployment table
@@ -50,7 +50,7 @@ Stages:
   1  manifests  lhotse manifests (oracle phones in ARPAbet), the pruned 3-gram LM of the decoding
                 graph and the unpruned 4-gram that rescores its lattices, with perplexities and
                 OOV rates on dev and test (train-lm)
-  2-18          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
+  2-19          as in the default recipe (../../run.sh --help); the lexicon is CMUdict + eSpeak G2P
                 over the training and LM words, the decoding graph uses the 3-gram."
 
 . $root/utils/recipe.sh
@@ -137,5 +137,7 @@ run_stage 17 teaching    $steps/teaching_levers.sh "${common[@]}" --temperature 
 stage_key="$stage_key $transfer_ratios" \
 run_stage 18 transfer    $steps/transfer.sh "${common[@]}" --temperature "$T" --ratios "$transfer_ratios" \
                            "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+run_stage 19 teachers    $steps/teacher_diversity.sh "${common[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp"
 results_footer "$exp/kd/RESULTS.md" --example "$exp/kd/transcribe_example.txt"
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"

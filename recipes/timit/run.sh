@@ -79,5 +79,7 @@ else
 fi
 run_stage 17 teaching    $steps/teaching_levers.sh "${common[@]}" --temperature "$T" \
                            "$ali" "$exp/dnn" "$exp/soft_T$T" "$exp/student_T$T" "$exp"
+run_stage 19 teachers    $steps/teacher_diversity.sh "${common[@]}" --temperature "$T" \
+                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp"
 results_footer "$exp/kd/RESULTS.md" --example "$exp/kd/transcribe_example.txt"
 echo "$0: stages $stage..$stop_stage done; tables in $exp/kd/RESULTS.md"
