@@ -455,7 +455,7 @@ class LatticeSet:
         pen = np.array([p[1] for p in points], np.float64)
         G, n = len(points), self.num_states
         alpha = np.full((n, G), np.inf)
-        back = np.full((n, G), -1, np.int64)
+        back = np.full((n, G), -1, np.int32 if len(self.src) < 2**31 else np.int64)  # half the memory to fill
         ok = self.start >= 0
         alpha[self.start[ok]] = 0.0
         for r, starts, states in lv.incoming[1:]:
@@ -530,9 +530,9 @@ class LatticeSet:
         ref = np.full((U, max(M, 1)), -7, np.int64)
         for k, u in enumerate(self.utts):
             ref[k, : m[k]] = refs[u]
-        big = np.int64(1) << 40
-        ar = np.arange(M + 1)
-        cost = np.full((self.num_states, M + 1), big, np.int64)
+        big = np.int32(1) << 30  # int32 cells: big plus a reference's length stays below 2**31
+        ar = np.arange(M + 1, dtype=np.int32)
+        cost = np.full((self.num_states, M + 1), big, np.int32)
         ok = self.start >= 0
         cost[self.start[ok], 0] = 0
         cost[self.start[ok]] = np.minimum.accumulate(cost[self.start[ok]] - ar, axis=1) + ar  # leading deletions

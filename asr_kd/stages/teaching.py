@@ -1,4 +1,4 @@
-"""Stages 17-18, table (5e) and the diagnosis: why a distilled student keeps less than the ensemble gains: per epoch of its training,
+"""Stages 17-19, the (5e) tables and the diagnosis: why a distilled student keeps less than the ensemble gains: per epoch of its training,
 KL(teacher || student) at the distillation temperature and top-1 agreement with the teacher, on
 training frames and on dev frames, beside frame accuracy (``diagnose``).
 
