@@ -377,3 +377,33 @@ def test_a_search_process_that_dies_fails_the_decode_in_one_line(noisy, tmp_path
             nj=2,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_archive_whose_writing_failed_is_named_and_leaves_no_parts(tmp_path):
+    """ArchiveWriter.wait: a part whose write raised (or whose process died) fails with one error
+    naming the archive, and the parts and lattice stashes are gone; a finished one is joined."""
+    import gzip
+    from concurrent.futures import Future
+
+    from asr_kd.decode.lattice_search import ArchiveWriter, _lattice_stash
+
+    writer = ArchiveWriter()
+    good, bad = tmp_path / "lat.dev.gz", tmp_path / "lat.test.gz"
+    parts = {a: [a.with_name(f"{a.name}.part{i}.gz") for i in range(2)] for a in (good, bad)}
+    for a, paths in parts.items():
+        futures = []
+        for i, p in enumerate(paths):
+            p.write_bytes(gzip.compress(f"u{i}\n\n".encode()))
+            if a == bad:  # a part that finished removed its stash; a failed one may leave it
+                _lattice_stash(p).write_bytes(b"")
+            futures.append(Future())
+            if a == bad and i == 1:
+                futures[-1].set_exception(MemoryError("killed"))
+            else:
+                futures[-1].set_result(None)
+        writer.add(a, paths, futures)
+    writer.wait(good)
+    assert gzip.decompress(good.read_bytes()) == b"u0\n\nu1\n\n" and len(writer.pending) == 1
+    with pytest.raises(RuntimeError, match="lat.test.gz: writing the lattice archive failed"):
+        writer.wait()
+    assert not bad.exists() and not list(tmp_path.glob("*.part*")) and not writer.pending

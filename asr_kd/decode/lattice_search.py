@@ -3,6 +3,7 @@
 each part writing its share of the Kaldi text archive (k2's parts, given an ``ArchiveWriter``: after
 their search, while the caller goes on)."""
 
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -107,6 +108,8 @@ def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
         lats = decode_lattices_k2(graph, loglikes, part.acoustic_scale, **settings)
         if part.write_archive:
             _write_part(part.archive, lats, part.word_penalty)
+        else:  # kept for the pool process that writes the archive later (ArchiveWriter)
+            _stash_lattices(lats, _lattice_stash(Path(part.archive)))
         return lats, {"utterances": len(lats.utts), "widened": 0, "still_worse": 0}
     stats: Dict[str, int] = {}
     texts = decode_lattices(part.graph_path, loglikes, part.acoustic_scale, stats=stats, **settings)
@@ -115,8 +118,35 @@ def _decode_part(part: LatticePart) -> Tuple["LatticeSet", Dict[str, int]]:
     return LatticeSet.from_texts(texts.items(), word_penalty=part.word_penalty), stats
 
 
-def _write_part(path: str, lats: LatticeSet, word_penalty: float) -> None:
+def _write_part(path: str, lats: Union[LatticeSet, str], word_penalty: float) -> None:
+    """A part's archive from its lattices, or from the ``.npz`` that ``_stash_lattices`` wrote (removed)."""
+    if isinstance(lats, str):
+        stash, lats = Path(lats), _unstash_lattices(lats)
+        stash.unlink()
     write_lattices(path, lats.texts(word_penalty))
+
+
+_LATTICE_ARRAYS = ("offset", "start", "src", "dst", "tid", "word", "graph", "acoustic")
+_FINAL_ARRAYS = ("final_state", "final_graph", "final_acoustic")
+
+
+def _lattice_stash(part_archive: Path) -> Path:
+    return part_archive.with_name(part_archive.name + ".lattices.npz")
+
+
+def _stash_lattices(lats: LatticeSet, path: Path) -> str:
+    """A part's lattices in a file for a pool process (no pickle; as ``_stash``, the pipe carries a path)."""
+    np.savez(path, utts=np.array(lats.utts), **{k: getattr(lats, k) for k in _LATTICE_ARRAYS + _FINAL_ARRAYS})
+    return str(path)
+
+
+def _unstash_lattices(path: str) -> LatticeSet:
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in _LATTICE_ARRAYS + _FINAL_ARRAYS}
+        utts = [str(u) for u in z["utts"]]
+    arcs = {k: a[k] for k in ("src", "dst", "tid", "word", "graph", "acoustic")}
+    finals = {k.split("_")[1]: a[k] for k in _FINAL_ARRAYS}
+    return LatticeSet(utts, a["offset"], a["start"], arcs=arcs, finals=finals)
 
 
 def _join_parts(archive: Path, part_paths: List[Path]) -> None:
@@ -150,9 +180,14 @@ class ArchiveWriter:
                 for future in futures:
                     future.result()
             except Exception as e:
+                if isinstance(e, BrokenProcessPool):
+                    for pool in _K2_POOLS.values():
+                        pool.shutdown(wait=False)
+                    _K2_POOLS.clear()
                 for part in part_paths:
                     part.unlink(missing_ok=True)
-                raise RuntimeError(f"{archive}: writing the lattice archive failed ({e})") from e
+                    _lattice_stash(part).unlink(missing_ok=True)
+                raise RuntimeError(f"{archive}: writing the lattice archive failed ({e!r})") from e
             _join_parts(archive, part_paths)
 
 
@@ -181,7 +216,6 @@ def decode_lattices_parallel(
     the search, and ``archive`` is complete after ``writer.wait()``. Returns the ``LatticeSet`` of all utterances
     (graph costs without the penalty) and the search counts (``decode_lattices``)."""
     from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
     import multiprocessing as mp
 
     from asr_kd.utils.jobs import JobCmd, run_jobs
@@ -235,6 +269,7 @@ def decode_lattices_parallel(
             _K2_POOLS.pop(nj).shutdown(wait=False)
         for part in part_paths:  # the parts that finished: the split is decoded again as a whole
             part.unlink(missing_ok=True)
+            _lattice_stash(part).unlink(missing_ok=True)
         raise RuntimeError(
             f"{archive}: a lattice search process died ({e}); out of memory? Each of the --nj {nj} processes "
             "holds the graph and its lattices: lower --nj"
@@ -247,7 +282,7 @@ def decode_lattices_parallel(
         writer.add(
             archive,
             part_paths,
-            [pool.submit(_write_part, str(path), lats, word_penalty) for path, (lats, _) in zip(part_paths, done)],
+            [pool.submit(_write_part, str(path), str(_lattice_stash(path)), word_penalty) for path in part_paths],
         )
     else:
         _join_parts(archive, part_paths)
