@@ -127,24 +127,29 @@ def diagnose_student(args) -> None:
     log.info("verdict: %s (%s, diagnosis.png beside it)", res["verdict"], path)
 
 
-def teaching_table_cmd(args) -> None:
-    from asr_kd.stages.teaching import teaching_table
+def _table_on_split(args, table_frames, rows, ids, *teachers) -> None:
+    """A (5e) table command: ``table_frames`` on the frames of ``--split``, then the table shown."""
+    from asr_kd.nnet.data import load_split
 
-    rows = [id_paths(r, "--rows") for r in args.rows]
-    teaching_table(
+    table_frames(
         rows,
-        args.teachers,
-        args.ali_dir,
-        fbank_dir=args.fbank_dir,
-        corpus=args.corpus,
+        *teachers,
+        load_split(args.ali_dir, args.fbank_dir, args.corpus, split=args.split),
         temperature=args.temperature,
         out_stem=args.out,
         results_md=args.results_md,
         title=args.title,
         split=args.split,
-        labels=system_labels(args, [sid for sid, _ in rows]),
+        labels=system_labels(args, ids),
     )
     show_table(args.out)
+
+
+def teaching_table_cmd(args) -> None:
+    from asr_kd.stages.teaching import teaching_table_frames
+
+    rows = [id_paths(r, "--rows") for r in args.rows]
+    _table_on_split(args, teaching_table_frames, rows, [sid for sid, _ in rows], args.teachers)
 
 
 def teacher_row(spec: str) -> "TeacherRow":  # noqa: F821 (imported on use: it brings in torch)
@@ -161,22 +166,10 @@ def teacher_row(spec: str) -> "TeacherRow":  # noqa: F821 (imported on use: it b
 
 
 def teacher_table_cmd(args) -> None:
-    from asr_kd.stages.teaching import teacher_table
+    from asr_kd.stages.teaching import teacher_table_frames
 
     rows = [teacher_row(r) for r in args.rows]
-    teacher_table(
-        rows,
-        args.ali_dir,
-        fbank_dir=args.fbank_dir,
-        corpus=args.corpus,
-        temperature=args.temperature,
-        out_stem=args.out,
-        results_md=args.results_md,
-        title=args.title,
-        split=args.split,
-        labels=system_labels(args, [r.name for r in rows]),
-    )
-    show_table(args.out)
+    _table_on_split(args, teacher_table_frames, rows, [r.name for r in rows])
 
 
 def register(sub) -> None:

@@ -188,38 +188,6 @@ def _run_figures(run_dir, model_measures) -> Dict:
 
 
 @torch.no_grad()
-def teaching_table(
-    rows: Sequence[str],
-    teachers: Sequence,
-    ali_dir,
-    *,
-    fbank_dir,
-    corpus: str,
-    temperature: float,
-    out_stem,
-    results_md=None,
-    title: str = "",
-    split: str = "dev",
-    labels: Optional[Dict[str, str]] = None,
-) -> Dict:
-    """(5e) what makes the student keep the gain: each row (id, training folders, one per seed; shown by
-    its ``labels``) scored on ``split`` against the ensemble ``teachers``: frame accuracy, KL(teacher ||
-    student) at T, top-1 agreement, and the share of the ensemble's frame-accuracy gain over its members
-    kept; with epochs run and training time."""
-    return teaching_table_frames(
-        rows,
-        teachers,
-        load_split(ali_dir, fbank_dir, corpus, split=split),
-        temperature=temperature,
-        out_stem=out_stem,
-        results_md=results_md,
-        title=title,
-        split=split,
-        labels=labels,
-    )
-
-
-@torch.no_grad()
 def teaching_table_frames(
     rows: Sequence[str],
     teachers: Sequence,
@@ -232,7 +200,10 @@ def teaching_table_frames(
     split: str = "dev",
     labels: Optional[Dict[str, str]] = None,
 ) -> Dict:
-    """``teaching_table`` on given frames (``data``, the ``split`` named in the table)."""
+    """(5e) what makes the student keep the gain: each row (id, training folders, one per seed; shown by
+    its ``labels``) scored on ``data`` (the ``split`` the table names) against the ensemble ``teachers``:
+    frame accuracy, KL(teacher || student) at T, top-1 agreement, and the share of the ensemble's
+    frame-accuracy gain over its members kept; with epochs run and training time."""
     import numpy as np
 
     from asr_kd.utils.results import write_table
@@ -297,35 +268,6 @@ class TeacherRow:
 
 
 @torch.no_grad()
-def teacher_table(
-    rows: Sequence[TeacherRow],
-    ali_dir,
-    *,
-    fbank_dir,
-    corpus: str,
-    temperature: float,
-    out_stem,
-    results_md=None,
-    title: str = "",
-    split: str = "dev",
-    labels: Optional[Dict[str, str]] = None,
-) -> Dict:
-    """(5e) teacher quality and diversity: each row's ensemble scored on ``split`` (its members' mean frame
-    accuracy and its own), and its students against it (frame accuracy, KL at T, agreement, gain kept);
-    the last column compares each student with the first row's members, the recipe's single models."""
-    return teacher_table_frames(
-        rows,
-        load_split(ali_dir, fbank_dir, corpus, split=split),
-        temperature=temperature,
-        out_stem=out_stem,
-        results_md=results_md,
-        title=title,
-        split=split,
-        labels=labels,
-    )
-
-
-@torch.no_grad()
 def teacher_table_frames(
     rows: Sequence[TeacherRow],
     data,
@@ -337,7 +279,10 @@ def teacher_table_frames(
     split: str = "dev",
     labels: Optional[Dict[str, str]] = None,
 ) -> Dict:
-    """``teacher_table`` on given frames (``data``, the ``split`` named in the table)."""
+    """(5e) teacher quality and diversity: each row's ensemble scored on ``data`` (the ``split`` the table
+    names: its members' mean frame accuracy and its own), and its students against it (frame accuracy, KL
+    at T, agreement, gain kept); the last column compares each student with the first row's members, the
+    recipe's single models."""
     import numpy as np
 
     from asr_kd.utils.results import write_table
