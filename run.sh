@@ -72,7 +72,8 @@ Stages:
   11 topk         (5d, --analysis) top-k vs. dense soft targets: accuracy and storage
   12 realign      (--analysis) realign every split with the ensemble (exp/dnn_ali); a DNN trained on it vs.
                   one trained on the GMM alignment, both scored against eSpeak's oracle phones
-  13 decode       bigram LM, HCLG; every system's dev and test decoded once into lattices (exp/decode/*/lat.*.gz);
+  13 decode       bigram LM, HCLG; every system's dev and test decoded once into lattices by k2 (Kaldi's lattice
+                  search when k2 was opted out; exp/decode/*/lat.*.gz);
                   LM weight and insertion penalty tuned on dev on the lattices; WER of GMM / baseline /
                   ensemble / student, oracle WER, word confidences (exp/decode)
   14 k2-decode    systems decoded with k2 and with Kaldi's decoder (same graph, same likelihoods, dev-tuned
@@ -135,7 +136,7 @@ if $analysis; then
                            "$ali" "$exp/dnn" "$data/lang" "$exp"
 fi
 run_stage 13 decode      steps/decode_systems.sh "${common[@]}" "${search[@]}" --temperature "$T" \
-                           "$ali" "$exp/dnn" "$exp/student_T$T" "$exp/decode"
+                           --decode-opts "--decoder k2-lattice" "$ali" "$exp/dnn" "$exp/student_T$T" "$exp/decode"
 run_stage 14 k2-decode   steps/k2_decode.sh --members "$k2_members" "$exp/decode" "$exp/decode_k2"
 if $deploy_table; then
   run_stage 15 deploy    steps/deploy_table.sh "${common[@]}" "${search[@]}" --temperature "$T" \
