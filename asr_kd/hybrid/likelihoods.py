@@ -52,10 +52,9 @@ def gmm_loglikes(model_path, data, cuts) -> np.ndarray:
         else np.zeros((0, 1), np.float32)
     )
     out = np.empty((len(x), am.num_pdfs), np.float32)
-    for p in range(am.num_pdfs):
-        comp = np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64)
-        top = comp.max(1, keepdims=True)
-        out[:, p] = (top + np.log(np.exp(comp - top).sum(1, keepdims=True)))[:, 0]
+    for p in range(am.num_pdfs):  # log-sum-exp over the pdf's Gaussians in float64, on torch's threads
+        comp = torch.from_numpy(np.asarray(am.get_pdf(p).log_likelihoods_matrix(x), dtype=np.float64))
+        out[:, p] = torch.logsumexp(comp, 1).numpy()
     return out
 
 
