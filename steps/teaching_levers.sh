@@ -29,6 +29,8 @@ levers=(
   "consistent: online ensemble on mixup views, 5 epochs|$short --online-teacher --augment mixup"
   "patient + consistent: cosine over 20 epochs, online ensemble on tempo views (0.9, 1.0, 1.1)|$cosine --online-teacher --augment tempo"
   "patient + consistent: cosine over 20 epochs, online ensemble on tempo + mixup views|$cosine --online-teacher --augment tempo+mixup"
+  "patient + consistent: cosine over 20 epochs, online ensemble on reverb + noise views (the corpus's degradations)|$cosine --online-teacher --augment reverb+noise"
+  "patient + consistent: cosine over 20 epochs, online ensemble on reverb + noise + mixup views|$cosine --online-teacher --augment reverb+noise+mixup"
 )
 # the paper's sweep on dev, around the recipe's T and hard weight, with the online mixup teacher (any T: no stored targets)
 hw=$(hard_weight "$config")

@@ -8,7 +8,7 @@ import torch
 
 from asr_kd.stages.teaching import diagnose_frames, teaching_table_frames, verdict, write_diagnosis
 from asr_kd.distill.teaching import EnsembleTeacher, TeachingConfig, attach_teaching
-from asr_kd.nnet.augment import AugmentConfig, build_augment
+from asr_kd.nnet.augment import AugmentConfig, FeatureStats, build_augment
 from asr_kd.nnet.evaluate import teacher_logits
 from asr_kd.nnet.losses import LossConfig, build_criterion
 from asr_kd.nnet.models import ModelConfig
@@ -39,10 +39,17 @@ def members(tmp_path_factory):
     return [root / f"m{s}" / "best.pt" for s in (1, 2)]
 
 
-@pytest.mark.parametrize("spec", ["specaugment", "mixup", "specaugment+mixup", "tempo", "tempo+mixup"])
+# log mel energies of about this mean and spread per bin, as a corpus's cmvn.npz holds them
+STATS = FeatureStats(mean=torch.linspace(12.0, 8.0, 40), std=torch.full((40,), 2.0))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["specaugment", "mixup", "specaugment+mixup", "tempo", "tempo+mixup", "noise", "reverb", "reverb+noise+mixup"],
+)
 def test_augmentation_is_seeded_keeps_shapes_and_changes_the_input(spec):
     x = torch.randn(64, 11, 40)
-    aug = build_augment(spec)
+    aug = build_augment(spec, stats=STATS)
     torch.manual_seed(5)
     a = aug(x)
     torch.manual_seed(5)
@@ -89,6 +96,44 @@ def test_tempo_reads_the_perturbed_utterance_around_an_unmoved_centre():
         drawn.add(matches[0])
     assert drawn == {0.9, 1.0, 1.1}
     assert torch.equal(build_augment("tempo", AugmentConfig(tempo_factors=(1.0,)))(x), x)
+
+
+def _power(x: torch.Tensor) -> torch.Tensor:
+    return (x * STATS.std + STATS.mean).exp()
+
+
+def test_noise_adds_power_at_the_drawn_snr_and_only_to_the_drawn_windows():
+    x = torch.randn(400, 11, 40)
+    torch.manual_seed(1)
+    y = build_augment("noise", AugmentConfig(noise_prob=0.5, noise_snr_db=(5.0, 15.0)), STATS)(x)
+    changed = ~torch.isclose(y, x, atol=1e-5).all(2).all(1)
+    assert 150 < changed.sum() < 250  # about half the windows
+    added = _power(y) - _power(x)
+    assert torch.all(added[changed] > 0) and torch.allclose(y[~changed], x[~changed])
+    snr = 10 * torch.log10(_power(x)[changed].mean((1, 2)) / added[changed].mean((1, 2)))
+    assert snr.min() > 4.99 and snr.max() < 15.01 and snr.max() - snr.min() > 5
+
+
+def test_reverb_adds_a_decaying_tail_of_earlier_frames_behind_the_direct_sound():
+    """Power only: each frame keeps its own power (the direct sound, so its label holds) plus a tail of
+    the frames before it; a quiet frame after a loud one is filled, one before it is not; the tail
+    carries at most ``reverb_tail`` of the energy."""
+    x = torch.full((32, 11, 40), -3.0)  # quiet windows
+    x[:, 5] = 2.0  # one loud centre frame
+    torch.manual_seed(2)
+    y = build_augment("reverb", AugmentConfig(reverb_prob=1.0), STATS)(x)
+    p, q = _power(x), _power(y)
+    assert torch.all(q >= p * 0.9999)
+    tail = AugmentConfig().reverb_tail
+    assert torch.all(q[:, :5] <= p[:, :5] * (1 + tail) * 1.0001)  # before the loud frame: quiet frames' tails only
+    assert torch.all(q[:, 6] > 2 * p[:, 6])  # the frame after it is filled by its tail
+    assert torch.all(q[:, 6] > q[:, 10])  # decaying
+    assert torch.all(q.sum(1) <= p.sum(1) * (1 + tail) * 1.0001)
+
+
+def test_power_domain_augmentation_without_feature_statistics_is_an_error():
+    with pytest.raises(ValueError, match="CMVN"):
+        build_augment("specaugment+noise")
 
 
 def test_unknown_augmentation_is_a_config_error(tmp_path):

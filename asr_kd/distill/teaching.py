@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from asr_kd.nnet.augment import AugmentConfig, augment_names, build_augment
+from asr_kd.nnet.augment import AugmentConfig, FeatureStats, augment_names, build_augment
 from asr_kd.nnet.checkpoint import load_model
 from asr_kd.nnet.data import FrameData
 from asr_kd.nnet.evaluate import teacher_logits
@@ -31,7 +31,9 @@ from asr_kd.utils.device import torch_device
 @dataclass
 class TeachingConfig:
     online: bool = False  # the ensemble scores every training batch (after augmentation)
-    augment: str = "none"  # asr_kd.nnet.augment.AUGMENTATIONS chained with +: specaugment | mixup | tempo
+    augment: str = (
+        "none"  # asr_kd.nnet.augment.AUGMENTATIONS chained with +: specaugment | mixup | tempo | noise | reverb
+    )
     augment_options: AugmentConfig = field(default_factory=AugmentConfig)
     # untranscribed transfer audio: R x the training frames of the fbank folder's ``unlabelled`` split,
     # where the ensemble alone teaches (no hard-label term); 0: none
@@ -67,11 +69,14 @@ def attach_teaching(
     cfg: TeachingConfig,
     temperature: float,
     logits: bool = False,
+    feature_stats: Optional[FeatureStats] = None,
 ) -> None:
     """Sets ``train``'s augmentation and online teacher and ``dev``'s teacher probabilities (for the
-    per-epoch dev KL) from the ensemble's checkpoints ``teacher_models``; ``train`` None: the latter only."""
+    per-epoch dev KL) from the ensemble's checkpoints ``teacher_models``; ``train`` None: the latter only.
+    ``feature_stats``: the features' CMVN statistics (the noise and reverb augmentations need them)."""
     if train is not None and cfg.augment != "none":
-        train.augmenter, train.augment_spec = build_augment(cfg.augment, cfg.augment_options), cfg.augment
+        augmenter = build_augment(cfg.augment, cfg.augment_options, feature_stats)
+        train.augmenter, train.augment_spec = augmenter, cfg.augment
         if cfg.augment_options != AugmentConfig():
             train.augment_spec += f" {cfg.augment_options}"
     if not teacher_models:

@@ -10,6 +10,7 @@ import torch
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.distill.soft_targets import check_soft_targets, read_soft_targets
 from asr_kd.distill.teaching import TeachingConfig, attach_teaching
+from asr_kd.nnet.augment import FeatureStats
 from asr_kd.gmm.labels import num_pdfs
 from asr_kd.nnet.data import FrameData, concat_frames, load_split, load_unlabelled
 from asr_kd.nnet.evaluate import teacher_logits
@@ -110,6 +111,7 @@ def train_speech_model(
                 cfg=teaching,
                 temperature=loss_cfg.temperature,
                 logits=loss_cfg.loss == "logit_match",
+                feature_stats=FeatureStats.of_normalizer(FeatureNormalizer.of_features(fbank_dir)),
             )
         if train.teacher_model is not None:  # the online ensemble scores each batch: no stored targets read
             train.soft = None
