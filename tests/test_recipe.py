@@ -330,10 +330,11 @@ def test_teaching_levers_stage(tiny_run):
     r = run(args[:-2] + ["--stage", "17", "--stop-stage", "17"])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     table = json.loads((root / "exp" / "kd" / "table_5e_teaching.json").read_text())
-    assert [row["name"] for row in table["rows"]] == ["default"] + [f"lever{i}" for i in range(1, 13)] + ["control"]
+    assert [row["name"] for row in table["rows"]] == ["default"] + [f"lever{i}" for i in range(1, 15)] + ["control"]
     names = [row["label"] for row in table["rows"]]
-    assert names[0].startswith("default (stage 7") and names[-1].startswith("control") and len(names) == 14
+    assert names[0].startswith("default (stage 7") and names[-1].startswith("control") and len(names) == 16
     assert any("tempo views" in n for n in names) and any(n.startswith("T=4,") for n in names)
+    assert any("reverb + noise views" in n for n in names)  # the corpus's degradations, in the power domain
     assert any("hard weight 0:" in n for n in names)
     for row in table["rows"]:
         assert 0 <= row["agreement"] <= 1 and row["kl"] >= 0 and row["epochs"] >= 1
