@@ -49,6 +49,14 @@ class FeatureStats:
     mean: torch.Tensor  # (D,)
     std: torch.Tensor  # (D,)
 
+    def power(self, x: torch.Tensor) -> torch.Tensor:
+        """Mel power of normalised features."""
+        return (x * self.std.to(x) + self.mean.to(x)).exp()
+
+    def features(self, power: torch.Tensor) -> torch.Tensor:
+        """Normalised features of mel power (``power``'s inverse)."""
+        return (power.log() - self.mean.to(power)) / self.std.to(power)
+
     @classmethod
     def of_normalizer(cls, normalizer) -> "FeatureStats":
         return cls(torch.as_tensor(normalizer.global_mean).float(), torch.as_tensor(normalizer.global_std).float())
@@ -137,24 +145,23 @@ def _drawn(b: int, prob: float) -> torch.Tensor:
     return (torch.rand(b) < prob)[:, None, None]
 
 
+def _uniform(bounds: Tuple[float, float], *shape: int) -> torch.Tensor:
+    lo, hi = bounds
+    return lo + (hi - lo) * torch.rand(*shape)
+
+
 @register_augment("noise")
 def _noise(cfg: AugmentConfig, stats: Optional[FeatureStats]):
     stats = _power_domain(stats, "noise")
 
     def apply(x: torch.Tensor) -> torch.Tensor:
         b, _, d = x.shape
-        mean, std = stats.mean.to(x), stats.std.to(x)
-        log_mel = x * std + mean
-        power = log_mel.exp()
-        lo, hi = cfg.noise_snr_db
-        snr_db = lo + (hi - lo) * torch.rand(b, 1, 1)
-        tilt = cfg.noise_tilt_db * (2 * torch.rand(b, 1, 1) - 1) * torch.linspace(-0.5, 0.5, d)[None, None, :]
-        shape = (
-            mean[None, None, :] + tilt * (torch.log(torch.tensor(10.0)) / 10)
-        ).exp()  # the average spectrum, tilted
+        power = stats.power(x)
+        snr_db = _uniform(cfg.noise_snr_db, b, 1, 1)
+        tilt_db = cfg.noise_tilt_db * (2 * torch.rand(b, 1, 1) - 1) * torch.linspace(-0.5, 0.5, d)[None, None, :]
+        shape = stats.power(torch.zeros(1, 1, d)) * 10 ** (tilt_db / 10)  # the average spectrum, tilted
         level = power.mean((1, 2), keepdim=True) / shape.mean(2, keepdim=True) / 10 ** (snr_db / 10)
-        noisy = ((power + level * shape).log() - mean) / std
-        return torch.where(_drawn(b, cfg.noise_prob), noisy, x)
+        return torch.where(_drawn(b, cfg.noise_prob), stats.features(power + level * shape), x)
 
     return apply
 
@@ -165,10 +172,7 @@ def _reverb(cfg: AugmentConfig, stats: Optional[FeatureStats]):
 
     def apply(x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        mean, std = stats.mean.to(x), stats.std.to(x)
-        power = (x * std + mean).exp()
-        lo, hi = cfg.reverb_rt60
-        rt60 = lo + (hi - lo) * torch.rand(b, 1)
+        rt60 = _uniform(cfg.reverb_rt60, b, 1)
         lag = torch.arange(t, dtype=x.dtype)[None, :]
         decay = torch.exp(-13.8 * cfg.frame_shift * lag / rt60)  # power falls 60 dB over rt60
         tail = cfg.reverb_tail * decay / decay.sum(1, keepdim=True)  # (b, t): the tail's energy per frame of delay
@@ -177,8 +181,8 @@ def _reverb(cfg: AugmentConfig, stats: Optional[FeatureStats]):
         # frame i receives frame i - k's power times kernel[k]; before the window's first frame, nothing is known
         delay = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).clamp(min=-1)  # (t_out, t_in)
         weights = torch.where(delay >= 0, kernel[:, delay.clamp(min=0)], torch.zeros(()))  # (b, t_out, t_in)
-        reverberant = torch.bmm(weights, power)
-        return torch.where(_drawn(b, cfg.reverb_prob), ((reverberant.log() - mean) / std), x)
+        reverberant = torch.bmm(weights, stats.power(x))
+        return torch.where(_drawn(b, cfg.reverb_prob), stats.features(reverberant), x)
 
     return apply
 
