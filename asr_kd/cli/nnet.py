@@ -127,8 +127,9 @@ def diagnose_student(args) -> None:
     log.info("verdict: %s (%s, diagnosis.png beside it)", res["verdict"], path)
 
 
-def _table_on_split(args, table_frames, rows, ids, *teachers) -> None:
-    """A (5e) table command: ``table_frames`` on the frames of ``--split``, then the table shown."""
+def _table_on_split(args, table_frames, rows, *, ids, teachers=()) -> None:
+    """A (5e) table command: ``table_frames`` on the frames of ``--split`` (after ``teachers``, where the
+    table takes them), then the table shown; ``ids``: the rows' system ids, for ``--labels``."""
     from asr_kd.nnet.data import load_split
 
     table_frames(
@@ -149,7 +150,7 @@ def teaching_table_cmd(args) -> None:
     from asr_kd.stages.teaching import teaching_table_frames
 
     rows = [id_paths(r, "--rows") for r in args.rows]
-    _table_on_split(args, teaching_table_frames, rows, [sid for sid, _ in rows], args.teachers)
+    _table_on_split(args, teaching_table_frames, rows, ids=[sid for sid, _ in rows], teachers=[args.teachers])
 
 
 def teacher_row(spec: str) -> "TeacherRow":  # noqa: F821 (imported on use: it brings in torch)
@@ -169,7 +170,7 @@ def teacher_table_cmd(args) -> None:
     from asr_kd.stages.teaching import teacher_table_frames
 
     rows = [teacher_row(r) for r in args.rows]
-    _table_on_split(args, teacher_table_frames, rows, [r.name for r in rows])
+    _table_on_split(args, teacher_table_frames, rows, ids=[r.name for r in rows])
 
 
 def register(sub) -> None:
