@@ -31,9 +31,7 @@ from asr_kd.utils.device import torch_device
 @dataclass
 class TeachingConfig:
     online: bool = False  # the ensemble scores every training batch (after augmentation)
-    augment: str = (
-        "none"  # asr_kd.nnet.augment.AUGMENTATIONS chained with +: specaugment | mixup | tempo | noise | reverb
-    )
+    augment: str = "none"  # asr_kd.nnet.augment.AUGMENTATIONS, chained with +: mixup, tempo, noise, ...
     augment_options: AugmentConfig = field(default_factory=AugmentConfig)
     # untranscribed transfer audio: R x the training frames of the fbank folder's ``unlabelled`` split,
     # where the ensemble alone teaches (no hard-label term); 0: none

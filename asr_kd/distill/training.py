@@ -10,8 +10,8 @@ import torch
 from asr_kd.data.features import FeatureNormalizer
 from asr_kd.distill.soft_targets import check_soft_targets, read_soft_targets
 from asr_kd.distill.teaching import TeachingConfig, attach_teaching
-from asr_kd.nnet.augment import FeatureStats
 from asr_kd.gmm.labels import num_pdfs
+from asr_kd.nnet.augment import FeatureStats
 from asr_kd.nnet.data import FrameData, concat_frames, load_split, load_unlabelled
 from asr_kd.nnet.evaluate import teacher_logits
 from asr_kd.nnet.losses import LossConfig, build_criterion

@@ -179,7 +179,7 @@ def _reverb(cfg: AugmentConfig, stats: Optional[FeatureStats]):
         kernel = tail.clone()
         kernel[:, 0] += 1.0  # the direct sound
         # frame i receives frame i - k's power times kernel[k]; before the window's first frame, nothing is known
-        delay = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).clamp(min=-1)  # (t_out, t_in)
+        delay = torch.arange(t)[:, None] - torch.arange(t)[None, :]  # (t_out, t_in)
         weights = torch.where(delay >= 0, kernel[:, delay.clamp(min=0)], torch.zeros(()))  # (b, t_out, t_in)
         reverberant = torch.bmm(weights, stats.power(x))
         return torch.where(_drawn(b, cfg.reverb_prob), stats.features(reverberant), x)
