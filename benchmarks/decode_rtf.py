@@ -51,7 +51,7 @@ def main() -> None:
     systems = {
         "baseline": sorted(exp.glob("dnn/seed1/best.pt")),
         "ensemble": sorted(exp.glob("dnn/seed*/best.pt")),
-        "student": sorted(exp.glob("student_T2/seed101/best.pt")),
+        "student": sorted(exp.glob("student_T*/seed101/best.pt"))[:1],  # one student, whatever its T
     }
     for name, ckpts in systems.items():
         if not ckpts:

@@ -34,7 +34,10 @@ levers=(
 )
 # the paper's sweep on dev, around the recipe's T and hard weight, with the online mixup teacher (any T: no stored targets)
 hw=$(hard_weight "$config")
-for t in 1 4; do levers+=("T=$t, hard weight $hw: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --temperature $t"); done
+for t in 1 2 4; do
+  awk -v a="$t" -v b="$temperature" 'BEGIN { exit !(a + 0 == b + 0) }' && continue  # the recipe's own T is row 1
+  levers+=("T=$t, hard weight $hw: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --temperature $t")
+done
 for w in 0 1; do levers+=("T=$temperature, hard weight $w: cosine over 20 epochs, online ensemble on mixup views|$mixup_online --hard-weight $w"); done
 
 out=$exp/teaching

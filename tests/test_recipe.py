@@ -94,9 +94,9 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
     assert (root / "exp" / "mono" / "alignment_report.md").is_file()
     for member in ("seed1", "seed2"):
         assert (root / "exp" / "dnn" / member / "best.pt").is_file()
-    assert len(list((root / "exp" / "soft_T2").glob("soft_targets.*.h5"))) == 2  # --nj 2 shards
-    assert (root / "exp" / "student_T2" / "seed101" / "best.pt").is_file()
-    assert (root / "exp" / "student_T2" / "seed102" / "best.pt").is_file()
+    assert len(list((root / "exp" / "soft_T1").glob("soft_targets.*.h5"))) == 2  # --nj 2 shards
+    assert (root / "exp" / "student_T1" / "seed101" / "best.pt").is_file()
+    assert (root / "exp" / "student_T1" / "seed102" / "best.pt").is_file()
     import json
 
     table = json.loads((root / "exp" / "kd" / "table_5a.json").read_text())
@@ -124,7 +124,7 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
         assert heading in results
     sweep = json.loads((root / "exp" / "kd" / "table_5b_temperature.json").read_text())
     assert [(r["name"], r["label"]) for r in sweep["rows"]] == [("T1", "T=1"), ("T2", "T=2")]
-    assert [(p["a"], p["b"]) for p in sweep["significance"]["pairs"]] == [("T2", "T1")]
+    assert [(p["a"], p["b"]) for p in sweep["significance"]["pairs"]] == [("T1", "T2")]
     small = json.loads((root / "exp" / "kd" / "table_5c_small_data.json").read_text())
     assert len(small["rows"]) == 3 and "train frame accuracy (30% subset)" in small["rows"][1]
     assert small["rows"][1]["label"].startswith("hard labels") and small["significance"]["pairs"][0]["a"] == "hard"
@@ -151,7 +151,7 @@ def test_stages_produce_features_logs_and_markers(tiny_run):
         "GMM (monophone)",
         "baseline",
         "2-model ensemble",
-        "distilled student (T=2)",
+        "distilled student (T=1)",
     ]
     assert [r["seeds"] for r in rows.values()] == [1, 2, 1, 2]  # every baseline and student seed decoded
     test_words = sum(len(c.supervisions[0].text.split()) for c in test)
