@@ -460,7 +460,13 @@ def train_model(
             )
         tot = distributed.mean_over_ranks(tot, ranks)
         secs = time.time() - t0
-        dev_acc = model_frame_accuracy(model, dev)
+        # a student's one pass over dev gives its accuracy and its KL to the teacher
+        measures = (
+            model_teacher_measures(model, dev, dev.teacher_probs, temperature=criterion.cfg.temperature)
+            if dev.teacher_probs is not None
+            else None
+        )
+        dev_acc = measures["frame_acc"] if measures else model_frame_accuracy(model, dev)
         rec = {
             "epoch": epoch,
             "loss": tot / max(nb, 1),
@@ -471,9 +477,8 @@ def train_model(
                 nb * train.local_batch * ranks.world / secs if streamed else num_train / secs, 1
             ),
         }
-        if dev.teacher_probs is not None:  # a student: how close it is to its teacher off the training frames
-            m = model_teacher_measures(model, dev, dev.teacher_probs, temperature=criterion.cfg.temperature)
-            rec.update({"dev_kl": m["kl"], "dev_agreement": m["agreement"]})
+        if measures:  # a student: how close it is to its teacher off the training frames
+            rec.update({"dev_kl": measures["kl"], "dev_agreement": measures["agreement"]})
         history.append(rec)
         log.info(
             "%s epoch %d: loss %.4f, dev frame accuracy %.4f%s, lr %.2g, %.0f frames/s",
