@@ -288,3 +288,25 @@ def test_an_alignment_folder_records_what_it_was_made_from_so_later_commands_tak
     bare.mkdir()
     assert main(["train-dnn", "--ali-dir", str(bare), "--out", str(tmp_path / "n")]) == 1
     assert f"--fbank-dir not given, and {bare} records no fbank_dir (made_from.json): pass --fbank-dir" in caplog.text
+
+
+def test_an_online_teacher_makes_a_student_without_stored_targets(tiny_graph, tmp_path, caplog):
+    """--teacher-models with --online-teacher is a student (the ensemble scores every batch; its dev KL is
+    recorded); --teacher-models alone, with nothing to teach from, is one line saying what to pass."""
+    import json
+
+    root, _ = tiny_graph
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model:\n  context: 1\n  hidden: 16\n  num_layers: 1\ntrain:\n  epochs: 1\n")
+    common = ["train-dnn", "--config", str(conf), "--ali-dir", str(root / "exp"), "--epochs", "1"]
+    assert main(common + ["--out", str(tmp_path / "member")]) == 0
+    member = str(tmp_path / "member" / "best.pt")
+    assert main(common + ["--teacher-models", member, "--online-teacher", "--out", str(tmp_path / "student")]) == 0
+    history = json.loads((tmp_path / "student" / "history.json").read_text())
+    assert "dev_kl" in history[0]  # taught by the ensemble, not trained on hard labels
+    assert main(common + ["--teacher-models", member, "--out", str(tmp_path / "none")]) == 1
+    assert (
+        "--teacher-models without --soft-targets teaches nothing: pass --soft-targets, or --online-teacher"
+        in caplog.text
+    )
+    assert not (tmp_path / "none" / "best.pt").exists()

@@ -33,7 +33,17 @@ def train_dnn(args) -> None:
     ranks = distributed.init_from_env()  # under torchrun: one data-parallel model over the ranks
     if not ranks.main:
         logging.getLogger("asr_kd").setLevel(logging.WARNING)
-    distilling = bool(args.soft_targets or args.teachers)
+    teaching = section(args.config, "teaching", TeachingConfig)
+    overrides = (
+        ("online", args.online_teacher),
+        ("augment", args.augment),
+        ("unlabelled_ratio", args.unlabelled_ratio),
+    )
+    if any(v is not None for _, v in overrides):
+        teaching = replace(teaching, **{k: v for k, v in overrides if v is not None})
+        teaching.validate()
+    # a student: stored targets, teachers run on the fly, or the ensemble scoring every batch online
+    distilling = bool(args.soft_targets or args.teachers or (args.teacher_models and teaching.online))
     # a student's schedule: the train section with the student section's overrides (patient teaching)
     schedule = (
         section(args.config, "student", TrainConfig, base="train")
@@ -56,15 +66,6 @@ def train_dnn(args) -> None:
         model_cfg = replace(model_cfg, name=args.model)
     if args.hidden is not None:
         model_cfg = replace(model_cfg, hidden=args.hidden)
-    teaching = section(args.config, "teaching", TeachingConfig)
-    overrides = (
-        ("online", args.online_teacher),
-        ("augment", args.augment),
-        ("unlabelled_ratio", args.unlabelled_ratio),
-    )
-    if any(v is not None for _, v in overrides):
-        teaching = replace(teaching, **{k: v for k, v in overrides if v is not None})
-        teaching.validate()
     for key in ("select_on", "schedule", "halve_below", "max_halvings"):
         if getattr(args, key) is not None:
             train_cfg = replace(train_cfg, **{key: getattr(args, key)})

@@ -52,7 +52,13 @@ def train_speech_model(
     n = num_pdfs(ali_dir)
     dev = load_split(ali_dir, fbank_dir, corpus, split="dev")
     teacher_models = list(teacher_models or teachers or [])
-    distilling = bool(soft_targets or teachers)
+    # a student learns from stored targets, from teachers run on the fly, or from the online ensemble
+    distilling = bool(soft_targets or teachers or (teacher_models and teaching.online))
+    if teacher_models and not distilling:
+        raise ValueError(
+            "--teacher-models without --soft-targets teaches nothing: pass --soft-targets, or --online-teacher "
+            "(teaching.online) for the ensemble to score every batch"
+        )
     unlabelled_ratio = teaching.unlabelled_ratio
     if unlabelled_ratio and not (distilling and teacher_models):
         raise ValueError(
