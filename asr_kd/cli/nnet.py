@@ -19,7 +19,7 @@ from asr_kd.cli.common import (
 from asr_kd.distill.soft_targets import soft_targets_for_split
 from asr_kd.distill.teaching import TeachingConfig
 from asr_kd.utils.jobs import add_cmd_arg
-from asr_kd.distill.training import train_speech_model
+from asr_kd.distill.training import is_student, train_speech_model
 from asr_kd.nnet import distributed
 from asr_kd.nnet.losses import LOSSES, LossConfig
 from asr_kd.nnet.models import MODELS, ModelConfig
@@ -42,8 +42,7 @@ def train_dnn(args) -> None:
     if any(v is not None for _, v in overrides):
         teaching = replace(teaching, **{k: v for k, v in overrides if v is not None})
         teaching.validate()
-    # a student: stored targets, teachers run on the fly, or the ensemble scoring every batch online
-    distilling = bool(args.soft_targets or args.teachers or (args.teacher_models and teaching.online))
+    distilling = is_student(args.soft_targets, args.teachers, args.teacher_models, teaching=teaching)
     # a student's schedule: the train section with the student section's overrides (patient teaching)
     schedule = (
         section(args.config, "student", TrainConfig, base="train")

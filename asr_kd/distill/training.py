@@ -24,6 +24,11 @@ from asr_kd.nnet.train import TrainConfig, train_model
 log = logging.getLogger(__name__)
 
 
+def is_student(soft_targets, teachers, teacher_models, *, teaching: TeachingConfig) -> bool:
+    """A student learns from stored targets, from teachers run on the fly, or from the online ensemble."""
+    return bool(soft_targets or teachers or (teacher_models and teaching.online))
+
+
 def train_speech_model(
     ali_dir,
     fbank_dir,
@@ -52,8 +57,7 @@ def train_speech_model(
     n = num_pdfs(ali_dir)
     dev = load_split(ali_dir, fbank_dir, corpus, split="dev")
     teacher_models = list(teacher_models or teachers or [])
-    # a student learns from stored targets, from teachers run on the fly, or from the online ensemble
-    distilling = bool(soft_targets or teachers or (teacher_models and teaching.online))
+    distilling = is_student(soft_targets, teachers, teacher_models, teaching=teaching)
     if teacher_models and not distilling:
         raise ValueError(
             "--teacher-models without --soft-targets teaches nothing: pass --soft-targets, or --online-teacher "
