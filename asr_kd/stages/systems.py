@@ -107,7 +107,11 @@ def systems_table(exp, decoded: Sequence[Tuple[str, str]], out, *, title: str, r
             f"| {_pct(o.get('frame_agreement'))}% | {h.get('states', '-')} / {h.get('arcs', '-')} | {_pct(g.get('dev_wer'))}% "
             f"| {_pct(g.get('test_wer'))}%"
             + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
-            + (f" | {_pct(s['k2']['min_same_share'])}% ({s['k2']['rows']} decodes) |" if s["k2"] else " | not run |")
+            + (
+                f" | {_pct(s['k2']['min_same_share'])}% ({s['k2']['rows']} decode{'' if s['k2']['rows'] == 1 else 's'}) |"
+                if s["k2"]
+                else " | not run |"
+            )
         )
     with_nets = [s for s in systems if s["networks"]]
     if with_nets:
