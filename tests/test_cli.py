@@ -6,7 +6,9 @@ import argparse
 import gzip
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,15 +165,22 @@ def test_a_step_reads_a_model_folder_or_stops_naming_it(tmp_path):
 
 def test_a_k2_lattice_decode_runs_in_the_k2_environment_or_says_why_not(tmp_path):
     """steps' decode_python: --decoder k2-lattice picks the k2 environment's Python; with k2 opted
-    out the decode falls back to Kaldi's lattice search and says so; merely missing, the step stops
-    saying what to run; other decoders keep the project's Python."""
+    out or its build failed, the decode falls back to Kaldi's lattice search and says why; merely
+    missing, or cut short (a .venv-k2 without tools/k2_lane.sh's stamp), the step stops saying what to
+    run; other decoders keep the project's Python. Run in a copy of the scripts, apart from this
+    checkout's own .venv-k2."""
+    root = tmp_path / "root"
+    shutil.copytree(ROOT / "utils", root / "utils")
+    shutil.copy(ROOT / "path.sh", root / "path.sh")
+    (root / ".venv").symlink_to(ROOT / ".venv" if (ROOT / ".venv").exists() else Path(sys.executable).parents[1])
 
     def pick(opts, **env):
         script = (
-            f'help_message=x; . {ROOT}/utils/step.sh; decode_opts="{opts}"; decode_python; '
+            f'help_message=x; . {root}/utils/step.sh; decode_opts="{opts}"; decode_python; '
             'echo "$DECODE_PY|$decode_opts"'
         )
         environ = {k: v for k, v in os.environ.items() if k not in ("ASR_KD_NO_K2", "ASR_KD_K2_PYTHON")}
+        environ["PYTHONPATH"] = str(ROOT)
         return subprocess.run(
             ["bash", "-c", script], capture_output=True, text=True, timeout=60, env={**environ, **env}
         )
@@ -184,10 +193,23 @@ def test_a_k2_lattice_decode_runs_in_the_k2_environment_or_says_why_not(tmp_path
     r = pick("--decoder k2-lattice --beam 12", ASR_KD_K2_PYTHON=str(tmp_path / "none"), ASR_KD_NO_K2="1")
     assert r.returncode == 0 and r.stdout.strip() == "python|--decoder lattice --beam 12"
     assert "not k2: k2 was opted out" in r.stderr
-    r = pick("--decoder k2-lattice", ASR_KD_K2_PYTHON=str(tmp_path / "none"))
+    r = pick("--decoder k2-lattice")
     assert r.returncode == 1 and "needs the k2 environment" in r.stderr and "run ./setup.sh" in r.stderr
-    r = pick("--decoder kaldi", ASR_KD_K2_PYTHON=str(tmp_path / "none"))
+    r = pick("--decoder kaldi")
     assert r.returncode == 0 and r.stdout.strip() == "python|--decoder kaldi"
+    venv_python = root / ".venv-k2" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    shutil.copy(fake, venv_python)
+    r = pick("--decoder k2-lattice")  # a build cut short: no stamp
+    assert r.returncode == 1 and "needs the k2 environment" in r.stderr
+    (root / ".venv-k2.unavailable").write_text("ERROR: No space left on device\n")
+    r = pick("--decoder k2-lattice")
+    assert r.returncode == 0 and r.stdout.strip() == "python|--decoder lattice"
+    assert "could not build the k2 environment: ERROR: No space left on device" in r.stderr
+    (root / ".venv-k2.unavailable").unlink()
+    (root / ".venv-k2" / ".asr_kd_k2_setup").write_text("stamp\n")
+    r = pick("--decoder k2-lattice")
+    assert r.returncode == 0 and r.stdout.strip() == f"{venv_python}|--decoder k2-lattice"
 
 
 def _manifests(folder: Path, corpus: str) -> None:

@@ -24,6 +24,11 @@ venv=.venv-k2
 stamp="$venv/.asr_kd_k2_setup"
 want=$(cat tools/k2-requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  rm -f "$stamp"  # the stamp says "complete": a build cut short leaves none (utils/step.sh then ignores $venv)
+  free_gb=$(df -Pk . | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+  if [ "$free_gb" -lt 5 ] && [ ! -x "$venv/bin/python" ]; then  # torch 1.13.1 with its CUDA 11 libraries: 3.7 GB
+    echo "k2_lane.sh: $venv needs about 5 GB of disk; $free_gb GB free on $(pwd)" >&2; exit 1
+  fi
   echo "k2_lane.sh: creating $venv with $("$py" --version 2>&1)"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip

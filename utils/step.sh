@@ -11,7 +11,8 @@
 #   system_name SYSTEM       a table's row name for a GMM system (mono, tri1, tri2)
 #   recorded DIR NAME        what DIR records it was made from (made_from.json): fbank_dir, lang, corpus
 #   hard_weight CONFIG       the weight of the hard-label term in CONFIG's distill section
-#   k2_env                   K2_PYTHON := the k2 environment's Python (.venv-k2, or $ASR_KD_K2_PYTHON) and 0, or
+#   k2_env                   K2_PYTHON := the k2 environment's Python (.venv-k2 once set up complete, or
+#                            $ASR_KD_K2_PYTHON) and 0, or
 #                            K2_ABSENT := why there is none and 1 when k2 was opted out or could not be built;
 #                            exits saying what to run when it is merely missing
 #   decode_python            DECODE_PY := the Python that runs a decode with $decode_opts: the k2 environment's
@@ -62,7 +63,10 @@ print("%g" % section(sys.argv[1] or None, "distill", LossConfig).hard_weight)' "
 }
 k2_env() {
   K2_PYTHON=${ASR_KD_K2_PYTHON:-$_step_root/.venv-k2/bin/python} K2_ABSENT=""
-  [ -x "$K2_PYTHON" ] && return 0
+  # .venv-k2 counts once tools/k2_lane.sh stamped it complete: a build cut short has a python but no packages
+  if [ -x "$K2_PYTHON" ] && { [ -n "${ASR_KD_K2_PYTHON:-}" ] || [ -f "$_step_root/.venv-k2/.asr_kd_k2_setup" ]; }; then
+    return 0
+  fi
   if [ "${ASR_KD_NO_K2:-0}" = 1 ]; then
     K2_ABSENT="k2 was opted out (ASR_KD_NO_K2=1 or ./setup.sh --no-k2)"
   elif [ -f "$_step_root/.venv-k2.unavailable" ]; then
