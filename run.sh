@@ -26,7 +26,7 @@ topk_values="5 20"  # top-k soft targets compared with dense ones
 gmm_systems=mono    # stage 4's GMM systems (--triphones: "mono tri1 tri2"; tri1 deltas, tri2 LDA+MLLT)
 labels=mono         # whose alignments (pdfs) the networks of stages 5-15 train on
 label_systems="mono tri2"     # stage 16 repeats stages 5-7 and 13 on each of these systems' labels
-unlabelled_hours=0  # stage 0 also synthesises this many hours of untranscribed transfer audio (stage 18; --full: 0.75)
+unlabelled_hours=0  # stage 0 also synthesises this many hours of untranscribed transfer audio (stage 18; --full: 3.2)
 transfer_ratios="1 2 4"       # stage 18: students on labelled + R x as many untranscribed frames
 
 help_message="Usage: $0 [options]
@@ -98,7 +98,7 @@ A finished stage is skipped on rerun (marker in \$exp/done, log in \$exp/log)."
 root=.
 . utils/recipe.sh
 if $quick; then config=conf/tiny.yaml data=$data/quick exp=$exp/quick; fi
-expand_opt_ins 0.75  # --full, --triphones (utils/recipe.sh)
+expand_opt_ins 0.745  # the labelled hours: --full, --triphones (utils/recipe.sh)
 
 stage_key=$(stage_key_of "$config" -- "$ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction" \
                            "$topk_values $gmm_systems $labels $label_systems")

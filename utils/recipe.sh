@@ -29,12 +29,15 @@ fi
 # The speech recipes' default is the core experiment (stages 0-15: no analysis stages, no triphone
 # systems, the student exported and one file transcribed); --analysis, --triphones, --deploy-table
 # and --k2-members add the rest, --full all of it (a recipe that sets $full gets these options).
-# expand_opt_ins HOURS: apply --full (stop stage 19 unless --stop-stage is other than 15, HOURS of
-# untranscribed audio for stage 18 unless --unlabelled-hours was given) and --triphones.
+# expand_opt_ins HOURS: apply --full (stop stage 19 unless --stop-stage is other than 15; unless
+# --unlabelled-hours was given, enough untranscribed audio for stage 18's largest --transfer-ratios
+# beside HOURS of labelled audio: their product, plus 7% as an hour of audio holds about 345,000
+# feature frames, not 360,000) and --triphones.
 expand_opt_ins() {
   if $full; then
     analysis=true triphones=true deploy_table=true k2_members=all
-    [ "$unlabelled_hours" = 0 ] && unlabelled_hours=$1
+    [ "$unlabelled_hours" = 0 ] && unlabelled_hours=$(echo "$transfer_ratios" | tr ' ' '\n' |
+      awk -v h="$1" 'NF { if ($1 > m) m = $1 } END { printf "%.1f", int(h * m * 1.07 * 10 + 0.999) / 10 }')
     [ "$stop_stage" = 15 ] && stop_stage=19
   fi
   if $triphones && [ "$gmm_systems" = mono ]; then gmm_systems="mono tri1 tri2"; fi

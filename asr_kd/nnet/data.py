@@ -202,5 +202,8 @@ def load_unlabelled(fbank_dir, corpus: str, frames: int) -> FrameData:
         chosen.append(cut)
         total += cut.num_frames
     if total < frames:
-        raise ValueError(f"{path} holds {total} frames, fewer than the {frames} asked for: make a larger split")
+        raise ValueError(
+            f"{path} holds {total} frames, fewer than the {frames} asked for: make a larger split (stage 0's "
+            "--unlabelled-hours, or recipes/custom --unlabelled-dir) or ask for a smaller --unlabelled-ratio"
+        )
     return load_frames(CutSet.from_cuts(chosen), FeatureNormalizer.of_features(fbank_dir), with_labels=False)

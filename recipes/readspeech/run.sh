@@ -56,7 +56,7 @@ Stages:
 . $root/utils/recipe.sh
 
 text=$(from_caller "$text")
-expand_opt_ins 1  # --full (1 h of untranscribed audio for stage 18), --triphones (utils/recipe.sh)
+expand_opt_ins 1  # the labelled hours of --size default: --full, --triphones (utils/recipe.sh)
 [ -n "$config" ] || config=conf/$size.yaml
 [ -f "$config" ] || { echo "$0: config $config not found (--size tiny|default|large)" >&2; exit 1; }
 stage_key=$(stage_key_of "$config" -- "$text $ensemble_size $temperature $student_seeds $sweep_temperatures $small_fraction $topk_values $gmm_systems $labels $label_systems")
