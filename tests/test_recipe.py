@@ -26,6 +26,25 @@ def test_unknown_option_fails():
     assert r.returncode != 0 and "unknown option --no-such-option" in r.stderr
 
 
+def test_full_makes_enough_untranscribed_audio_for_the_largest_transfer_ratio():
+    """--full's untranscribed hours (utils/recipe.sh expand_opt_ins): labelled hours x the largest
+    --transfer-ratios x 1.07, rounded up to 0.1 h (an hour of digits' untranscribed audio held 345,545
+    frames, 359,870 of labelled: 3.2 h cover 4 x 268,103 labelled frames); a given --unlabelled-hours stays."""
+
+    def hours(labelled, ratios, given="0"):
+        script = (
+            f'full=true stop_stage=15 triphones=false gmm_systems=mono labels=mono transfer_ratios="{ratios}" '
+            f'unlabelled_hours={given}; eval "$(sed -n "/^expand_opt_ins() {{/,/^}}/p" {REPO}/utils/recipe.sh)"; '
+            f'expand_opt_ins {labelled}; echo "$unlabelled_hours $stop_stage"'
+        )
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+    assert hours(0.745, "1 2 4") == ["3.2", "19"]
+    assert 3.2 * 345_545 >= 4 * 268_103
+    assert hours(0.745, "1 2") == ["1.6", "19"] and hours(1, "4 1 2") == ["4.3", "19"]
+    assert hours(0.745, "1 2 4", given="0.5") == ["0.5", "19"]
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
