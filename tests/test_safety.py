@@ -487,3 +487,28 @@ def test_system_names_stay_inside_the_decode_folder(tmp_path):
     for bad in ("../x", "/etc", "a/../../b", "", "a\x00b"):
         with pytest.raises(ValueError, match="cannot be used in a path"):
             confined(tmp_path, bad, "system name")
+
+
+def test_a_stage_runs_once_at_a_time_per_exp_folder(tmp_path):
+    """run_stage (utils/stages.sh) holds a lock while a stage runs: a second run of the same stage on
+    the same exp folder stops with one line, and the first finishes and marks the stage done."""
+    exp = tmp_path / "exp"
+    script = f'exp={exp} stage=0 stop_stage=9 stage_key=k; . {ROOT}/utils/stages.sh; run_stage 3 demo sleep "$1"'
+    first = subprocess.Popen(
+        ["bash", "-c", script, "x", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lock = exp / "log" / "stage_3_demo.lock"
+    for _ in range(200):  # until the first run holds the lock (its stage log is opened after the lock)
+        if (exp / "log" / "stage_3_demo.log").exists():
+            break
+        time.sleep(0.05)
+    second = subprocess.run(["bash", "-c", script, "x", "0"], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    assert second.stderr.strip() == (
+        f"stage 3 (demo): already running in another process on {exp} (it holds {lock}); wait for it or stop it"
+    )
+    out, _ = first.communicate(timeout=30)
+    assert first.returncode == 0 and "finished in" in out
+    assert (exp / "done" / "stage_3_demo").read_text() == "k\n"
+    third = subprocess.run(["bash", "-c", script, "x", "0"], capture_output=True, text=True, timeout=30)
+    assert third.returncode == 0 and "done before, skipping" in third.stdout

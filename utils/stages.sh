@@ -15,12 +15,20 @@ run_stage() {
     echo "stage $n ($name): done before, skipping (remove $marker to redo)"
     return 0
   fi
+  # one run of a stage per exp folder: a second run.sh on the same folder would train over the first's models
+  local lock_fd lock="$exp/log/stage_${n}_${name}.lock"
+  exec {lock_fd}> "$lock"
+  if command -v flock >/dev/null && ! flock -n "$lock_fd"; then
+    echo "stage $n ($name): already running in another process on $exp (it holds $lock); wait for it or stop it" >&2
+    exit 1
+  fi
   echo "stage $n ($name): started $(date '+%F %T'), log: $log"
   local t0=$SECONDS
-  if ! ( set -o pipefail; "$@" 2>&1 | tee "$log" ); then
+  if ! ( set -o pipefail; "$@" {lock_fd}>&- 2>&1 | tee "$log" ); then
     echo "stage $n ($name): FAILED, see $log" >&2
     exit 1
   fi
+  exec {lock_fd}>&-
   echo "$stage_key" > "$marker.tmp" && mv "$marker.tmp" "$marker"
   printf '%s\t%s\t%s\n' "$n" "$name" "$((SECONDS - t0))" >> "$exp/log/stage_times.tsv"  # the RESULTS.md footer sums them
   echo "stage $n ($name): finished in $((SECONDS - t0)) s"
