@@ -171,6 +171,8 @@ def test_a_k2_lattice_decode_runs_in_the_k2_environment_or_says_why_not(tmp_path
     checkout's own .venv-k2."""
     root = tmp_path / "root"
     shutil.copytree(ROOT / "utils", root / "utils")
+    (root / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "k2_lane.sh", root / "tools" / "k2_lane.sh")
     shutil.copy(ROOT / "path.sh", root / "path.sh")
     (root / ".venv").symlink_to(ROOT / ".venv" if (ROOT / ".venv").exists() else Path(sys.executable).parents[1])
 

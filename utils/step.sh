@@ -63,8 +63,8 @@ print("%g" % section(sys.argv[1] or None, "distill", LossConfig).hard_weight)' "
 }
 k2_env() {
   K2_PYTHON=${ASR_KD_K2_PYTHON:-$_step_root/.venv-k2/bin/python} K2_ABSENT=""
-  # .venv-k2 counts once tools/k2_lane.sh stamped it complete: a build cut short has a python but no packages
-  if [ -x "$K2_PYTHON" ] && { [ -n "${ASR_KD_K2_PYTHON:-}" ] || [ -f "$_step_root/.venv-k2/.asr_kd_k2_setup" ]; }; then
+  # .venv-k2 counts once tools/k2_lane.sh finished setting it up (a build cut short has a python, no packages)
+  if [ -x "$K2_PYTHON" ] && { [ -n "${ASR_KD_K2_PYTHON:-}" ] || "$_step_root/tools/k2_lane.sh" --check; }; then
     return 0
   fi
   if [ "${ASR_KD_NO_K2:-0}" = 1 ]; then
