@@ -24,6 +24,7 @@ run_stage() {
   fi
   echo "stage $n ($name): started $(date '+%F %T'), log: $log"
   local t0=$SECONDS
+  # the stage's own processes do not inherit the lock: one left running would keep the stage locked
   if ! ( set -o pipefail; "$@" {lock_fd}>&- 2>&1 | tee "$log" ); then
     echo "stage $n ($name): FAILED, see $log" >&2
     exit 1
